@@ -1,0 +1,393 @@
+//! The key-value state machine that Raft replicates.
+//!
+//! Commands are applied in log order. Each command carries
+//! `(client_id, seq)`: a client numbers its writes 1, 2, 3, ... and retries a
+//! write with the same number, so a retried write is applied at most once
+//! and the retry gets the first result back (thesis §6.3).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Entry, Index, Payload, Term};
+
+/// A write a client asks the cluster to make.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// The client's id; 0 means "no duplicate detection".
+    pub client_id: u64,
+    /// The client's sequence number for this write (1, 2, 3, ...).
+    pub seq: u64,
+    /// What to do.
+    pub op: Op,
+}
+
+impl Command {
+    /// An estimate of the command's encoded size.
+    pub fn approx_size(&self) -> usize {
+        16 + match &self.op {
+            Op::Put { key, value } => key.len() + value.len(),
+            Op::Delete { key } => key.len(),
+            Op::Cas {
+                key,
+                expected,
+                value,
+            } => {
+                key.len()
+                    + expected.as_ref().map_or(0, String::len)
+                    + value.as_ref().map_or(0, String::len)
+            }
+        }
+    }
+}
+
+/// A key-value operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Set `key` to `value`.
+    Put {
+        /// The key.
+        key: String,
+        /// The new value.
+        value: String,
+    },
+    /// Remove `key`.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Compare-and-set: when the current value equals `expected` (`None`:
+    /// the key is absent), set it to `value` (`None`: delete it).
+    Cas {
+        /// The key.
+        key: String,
+        /// The value the key must have now.
+        expected: Option<String>,
+        /// The value to set.
+        value: Option<String>,
+    },
+}
+
+impl Op {
+    /// The key the operation touches.
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key } | Op::Cas { key, .. } => key,
+        }
+    }
+}
+
+/// What applying a command did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResult {
+    /// A put was applied; `prev` is the value it replaced.
+    Put {
+        /// The previous value.
+        prev: Option<String>,
+    },
+    /// A delete was applied; `prev` is the value it removed.
+    Delete {
+        /// The removed value.
+        prev: Option<String>,
+    },
+    /// A compare-and-set was evaluated.
+    Cas {
+        /// Whether the value matched and was replaced.
+        swapped: bool,
+        /// The value before the command.
+        prev: Option<String>,
+    },
+    /// The command's `seq` is older than the client's latest applied write:
+    /// a late retry whose result is no longer kept. It was not applied again.
+    Stale,
+}
+
+/// The result of applying one log entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The entry's index.
+    pub index: Index,
+    /// The entry's term.
+    pub term: Term,
+    /// For a command entry, its result (a duplicate gets the first result).
+    pub result: Option<OpResult>,
+}
+
+/// The newest write of one client, kept to answer its retries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct ClientRecord {
+    seq: u64,
+    result: OpResult,
+    index: Index,
+}
+
+/// How many clients' newest writes are remembered. When more clients write,
+/// the one that wrote longest ago is forgotten (its late retries get `Stale`).
+pub const MAX_CLIENTS: usize = 100_000;
+
+/// The replicated map plus the duplicate-detection table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvStore {
+    map: BTreeMap<String, String>,
+    clients: BTreeMap<u64, ClientRecord>,
+    /// `index -> client_id` of each client record, to evict the oldest.
+    client_age: BTreeMap<Index, u64>,
+    applied_index: Index,
+    applied_term: Term,
+}
+
+/// A snapshot's bytes that do not decode.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("corrupt state-machine snapshot: {0}")]
+pub struct SnapshotDecodeError(pub String);
+
+impl KvStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.map.get(key).map(String::as_str)
+    }
+
+    /// Up to `limit` keys starting with `prefix`, in order, with their values.
+    pub fn list(&self, prefix: &str, limit: usize) -> Vec<(String, String)> {
+        self.map
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The index of the last applied entry.
+    pub fn applied_index(&self) -> Index {
+        self.applied_index
+    }
+
+    /// The term of the last applied entry.
+    pub fn applied_term(&self) -> Term {
+        self.applied_term
+    }
+
+    /// Applies one committed entry. Entries must come in log order; an entry
+    /// at or below the applied index is ignored (it is already reflected).
+    pub fn apply(&mut self, entry: &Entry) -> Applied {
+        let mut applied = Applied {
+            index: entry.index,
+            term: entry.term,
+            result: None,
+        };
+        if entry.index <= self.applied_index {
+            return applied;
+        }
+        self.applied_index = entry.index;
+        self.applied_term = entry.term;
+        if let Payload::Command(cmd) = &entry.payload {
+            applied.result = Some(self.apply_command(cmd, entry.index));
+        }
+        applied
+    }
+
+    fn apply_command(&mut self, cmd: &Command, index: Index) -> OpResult {
+        if cmd.client_id != 0 {
+            if let Some(rec) = self.clients.get(&cmd.client_id) {
+                if cmd.seq == rec.seq {
+                    return rec.result.clone();
+                }
+                if cmd.seq < rec.seq {
+                    return OpResult::Stale;
+                }
+            }
+        }
+        let result = match &cmd.op {
+            Op::Put { key, value } => OpResult::Put {
+                prev: self.map.insert(key.clone(), value.clone()),
+            },
+            Op::Delete { key } => OpResult::Delete {
+                prev: self.map.remove(key),
+            },
+            Op::Cas {
+                key,
+                expected,
+                value,
+            } => {
+                let prev = self.map.get(key).cloned();
+                let swapped = prev == *expected;
+                if swapped {
+                    match value {
+                        Some(v) => self.map.insert(key.clone(), v.clone()),
+                        None => self.map.remove(key),
+                    };
+                }
+                OpResult::Cas { swapped, prev }
+            }
+        };
+        if cmd.client_id != 0 {
+            self.remember(cmd.client_id, cmd.seq, result.clone(), index);
+        }
+        result
+    }
+
+    fn remember(&mut self, client_id: u64, seq: u64, result: OpResult, index: Index) {
+        if let Some(old) = self.clients.insert(
+            client_id,
+            ClientRecord {
+                seq,
+                result,
+                index,
+            },
+        ) {
+            self.client_age.remove(&old.index);
+        }
+        self.client_age.insert(index, client_id);
+        while self.clients.len() > MAX_CLIENTS {
+            let Some((_, oldest)) = self.client_age.pop_first() else {
+                break;
+            };
+            self.clients.remove(&oldest);
+        }
+    }
+
+    /// Serializes the whole state (map, client table, applied index/term).
+    /// The encoding is deterministic: the same state gives the same bytes.
+    pub fn snapshot(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("serializing a KvStore to memory cannot fail")
+    }
+
+    /// Rebuilds a store from [`KvStore::snapshot`]'s bytes.
+    pub fn restore(data: &[u8]) -> Result<Self, SnapshotDecodeError> {
+        if data.is_empty() {
+            return Ok(Self::default());
+        }
+        postcard::from_bytes(data).map_err(|e| SnapshotDecodeError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(client_id: u64, seq: u64, k: &str, v: &str) -> Payload {
+        Payload::Command(Command {
+            client_id,
+            seq,
+            op: Op::Put {
+                key: k.into(),
+                value: v.into(),
+            },
+        })
+    }
+
+    fn entry(index: Index, payload: Payload) -> Entry {
+        Entry {
+            term: 1,
+            index,
+            payload,
+        }
+    }
+
+    #[test]
+    fn retried_write_applies_once_and_gets_first_result() {
+        let mut kv = KvStore::new();
+        let a = kv.apply(&entry(1, put(7, 1, "k", "a")));
+        assert_eq!(a.result, Some(OpResult::Put { prev: None }));
+        kv.apply(&entry(2, put(8, 1, "k", "b")));
+        // Client 7 retries seq 1: it must not overwrite "b".
+        let retry = kv.apply(&entry(3, put(7, 1, "k", "a")));
+        assert_eq!(retry.result, Some(OpResult::Put { prev: None }));
+        assert_eq!(kv.get("k"), Some("b"));
+        kv.apply(&entry(4, put(7, 2, "k", "c")));
+        let late = kv.apply(&entry(5, put(7, 1, "k", "a")));
+        assert_eq!(late.result, Some(OpResult::Stale));
+        assert_eq!(kv.get("k"), Some("c"));
+    }
+
+    #[test]
+    fn old_entries_are_ignored() {
+        let mut kv = KvStore::new();
+        kv.apply(&entry(1, put(0, 0, "k", "a")));
+        kv.apply(&entry(1, put(0, 0, "k", "b")));
+        assert_eq!(kv.get("k"), Some("a"));
+    }
+
+    #[test]
+    fn cas_and_delete() {
+        let mut kv = KvStore::new();
+        let cas = |i, exp: Option<&str>, val: Option<&str>| {
+            entry(
+                i,
+                Payload::Command(Command {
+                    client_id: 0,
+                    seq: 0,
+                    op: Op::Cas {
+                        key: "k".into(),
+                        expected: exp.map(Into::into),
+                        value: val.map(Into::into),
+                    },
+                }),
+            )
+        };
+        let r = kv.apply(&cas(1, Some("x"), Some("y"))).result;
+        assert_eq!(
+            r,
+            Some(OpResult::Cas {
+                swapped: false,
+                prev: None
+            })
+        );
+        let r = kv.apply(&cas(2, None, Some("y"))).result;
+        assert_eq!(
+            r,
+            Some(OpResult::Cas {
+                swapped: true,
+                prev: None
+            })
+        );
+        let r = kv.apply(&cas(3, Some("y"), None)).result;
+        assert_eq!(
+            r,
+            Some(OpResult::Cas {
+                swapped: true,
+                prev: Some("y".into())
+            })
+        );
+        assert_eq!(kv.get("k"), None);
+    }
+
+    #[test]
+    fn snapshot_round_trip_is_exact_and_deterministic() {
+        let mut kv = KvStore::new();
+        for i in 1..=50 {
+            kv.apply(&entry(i, put(i % 5, i, &format!("key{i}"), "v")));
+        }
+        let bytes = kv.snapshot();
+        let back = KvStore::restore(&bytes).unwrap();
+        assert_eq!(back, kv);
+        assert_eq!(back.snapshot(), bytes);
+        assert!(KvStore::restore(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn list_by_prefix() {
+        let mut kv = KvStore::new();
+        for (i, k) in ["a1", "a2", "b1", "a3"].iter().enumerate() {
+            kv.apply(&entry(i as u64 + 1, put(0, 0, k, "v")));
+        }
+        let keys: Vec<_> = kv.list("a", 2).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a1", "a2"]);
+        assert_eq!(kv.list("", 10).len(), 4);
+    }
+}

@@ -1,0 +1,171 @@
+//! The wire types shared by the server, the CLI and the browser dashboard:
+//! REST request and response bodies, the `/status` and `/cluster` shapes and
+//! the peer RPC batch. Plain serde structs; JSON on the REST API, postcard
+//! (compact binary) on the peer RPC.
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::Message;
+use crate::types::{Index, NodeId, Role, Term};
+
+/// Response header naming the leader's id and base URL: `2 http://127.0.0.1:3002`.
+pub const HEADER_LEADER: &str = "x-raft-leader";
+/// Response header naming the node that served the request.
+pub const HEADER_SERVED_BY: &str = "x-raft-served-by";
+/// Response header set (`1`) when a follower forwarded the request to the leader.
+pub const HEADER_FORWARDED: &str = "x-raft-forwarded";
+/// Request header: the client's id for duplicate detection (non-zero u64).
+pub const HEADER_CLIENT_ID: &str = "x-raft-client-id";
+/// Request header: the client's sequence number of this write.
+pub const HEADER_CLIENT_SEQ: &str = "x-raft-client-seq";
+/// Request header carrying the cluster token on the peer RPC and admin endpoints.
+pub const HEADER_CLUSTER_TOKEN: &str = "x-raft-cluster-token";
+
+/// `PUT /key/{key}` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutRequest {
+    /// The new value.
+    pub value: String,
+}
+
+/// `GET /key/{key}` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// The key.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// The answer to a committed write (`PUT` or `DELETE /key/{key}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteResponse {
+    /// The key written.
+    pub key: String,
+    /// The log index at which the write was committed and applied.
+    pub index: Index,
+    /// The value before the write (`None`: the key was absent).
+    pub prev: Option<String>,
+    /// The node whose Raft log took the write (the leader).
+    pub served_by: NodeId,
+}
+
+/// `GET /keys?prefix=&limit=` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListResponse {
+    /// Matching keys with their values, in key order.
+    pub items: Vec<KeyValue>,
+    /// Whether more keys match than `limit` allowed.
+    pub truncated: bool,
+}
+
+/// Every error answer: `{"error": "...", ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A one-line human-readable message.
+    pub error: String,
+    /// The leader's id, when known and relevant (e.g. on 503).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<NodeId>,
+    /// The leader's base URL, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_url: Option<String>,
+}
+
+/// A follower's replication state, as the leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowerStatus {
+    /// The follower's id.
+    pub id: NodeId,
+    /// The highest index known to be replicated on it.
+    pub match_index: Index,
+    /// The next index the leader will send it.
+    pub next_index: Index,
+    /// `probe`, `replicate` or `snapshot`.
+    pub state: String,
+    /// Entries behind the leader's last index.
+    pub lag: u64,
+    /// Ticks since the leader last heard from it.
+    pub ticks_since_contact: u64,
+    /// Milliseconds since the leader last heard from it (ticks × tick length).
+    pub ms_since_contact: u64,
+}
+
+/// `GET /status` answer: one node's view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// This node's id.
+    pub id: NodeId,
+    /// This node's base URL.
+    pub url: String,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// The leader it knows of (`None`: none known).
+    pub leader: Option<NodeId>,
+    /// Who it voted for in `term`.
+    pub vote: Option<NodeId>,
+    /// Last log index.
+    pub last_index: Index,
+    /// Commit index.
+    pub commit_index: Index,
+    /// Applied index.
+    pub applied_index: Index,
+    /// Index of the newest snapshot (0: none).
+    pub snapshot_index: Index,
+    /// Voting members.
+    pub members: Vec<NodeId>,
+    /// Number of keys in the state machine.
+    pub keys: u64,
+    /// On the leader: each follower's progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub followers: Option<Vec<FollowerStatus>>,
+}
+
+/// One member as seen through `GET /cluster`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// The member's id.
+    pub id: NodeId,
+    /// The member's base URL.
+    pub url: String,
+    /// Its `/status`, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusResponse>,
+    /// Why it could not be reached, when it did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /cluster` answer, gathered by the serving node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterResponse {
+    /// The node that gathered the answer.
+    pub served_by: NodeId,
+    /// The leader, as most recently known by the serving node.
+    pub leader: Option<NodeId>,
+    /// Every member, in id order.
+    pub members: Vec<MemberStatus>,
+}
+
+/// The peer RPC body (`POST /raft/messages`), postcard-encoded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerBatch {
+    /// The sending node.
+    pub from: NodeId,
+    /// Messages in send order.
+    pub messages: Vec<Message>,
+}
+
+impl PeerBatch {
+    /// Encodes the batch for the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("serializing to memory cannot fail")
+    }
+
+    /// Decodes a batch received from the wire.
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}

@@ -1,0 +1,1 @@
+//! The raft-kv dashboard.
