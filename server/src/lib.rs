@@ -1,0 +1,1 @@
+//! raft-kv-server library.
