@@ -242,14 +242,10 @@ impl KvStore {
     }
 
     fn remember(&mut self, client_id: u64, seq: u64, result: OpResult, index: Index) {
-        if let Some(old) = self.clients.insert(
-            client_id,
-            ClientRecord {
-                seq,
-                result,
-                index,
-            },
-        ) {
+        if let Some(old) = self
+            .clients
+            .insert(client_id, ClientRecord { seq, result, index })
+        {
             self.client_age.remove(&old.index);
         }
         self.client_age.insert(index, client_id);

@@ -3,16 +3,33 @@
 //! The Raft consensus protocol and the replicated key-value state machine as
 //! a pure, deterministic library: no IO, no clock, no threads, no global
 //! randomness. Drivers (the tokio server, the browser simulator, the tests)
-//! feed it ticks and messages and carry out what each [`Ready`] asks.
+//! feed it ticks and messages through [`RawNode`] and carry out what each
+//! [`Ready`] asks: persist, then send, then apply.
+//!
+//! Layers, from pure arithmetic upward: [`quorum`] → [`progress`] →
+//! `log` → `raft` → [`raw_node`].
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod kv;
+mod log;
 pub mod message;
+pub mod progress;
+pub mod quorum;
+mod raft;
+pub mod raw_node;
+pub mod rng;
 pub mod types;
 pub mod wire;
 
+#[cfg(feature = "faults")]
+pub use config::Faults;
+pub use config::{Config, ConfigError, NotAccepted, StepError};
 pub use kv::{Applied, Command, KvStore, Op, OpResult};
 pub use message::{Message, MessageBody};
+pub use progress::ProgressState;
+pub use raft::ReadState;
+pub use raw_node::{FollowerProgress, RawNode, Ready, SoftState, Status};
 pub use types::{
     Entry, HardState, Index, Membership, NodeId, Payload, PersistedState, Role, Snapshot,
     SnapshotMeta, Term,

@@ -1,0 +1,142 @@
+//! Node configuration and the crate's error types.
+
+use crate::types::NodeId;
+
+/// How a node behaves. Timeouts are counted in ticks of the driver's clock.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's id (non-zero).
+    pub id: NodeId,
+    /// Base election timeout in ticks; each wait is drawn from
+    /// `election_tick..2*election_tick` (paper §5.2).
+    pub election_tick: u64,
+    /// Heartbeat interval in ticks; must be below `election_tick`.
+    pub heartbeat_tick: u64,
+    /// Ask for pre-votes before raising the term (thesis §9.6).
+    pub pre_vote: bool,
+    /// A leader that has not heard from a majority for an election timeout
+    /// steps down, and voters ignore vote requests while they hear from a
+    /// leader (thesis §6.2, §4.2.3).
+    pub check_quorum: bool,
+    /// Unanswered appends allowed per follower in replicate state.
+    pub max_inflight: usize,
+    /// Upper bound on the entry bytes in one append message.
+    pub max_batch_bytes: usize,
+    /// Upper bound on the entry bytes handed out to apply in one `Ready`.
+    pub max_apply_bytes: usize,
+    /// Seed of the node's PRNG (election jitter).
+    pub seed: u64,
+    /// Test-only protocol faults.
+    #[cfg(feature = "faults")]
+    pub faults: Faults,
+}
+
+impl Config {
+    /// Defaults: election 10 ticks, heartbeat 1 tick, PreVote and
+    /// CheckQuorum on, 256 in flight, 1 MiB batches.
+    pub fn new(id: NodeId) -> Self {
+        Config {
+            id,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            pre_vote: true,
+            check_quorum: true,
+            max_inflight: 256,
+            max_batch_bytes: 1 << 20,
+            max_apply_bytes: 4 << 20,
+            seed: id,
+            #[cfg(feature = "faults")]
+            faults: Faults::default(),
+        }
+    }
+
+    /// Checks the values make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError("node id must not be 0".into()));
+        }
+        if self.heartbeat_tick == 0 {
+            return Err(ConfigError("heartbeat_tick must be at least 1".into()));
+        }
+        if self.election_tick <= self.heartbeat_tick {
+            return Err(ConfigError(
+                "election_tick must be greater than heartbeat_tick".into(),
+            ));
+        }
+        if self.max_inflight == 0 {
+            return Err(ConfigError("max_inflight must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Deliberate protocol bugs, to prove the simulator's checkers find them.
+/// Only compiled with the `faults` feature, which no product build enables.
+#[cfg(feature = "faults")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Commit by counting replicas of entries from earlier terms (the
+    /// figure 8 bug, paper §5.4.2).
+    pub commit_previous_term: bool,
+    /// Report the vote as unchanged in the hard state, so it is never
+    /// persisted and a restarted node can vote twice in one term.
+    pub forget_vote: bool,
+    /// Answer read requests at the local commit index without confirming
+    /// leadership with a quorum (no ReadIndex round).
+    pub stale_reads: bool,
+}
+
+/// An invalid [`Config`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid raft config: {0}")]
+pub struct ConfigError(pub String);
+
+/// Why a proposal, a read or a transfer was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAccepted {
+    /// This node is not the leader; `leader` is the one it knows (if any).
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The known leader.
+        leader: Option<NodeId>,
+    },
+    /// A leadership transfer is in progress; retry shortly.
+    #[error("leadership transfer in progress")]
+    Transferring,
+    /// The request names a node that is not a member.
+    #[error("node {0} is not a member")]
+    UnknownNode(NodeId),
+    /// The snapshot index is not usable (not applied yet, or not newer).
+    #[error("cannot snapshot at index {index}: {reason}")]
+    BadSnapshot {
+        /// The requested index.
+        index: u64,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Why a message from the network was rejected. Rejected messages change
+/// nothing; the node counts them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// The message is addressed to another node.
+    #[error("message for node {to} delivered to node {me}")]
+    WrongRecipient {
+        /// The addressee.
+        to: NodeId,
+        /// This node.
+        me: NodeId,
+    },
+    /// The sender is not a member (or is this node).
+    #[error("message from unknown node {0}")]
+    UnknownSender(NodeId),
+    /// The message's fields contradict each other.
+    #[error("malformed {kind} message: {reason}")]
+    Malformed {
+        /// The message kind.
+        kind: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}

@@ -1,0 +1,270 @@
+//! Log replication: the leader's side (appends, heartbeats, snapshots,
+//! commit) and the follower's side (log matching, conflict truncation).
+
+use super::Raft;
+use crate::message::MessageBody;
+use crate::progress::ProgressState;
+use crate::quorum;
+use crate::types::{Entry, Index, NodeId, Role, Snapshot, Term};
+
+impl Raft {
+    // ----- leader -----
+
+    /// Sends `to` as many appends as its window allows. With `force`, sends
+    /// one (possibly empty) append even when there is nothing new, to carry
+    /// the commit index or to probe.
+    pub(super) fn replicate_to(&mut self, to: NodeId, force: bool) {
+        let mut sent_any = false;
+        loop {
+            let Some(pr) = self.progress.get(&to) else {
+                return;
+            };
+            if pr.is_paused(self.cfg.max_inflight) {
+                return;
+            }
+            let next = pr.next_index;
+            if next > self.log.last_index() && (sent_any || !force) {
+                return;
+            }
+            let prev_index = next - 1;
+            let Some(prev_term) = self.log.term(prev_index) else {
+                // The follower needs entries we compacted away (paper §7).
+                self.send_snapshot(to);
+                return;
+            };
+            let entries = self.log.slice(next, self.cfg.max_batch_bytes);
+            let last = entries.last().map_or(prev_index, |e| e.index);
+            let empty = entries.is_empty();
+            if let Some(pr) = self.progress.get_mut(&to) {
+                if !(empty && pr.state == ProgressState::Replicate) {
+                    pr.sent(last);
+                }
+            }
+            let commit = self.log.commit;
+            self.send(
+                to,
+                MessageBody::Append {
+                    prev_index,
+                    prev_term,
+                    entries,
+                    commit,
+                },
+            );
+            sent_any = true;
+            if empty {
+                return;
+            }
+        }
+    }
+
+    fn send_snapshot(&mut self, to: NodeId) {
+        let snapshot = self.log.snapshot.clone();
+        let index = snapshot.meta.index;
+        if let Some(pr) = self.progress.get_mut(&to) {
+            pr.become_snapshot(index);
+        }
+        self.send(to, MessageBody::InstallSnapshot { snapshot });
+    }
+
+    pub(super) fn broadcast_heartbeat(&mut self) {
+        let read_ctx = self.reads.round;
+        for id in self.peers() {
+            let Some(pr) = self.progress.get(&id) else {
+                continue;
+            };
+            // Only what the follower is known to hold may be marked
+            // committed on it: its log may still diverge after `match`.
+            let commit = self.log.commit.min(pr.match_index);
+            self.send(id, MessageBody::Heartbeat { commit, read_ctx });
+        }
+    }
+
+    /// After the commit index moved, lets every follower know.
+    pub(super) fn broadcast_commit(&mut self) {
+        for id in self.peers() {
+            self.replicate_to(id, true);
+        }
+    }
+
+    /// Commits the highest index replicated on a majority, but only if that
+    /// entry is from the current term (paper §5.4.2, figure 8): entries of
+    /// earlier terms are committed indirectly, by the Log Matching Property.
+    pub(super) fn maybe_commit(&mut self) -> bool {
+        let me = self.id();
+        let mut matched: Vec<Index> = self
+            .membership
+            .voters
+            .iter()
+            .map(|&id| {
+                if id == me {
+                    self.log.persisted
+                } else {
+                    self.progress.get(&id).map_or(0, |p| p.match_index)
+                }
+            })
+            .collect();
+        let index = quorum::committed_index(&mut matched);
+        if index <= self.log.commit {
+            return false;
+        }
+        let current_term = self.log.term(index) == Some(self.term);
+        #[cfg(feature = "faults")]
+        let current_term = current_term || self.cfg.faults.commit_previous_term;
+        if !current_term {
+            return false;
+        }
+        self.log.commit_to(index);
+        self.release_reads_waiting_for_commit();
+        true
+    }
+
+    pub(super) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        success: bool,
+        index: Index,
+        hint_index: Index,
+        hint_term: Term,
+    ) {
+        let max_inflight = self.cfg.max_inflight;
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        pr.ticks_since_contact = 0;
+        if success {
+            let was_paused = pr.is_paused(max_inflight);
+            if pr.maybe_update(index) {
+                match pr.state {
+                    ProgressState::Probe => pr.become_replicate(),
+                    ProgressState::Snapshot { index: s } if pr.match_index >= s => {
+                        pr.become_replicate()
+                    }
+                    _ => {}
+                }
+                if self.maybe_commit() {
+                    self.broadcast_commit();
+                }
+                self.replicate_to(from, false);
+                self.maybe_send_timeout_now(from);
+            } else if was_paused {
+                self.replicate_to(from, false);
+            }
+            return;
+        }
+        // A rejection. Ignore answers to appends we already moved past.
+        let stale = match pr.state {
+            ProgressState::Replicate => index <= pr.match_index,
+            ProgressState::Probe => index + 1 != pr.next_index,
+            ProgressState::Snapshot { .. } => true,
+        };
+        if stale || index == 0 {
+            return;
+        }
+        // Fast back-off: jump to the last index where our log can agree
+        // with the follower's hint, skipping a whole term per round trip.
+        let snap_index = self.log.snapshot.meta.index;
+        let probe = if hint_index < snap_index {
+            hint_index
+        } else {
+            self.log.conflict_hint(hint_index, hint_term).0
+        };
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.become_probe((probe + 1).min(index));
+        self.replicate_to(from, true);
+    }
+
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, read_ctx: u64) {
+        let snapshot_retry = 2 * self.cfg.election_tick;
+        let last = self.log.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        pr.ticks_since_contact = 0;
+        pr.read_acked = pr.read_acked.max(read_ctx);
+        match pr.state {
+            ProgressState::Probe => pr.probe_sent = false,
+            // The snapshot (or its answer) may have been lost: try again.
+            ProgressState::Snapshot { .. } if pr.ticks_in_snapshot >= snapshot_retry => {
+                let next = pr.match_index + 1;
+                pr.become_probe(next);
+            }
+            _ => {}
+        }
+        if pr.match_index < last {
+            self.replicate_to(from, false);
+        }
+        self.release_confirmed_reads();
+    }
+
+    // ----- follower -----
+
+    pub(super) fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_index: Index,
+        prev_term: Term,
+        entries: &[Entry],
+        commit: Index,
+    ) {
+        if prev_index < self.log.commit {
+            // Everything up to our commit index already matches the leader
+            // (Leader Completeness); report it so the leader moves on.
+            let index = self.log.commit;
+            self.send(from, ack(index));
+            return;
+        }
+        if self.log.matches(prev_index, prev_term) {
+            let last_new = self.log.append_from_leader(prev_index, entries);
+            // Only what this message proved to match may be committed here.
+            self.log.commit_to(commit.min(last_new));
+            self.send(from, ack(last_new));
+        } else {
+            let (hint_index, hint_term) = self.log.conflict_hint(prev_index, prev_term);
+            self.send(
+                from,
+                MessageBody::AppendResponse {
+                    success: false,
+                    index: prev_index,
+                    hint_index,
+                    hint_term,
+                },
+            );
+        }
+    }
+
+    pub(super) fn handle_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
+        let meta = &snapshot.meta;
+        if meta.index <= self.log.commit {
+            let index = self.log.commit;
+            self.send(from, ack(index));
+            return;
+        }
+        if self.log.matches(meta.index, meta.term) {
+            // We already hold the snapshot's last entry, so our log matches
+            // up to there: just learn that it is committed.
+            let index = meta.index;
+            self.log.commit_to(index);
+            self.send(from, ack(index));
+            return;
+        }
+        let index = meta.index;
+        self.membership = meta.membership.clone();
+        self.log.restore_snapshot(snapshot.clone());
+        self.received_snapshot = Some(snapshot);
+        debug_assert_eq!(self.role, Role::Follower);
+        self.send(from, ack(index));
+    }
+}
+
+fn ack(index: Index) -> MessageBody {
+    MessageBody::AppendResponse {
+        success: true,
+        index,
+        hint_index: 0,
+        hint_term: 0,
+    }
+}

@@ -1,0 +1,390 @@
+//! The driver-facing API: inputs in, [`Ready`] out (raft-rs's `RawNode`).
+//!
+//! ```
+//! use raft_core::{Command, Config, Membership, Op, PersistedState, RawNode};
+//!
+//! // A single-node cluster elects itself and commits a put.
+//! let mut node = RawNode::new(Config::new(1), Membership::new(vec![1]), PersistedState::default()).unwrap();
+//! let mut store = raft_core::KvStore::new();
+//! node.campaign();
+//! let mut index = None;
+//! for _ in 0..10 {
+//!     if node.is_leader() && index.is_none() {
+//!         let op = Op::Put { key: "k".into(), value: "v".into() };
+//!         index = Some(node.propose(Command { client_id: 0, seq: 0, op }).unwrap());
+//!     }
+//!     let ready = node.ready();
+//!     // 1. persist ready.snapshot / ready.entries / ready.hard_state (fsync)
+//!     // 2. send ready.messages
+//!     // 3. apply ready.committed_entries
+//!     for entry in &ready.committed_entries {
+//!         store.apply(entry);
+//!     }
+//!     node.advance(ready);
+//! }
+//! assert_eq!(store.get("k"), Some("v"));
+//! ```
+
+use crate::config::{Config, ConfigError, NotAccepted, StepError};
+use crate::kv::Command;
+use crate::log::RaftLog;
+use crate::message::Message;
+use crate::progress::ProgressState;
+use crate::raft::{Raft, ReadState};
+use crate::types::{
+    Entry, HardState, Index, Membership, NodeId, Payload, PersistedState, Role, Snapshot,
+    SnapshotMeta, Term,
+};
+
+/// What the driver must do next, in this order:
+///
+/// 1. Persist `snapshot` (and restore the state machine from it), then
+///    `entries` (an entry at an index already stored replaces it and all
+///    after it), then `hard_state`; make them durable (one fsync).
+/// 2. Only then send `messages`: a vote or an acknowledgement must never
+///    leave before the state it promises is on disk.
+/// 3. Apply `committed_entries` in order and answer waiting clients.
+/// 4. Serve `read_states` once the applied index reaches their index; fail
+///    the reads in `dropped_reads`.
+/// 5. Hand the `Ready` back with [`RawNode::advance`].
+#[derive(Debug, Default)]
+#[must_use = "a Ready must be carried out and handed back with advance()"]
+pub struct Ready {
+    /// The new hard state, when it changed.
+    pub hard_state: Option<HardState>,
+    /// A snapshot received from the leader: persist it and restore the
+    /// state machine from it before applying `committed_entries`.
+    pub snapshot: Option<Snapshot>,
+    /// Entries to append to the durable log.
+    pub entries: Vec<Entry>,
+    /// Messages to send after persisting.
+    pub messages: Vec<Message>,
+    /// Committed entries to apply, in log order.
+    pub committed_entries: Vec<Entry>,
+    /// Linearizable reads that may be served once applied up to their index.
+    pub read_states: Vec<ReadState>,
+    /// Contexts of reads that will not be answered (leadership lost).
+    pub dropped_reads: Vec<u64>,
+    /// The role and leader, when either changed.
+    pub soft_state: Option<SoftState>,
+}
+
+/// Volatile state worth reporting when it changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoftState {
+    /// This node's role.
+    pub role: Role,
+    /// The leader it knows (0: none).
+    pub leader: NodeId,
+}
+
+/// A follower's replication state as the leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FollowerProgress {
+    /// The follower.
+    pub id: NodeId,
+    /// Highest index known replicated on it.
+    pub match_index: Index,
+    /// Next index to send.
+    pub next_index: Index,
+    /// Replication mode.
+    pub state: ProgressState,
+    /// Ticks since it last answered.
+    pub ticks_since_contact: u64,
+}
+
+/// A snapshot of a node's state for `/status`, metrics and the dashboard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Node id.
+    pub id: NodeId,
+    /// Role.
+    pub role: Role,
+    /// Current term.
+    pub term: Term,
+    /// Vote in the current term (0: none).
+    pub vote: NodeId,
+    /// Known leader (0: none).
+    pub leader: NodeId,
+    /// First index held in memory.
+    pub first_index: Index,
+    /// Last log index.
+    pub last_index: Index,
+    /// Commit index.
+    pub commit: Index,
+    /// Highest index handed out to apply.
+    pub applied: Index,
+    /// Highest index known durable.
+    pub persisted: Index,
+    /// Index of the newest snapshot.
+    pub snapshot_index: Index,
+    /// Voting members.
+    pub membership: Membership,
+    /// Leader only: each follower's progress, in id order.
+    pub followers: Vec<FollowerProgress>,
+    /// The target of a leadership transfer in progress.
+    pub transferee: Option<NodeId>,
+    /// Messages rejected as malformed or misaddressed so far.
+    pub rejected_messages: u64,
+}
+
+/// A Raft node driven from outside: the only way in and out of the protocol.
+pub struct RawNode {
+    raft: Raft,
+    prev_hard_state: HardState,
+    prev_soft_state: SoftState,
+}
+
+impl RawNode {
+    /// Creates a node from what it persisted (`PersistedState::default()` for
+    /// a brand-new node). `initial` is the membership to use when nothing
+    /// persisted names one (a new cluster's static member list).
+    pub fn new(
+        config: Config,
+        initial: Membership,
+        persisted: PersistedState,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let PersistedState {
+            hard_state,
+            snapshot,
+            entries,
+        } = persisted;
+        let snapshot = snapshot.unwrap_or_default();
+        let membership = if snapshot.meta.index > 0 {
+            snapshot.meta.membership.clone()
+        } else {
+            initial
+        };
+        if membership.voters.is_empty() {
+            return Err(ConfigError("the membership has no voters".into()));
+        }
+        let log = RaftLog::restore(snapshot, entries, hard_state.commit);
+        let raft = Raft::new(config, membership, hard_state, log);
+        let prev_hard_state = raft.hard_state();
+        let prev_soft_state = SoftState {
+            role: raft.role,
+            leader: raft.leader,
+        };
+        Ok(RawNode {
+            raft,
+            prev_hard_state,
+            prev_soft_state,
+        })
+    }
+
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        self.raft.tick();
+    }
+
+    /// Delivers a message from a peer. Malformed or misaddressed messages
+    /// are rejected (and counted) without changing anything.
+    pub fn step(&mut self, msg: Message) -> Result<(), StepError> {
+        self.raft.step(msg)
+    }
+
+    /// Proposes a command; returns the index it will have if committed.
+    /// The outcome arrives in `committed_entries`: the entry at that index
+    /// with this node's current term is the command (another term there
+    /// means it was lost and may be retried with the same `(client_id, seq)`).
+    pub fn propose(&mut self, command: Command) -> Result<Index, NotAccepted> {
+        self.raft.check_can_propose()?;
+        Ok(self.raft.append_entry(Payload::Command(command)))
+    }
+
+    /// Starts a linearizable read; its answer comes as a [`ReadState`] or a
+    /// dropped context in a later `Ready`.
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), NotAccepted> {
+        self.raft.read_index(ctx)
+    }
+
+    /// Asks the leader to hand leadership to `to` (thesis §3.10).
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), NotAccepted> {
+        self.raft.transfer_leader(to)
+    }
+
+    /// Starts an election now (as if the election timer fired).
+    pub fn campaign(&mut self) {
+        self.raft.campaign();
+    }
+
+    /// The metadata a snapshot at `index` must carry. `index` must be
+    /// applied and newer than the current snapshot.
+    pub fn snapshot_meta(&self, index: Index) -> Result<SnapshotMeta, NotAccepted> {
+        let log = &self.raft.log;
+        if index > log.applied {
+            return Err(NotAccepted::BadSnapshot {
+                index,
+                reason: "not applied yet",
+            });
+        }
+        if index <= log.snapshot.meta.index {
+            return Err(NotAccepted::BadSnapshot {
+                index,
+                reason: "not newer than the current snapshot",
+            });
+        }
+        let term = log.term(index).ok_or(NotAccepted::BadSnapshot {
+            index,
+            reason: "not in the log",
+        })?;
+        Ok(SnapshotMeta {
+            index,
+            term,
+            membership: self.raft.membership.clone(),
+        })
+    }
+
+    /// Installs a snapshot the driver took (and already persisted) and drops
+    /// the log entries it covers. The snapshot is also what lagging
+    /// followers will be sent.
+    pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), NotAccepted> {
+        let meta = self.snapshot_meta(snapshot.meta.index)?;
+        if meta != snapshot.meta {
+            return Err(NotAccepted::BadSnapshot {
+                index: meta.index,
+                reason: "metadata does not match the log",
+            });
+        }
+        self.raft.log.compact(snapshot.meta, snapshot.data);
+        Ok(())
+    }
+
+    /// Whether [`RawNode::ready`] has anything to hand out.
+    pub fn has_ready(&self) -> bool {
+        let r = &self.raft;
+        !r.msgs.is_empty()
+            || r.has_pending_broadcast()
+            || r.log.unstable_from <= r.log.last_index()
+            || r.received_snapshot.is_some()
+            || r.log.has_committed()
+            || !r.reads.ready.is_empty()
+            || !r.reads.dropped.is_empty()
+            || self.reported_hard_state() != self.prev_hard_state
+            || self.soft_state() != self.prev_soft_state
+    }
+
+    fn soft_state(&self) -> SoftState {
+        SoftState {
+            role: self.raft.role,
+            leader: self.raft.leader,
+        }
+    }
+
+    fn reported_hard_state(&self) -> HardState {
+        #[allow(unused_mut)]
+        let mut hs = self.raft.hard_state();
+        #[cfg(feature = "faults")]
+        if self.raft.cfg.faults.forget_vote {
+            hs.vote = self.prev_hard_state.vote;
+        }
+        hs
+    }
+
+    /// Collects what the driver must persist, send and apply.
+    pub fn ready(&mut self) -> Ready {
+        self.raft.flush();
+        let hs = self.reported_hard_state();
+        let soft = self.soft_state();
+        let snapshot = self.raft.received_snapshot.take();
+        let entries = self.raft.log.take_unstable();
+        let committed_entries = if snapshot.is_some() {
+            Vec::new()
+        } else {
+            let max = self.raft.cfg.max_apply_bytes;
+            self.raft.log.take_committed(max)
+        };
+        Ready {
+            hard_state: (hs != self.prev_hard_state).then_some(hs),
+            snapshot,
+            entries,
+            messages: std::mem::take(&mut self.raft.msgs),
+            committed_entries,
+            read_states: std::mem::take(&mut self.raft.reads.ready),
+            dropped_reads: std::mem::take(&mut self.raft.reads.dropped),
+            soft_state: (soft != self.prev_soft_state).then_some(soft),
+        }
+    }
+
+    /// Tells the node the driver carried out `ready`.
+    pub fn advance(&mut self, ready: Ready) {
+        if let Some(hs) = ready.hard_state {
+            self.prev_hard_state = hs;
+        }
+        if let Some(soft) = ready.soft_state {
+            self.prev_soft_state = soft;
+        }
+        if let Some(last) = ready.entries.last() {
+            self.raft.log.persisted_to(last.index, last.term);
+            self.raft.on_persisted();
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.raft.id()
+    }
+
+    /// Its role.
+    pub fn role(&self) -> Role {
+        self.raft.role
+    }
+
+    /// Whether it is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft.role == Role::Leader
+    }
+
+    /// Its current term.
+    pub fn term(&self) -> Term {
+        self.raft.term
+    }
+
+    /// The leader it knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        (self.raft.leader != 0).then_some(self.raft.leader)
+    }
+
+    /// The voting members.
+    pub fn membership(&self) -> &Membership {
+        &self.raft.membership
+    }
+
+    /// The log entry at `index`, if held in memory.
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        self.raft.log.entry(index)
+    }
+
+    /// Its full status.
+    pub fn status(&self) -> Status {
+        let r = &self.raft;
+        Status {
+            id: r.id(),
+            role: r.role,
+            term: r.term,
+            vote: r.vote,
+            leader: r.leader,
+            first_index: r.log.first_index(),
+            last_index: r.log.last_index(),
+            commit: r.log.commit,
+            applied: r.log.applied,
+            persisted: r.log.persisted,
+            snapshot_index: r.log.snapshot.meta.index,
+            membership: r.membership.clone(),
+            followers: r
+                .progress
+                .iter()
+                .map(|(&id, p)| FollowerProgress {
+                    id,
+                    match_index: p.match_index,
+                    next_index: p.next_index,
+                    state: p.state,
+                    ticks_since_contact: p.ticks_since_contact,
+                })
+                .collect(),
+            transferee: r.transferee,
+            rejected_messages: r.rejected,
+        }
+    }
+}
