@@ -406,10 +406,10 @@ impl Raft {
                     return malformed("snapshot without members");
                 }
             }
-            MessageBody::AppendResponse { success, index, .. } => {
-                if self.role == Role::Leader && *success && *index > self.log.last_index() {
-                    return malformed("acknowledges entries the leader never sent");
-                }
+            MessageBody::AppendResponse { success, index, .. }
+                if self.role == Role::Leader && *success && *index > self.log.last_index() =>
+            {
+                return malformed("acknowledges entries the leader never sent");
             }
             _ => {}
         }
