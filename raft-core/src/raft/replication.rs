@@ -195,7 +195,10 @@ impl Raft {
             _ => {}
         }
         if pr.match_index < last {
-            self.replicate_to(from, false);
+            // Forced: an append lost in replicate state is only noticed when
+            // the follower rejects the next one, so send one even if there
+            // is nothing new to send.
+            self.replicate_to(from, true);
         }
         self.release_confirmed_reads();
     }

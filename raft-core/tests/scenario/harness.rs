@@ -1,0 +1,445 @@
+//! An in-process cluster for scenario scripts: every message goes through a
+//! queue the script controls, nodes persist exactly what their `Ready`s ask,
+//! and a crash loses everything else.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use raft_core::{
+    Command, Config, Entry, HardState, KvStore, Membership, Message, MessageBody, NodeId, Op,
+    Payload, PersistedState, RawNode, Ready, Snapshot,
+};
+
+/// What a node has on "disk".
+#[derive(Default, Clone)]
+struct Disk {
+    hard_state: HardState,
+    snapshot: Option<Snapshot>,
+    entries: Vec<Entry>,
+}
+
+impl Disk {
+    fn persist(&mut self, ready: &Ready) {
+        if let Some(s) = &ready.snapshot {
+            self.entries.clear();
+            self.snapshot = Some(s.clone());
+        }
+        if let Some(first) = ready.entries.first() {
+            self.entries.retain(|e| e.index < first.index);
+            self.entries.extend(ready.entries.iter().cloned());
+        }
+        if let Some(hs) = ready.hard_state {
+            self.hard_state = hs;
+        }
+    }
+
+    fn compact(&mut self, snapshot: Snapshot) {
+        let index = snapshot.meta.index;
+        self.entries.retain(|e| e.index > index);
+        self.snapshot = Some(snapshot);
+    }
+
+    fn state(&self) -> PersistedState {
+        PersistedState {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot.clone(),
+            entries: self.entries.clone(),
+        }
+    }
+}
+
+struct Node {
+    raw: Option<RawNode>,
+    kv: KvStore,
+    disk: Disk,
+    config: Config,
+}
+
+/// The scripted cluster.
+pub struct Harness {
+    nodes: BTreeMap<NodeId, Node>,
+    membership: Membership,
+    queue: Vec<Message>,
+    /// Directed links that drop everything: (from, to).
+    cut: BTreeSet<(NodeId, NodeId)>,
+}
+
+impl Harness {
+    pub fn new(n: u64, pre_vote: bool, check_quorum: bool, max_batch_bytes: usize) -> Self {
+        let membership = Membership::new((1..=n).collect());
+        let nodes = (1..=n)
+            .map(|id| {
+                let mut config = Config::new(id);
+                config.pre_vote = pre_vote;
+                config.check_quorum = check_quorum;
+                config.election_tick = 10;
+                config.heartbeat_tick = 1;
+                config.max_batch_bytes = max_batch_bytes;
+                let raw = RawNode::new(config.clone(), membership.clone(), Default::default())
+                    .expect("valid config");
+                let node = Node {
+                    raw: Some(raw),
+                    kv: KvStore::new(),
+                    disk: Disk::default(),
+                    config,
+                };
+                (id, node)
+            })
+            .collect();
+        Harness {
+            nodes,
+            membership,
+            queue: Vec::new(),
+            cut: BTreeSet::new(),
+        }
+    }
+
+    fn raw(&mut self, id: NodeId) -> Result<&mut RawNode, String> {
+        self.nodes
+            .get_mut(&id)
+            .ok_or_else(|| format!("no node {id}"))?
+            .raw
+            .as_mut()
+            .ok_or_else(|| format!("node {id} is down"))
+    }
+
+    pub fn set_fault(&mut self, id: NodeId, fault: &str) -> Result<(), String> {
+        let node = self.nodes.get_mut(&id).ok_or("no such node")?;
+        match fault {
+            "commit_previous_term" => node.config.faults.commit_previous_term = true,
+            "forget_vote" => node.config.faults.forget_vote = true,
+            "stale_reads" => node.config.faults.stale_reads = true,
+            _ => return Err(format!("unknown fault {fault}")),
+        }
+        // The config is fixed at construction: restart the node with it.
+        if node.raw.is_some() {
+            self.crash(id)?;
+            self.restart(id)?;
+        }
+        Ok(())
+    }
+
+    /// Runs every node's `Ready` loop once; returns what happened.
+    pub fn process_readies(&mut self, out: &mut String) -> bool {
+        let mut any = false;
+        for (&id, node) in self.nodes.iter_mut() {
+            let Some(raw) = node.raw.as_mut() else {
+                continue;
+            };
+            while raw.has_ready() {
+                any = true;
+                let ready = raw.ready();
+                if let Some(soft) = ready.soft_state {
+                    let leader = if soft.leader == 0 {
+                        "none".to_string()
+                    } else {
+                        soft.leader.to_string()
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{id}: became {} term={} leader={leader}",
+                        soft.role,
+                        raw.term()
+                    );
+                }
+                node.disk.persist(&ready);
+                if let Some(s) = &ready.snapshot {
+                    node.kv = KvStore::restore(&s.data).expect("snapshot decodes");
+                    let _ = writeln!(out, "{id}: installed snapshot at {}", s.meta.index);
+                }
+                self.queue.extend(ready.messages.iter().cloned());
+                for e in &ready.committed_entries {
+                    node.kv.apply(e);
+                    let _ = writeln!(out, "{id}: applied {}", describe_entry(e));
+                }
+                for rs in &ready.read_states {
+                    let _ = writeln!(
+                        out,
+                        "{id}: read ctx={} index={} (applied {})",
+                        rs.ctx,
+                        rs.index,
+                        node.kv.applied_index()
+                    );
+                }
+                for ctx in &ready.dropped_reads {
+                    let _ = writeln!(out, "{id}: read ctx={ctx} dropped");
+                }
+                raw.advance(ready);
+            }
+        }
+        any
+    }
+
+    /// Delivers every queued message once (in send order); answers queue up.
+    pub fn deliver(&mut self, out: &mut String) -> bool {
+        let msgs = std::mem::take(&mut self.queue);
+        let any = !msgs.is_empty();
+        // Dropped messages are summarized at the end, repeats counted.
+        let mut dropped: Vec<(String, usize)> = Vec::new();
+        for m in msgs {
+            let down = self.nodes.get(&m.to).is_none_or(|n| n.raw.is_none());
+            if self.cut.contains(&(m.from, m.to)) || down {
+                let line = describe_message(&m);
+                match dropped.iter_mut().find(|(l, _)| *l == line) {
+                    Some((_, n)) => *n += 1,
+                    None => dropped.push((line, 1)),
+                }
+                continue;
+            }
+            let _ = writeln!(out, "{}", describe_message(&m));
+            let to = m.to;
+            if let Ok(raw) = self.raw(to) {
+                if let Err(e) = raw.step(m) {
+                    let _ = writeln!(out, "{to}: rejected: {e}");
+                }
+            }
+        }
+        for (line, n) in dropped {
+            let times = if n > 1 {
+                format!(" x{n}")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "{line} (dropped{times})");
+        }
+        any
+    }
+
+    /// Readies and deliveries until nothing moves.
+    pub fn stabilize(&mut self, out: &mut String) {
+        for _ in 0..1000 {
+            let a = self.process_readies(out);
+            let b = self.deliver(out);
+            if !a && !b {
+                return;
+            }
+        }
+        out.push_str("(did not stabilize)\n");
+    }
+
+    pub fn tick(&mut self, id: NodeId, times: u64) -> Result<(), String> {
+        let raw = self.raw(id)?;
+        for _ in 0..times {
+            raw.tick();
+        }
+        Ok(())
+    }
+
+    pub fn campaign(&mut self, id: NodeId) -> Result<(), String> {
+        self.raw(id)?.campaign();
+        Ok(())
+    }
+
+    pub fn propose(&mut self, id: NodeId, key: &str, value: &str) -> Result<String, String> {
+        let op = Op::Put {
+            key: key.into(),
+            value: value.into(),
+        };
+        let cmd = Command {
+            client_id: 0,
+            seq: 0,
+            op,
+        };
+        match self.raw(id)?.propose(cmd) {
+            Ok(index) => Ok(format!("{id}: proposed at index {index}")),
+            Err(e) => Ok(format!("{id}: refused: {e}")),
+        }
+    }
+
+    pub fn read(&mut self, id: NodeId, ctx: u64) -> Result<String, String> {
+        Ok(match self.raw(id)?.read_index(ctx) {
+            Ok(()) => format!("{id}: read ctx={ctx} started"),
+            Err(e) => format!("{id}: read refused: {e}"),
+        })
+    }
+
+    pub fn transfer(&mut self, id: NodeId, to: NodeId) -> Result<String, String> {
+        Ok(match self.raw(id)?.transfer_leader(to) {
+            Ok(()) => format!("{id}: transferring to {to}"),
+            Err(e) => format!("{id}: transfer refused: {e}"),
+        })
+    }
+
+    pub fn compact(&mut self, id: NodeId) -> Result<String, String> {
+        let node = self.nodes.get_mut(&id).ok_or("no such node")?;
+        let raw = node.raw.as_mut().ok_or("node is down")?;
+        let index = node.kv.applied_index();
+        let meta = raw.snapshot_meta(index).map_err(|e| e.to_string())?;
+        let snapshot = Snapshot {
+            meta,
+            data: node.kv.snapshot(),
+        };
+        node.disk.compact(snapshot.clone());
+        raw.compact(snapshot).map_err(|e| e.to_string())?;
+        Ok(format!("{id}: compacted through {index}"))
+    }
+
+    pub fn crash(&mut self, id: NodeId) -> Result<(), String> {
+        let node = self.nodes.get_mut(&id).ok_or("no such node")?;
+        node.raw = None;
+        node.kv = KvStore::new();
+        self.queue.retain(|m| m.to != id && m.from != id);
+        Ok(())
+    }
+
+    pub fn restart(&mut self, id: NodeId) -> Result<(), String> {
+        let node = self.nodes.get_mut(&id).ok_or("no such node")?;
+        let persisted = node.disk.state();
+        node.kv = match &persisted.snapshot {
+            Some(s) => KvStore::restore(&s.data).map_err(|e| e.to_string())?,
+            None => KvStore::new(),
+        };
+        let raw = RawNode::new(node.config.clone(), self.membership.clone(), persisted)
+            .map_err(|e| e.to_string())?;
+        node.raw = Some(raw);
+        Ok(())
+    }
+
+    pub fn isolate(&mut self, id: NodeId) {
+        for &other in self.nodes.keys() {
+            if other != id {
+                self.cut.insert((id, other));
+                self.cut.insert((other, id));
+            }
+        }
+    }
+
+    pub fn cut(&mut self, from: NodeId, to: NodeId) {
+        self.cut.insert((from, to));
+    }
+
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Drops queued messages without delivering them.
+    pub fn drop_queued(&mut self, out: &mut String) {
+        for m in std::mem::take(&mut self.queue) {
+            let _ = writeln!(out, "{} (dropped)", describe_message(&m));
+        }
+    }
+
+    pub fn status(&self, out: &mut String) {
+        for (id, node) in &self.nodes {
+            let Some(raw) = &node.raw else {
+                let _ = writeln!(out, "{id}: down");
+                continue;
+            };
+            let s = raw.status();
+            let last_term = raw.entry(s.last_index).map_or(0, |e| e.term);
+            let _ = writeln!(
+                out,
+                "{id}: {} term={} leader={} last={}@{} commit={} applied={} snapshot={}",
+                s.role,
+                s.term,
+                s.leader,
+                s.last_index,
+                last_term,
+                s.commit,
+                node.kv.applied_index(),
+                s.snapshot_index
+            );
+        }
+    }
+
+    pub fn log(&self, id: NodeId, out: &mut String) -> Result<(), String> {
+        let node = self.nodes.get(&id).ok_or("no such node")?;
+        let raw = node.raw.as_ref().ok_or("node is down")?;
+        let s = raw.status();
+        let entries: Vec<String> = (s.first_index..=s.last_index)
+            .filter_map(|i| raw.entry(i))
+            .map(describe_entry)
+            .collect();
+        let _ = writeln!(out, "{id}: {}", entries.join(" "));
+        Ok(())
+    }
+
+    pub fn get(&self, id: NodeId, key: &str, out: &mut String) -> Result<(), String> {
+        let node = self.nodes.get(&id).ok_or("no such node")?;
+        let _ = writeln!(out, "{id}: {key}={}", node.kv.get(key).unwrap_or("(none)"));
+        Ok(())
+    }
+}
+
+fn describe_entry(e: &Entry) -> String {
+    let what = match &e.payload {
+        Payload::Noop => "noop".to_string(),
+        Payload::Command(c) => match &c.op {
+            Op::Put { key, value } => format!("put {key}={value}"),
+            Op::Delete { key } => format!("del {key}"),
+            Op::Cas { key, .. } => format!("cas {key}"),
+        },
+        Payload::Config(m) => format!("config {:?}", m.voters),
+    };
+    format!("{}/{}:{what}", e.index, e.term)
+}
+
+fn describe_message(m: &Message) -> String {
+    let body = match &m.body {
+        MessageBody::PreVote {
+            last_index,
+            last_term,
+        } => format!("PreVote last={last_index}@{last_term}"),
+        MessageBody::PreVoteResponse { granted } => {
+            format!("PreVoteResponse {}", grant(*granted))
+        }
+        MessageBody::Vote {
+            last_index,
+            last_term,
+            transfer,
+        } => format!(
+            "Vote last={last_index}@{last_term}{}",
+            if *transfer { " transfer" } else { "" }
+        ),
+        MessageBody::VoteResponse { granted } => format!("VoteResponse {}", grant(*granted)),
+        MessageBody::Append {
+            prev_index,
+            prev_term,
+            entries,
+            commit,
+        } => {
+            let es: Vec<String> = entries.iter().map(describe_entry).collect();
+            format!(
+                "Append prev={prev_index}@{prev_term} commit={commit} [{}]",
+                es.join(" ")
+            )
+        }
+        MessageBody::AppendResponse {
+            success,
+            index,
+            hint_index,
+            hint_term,
+        } => {
+            if *success {
+                format!("AppendResponse ok index={index}")
+            } else {
+                format!("AppendResponse reject index={index} hint={hint_index}@{hint_term}")
+            }
+        }
+        MessageBody::Heartbeat { commit, read_ctx } => {
+            format!("Heartbeat commit={commit} read_ctx={read_ctx}")
+        }
+        MessageBody::HeartbeatResponse { read_ctx } => {
+            format!("HeartbeatResponse read_ctx={read_ctx}")
+        }
+        MessageBody::InstallSnapshot { snapshot } => format!(
+            "InstallSnapshot index={}@{}",
+            snapshot.meta.index, snapshot.meta.term
+        ),
+        MessageBody::ReadIndex { ctx } => format!("ReadIndex ctx={ctx}"),
+        MessageBody::ReadIndexResponse { ctx, index } => match index {
+            Some(i) => format!("ReadIndexResponse ctx={ctx} index={i}"),
+            None => format!("ReadIndexResponse ctx={ctx} refused"),
+        },
+        MessageBody::TimeoutNow => "TimeoutNow".to_string(),
+    };
+    format!("{}->{} t{} {body}", m.from, m.to, m.term)
+}
+
+fn grant(g: bool) -> &'static str {
+    if g {
+        "granted"
+    } else {
+        "rejected"
+    }
+}

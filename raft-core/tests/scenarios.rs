@@ -1,0 +1,177 @@
+//! Scenario tests: readable scripts in `tests/scenario/*.txt`, each command
+//! followed by `----` and the output it must produce (the style of
+//! etcd-raft's datadriven interaction tests).
+//!
+//! Rewrite the expected output after a deliberate change with
+//! `RAFT_SCENARIO_REWRITE=1 cargo test -p raft-core --test scenarios`
+//! and review the diff.
+
+#[path = "scenario/harness.rs"]
+mod harness;
+
+use std::path::Path;
+
+use harness::Harness;
+
+struct Block {
+    command: String,
+    expected: String,
+    /// Comment lines before the command, kept on rewrite.
+    preamble: String,
+}
+
+fn parse(text: &str) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut lines = text.lines().peekable();
+    let mut preamble = String::new();
+    while let Some(line) = lines.next() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.starts_with('#') {
+            preamble.push_str(line);
+            preamble.push('\n');
+            continue;
+        }
+        let command = line.to_string();
+        assert_eq!(
+            lines.next(),
+            Some("----"),
+            "expected ---- after `{command}`"
+        );
+        let mut expected = String::new();
+        while let Some(l) = lines.peek() {
+            if l.is_empty() {
+                break;
+            }
+            expected.push_str(l);
+            expected.push('\n');
+            lines.next();
+        }
+        blocks.push(Block {
+            command,
+            expected,
+            preamble: std::mem::take(&mut preamble),
+        });
+    }
+    blocks
+}
+
+fn id(arg: Option<&&str>) -> Result<u64, String> {
+    arg.ok_or("missing node id")?
+        .parse()
+        .map_err(|e| format!("bad node id: {e}"))
+}
+
+fn run(h: &mut Option<Harness>, command: &str) -> Result<String, String> {
+    let args: Vec<&str> = command.split_whitespace().collect();
+    let mut out = String::new();
+    if args[0] == "cluster" {
+        let n = id(args.get(1))?;
+        let pre_vote = !args.contains(&"prevote=off");
+        let check_quorum = !args.contains(&"checkquorum=off");
+        // `batch=1`: one entry per append message, for fine-grained scripts.
+        let max_batch = if args.contains(&"batch=1") {
+            1
+        } else {
+            1 << 20
+        };
+        *h = Some(Harness::new(n, pre_vote, check_quorum, max_batch));
+        return Ok(out);
+    }
+    let h = h.as_mut().ok_or("start with `cluster N`")?;
+    match args[0] {
+        "campaign" => h.campaign(id(args.get(1))?)?,
+        "tick" => {
+            let times = args
+                .get(2)
+                .map_or(Ok(1), |s| s.parse())
+                .map_err(|_| "bad count")?;
+            h.tick(id(args.get(1))?, times)?
+        }
+        "stabilize" => h.stabilize(&mut out),
+        "process" => {
+            h.process_readies(&mut out);
+        }
+        "deliver" => {
+            h.deliver(&mut out);
+        }
+        "drop" => h.drop_queued(&mut out),
+        "propose" => {
+            let (k, v) = (args.get(2).ok_or("key")?, args.get(3).ok_or("value")?);
+            out = h.propose(id(args.get(1))?, k, v)? + "\n";
+        }
+        "read" => {
+            let ctx = id(args.get(2))?;
+            out = h.read(id(args.get(1))?, ctx)? + "\n";
+        }
+        "transfer" => out = h.transfer(id(args.get(1))?, id(args.get(2))?)? + "\n",
+        "compact" => out = h.compact(id(args.get(1))?)? + "\n",
+        "crash" => h.crash(id(args.get(1))?)?,
+        "restart" => h.restart(id(args.get(1))?)?,
+        "isolate" => h.isolate(id(args.get(1))?),
+        "cut" => h.cut(id(args.get(1))?, id(args.get(2))?),
+        "heal" => h.heal(),
+        "status" => h.status(&mut out),
+        "log" => {
+            for a in &args[1..] {
+                h.log(id(Some(a))?, &mut out)?;
+            }
+        }
+        "get" => h.get(id(args.get(1))?, args.get(2).ok_or("key")?, &mut out)?,
+        "fault" => h.set_fault(id(args.get(1))?, args.get(2).ok_or("fault name")?)?,
+        other => return Err(format!("unknown command `{other}`")),
+    }
+    Ok(out)
+}
+
+fn run_file(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let blocks = parse(&text);
+    let rewrite = std::env::var_os("RAFT_SCENARIO_REWRITE").is_some();
+    let mut harness = None;
+    let mut rewritten = String::new();
+    let mut failures = Vec::new();
+    for b in &blocks {
+        let mut actual = run(&mut harness, &b.command).unwrap_or_else(|e| format!("error: {e}\n"));
+        if actual.is_empty() {
+            actual = "ok\n".into();
+        }
+        if actual != b.expected {
+            failures.push(format!(
+                "`{}`\n--- expected\n{}--- actual\n{}",
+                b.command, b.expected, actual
+            ));
+        }
+        rewritten.push_str(&b.preamble);
+        rewritten.push_str(&format!("{}\n----\n{}\n", b.command, actual));
+    }
+    if rewrite {
+        std::fs::write(path, rewritten.trim_end().to_string() + "\n").map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {} block(s) differ\n{}",
+            path.display(),
+            failures.len(),
+            failures.join("\n")
+        ))
+    }
+}
+
+#[test]
+fn scenarios() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenario");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("scenario dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    let errors: Vec<String> = files.iter().filter_map(|f| run_file(f).err()).collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n\n"));
+    assert!(files.len() >= 9, "scenario files missing: {files:?}");
+}
