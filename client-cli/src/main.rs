@@ -14,7 +14,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     // A bug must still end in one line on stderr, not a backtrace dump.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal error: {}", error::one_line(&info.to_string()));
+        eprintln!(
+            "error: internal error: {}",
+            error::one_line(&info.to_string())
+        );
     }));
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

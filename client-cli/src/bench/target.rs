@@ -1,0 +1,272 @@
+//! The system under test. Only raft-kv today; another store (e.g. etcd's
+//! HTTP gateway) becomes another variant of [`Target`].
+
+use std::time::Duration;
+
+use clap::ValueEnum;
+use raft_core::wire::{PutRequest, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ};
+use raft_core::{NodeId, Role};
+use reqwest::{StatusCode, Url};
+
+use super::stats::{ErrorKind, Outcome};
+use super::workload::Op;
+use crate::cli::parse_server_url;
+use crate::client::{base, endpoint, is_unavailable, ApiClient};
+use crate::error::CliError;
+
+/// Which store to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TargetKind {
+    /// A raft-kv cluster through its REST API.
+    RaftKv,
+}
+
+/// A client session for duplicate detection: writes carry `(id, seq)` with
+/// `seq` counting up; a session has at most one write in flight.
+#[derive(Clone, Copy, Debug)]
+pub struct Session {
+    /// The non-zero client id.
+    pub id: u64,
+    /// The last sequence number used.
+    pub seq: u64,
+}
+
+impl Session {
+    /// A new session with id `id`.
+    pub fn new(id: u64) -> Session {
+        Session {
+            id: id.max(1),
+            seq: 0,
+        }
+    }
+}
+
+/// The store being loaded, with the addresses found at start.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A raft-kv cluster.
+    RaftKv(RaftKv),
+}
+
+impl Target {
+    /// Finds the cluster's leader and members through `servers`.
+    pub async fn discover(
+        kind: TargetKind,
+        servers: Vec<Url>,
+        timeout: Duration,
+    ) -> Result<Target, CliError> {
+        match kind {
+            TargetKind::RaftKv => RaftKv::discover(servers, timeout).await.map(Target::RaftKv),
+        }
+    }
+
+    /// The name in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::RaftKv(_) => "raft-kv",
+        }
+    }
+
+    /// One line saying where the load goes.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::RaftKv(t) => {
+                let members: Vec<String> = t.members.iter().map(base).collect();
+                format!(
+                    "leader {} at {}; members {}",
+                    t.leader_id,
+                    base(&t.leader),
+                    members.join(", ")
+                )
+            }
+        }
+    }
+
+    /// How many distinct endpoints stale reads are spread over.
+    pub fn read_endpoints(&self) -> usize {
+        match self {
+            Target::RaftKv(t) => t.members.len(),
+        }
+    }
+
+    /// Sends `op`. `spread` picks the member for stale reads; `body` is the
+    /// encoded write body.
+    pub async fn execute(
+        &self,
+        http: &reqwest::Client,
+        op: Op,
+        key: &str,
+        body: &[u8],
+        spread: usize,
+        session: &mut Session,
+    ) -> Outcome {
+        match self {
+            Target::RaftKv(t) => t.execute(http, op, key, body, spread, session).await,
+        }
+    }
+
+    /// The write body for `value`.
+    pub fn encode_value(&self, value: &str) -> Vec<u8> {
+        match self {
+            Target::RaftKv(_) => serde_json::to_vec(&PutRequest {
+                value: value.to_string(),
+            })
+            .unwrap_or_default(),
+        }
+    }
+}
+
+/// A raft-kv cluster: writes and linearizable reads go to the leader found at
+/// start (no forward), stale reads are spread over every member.
+#[derive(Clone, Debug)]
+pub struct RaftKv {
+    leader_id: NodeId,
+    leader: Url,
+    members: Vec<Url>,
+}
+
+impl RaftKv {
+    async fn discover(servers: Vec<Url>, timeout: Duration) -> Result<RaftKv, CliError> {
+        let mut client = ApiClient::new(servers.clone(), timeout, None)?;
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(found) = Self::try_discover(&mut client, &servers).await? {
+                return Ok(found);
+            }
+            if started.elapsed() + Duration::from_millis(200) >= timeout {
+                return Err(CliError::Unavailable(format!(
+                    "no leader found within {}",
+                    crate::client::format_duration(timeout)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// One look at `/cluster` (or `/status` when the server has no
+    /// `/cluster`): the leader and members when a leader is known.
+    async fn try_discover(
+        client: &mut ApiClient,
+        servers: &[Url],
+    ) -> Result<Option<RaftKv>, CliError> {
+        match client.cluster().await {
+            Ok(cluster) => {
+                let members: Vec<Url> = cluster
+                    .members
+                    .iter()
+                    .filter_map(|m| parse_server_url(&m.url).ok())
+                    .collect();
+                let leader = cluster.leader.and_then(|id| {
+                    let m = cluster.members.iter().find(|m| m.id == id)?;
+                    Some((id, parse_server_url(&m.url).ok()?))
+                });
+                Ok(leader.map(|(leader_id, leader)| RaftKv {
+                    leader_id,
+                    leader,
+                    members: if members.is_empty() {
+                        servers.to_vec()
+                    } else {
+                        members
+                    },
+                }))
+            }
+            Err(CliError::Server { status: 404, .. }) => {
+                let status = client.status().await?;
+                if status.role != Role::Leader {
+                    return Ok(None);
+                }
+                Ok(Some(RaftKv {
+                    leader_id: status.id,
+                    leader: parse_server_url(&status.url).map_err(CliError::Usage)?,
+                    members: servers.to_vec(),
+                }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn execute(
+        &self,
+        http: &reqwest::Client,
+        op: Op,
+        key: &str,
+        body: &[u8],
+        spread: usize,
+        session: &mut Session,
+    ) -> Outcome {
+        let request = match op {
+            Op::Get(_) => http.get(endpoint(&self.leader, &["key", key], &[])),
+            Op::GetStale(_) => {
+                let server = &self.members[spread % self.members.len()];
+                http.get(endpoint(server, &["key", key], &[("consistency", "stale")]))
+            }
+            Op::Put(_) => {
+                session.seq += 1;
+                http.put(endpoint(&self.leader, &["key", key], &[]))
+                    .header(HEADER_CLIENT_ID, session.id)
+                    .header(HEADER_CLIENT_SEQ, session.seq)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_vec())
+            }
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return Outcome::Error(transport_kind(&e)),
+        };
+        let status = response.status();
+        // Read the whole answer so the connection can be reused.
+        if let Err(e) = response.bytes().await {
+            return Outcome::Error(transport_kind(&e));
+        }
+        classify(status, op.is_read())
+    }
+}
+
+/// The outcome of an answer with `status`.
+pub fn classify(status: StatusCode, is_read: bool) -> Outcome {
+    if status.is_success() {
+        Outcome::Ok
+    } else if status == StatusCode::NOT_FOUND && is_read {
+        Outcome::NotFound
+    } else if is_unavailable(status) {
+        Outcome::Error(ErrorKind::Unavailable)
+    } else if status.is_client_error() {
+        Outcome::Error(ErrorKind::Rejected)
+    } else {
+        Outcome::Error(ErrorKind::ServerError)
+    }
+}
+
+/// The kind of a transport failure.
+pub fn transport_kind(err: &reqwest::Error) -> ErrorKind {
+    if err.is_timeout() {
+        ErrorKind::Timeout
+    } else if err.is_connect() {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::Transport
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_outcomes() {
+        assert_eq!(classify(StatusCode::OK, false), Outcome::Ok);
+        assert_eq!(classify(StatusCode::NOT_FOUND, true), Outcome::NotFound);
+        assert_eq!(
+            classify(StatusCode::NOT_FOUND, false),
+            Outcome::Error(ErrorKind::Rejected)
+        );
+        assert_eq!(
+            classify(StatusCode::SERVICE_UNAVAILABLE, true),
+            Outcome::Error(ErrorKind::Unavailable)
+        );
+        assert_eq!(
+            classify(StatusCode::INTERNAL_SERVER_ERROR, false),
+            Outcome::Error(ErrorKind::ServerError)
+        );
+    }
+}

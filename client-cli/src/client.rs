@@ -1,0 +1,626 @@
+//! The HTTP client of the REST API: tries the servers in turn, follows the
+//! leader's hint on 503 and connection errors, retries writes with the same
+//! `(client_id, seq)` and keeps to one overall deadline.
+
+use std::time::{Duration, Instant};
+
+use raft_core::wire::{
+    ClusterResponse, ErrorBody, KeyValue, ListResponse, PutRequest, StatusResponse, WriteResponse,
+    HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_LEADER,
+};
+use raft_core::NodeId;
+use reqwest::{header::HeaderMap, Method, StatusCode, Url};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::cli::{parse_server_url, Consistency};
+use crate::error::{one_line, CliError};
+
+/// `POST /admin/snapshot` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotResponse {
+    /// The index the new snapshot covers.
+    pub index: u64,
+}
+
+/// `POST /admin/transfer-leader` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferLeaderRequest {
+    /// The node that should become leader.
+    pub to: NodeId,
+}
+
+/// The longest pause between two rounds of attempts.
+const MAX_BACKOFF: Duration = Duration::from_millis(1000);
+/// The first pause between two rounds of attempts.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// How long a TCP connect may take before the next server is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Which server a request should go to first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// The leader when known (writes, linearizable reads): avoids a forward.
+    Leader,
+    /// The first server that answers (status, stale reads, node-local admin).
+    AnyNode,
+}
+
+/// An answer that is neither a success nor a retryable failure.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+    server: Url,
+}
+
+/// The REST client used by the commands.
+pub struct ApiClient {
+    http: reqwest::Client,
+    servers: Vec<Url>,
+    deadline: Instant,
+    timeout: Duration,
+    token: Option<String>,
+    client_id: u64,
+    next_seq: u64,
+    leader: Option<Url>,
+}
+
+impl ApiClient {
+    /// A client for `servers` whose requests must all finish within
+    /// `timeout` from now.
+    pub fn new(
+        servers: Vec<Url>,
+        timeout: Duration,
+        token: Option<String>,
+    ) -> Result<Self, CliError> {
+        if servers.is_empty() {
+            return Err(CliError::Usage("no server given".into()));
+        }
+        let http = build_http(http_builder(timeout.min(CONNECT_TIMEOUT)))?;
+        Ok(ApiClient {
+            http,
+            servers,
+            deadline: Instant::now() + timeout,
+            timeout,
+            token,
+            client_id: random_client_id(),
+            next_seq: 1,
+            leader: None,
+        })
+    }
+
+    /// `GET /key/{key}`: `None` when the key is absent.
+    pub async fn get(
+        &mut self,
+        key: &str,
+        consistency: Consistency,
+    ) -> Result<Option<KeyValue>, CliError> {
+        let (route, query) = match consistency {
+            Consistency::Linearizable => (Route::Leader, None),
+            Consistency::Stale => (Route::AnyNode, Some(("consistency", "stale"))),
+        };
+        let answer = self
+            .send(
+                route,
+                Method::GET,
+                &["key", key],
+                query.as_slice(),
+                None,
+                false,
+            )
+            .await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        decode(answer).map(Some)
+    }
+
+    /// `PUT /key/{key}`, retried with one `(client_id, seq)`.
+    pub async fn put(&mut self, key: &str, value: &str) -> Result<WriteResponse, CliError> {
+        let body = serde_json::to_vec(&PutRequest {
+            value: value.to_string(),
+        })
+        .map_err(|e| CliError::Usage(format!("cannot encode the value: {e}")))?;
+        let answer = self
+            .send_write(Method::PUT, &["key", key], Some(body))
+            .await?;
+        decode(answer)
+    }
+
+    /// `DELETE /key/{key}`, retried with one `(client_id, seq)`.
+    pub async fn delete(&mut self, key: &str) -> Result<WriteResponse, CliError> {
+        let answer = self.send_write(Method::DELETE, &["key", key], None).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Err(CliError::NotFound(key.to_string()));
+        }
+        decode(answer)
+    }
+
+    /// `GET /keys?prefix=&limit=`.
+    pub async fn list(&mut self, prefix: &str, limit: u64) -> Result<ListResponse, CliError> {
+        let limit = limit.to_string();
+        let query = [("prefix", prefix), ("limit", limit.as_str())];
+        let answer = self
+            .send(Route::Leader, Method::GET, &["keys"], &query, None, false)
+            .await?;
+        decode(answer)
+    }
+
+    /// `GET /status` of the first server that answers.
+    pub async fn status(&mut self) -> Result<StatusResponse, CliError> {
+        let answer = self
+            .send(Route::AnyNode, Method::GET, &["status"], &[], None, false)
+            .await?;
+        decode(answer)
+    }
+
+    /// `GET /cluster` from the first server that answers.
+    pub async fn cluster(&mut self) -> Result<ClusterResponse, CliError> {
+        let answer = self
+            .send(Route::AnyNode, Method::GET, &["cluster"], &[], None, false)
+            .await?;
+        decode(answer)
+    }
+
+    /// `POST /admin/snapshot` on the first server that answers.
+    pub async fn snapshot(&mut self) -> Result<SnapshotResponse, CliError> {
+        let answer = self
+            .send(
+                Route::AnyNode,
+                Method::POST,
+                &["admin", "snapshot"],
+                &[],
+                None,
+                true,
+            )
+            .await?;
+        decode(answer)
+    }
+
+    /// `POST /admin/transfer-leader` to the leader. Returns the server's
+    /// answer body as JSON (`null` when it sent none).
+    pub async fn transfer_leader(&mut self, to: NodeId) -> Result<serde_json::Value, CliError> {
+        let body = serde_json::to_vec(&TransferLeaderRequest { to })
+            .map_err(|e| CliError::Usage(format!("cannot encode the request: {e}")))?;
+        let answer = self
+            .send(
+                Route::Leader,
+                Method::POST,
+                &["admin", "transfer-leader"],
+                &[],
+                Some(body),
+                true,
+            )
+            .await?;
+        let answer = check_status(answer)?;
+        if answer.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        Ok(serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Sends a write with the next sequence number; every retry of it
+    /// carries the same `(client_id, seq)`.
+    async fn send_write(
+        &mut self,
+        method: Method,
+        path: &[&str],
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, CliError> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_CLIENT_ID, self.client_id.into());
+        headers.insert(HEADER_CLIENT_SEQ, seq.into());
+        self.send_with(Route::Leader, method, path, &[], body, headers)
+            .await
+    }
+
+    async fn send(
+        &mut self,
+        route: Route,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+        admin: bool,
+    ) -> Result<Answer, CliError> {
+        let mut headers = HeaderMap::new();
+        if admin {
+            if let Some(token) = &self.token {
+                let value = token.parse().map_err(|_| {
+                    CliError::Usage("the token contains characters not allowed in a header".into())
+                })?;
+                headers.insert(HEADER_CLUSTER_TOKEN, value);
+            }
+        }
+        self.send_with(route, method, path, query, body, headers)
+            .await
+    }
+
+    /// The retry loop. Returns the first answer that is not "unavailable"
+    /// (502/503/504) and did not fail in transport; gives up with
+    /// [`CliError::Unavailable`] at the deadline.
+    async fn send_with(
+        &mut self,
+        route: Route,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+        headers: HeaderMap,
+    ) -> Result<Answer, CliError> {
+        let mut plan = Plan::new(self.servers.clone());
+        if route == Route::Leader {
+            if let Some(leader) = &self.leader {
+                plan.hint(leader.clone());
+            }
+        }
+        let mut backoff = FIRST_BACKOFF;
+        let mut last_error = String::from("no attempt made");
+        loop {
+            let Some(remaining) = self.remaining() else {
+                return Err(self.gave_up(&last_error));
+            };
+            let (server, fresh_round) = plan.next();
+            if fresh_round {
+                tokio::time::sleep(backoff.min(remaining)).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                if self.remaining().is_none() {
+                    return Err(self.gave_up(&last_error));
+                }
+            }
+            let url = endpoint(&server, path, query);
+            let mut request = self
+                .http
+                .request(method.clone(), url)
+                .headers(headers.clone())
+                .timeout(self.remaining().unwrap_or(remaining));
+            if let Some(body) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) => {
+                    last_error = format!("{}: {}", base(&server), describe(&e));
+                    if route == Route::Leader && self.leader.as_ref() == Some(&server) {
+                        self.leader = None;
+                    }
+                    continue;
+                }
+            };
+            let status = response.status();
+            let header_hint = leader_hint(response.headers());
+            let body = match response.bytes().await {
+                Ok(bytes) => bytes.to_vec(),
+                Err(e) => {
+                    last_error = format!("{}: {}", base(&server), describe(&e));
+                    continue;
+                }
+            };
+            if is_unavailable(status) {
+                let error_body = serde_json::from_slice::<ErrorBody>(&body).ok();
+                let body_hint = error_body
+                    .as_ref()
+                    .and_then(|b| b.leader_url.as_deref())
+                    .and_then(|u| parse_server_url(u).ok());
+                let message = error_body
+                    .map(|b| one_line(&b.error))
+                    .unwrap_or_else(|| status_text(status, &body));
+                last_error = format!("{}: {message}", base(&server));
+                if let Some(hint) = body_hint.or(header_hint) {
+                    if hint != server {
+                        plan.hint(hint);
+                    }
+                }
+                continue;
+            }
+            if status.is_success() && route == Route::Leader {
+                self.leader = header_hint.or(Some(server.clone()));
+            }
+            return Ok(Answer {
+                status,
+                body,
+                server,
+            });
+        }
+    }
+
+    fn remaining(&self) -> Option<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    fn gave_up(&self, last_error: &str) -> CliError {
+        CliError::Unavailable(format!(
+            "no server could serve the request within {} (last error: {last_error})",
+            format_duration(self.timeout)
+        ))
+    }
+}
+
+/// The order in which servers are tried: leader hints first, then the
+/// configured servers round-robin. A "round" ends when every configured
+/// server has been tried since the last pause.
+struct Plan {
+    servers: Vec<Url>,
+    next: usize,
+    tried_in_round: usize,
+    hints: Vec<Url>,
+    hints_in_round: usize,
+    started: bool,
+}
+
+impl Plan {
+    fn new(servers: Vec<Url>) -> Self {
+        Plan {
+            servers,
+            next: 0,
+            tried_in_round: 0,
+            hints: Vec::new(),
+            hints_in_round: 0,
+            started: false,
+        }
+    }
+
+    /// Try `url` next (a leader hint).
+    fn hint(&mut self, url: Url) {
+        self.hints.push(url);
+    }
+
+    /// The next server, and whether a pause should come before it.
+    fn next(&mut self) -> (Url, bool) {
+        let first = !self.started;
+        self.started = true;
+        // Follow a bounded number of hints per round, so two nodes naming
+        // each other cannot make the client spin without pausing.
+        if let Some(hint) = self.hints.pop() {
+            self.hints.clear();
+            if self.hints_in_round <= self.servers.len() {
+                self.hints_in_round += 1;
+                return (hint, false);
+            }
+        }
+        let mut pause = false;
+        if self.tried_in_round >= self.servers.len() {
+            self.tried_in_round = 0;
+            self.hints_in_round = 0;
+            pause = !first;
+        }
+        let url = self.servers[self.next % self.servers.len()].clone();
+        self.next += 1;
+        self.tried_in_round += 1;
+        (url, pause)
+    }
+}
+
+/// The reqwest client settings shared by the commands and the bench: no
+/// proxy (the cluster is addressed directly), keep-alive, `TCP_NODELAY`.
+pub fn http_builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("raft-kv-client/", env!("CARGO_PKG_VERSION")))
+}
+
+/// Builds a client from `builder`.
+pub fn build_http(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, CliError> {
+    builder
+        .build()
+        .map_err(|e| CliError::Usage(format!("cannot set up the HTTP client: {e}")))
+}
+
+/// `base` with the path segments (each percent-encoded) and query appended.
+pub fn endpoint(base: &Url, path: &[&str], query: &[(&str, &str)]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.clear().extend(path);
+    }
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    url
+}
+
+/// The server's base URL without the trailing slash, for messages.
+pub fn base(url: &Url) -> String {
+    url.as_str().trim_end_matches('/').to_string()
+}
+
+/// Whether the status means "try again, perhaps elsewhere".
+pub fn is_unavailable(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// Parses the `x-raft-leader: "<id> <url>"` header.
+pub fn leader_hint(headers: &HeaderMap) -> Option<Url> {
+    let value = headers.get(HEADER_LEADER)?.to_str().ok()?;
+    parse_leader_header(value).map(|(_, url)| url)
+}
+
+/// Parses `"<id> <url>"` into the id and the URL.
+pub fn parse_leader_header(value: &str) -> Option<(NodeId, Url)> {
+    let (id, url) = value.trim().split_once(' ')?;
+    let id: NodeId = id.parse().ok().filter(|&id| id != 0)?;
+    Some((id, parse_server_url(url).ok()?))
+}
+
+/// One line describing a transport error, from its innermost cause.
+pub fn describe(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        return "timed out".into();
+    }
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let detail = one_line(&cause.to_string());
+    if err.is_connect() {
+        format!("cannot connect: {detail}")
+    } else if err.is_body() || err.is_decode() {
+        format!("cannot read the answer: {detail}")
+    } else {
+        format!("request failed: {detail}")
+    }
+}
+
+/// Formats a duration the way `--timeout` takes it.
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) && d.subsec_nanos().is_multiple_of(1_000_000) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
+/// A random non-zero client id, different in every process.
+pub fn random_client_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish().max(1)
+}
+
+fn status_text(status: StatusCode, body: &[u8]) -> String {
+    let text = one_line(&String::from_utf8_lossy(body));
+    if text.is_empty() {
+        status.to_string()
+    } else {
+        format!("{status}: {text}")
+    }
+}
+
+/// Turns a non-success answer into an error.
+fn check_status(answer: Answer) -> Result<Answer, CliError> {
+    if answer.status.is_success() {
+        return Ok(answer);
+    }
+    let message = match serde_json::from_slice::<ErrorBody>(&answer.body) {
+        Ok(body) => one_line(&body.error),
+        Err(_) => status_text(answer.status, &answer.body),
+    };
+    Err(CliError::Server {
+        status: answer.status.as_u16(),
+        message,
+    })
+}
+
+/// Decodes a success answer's JSON body.
+fn decode<T: DeserializeOwned>(answer: Answer) -> Result<T, CliError> {
+    let answer = check_status(answer)?;
+    serde_json::from_slice(&answer.body).map_err(|e| CliError::BadResponse {
+        server: base(&answer.server),
+        message: one_line(&e.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        parse_server_url(s).unwrap()
+    }
+
+    #[test]
+    fn endpoints_escape_keys() {
+        let b = url("http://127.0.0.1:3001");
+        assert_eq!(
+            endpoint(&b, &["key", "a/b c"], &[]).as_str(),
+            "http://127.0.0.1:3001/key/a%2Fb%20c"
+        );
+        assert_eq!(
+            endpoint(&b, &["key", "k"], &[("consistency", "stale")]).as_str(),
+            "http://127.0.0.1:3001/key/k?consistency=stale"
+        );
+        assert_eq!(
+            endpoint(&b, &["keys"], &[("prefix", "a&b"), ("limit", "5")]).as_str(),
+            "http://127.0.0.1:3001/keys?prefix=a%26b&limit=5"
+        );
+    }
+
+    #[test]
+    fn leader_header() {
+        let (id, u) = parse_leader_header("2 http://127.0.0.1:3002").unwrap();
+        assert_eq!(id, 2);
+        assert_eq!(u, url("http://127.0.0.1:3002"));
+        assert!(parse_leader_header("0 http://x:1").is_none());
+        assert!(parse_leader_header("2").is_none());
+        assert!(parse_leader_header("two http://x:1").is_none());
+    }
+
+    #[test]
+    fn plan_goes_round_robin_and_pauses_between_rounds() {
+        let mut plan = Plan::new(vec![url("a:1"), url("b:2")]);
+        assert_eq!(plan.next(), (url("a:1"), false));
+        assert_eq!(plan.next(), (url("b:2"), false));
+        assert_eq!(plan.next(), (url("a:1"), true));
+        assert_eq!(plan.next(), (url("b:2"), false));
+    }
+
+    #[test]
+    fn plan_follows_hints_first_but_not_forever() {
+        let mut plan = Plan::new(vec![url("a:1"), url("b:2")]);
+        assert_eq!(plan.next().0, url("a:1"));
+        plan.hint(url("c:3"));
+        assert_eq!(plan.next(), (url("c:3"), false));
+        // A ping-pong of hints is cut after a few follows per round.
+        let mut hinted = 0;
+        for _ in 0..10 {
+            plan.hint(url("c:3"));
+            if plan.next().0 == url("c:3") {
+                hinted += 1;
+            }
+        }
+        assert!(hinted < 10);
+    }
+
+    #[test]
+    fn unavailable_statuses() {
+        assert!(is_unavailable(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(is_unavailable(StatusCode::BAD_GATEWAY));
+        assert!(!is_unavailable(StatusCode::NOT_FOUND));
+        assert!(!is_unavailable(StatusCode::INTERNAL_SERVER_ERROR));
+    }
+
+    #[test]
+    fn client_ids_are_random_and_non_zero() {
+        let a = random_client_id();
+        let b = random_client_id();
+        assert_ne!(a, 0);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn error_answers_become_one_line_errors() {
+        let answer = Answer {
+            status: StatusCode::BAD_REQUEST,
+            body: br#"{"error":"key too\nlong"}"#.to_vec(),
+            server: url("a:1"),
+        };
+        let err = check_status(answer).unwrap_err();
+        assert_eq!(err.to_string(), "server answered 400: key too long");
+        assert_eq!(err.exit_code(), 4);
+    }
+
+    #[test]
+    fn durations_print_like_the_flag() {
+        assert_eq!(format_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.500s");
+    }
+}

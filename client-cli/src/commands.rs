@@ -1,0 +1,105 @@
+//! One function per subcommand: call the API, render the answer.
+
+use serde_json::json;
+
+use crate::bench;
+use crate::cli::{Cli, Command};
+use crate::client::ApiClient;
+use crate::error::CliError;
+use crate::output::{self, print, print_json};
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let Cli {
+        servers,
+        timeout,
+        json,
+        token,
+        command,
+    } = cli;
+    match command {
+        Command::Bench(args) => bench::run(args, servers, timeout, json).await,
+        command => {
+            let mut client = ApiClient::new(servers, timeout, token)?;
+            run_api(command, &mut client, json).await
+        }
+    }
+}
+
+/// Runs one request-and-answer command.
+async fn run_api(command: Command, client: &mut ApiClient, json: bool) -> Result<(), CliError> {
+    match command {
+        Command::Get { key, consistency } => match client.get(&key, consistency).await? {
+            None => Err(CliError::NotFound(key)),
+            Some(kv) if json => print_json(&kv),
+            Some(kv) => print(&format!("{}\n", kv.value)),
+        },
+        Command::Put { key, value } => {
+            let written = client.put(&key, &value).await?;
+            if json {
+                print_json(&written)
+            } else {
+                print("OK\n")
+            }
+        }
+        Command::Delete { key } => {
+            let written = client.delete(&key).await?;
+            if json {
+                print_json(&written)
+            } else {
+                print("OK\n")
+            }
+        }
+        Command::List { prefix, limit } => {
+            let list = client.list(&prefix, limit).await?;
+            if json {
+                return print_json(&list);
+            }
+            print(&output::list_text(&list))?;
+            if list.truncated {
+                output::note(&format!(
+                    "note: more keys match; only the first {limit} are shown (raise --limit)"
+                ));
+            }
+            Ok(())
+        }
+        Command::Status => {
+            let status = client.status().await?;
+            if json {
+                print_json(&status)
+            } else {
+                print(&output::status_text(&status))
+            }
+        }
+        Command::Cluster => {
+            let cluster = client.cluster().await?;
+            if json {
+                print_json(&cluster)
+            } else {
+                print(&output::cluster_text(&cluster))
+            }
+        }
+        Command::Snapshot => {
+            let snapshot = client.snapshot().await?;
+            if json {
+                print_json(&snapshot)
+            } else {
+                print(&format!("snapshot taken at index {}\n", snapshot.index))
+            }
+        }
+        Command::TransferLeader { id } => {
+            let answer = client.transfer_leader(id).await?;
+            if json {
+                let answer = if answer.is_null() {
+                    json!({ "to": id })
+                } else {
+                    answer
+                };
+                print_json(&answer)
+            } else {
+                print("OK\n")
+            }
+        }
+        Command::Bench(_) => Err(CliError::Usage("bench is not a request command".into())),
+    }
+}
