@@ -1,1 +1,2 @@
 //! raft-kv-server library.
+pub mod storage;

@@ -1,0 +1,363 @@
+//! [`DiskStorage`]: the WAL and snapshot files of one data directory.
+//!
+//! Write path of `persist`: validate (nothing written if refused); write the
+//! snapshot file if any; append the whole `Ready` as one WAL record and fsync
+//! once; then, after a snapshot, compact. In memory it keeps only the log's
+//! outline ([`LogShape`]) and per-segment metadata, never the entries.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use raft_core::{Entry, HardState, Index, PersistedState, Snapshot};
+
+use super::error::{io_err, StorageError};
+use super::layout::{self, remove_durably, sync_dir, LOCK_FILE};
+use super::log_shape::LogShape;
+use super::record::{encode_frame, RecordRef, SnapshotMark};
+use super::recovery::{recover, Found, SegmentMeta};
+use super::snapshot_file;
+use super::wal::{self, SegmentWriter};
+use super::{DiskOptions, Storage};
+
+/// A node's storage in a data directory.
+pub struct DiskStorage {
+    dir: PathBuf,
+    opts: DiskOptions,
+    /// Holds the directory's lock while open.
+    _lock: File,
+    active: SegmentWriter,
+    /// Every segment, ascending; the last one is `active`.
+    segments: VecDeque<SegmentMeta>,
+    log: LogShape,
+    has_snapshot: bool,
+    hard_state: HardState,
+    /// What `open` recovered, handed out by the first `load`.
+    recovered: Option<PersistedState>,
+    /// The first IO failure; once set, every call fails.
+    poisoned: Option<String>,
+    /// Reused encoding buffer.
+    buf: Vec<u8>,
+}
+
+impl DiskStorage {
+    /// Opens (or creates) the data directory `dir`: locks it, recovers its
+    /// state (cutting off a torn WAL tail, refusing corruption) and finishes
+    /// any compaction a crash interrupted.
+    pub fn open(dir: &Path, opts: DiskOptions) -> Result<DiskStorage, StorageError> {
+        create_dir(dir, opts.sync)?;
+        let lock = lock(dir)?;
+        match recover(dir)? {
+            Found::Fresh { stale } => {
+                for path in &stale {
+                    remove_durably(dir, path, opts.sync)?;
+                }
+                let hard_state = HardState::default();
+                let active =
+                    SegmentWriter::create(dir, 1, &opening_record(hard_state)?, opts.sync)?;
+                Ok(DiskStorage {
+                    dir: dir.to_path_buf(),
+                    opts,
+                    _lock: lock,
+                    segments: VecDeque::from([meta_of(&active)]),
+                    active,
+                    log: LogShape::default(),
+                    has_snapshot: false,
+                    hard_state,
+                    recovered: Some(PersistedState::default()),
+                    poisoned: None,
+                    buf: Vec::new(),
+                })
+            }
+            Found::Existing(r) => {
+                let mut segments = VecDeque::from(r.segments);
+                let last = segments
+                    .back()
+                    .ok_or_else(|| StorageError::MissingSegment {
+                        path: dir.to_path_buf(),
+                        reason: "recovery returned no segment".into(),
+                    })?;
+                if r.torn_tail {
+                    wal::truncate(&last.path, r.last_len, opts.sync)?;
+                }
+                let active = SegmentWriter::open(&last.path, last.seq, r.last_len, opts.sync)?;
+                let snap_base = r
+                    .state
+                    .snapshot
+                    .as_ref()
+                    .map(|s| (s.meta.index, s.meta.term));
+                let mut store = DiskStorage {
+                    dir: dir.to_path_buf(),
+                    opts,
+                    _lock: lock,
+                    active,
+                    segments: std::mem::take(&mut segments),
+                    log: LogShape::new(snap_base.unwrap_or((0, 0)), &r.state.entries),
+                    has_snapshot: snap_base.is_some(),
+                    hard_state: r.state.hard_state,
+                    recovered: Some(r.state),
+                    poisoned: None,
+                    buf: Vec::new(),
+                };
+                if let Some(mark) = r.repair {
+                    // The snapshot file is newer than the WAL: record it, so
+                    // that entries appended from now on attach to it.
+                    store.append_record(Some(mark), &[], None)?;
+                }
+                for path in &r.stale {
+                    remove_durably(dir, path, opts.sync)?;
+                }
+                if let Some((index, _)) = snap_base {
+                    store.compact(index)?;
+                }
+                Ok(store)
+            }
+        }
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `op` unless the store is poisoned, and poisons it if `op` fails
+    /// on IO: after a failed write the files are in an unknown state, so no
+    /// later call may report success.
+    fn guarded<T>(
+        &mut self,
+        op: impl FnOnce(&mut Self) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        if let Some(cause) = &self.poisoned {
+            return Err(StorageError::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        let result = op(self);
+        if let Err(e) = &result {
+            if e.poisons() {
+                tracing::error!(dir = %self.dir.display(), error = %e, "storage write failed; refusing further writes");
+                self.poisoned = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    fn persist_inner(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry],
+        hard_state: Option<HardState>,
+    ) -> Result<(), StorageError> {
+        if let Some(s) = snapshot {
+            let current = self.log.base().0;
+            if self.has_snapshot && s.meta.index < current {
+                return Err(StorageError::SnapshotOutOfDate {
+                    index: s.meta.index,
+                    current,
+                });
+            }
+        }
+        let plan = self
+            .log
+            .plan(snapshot.map(|s| (s.meta.index, s.meta.term)), entries)?;
+        let entries = &entries[plan.skip..];
+        let mark = snapshot.map(|s| SnapshotMark {
+            index: s.meta.index,
+            term: s.meta.term,
+            keep_tail: plan.keep_tail,
+        });
+        if mark.is_none() && entries.is_empty() && hard_state.is_none() {
+            return Ok(());
+        }
+        if let Some(s) = snapshot {
+            // The file must be durable before the WAL refers to it.
+            snapshot_file::write(&self.dir, s, self.opts.sync)?;
+        }
+        self.append_record(mark, entries, hard_state)?;
+        if let Some(mark) = mark {
+            self.compact(mark.index)?;
+        }
+        Ok(())
+    }
+
+    /// Appends one `Ready` record (validated by the caller) durably and
+    /// updates the in-memory outline.
+    fn append_record(
+        &mut self,
+        mark: Option<SnapshotMark>,
+        entries: &[Entry],
+        hard_state: Option<HardState>,
+    ) -> Result<(), StorageError> {
+        self.buf.clear();
+        let record = RecordRef::Ready {
+            snapshot: mark,
+            entries,
+            hard_state,
+        };
+        encode_frame(&mut self.buf, &record)?;
+        if self.must_roll(mark.map(|m| m.index)) {
+            self.roll()?;
+        }
+        self.active.append(&self.buf)?;
+
+        if let Some(m) = mark {
+            self.log.apply_snapshot(m.index, m.term);
+            self.has_snapshot = true;
+        }
+        self.log.append(entries);
+        if let Some(hs) = hard_state {
+            self.hard_state = hs;
+        }
+        if let Some(meta) = self.segments.back_mut() {
+            let top = entries.last().map(|e| e.index).into_iter();
+            meta.max_index = top
+                .chain(mark.map(|m| m.index))
+                .fold(meta.max_index, Index::max);
+            meta.has_mark |= mark.is_some();
+        }
+        Ok(())
+    }
+
+    /// Whether to start a new segment before appending: the active one is
+    /// full, or a snapshot at `covers` will cover all of its log records (so
+    /// that compaction can delete it once it is no longer active).
+    fn must_roll(&self, covers: Option<Index>) -> bool {
+        if self.active.len() >= self.opts.segment_bytes {
+            return true;
+        }
+        match (covers, self.segments.back()) {
+            (Some(index), Some(meta)) => {
+                let has_log_records = meta.max_index > 0 || meta.has_mark;
+                has_log_records && meta.max_index <= index
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts the next segment. Its first record is the current hard state,
+    /// so that deleting older segments never loses the hard state.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        let first = opening_record(self.hard_state)?;
+        let next = self.active.seq() + 1;
+        self.active = SegmentWriter::create(&self.dir, next, &first, self.opts.sync)?;
+        self.segments.push_back(meta_of(&self.active));
+        Ok(())
+    }
+
+    /// Deletes, oldest first, the segments a snapshot at `index` covers, and
+    /// older snapshot files. Stops at the segment holding the newest
+    /// snapshot mark: recovery needs that mark, and the segments after it.
+    fn compact(&mut self, index: Index) -> Result<(), StorageError> {
+        let newest_mark = self.segments.iter().rposition(|s| s.has_mark).unwrap_or(0);
+        let deletable = self
+            .segments
+            .iter()
+            .take(newest_mark)
+            .take_while(|s| s.max_index <= index)
+            .count();
+        for _ in 0..deletable {
+            if let Some(seg) = self.segments.front() {
+                remove_durably(&self.dir, &seg.path, self.opts.sync)?;
+                tracing::debug!(segment = %seg.path.display(), snapshot = index, "compacted WAL segment");
+            }
+            self.segments.pop_front();
+        }
+        for (older, path) in layout::list(&self.dir)?.snapshots {
+            if older < index {
+                remove_durably(&self.dir, &path, self.opts.sync)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Storage for DiskStorage {
+    fn load(&mut self) -> Result<PersistedState, StorageError> {
+        self.guarded(|s| match s.recovered.take() {
+            Some(state) => Ok(state),
+            // A second call: read everything again (nothing to repair now).
+            None => match recover(&s.dir)? {
+                Found::Existing(r) => Ok(r.state),
+                Found::Fresh { .. } => Ok(PersistedState::default()),
+            },
+        })
+    }
+
+    fn persist(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry],
+        hard_state: Option<HardState>,
+    ) -> Result<(), StorageError> {
+        self.guarded(|s| s.persist_inner(snapshot, entries, hard_state))
+    }
+
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.guarded(|s| s.persist_inner(Some(snapshot), &[], None))
+    }
+}
+
+impl fmt::Debug for DiskStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskStorage")
+            .field("dir", &self.dir)
+            .field("opts", &self.opts)
+            .field("segments", &self.segments.len())
+            .field("active", &self.active.path())
+            .field("log", &self.log)
+            .field("hard_state", &self.hard_state)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The record a new segment starts with.
+fn opening_record(hard_state: HardState) -> Result<Vec<u8>, StorageError> {
+    let mut buf = Vec::new();
+    let record = RecordRef::Ready {
+        snapshot: None,
+        entries: &[],
+        hard_state: Some(hard_state),
+    };
+    encode_frame(&mut buf, &record)?;
+    Ok(buf)
+}
+
+fn meta_of(segment: &SegmentWriter) -> SegmentMeta {
+    SegmentMeta {
+        seq: segment.seq(),
+        path: segment.path().to_path_buf(),
+        max_index: 0,
+        has_mark: false,
+    }
+}
+
+/// Creates `dir` if needed, durably (its parent's entry is fsynced).
+fn create_dir(dir: &Path, sync: bool) -> Result<(), StorageError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    sync_dir(parent, sync)
+}
+
+/// Takes the directory's lock, so that two stores never write one WAL.
+fn lock(dir: &Path) -> Result<File, StorageError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path, "open"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
+        Err(TryLockError::Error(e)) => Err(io_err(&path, "lock")(e)),
+    }
+}

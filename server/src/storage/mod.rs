@@ -1,0 +1,74 @@
+//! Durable storage of a node's Raft state: the hard state, the log and
+//! snapshots.
+//!
+//! [`Storage`] is what the driver calls; [`DiskStorage`] is the real
+//! implementation (a segmented write-ahead log plus snapshot files; the file
+//! formats are described in `wal`, `record` and `snapshot_file`, the start-up
+//! rules in `recovery`), [`MemoryStorage`] the in-memory one for tests and the
+//! reference model the disk store is tested against.
+//!
+//! Semantics shared by both (the disk store's tests check it against the
+//! memory store):
+//! - A snapshot at `(index, term)` — received from the leader or made by the
+//!   node — replaces the log up to `index`. The entries after it stay only if
+//!   the log holds an entry `(index, term)` (Raft paper §7); otherwise the
+//!   whole log goes and restarts at `index + 1`. A snapshot older than the
+//!   stored one is refused ([`StorageError::SnapshotOutOfDate`]).
+//! - New entries must be consecutive; those the snapshot already covers are
+//!   skipped; the first one may rewrite stored entries (conflict truncation:
+//!   it replaces the entry at its index and drops every later one) but must
+//!   not leave a gap ([`StorageError::LogGap`]).
+//! - A call that is refused changes nothing. A call that fails on IO poisons
+//!   the disk store: every later call fails with [`StorageError::Poisoned`].
+
+use raft_core::{Entry, HardState, PersistedState, Snapshot};
+
+mod disk;
+mod error;
+mod layout;
+mod log_shape;
+mod memory;
+mod record;
+mod recovery;
+mod snapshot_file;
+mod wal;
+
+pub use disk::DiskStorage;
+pub use error::StorageError;
+pub use memory::MemoryStorage;
+
+/// Where a node keeps its Raft state. One `persist` = one fsync (group commit).
+pub trait Storage: Send + 'static {
+    /// Everything persisted so far (called once at start-up): the newest valid snapshot, the hard state and the log entries after the snapshot (contiguous, ascending).
+    fn load(&mut self) -> Result<PersistedState, StorageError>;
+    /// Durably records one Raft `Ready`: first a snapshot received from the leader (it replaces every log entry up to and including its index; entries after it that do not match are dropped too — simplest: drop the whole log and start it after the snapshot), then `entries` (an entry whose index is already stored replaces that entry and every later one: conflict truncation), then the hard state. Returns only after the data is durable (one fsync of the WAL for the batch, when sync is enabled).
+    fn persist(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry],
+        hard_state: Option<HardState>,
+    ) -> Result<(), StorageError>;
+    /// Durably stores a snapshot the node made itself (state machine image at an applied index) and compacts: drops WAL segments wholly covered by it and older snapshot files.
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
+}
+
+/// How a [`DiskStorage`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskOptions {
+    /// fsync files and the directory so that a returned call survives a
+    /// crash. Off only for benchmarks and tests: without it a power loss can
+    /// lose acknowledged writes.
+    pub sync: bool,
+    /// Start a new WAL segment once the current one reaches this size, so
+    /// that compaction can delete old log data a whole file at a time.
+    pub segment_bytes: u64,
+}
+
+impl Default for DiskOptions {
+    fn default() -> Self {
+        DiskOptions {
+            sync: true,
+            segment_bytes: 64 << 20,
+        }
+    }
+}

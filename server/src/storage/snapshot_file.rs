@@ -1,0 +1,243 @@
+//! Snapshot files: `snap-<index>.snap`.
+//!
+//! Layout: `magic "RAFTKVSN" | version: u32 LE | meta_len: u32 LE | meta
+//! (postcard SnapshotMeta) | data_len: u64 LE | data | crc32 of everything
+//! before it: u32 LE`. Written to a `.tmp` file, fsynced, renamed, and the
+//! directory fsynced: a snapshot file that exists is whole unless the disk
+//! damaged it, which the CRC detects.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use raft_core::{Index, Snapshot, SnapshotMeta};
+
+use super::error::{io_err, StorageError};
+use super::layout::{snapshot_name, sync_dir, tmp_path};
+
+/// Identifies a snapshot file.
+pub(crate) const SNAP_MAGIC: [u8; 8] = *b"RAFTKVSN";
+/// The snapshot format this build reads and writes.
+pub(crate) const SNAP_VERSION: u32 = 1;
+
+/// Writes `snap` durably into `dir` and returns its path.
+pub(crate) fn write(dir: &Path, snap: &Snapshot, sync: bool) -> Result<PathBuf, StorageError> {
+    let path = dir.join(snapshot_name(snap.meta.index));
+    let tmp = tmp_path(&path);
+    let meta = postcard::to_stdvec(&snap.meta).map_err(|source| StorageError::Encode {
+        what: "snapshot metadata",
+        source,
+    })?;
+    let meta_len = u32::try_from(meta.len()).map_err(|_| StorageError::RecordTooLarge {
+        len: meta.len(),
+        max: u32::MAX as usize,
+    })?;
+    let file = File::create(&tmp).map_err(io_err(&tmp, "create"))?;
+    let mut out = CrcWriter {
+        inner: BufWriter::new(file),
+        crc: crc32fast::Hasher::new(),
+    };
+    let body = [
+        &SNAP_MAGIC[..],
+        &SNAP_VERSION.to_le_bytes(),
+        &meta_len.to_le_bytes(),
+        &meta,
+        &(snap.data.len() as u64).to_le_bytes(),
+        &snap.data,
+    ];
+    for part in body {
+        out.write_all(part).map_err(io_err(&tmp, "write"))?;
+    }
+    let crc = out.crc.finalize();
+    let mut inner = out.inner;
+    inner
+        .write_all(&crc.to_le_bytes())
+        .and_then(|()| inner.flush())
+        .map_err(io_err(&tmp, "write"))?;
+    let file = inner
+        .into_inner()
+        .map_err(|e| io_err(&tmp, "write")(e.into_error()))?;
+    if sync {
+        file.sync_all().map_err(io_err(&tmp, "fsync"))?;
+    }
+    fs::rename(&tmp, &path).map_err(io_err(&path, "rename into place"))?;
+    sync_dir(dir, sync)?;
+    Ok(path)
+}
+
+/// Reads and verifies the snapshot file `path`, which by its name holds the
+/// snapshot at `index`.
+pub(crate) fn read(path: &Path, index: Index) -> Result<Snapshot, StorageError> {
+    let bytes = fs::read(path).map_err(io_err(path, "read"))?;
+    let mut r = Reader {
+        path,
+        bytes: &bytes,
+        at: 0,
+    };
+    if r.take(8, "magic bytes")? != SNAP_MAGIC {
+        return Err(StorageError::corrupt(
+            path,
+            0,
+            "not a raft-kv snapshot (wrong magic bytes)",
+        ));
+    }
+    let version = r.u32("format version")?;
+    if version != SNAP_VERSION {
+        return Err(StorageError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SNAP_VERSION,
+        });
+    }
+    let body_len = bytes
+        .len()
+        .checked_sub(4)
+        .ok_or_else(|| r.short("checksum"))?;
+    let stored_crc = Reader {
+        path,
+        bytes: &bytes,
+        at: body_len,
+    }
+    .u32("checksum")?;
+    if crc32fast::hash(&bytes[..body_len]) != stored_crc {
+        return Err(StorageError::corrupt(
+            path,
+            body_len as u64,
+            "snapshot fails its CRC32 check",
+        ));
+    }
+    // The checksum holds, so what follows only fails on a format bug.
+    let meta_len = r.u32("metadata length")? as usize;
+    let meta_at = r.at as u64;
+    let meta: SnapshotMeta = postcard::from_bytes(r.take(meta_len, "metadata")?)
+        .map_err(|e| StorageError::corrupt(path, meta_at, format!("bad metadata: {e}")))?;
+    let data_len = r.u64("data length")?;
+    let data_len = usize::try_from(data_len).map_err(|_| r.short("data"))?;
+    let data = r.take(data_len, "data")?.to_vec();
+    if r.at != body_len {
+        return Err(StorageError::corrupt(
+            path,
+            r.at as u64,
+            "unexpected bytes after the data",
+        ));
+    }
+    if meta.index != index {
+        return Err(StorageError::corrupt(
+            path,
+            meta_at,
+            format!(
+                "holds the snapshot at index {} but is named for index {index}",
+                meta.index
+            ),
+        ));
+    }
+    Ok(Snapshot { meta, data })
+}
+
+/// Feeds everything written through a CRC32.
+struct CrcWriter<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Bounds-checked little-endian reads that name the file and offset.
+struct Reader<'a> {
+    path: &'a Path,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn short(&self, what: &str) -> StorageError {
+        StorageError::corrupt(
+            self.path,
+            self.at as u64,
+            format!("file ends before its {what}"),
+        )
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], StorageError> {
+        let end = self.at.checked_add(n).ok_or_else(|| self.short(what))?;
+        let slice = self
+            .bytes
+            .get(self.at..end)
+            .ok_or_else(|| self.short(what))?;
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, StorageError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, StorageError> {
+        let lo = u64::from(self.u32(what)?);
+        let hi = u64::from(self.u32(what)?);
+        Ok(lo | (hi << 32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft_core::Membership;
+
+    fn snap(index: Index) -> Snapshot {
+        Snapshot {
+            meta: SnapshotMeta {
+                index,
+                term: 3,
+                membership: Membership::new(vec![1, 2, 3]),
+            },
+            data: b"state machine image".to_vec(),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = snap(42);
+        let path = write(dir.path(), &s, true).expect("write");
+        assert_eq!(path, dir.path().join("snap-000000000000002a.snap"));
+        assert_eq!(read(&path, 42).expect("read"), s);
+        assert!(!tmp_path(&path).exists());
+    }
+
+    #[test]
+    fn every_bit_flip_and_every_truncation_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), &snap(7), false).expect("write");
+        let good = fs::read(&path).expect("read");
+        for bit in 0..good.len() * 8 {
+            let mut bad = good.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            fs::write(&path, &bad).expect("write");
+            assert!(read(&path, 7).is_err(), "bit {bit} undetected");
+        }
+        for cut in 0..good.len() {
+            fs::write(&path, &good[..cut]).expect("write");
+            assert!(read(&path, 7).is_err(), "cut at {cut} undetected");
+        }
+    }
+
+    #[test]
+    fn name_must_match_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), &snap(7), false).expect("write");
+        let err = read(&path, 8).expect_err("wrong index");
+        assert!(err.to_string().contains("named for index 8"), "{err}");
+    }
+}
