@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds the dashboard into web/dist: the wasm bundle (release, size-optimized)
+# plus the static files. Installs the pinned wasm-bindgen-cli only when the
+# installed one differs from the crate version, so repeated runs cost nothing.
+#
+#   web/build.sh            # from anywhere
+#   CARGO_TARGET_DIR=...    # honoured (default: <workspace>/target)
+set -euo pipefail
+
+WEB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$WEB_DIR/.." && pwd)"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+DIST="$WEB_DIR/dist"
+BINDGEN_VERSION="0.2.130" # must equal the wasm-bindgen version pinned in web/Cargo.toml
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  echo "web/build.sh: adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+installed="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
+if [ "$installed" != "$BINDGEN_VERSION" ]; then
+  echo "web/build.sh: installing wasm-bindgen-cli $BINDGEN_VERSION (found: ${installed:-none}); takes a few minutes once"
+  # Not --locked: the CLI's lock file pins a webpki-roots release the registry lacks.
+  cargo install wasm-bindgen-cli --version "=$BINDGEN_VERSION"
+fi
+
+echo "web/build.sh: cargo build -p web --target wasm32-unknown-unknown --release"
+(cd "$ROOT" && cargo build -p web --target wasm32-unknown-unknown --release)
+
+rm -rf "$DIST"
+mkdir -p "$DIST/pkg"
+wasm-bindgen --target web --no-typescript --out-dir "$DIST/pkg" \
+  "$TARGET_DIR/wasm32-unknown-unknown/release/web.wasm"
+cp "$WEB_DIR"/static/* "$DIST/"
+
+size="$(stat -c %s "$DIST/pkg/web_bg.wasm")"
+echo "web/build.sh: built $DIST (web_bg.wasm: $size bytes, $((size / 1024)) KiB)"

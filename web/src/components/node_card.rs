@@ -1,0 +1,175 @@
+//! A node card: id, address, role, term, leader, indexes, the leader's view
+//! of each follower, and the node's log strip.
+
+use web_sys::Element;
+
+use crate::components::LogStrip;
+use crate::dom::{append, clear, el, el_class, el_text, set_attr, set_hidden, set_style, set_text};
+use crate::model::{term_color, NodeView, RoleView};
+
+/// One card.
+pub struct NodeCard {
+    /// The root element (`.node-card`).
+    pub root: Element,
+    role: Element,
+    serving: Element,
+    term: Element,
+    url: Element,
+    error: Element,
+    stats: Vec<Element>,
+    sim_line: Element,
+    followers: Element,
+    follower_body: Element,
+    follower_rows: Vec<Vec<Element>>,
+    log: LogStrip,
+}
+
+const STATS: [&str; 7] = [
+    "leader", "vote", "last", "commit", "applied", "snapshot", "keys",
+];
+
+impl NodeCard {
+    /// A card for node `id`.
+    pub fn new(id: u64) -> NodeCard {
+        let root = el_class("div", "node-card");
+        set_attr(&root, "data-node-id", &id.to_string());
+        let head = el_class("div", "card-head");
+        append(&head, &el_text("span", "node-id", &format!("n{id}")));
+        let role = el_class("span", "role-badge");
+        append(&head, &role);
+        let serving = el_text("span", "serving-tag", "this page");
+        set_attr(&serving, "title", "the node this page is served from");
+        append(&head, &serving);
+        let term = el_class("span", "term-chip");
+        append(&head, &term);
+        append(&root, &head);
+        let url = el_class("div", "node-url");
+        append(&root, &url);
+        let error = el_class("div", "node-error");
+        append(&root, &error);
+        let dl = el_class("dl", "stats");
+        let mut stats = Vec::new();
+        for name in STATS {
+            let cell = el_class("div", "stat");
+            append(&cell, &el_text("dt", "", name));
+            let dd = el("dd");
+            set_attr(&dd, "data-stat", name);
+            append(&cell, &dd);
+            append(&dl, &cell);
+            stats.push(dd);
+        }
+        append(&root, &dl);
+        let sim_line = el_class("div", "sim-line");
+        append(&root, &sim_line);
+        let followers = el_class("table", "followers");
+        let thead = el("thead");
+        let tr = el("tr");
+        for h in ["follower", "match", "next", "lag", "state", "contact"] {
+            append(&tr, &el_text("th", "", h));
+        }
+        append(&thead, &tr);
+        append(&followers, &thead);
+        let follower_body = el("tbody");
+        append(&followers, &follower_body);
+        append(&root, &followers);
+        let log = LogStrip::new();
+        append(&root, &log.root);
+        NodeCard {
+            root,
+            role,
+            serving,
+            term,
+            url,
+            error,
+            stats,
+            sim_line,
+            followers,
+            follower_body,
+            follower_rows: Vec::new(),
+            log,
+        }
+    }
+
+    /// Refreshes the card. `progress` is the leader's `(match, next)` for
+    /// this node, when known.
+    pub fn update(&mut self, n: &NodeView, progress: Option<(u64, u64)>) {
+        set_attr(&self.root, "data-role", n.role.as_str());
+        set_attr(&self.role, "data-role", n.role.as_str());
+        set_text(&self.role, n.role.label());
+        set_hidden(&self.serving, !n.serving);
+        match n.term {
+            Some(t) => {
+                set_text(&self.term, &format!("term {t}"));
+                set_style(&self.term, "background", term_color(t));
+                set_hidden(&self.term, false);
+            }
+            None => set_hidden(&self.term, true),
+        }
+        set_text(&self.url, &n.url);
+        set_hidden(&self.error, n.error.is_none());
+        set_text(&self.error, n.error.as_deref().unwrap_or(""));
+        let down = n.role == RoleView::Down && n.term.is_none();
+        let opt = |v: Option<u64>| v.map_or("—".to_string(), |v| format!("n{v}"));
+        let values = [
+            opt(n.leader),
+            opt(n.vote),
+            n.last_index.to_string(),
+            n.commit_index.to_string(),
+            n.applied_index.to_string(),
+            n.snapshot_index.to_string(),
+            n.keys.map_or("—".into(), |k| k.to_string()),
+        ];
+        for (dd, v) in self.stats.iter().zip(values) {
+            set_text(dd, if down { "—" } else { &v });
+        }
+        let mut sim = Vec::new();
+        if let Some((e, t)) = n.election_timer {
+            sim.push(format!("election timer {e}/{t}"));
+        }
+        if let Some((g, need)) = n.votes {
+            sim.push(format!("votes {g}/{need}"));
+        }
+        set_hidden(&self.sim_line, sim.is_empty());
+        set_text(&self.sim_line, &sim.join(" · "));
+        self.update_followers(n);
+        set_hidden(
+            &self.log.root,
+            down || n.log.cells.is_empty() && n.snapshot_index == 0,
+        );
+        self.log.update(n, progress);
+    }
+
+    fn update_followers(&mut self, n: &NodeView) {
+        let show = n.role == RoleView::Leader && !n.followers.is_empty();
+        set_hidden(&self.followers, !show);
+        if !show {
+            return;
+        }
+        if self.follower_rows.len() != n.followers.len() {
+            clear(&self.follower_body);
+            self.follower_rows.clear();
+            for _ in &n.followers {
+                let tr = el("tr");
+                let cells: Vec<Element> = (0..6).map(|_| el("td")).collect();
+                for c in &cells {
+                    append(&tr, c);
+                }
+                append(&self.follower_body, &tr);
+                self.follower_rows.push(cells);
+            }
+        }
+        for (f, row) in n.followers.iter().zip(&self.follower_rows) {
+            let values = [
+                format!("n{}", f.id),
+                f.match_index.to_string(),
+                f.next_index.to_string(),
+                f.lag.to_string(),
+                f.state.clone(),
+                f.since_contact.clone(),
+            ];
+            for (td, v) in row.iter().zip(values) {
+                set_text(td, &v);
+            }
+        }
+    }
+}
