@@ -58,7 +58,8 @@ async fn run_api(command: Command, client: &mut ApiClient, json: bool) -> Result
             print(&output::list_text(&list))?;
             if list.truncated {
                 output::note(&format!(
-                    "note: more keys match; only the first {limit} are shown (raise --limit)"
+                    "note: more keys match than the {} shown (raise --limit)",
+                    list.items.len()
                 ));
             }
             Ok(())

@@ -176,6 +176,7 @@ pub async fn run(
         stop: AtomicBool::new(false),
         last_done_ns: AtomicU64::new(0),
         in_flight: AtomicU64::new(0),
+        open_loop: args.rate.is_some(),
         session_base: seed,
         sessions_made: AtomicU64::new(0),
     });
@@ -254,7 +255,9 @@ struct Shared {
     stop: AtomicBool,
     /// When the latest measured operation finished, in ns after `start`.
     last_done_ns: AtomicU64,
+    /// Open-loop requests in flight.
     in_flight: AtomicU64,
+    open_loop: bool,
     session_base: u64,
     sessions_made: AtomicU64,
 }
@@ -453,7 +456,7 @@ async fn progress(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>, quiet: b
                 drain(&shared, &mut total, &mut interval);
                 let now = Instant::now();
                 if !quiet {
-                    note(&progress_line(&shared, &interval, now, now - last_tick));
+                    note(&progress_line(&shared, &interval, last_tick, now));
                 }
                 last_tick = now;
                 interval.reset();
@@ -480,23 +483,30 @@ fn drain(shared: &Shared, total: &mut Sample, interval: &mut Sample) {
     }
 }
 
-fn progress_line(shared: &Shared, interval: &Sample, now: Instant, span: Duration) -> String {
-    let phase = if now < shared.measure_start {
+/// One progress line about the interval from `from` to `now`.
+fn progress_line(shared: &Shared, interval: &Sample, from: Instant, now: Instant) -> String {
+    let phase = if from < shared.measure_start {
         "warmup"
     } else {
         "run"
     };
     let ops = interval.succeeded() + interval.failed();
-    let rate = ops as f64 / span.as_secs_f64().max(1e-3);
+    let rate = ops as f64 / (now - from).as_secs_f64().max(1e-3);
     let latency = LatencySummary::of(&interval.all_latencies());
-    format!(
-        "[{:>5.0}s] {phase:<6} {rate:>9.0} ops/s  p50 {}  p99 {}  errors {}  in flight {}",
+    let mut line = format!(
+        "[{:>5.0}s] {phase:<6} {rate:>9.0} ops/s  p50 {}  p99 {}  errors {}",
         now.duration_since(shared.start).as_secs_f64(),
         stats::micros(latency.p50),
         stats::micros(latency.p99),
         interval.failed(),
-        shared.in_flight.load(Ordering::Relaxed),
-    )
+    );
+    if shared.open_loop {
+        line.push_str(&format!(
+            "  in flight {}",
+            shared.in_flight.load(Ordering::Relaxed)
+        ));
+    }
+    line
 }
 
 /// Writes every key once, `--connections` at a time.

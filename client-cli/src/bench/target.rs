@@ -117,7 +117,8 @@ impl Target {
 }
 
 /// A raft-kv cluster: writes and linearizable reads go to the leader found at
-/// start (no forward), stale reads are spread over every member.
+/// start (no forward), stale reads are spread over the members that were
+/// reachable at start.
 #[derive(Clone, Debug)]
 pub struct RaftKv {
     leader_id: NodeId,
@@ -151,9 +152,11 @@ impl RaftKv {
     ) -> Result<Option<RaftKv>, CliError> {
         match client.cluster().await {
             Ok(cluster) => {
+                // Stale reads go to the members that answered the leader.
                 let members: Vec<Url> = cluster
                     .members
                     .iter()
+                    .filter(|m| m.status.is_some())
                     .filter_map(|m| parse_server_url(&m.url).ok())
                     .collect();
                 let leader = cluster.leader.and_then(|id| {
@@ -162,12 +165,12 @@ impl RaftKv {
                 });
                 Ok(leader.map(|(leader_id, leader)| RaftKv {
                     leader_id,
-                    leader,
                     members: if members.is_empty() {
-                        servers.to_vec()
+                        vec![leader.clone()]
                     } else {
                         members
                     },
+                    leader,
                 }))
             }
             Err(CliError::Server { status: 404, .. }) => {

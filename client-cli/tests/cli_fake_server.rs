@@ -1,0 +1,349 @@
+//! Runs the built `raft-kv-client` against scripted fake nodes (plain HTTP
+//! on loopback, no Raft): leader following, at-most-once retry headers,
+//! output format and exit codes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+/// One request as the fake node saw it.
+#[derive(Clone, Debug)]
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the fake node does with a request.
+enum Reply {
+    /// Answer with this status, extra headers and JSON body.
+    Json(u16, Vec<(&'static str, String)>, String),
+    /// Close the connection without answering.
+    Hang,
+}
+
+type Handler = dyn Fn(&Request, usize) -> Reply + Send + Sync;
+
+struct FakeNode {
+    url: String,
+    seen: Arc<Mutex<Vec<Request>>>,
+}
+
+impl FakeNode {
+    /// Starts a node; `handler` gets each request and how many came before.
+    fn start(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> FakeNode {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen: Arc<Mutex<Vec<Request>>> = Arc::default();
+        let handler: Arc<Handler> = Arc::new(handler);
+        let log = Arc::clone(&seen);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (log, handler) = (Arc::clone(&log), Arc::clone(&handler));
+                thread::spawn(move || serve(stream, &log, &*handler));
+            }
+        });
+        FakeNode { url, seen }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve(stream: TcpStream, log: &Mutex<Vec<Request>>, handler: &Handler) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut stream = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let target = parts.next().unwrap_or_default().to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = h.split_once(':') {
+                headers.push((n.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let len = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let request = Request {
+            method,
+            target,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        let count = {
+            let mut log = log.lock().unwrap();
+            log.push(request.clone());
+            log.len() - 1
+        };
+        match handler(&request, count) {
+            Reply::Hang => return,
+            Reply::Json(status, extra, body) => {
+                let mut head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+                    body.len()
+                );
+                for (n, v) in extra {
+                    head.push_str(&format!("{n}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                if stream.write_all(head.as_bytes()).is_err()
+                    || stream.write_all(body.as_bytes()).is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn client(servers: &[&str], args: &[&str]) -> Output {
+    let list = servers.join(",");
+    Command::new(env!("CARGO_BIN_EXE_raft-kv-client"))
+        .args(["--server", &list, "--timeout", "5s"])
+        .args(args)
+        .env_remove("RAFT_KV_TOKEN")
+        .output()
+        .expect("run raft-kv-client")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok_write(key: &str) -> Reply {
+    Reply::Json(
+        200,
+        vec![],
+        format!(r#"{{"key":"{key}","index":7,"prev":null,"served_by":2}}"#),
+    )
+}
+
+#[test]
+fn put_follows_the_leader_hint_with_the_same_client_seq() {
+    let leader = FakeNode::start(|r, _| {
+        assert_eq!(r.method, "PUT");
+        ok_write("k")
+    });
+    let leader_url = leader.url.clone();
+    let follower = FakeNode::start(move |_, _| {
+        Reply::Json(
+            503,
+            vec![],
+            format!(r#"{{"error":"not the leader","leader":2,"leader_url":"{leader_url}"}}"#),
+        )
+    });
+    let out = client(&[&follower.url], &["put", "k", "hello world"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "OK\n");
+    assert!(out.stderr.is_empty());
+
+    let first = &follower.requests()[0];
+    let second = &leader.requests()[0];
+    assert_eq!(second.target, "/key/k");
+    assert_eq!(second.body, r#"{"value":"hello world"}"#);
+    let id = first.header("x-raft-client-id").expect("client id");
+    assert_ne!(id, "0");
+    assert_eq!(second.header("x-raft-client-id"), Some(id));
+    assert_eq!(first.header("x-raft-client-seq"), Some("1"));
+    assert_eq!(second.header("x-raft-client-seq"), Some("1"));
+}
+
+#[test]
+fn a_lost_answer_is_retried_with_the_same_client_seq() {
+    let node = FakeNode::start(|_, n| if n == 0 { Reply::Hang } else { ok_write("k") });
+    let out = client(&[&node.url], &["put", "k", "v", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["index"], 7);
+    let seen = node.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].header("x-raft-client-id"),
+        seen[1].header("x-raft-client-id")
+    );
+    assert_eq!(seen[1].header("x-raft-client-seq"), Some("1"));
+}
+
+#[test]
+fn header_hint_and_server_list_are_followed() {
+    let leader =
+        FakeNode::start(|_, _| Reply::Json(200, vec![], r#"{"key":"k","value":"v1"}"#.into()));
+    let hint = format!("2 {}", leader.url);
+    let follower = FakeNode::start(move |_, _| {
+        Reply::Json(
+            503,
+            vec![("x-raft-leader", hint.clone())],
+            r#"{"error":"no leader yet"}"#.into(),
+        )
+    });
+    let dead = format!("http://{}", {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    });
+    let out = client(&[&dead, &follower.url], &["get", "k"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "v1\n");
+    assert_eq!(leader.requests()[0].target, "/key/k");
+}
+
+#[test]
+fn get_outputs_and_exit_codes() {
+    let node = FakeNode::start(|r, _| match r.target.as_str() {
+        "/key/present" => Reply::Json(200, vec![], r#"{"key":"present","value":"42"}"#.into()),
+        "/key/stale?consistency=stale" => {
+            Reply::Json(200, vec![], r#"{"key":"stale","value":"old"}"#.into())
+        }
+        "/key/bad%20key" => Reply::Json(400, vec![], r#"{"error":"bad\nkey"}"#.into()),
+        _ => Reply::Json(404, vec![], r#"{"error":"not found"}"#.into()),
+    });
+    let out = client(&[&node.url], &["get", "present"]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "42\n".into())
+    );
+
+    let out = client(&[&node.url], &["get", "stale", "--consistency", "stale"]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "old\n".into())
+    );
+
+    let out = client(&[&node.url], &["get", "missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(text(&out.stderr), "error: key \"missing\" not found\n");
+
+    let out = client(&[&node.url], &["get", "bad key"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(text(&out.stderr), "error: server answered 400: bad key\n");
+}
+
+#[test]
+fn no_leader_until_the_deadline_exits_3() {
+    let node = FakeNode::start(|_, _| Reply::Json(503, vec![], r#"{"error":"no leader"}"#.into()));
+    let out = Command::new(env!("CARGO_BIN_EXE_raft-kv-client"))
+        .args(["--server", &node.url, "--timeout", "600ms", "put", "k", "v"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no leader"), "{err}");
+    // Retries back off instead of hammering the node.
+    let n = node.requests().len();
+    assert!((2..30).contains(&n), "{n} attempts");
+}
+
+#[test]
+fn admin_commands_send_the_token() {
+    let node = FakeNode::start(|r, _| match r.target.as_str() {
+        "/admin/snapshot" => Reply::Json(200, vec![], r#"{"index":12}"#.into()),
+        "/admin/transfer-leader" => Reply::Json(200, vec![], String::new()),
+        _ => Reply::Json(404, vec![], "{}".into()),
+    });
+    let out = client(&[&node.url], &["--token", "s3cret", "snapshot"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "snapshot taken at index 12\n");
+    let out = client(&[&node.url], &["transfer-leader", "3", "--token", "s3cret"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let seen = node.requests();
+    assert_eq!(seen[0].header("x-raft-cluster-token"), Some("s3cret"));
+    assert_eq!(seen[1].method, "POST");
+    assert_eq!(seen[1].body, r#"{"to":3}"#);
+    assert_eq!(seen[1].header("x-raft-cluster-token"), Some("s3cret"));
+}
+
+#[test]
+fn bench_reports_json_against_a_fake_leader() {
+    let node = FakeNode::start(|r, _| {
+        let path = r.target.split('?').next().unwrap_or_default();
+        match (r.method.as_str(), path) {
+            ("GET", "/cluster") => Reply::Json(200, vec![], {
+                let url = r.header("host").map(|h| format!("http://{h}")).unwrap();
+                format!(
+                    r#"{{"served_by":1,"leader":1,"members":[{{"id":1,"url":"{url}","error":"skip"}}]}}"#
+                )
+            }),
+            ("PUT", _) => ok_write("x"),
+            ("GET", _) => Reply::Json(200, vec![], r#"{"key":"x","value":"y"}"#.into()),
+            _ => Reply::Json(404, vec![], "{}".into()),
+        }
+    });
+    let out = client(
+        &[&node.url],
+        &[
+            "bench",
+            "--ops",
+            "200",
+            "--connections",
+            "4",
+            "--json",
+            "--quiet",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["ops"], 200);
+    assert_eq!(report["ok"], 200);
+    assert_eq!(report["errors"], 0);
+    assert!(report["latency_us"]["p99"].as_u64().unwrap() > 0);
+    let writes = node
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .count();
+    assert!(writes > 0 && writes < 80, "{writes} writes of 200 at 10%");
+
+    let out = client(
+        &[&node.url],
+        &[
+            "bench",
+            "--rate",
+            "400",
+            "--duration",
+            "500ms",
+            "--workload",
+            "put",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["mode"], "open");
+    let ops = report["ops"].as_u64().unwrap();
+    assert!((150..=250).contains(&ops), "{ops} ops at 400/s for 0.5s");
+}
