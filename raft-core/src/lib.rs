@@ -19,6 +19,7 @@ pub mod quorum;
 mod raft;
 pub mod raw_node;
 pub mod rng;
+pub mod sim;
 pub mod types;
 pub mod wire;
 

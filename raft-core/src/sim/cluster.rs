@@ -1,0 +1,894 @@
+//! The simulated cluster: nodes, network, clients and nemesis on one
+//! virtual clock, advanced one event time per [`Cluster::step`].
+
+use std::collections::BTreeMap;
+
+use super::client::{Client, ClientView, Current, Phase};
+use super::config::SimConfig;
+use super::history::{ClientOp, History, OpOutput, Outcome};
+use super::invariants::{Checker, Detected, Violation};
+use super::linearizability::{check_linearizability, CheckStats, LinearizabilityError};
+use super::nemesis::{FaultAction, Nemesis, NodeBrief};
+use super::network::{InFlight, Network, NetworkStats};
+use super::node::{Env, Reply, SimNode};
+use super::{Time, TraceHash};
+use crate::config::{ConfigError, NotAccepted};
+use crate::kv::{Command, Op, OpResult};
+use crate::message::MessageBody;
+use crate::rng::Rng;
+use crate::types::{Membership, NodeId, Term};
+
+/// Something that happened during the last step (recorded only when
+/// [`Cluster::record_events`] is on).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SimEvent {
+    /// A message reached a running node.
+    Delivered {
+        /// Sender.
+        from: NodeId,
+        /// Recipient.
+        to: NodeId,
+        /// `MessageBody::kind()`.
+        kind: &'static str,
+        /// The message's term.
+        term: Term,
+    },
+    /// A fault was injected or repaired.
+    Fault(FaultAction),
+    /// A client invoked the operation with this history id.
+    Invoked(usize),
+    /// The operation completed.
+    Completed(usize),
+    /// The operation was abandoned.
+    Abandoned(usize),
+}
+
+/// What one step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepReport {
+    /// The virtual time the step ran at.
+    pub time: Time,
+    /// Messages delivered.
+    pub delivered: usize,
+    /// Violations found by this step.
+    pub new_violations: usize,
+}
+
+/// The summary of a finished run.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The run's seed.
+    pub seed: u64,
+    /// Virtual time at the end.
+    pub end_time: Time,
+    /// Steps taken.
+    pub steps: u64,
+    /// Whether every client finished its operations before `max_time`.
+    pub finished: bool,
+    /// Operations invoked.
+    pub ops: usize,
+    /// Operations answered.
+    pub ops_ok: usize,
+    /// Writes invoked.
+    pub writes: usize,
+    /// Writes answered.
+    pub writes_ok: usize,
+    /// Writes abandoned (outcome unknown).
+    pub writes_unknown: usize,
+    /// Safety violations (invariants and linearizability).
+    pub violations: Vec<Detected>,
+    /// The linearizability checker's verdict.
+    pub linearizability: Result<CheckStats, LinearizabilityError>,
+    /// Whether all nodes ended with the same state machine.
+    pub converged: bool,
+    /// Faults injected (repairs not counted).
+    pub faults: usize,
+    /// Crashes among them.
+    pub crashes: usize,
+    /// Partitions and link cuts among them.
+    pub partitions: usize,
+    /// Network counters.
+    pub network: NetworkStats,
+    /// Distinct terms that had a leader.
+    pub leaders: usize,
+    /// Snapshots installed from a leader (InstallSnapshot).
+    pub snapshots_installed: u64,
+    /// The run's trace hash.
+    pub trace_hash: u64,
+}
+
+/// A whole simulated cluster.
+pub struct Cluster {
+    cfg: SimConfig,
+    now: Time,
+    steps: u64,
+    members: Membership,
+    nodes: Vec<SimNode>,
+    net: Network,
+    net_rng: Rng,
+    client_rng: Rng,
+    nemesis_rng: Rng,
+    nemesis: Nemesis,
+    clients: Vec<Client>,
+    history: History,
+    checker: Checker,
+    replies: Vec<(NodeId, Reply)>,
+    /// Read contexts: `ctx -> (client index, op id)`.
+    reads: BTreeMap<u64, (usize, usize)>,
+    next_ctx: u64,
+    issued: usize,
+    calm: bool,
+    trace: TraceHash,
+    fault_log: Vec<(Time, FaultAction)>,
+    record_events: bool,
+    events: Vec<SimEvent>,
+}
+
+impl Cluster {
+    /// A new cluster as `cfg` describes; nothing has happened yet.
+    pub fn new(cfg: SimConfig) -> Result<Self, ConfigError> {
+        if !(1..=64).contains(&cfg.nodes) {
+            return Err(ConfigError("a cluster has 1 to 64 nodes".into()));
+        }
+        if cfg.tick_interval == 0 {
+            return Err(ConfigError("tick_interval must be at least 1".into()));
+        }
+        let ids: Vec<NodeId> = (1..=cfg.nodes as u64).collect();
+        let members = Membership::new(ids.clone());
+        let mut net_rng = Rng::new(cfg.seed ^ 0x4E45_5457_4F52_4B00);
+        let mut client_rng = Rng::new(cfg.seed ^ 0x434C_4945_4E54_5300);
+        let mut nemesis_rng = Rng::new(cfg.seed ^ 0x4E45_4D45_5349_5300);
+        let mut nodes = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            let mut node =
+                SimNode::new(id, cfg.node_config(id, 0), &members).map_err(ConfigError)?;
+            node.next_tick = net_rng.range(1, cfg.tick_interval + 1);
+            nodes.push(node);
+        }
+        let clients = (0..cfg.clients.count)
+            .map(|i| Client::new(i as u64 + 1, client_rng.range(0, 2 * cfg.tick_interval)))
+            .collect();
+        let nemesis = Nemesis::new(&cfg.nemesis, cfg.network.clone(), &mut nemesis_rng);
+        Ok(Cluster {
+            net: Network::new(cfg.network.clone()),
+            cfg,
+            now: 0,
+            steps: 0,
+            members,
+            nodes,
+            net_rng,
+            client_rng,
+            nemesis_rng,
+            nemesis,
+            clients,
+            history: History::new(),
+            checker: Checker::new(),
+            replies: Vec::new(),
+            reads: BTreeMap::new(),
+            next_ctx: 1,
+            issued: 0,
+            calm: false,
+            trace: TraceHash::default(),
+            fault_log: Vec::new(),
+            record_events: false,
+            events: Vec::new(),
+        })
+    }
+
+    // ----- what the dashboard reads -----
+
+    /// The configuration (as modified by the controls).
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
+    /// Current virtual time.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The nodes, in id order (id `i` is at index `i - 1`).
+    pub fn nodes(&self) -> &[SimNode] {
+        &self.nodes
+    }
+
+    /// Node `id`.
+    pub fn node(&self, id: NodeId) -> Option<&SimNode> {
+        self.nodes.get((id as usize).checked_sub(1)?)
+    }
+
+    /// The running leader with the highest term.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_leader())
+            .max_by_key(|n| n.term())
+            .map(SimNode::id)
+    }
+
+    /// The network: in-flight messages, cuts, settings, counters.
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// The messages in flight, by delivery time.
+    pub fn in_flight(&self) -> impl Iterator<Item = &InFlight> {
+        self.net.in_flight()
+    }
+
+    /// The client history so far.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The clients' current state.
+    pub fn clients(&self) -> Vec<ClientView> {
+        self.clients.iter().map(Client::view).collect()
+    }
+
+    /// Every violation found so far.
+    pub fn violations(&self) -> &[Detected] {
+        self.checker.violations()
+    }
+
+    /// Every term's leader seen so far.
+    pub fn leaders(&self) -> &BTreeMap<Term, NodeId> {
+        self.checker.leaders()
+    }
+
+    /// Every fault injected or repaired, with its time.
+    pub fn fault_log(&self) -> &[(Time, FaultAction)] {
+        &self.fault_log
+    }
+
+    /// The hash of everything that happened so far.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace.0
+    }
+
+    /// Records a [`SimEvent`] list for each step (off by default).
+    pub fn record_events(&mut self, on: bool) {
+        self.record_events = on;
+        self.events.clear();
+    }
+
+    /// What the last step did, when recording.
+    pub fn last_events(&self) -> &[SimEvent] {
+        &self.events
+    }
+
+    // ----- controls -----
+
+    /// Crashes node `id`: it loses its RawNode, its state machine and the
+    /// messages in flight to it; its durable store survives.
+    pub fn crash(&mut self, id: NodeId) {
+        self.apply_fault(FaultAction::Crash(id));
+    }
+
+    /// Restarts node `id` from its durable store.
+    pub fn restart(&mut self, id: NodeId) {
+        self.apply_fault(FaultAction::Restart(id));
+    }
+
+    /// Cuts the directed link `from -> to`.
+    pub fn cut(&mut self, from: NodeId, to: NodeId) {
+        self.apply_fault(FaultAction::Cut(vec![(from, to)]));
+    }
+
+    /// Cuts every link between the groups.
+    pub fn partition(&mut self, groups: Vec<Vec<NodeId>>) {
+        self.apply_fault(FaultAction::Partition(groups));
+    }
+
+    /// Cuts node `id` off from all others, both ways.
+    pub fn isolate(&mut self, id: NodeId) {
+        let rest = (1..=self.nodes.len() as u64).filter(|&x| x != id).collect();
+        self.partition(vec![vec![id], rest]);
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        self.apply_fault(FaultAction::Heal);
+    }
+
+    /// Sets the message loss probability.
+    pub fn set_drop_rate(&mut self, p: f64) {
+        let duplicate_rate = self.net.config.duplicate_rate;
+        self.apply_fault(FaultAction::SetLoss {
+            drop_rate: p,
+            duplicate_rate,
+        });
+    }
+
+    /// Sets the message duplication probability.
+    pub fn set_duplicate_rate(&mut self, p: f64) {
+        let drop_rate = self.net.config.drop_rate;
+        self.apply_fault(FaultAction::SetLoss {
+            drop_rate,
+            duplicate_rate: p,
+        });
+    }
+
+    /// Sets the latency range.
+    pub fn set_latency(&mut self, lo: Time, hi: Time) {
+        self.apply_fault(FaultAction::SetLatency(lo, hi));
+    }
+
+    /// Asks the current leader to hand over to `to`.
+    pub fn transfer_leader(&mut self, to: NodeId) {
+        self.apply_fault(FaultAction::TransferLeader(to));
+    }
+
+    /// Turns PreVote on or off for nodes (re)started from now on.
+    pub fn set_pre_vote(&mut self, on: bool) {
+        self.cfg.raft.pre_vote = on;
+    }
+
+    /// Turns CheckQuorum on or off for nodes (re)started from now on.
+    pub fn set_check_quorum(&mut self, on: bool) {
+        self.cfg.raft.check_quorum = on;
+    }
+
+    /// Turns the automatic fault schedule on or off.
+    pub fn set_nemesis(&mut self, on: bool) {
+        self.cfg.nemesis.enabled = on;
+        if !on {
+            self.nemesis.clear();
+        }
+    }
+
+    /// Carries out one fault or repair.
+    pub fn apply_fault(&mut self, action: FaultAction) {
+        self.trace.mix_str(&action.to_string());
+        if self.record_events {
+            self.events.push(SimEvent::Fault(action.clone()));
+        }
+        self.fault_log.push((self.now, action.clone()));
+        match action {
+            FaultAction::Crash(id) => self.do_crash(id),
+            FaultAction::Restart(id) => self.do_restart(id),
+            FaultAction::Cut(links) => {
+                for (a, b) in links {
+                    self.net.cut(a, b);
+                }
+            }
+            FaultAction::Partition(groups) => self.net.partition(&groups),
+            FaultAction::Heal => self.net.heal(),
+            FaultAction::SetLoss {
+                drop_rate,
+                duplicate_rate,
+            } => {
+                self.net.config.drop_rate = drop_rate.clamp(0.0, 1.0);
+                self.net.config.duplicate_rate = duplicate_rate.clamp(0.0, 1.0);
+            }
+            FaultAction::SetLatency(lo, hi) => self.net.config.latency = (lo.max(1), hi.max(lo)),
+            FaultAction::TransferLeader(to) => {
+                if let Some(l) = self.leader() {
+                    let i = l as usize - 1;
+                    if let Some(raw) = self.nodes[i].raw_mut() {
+                        let _ = raw.transfer_leader(to);
+                    }
+                    self.drive(i);
+                }
+            }
+        }
+        self.dispatch_replies();
+    }
+
+    fn do_crash(&mut self, id: NodeId) {
+        let Some(i) = self.index(id) else { return };
+        if !self.nodes[i].is_up() {
+            return;
+        }
+        self.nodes[i].crash();
+        self.net.drop_to(id);
+        // The clients' connections to it break.
+        let backoff = self.cfg.clients.backoff;
+        for c in &mut self.clients {
+            if matches!(c.phase, Phase::Sent { node, .. } if node == id) {
+                c.phase = Phase::Retry(self.now + backoff, None);
+                c.leader_hint = None;
+            }
+        }
+    }
+
+    fn do_restart(&mut self, id: NodeId) {
+        let Some(i) = self.index(id) else { return };
+        if self.nodes[i].is_up() {
+            return;
+        }
+        let config = self.cfg.node_config(id, self.nodes[i].restarts() + 1);
+        if let Err(e) = self.nodes[i].restart(config, &self.members) {
+            self.checker.driver(id, format!("restart failed: {e}"));
+            return;
+        }
+        self.nodes[i].next_tick = self.now + self.net_rng.range(1, self.cfg.tick_interval + 1);
+        self.drive(i);
+    }
+
+    fn index(&self, id: NodeId) -> Option<usize> {
+        let i = (id as usize).checked_sub(1)?;
+        (i < self.nodes.len()).then_some(i)
+    }
+
+    // ----- running -----
+
+    fn next_event_time(&self) -> Option<Time> {
+        let ticks = self.nodes.iter().filter(|n| n.is_up()).map(|n| n.next_tick);
+        let clients = self.clients.iter().filter_map(Client::wake_at);
+        ticks
+            .chain(clients)
+            .chain(self.net.next_delivery())
+            .chain(self.nemesis.next_at(&self.cfg.nemesis))
+            .min()
+    }
+
+    /// Advances to the next event time and handles everything due then:
+    /// faults, ticks, message deliveries, client actions. Invariants are
+    /// checked at the end of the step.
+    pub fn step(&mut self) -> StepReport {
+        self.events.clear();
+        let next = self
+            .next_event_time()
+            .unwrap_or(self.now + self.cfg.tick_interval);
+        self.now = next.max(self.now);
+        let now = self.now;
+        self.steps += 1;
+        self.checker.set_now(now);
+        let before = self.checker.violations().len();
+
+        // Faults.
+        let briefs: Vec<NodeBrief> = self
+            .nodes
+            .iter()
+            .map(|n| NodeBrief {
+                id: n.id(),
+                up: n.is_up(),
+                leader: n.is_leader(),
+            })
+            .collect();
+        let actions = self
+            .nemesis
+            .due(&self.cfg.nemesis, now, &briefs, &mut self.nemesis_rng);
+        for a in actions {
+            self.apply_fault(a);
+        }
+        self.maybe_calm();
+
+        // Ticks.
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].next_tick > now {
+                continue;
+            }
+            let Some(raw) = self.nodes[i].raw_mut() else {
+                continue;
+            };
+            raw.tick();
+            self.nodes[i].next_tick += self.cfg.tick_interval;
+            self.drive(i);
+        }
+        self.dispatch_replies();
+
+        // Deliveries.
+        let mut delivered = 0;
+        while let Some(m) = self.net.pop_due(now) {
+            delivered += 1;
+            self.deliver(m);
+            self.dispatch_replies();
+        }
+
+        // Clients.
+        for ci in 0..self.clients.len() {
+            if self.clients[ci].wake_at().is_some_and(|t| t <= now) {
+                self.client_wake(ci);
+                self.dispatch_replies();
+            }
+        }
+
+        self.checker.after_step(&self.nodes);
+        if self.steps % 32 == 0 {
+            self.checker.check_logs(&self.nodes);
+        }
+        StepReport {
+            time: now,
+            delivered,
+            new_violations: self.checker.violations().len() - before,
+        }
+    }
+
+    /// Steps until virtual time reaches `t` (or passes it).
+    pub fn run_until(&mut self, t: Time) {
+        while self.now < t {
+            self.step();
+        }
+    }
+
+    /// Whether every client has finished its operations.
+    pub fn clients_done(&self) -> bool {
+        self.clients.iter().all(|c| c.phase == Phase::Done)
+    }
+
+    /// Runs until the clients are done (or `max_time`, or a violation),
+    /// repairs every fault, lets the cluster settle, checks the logs and
+    /// the history's linearizability, and reports.
+    pub fn run_to_end(&mut self) -> RunReport {
+        while !self.clients_done()
+            && self.now < self.cfg.max_time
+            && self.checker.violations().is_empty()
+        {
+            self.step();
+        }
+        let finished = self.clients_done();
+        if self.checker.violations().is_empty() {
+            self.repair_all();
+            let settle = self.now + 6 * self.cfg.raft.election_tick * self.cfg.tick_interval;
+            while self.now < settle && self.checker.violations().is_empty() {
+                self.step();
+            }
+        }
+        self.checker.check_logs(&self.nodes);
+        let linearizability = check_linearizability(self.history.ops());
+        if let Err(e @ LinearizabilityError::NotLinearizable { .. }) = &linearizability {
+            self.checker.report(Violation::Linearizability {
+                detail: e.to_string(),
+            });
+        }
+        self.report(finished, linearizability)
+    }
+
+    fn report(
+        &self,
+        finished: bool,
+        linearizability: Result<CheckStats, LinearizabilityError>,
+    ) -> RunReport {
+        let ops = self.history.ops();
+        let is_write = |o: &&super::history::Operation| !o.op.is_read();
+        let ok = |o: &&super::history::Operation| matches!(o.outcome, Outcome::Ok(_));
+        let kv0 = self.nodes.first().map(|n| n.kv());
+        let converged = self.nodes.iter().all(|n| Some(n.kv()) == kv0);
+        let faults = self
+            .fault_log
+            .iter()
+            .filter(|(_, a)| {
+                !matches!(
+                    a,
+                    FaultAction::Restart(_) | FaultAction::Heal | FaultAction::SetLatency(..)
+                ) && !matches!(a, FaultAction::SetLoss { drop_rate, .. } if *drop_rate == self.cfg.network.drop_rate)
+            })
+            .count();
+        RunReport {
+            seed: self.cfg.seed,
+            end_time: self.now,
+            steps: self.steps,
+            finished,
+            ops: ops.len(),
+            ops_ok: ops.iter().filter(ok).count(),
+            writes: ops.iter().filter(is_write).count(),
+            writes_ok: ops.iter().filter(is_write).filter(ok).count(),
+            writes_unknown: ops
+                .iter()
+                .filter(is_write)
+                .filter(|o| o.outcome == Outcome::Unknown)
+                .count(),
+            violations: self.checker.violations().to_vec(),
+            linearizability,
+            converged,
+            faults,
+            crashes: self
+                .fault_log
+                .iter()
+                .filter(|(_, a)| matches!(a, FaultAction::Crash(_)))
+                .count(),
+            partitions: self
+                .fault_log
+                .iter()
+                .filter(|(_, a)| matches!(a, FaultAction::Cut(_) | FaultAction::Partition(_)))
+                .count(),
+            network: self.net.stats,
+            leaders: self.checker.leaders().len(),
+            snapshots_installed: self
+                .nodes
+                .iter()
+                .map(|n| n.stats().snapshots_installed)
+                .sum(),
+            trace_hash: self.trace.0,
+        }
+    }
+
+    /// Once most operations are issued, stop the nemesis and repair
+    /// everything so the run can finish.
+    fn maybe_calm(&mut self) {
+        let Some(total) = self.cfg.clients.total_ops else {
+            return;
+        };
+        if self.calm
+            || !self.cfg.nemesis.enabled
+            || (self.issued as f64) < total as f64 * self.cfg.nemesis.calm_after
+        {
+            return;
+        }
+        self.calm = true;
+        self.repair_all();
+    }
+
+    /// Stops the nemesis, heals the network, restores its settings and
+    /// restarts every crashed node.
+    pub fn repair_all(&mut self) {
+        self.cfg.nemesis.enabled = false;
+        self.nemesis.clear();
+        if self.net.cuts().next().is_some() {
+            self.heal();
+        }
+        let base = self.cfg.network.clone();
+        if self.net.config != base {
+            self.apply_fault(FaultAction::SetLoss {
+                drop_rate: base.drop_rate,
+                duplicate_rate: base.duplicate_rate,
+            });
+            self.apply_fault(FaultAction::SetLatency(base.latency.0, base.latency.1));
+        }
+        for id in 1..=self.nodes.len() as u64 {
+            if !self.nodes[id as usize - 1].is_up() {
+                self.restart(id);
+            }
+        }
+    }
+
+    fn deliver(&mut self, m: InFlight) {
+        let Some(i) = self.index(m.msg.to) else {
+            return;
+        };
+        let msg = m.msg;
+        let Some(raw) = self.nodes[i].raw_mut() else {
+            self.net.stats.to_down_node += 1;
+            return;
+        };
+        self.net.stats.delivered += 1;
+        let kind = msg.body.kind();
+        if matches!(msg.body, MessageBody::InstallSnapshot { .. }) {
+            self.net.stats.snapshots_delivered += 1;
+        }
+        self.trace.mix(self.now);
+        self.trace.mix(msg.from ^ (msg.to << 8) ^ (msg.term << 16));
+        self.trace.mix_str(kind);
+        if self.record_events {
+            self.events.push(SimEvent::Delivered {
+                from: msg.from,
+                to: msg.to,
+                kind,
+                term: msg.term,
+            });
+        }
+        // A rejected message changes nothing; the node counts it.
+        let _ = raw.step(msg);
+        self.drive(i);
+    }
+
+    fn drive(&mut self, i: usize) {
+        let mut env = Env {
+            now: self.now,
+            net: &mut self.net,
+            rng: &mut self.net_rng,
+            checker: &mut self.checker,
+            replies: &mut self.replies,
+            trace: &mut self.trace,
+            snapshot_every: self.cfg.snapshot_every,
+        };
+        self.nodes[i].drive(&mut env);
+    }
+
+    // ----- clients -----
+
+    fn client_wake(&mut self, ci: usize) {
+        match self.clients[ci].phase.clone() {
+            Phase::Idle(_) => self.start_op(ci),
+            Phase::Sent { .. } => {
+                // Silence: try another node.
+                self.clients[ci].leader_hint = None;
+                self.attempt(ci, None);
+            }
+            Phase::Retry(_, node) => self.attempt(ci, node),
+            Phase::Done => {}
+        }
+    }
+
+    fn start_op(&mut self, ci: usize) {
+        if self
+            .cfg
+            .clients
+            .total_ops
+            .is_some_and(|total| self.issued >= total)
+        {
+            self.clients[ci].phase = Phase::Done;
+            return;
+        }
+        self.issued += 1;
+        let client = &mut self.clients[ci];
+        let (op, seq) = client.next_op(&self.cfg.clients, &mut self.client_rng);
+        let op_id = self.history.invoke(client.id, op.clone(), seq, self.now);
+        self.trace.mix(op_id as u64 ^ (client.id << 32));
+        self.trace.mix_str(&op.to_string());
+        if self.record_events {
+            self.events.push(SimEvent::Invoked(op_id));
+        }
+        client.current = Some(Current {
+            op_id,
+            op,
+            seq,
+            deadline: self.now + self.cfg.clients.op_timeout,
+            attempts: 0,
+        });
+        self.attempt(ci, None);
+    }
+
+    fn attempt(&mut self, ci: usize, node: Option<NodeId>) {
+        let now = self.now;
+        let n = self.nodes.len() as u64;
+        let backoff = self.cfg.clients.backoff;
+        let Some(cur) = self.clients[ci].current.clone() else {
+            self.clients[ci].phase = Phase::Idle(now);
+            return;
+        };
+        if now >= cur.deadline {
+            self.abandon(ci);
+            return;
+        }
+        let target = node
+            .or(self.clients[ci].leader_hint)
+            .filter(|&t| t >= 1 && t <= n)
+            .unwrap_or_else(|| self.client_rng.range(1, n + 1));
+        if let Some(c) = self.clients[ci].current.as_mut() {
+            c.attempts += 1;
+        }
+        let i = target as usize - 1;
+        let client_id = self.clients[ci].id;
+        let result = match &cur.op {
+            ClientOp::Write(op) => self.nodes[i]
+                .propose(Command {
+                    client_id,
+                    seq: cur.seq,
+                    op: op.clone(),
+                })
+                .map(|_| 0),
+            ClientOp::Get { key } => {
+                let ctx = self.next_ctx;
+                self.next_ctx += 1;
+                let r = self.nodes[i].read(ctx, key).map(|()| ctx);
+                if r.is_ok() {
+                    self.reads.insert(ctx, (ci, cur.op_id));
+                }
+                r
+            }
+        };
+        let up = self.nodes[i].is_up();
+        let client = &mut self.clients[ci];
+        match result {
+            Ok(ctx) => {
+                client.phase = Phase::Sent {
+                    node: target,
+                    ctx,
+                    timeout: now + self.cfg.clients.attempt_timeout,
+                };
+                self.drive(i);
+            }
+            // "Not the leader; try N": follow the redirect at once.
+            Err(NotAccepted::NotLeader { leader: Some(l) }) if up && l != target => {
+                client.leader_hint = Some(l);
+                client.phase = Phase::Retry(now + 1, Some(l));
+            }
+            Err(_) => {
+                client.leader_hint = None;
+                client.phase = Phase::Retry(now + backoff, None);
+            }
+        }
+    }
+
+    fn abandon(&mut self, ci: usize) {
+        let think = self.think();
+        let client = &mut self.clients[ci];
+        if let Some(cur) = client.current.take() {
+            self.history.give_up(cur.op_id, self.now);
+            self.trace.mix(cur.op_id as u64 ^ 0xAB);
+            if self.record_events {
+                self.events.push(SimEvent::Abandoned(cur.op_id));
+            }
+        }
+        client.leader_hint = None;
+        client.phase = Phase::Idle(self.now + think);
+    }
+
+    fn think(&mut self) -> Time {
+        let (lo, hi) = self.cfg.clients.think;
+        self.client_rng.range(lo, hi.max(lo) + 1)
+    }
+
+    fn finish(&mut self, ci: usize, output: OpOutput, node: NodeId) {
+        let think = self.think();
+        let client = &mut self.clients[ci];
+        let Some(cur) = client.current.take() else {
+            return;
+        };
+        let seen = match (&cur.op, &output) {
+            (ClientOp::Get { .. }, OpOutput::Value(v)) => Some(v.clone()),
+            (ClientOp::Write(Op::Put { value, .. }), _) => Some(Some(value.clone())),
+            (ClientOp::Write(Op::Delete { .. }), _) => Some(None),
+            (ClientOp::Write(Op::Cas { value, .. }), OpOutput::Write(r)) => match r {
+                OpResult::Cas { swapped: true, .. } => Some(value.clone()),
+                OpResult::Cas { prev, .. } => Some(prev.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(v) = seen {
+            client.saw(cur.op.key(), v);
+        }
+        self.trace.mix(cur.op_id as u64 ^ (node << 40));
+        self.trace.mix_str(&output.to_string());
+        self.history
+            .complete(cur.op_id, output, Some(node), self.now);
+        if self.record_events {
+            self.events.push(SimEvent::Completed(cur.op_id));
+        }
+        client.leader_hint = Some(node);
+        client.phase = Phase::Idle(self.now + think);
+    }
+
+    fn dispatch_replies(&mut self) {
+        while !self.replies.is_empty() {
+            for (node, reply) in std::mem::take(&mut self.replies) {
+                self.on_reply(node, reply);
+            }
+        }
+    }
+
+    fn on_reply(&mut self, node: NodeId, reply: Reply) {
+        match reply {
+            Reply::Write {
+                client,
+                seq,
+                result,
+            } => {
+                let ci = client as usize - 1;
+                let waiting = self.clients.get(ci).and_then(|c| c.current.as_ref());
+                if waiting.is_some_and(|cur| !cur.op.is_read() && cur.seq == seq) {
+                    self.finish(ci, OpOutput::Write(result), node);
+                }
+            }
+            Reply::WriteLost { client, seq } => {
+                let ci = client as usize - 1;
+                let Some(c) = self.clients.get_mut(ci) else {
+                    return;
+                };
+                let current = c.current.as_ref().is_some_and(|cur| cur.seq == seq);
+                if current && matches!(c.phase, Phase::Sent { node: n, .. } if n == node) {
+                    c.leader_hint = None;
+                    c.phase = Phase::Retry(self.now + 1, None);
+                }
+            }
+            Reply::Read { ctx, value } => {
+                let Some((ci, op_id)) = self.reads.remove(&ctx) else {
+                    return;
+                };
+                let current = self.clients[ci].current.as_ref();
+                if current.is_some_and(|cur| cur.op_id == op_id) {
+                    self.finish(ci, OpOutput::Value(value), node);
+                }
+            }
+            Reply::ReadFailed { ctx } => {
+                let Some((ci, _)) = self.reads.remove(&ctx) else {
+                    return;
+                };
+                let c = &mut self.clients[ci];
+                if matches!(c.phase, Phase::Sent { ctx: x, .. } if x == ctx) {
+                    c.leader_hint = None;
+                    c.phase = Phase::Retry(self.now + 1, None);
+                }
+            }
+        }
+    }
+}

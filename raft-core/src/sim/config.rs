@@ -1,0 +1,135 @@
+//! What a simulated run looks like: cluster size, node configuration,
+//! network, clients and faults.
+
+use super::nemesis::NemesisConfig;
+use super::network::NetworkConfig;
+use super::Time;
+use crate::config::Config;
+use crate::rng::Rng;
+
+/// The clients' workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientConfig {
+    /// Number of concurrent clients (each has one operation at a time).
+    pub count: usize,
+    /// Number of distinct keys (`k0`, `k1`, ...); few keys, many conflicts.
+    pub keys: usize,
+    /// Operations to issue in total (across all clients); `None`: forever.
+    pub total_ops: Option<usize>,
+    /// Pause between a client's operations, drawn from `lo..=hi`.
+    pub think: (Time, Time),
+    /// An attempt unanswered for this long is retried at another node.
+    pub attempt_timeout: Time,
+    /// An operation unanswered for this long is abandoned: a write's outcome
+    /// is then unknown, a read is dropped.
+    pub op_timeout: Time,
+    /// Pause before retrying after a refusal (no leader known, node down).
+    pub backoff: Time,
+    /// Relative weights of get, put, delete and compare-and-set.
+    pub mix: [u32; 4],
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            count: 4,
+            keys: 3,
+            total_ops: Some(200),
+            think: (0, 20),
+            attempt_timeout: 150,
+            op_timeout: 800,
+            backoff: 20,
+            mix: [35, 45, 10, 10],
+        }
+    }
+}
+
+/// A whole simulated run. The same value gives the same run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Seeds every random choice of the run.
+    pub seed: u64,
+    /// Number of nodes, ids `1..=nodes`.
+    pub nodes: usize,
+    /// The template of every node's Raft configuration (`id` and `seed` are
+    /// set per node). Changes take effect on nodes (re)started afterwards.
+    pub raft: Config,
+    /// Virtual time between two ticks of a node.
+    pub tick_interval: Time,
+    /// Latency, loss and duplication.
+    pub network: NetworkConfig,
+    /// Each node snapshots and compacts its log every this many applied
+    /// entries (0: never).
+    pub snapshot_every: u64,
+    /// The clients' workload.
+    pub clients: ClientConfig,
+    /// The random fault schedule.
+    pub nemesis: NemesisConfig,
+    /// [`super::Cluster::run_to_end`] stops here even if clients are not done.
+    pub max_time: Time,
+}
+
+impl SimConfig {
+    /// A calm default run of `nodes` nodes: no automatic faults, a
+    /// reliable network with latency of 1 to 10 units.
+    pub fn new(seed: u64, nodes: usize) -> Self {
+        let mut raft = Config::new(1);
+        raft.heartbeat_tick = 2;
+        SimConfig {
+            seed,
+            nodes,
+            raft,
+            tick_interval: 10,
+            network: NetworkConfig::default(),
+            snapshot_every: 20,
+            clients: ClientConfig::default(),
+            nemesis: NemesisConfig::default(),
+            max_time: 400_000,
+        }
+    }
+
+    /// A run whose every knob is drawn from `seed`: cluster size, timing,
+    /// batching, PreVote/CheckQuorum, network quality, snapshot frequency,
+    /// workload, and an active nemesis.
+    pub fn randomized(seed: u64) -> Self {
+        let mut rng = Rng::new(seed ^ 0x5EED_C0F1_6000_0000);
+        let nodes = match rng.range(0, 100) {
+            0..=44 => 3,
+            45..=49 => 4,
+            50..=84 => 5,
+            85..=96 => 7,
+            _ => 9,
+        };
+        let mut cfg = SimConfig::new(seed, nodes);
+        cfg.raft.heartbeat_tick = rng.range(1, 4);
+        cfg.raft.pre_vote = rng.chance(0.8);
+        cfg.raft.check_quorum = rng.chance(0.8);
+        cfg.raft.max_inflight = [1, 4, 64][rng.range(0, 3) as usize];
+        cfg.raft.max_batch_bytes = [1, 200, 1 << 20][rng.range(0, 3) as usize];
+        cfg.raft.max_apply_bytes = [1, 1 << 20][rng.range(0, 2) as usize];
+        let lo = rng.range(1, 4);
+        cfg.network.latency = (lo, lo + rng.range(2, 30));
+        cfg.network.drop_rate = [0.0, 0.01, 0.05][rng.range(0, 3) as usize];
+        cfg.network.duplicate_rate = [0.0, 0.01, 0.05][rng.range(0, 3) as usize];
+        cfg.snapshot_every = rng.range(4, 40);
+        cfg.clients.count = rng.range(3, 7) as usize;
+        cfg.clients.keys = rng.range(2, 6) as usize;
+        cfg.clients.total_ops = Some(rng.range(200, 260) as usize);
+        cfg.clients.think = (0, rng.range(5, 40));
+        cfg.nemesis = NemesisConfig::active();
+        cfg.nemesis.interval = (rng.range(60, 200), rng.range(250, 500));
+        cfg
+    }
+
+    /// The Raft configuration of node `id` after `restarts` restarts.
+    pub fn node_config(&self, id: u64, restarts: u64) -> Config {
+        let mut c = self.raft.clone();
+        c.id = id;
+        c.seed = self
+            .seed
+            .wrapping_mul(0x2545_F491_4F6C_DD1D)
+            .wrapping_add(id.wrapping_mul(0x9E37_79B9))
+            .wrapping_add(restarts.wrapping_mul(0x1000_0001));
+        c
+    }
+}

@@ -1,0 +1,186 @@
+//! The client history: every operation with when it was invoked, when (and
+//! with what) it completed, or that its outcome is unknown.
+//!
+//! Besides virtual time, each invoke and completion gets an `order`: its
+//! position in the run's total order of client events. The linearizability
+//! checker uses `order`, so "A completed before B was invoked" is exact
+//! even when both happened in the same time unit.
+
+use super::Time;
+use crate::kv::{Op, OpResult};
+use crate::types::NodeId;
+
+/// What a client asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientOp {
+    /// A linearizable read of `key`.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// A write (put, delete or compare-and-set), carried as a command.
+    Write(Op),
+}
+
+impl ClientOp {
+    /// The key the operation touches.
+    pub fn key(&self) -> &str {
+        match self {
+            ClientOp::Get { key } => key,
+            ClientOp::Write(op) => op.key(),
+        }
+    }
+
+    /// Whether it is a read.
+    pub fn is_read(&self) -> bool {
+        matches!(self, ClientOp::Get { .. })
+    }
+}
+
+impl std::fmt::Display for ClientOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientOp::Get { key } => write!(f, "get({key})"),
+            ClientOp::Write(Op::Put { key, value }) => write!(f, "put({key}, {value})"),
+            ClientOp::Write(Op::Delete { key }) => write!(f, "delete({key})"),
+            ClientOp::Write(Op::Cas {
+                key,
+                expected,
+                value,
+            }) => write!(f, "cas({key}, {expected:?} -> {value:?})"),
+        }
+    }
+}
+
+/// What a completed operation returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpOutput {
+    /// A read's value.
+    Value(Option<String>),
+    /// A write's result from the state machine.
+    Write(OpResult),
+}
+
+impl std::fmt::Display for OpOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpOutput::Value(v) => write!(f, "{v:?}"),
+            OpOutput::Write(OpResult::Put { prev } | OpResult::Delete { prev }) => {
+                write!(f, "ok (prev {prev:?})")
+            }
+            OpOutput::Write(OpResult::Cas { swapped, prev }) => {
+                write!(f, "swapped={swapped} (prev {prev:?})")
+            }
+            OpOutput::Write(OpResult::Stale) => f.write_str("stale"),
+        }
+    }
+}
+
+/// Where an operation stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still waiting for an answer.
+    Pending,
+    /// Answered.
+    Ok(OpOutput),
+    /// Abandoned without an answer: a write may or may not have taken
+    /// effect; a read is simply ignored.
+    Unknown,
+}
+
+/// One client operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    /// Its position in [`History::ops`].
+    pub id: usize,
+    /// The client that issued it.
+    pub client: u64,
+    /// What was asked.
+    pub op: ClientOp,
+    /// The write's `(client, seq)` sequence number (0 for reads).
+    pub seq: u64,
+    /// When it was invoked.
+    pub invoked_at: Time,
+    /// Its place in the order of client events.
+    pub invoke_order: u64,
+    /// When it completed or was abandoned.
+    pub completed_at: Option<Time>,
+    /// Its place in the order of client events.
+    pub complete_order: Option<u64>,
+    /// The node that answered.
+    pub served_by: Option<NodeId>,
+    /// What came back.
+    pub outcome: Outcome,
+}
+
+/// Every client operation of a run, in invocation order.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    ops: Vec<Operation>,
+    order: u64,
+}
+
+impl History {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `client` invoked `op` at `now`; returns the operation's id.
+    pub fn invoke(&mut self, client: u64, op: ClientOp, seq: u64, now: Time) -> usize {
+        let id = self.ops.len();
+        self.order += 1;
+        self.ops.push(Operation {
+            id,
+            client,
+            op,
+            seq,
+            invoked_at: now,
+            invoke_order: self.order,
+            completed_at: None,
+            complete_order: None,
+            served_by: None,
+            outcome: Outcome::Pending,
+        });
+        id
+    }
+
+    /// Records that operation `id` returned `output` (from `node`) at `now`.
+    /// An operation that already finished is left alone.
+    pub fn complete(&mut self, id: usize, output: OpOutput, node: Option<NodeId>, now: Time) {
+        self.finish(id, Outcome::Ok(output), node, now);
+    }
+
+    /// Records that operation `id` was abandoned at `now`.
+    pub fn give_up(&mut self, id: usize, now: Time) {
+        self.finish(id, Outcome::Unknown, None, now);
+    }
+
+    fn finish(&mut self, id: usize, outcome: Outcome, node: Option<NodeId>, now: Time) {
+        self.order += 1;
+        let order = self.order;
+        if let Some(op) = self.ops.get_mut(id) {
+            if op.outcome == Outcome::Pending {
+                op.outcome = outcome;
+                op.served_by = node;
+                op.completed_at = Some(now);
+                op.complete_order = Some(order);
+            }
+        }
+    }
+
+    /// All operations, by id.
+    pub fn ops(&self) -> &[Operation] {
+        &self.ops
+    }
+
+    /// The number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether no operation was invoked.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}

@@ -1,0 +1,704 @@
+//! A linearizability checker for key-value histories: the Wing & Gong
+//! search with Lowe's memoization, as Porcupine implements it.
+//!
+//! The history is split per key (P-compositionality: a history is
+//! linearizable iff each key's sub-history is). For one key, the search
+//! walks the invoke/return events in real-time order, tries to linearize a
+//! pending call (apply it to the model state and check its output),
+//! backtracks when it meets the return of an operation it has not placed,
+//! and remembers every `(set of linearized operations, state)` it has seen
+//! so that no configuration is explored twice.
+//!
+//! Operations whose outcome is unknown (abandoned writes) may take effect at
+//! any point after their invocation, or never: their return is placed after
+//! every other event and the search succeeds once every *known* operation
+//! is placed. Abandoned reads are ignored.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::history::{ClientOp, OpOutput, Operation, Outcome};
+use crate::kv::{Op, OpResult};
+
+/// The default bound on search steps per key.
+pub const DEFAULT_BUDGET: u64 = 20_000_000;
+
+/// Why a history is not (shown to be) linearizable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinearizabilityError {
+    /// No order of the key's operations explains what they returned.
+    NotLinearizable {
+        /// The key.
+        key: String,
+        /// Ids of the key's operations that were checked.
+        ops: Vec<usize>,
+        /// The longest sequence of operations (ids) the search could
+        /// linearize, in order.
+        longest_prefix: Vec<usize>,
+        /// The operation whose return the search could not get past at
+        /// that point.
+        stuck_at: Option<usize>,
+    },
+    /// The search gave up after its step budget.
+    Inconclusive {
+        /// The key.
+        key: String,
+        /// The number of the key's operations.
+        ops: usize,
+    },
+}
+
+impl std::fmt::Display for LinearizabilityError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinearizabilityError::NotLinearizable {
+                key,
+                ops,
+                longest_prefix,
+                stuck_at,
+            } => {
+                write!(
+                    f,
+                    "history of key {key:?} is not linearizable ({} ops); the longest \
+                     linearizable prefix has {} ops",
+                    ops.len(),
+                    longest_prefix.len()
+                )?;
+                if let Some(op) = stuck_at {
+                    write!(f, "; no order explains op #{op}")?;
+                }
+                Ok(())
+            }
+            LinearizabilityError::Inconclusive { key, ops } => {
+                write!(f, "linearizability of key {key:?} ({ops} ops) is undecided: search budget exhausted")
+            }
+        }
+    }
+}
+
+/// What a successful check looked at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckStats {
+    /// Keys checked.
+    pub keys: usize,
+    /// Operations checked (abandoned reads excluded).
+    pub ops: usize,
+    /// Abandoned writes (they may have happened or not).
+    pub unknown: usize,
+    /// Search steps over all keys.
+    pub steps: u64,
+}
+
+/// Checks that the history is linearizable with respect to a map of
+/// `String -> String` where each key starts absent.
+pub fn check_linearizability(ops: &[Operation]) -> Result<CheckStats, LinearizabilityError> {
+    check_with_budget(ops, DEFAULT_BUDGET)
+}
+
+/// [`check_linearizability`] with a bound on search steps per key.
+pub fn check_with_budget(
+    ops: &[Operation],
+    budget: u64,
+) -> Result<CheckStats, LinearizabilityError> {
+    let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+    for op in ops {
+        if op.op.is_read() && !matches!(op.outcome, Outcome::Ok(_)) {
+            continue; // an abandoned read returned nothing to explain
+        }
+        by_key.entry(op.op.key()).or_default().push(op);
+    }
+    let mut stats = CheckStats::default();
+    for (key, key_ops) in by_key {
+        let part = Partition::build(&key_ops);
+        stats.keys += 1;
+        stats.ops += key_ops.len();
+        stats.unknown += part.ops.iter().filter(|o| o.out.is_none()).count();
+        match part.search(budget) {
+            Search::Linearizable { steps } => stats.steps += steps,
+            Search::Violation {
+                longest_prefix,
+                stuck_at,
+            } => {
+                return Err(LinearizabilityError::NotLinearizable {
+                    key: key.to_string(),
+                    ops: key_ops.iter().map(|o| o.id).collect(),
+                    longest_prefix: longest_prefix.iter().map(|&i| part.ops[i].id).collect(),
+                    stuck_at: stuck_at.map(|i| part.ops[i].id),
+                })
+            }
+            Search::OutOfBudget => {
+                return Err(LinearizabilityError::Inconclusive {
+                    key: key.to_string(),
+                    ops: key_ops.len(),
+                })
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// A value, interned: `None` is "key absent".
+type Val = Option<u32>;
+
+#[derive(Clone, Copy, Debug)]
+enum ModelOp {
+    Get,
+    Put(Val),
+    Delete,
+    Cas { expected: Val, value: Val },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ModelOut {
+    Get(Val),
+    Prev(Val),
+    Cas { swapped: bool, prev: Val },
+}
+
+struct PartOp {
+    /// History id.
+    id: usize,
+    op: ModelOp,
+    /// `None`: outcome unknown.
+    out: Option<ModelOut>,
+    call: u64,
+    ret: Option<u64>,
+}
+
+impl PartOp {
+    /// The model's transition: the new state, or `None` when the output
+    /// contradicts the state.
+    fn apply(&self, state: Val) -> Option<Val> {
+        match (self.op, self.out) {
+            (ModelOp::Get, Some(ModelOut::Get(v))) => (state == v).then_some(state),
+            (ModelOp::Get, _) => Some(state),
+            (ModelOp::Put(v), Some(ModelOut::Prev(p))) => (state == p).then_some(v),
+            (ModelOp::Put(v), _) => Some(v),
+            (ModelOp::Delete, Some(ModelOut::Prev(p))) => (state == p).then_some(None),
+            (ModelOp::Delete, _) => Some(None),
+            (ModelOp::Cas { expected, value }, Some(ModelOut::Cas { swapped, prev })) => {
+                let ok = prev == state && swapped == (state == expected);
+                ok.then_some(if swapped { value } else { state })
+            }
+            (ModelOp::Cas { expected, value }, _) => {
+                Some(if state == expected { value } else { state })
+            }
+        }
+    }
+}
+
+struct Partition {
+    ops: Vec<PartOp>,
+}
+
+enum Search {
+    Linearizable {
+        steps: u64,
+    },
+    Violation {
+        longest_prefix: Vec<usize>,
+        stuck_at: Option<usize>,
+    },
+    OutOfBudget,
+}
+
+#[derive(Default)]
+struct Interner(BTreeMap<String, u32>);
+
+impl Interner {
+    fn val(&mut self, v: &Option<String>) -> Val {
+        v.as_ref().map(|s| self.id(s))
+    }
+
+    fn id(&mut self, s: &str) -> u32 {
+        let next = self.0.len() as u32;
+        *self.0.entry(s.to_string()).or_insert(next)
+    }
+}
+
+impl Partition {
+    fn build(ops: &[&Operation]) -> Self {
+        let mut vals = Interner::default();
+        let mut part = Vec::with_capacity(ops.len());
+        for o in ops {
+            let op = match &o.op {
+                ClientOp::Get { .. } => ModelOp::Get,
+                ClientOp::Write(Op::Put { value, .. }) => ModelOp::Put(Some(vals.id(value))),
+                ClientOp::Write(Op::Delete { .. }) => ModelOp::Delete,
+                ClientOp::Write(Op::Cas {
+                    expected, value, ..
+                }) => ModelOp::Cas {
+                    expected: vals.val(expected),
+                    value: vals.val(value),
+                },
+            };
+            let out = match &o.outcome {
+                Outcome::Ok(OpOutput::Value(v)) => Some(ModelOut::Get(vals.val(v))),
+                Outcome::Ok(OpOutput::Write(
+                    OpResult::Put { prev } | OpResult::Delete { prev },
+                )) => Some(ModelOut::Prev(vals.val(prev))),
+                Outcome::Ok(OpOutput::Write(OpResult::Cas { swapped, prev })) => {
+                    Some(ModelOut::Cas {
+                        swapped: *swapped,
+                        prev: vals.val(prev),
+                    })
+                }
+                // A stale answer or no answer: the write may or may not
+                // have taken effect.
+                Outcome::Ok(OpOutput::Write(OpResult::Stale))
+                | Outcome::Pending
+                | Outcome::Unknown => None,
+            };
+            // A known output must fit the operation's kind.
+            let out = match (op, out) {
+                (ModelOp::Get, Some(ModelOut::Get(_)))
+                | (ModelOp::Put(_) | ModelOp::Delete, Some(ModelOut::Prev(_)))
+                | (ModelOp::Cas { .. }, Some(ModelOut::Cas { .. })) => out,
+                (_, None) => None,
+                // Mismatched kind: nothing can explain it.
+                (_, Some(_)) => Some(ModelOut::Get(Some(u32::MAX))),
+            };
+            part.push(PartOp {
+                id: o.id,
+                op,
+                out,
+                call: o.invoke_order,
+                ret: if out.is_some() {
+                    o.complete_order
+                } else {
+                    None
+                },
+            });
+        }
+        prune_unobserved_writes(&mut part);
+        Partition { ops: part }
+    }
+
+    fn search(&self, budget: u64) -> Search {
+        let ops = &self.ops;
+        let mut list = EventList::new(ops);
+        let words = ops.len().div_ceil(64).max(1);
+        let mut linearized = vec![0u64; words];
+        let mut seen: HashSet<(Vec<u64>, Val), BuildHasherDefault<Fx>> = HashSet::default();
+        // (event, state before it) for every call linearized so far.
+        let mut stack: Vec<(usize, Val)> = Vec::new();
+        let mut state: Val = None;
+        let mut remaining = ops.iter().filter(|o| o.out.is_some()).count();
+        let mut longest: Vec<usize> = Vec::new();
+        let mut stuck_at = None;
+        let mut entry = list.first();
+        let mut steps = 0u64;
+        while remaining > 0 {
+            steps += 1;
+            if steps > budget {
+                return Search::OutOfBudget;
+            }
+            let is_call = entry != NIL && list.ev[entry].call;
+            if is_call {
+                let i = list.ev[entry].op;
+                if let Some(next) = ops[i].apply(state) {
+                    set_bit(&mut linearized, i, true);
+                    if seen.insert((linearized.clone(), next)) {
+                        stack.push((entry, state));
+                        state = next;
+                        list.lift(entry);
+                        if ops[i].out.is_some() {
+                            remaining -= 1;
+                        }
+                        if stack.len() > longest.len() {
+                            longest = stack.iter().map(|&(e, _)| list.ev[e].op).collect();
+                            stuck_at = None;
+                        }
+                        entry = list.first();
+                        continue;
+                    }
+                    set_bit(&mut linearized, i, false);
+                }
+                entry = list.ev[entry].next;
+            } else {
+                // The return of an operation not yet linearized: this
+                // branch is dead, undo the latest choice.
+                if entry != NIL && stack.len() == longest.len() && stuck_at.is_none() {
+                    stuck_at = Some(list.ev[entry].op);
+                }
+                let Some((top, prev_state)) = stack.pop() else {
+                    return Search::Violation {
+                        longest_prefix: longest,
+                        stuck_at,
+                    };
+                };
+                let i = list.ev[top].op;
+                state = prev_state;
+                set_bit(&mut linearized, i, false);
+                list.unlift(top);
+                if ops[i].out.is_some() {
+                    remaining += 1;
+                }
+                entry = list.ev[top].next;
+            }
+        }
+        Search::Linearizable { steps }
+    }
+}
+
+/// Drops abandoned puts whose value nobody ever observed: placing such a
+/// put anywhere can only make other outputs harder to explain, so "it never
+/// happened" is always the best choice. Only sound when no abandoned
+/// compare-and-set (whose effect depends on the state) shares the key.
+fn prune_unobserved_writes(ops: &mut Vec<PartOp>) {
+    let unknown_cas = ops
+        .iter()
+        .any(|o| o.out.is_none() && matches!(o.op, ModelOp::Cas { .. }));
+    if unknown_cas {
+        return;
+    }
+    let mut observed = std::collections::BTreeSet::new();
+    for o in ops.iter() {
+        match o.out {
+            Some(ModelOut::Get(v) | ModelOut::Prev(v) | ModelOut::Cas { prev: v, .. }) => {
+                observed.insert(v);
+            }
+            None => {}
+        }
+        if let ModelOp::Cas { expected, .. } = o.op {
+            observed.insert(expected);
+        }
+    }
+    ops.retain(|o| !(o.out.is_none() && matches!(o.op, ModelOp::Put(v) if !observed.contains(&v))));
+}
+
+fn set_bit(bits: &mut [u64], i: usize, on: bool) {
+    if on {
+        bits[i / 64] |= 1 << (i % 64);
+    } else {
+        bits[i / 64] &= !(1 << (i % 64));
+    }
+}
+
+const NIL: usize = usize::MAX;
+const HEAD: usize = 0;
+
+struct Event {
+    op: usize,
+    call: bool,
+    /// For a call: its return event.
+    matching: usize,
+    prev: usize,
+    next: usize,
+}
+
+/// The invoke/return events in real-time order as a doubly linked list,
+/// from which linearized operations are lifted and put back (dancing links).
+struct EventList {
+    ev: Vec<Event>,
+}
+
+impl EventList {
+    fn new(ops: &[PartOp]) -> Self {
+        // (time, is_return, op): abandoned operations return "at infinity".
+        let mut order: Vec<(u64, usize, bool)> = Vec::with_capacity(2 * ops.len());
+        for (i, o) in ops.iter().enumerate() {
+            order.push((o.call, i, false));
+            order.push((o.ret.unwrap_or(u64::MAX), i, true));
+        }
+        order.sort_unstable_by_key(|&(t, i, ret)| (t, ret, i));
+        let mut ev = Vec::with_capacity(order.len() + 1);
+        ev.push(Event {
+            op: NIL,
+            call: false,
+            matching: NIL,
+            prev: NIL,
+            next: NIL,
+        });
+        let mut ret_pos = vec![NIL; ops.len()];
+        for (pos, &(_, i, ret)) in order.iter().enumerate() {
+            let idx = pos + 1;
+            if ret {
+                ret_pos[i] = idx;
+            }
+            ev.push(Event {
+                op: i,
+                call: !ret,
+                matching: NIL,
+                prev: idx - 1,
+                next: if pos + 1 < order.len() { idx + 1 } else { NIL },
+            });
+        }
+        ev[HEAD].next = if order.is_empty() { NIL } else { 1 };
+        for e in ev.iter_mut().skip(1) {
+            if e.call {
+                e.matching = ret_pos[e.op];
+            }
+        }
+        EventList { ev }
+    }
+
+    fn first(&self) -> usize {
+        self.ev[HEAD].next
+    }
+
+    fn unlink(&mut self, e: usize) {
+        let (p, n) = (self.ev[e].prev, self.ev[e].next);
+        self.ev[p].next = n;
+        if n != NIL {
+            self.ev[n].prev = p;
+        }
+    }
+
+    fn relink(&mut self, e: usize) {
+        let (p, n) = (self.ev[e].prev, self.ev[e].next);
+        self.ev[p].next = e;
+        if n != NIL {
+            self.ev[n].prev = e;
+        }
+    }
+
+    /// Removes a call and its return.
+    fn lift(&mut self, call: usize) {
+        let ret = self.ev[call].matching;
+        self.unlink(call);
+        self.unlink(ret);
+    }
+
+    /// Puts back the latest lifted call and its return.
+    fn unlift(&mut self, call: usize) {
+        let ret = self.ev[call].matching;
+        self.relink(ret);
+        self.relink(call);
+    }
+}
+
+/// A small, fast, deterministic hasher for the memo table (FxHash).
+#[derive(Default)]
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::history::History;
+
+    fn put(k: &str, v: &str) -> ClientOp {
+        ClientOp::Write(Op::Put {
+            key: k.into(),
+            value: v.into(),
+        })
+    }
+
+    fn get(k: &str) -> ClientOp {
+        ClientOp::Get { key: k.into() }
+    }
+
+    fn prev(p: Option<&str>) -> OpOutput {
+        OpOutput::Write(OpResult::Put {
+            prev: p.map(Into::into),
+        })
+    }
+
+    fn value(v: Option<&str>) -> OpOutput {
+        OpOutput::Value(v.map(Into::into))
+    }
+
+    #[test]
+    fn sequential_and_concurrent_history_is_linearizable() {
+        let mut h = History::new();
+        let a = h.invoke(1, put("x", "1"), 1, 0);
+        h.complete(a, prev(None), None, 1);
+        // b and c overlap: c may read either the old or the new value.
+        let b = h.invoke(1, put("x", "2"), 2, 2);
+        let c = h.invoke(2, get("x"), 0, 3);
+        h.complete(c, value(Some("2")), None, 4);
+        h.complete(b, prev(Some("1")), None, 5);
+        let d = h.invoke(2, get("x"), 0, 6);
+        h.complete(d, value(Some("2")), None, 7);
+        let stats = check_linearizability(h.ops()).unwrap();
+        assert_eq!(stats.ops, 4);
+    }
+
+    #[test]
+    fn stale_read_is_caught() {
+        let mut h = History::new();
+        let a = h.invoke(1, put("x", "1"), 1, 0);
+        h.complete(a, prev(None), None, 1);
+        let b = h.invoke(1, put("x", "2"), 2, 2);
+        h.complete(b, prev(Some("1")), None, 3);
+        // Invoked after the second put completed, yet returns the first value.
+        let c = h.invoke(2, get("x"), 0, 4);
+        h.complete(c, value(Some("1")), None, 5);
+        let err = check_linearizability(h.ops()).unwrap_err();
+        match err {
+            LinearizabilityError::NotLinearizable {
+                key,
+                stuck_at,
+                longest_prefix,
+                ..
+            } => {
+                assert_eq!(key, "x");
+                assert_eq!(longest_prefix, vec![a, b]);
+                assert_eq!(stuck_at, Some(c));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_write_may_explain_a_read() {
+        let mut h = History::new();
+        let a = h.invoke(1, put("x", "1"), 1, 0);
+        h.give_up(a, 10); // timed out: maybe applied, maybe not
+        let b = h.invoke(2, get("x"), 0, 20);
+        h.complete(b, value(Some("1")), None, 21);
+        let c = h.invoke(2, get("x"), 0, 22);
+        h.complete(c, value(Some("1")), None, 23);
+        check_linearizability(h.ops()).unwrap();
+    }
+
+    #[test]
+    fn unknown_write_may_never_happen_but_not_unhappen() {
+        let mut h = History::new();
+        let a = h.invoke(1, put("x", "1"), 1, 0);
+        h.give_up(a, 10);
+        let b = h.invoke(2, get("x"), 0, 20);
+        h.complete(b, value(None), None, 21);
+        check_linearizability(h.ops()).unwrap();
+        // Seen, then gone without any delete: impossible.
+        let c = h.invoke(2, get("x"), 0, 22);
+        h.complete(c, value(Some("1")), None, 23);
+        let d = h.invoke(2, get("x"), 0, 24);
+        h.complete(d, value(None), None, 25);
+        assert!(check_linearizability(h.ops()).is_err());
+    }
+
+    #[test]
+    fn a_read_cannot_see_a_write_invoked_after_it_returned() {
+        let mut h = History::new();
+        let r = h.invoke(2, get("x"), 0, 0);
+        h.complete(r, value(Some("1")), None, 1);
+        let w = h.invoke(1, put("x", "1"), 1, 2);
+        h.complete(w, prev(None), None, 3);
+        assert!(check_linearizability(h.ops()).is_err());
+    }
+
+    #[test]
+    fn cas_and_delete_results_are_checked() {
+        let cas = |e: Option<&str>, v: Option<&str>| {
+            ClientOp::Write(Op::Cas {
+                key: "x".into(),
+                expected: e.map(Into::into),
+                value: v.map(Into::into),
+            })
+        };
+        let cas_out = |swapped, p: Option<&str>| {
+            OpOutput::Write(OpResult::Cas {
+                swapped,
+                prev: p.map(Into::into),
+            })
+        };
+        let mut h = History::new();
+        let a = h.invoke(1, cas(None, Some("a")), 1, 0);
+        h.complete(a, cas_out(true, None), None, 1);
+        let b = h.invoke(1, cas(None, Some("b")), 2, 2);
+        h.complete(b, cas_out(false, Some("a")), None, 3);
+        let c = h.invoke(1, ClientOp::Write(Op::Delete { key: "x".into() }), 3, 4);
+        h.complete(
+            c,
+            OpOutput::Write(OpResult::Delete {
+                prev: Some("a".into()),
+            }),
+            None,
+            5,
+        );
+        check_linearizability(h.ops()).unwrap();
+        // A second cas that claims to have swapped from absent after the
+        // first one succeeded, with no delete in between, is impossible.
+        let mut h2 = History::new();
+        let a = h2.invoke(1, cas(None, Some("a")), 1, 0);
+        h2.complete(a, cas_out(true, None), None, 1);
+        let b = h2.invoke(2, cas(None, Some("b")), 1, 2);
+        h2.complete(b, cas_out(true, None), None, 3);
+        assert!(check_linearizability(h2.ops()).is_err());
+    }
+
+    #[test]
+    fn keys_are_independent() {
+        let mut h = History::new();
+        let a = h.invoke(1, put("x", "1"), 1, 0);
+        h.complete(a, prev(None), None, 1);
+        let b = h.invoke(2, get("y"), 0, 2);
+        h.complete(b, value(None), None, 3);
+        let stats = check_linearizability(h.ops()).unwrap();
+        assert_eq!(stats.keys, 2);
+    }
+
+    /// Many concurrent clients on one key with a few abandoned writes: the
+    /// memoized search stays fast.
+    #[test]
+    fn large_concurrent_history_is_fast() {
+        let mut rng = crate::rng::Rng::new(42);
+        let mut h = History::new();
+        let mut state: Option<String> = None;
+        let clients = 8u64;
+        let mut pending: Vec<Option<(usize, bool)>> = vec![None; clients as usize];
+        let mut t = 0;
+        let mut n = 0;
+        // Operations take effect at their completion (a valid linearization
+        // point); outputs are computed from the true sequential state.
+        while n < 2_000 {
+            t += 1;
+            let c = rng.range(0, clients) as usize;
+            match pending[c] {
+                None => {
+                    let write = rng.chance(0.5);
+                    let op = if write {
+                        put("x", &format!("v{n}"))
+                    } else {
+                        get("x")
+                    };
+                    pending[c] = Some((h.invoke(c as u64, op, n as u64, t), write));
+                    n += 1;
+                }
+                Some((id, write)) => {
+                    let abandon = write && rng.chance(0.02);
+                    if abandon {
+                        // Abandoned: it took effect half of the time.
+                        if rng.chance(0.5) {
+                            if let ClientOp::Write(Op::Put { value, .. }) = &h.ops()[id].op {
+                                state = Some(value.clone());
+                            }
+                        }
+                        h.give_up(id, t);
+                    } else if write {
+                        let ClientOp::Write(Op::Put { value, .. }) = h.ops()[id].op.clone() else {
+                            unreachable!()
+                        };
+                        let p = state.replace(value);
+                        h.complete(id, OpOutput::Write(OpResult::Put { prev: p }), None, t);
+                    } else {
+                        h.complete(id, OpOutput::Value(state.clone()), None, t);
+                    }
+                    pending[c] = None;
+                }
+            }
+        }
+        let stats = check_linearizability(h.ops()).unwrap();
+        assert!(stats.ops >= 1_990);
+        assert!(stats.steps < 1_000_000, "{stats:?}");
+    }
+}

@@ -1,0 +1,262 @@
+//! The simulated network: every message in flight with its delivery time,
+//! random latency (which also reorders), loss, duplication, and directed
+//! link cuts for partitions (symmetric or not).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Time;
+use crate::message::Message;
+use crate::rng::Rng;
+use crate::types::NodeId;
+
+/// Latency, loss and duplication of the network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkConfig {
+    /// Each message's latency is drawn from `lo..=hi` (at least 1).
+    pub latency: (Time, Time),
+    /// Probability that a message is lost.
+    pub drop_rate: f64,
+    /// Probability that a message is delivered twice (with its own latency).
+    pub duplicate_rate: f64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            latency: (1, 10),
+            drop_rate: 0.0,
+            duplicate_rate: 0.0,
+        }
+    }
+}
+
+/// A message on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    /// Unique per run, in send order.
+    pub id: u64,
+    /// When it was sent.
+    pub sent_at: Time,
+    /// When it will arrive (unless a cut or a crash intervenes).
+    pub deliver_at: Time,
+    /// Whether this is the network's duplicate of another message.
+    pub duplicate: bool,
+    /// The message; `msg.body.kind()` names its type.
+    pub msg: Message,
+}
+
+/// Counters of what happened to messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetworkStats {
+    /// Messages handed to the network.
+    pub sent: u64,
+    /// Messages delivered to a running node.
+    pub delivered: u64,
+    /// Lost at random.
+    pub lost: u64,
+    /// Dropped by a link cut (at send or at delivery).
+    pub cut: u64,
+    /// Extra copies made.
+    pub duplicated: u64,
+    /// Dropped because the recipient was down.
+    pub to_down_node: u64,
+    /// InstallSnapshot messages delivered.
+    pub snapshots_delivered: u64,
+}
+
+/// The network between the nodes.
+#[derive(Clone, Debug)]
+pub struct Network {
+    /// Its current latency, loss and duplication.
+    pub config: NetworkConfig,
+    queue: BTreeMap<(Time, u64), InFlight>,
+    cuts: BTreeSet<(NodeId, NodeId)>,
+    next_id: u64,
+    /// What happened to messages so far.
+    pub stats: NetworkStats,
+}
+
+impl Network {
+    /// An empty network.
+    pub fn new(config: NetworkConfig) -> Self {
+        Network {
+            config,
+            queue: BTreeMap::new(),
+            cuts: BTreeSet::new(),
+            next_id: 0,
+            stats: NetworkStats::default(),
+        }
+    }
+
+    /// Puts a message on the wire at `now`: it is lost, cut, or scheduled
+    /// (maybe twice) after a random latency.
+    pub fn send(&mut self, msg: Message, now: Time, rng: &mut Rng) {
+        self.stats.sent += 1;
+        if self.is_cut(msg.from, msg.to) {
+            self.stats.cut += 1;
+            return;
+        }
+        if rng.chance(self.config.drop_rate) {
+            self.stats.lost += 1;
+            return;
+        }
+        let copy = rng.chance(self.config.duplicate_rate).then(|| msg.clone());
+        self.enqueue(msg, now, rng, false);
+        if let Some(copy) = copy {
+            self.stats.duplicated += 1;
+            self.enqueue(copy, now, rng, true);
+        }
+    }
+
+    fn enqueue(&mut self, msg: Message, now: Time, rng: &mut Rng, duplicate: bool) {
+        let (lo, hi) = self.config.latency;
+        let lo = lo.max(1);
+        let latency = rng.range(lo, hi.max(lo) + 1);
+        let id = self.next_id;
+        self.next_id += 1;
+        let deliver_at = now + latency;
+        self.queue.insert(
+            (deliver_at, id),
+            InFlight {
+                id,
+                sent_at: now,
+                deliver_at,
+                duplicate,
+                msg,
+            },
+        );
+    }
+
+    /// When the next message arrives.
+    pub fn next_delivery(&self) -> Option<Time> {
+        self.queue.keys().next().map(|&(t, _)| t)
+    }
+
+    /// Takes the next message due at or before `now`. A message whose link
+    /// was cut while it flew is dropped (and counted) instead.
+    pub fn pop_due(&mut self, now: Time) -> Option<InFlight> {
+        loop {
+            let (&key, _) = self.queue.iter().next()?;
+            if key.0 > now {
+                return None;
+            }
+            let m = self.queue.remove(&key)?;
+            if self.is_cut(m.msg.from, m.msg.to) {
+                self.stats.cut += 1;
+                continue;
+            }
+            return Some(m);
+        }
+    }
+
+    /// The messages in flight, by delivery time.
+    pub fn in_flight(&self) -> impl Iterator<Item = &InFlight> {
+        self.queue.values()
+    }
+
+    /// The number of messages in flight.
+    pub fn in_flight_count(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Drops every message in flight to `node` (it crashed).
+    pub fn drop_to(&mut self, node: NodeId) {
+        let before = self.queue.len();
+        self.queue.retain(|_, m| m.msg.to != node);
+        self.stats.to_down_node += (before - self.queue.len()) as u64;
+    }
+
+    /// Whether messages from `from` to `to` are cut.
+    pub fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
+        !self.cuts.is_empty() && self.cuts.contains(&(from, to))
+    }
+
+    /// Cuts the directed link `from -> to`.
+    pub fn cut(&mut self, from: NodeId, to: NodeId) {
+        if from != to {
+            self.cuts.insert((from, to));
+        }
+    }
+
+    /// Restores the directed link `from -> to`.
+    pub fn uncut(&mut self, from: NodeId, to: NodeId) {
+        self.cuts.remove(&(from, to));
+    }
+
+    /// The directed links currently cut, in order.
+    pub fn cuts(&self) -> impl Iterator<Item = (NodeId, NodeId)> + '_ {
+        self.cuts.iter().copied()
+    }
+
+    /// Cuts every link between different groups, both ways. Nodes in no
+    /// group keep their links.
+    pub fn partition(&mut self, groups: &[Vec<NodeId>]) {
+        for (i, a) in groups.iter().enumerate() {
+            for b in groups.iter().skip(i + 1) {
+                for &x in a {
+                    for &y in b {
+                        self.cut(x, y);
+                        self.cut(y, x);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        self.cuts.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::MessageBody;
+
+    fn msg(from: NodeId, to: NodeId) -> Message {
+        Message {
+            from,
+            to,
+            term: 1,
+            body: MessageBody::TimeoutNow,
+        }
+    }
+
+    #[test]
+    fn cuts_are_directed_and_apply_in_flight() {
+        let mut net = Network::new(NetworkConfig::default());
+        let mut rng = Rng::new(1);
+        net.send(msg(1, 2), 0, &mut rng);
+        net.send(msg(2, 1), 0, &mut rng);
+        net.cut(1, 2);
+        let delivered: Vec<_> = std::iter::from_fn(|| net.pop_due(100)).collect();
+        assert_eq!(delivered.len(), 1);
+        assert_eq!(delivered[0].msg.from, 2);
+        assert_eq!(net.stats.cut, 1);
+        net.send(msg(1, 2), 0, &mut rng);
+        assert_eq!(net.in_flight_count(), 0);
+        net.heal();
+        net.send(msg(1, 2), 0, &mut rng);
+        assert_eq!(net.in_flight_count(), 1);
+    }
+
+    #[test]
+    fn latency_reorders_and_duplicates_copy() {
+        let mut net = Network::new(NetworkConfig {
+            latency: (1, 50),
+            drop_rate: 0.0,
+            duplicate_rate: 1.0,
+        });
+        let mut rng = Rng::new(3);
+        for _ in 0..10 {
+            net.send(msg(1, 2), 0, &mut rng);
+        }
+        assert_eq!(net.in_flight_count(), 20);
+        let ids: Vec<u64> = std::iter::from_fn(|| net.pop_due(1000))
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(ids.len(), 20);
+        assert!(ids.windows(2).any(|w| w[0] > w[1]), "jitter reorders");
+    }
+}

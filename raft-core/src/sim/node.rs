@@ -1,0 +1,488 @@
+//! One simulated server: a [`RawNode`], the [`KvStore`] it applies to, the
+//! durable store its `Ready`s asked to persist, and the driver loop that
+//! carries out each `Ready` in the documented order.
+
+use std::collections::BTreeMap;
+
+use super::invariants::Checker;
+use super::network::Network;
+use super::{Time, TraceHash};
+use crate::config::Config;
+use crate::kv::{KvStore, OpResult};
+use crate::raw_node::{RawNode, Status};
+use crate::rng::Rng;
+use crate::types::{
+    Entry, HardState, Index, Membership, NodeId, Payload, PersistedState, Role, Snapshot, Term,
+};
+
+/// What a node persisted: all that survives a crash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DurableStore {
+    /// The last hard state persisted.
+    pub hard_state: HardState,
+    /// The newest snapshot persisted.
+    pub snapshot: Option<Snapshot>,
+    /// The persisted entries after the snapshot, contiguous.
+    pub entries: Vec<Entry>,
+}
+
+impl DurableStore {
+    /// The snapshot's last index (0: none).
+    pub fn snapshot_index(&self) -> Index {
+        self.snapshot.as_ref().map_or(0, |s| s.meta.index)
+    }
+
+    /// The last persisted index.
+    pub fn last_index(&self) -> Index {
+        self.snapshot_index() + self.entries.len() as u64
+    }
+
+    /// The term at `index`, if persisted (the snapshot's own index included).
+    pub fn term(&self, index: Index) -> Option<Term> {
+        let snap = self.snapshot_index();
+        if index == snap {
+            return Some(self.snapshot.as_ref().map_or(0, |s| s.meta.term));
+        }
+        self.entry(index).map(|e| e.term)
+    }
+
+    /// The persisted entry at `index`.
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        let first = self.snapshot_index() + 1;
+        if index < first {
+            return None;
+        }
+        self.entries.get((index - first) as usize)
+    }
+
+    /// Appends entries, replacing the stored ones from the first new index
+    /// on. Fails (changing nothing) if they would leave a gap.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), String> {
+        let Some(first) = entries.first().map(|e| e.index) else {
+            return Ok(());
+        };
+        let snap = self.snapshot_index();
+        if first <= snap || first > self.last_index() + 1 {
+            return Err(format!(
+                "entries from {first} do not attach to the durable log (snapshot {snap}, last {})",
+                self.last_index()
+            ));
+        }
+        if entries.windows(2).any(|w| w[1].index != w[0].index + 1) {
+            return Err("entries to persist are not contiguous".into());
+        }
+        self.entries.truncate((first - snap - 1) as usize);
+        self.entries.extend_from_slice(entries);
+        Ok(())
+    }
+
+    /// Persists a snapshot received from the leader: it replaces the log.
+    pub fn install_snapshot(&mut self, snapshot: Snapshot) {
+        self.entries.clear();
+        self.snapshot = Some(snapshot);
+    }
+
+    /// Persists a snapshot this node took and drops the entries it covers.
+    pub fn compact(&mut self, snapshot: Snapshot) {
+        let drop = snapshot.meta.index.saturating_sub(self.snapshot_index()) as usize;
+        self.entries.drain(..drop.min(self.entries.len()));
+        self.snapshot = Some(snapshot);
+    }
+
+    /// What a restarting node is handed.
+    pub fn persisted(&self) -> PersistedState {
+        PersistedState {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot.clone(),
+            entries: self.entries.clone(),
+        }
+    }
+}
+
+/// An answer from a node to a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// The write `(client, seq)` was applied with this result.
+    Write {
+        client: u64,
+        seq: u64,
+        result: OpResult,
+    },
+    /// The proposal of `(client, seq)` here was overwritten: retry.
+    WriteLost { client: u64, seq: u64 },
+    /// The read `ctx` returned `value`.
+    Read { ctx: u64, value: Option<String> },
+    /// The read `ctx` was refused (leadership lost): retry.
+    ReadFailed { ctx: u64 },
+}
+
+/// Counters per node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Entries applied (re-applies after restarts included).
+    pub applied: u64,
+    /// Snapshots this node took.
+    pub snapshots_taken: u64,
+    /// Snapshots received from a leader and installed.
+    pub snapshots_installed: u64,
+    /// Times it crashed.
+    pub crashes: u64,
+    /// Times it became leader.
+    pub elected: u64,
+}
+
+/// The shared things a node's driver loop uses.
+pub(crate) struct Env<'a> {
+    pub now: Time,
+    pub net: &'a mut Network,
+    pub rng: &'a mut Rng,
+    pub checker: &'a mut Checker,
+    pub replies: &'a mut Vec<(NodeId, Reply)>,
+    pub trace: &'a mut TraceHash,
+    pub snapshot_every: u64,
+}
+
+/// A read waiting at a node.
+#[derive(Clone, Debug)]
+struct PendingRead {
+    key: String,
+    /// Known once the ReadIndex round completed.
+    index: Option<Index>,
+}
+
+/// One simulated server.
+pub struct SimNode {
+    id: NodeId,
+    raw: Option<RawNode>,
+    kv: KvStore,
+    durable: DurableStore,
+    /// When it ticks next.
+    pub(crate) next_tick: Time,
+    restarts: u64,
+    last_snapshot: Index,
+    /// Writes proposed here, by log index.
+    proposals: BTreeMap<Index, (u64, u64)>,
+    /// Writes whose result a client waits for here.
+    waiting: BTreeMap<(u64, u64), ()>,
+    reads: BTreeMap<u64, PendingRead>,
+    stats: NodeStats,
+}
+
+impl SimNode {
+    pub(crate) fn new(id: NodeId, config: Config, members: &Membership) -> Result<Self, String> {
+        let raw = RawNode::new(config, members.clone(), PersistedState::default())
+            .map_err(|e| e.to_string())?;
+        Ok(SimNode {
+            id,
+            raw: Some(raw),
+            kv: KvStore::new(),
+            durable: DurableStore::default(),
+            next_tick: 0,
+            restarts: 0,
+            last_snapshot: 0,
+            proposals: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            stats: NodeStats::default(),
+        })
+    }
+
+    /// Its id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Whether it is running.
+    pub fn is_up(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    /// The Raft node, when running.
+    pub fn raw(&self) -> Option<&RawNode> {
+        self.raw.as_ref()
+    }
+
+    pub(crate) fn raw_mut(&mut self) -> Option<&mut RawNode> {
+        self.raw.as_mut()
+    }
+
+    /// Its full Raft status, when running.
+    pub fn status(&self) -> Option<Status> {
+        self.raw.as_ref().map(RawNode::status)
+    }
+
+    /// Its role (`None` when down).
+    pub fn role(&self) -> Option<Role> {
+        self.raw.as_ref().map(RawNode::role)
+    }
+
+    /// Its current term (`None` when down).
+    pub fn term(&self) -> Option<Term> {
+        self.raw.as_ref().map(RawNode::term)
+    }
+
+    /// Whether it runs and is leader.
+    pub fn is_leader(&self) -> bool {
+        self.raw.as_ref().is_some_and(RawNode::is_leader)
+    }
+
+    /// Its state machine (empty while down).
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
+    }
+
+    /// What it persisted.
+    pub fn durable(&self) -> &DurableStore {
+        &self.durable
+    }
+
+    /// The log entries it holds in memory (after its snapshot), in order.
+    pub fn log(&self) -> Vec<Entry> {
+        let Some(raw) = &self.raw else {
+            return Vec::new();
+        };
+        (self.durable.snapshot_index() + 1..)
+            .map_while(|i| raw.entry(i).cloned())
+            .collect()
+    }
+
+    /// The index of its newest snapshot (in memory and on disk alike).
+    pub fn snapshot_index(&self) -> Index {
+        self.durable.snapshot_index()
+    }
+
+    /// How many times it restarted.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// Loses everything not persisted.
+    pub(crate) fn crash(&mut self) {
+        self.raw = None;
+        self.kv = KvStore::new();
+        self.proposals.clear();
+        self.waiting.clear();
+        self.reads.clear();
+        self.stats.crashes += 1;
+    }
+
+    /// Starts again from the durable store.
+    pub(crate) fn restart(&mut self, config: Config, members: &Membership) -> Result<(), String> {
+        self.restarts += 1;
+        let raw = RawNode::new(config, members.clone(), self.durable.persisted())
+            .map_err(|e| e.to_string())?;
+        self.kv = match &self.durable.snapshot {
+            Some(s) => KvStore::restore(&s.data).map_err(|e| e.to_string())?,
+            None => KvStore::new(),
+        };
+        self.last_snapshot = self.durable.snapshot_index();
+        self.raw = Some(raw);
+        Ok(())
+    }
+
+    /// Starts a write here; the client hears back through a [`Reply`].
+    pub(crate) fn propose(
+        &mut self,
+        cmd: crate::kv::Command,
+    ) -> Result<Index, crate::config::NotAccepted> {
+        let raw = self
+            .raw
+            .as_mut()
+            .ok_or(crate::config::NotAccepted::NotLeader { leader: None })?;
+        let key = (cmd.client_id, cmd.seq);
+        let index = raw.propose(cmd)?;
+        self.proposals.insert(index, key);
+        self.waiting.insert(key, ());
+        Ok(index)
+    }
+
+    /// Starts a linearizable read of `key` with context `ctx`.
+    pub(crate) fn read(&mut self, ctx: u64, key: &str) -> Result<(), crate::config::NotAccepted> {
+        let raw = self
+            .raw
+            .as_mut()
+            .ok_or(crate::config::NotAccepted::NotLeader { leader: None })?;
+        raw.read_index(ctx)?;
+        self.reads.insert(
+            ctx,
+            PendingRead {
+                key: key.to_string(),
+                index: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Carries out every `Ready` the node has: persist, send, apply, read.
+    pub(crate) fn drive(&mut self, env: &mut Env) {
+        loop {
+            let Some(raw) = self.raw.as_mut() else {
+                return;
+            };
+            if !raw.has_ready() {
+                return;
+            }
+            let mut rd = raw.ready();
+            if let Some(soft) = rd.soft_state {
+                if soft.role == Role::Leader {
+                    self.stats.elected += 1;
+                    env.checker.on_leader(self.id, raw.term());
+                }
+            }
+            // 1. Persist: snapshot, entries, hard state.
+            if let Some(snap) = &rd.snapshot {
+                env.checker.on_snapshot(self.id, &snap.meta);
+                self.durable.install_snapshot(snap.clone());
+                match KvStore::restore(&snap.data) {
+                    Ok(kv) => self.kv = kv,
+                    Err(e) => env.checker.driver(self.id, e.to_string()),
+                }
+                self.last_snapshot = snap.meta.index;
+                self.stats.snapshots_installed += 1;
+                self.proposals.retain(|&i, _| i > snap.meta.index);
+            }
+            if !rd.entries.is_empty() {
+                env.checker.on_entries(self.id, &self.durable, &rd.entries);
+                if let Err(e) = self.durable.append(&rd.entries) {
+                    env.checker.driver(self.id, e);
+                }
+            }
+            if let Some(hs) = rd.hard_state {
+                let old = self.durable.hard_state.commit;
+                self.durable.hard_state = hs;
+                if hs.commit > old {
+                    env.checker.on_commit(
+                        self.id,
+                        raw,
+                        self.durable.snapshot_index(),
+                        old,
+                        hs.commit,
+                    );
+                }
+            }
+            // 2. Send.
+            for m in rd.messages.iter() {
+                env.trace.mix(m.from ^ (m.to << 8) ^ (m.term << 16));
+            }
+            for m in std::mem::take(&mut rd.messages) {
+                env.net.send(m, env.now, env.rng);
+            }
+            // 3. Apply.
+            for e in &rd.committed_entries {
+                env.checker.on_apply(self.id, e);
+                env.trace.mix(e.index ^ (e.term << 32));
+                let applied = self.kv.apply(e);
+                self.stats.applied += 1;
+                answer_write(
+                    self.id,
+                    &mut self.proposals,
+                    &mut self.waiting,
+                    e,
+                    applied.result,
+                    env,
+                );
+            }
+            // 4. Reads: served once applied up to their index.
+            for rs in &rd.read_states {
+                if let Some(r) = self.reads.get_mut(&rs.ctx) {
+                    r.index = Some(rs.index);
+                }
+            }
+            for ctx in &rd.dropped_reads {
+                if self.reads.remove(ctx).is_some() {
+                    env.replies.push((self.id, Reply::ReadFailed { ctx: *ctx }));
+                }
+            }
+            raw.advance(rd);
+            self.serve_reads(env);
+            self.maybe_compact(env);
+        }
+    }
+
+    fn serve_reads(&mut self, env: &mut Env) {
+        let applied = self.kv.applied_index();
+        if !self
+            .reads
+            .values()
+            .any(|r| r.index.is_some_and(|i| i <= applied))
+        {
+            return;
+        }
+        let ready: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
+            .map(|(&ctx, _)| ctx)
+            .collect();
+        for ctx in ready {
+            if let Some(r) = self.reads.remove(&ctx) {
+                let value = self.kv.get(&r.key).map(str::to_string);
+                env.replies.push((self.id, Reply::Read { ctx, value }));
+            }
+        }
+    }
+
+    fn maybe_compact(&mut self, env: &mut Env) {
+        let applied = self.kv.applied_index();
+        if env.snapshot_every == 0 || applied < self.last_snapshot + env.snapshot_every {
+            return;
+        }
+        let Some(raw) = self.raw.as_mut() else {
+            return;
+        };
+        let meta = match raw.snapshot_meta(applied) {
+            Ok(meta) => meta,
+            Err(e) => return env.checker.driver(self.id, e.to_string()),
+        };
+        let snapshot = Snapshot {
+            meta,
+            data: self.kv.snapshot(),
+        };
+        self.durable.compact(snapshot.clone());
+        if let Err(e) = raw.compact(snapshot) {
+            env.checker.driver(self.id, e.to_string());
+        }
+        self.last_snapshot = applied;
+        self.stats.snapshots_taken += 1;
+    }
+}
+
+/// Answers the client waiting for the write at `e` here, or tells the one
+/// whose proposal at that index was overwritten to retry.
+fn answer_write(
+    id: NodeId,
+    proposals: &mut BTreeMap<Index, (u64, u64)>,
+    waiting: &mut BTreeMap<(u64, u64), ()>,
+    e: &Entry,
+    result: Option<OpResult>,
+    env: &mut Env,
+) {
+    let cmd = match &e.payload {
+        Payload::Command(c) => Some((c.client_id, c.seq)),
+        _ => None,
+    };
+    if let Some(proposed) = proposals.remove(&e.index) {
+        if cmd != Some(proposed) && waiting.remove(&proposed).is_some() {
+            let (client, seq) = proposed;
+            env.replies.push((id, Reply::WriteLost { client, seq }));
+        }
+    }
+    if let (Some(key), Some(result)) = (cmd, result) {
+        if waiting.remove(&key).is_some() {
+            let (client, seq) = key;
+            env.replies.push((
+                id,
+                Reply::Write {
+                    client,
+                    seq,
+                    result,
+                },
+            ));
+        }
+    }
+}
