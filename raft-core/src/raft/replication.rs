@@ -178,6 +178,7 @@ impl Raft {
 
     pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, read_ctx: u64) {
         let snapshot_retry = 2 * self.cfg.election_tick;
+        let max_inflight = self.cfg.max_inflight;
         let last = self.log.last_index();
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
@@ -187,6 +188,13 @@ impl Raft {
         pr.read_acked = pr.read_acked.max(read_ctx);
         match pr.state {
             ProgressState::Probe => pr.probe_sent = false,
+            // A full window whose appends were lost would stall replication
+            // for good: nothing more is sent, so the follower never rejects
+            // a gap. Free the oldest slot (etcd's `FreeFirstOne`) so the next
+            // append goes out and a follower that misses entries rejects it.
+            ProgressState::Replicate if pr.is_paused(max_inflight) => {
+                pr.inflight.pop_front();
+            }
             // The snapshot (or its answer) may have been lost: try again.
             ProgressState::Snapshot { .. } if pr.ticks_in_snapshot >= snapshot_retry => {
                 let next = pr.match_index + 1;
