@@ -33,7 +33,7 @@ pub struct DiskStorage {
     log: LogShape,
     has_snapshot: bool,
     hard_state: HardState,
-    /// What `open` recovered, handed out by the first `load`.
+    /// What `open` recovered, handed out by a `load` before any write.
     recovered: Option<PersistedState>,
     /// The first IO failure; once set, every call fails.
     poisoned: Option<String>,
@@ -170,6 +170,8 @@ impl DiskStorage {
         if mark.is_none() && entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
+        // What `open` recovered is out of date from now on.
+        self.recovered = None;
         if let Some(s) = snapshot {
             // The file must be durable before the WAL refers to it.
             snapshot_file::write(&self.dir, s, self.opts.sync)?;
