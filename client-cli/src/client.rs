@@ -4,30 +4,17 @@
 
 use std::time::{Duration, Instant};
 
+pub use raft_core::wire::{SnapshotResponse, TransferLeaderRequest};
 use raft_core::wire::{
     ClusterResponse, ErrorBody, KeyValue, ListResponse, PutRequest, StatusResponse, WriteResponse,
     HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_LEADER,
 };
 use raft_core::NodeId;
 use reqwest::{header::HeaderMap, Method, StatusCode, Url};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::de::DeserializeOwned;
 
 use crate::cli::{parse_server_url, Consistency};
 use crate::error::{one_line, CliError};
-
-/// `POST /admin/snapshot` answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotResponse {
-    /// The index the new snapshot covers.
-    pub index: u64,
-}
-
-/// `POST /admin/transfer-leader` body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransferLeaderRequest {
-    /// The node that should become leader.
-    pub to: NodeId,
-}
 
 /// The longest pause between two rounds of attempts.
 const MAX_BACKOFF: Duration = Duration::from_millis(1000);

@@ -169,3 +169,17 @@ impl PeerBatch {
         postcard::from_bytes(bytes)
     }
 }
+
+/// `POST /admin/snapshot` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotResponse {
+    /// The applied index the snapshot covers.
+    pub index: Index,
+}
+
+/// `POST /admin/transfer-leader` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferLeaderRequest {
+    /// The member that should become leader.
+    pub to: NodeId,
+}
