@@ -1,2 +1,21 @@
-//! raft-kv-server library.
+//! raft-kv-server: a raft-kv node. It drives [`raft_core`]'s sans-IO Raft
+//! node with real time (a tick timer), real disks ([`storage`]) and real
+//! sockets (an axum HTTP listener for clients and peers).
+//!
+//! - [`node`]: the one task that owns the Raft node, the state machine and
+//!   the storage (persist → send → apply for every `Ready`).
+//! - [`transport`]: per-peer batching senders.
+//! - [`api`]: the REST API, peer RPC, metrics, admin and static files.
+//! - [`forward`]: follower → leader forwarding of writes.
+//! - [`server`]: wiring and graceful shutdown.
+pub mod api;
+pub mod config;
+pub mod forward;
+pub mod metrics;
+pub mod node;
+pub mod server;
 pub mod storage;
+pub mod transport;
+
+pub use config::{Args, Settings};
+pub use server::{run, run_with_storage, shutdown_signal, ServerError};

@@ -1,0 +1,388 @@
+//! Command-line flags ([`Args`]) and the validated settings the node runs
+//! with ([`Settings`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use raft_core::NodeId;
+
+/// `raft-kv-server`: one node of a raft-kv cluster.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "raft-kv-server",
+    version,
+    about = "A raft-kv node: a Raft-replicated key-value store with a REST API",
+    long_about = "A raft-kv node: a Raft-replicated key-value store.\n\n\
+        One HTTP listener serves the client REST API (/key, /keys, /status, /cluster), \
+        the peer RPC (/raft/messages), /metrics and the dashboard.\n\n\
+        Example (the three members of a local cluster):\n  \
+        raft-kv-server --node-id 1 --port 3001 --peers 2,3\n  \
+        raft-kv-server --node-id 2 --port 3002 --peers 1,3\n  \
+        raft-kv-server --node-id 3 --port 3003 --peers 1,2"
+)]
+pub struct Args {
+    /// This node's id: a non-zero integer, unique in the cluster.
+    #[arg(long, env = "RAFT_KV_NODE_ID")]
+    pub node_id: NodeId,
+
+    /// Address the HTTP listener binds to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port of the HTTP listener (client API, peer RPC, metrics, dashboard).
+    /// Default: 3000 + node id. 0 picks a free port.
+    #[arg(long)]
+    pub port: Option<u16>,
+
+    /// The base URL peers and clients use to reach this node
+    /// (default: http://HOST:PORT). Sent to clients in leader hints.
+    #[arg(long)]
+    pub advertise_url: Option<String>,
+
+    /// The other members, comma-separated. `2,3` means peer N at
+    /// http://127.0.0.1:300N (the seed's convention); `2=http://10.0.0.2:3002,3=...`
+    /// names each peer's base URL. This node's own id may appear (it is
+    /// skipped), so every member can be given the same list. Empty: a
+    /// single-node cluster.
+    #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
+    pub peers: Vec<PeerSpec>,
+
+    /// Directory of the write-ahead log and snapshots (default: ./data/node-<id>).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Do not fsync the log. For benchmarks only: a crash can lose acknowledged writes.
+    #[arg(long)]
+    pub no_fsync: bool,
+
+    /// Size at which the write-ahead log starts a new segment file.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub segment_bytes: u64,
+
+    /// Length of one Raft tick in milliseconds (the protocol's clock).
+    #[arg(long, default_value_t = 50)]
+    pub tick_ms: u64,
+
+    /// Election timeout in ticks: a follower that hears nothing from a
+    /// leader for a random 1x-2x of this starts an election.
+    #[arg(long, default_value_t = 10)]
+    pub election_ticks: u64,
+
+    /// Heartbeat interval in ticks (must be below --election-ticks).
+    #[arg(long, default_value_t = 2)]
+    pub heartbeat_ticks: u64,
+
+    /// Take a snapshot (and compact the log) every N applied entries. 0: never automatically.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_every: u64,
+
+    /// Shared secret of the cluster. When set, the peer RPC and the admin
+    /// endpoints refuse requests without header `x-raft-cluster-token: <token>` (401).
+    #[arg(long, env = "RAFT_KV_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
+
+    /// Read the cluster token from this file (surrounding whitespace is ignored).
+    #[arg(long, conflicts_with = "cluster_token")]
+    pub cluster_token_file: Option<PathBuf>,
+
+    /// Largest key accepted, in bytes (larger: 413).
+    #[arg(long, default_value_t = 1024)]
+    pub max_key_bytes: usize,
+
+    /// Largest value accepted, in bytes (larger: 413).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_value_bytes: usize,
+
+    /// How long a client request may wait for commit (or a read for its
+    /// read index) before it is answered 504, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub request_timeout_ms: u64,
+
+    /// How long a request waits for a leader to be elected before it is
+    /// answered 503, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub election_wait_ms: u64,
+
+    /// Directory of the dashboard's static files, served at `/`.
+    #[arg(long, default_value = "web/dist")]
+    pub web_dir: PathBuf,
+
+    /// Log filter (e.g. `info`, `debug`, `raft_kv_server=debug`). Default: $RUST_LOG, else `info`.
+    #[arg(long)]
+    pub log_level: Option<String>,
+
+    /// TEST ONLY: enables `POST /test/partition`, which makes this node drop
+    /// peer traffic. Never use in production.
+    #[arg(long)]
+    pub enable_test_hooks: bool,
+}
+
+/// One `--peers` item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// The peer's id.
+    pub id: NodeId,
+    /// Its base URL (no trailing slash).
+    pub url: String,
+}
+
+fn seed_url(id: NodeId) -> Result<String, String> {
+    let port = 3000u64
+        .checked_add(id)
+        .filter(|p| *p <= u64::from(u16::MAX))
+        .ok_or_else(|| format!("peer {id} has no default port (3000+id > 65535); use {id}=URL"))?;
+    Ok(format!("http://127.0.0.1:{port}"))
+}
+
+/// Parses `N` or `N=http://host:port`.
+pub fn parse_peer(s: &str) -> Result<PeerSpec, String> {
+    let s = s.trim();
+    let (id, url) = match s.split_once('=') {
+        Some((id, url)) => (id.trim(), Some(url.trim())),
+        None => (s, None),
+    };
+    let id: NodeId = id
+        .parse()
+        .map_err(|_| format!("`{s}`: a peer is `ID` or `ID=URL` with a numeric id"))?;
+    if id == 0 {
+        return Err("node id 0 is reserved".into());
+    }
+    let url = match url {
+        None => seed_url(id)?,
+        Some(u) => normalize_url(u)?,
+    };
+    Ok(PeerSpec { id, url })
+}
+
+fn normalize_url(u: &str) -> Result<String, String> {
+    if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() <= "https://".len() {
+        return Err(format!("`{u}`: a peer URL looks like http://host:port"));
+    }
+    Ok(u.trim_end_matches('/').to_string())
+}
+
+/// Invalid flags.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The validated configuration a node runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node's id.
+    pub id: NodeId,
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind (0: any).
+    pub port: u16,
+    /// This node's base URL as given by `--advertise-url`, if any.
+    pub advertise_url: Option<String>,
+    /// The other members and their base URLs.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// fsync the log.
+    pub sync: bool,
+    /// WAL segment size.
+    pub segment_bytes: u64,
+    /// Tick length.
+    pub tick: Duration,
+    /// Election timeout in ticks.
+    pub election_ticks: u64,
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: u64,
+    /// Automatic snapshot threshold in applied entries (0: off).
+    pub snapshot_every: u64,
+    /// The cluster token, if any.
+    pub cluster_token: Option<String>,
+    /// Key size limit.
+    pub max_key_bytes: usize,
+    /// Value size limit.
+    pub max_value_bytes: usize,
+    /// Request timeout.
+    pub request_timeout: Duration,
+    /// Bound on waiting for an election.
+    pub election_wait: Duration,
+    /// Dashboard directory.
+    pub web_dir: PathBuf,
+    /// Test hooks on.
+    pub test_hooks: bool,
+}
+
+impl Settings {
+    /// The most a client request body may hold: a JSON-encoded value can be
+    /// up to twice as long as the value itself (escapes), plus framing.
+    pub fn client_body_limit(&self) -> usize {
+        self.max_value_bytes.saturating_mul(2).saturating_add(4096)
+    }
+
+    /// The most a peer RPC body may hold (snapshots travel whole).
+    pub fn peer_body_limit(&self) -> usize {
+        1 << 30
+    }
+
+    /// Every member's id, this node included, sorted.
+    pub fn members(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self.peers.keys().copied().collect();
+        ids.push(self.id);
+        ids.sort_unstable();
+        ids
+    }
+}
+
+impl Args {
+    /// Validates the flags.
+    pub fn into_settings(self) -> Result<Settings, ConfigError> {
+        if self.node_id == 0 {
+            return Err(ConfigError("--node-id must be a non-zero integer".into()));
+        }
+        let port = match self.port {
+            Some(p) => p,
+            None => u16::try_from(3000 + self.node_id).map_err(|_| {
+                ConfigError(format!(
+                    "--port is required: the default 3000+{} is not a port",
+                    self.node_id
+                ))
+            })?,
+        };
+        let mut peers = BTreeMap::new();
+        let mut advertise_url = self
+            .advertise_url
+            .map(|u| normalize_url(&u))
+            .transpose()
+            .map_err(ConfigError)?;
+        for p in self.peers {
+            if p.id == self.node_id {
+                // The same list on every member: our own entry names our URL.
+                advertise_url.get_or_insert(p.url);
+                continue;
+            }
+            if let Some(old) = peers.insert(p.id, p.url.clone()) {
+                if old != p.url {
+                    return Err(ConfigError(format!(
+                        "--peers names node {} twice ({old} and {})",
+                        p.id, p.url
+                    )));
+                }
+            }
+        }
+        if self.tick_ms == 0 {
+            return Err(ConfigError("--tick-ms must be at least 1".into()));
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return Err(ConfigError(
+                "need 1 <= --heartbeat-ticks < --election-ticks".into(),
+            ));
+        }
+        if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
+            return Err(ConfigError(
+                "--max-key-bytes and --max-value-bytes must be positive".into(),
+            ));
+        }
+        let cluster_token = match (self.cluster_token, self.cluster_token_file) {
+            (Some(t), _) => Some(t),
+            (None, Some(path)) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError(format!(
+                    "cannot read --cluster-token-file {}: {e}",
+                    path.display()
+                ))
+            })?),
+            (None, None) => None,
+        };
+        let cluster_token = match cluster_token.map(|t| t.trim().to_string()) {
+            Some(t) if t.is_empty() => {
+                return Err(ConfigError("the cluster token must not be empty".into()))
+            }
+            Some(t) if !t.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(ConfigError(
+                    "the cluster token must be printable ASCII without spaces".into(),
+                ))
+            }
+            t => t,
+        };
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(format!("./data/node-{}", self.node_id)));
+        Ok(Settings {
+            id: self.node_id,
+            host: self.host,
+            port,
+            advertise_url,
+            peers,
+            data_dir,
+            sync: !self.no_fsync,
+            segment_bytes: self.segment_bytes.max(4096),
+            tick: Duration::from_millis(self.tick_ms),
+            election_ticks: self.election_ticks,
+            heartbeat_ticks: self.heartbeat_ticks,
+            snapshot_every: self.snapshot_every,
+            cluster_token,
+            max_key_bytes: self.max_key_bytes,
+            max_value_bytes: self.max_value_bytes,
+            request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
+            election_wait: Duration::from_millis(self.election_wait_ms),
+            web_dir: self.web_dir,
+            test_hooks: self.enable_test_hooks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Result<Settings, String> {
+        let mut v = vec!["raft-kv-server"];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v)
+            .map_err(|e| e.to_string())?
+            .into_settings()
+            .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn seed_style_peers() {
+        let s = args(&["--node-id", "1", "--port", "3001", "--peers", "2,3"]).unwrap();
+        assert_eq!(s.port, 3001);
+        assert_eq!(s.peers[&2], "http://127.0.0.1:3002");
+        assert_eq!(s.peers[&3], "http://127.0.0.1:3003");
+        assert_eq!(s.members(), [1, 2, 3]);
+        assert_eq!(s.data_dir, PathBuf::from("./data/node-1"));
+        assert!(s.sync);
+    }
+
+    #[test]
+    fn url_peers_and_own_entry() {
+        let s = args(&[
+            "--node-id",
+            "2",
+            "--peers",
+            "1=http://10.0.0.1:4000/,2=http://10.0.0.2:4000,3=http://h:1",
+        ])
+        .unwrap();
+        assert_eq!(s.port, 3002);
+        assert_eq!(s.peers.len(), 2);
+        assert_eq!(s.peers[&1], "http://10.0.0.1:4000");
+        assert_eq!(s.advertise_url.as_deref(), Some("http://10.0.0.2:4000"));
+    }
+
+    #[test]
+    fn no_peers_is_single_node() {
+        let s = args(&["--node-id", "7"]).unwrap();
+        assert!(s.peers.is_empty());
+        assert_eq!(s.members(), [7]);
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        assert!(args(&["--node-id", "0"]).is_err());
+        assert!(args(&["--node-id", "1", "--peers", "x"]).is_err());
+        assert!(args(&["--node-id", "1", "--peers", "2=ftp://a"]).is_err());
+        assert!(args(&["--node-id", "1", "--peers", "0"]).is_err());
+        assert!(args(&["--node-id", "1", "--heartbeat-ticks", "10"]).is_err());
+        assert!(args(&["--node-id", "1", "--cluster-token", " "]).is_err());
+        assert!(args(&["--node-id", "1", "--peers", "2=http://a:1,2=http://b:1"]).is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! Prometheus metrics, rendered by hand in the text exposition format.
+//!
+//! Counters are atomics bumped by whoever observes the event; gauges of the
+//! Raft state (term, role, indexes) are read from the node's status when
+//! `/metrics` is scraped, so the Raft loop pays nothing for them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use raft_core::wire::StatusResponse;
+use raft_core::Role;
+
+/// Upper bounds (seconds) of the request latency histogram buckets.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        for (bound, c) in BUCKETS.iter().zip(self.counts.iter_mut()) {
+            if secs <= *bound {
+                *c += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+}
+
+/// The node's counters and histograms.
+#[derive(Default)]
+pub struct Metrics {
+    /// Proposals accepted by this node's Raft log.
+    pub proposals: AtomicU64,
+    /// Times the known leader changed.
+    pub leader_changes: AtomicU64,
+    /// Peer messages the Raft core rejected (misaddressed, unknown sender, malformed).
+    pub peer_messages_rejected: AtomicU64,
+    /// Peer RPC bodies that did not decode.
+    pub peer_batches_undecodable: AtomicU64,
+    /// Peer RPC requests refused for a missing or wrong cluster token.
+    pub peer_unauthorized: AtomicU64,
+    /// Peer messages received.
+    pub peer_messages_received: AtomicU64,
+    /// Peer messages handed to the network.
+    pub peer_messages_sent: AtomicU64,
+    /// Outgoing peer messages dropped (queue over its bound, send failure, test partition).
+    pub peer_messages_dropped: AtomicU64,
+    /// Failed peer RPC calls.
+    pub peer_send_errors: AtomicU64,
+    /// Snapshots taken by this node.
+    pub snapshots: AtomicU64,
+    /// `persist` calls (one fsync each when fsync is on).
+    pub persists: AtomicU64,
+    /// Entries applied to the state machine.
+    pub entries_applied: AtomicU64,
+    /// Writes forwarded to the leader.
+    pub forwarded: AtomicU64,
+    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records one HTTP request's latency.
+    pub fn observe_request(&self, method: &str, route: &str, elapsed: Duration) {
+        let mut map = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry((route.to_string(), method.to_string()))
+            .or_default()
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Renders every metric; `status` is the node's current view.
+    pub fn render(&self, status: Option<&StatusResponse>) -> String {
+        let mut out = String::with_capacity(4096);
+        if let Some(s) = status {
+            gauge(&mut out, "raft_node_id", "This node's id.", s.id);
+            gauge(&mut out, "raft_term", "Current Raft term.", s.term);
+            let _ = writeln!(
+                out,
+                "# HELP raft_role This node's role (1 for the current one).\n# TYPE raft_role gauge"
+            );
+            for role in [
+                Role::Follower,
+                Role::PreCandidate,
+                Role::Candidate,
+                Role::Leader,
+            ] {
+                let v = u8::from(s.role == role);
+                let _ = writeln!(out, "raft_role{{role=\"{role}\"}} {v}");
+            }
+            gauge(
+                &mut out,
+                "raft_is_leader",
+                "1 when this node is the leader.",
+                u64::from(s.role == Role::Leader),
+            );
+            gauge(
+                &mut out,
+                "raft_leader_id",
+                "The known leader (0: none).",
+                s.leader.unwrap_or(0),
+            );
+            gauge(&mut out, "raft_last_index", "Last log index.", s.last_index);
+            gauge(
+                &mut out,
+                "raft_commit_index",
+                "Commit index.",
+                s.commit_index,
+            );
+            gauge(
+                &mut out,
+                "raft_applied_index",
+                "Applied index.",
+                s.applied_index,
+            );
+            gauge(
+                &mut out,
+                "raft_snapshot_index",
+                "Index of the newest snapshot.",
+                s.snapshot_index,
+            );
+            gauge(
+                &mut out,
+                "raft_members",
+                "Voting members.",
+                s.members.len() as u64,
+            );
+            gauge(&mut out, "kv_keys", "Keys in the state machine.", s.keys);
+        }
+        let counters: [(&str, &str, &AtomicU64); 13] = [
+            ("raft_proposals_total", "Proposals appended to the log by this node.", &self.proposals),
+            ("raft_leader_changes_total", "Times the known leader changed.", &self.leader_changes),
+            ("raft_peer_messages_rejected_total", "Peer messages rejected by the Raft core (misaddressed, unknown sender, malformed).", &self.peer_messages_rejected),
+            ("raft_peer_batches_undecodable_total", "Peer RPC bodies that did not decode.", &self.peer_batches_undecodable),
+            ("raft_peer_unauthorized_total", "Peer RPC requests refused for a missing or wrong cluster token.", &self.peer_unauthorized),
+            ("raft_peer_messages_received_total", "Peer messages received.", &self.peer_messages_received),
+            ("raft_peer_messages_sent_total", "Peer messages sent.", &self.peer_messages_sent),
+            ("raft_peer_messages_dropped_total", "Outgoing peer messages dropped (queue bound, send failure, test partition).", &self.peer_messages_dropped),
+            ("raft_peer_send_errors_total", "Failed peer RPC calls.", &self.peer_send_errors),
+            ("raft_snapshots_total", "Snapshots taken by this node.", &self.snapshots),
+            ("raft_persists_total", "Storage persist calls (one fsync each when fsync is on).", &self.persists),
+            ("raft_entries_applied_total", "Log entries applied to the state machine.", &self.entries_applied),
+            ("raft_forwarded_requests_total", "Client writes forwarded to the leader.", &self.forwarded),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let map = self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let name = "http_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} HTTP request latency by route and method.\n# TYPE {name} histogram"
+        );
+        for ((route, method), h) in &map {
+            let labels = format!("route=\"{}\",method=\"{}\"", escape(route), escape(method));
+            for (bound, c) in BUCKETS.iter().zip(h.counts.iter()) {
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {c}");
+            }
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+        }
+        out
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        Metrics::inc(&m.proposals);
+        m.observe_request("PUT", "/key/{*key}", Duration::from_millis(3));
+        let text = m.render(None);
+        assert!(text.contains("raft_proposals_total 1"));
+        assert!(text.contains(
+            "http_request_duration_seconds_bucket{route=\"/key/{*key}\",method=\"PUT\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "http_request_duration_seconds_bucket{route=\"/key/{*key}\",method=\"PUT\",le=\"0.0025\"} 0"
+        ));
+        assert!(text.contains(
+            "http_request_duration_seconds_count{route=\"/key/{*key}\",method=\"PUT\"} 1"
+        ));
+    }
+}

@@ -1,0 +1,885 @@
+//! The Raft loop: one task owns the [`RawNode`], the [`KvStore`] and the
+//! [`Storage`], and `select!`s over the tick timer, inbound peer batches and
+//! client requests. Everyone else talks to it through a [`NodeHandle`]
+//! (requests with oneshot replies) and watches its role and leader through a
+//! [`NodeView`] watch channel.
+//!
+//! After each input the loop drains whatever else is already queued (so many
+//! proposals share one `Ready`: one fsync, one network round), then carries
+//! out every `Ready` in the order the core demands: persist, send, apply,
+//! serve reads, advance.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft_core::wire::{FollowerStatus, PeerBatch, StatusResponse};
+use raft_core::{
+    Command, Config, Index, KvStore, Membership, NodeId, NotAccepted, OpResult, PersistedState,
+    RawNode, Ready, Role, Snapshot, SoftState, Term,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, error, info, warn};
+
+use crate::metrics::Metrics;
+use crate::storage::{Storage, StorageError};
+use crate::transport::Transport;
+
+/// Inputs drained per loop turn before the `Ready` is processed.
+const MAX_DRAIN: usize = 4096;
+
+/// What a client request can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// This node cannot serve it; `leader` is the one it knows of.
+    #[error("not the leader")]
+    NotLeader {
+        /// The known leader.
+        leader: Option<NodeId>,
+    },
+    /// A leadership transfer is in progress.
+    #[error("leadership transfer in progress")]
+    Transferring,
+    /// Another entry was committed where the write was proposed: the write
+    /// was not applied and can be retried safely.
+    #[error("leadership changed before the write committed")]
+    LeadershipChanged,
+    /// The outcome of the write cannot be known here (a snapshot replaced
+    /// the log around it). Retry with the same client id and sequence.
+    #[error("the outcome of the write is unknown: {0}")]
+    OutcomeUnknown(&'static str),
+    /// The request is invalid for the node (e.g. an unknown transfer target).
+    #[error("{0}")]
+    Rejected(String),
+    /// The node is shutting down (or its storage failed).
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+impl From<NotAccepted> for NodeError {
+    fn from(e: NotAccepted) -> Self {
+        match e {
+            NotAccepted::NotLeader { leader } => NodeError::NotLeader { leader },
+            NotAccepted::Transferring => NodeError::Transferring,
+            other => NodeError::Rejected(other.to_string()),
+        }
+    }
+}
+
+/// A committed and applied write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Its log index.
+    pub index: Index,
+    /// What applying it did.
+    pub result: OpResult,
+}
+
+/// A read of the state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// One key.
+    Get(String),
+    /// Keys with a prefix, up to a limit.
+    List {
+        /// The prefix.
+        prefix: String,
+        /// The most items to return.
+        limit: usize,
+    },
+}
+
+/// The answer to a [`Query`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryResult {
+    /// The key's value.
+    Value(Option<String>),
+    /// Matching items and whether more matched.
+    List {
+        /// Items in key order.
+        items: Vec<(String, String)>,
+        /// More keys matched than the limit.
+        truncated: bool,
+    },
+}
+
+type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+
+/// A request to the Raft loop.
+#[derive(Debug)]
+pub enum Request {
+    /// Propose a write; answered once applied.
+    Propose {
+        /// The command.
+        command: Command,
+        /// Where the outcome goes.
+        reply: Reply<WriteOutcome>,
+    },
+    /// Read; linearizable (ReadIndex) or local.
+    Read {
+        /// What to read.
+        query: Query,
+        /// Linearizable (true) or stale (false).
+        linearizable: bool,
+        /// Where the answer goes.
+        reply: Reply<QueryResult>,
+    },
+    /// The node's status.
+    Status {
+        /// Where the answer goes.
+        reply: oneshot::Sender<StatusResponse>,
+    },
+    /// Take a snapshot now; answers its index.
+    Snapshot {
+        /// Where the answer goes.
+        reply: Reply<Index>,
+    },
+    /// Hand leadership to another member.
+    Transfer {
+        /// The target.
+        to: NodeId,
+        /// Where the answer goes.
+        reply: Reply<()>,
+    },
+}
+
+/// The role, term and leader, as the Raft loop last published them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeView {
+    /// This node's role.
+    pub role: Role,
+    /// Its term.
+    pub term: Term,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+}
+
+/// A cheap, cloneable handle for talking to the Raft loop.
+#[derive(Clone)]
+pub struct NodeHandle {
+    requests: mpsc::Sender<Request>,
+    peers: mpsc::Sender<PeerBatch>,
+    view: watch::Receiver<NodeView>,
+}
+
+impl NodeHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    /// Proposes a write and waits until it is applied.
+    pub async fn propose(&self, command: Command) -> Result<WriteOutcome, NodeError> {
+        self.call(|reply| Request::Propose { command, reply }).await
+    }
+
+    /// Reads.
+    pub async fn read(&self, query: Query, linearizable: bool) -> Result<QueryResult, NodeError> {
+        self.call(|reply| Request::Read {
+            query,
+            linearizable,
+            reply,
+        })
+        .await
+    }
+
+    /// Takes a snapshot.
+    pub async fn snapshot(&self) -> Result<Index, NodeError> {
+        self.call(|reply| Request::Snapshot { reply }).await
+    }
+
+    /// Starts a leadership transfer.
+    pub async fn transfer(&self, to: NodeId) -> Result<(), NodeError> {
+        self.call(|reply| Request::Transfer { to, reply }).await
+    }
+
+    /// The node's status.
+    pub async fn status(&self) -> Result<StatusResponse, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Status { reply: tx })
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Delivers a batch of peer messages (waits when the loop is behind:
+    /// back-pressure on the sending peer).
+    pub async fn deliver(&self, batch: PeerBatch) -> Result<(), NodeError> {
+        self.peers
+            .send(batch)
+            .await
+            .map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// The latest published view.
+    pub fn view(&self) -> NodeView {
+        *self.view.borrow()
+    }
+
+    /// A receiver of view changes.
+    pub fn watch(&self) -> watch::Receiver<NodeView> {
+        self.view.clone()
+    }
+}
+
+/// What the Raft loop needs besides the protocol state.
+pub struct NodeOptions {
+    /// Tick length.
+    pub tick: Duration,
+    /// Automatic snapshot threshold (0: off).
+    pub snapshot_every: u64,
+    /// This node's base URL (for `/status`).
+    pub url: String,
+}
+
+/// A failure that stops the node: its durable state can no longer be trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum FatalError {
+    /// The storage failed.
+    #[error("storage failure: {0}")]
+    Storage(#[from] StorageError),
+    /// A snapshot from the leader does not decode.
+    #[error("{0}")]
+    BadSnapshot(String),
+}
+
+struct WriteWaiter {
+    term: Term,
+    reply: Reply<WriteOutcome>,
+}
+
+struct ReadWaiter {
+    query: Query,
+    reply: Reply<QueryResult>,
+}
+
+/// The Raft loop's state. Create with [`Node::new`], run with [`Node::run`].
+pub struct Node {
+    raw: RawNode,
+    kv: KvStore,
+    storage: Box<dyn Storage>,
+    transport: Transport,
+    metrics: Arc<Metrics>,
+    opts: NodeOptions,
+    view_tx: watch::Sender<NodeView>,
+    /// Proposals by log index, with the term they were proposed in.
+    writes: BTreeMap<Index, WriteWaiter>,
+    /// Reads waiting for their read index, by context.
+    reads_pending: HashMap<u64, ReadWaiter>,
+    /// Reads waiting for the state machine to reach their index.
+    reads_applying: BTreeMap<(Index, u64), ReadWaiter>,
+    next_ctx: u64,
+    snapshot_index: Index,
+    ticks: u64,
+    leader: Option<NodeId>,
+}
+
+/// Builds the Raft node from what storage holds and returns it with the
+/// handle clients use.
+pub fn create(
+    config: Config,
+    members: Vec<NodeId>,
+    mut storage: Box<dyn Storage>,
+    transport: Transport,
+    metrics: Arc<Metrics>,
+    opts: NodeOptions,
+) -> Result<(Node, NodeHandle, NodeInbox), StartError> {
+    let persisted: PersistedState = storage.load()?;
+    let kv = match &persisted.snapshot {
+        Some(s) => KvStore::restore(&s.data).map_err(|e| StartError(e.to_string()))?,
+        None => KvStore::new(),
+    };
+    let snapshot_index = persisted.snapshot.as_ref().map_or(0, |s| s.meta.index);
+    info!(
+        term = persisted.hard_state.term,
+        commit = persisted.hard_state.commit,
+        snapshot_index,
+        entries = persisted.entries.len(),
+        "loaded persisted state"
+    );
+    let single = members.len() == 1;
+    let mut raw = RawNode::new(config, Membership::new(members), persisted)
+        .map_err(|e| StartError(e.to_string()))?;
+    if single && raw.membership().voters == [raw.id()] {
+        // Nobody to wait for: become leader at once.
+        raw.campaign();
+    }
+    let view = NodeView {
+        role: raw.role(),
+        term: raw.term(),
+        leader: raw.leader(),
+    };
+    let (view_tx, view_rx) = watch::channel(view);
+    let (req_tx, req_rx) = mpsc::channel(8192);
+    let (peer_tx, peer_rx) = mpsc::channel(1024);
+    let node = Node {
+        leader: raw.leader(),
+        raw,
+        kv,
+        storage,
+        transport,
+        metrics,
+        opts,
+        view_tx,
+        writes: BTreeMap::new(),
+        reads_pending: HashMap::new(),
+        reads_applying: BTreeMap::new(),
+        next_ctx: 1,
+        snapshot_index,
+        ticks: 0,
+    };
+    let handle = NodeHandle {
+        requests: req_tx,
+        peers: peer_tx,
+        view: view_rx,
+    };
+    Ok((
+        node,
+        handle,
+        NodeInbox {
+            requests: req_rx,
+            peers: peer_rx,
+        },
+    ))
+}
+
+/// The receiving ends of the node's input channels.
+pub struct NodeInbox {
+    requests: mpsc::Receiver<Request>,
+    peers: mpsc::Receiver<PeerBatch>,
+}
+
+/// The node could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+impl From<StorageError> for StartError {
+    fn from(e: StorageError) -> Self {
+        StartError(format!("cannot load the node's data: {e}"))
+    }
+}
+
+/// Runs `f` on this thread, telling tokio that it blocks (fsync) so other
+/// tasks move to another worker.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+impl Node {
+    /// Runs the loop until `shutdown` completes or storage fails; then fails
+    /// every waiting request with [`NodeError::ShuttingDown`].
+    pub async fn run(
+        mut self,
+        inbox: NodeInbox,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), FatalError> {
+        let NodeInbox {
+            mut requests,
+            mut peers,
+        } = inbox;
+        let mut ticker = tokio::time::interval(self.opts.tick);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        // Publish the initial state (a single node may already lead).
+        let mut result = self.process_ready();
+        while result.is_ok() {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = ticker.tick() => self.on_tick(),
+                Some(batch) = peers.recv() => self.on_peer_batch(batch),
+                Some(req) = requests.recv() => self.on_request(req),
+            }
+            for _ in 0..MAX_DRAIN {
+                let mut more = false;
+                if let Ok(batch) = peers.try_recv() {
+                    self.on_peer_batch(batch);
+                    more = true;
+                }
+                if let Ok(req) = requests.try_recv() {
+                    self.on_request(req);
+                    more = true;
+                }
+                if !more {
+                    break;
+                }
+            }
+            result = self.process_ready();
+        }
+        if let Err(e) = &result {
+            error!("stopping the node: {e}");
+        }
+        self.fail_all(NodeError::ShuttingDown);
+        requests.close();
+        while let Ok(req) = requests.try_recv() {
+            fail_request(req, NodeError::ShuttingDown);
+        }
+        info!("raft loop stopped");
+        result
+    }
+
+    fn on_tick(&mut self) {
+        self.raw.tick();
+        self.ticks += 1;
+        // Drop the waiters whose clients gave up (their handler timed out).
+        if self.ticks.is_multiple_of(20) {
+            self.writes.retain(|_, w| !w.reply.is_closed());
+            self.reads_pending.retain(|_, r| !r.reply.is_closed());
+            self.reads_applying.retain(|_, r| !r.reply.is_closed());
+        }
+    }
+
+    fn on_peer_batch(&mut self, batch: PeerBatch) {
+        Metrics::add(
+            &self.metrics.peer_messages_received,
+            batch.messages.len() as u64,
+        );
+        for msg in batch.messages {
+            if msg.from != batch.from {
+                Metrics::inc(&self.metrics.peer_messages_rejected);
+                debug!(
+                    batch_from = batch.from,
+                    msg_from = msg.from,
+                    "message sender differs from batch sender"
+                );
+                continue;
+            }
+            if let Err(e) = self.raw.step(msg) {
+                Metrics::inc(&self.metrics.peer_messages_rejected);
+                debug!("rejected peer message: {e}");
+            }
+        }
+    }
+
+    fn on_request(&mut self, req: Request) {
+        match req {
+            Request::Propose { command, reply } => match self.raw.propose(command) {
+                Ok(index) => {
+                    Metrics::inc(&self.metrics.proposals);
+                    let waiter = WriteWaiter {
+                        term: self.raw.term(),
+                        reply,
+                    };
+                    // An older proposal at this index was overwritten by ours.
+                    if let Some(old) = self.writes.insert(index, waiter) {
+                        let _ = old.reply.send(Err(NodeError::LeadershipChanged));
+                    }
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
+            Request::Read {
+                query,
+                linearizable,
+                reply,
+            } => {
+                if !linearizable {
+                    let _ = reply.send(Ok(self.query(&query)));
+                    return;
+                }
+                let ctx = self.next_ctx;
+                self.next_ctx += 1;
+                match self.raw.read_index(ctx) {
+                    Ok(()) => {
+                        self.reads_pending.insert(ctx, ReadWaiter { query, reply });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            Request::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Request::Snapshot { reply } => {
+                let r = self.take_snapshot().map_err(|e| match e {
+                    SnapshotError::Fatal(e) => {
+                        error!("snapshot failed: {e}");
+                        NodeError::Rejected(format!("snapshot failed: {e}"))
+                    }
+                    SnapshotError::NotAccepted(e) => NodeError::Rejected(e.to_string()),
+                });
+                let _ = reply.send(r);
+            }
+            Request::Transfer { to, reply } => {
+                let r = if to == self.raw.id() && self.raw.is_leader() {
+                    Ok(())
+                } else {
+                    self.raw.transfer_leader(to).map_err(NodeError::from)
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn query(&self, q: &Query) -> QueryResult {
+        match q {
+            Query::Get(key) => QueryResult::Value(self.kv.get(key).map(str::to_string)),
+            Query::List { prefix, limit } => {
+                let mut items = self.kv.list(prefix, limit.saturating_add(1));
+                let truncated = items.len() > *limit;
+                items.truncate(*limit);
+                QueryResult::List { items, truncated }
+            }
+        }
+    }
+
+    /// Carries out every `Ready` the node has.
+    fn process_ready(&mut self) -> Result<(), FatalError> {
+        while self.raw.has_ready() {
+            let ready = self.raw.ready();
+            self.handle_ready(ready)?;
+            self.maybe_snapshot()?;
+        }
+        self.publish_view();
+        Ok(())
+    }
+
+    fn handle_ready(&mut self, mut ready: Ready) -> Result<(), FatalError> {
+        if let Some(soft) = ready.soft_state {
+            self.on_soft_state(soft);
+        }
+        // 1. Persist (one fsync) before anything that depends on it leaves.
+        if ready.snapshot.is_some() || !ready.entries.is_empty() || ready.hard_state.is_some() {
+            let storage = &mut self.storage;
+            let (snapshot, entries, hs) =
+                (ready.snapshot.as_ref(), &ready.entries, ready.hard_state);
+            blocking(|| storage.persist(snapshot, entries, hs))?;
+            Metrics::inc(&self.metrics.persists);
+        }
+        if let Some(snapshot) = &ready.snapshot {
+            self.restore(snapshot)?;
+        }
+        // 2. Send.
+        self.transport.send(std::mem::take(&mut ready.messages));
+        // 3. Apply and answer writers.
+        Metrics::add(
+            &self.metrics.entries_applied,
+            ready.committed_entries.len() as u64,
+        );
+        for entry in &ready.committed_entries {
+            let applied = self.kv.apply(entry);
+            let Some(w) = self.writes.remove(&entry.index) else {
+                continue;
+            };
+            let answer = if w.term == entry.term {
+                match applied.result {
+                    Some(result) => Ok(WriteOutcome {
+                        index: entry.index,
+                        result,
+                    }),
+                    None => Err(NodeError::LeadershipChanged),
+                }
+            } else {
+                Err(NodeError::LeadershipChanged)
+            };
+            let _ = w.reply.send(answer);
+        }
+        // Anything proposed below the applied index is settled by now; an
+        // older waiter left behind lost its entry.
+        let applied = self.kv.applied_index();
+        while let Some(entry) = self.writes.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            let _ = entry.remove().reply.send(Err(NodeError::LeadershipChanged));
+        }
+        // 4. Reads.
+        for rs in ready.read_states.drain(..) {
+            if let Some(r) = self.reads_pending.remove(&rs.ctx) {
+                self.reads_applying.insert((rs.index, rs.ctx), r);
+            }
+        }
+        for ctx in ready.dropped_reads.drain(..) {
+            if let Some(r) = self.reads_pending.remove(&ctx) {
+                let _ = r.reply.send(Err(NodeError::NotLeader {
+                    leader: self.raw.leader(),
+                }));
+            }
+        }
+        self.serve_reads();
+        // 5. Hand back.
+        self.raw.advance(ready);
+        Ok(())
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.kv.applied_index();
+        while let Some(entry) = self.reads_applying.first_entry() {
+            if entry.key().0 > applied {
+                break;
+            }
+            let r = entry.remove();
+            let _ = r.reply.send(Ok(self.query(&r.query)));
+        }
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), FatalError> {
+        self.kv = KvStore::restore(&snapshot.data).map_err(|e| {
+            FatalError::BadSnapshot(format!(
+                "the snapshot at index {} from the leader does not decode: {e}",
+                snapshot.meta.index
+            ))
+        })?;
+        self.snapshot_index = snapshot.meta.index;
+        info!(
+            index = snapshot.meta.index,
+            term = snapshot.meta.term,
+            "installed snapshot from the leader"
+        );
+        while let Some(entry) = self.writes.first_entry() {
+            if *entry.key() > snapshot.meta.index {
+                break;
+            }
+            let _ = entry.remove().reply.send(Err(NodeError::OutcomeUnknown(
+                "a snapshot from the new leader replaced the log; retry with the same client id and sequence",
+            )));
+        }
+        Ok(())
+    }
+
+    fn on_soft_state(&mut self, soft: SoftState) {
+        let leader = (soft.leader != 0).then_some(soft.leader);
+        if leader != self.leader {
+            Metrics::inc(&self.metrics.leader_changes);
+            info!(term = self.raw.term(), role = %soft.role, leader = ?leader, "leader changed");
+            self.leader = leader;
+            // Reads forwarded to the old leader will never be answered.
+            for (_, r) in self.reads_pending.drain() {
+                let _ = r.reply.send(Err(NodeError::NotLeader { leader }));
+            }
+        } else {
+            debug!(role = %soft.role, "role changed");
+        }
+    }
+
+    fn publish_view(&mut self) {
+        let view = NodeView {
+            role: self.raw.role(),
+            term: self.raw.term(),
+            leader: self.raw.leader(),
+        };
+        self.view_tx.send_if_modified(|v| {
+            let changed = *v != view;
+            *v = view;
+            changed
+        });
+    }
+
+    fn maybe_snapshot(&mut self) -> Result<(), FatalError> {
+        let every = self.opts.snapshot_every;
+        if every == 0 || self.kv.applied_index() < self.snapshot_index.saturating_add(every) {
+            return Ok(());
+        }
+        match self.take_snapshot() {
+            Ok(_) => Ok(()),
+            Err(SnapshotError::Fatal(e)) => Err(e),
+            Err(SnapshotError::NotAccepted(e)) => {
+                warn!("automatic snapshot skipped: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Snapshots the state machine at the applied index, stores it and
+    /// compacts the log.
+    fn take_snapshot(&mut self) -> Result<Index, SnapshotError> {
+        let index = self.kv.applied_index();
+        if index <= self.snapshot_index {
+            return Ok(self.snapshot_index);
+        }
+        let meta = self
+            .raw
+            .snapshot_meta(index)
+            .map_err(SnapshotError::NotAccepted)?;
+        let started = std::time::Instant::now();
+        let snapshot = Snapshot {
+            meta,
+            data: self.kv.snapshot(),
+        };
+        let storage = &mut self.storage;
+        blocking(|| storage.save_snapshot(&snapshot))
+            .map_err(|e| SnapshotError::Fatal(e.into()))?;
+        let bytes = snapshot.data.len();
+        self.raw
+            .compact(snapshot)
+            .map_err(SnapshotError::NotAccepted)?;
+        self.snapshot_index = index;
+        Metrics::inc(&self.metrics.snapshots);
+        info!(
+            index,
+            bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot taken"
+        );
+        Ok(index)
+    }
+
+    fn status(&self) -> StatusResponse {
+        let s = self.raw.status();
+        let last = s.last_index;
+        let followers = (s.role == Role::Leader).then(|| {
+            let tick_ms = self.opts.tick.as_millis() as u64;
+            s.followers
+                .iter()
+                .filter(|f| f.id != s.id)
+                .map(|f| FollowerStatus {
+                    id: f.id,
+                    match_index: f.match_index,
+                    next_index: f.next_index,
+                    state: f.state.name().to_string(),
+                    lag: last.saturating_sub(f.match_index),
+                    ticks_since_contact: f.ticks_since_contact,
+                    ms_since_contact: f.ticks_since_contact.saturating_mul(tick_ms),
+                })
+                .collect()
+        });
+        StatusResponse {
+            id: s.id,
+            url: self.opts.url.clone(),
+            role: s.role,
+            term: s.term,
+            leader: (s.leader != 0).then_some(s.leader),
+            vote: (s.vote != 0).then_some(s.vote),
+            last_index: s.last_index,
+            commit_index: s.commit,
+            applied_index: self.kv.applied_index(),
+            snapshot_index: s.snapshot_index,
+            members: s.membership.voters.clone(),
+            keys: self.kv.len() as u64,
+            followers,
+        }
+    }
+
+    fn fail_all(&mut self, err: NodeError) {
+        for (_, w) in std::mem::take(&mut self.writes) {
+            let _ = w.reply.send(Err(err.clone()));
+        }
+        for (_, r) in self.reads_pending.drain() {
+            let _ = r.reply.send(Err(err.clone()));
+        }
+        for (_, r) in std::mem::take(&mut self.reads_applying) {
+            let _ = r.reply.send(Err(err.clone()));
+        }
+    }
+}
+
+enum SnapshotError {
+    Fatal(FatalError),
+    NotAccepted(NotAccepted),
+}
+
+fn fail_request(req: Request, err: NodeError) {
+    match req {
+        Request::Propose { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Request::Read { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Request::Snapshot { reply } => {
+            let _ = reply.send(Err(err));
+        }
+        Request::Transfer { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Request::Status { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use crate::transport::Partition;
+    use raft_core::Op;
+
+    fn single_node(snapshot_every: u64) -> (Node, NodeHandle, NodeInbox) {
+        let metrics = Arc::new(Metrics::default());
+        let transport = Transport::start(
+            1,
+            &BTreeMap::new(),
+            None,
+            Arc::new(Partition::default()),
+            metrics.clone(),
+        );
+        create(
+            Config::new(1),
+            vec![1],
+            Box::new(MemoryStorage::new()),
+            transport,
+            metrics,
+            NodeOptions {
+                tick: Duration::from_millis(10),
+                snapshot_every,
+                url: "http://test".into(),
+            },
+        )
+        .unwrap()
+    }
+
+    fn put(k: &str, v: &str) -> Command {
+        Command {
+            client_id: 0,
+            seq: 0,
+            op: Op::Put {
+                key: k.into(),
+                value: v.into(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn single_node_commits_reads_and_snapshots() {
+        let (node, handle, inbox) = single_node(5);
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(node.run(inbox, async {
+            let _ = stop_rx.await;
+        }));
+        for i in 0..12 {
+            let out = handle.propose(put(&format!("k{i}"), "v")).await.unwrap();
+            assert_eq!(out.result, OpResult::Put { prev: None });
+        }
+        let r = handle.read(Query::Get("k3".into()), true).await.unwrap();
+        assert_eq!(r, QueryResult::Value(Some("v".into())));
+        let r = handle
+            .read(
+                Query::List {
+                    prefix: "k1".into(),
+                    limit: 2,
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        let QueryResult::List { items, truncated } = r else {
+            panic!()
+        };
+        assert_eq!(items.len(), 2);
+        assert!(truncated);
+        let status = handle.status().await.unwrap();
+        assert_eq!(status.role, Role::Leader);
+        assert!(status.snapshot_index >= 5, "{status:?}");
+        let idx = handle.snapshot().await.unwrap();
+        assert_eq!(idx, status.applied_index);
+        stop_tx.send(()).unwrap();
+        task.await.unwrap().unwrap();
+        assert_eq!(
+            handle.propose(put("x", "y")).await,
+            Err(NodeError::ShuttingDown)
+        );
+    }
+}

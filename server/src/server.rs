@@ -1,0 +1,234 @@
+//! Wiring: opens the storage, starts the Raft loop, the transport and the
+//! HTTP listener, and shuts them down in order (mini-redis style
+//! `run(listener, shutdown)`).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use raft_core::Config;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::node::{self, NodeOptions};
+use crate::storage::{DiskOptions, DiskStorage, Storage};
+use crate::transport::{Partition, Transport};
+
+/// How long the HTTP server may take to finish in-flight requests after
+/// the shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// It could not start.
+    #[error("{0}")]
+    Start(String),
+    /// The Raft loop failed (storage).
+    #[error("{0}")]
+    Fatal(#[from] node::FatalError),
+}
+
+/// The base URL others reach this node at.
+fn own_url(settings: &Settings, local: SocketAddr) -> String {
+    if let Some(u) = &settings.advertise_url {
+        return u.clone();
+    }
+    let ip = local.ip();
+    if ip.is_unspecified() {
+        warn!("listening on {ip}: advertising 127.0.0.1; set --advertise-url for other hosts");
+        return format!("http://127.0.0.1:{}", local.port());
+    }
+    match ip {
+        std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{}", local.port()),
+        std::net::IpAddr::V4(v4) => format!("http://{v4}:{}", local.port()),
+    }
+}
+
+/// Opens the node's durable storage.
+pub fn open_storage(settings: &Settings) -> Result<Box<dyn Storage>, ServerError> {
+    let opts = DiskOptions {
+        sync: settings.sync,
+        segment_bytes: settings.segment_bytes,
+    };
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+        ServerError::Start(format!(
+            "cannot create the data directory {}: {e}",
+            settings.data_dir.display()
+        ))
+    })?;
+    let storage = DiskStorage::open(&settings.data_dir, opts).map_err(|e| {
+        ServerError::Start(format!(
+            "cannot open the data directory {}: {e}",
+            settings.data_dir.display()
+        ))
+    })?;
+    Ok(Box::new(storage))
+}
+
+/// Runs a node on `listener` with `storage` until `shutdown` completes (or
+/// the Raft loop fails). On shutdown: stop accepting connections, answer
+/// every waiting request 503, let in-flight requests finish, stop the Raft
+/// loop (every persisted `Ready` is already durable) and return.
+pub async fn run_with_storage(
+    settings: Settings,
+    listener: TcpListener,
+    storage: Box<dyn Storage>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServerError::Start(format!("listener has no address: {e}")))?;
+    let url = own_url(&settings, local);
+    let settings = Arc::new(settings);
+    let metrics = Arc::new(Metrics::default());
+    let partition = Arc::new(Partition::default());
+    if settings.test_hooks {
+        warn!("TEST HOOKS ENABLED (--enable-test-hooks): POST /test/partition can cut this node off; never use in production");
+    }
+    let transport = Transport::start(
+        settings.id,
+        &settings.peers,
+        settings.cluster_token.clone(),
+        partition.clone(),
+        metrics.clone(),
+    );
+    let mut config = Config::new(settings.id);
+    config.election_tick = settings.election_ticks;
+    config.heartbeat_tick = settings.heartbeat_ticks;
+    // Election jitter must differ between restarts and nodes.
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    config.seed = settings.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ nanos;
+    let (node, handle, inbox) = node::create(
+        config,
+        settings.members(),
+        storage,
+        transport,
+        metrics.clone(),
+        NodeOptions {
+            tick: settings.tick,
+            snapshot_every: settings.snapshot_every,
+            url: url.clone(),
+        },
+    )
+    .map_err(|e| ServerError::Start(e.to_string()))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut node_task = tokio::spawn(node.run(inbox, stopped(stop_rx.clone())));
+
+    let mut urls: BTreeMap<_, _> = settings.peers.clone();
+    urls.insert(settings.id, url.clone());
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| ServerError::Start(format!("cannot build an HTTP client: {e}")))?;
+    let state = Arc::new(AppState {
+        id: settings.id,
+        urls,
+        node: handle,
+        metrics,
+        partition,
+        settings: settings.clone(),
+        http,
+    });
+    let app = api::router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let mut server_task = tokio::spawn(async move { server.await });
+    info!(
+        id = settings.id,
+        %url,
+        listen = %local,
+        peers = ?settings.peers,
+        data_dir = %settings.data_dir.display(),
+        fsync = settings.sync,
+        "raft-kv node started"
+    );
+
+    tokio::pin!(shutdown);
+    let node_result = tokio::select! {
+        _ = &mut shutdown => {
+            info!("shutdown requested: refusing new connections, failing waiting requests");
+            let _ = stop_tx.send(true);
+            (&mut node_task).await
+        }
+        r = &mut node_task => {
+            let _ = stop_tx.send(true);
+            r
+        }
+        r = &mut server_task => {
+            let _ = stop_tx.send(true);
+            if let Ok(Err(e)) = r {
+                error!("HTTP server failed: {e}");
+            }
+            (&mut node_task).await
+        }
+    };
+    if !server_task.is_finished() {
+        match tokio::time::timeout(DRAIN_TIMEOUT, &mut server_task).await {
+            Ok(_) => {}
+            Err(_) => {
+                warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing them");
+                server_task.abort();
+            }
+        }
+    }
+    match node_result {
+        Ok(Ok(())) => {
+            info!("stopped cleanly");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(ServerError::Fatal(e)),
+        Err(e) => Err(ServerError::Start(format!("the raft loop panicked: {e}"))),
+    }
+}
+
+/// [`run_with_storage`] with the disk storage in `settings.data_dir`.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let storage = open_storage(&settings)?;
+    run_with_storage(settings, listener, storage, shutdown).await
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => info!("SIGINT received"),
+        _ = term => info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,331 @@
+//! The peer transport: one task per peer sends that peer's messages in
+//! batches over a persistent HTTP connection (`POST /raft/messages`, a
+//! postcard [`PeerBatch`]).
+//!
+//! The Raft loop only ever pushes onto a per-peer queue ([`Transport::send`]
+//! never blocks and never awaits). Each peer task takes everything queued
+//! (up to a byte bound) as one batch, sends it, and as soon as the answer
+//! arrives takes the next batch: one batch in flight per peer, and whatever
+//! queued meanwhile travels together. On errors it backs off (up to 1 s) and
+//! carries on; a queue over its bound drops its oldest messages, which Raft
+//! retransmits.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use raft_core::wire::{PeerBatch, HEADER_CLUSTER_TOKEN};
+use raft_core::{Message, MessageBody, NodeId};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::metrics::Metrics;
+
+/// Largest batch the sender assembles (one message may exceed it).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// A peer's queue drops its oldest messages beyond this many bytes...
+const MAX_QUEUE_BYTES: usize = 64 << 20;
+/// ... or this many messages.
+const MAX_QUEUE_MESSAGES: usize = 16_384;
+/// Time limit of one peer RPC call.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An estimate of a message's encoded size, to bound queues and batches.
+pub fn message_size(m: &Message) -> usize {
+    32 + match &m.body {
+        MessageBody::Append { entries, .. } => entries.iter().map(|e| e.approx_size()).sum(),
+        MessageBody::InstallSnapshot { snapshot } => snapshot.data.len(),
+        _ => 0,
+    }
+}
+
+/// The test-only partition switch: peers whose traffic this node drops, in
+/// both directions.
+#[derive(Debug, Default)]
+pub struct Partition {
+    blocked: RwLock<BTreeSet<NodeId>>,
+}
+
+impl Partition {
+    /// Replaces the set of blocked peers.
+    pub fn set(&self, peers: impl IntoIterator<Item = NodeId>) {
+        let mut b = self.blocked.write().unwrap_or_else(|e| e.into_inner());
+        *b = peers.into_iter().collect();
+    }
+
+    /// Whether traffic to or from `peer` is dropped.
+    pub fn blocks(&self, peer: NodeId) -> bool {
+        let b = self.blocked.read().unwrap_or_else(|e| e.into_inner());
+        !b.is_empty() && b.contains(&peer)
+    }
+
+    /// The blocked peers.
+    pub fn blocked(&self) -> Vec<NodeId> {
+        let b = self.blocked.read().unwrap_or_else(|e| e.into_inner());
+        b.iter().copied().collect()
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    msgs: VecDeque<(Message, usize)>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct PeerQueue {
+    queue: Mutex<Queue>,
+    notify: Notify,
+}
+
+impl PeerQueue {
+    /// Pushes a message; returns how many old ones were dropped to fit it.
+    fn push(&self, msg: Message) -> u64 {
+        let size = message_size(&msg);
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dropped = 0;
+        while !q.msgs.is_empty()
+            && (q.bytes + size > MAX_QUEUE_BYTES || q.msgs.len() >= MAX_QUEUE_MESSAGES)
+        {
+            if let Some((_, s)) = q.msgs.pop_front() {
+                q.bytes -= s;
+                dropped += 1;
+            }
+        }
+        q.bytes += size;
+        q.msgs.push_back((msg, size));
+        drop(q);
+        self.notify.notify_one();
+        dropped
+    }
+
+    /// Waits for at least one message and takes everything queued, up to
+    /// [`MAX_BATCH_BYTES`].
+    async fn take_batch(&self) -> Vec<Message> {
+        loop {
+            {
+                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                if !q.msgs.is_empty() {
+                    let mut batch = Vec::new();
+                    let mut bytes = 0;
+                    while let Some((_, size)) = q.msgs.front() {
+                        if !batch.is_empty() && bytes + size > MAX_BATCH_BYTES {
+                            break;
+                        }
+                        let (msg, size) = q.msgs.pop_front().expect("front exists");
+                        bytes += size;
+                        q.bytes -= size;
+                        batch.push(msg);
+                    }
+                    return batch;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// The sending side of the peer network, owned by the Raft loop.
+pub struct Transport {
+    queues: BTreeMap<NodeId, Arc<PeerQueue>>,
+    partition: Arc<Partition>,
+    metrics: Arc<Metrics>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Transport {
+    /// Starts one sender task per peer.
+    pub fn start(
+        me: NodeId,
+        peers: &BTreeMap<NodeId, String>,
+        token: Option<String>,
+        partition: Arc<Partition>,
+        metrics: Arc<Metrics>,
+    ) -> Transport {
+        let mut queues = BTreeMap::new();
+        let mut tasks = Vec::new();
+        for (&id, url) in peers {
+            let queue = Arc::new(PeerQueue::default());
+            queues.insert(id, queue.clone());
+            let sender = PeerSender {
+                me,
+                peer: id,
+                url: format!("{url}/raft/messages"),
+                token: token.clone(),
+                queue,
+                partition: partition.clone(),
+                metrics: metrics.clone(),
+            };
+            tasks.push(tokio::spawn(sender.run()));
+        }
+        Transport {
+            queues,
+            partition,
+            metrics,
+            tasks,
+        }
+    }
+
+    /// Queues messages for sending; never blocks.
+    pub fn send(&self, messages: Vec<Message>) {
+        for msg in messages {
+            if self.partition.blocks(msg.to) {
+                Metrics::inc(&self.metrics.peer_messages_dropped);
+                continue;
+            }
+            match self.queues.get(&msg.to) {
+                Some(q) => {
+                    let dropped = q.push(msg);
+                    Metrics::add(&self.metrics.peer_messages_dropped, dropped);
+                }
+                None => {
+                    warn!(
+                        to = msg.to,
+                        kind = msg.body.kind(),
+                        "no address for peer; message dropped"
+                    );
+                    Metrics::inc(&self.metrics.peer_messages_dropped);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+struct PeerSender {
+    me: NodeId,
+    peer: NodeId,
+    url: String,
+    token: Option<String>,
+    queue: Arc<PeerQueue>,
+    partition: Arc<Partition>,
+    metrics: Arc<Metrics>,
+}
+
+impl PeerSender {
+    async fn run(self) {
+        let client = match reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(SEND_TIMEOUT)
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(1)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(peer = self.peer, "cannot build an HTTP client: {e}");
+                return;
+            }
+        };
+        let mut failures: u32 = 0;
+        loop {
+            let mut batch = self.queue.take_batch().await;
+            if self.partition.blocks(self.peer) {
+                Metrics::add(&self.metrics.peer_messages_dropped, batch.len() as u64);
+                continue;
+            }
+            let n = batch.len() as u64;
+            let body = PeerBatch {
+                from: self.me,
+                messages: std::mem::take(&mut batch),
+            }
+            .encode();
+            let mut req = client
+                .post(&self.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body);
+            if let Some(t) = &self.token {
+                req = req.header(HEADER_CLUSTER_TOKEN, t);
+            }
+            let outcome = match req.send().await {
+                Ok(resp) if resp.status().is_success() => Ok(()),
+                Ok(resp) => Err(format!("peer answered {}", resp.status())),
+                Err(e) => Err(error_chain(&e)),
+            };
+            match outcome {
+                Ok(()) => {
+                    Metrics::add(&self.metrics.peer_messages_sent, n);
+                    if failures > 0 {
+                        info!(peer = self.peer, "peer reachable again");
+                    }
+                    failures = 0;
+                }
+                Err(e) => {
+                    Metrics::inc(&self.metrics.peer_send_errors);
+                    Metrics::add(&self.metrics.peer_messages_dropped, n);
+                    if failures == 0 {
+                        warn!(peer = self.peer, url = %self.url, "cannot reach peer: {e}");
+                    } else {
+                        debug!(peer = self.peer, failures, "cannot reach peer: {e}");
+                    }
+                    failures = failures.saturating_add(1);
+                    let backoff =
+                        Duration::from_millis(20u64 << failures.min(6)).min(Duration::from_secs(1));
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+    }
+}
+
+/// An error with its causes, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_s = c.to_string();
+        if !s.contains(&c_s) {
+            s.push_str(": ");
+            s.push_str(&c_s);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hb(to: NodeId) -> Message {
+        Message {
+            from: 1,
+            to,
+            term: 1,
+            body: MessageBody::Heartbeat {
+                commit: 0,
+                read_ctx: 0,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn queue_batches_everything_and_drops_oldest_over_bound() {
+        let q = PeerQueue::default();
+        for _ in 0..(MAX_QUEUE_MESSAGES + 10) {
+            q.push(hb(2));
+        }
+        let batch = q.take_batch().await;
+        assert_eq!(batch.len(), MAX_QUEUE_MESSAGES);
+        assert!(q.queue.lock().unwrap().msgs.is_empty());
+    }
+
+    #[test]
+    fn partition_blocks_listed_peers() {
+        let p = Partition::default();
+        assert!(!p.blocks(2));
+        p.set([2, 3]);
+        assert!(p.blocks(2) && p.blocks(3) && !p.blocks(4));
+        p.set([]);
+        assert!(!p.blocks(2));
+    }
+}
