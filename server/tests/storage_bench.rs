@@ -29,9 +29,16 @@ fn entry(index: u64) -> Entry {
     }
 }
 
-/// Persists `batch` entries per call until `budget` has passed; returns
-/// (calls per second, entries per second).
-fn measure(batch: u64, budget: Duration) -> (f64, f64) {
+/// What one run measured.
+struct Run {
+    calls_per_sec: f64,
+    entries_per_sec: f64,
+    median: Duration,
+    p99: Duration,
+}
+
+/// Persists `batch` entries per call until `budget` has passed.
+fn measure(batch: u64, budget: Duration) -> Run {
     let base = std::env::var_os("STORAGE_BENCH_DIR").map(std::path::PathBuf::from);
     let dir = match base {
         Some(b) => tempfile::tempdir_in(b),
@@ -40,16 +47,24 @@ fn measure(batch: u64, budget: Duration) -> (f64, f64) {
     .expect("tempdir");
     let mut store = DiskStorage::open(dir.path(), DiskOptions::default()).expect("open");
     let mut next = 1;
-    let mut calls = 0u64;
+    let mut latencies = Vec::new();
     let start = Instant::now();
     while start.elapsed() < budget {
         let entries: Vec<Entry> = (next..next + batch).map(entry).collect();
+        let call = Instant::now();
         store.persist(None, &entries, None).expect("persist");
+        latencies.push(call.elapsed());
         next += batch;
-        calls += 1;
     }
     let secs = start.elapsed().as_secs_f64();
-    (calls as f64 / secs, (calls * batch) as f64 / secs)
+    let calls = latencies.len();
+    latencies.sort_unstable();
+    Run {
+        calls_per_sec: calls as f64 / secs,
+        entries_per_sec: calls as f64 * batch as f64 / secs,
+        median: latencies[calls / 2],
+        p99: latencies[(calls * 99 / 100).min(calls - 1)],
+    }
 }
 
 #[test]
@@ -57,10 +72,16 @@ fn measure(batch: u64, budget: Duration) -> (f64, f64) {
 fn fsyncs_per_second() {
     let size = postcard::to_stdvec(&entry(1)).expect("encode").len();
     println!("entry size: {size} bytes (postcard)");
-    for batch in [1, 64] {
-        let (calls, entries) = measure(batch, Duration::from_secs(5));
-        println!(
-            "{batch:>3} entries/persist: {calls:>8.0} persist (fsync)/s, {entries:>9.0} entries/s"
-        );
+    // Alternating rounds, so that disk contention from other processes hits
+    // both batch sizes alike.
+    for round in 1..=3 {
+        for batch in [1, 64] {
+            let r = measure(batch, Duration::from_secs(3));
+            println!(
+                "round {round}: {batch:>2} entries/persist: {:>6.0} persist (fsync)/s, \
+                 {:>8.0} entries/s, latency median {:>7.2?} p99 {:>7.2?}",
+                r.calls_per_sec, r.entries_per_sec, r.median, r.p99
+            );
+        }
     }
 }
