@@ -13,6 +13,7 @@ pub mod components;
 pub mod dom;
 pub mod live;
 pub mod model;
+pub mod sim_model;
 pub mod sim_view;
 
 use wasm_bindgen::prelude::*;

@@ -1,10 +1,1026 @@
-//! The Simulator view (built on raft-core's simulator once it lands).
+//! The Simulator view: a deterministic raft-core cluster running in the
+//! page, drawn as a ring with animated messages, the shared node cards and
+//! log strips, a time-travel scrubber, live safety checkers and the client
+//! history with its linearizability verdict.
+//!
+//! The animation runs on `requestAnimationFrame` only while the view is
+//! shown, the run is playing and the tab is visible; otherwise nothing is
+//! scheduled at all, so an idle or background tab costs no CPU.
 
-use crate::dom::{by_id, set_text};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 
-/// Shows or hides the simulator view; `hash` carries its settings.
-pub fn show(visible: bool, _hash: &str) {
-    if visible {
-        set_text(&by_id("sim-status"), "The simulator is not built yet.");
+use raft_core::sim::{check_linearizability, LinearizabilityError, Outcome, ViolationKind};
+use raft_core::NodeId;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{Element, Event, HtmlInputElement, HtmlSelectElement};
+
+use crate::components::{NodeCard, TimelineStrip};
+use crate::dom::{
+    append, by_id, clear, document, el_class, el_text, input, now_ms, on, page_hidden, set_attr,
+    set_hidden, set_text, svg, toggle_class, window,
+};
+use crate::model::{term_color, ClusterView, RoleView};
+use crate::sim_model::{outcome_class, Action, SimRun, SimSettings};
+
+const CENTER: f64 = 260.0;
+const RADIUS: f64 = 190.0;
+const NODE_R: f64 = 34.0;
+/// Virtual time units per second at each speed setting.
+const SPEEDS: [(&str, f64); 6] = [
+    ("0.25×", 25.0),
+    ("0.5×", 50.0),
+    ("1×", 100.0),
+    ("2.5×", 250.0),
+    ("10×", 1000.0),
+    ("50×", 5000.0),
+];
+/// At most this many simulation steps per animation frame.
+const MAX_STEPS_PER_FRAME: u32 = 5000;
+/// The history view shows this much virtual time.
+const HISTORY_WINDOW: u64 = 6000;
+
+struct RingNode {
+    group: Element,
+    circle: Element,
+    arc: Element,
+    label: Element,
+    term: Element,
+    role: Element,
+    votes: Element,
+}
+
+struct SimUi {
+    run: SimRun,
+    playing: bool,
+    visible: bool,
+    speed: f64,
+    target: f64,
+    last_ts: Option<f64>,
+    selected: Option<NodeId>,
+    last_hash: String,
+    ring_nodes: Vec<RingNode>,
+    links: BTreeMap<(NodeId, NodeId), Element>,
+    msg_layer: Element,
+    msgs: Vec<Element>,
+    cards: Vec<NodeCard>,
+    timeline: TimelineStrip,
+    timeline_len: usize,
+    bands_key: (usize, u64, usize),
+    last_slow_render: f64,
+    lin_checked_len: usize,
+    lin_checked_step: u64,
+}
+
+thread_local! {
+    static UI: RefCell<Option<SimUi>> = const { RefCell::new(None) };
+    static FRAME: RefCell<Option<Closure<dyn FnMut(f64)>>> = const { RefCell::new(None) };
+    static LOOP_ON: Cell<bool> = const { Cell::new(false) };
+}
+
+fn with_ui<R>(f: impl FnOnce(&mut SimUi) -> R) -> Option<R> {
+    UI.with(|u| u.borrow_mut().as_mut().map(f))
+}
+
+/// Shows or hides the view; `hash` carries the run's settings. A hash that
+/// differs from the one the view last wrote starts the run it describes.
+pub fn show(visible: bool, hash: &str) {
+    let mounted = UI.with(|u| u.borrow().is_some());
+    if !mounted {
+        if !visible {
+            return;
+        }
+        mount_controls();
+        let ui = SimUi::new(hash);
+        UI.with(|u| *u.borrow_mut() = Some(ui));
+        on(&document(), "visibilitychange", |_| {
+            if !page_hidden() {
+                ensure_loop();
+            }
+        });
+    } else if visible {
+        with_ui(|ui| {
+            if hash != ui.last_hash {
+                ui.load(hash);
+            }
+        });
     }
+    with_ui(|ui| {
+        ui.visible = visible;
+        if visible {
+            ui.render(true);
+        }
+    });
+    if visible {
+        ensure_loop();
+    }
+}
+
+fn ensure_loop() {
+    if LOOP_ON.with(Cell::get) {
+        return;
+    }
+    let wanted = with_ui(|ui| ui.should_run()).unwrap_or(false);
+    if !wanted {
+        return;
+    }
+    with_ui(|ui| ui.last_ts = None);
+    LOOP_ON.with(|l| l.set(true));
+    request_frame();
+}
+
+fn request_frame() {
+    FRAME.with(|f| {
+        if f.borrow().is_none() {
+            *f.borrow_mut() = Some(Closure::new(|ts: f64| {
+                let keep = with_ui(|ui| ui.frame(ts)).unwrap_or(false);
+                if keep {
+                    request_frame();
+                } else {
+                    LOOP_ON.with(|l| l.set(false));
+                }
+            }));
+        }
+        if let Some(c) = f.borrow().as_ref() {
+            let _ = window().request_animation_frame(c.as_ref().unchecked_ref());
+        }
+    });
+}
+
+fn node_pos(i: usize, n: usize) -> (f64, f64) {
+    let a = -std::f64::consts::FRAC_PI_2 + i as f64 * std::f64::consts::TAU / n as f64;
+    (CENTER + RADIUS * a.cos(), CENTER + RADIUS * a.sin())
+}
+
+fn msg_color(kind: &str) -> &'static str {
+    match kind.trim_end_matches("_response") {
+        "pre_vote" => "#a16207",
+        "vote" => "#d97706",
+        "append" => "#2563eb",
+        "heartbeat" => "#16a34a",
+        "install_snapshot" => "#7c3aed",
+        "read_index" => "#0891b2",
+        "timeout_now" => "#dc2626",
+        _ => "#6b7280",
+    }
+}
+
+impl SimUi {
+    fn new(hash: &str) -> SimUi {
+        let settings = SimSettings::parse(hash);
+        let mut ui = SimUi {
+            run: SimRun::new(settings),
+            playing: true,
+            visible: true,
+            speed: 100.0,
+            target: 0.0,
+            last_ts: None,
+            selected: None,
+            last_hash: String::new(),
+            ring_nodes: Vec::new(),
+            links: BTreeMap::new(),
+            msg_layer: svg("g"),
+            msgs: Vec::new(),
+            cards: Vec::new(),
+            timeline: TimelineStrip::new("step"),
+            timeline_len: usize::MAX,
+            bands_key: (usize::MAX, 0, 0),
+            last_slow_render: 0.0,
+            lin_checked_len: usize::MAX,
+            lin_checked_step: u64::MAX,
+        };
+        append(&by_id("sim-timeline"), &ui.timeline.root);
+        ui.load(hash);
+        ui
+    }
+
+    /// Starts the run `hash` describes.
+    fn load(&mut self, hash: &str) {
+        let settings = SimSettings::parse(hash);
+        let at = settings.at;
+        if let Some(speed) = hash
+            .split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix("speed="))
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            self.speed = speed.clamp(1.0, 100_000.0);
+        }
+        self.run = SimRun::new(settings);
+        if let Some(at) = at {
+            self.run.seek(at);
+            self.playing = false;
+        } else {
+            self.playing = true;
+        }
+        self.target = self.run.cluster.now() as f64;
+        self.selected = None;
+        self.build_ring();
+        self.build_cards();
+        self.timeline_len = usize::MAX;
+        self.bands_key = (usize::MAX, 0, 0);
+        self.lin_checked_len = usize::MAX;
+        self.write_hash(hash);
+        self.sync_controls();
+    }
+
+    /// Keeps the URL in step with the run (without a hashchange event).
+    fn write_hash(&mut self, original: &str) {
+        let h = self.run.settings.to_hash(self.run.settings.at);
+        let keep_extra = original.contains("speed=");
+        let h = if keep_extra {
+            format!("{h}&speed={}", self.speed)
+        } else {
+            h
+        };
+        if let Ok(history) = window().history() {
+            let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&h));
+        }
+        self.last_hash = h;
+    }
+
+    fn should_run(&self) -> bool {
+        self.visible && self.playing && !page_hidden()
+    }
+
+    fn frame(&mut self, ts: f64) -> bool {
+        if !self.should_run() {
+            self.last_ts = None;
+            return false;
+        }
+        let dt = self
+            .last_ts
+            .map_or(0.0, |last| (ts - last).clamp(0.0, 100.0));
+        self.last_ts = Some(ts);
+        let now = self.run.cluster.now() as f64;
+        self.target = (self.target + dt * self.speed / 1000.0).max(now - 50.0);
+        let mut n = 0;
+        while (self.run.cluster.now() as f64) < self.target && n < MAX_STEPS_PER_FRAME {
+            self.run.step();
+            n += 1;
+        }
+        if n == MAX_STEPS_PER_FRAME {
+            self.target = self.run.cluster.now() as f64;
+        }
+        self.render(false);
+        true
+    }
+
+    fn act(&mut self, action: Action) {
+        self.run.act(action);
+        self.run.settings.at = None;
+        let h = self.last_hash.clone();
+        self.write_hash(&h);
+        self.render(true);
+    }
+
+    // ----- building -----
+
+    fn build_ring(&mut self) {
+        let ring = by_id("sim-ring");
+        clear(&ring);
+        let n = self.run.settings.nodes;
+        self.links.clear();
+        self.ring_nodes.clear();
+        self.msgs.clear();
+        let links = svg("g");
+        for a in 1..=n as u64 {
+            for b in 1..=n as u64 {
+                if a == b {
+                    continue;
+                }
+                let (x1, y1) = node_pos(a as usize - 1, n);
+                let (x2, y2) = node_pos(b as usize - 1, n);
+                let (mx, my) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
+                // The half from `a` to the middle stands for the link a -> b.
+                let line = svg("line");
+                line.set_attribute("class", "link").ok();
+                for (k, v) in [("x1", x1), ("y1", y1), ("x2", mx), ("y2", my)] {
+                    set_attr(&line, k, &format!("{v:.1}"));
+                }
+                set_attr(&line, "data-from", &a.to_string());
+                set_attr(&line, "data-to", &b.to_string());
+                let title = svg("title");
+                title.set_text_content(Some(&format!("link n{a} → n{b}: click to cut or restore")));
+                append(&line, &title);
+                on(&line, "click", move |_| {
+                    with_ui(|ui| {
+                        let cut = ui.run.cluster.network().is_cut(a, b);
+                        ui.act(if cut {
+                            Action::Uncut(a, b)
+                        } else {
+                            Action::Cut(a, b)
+                        });
+                    });
+                });
+                append(&links, &line);
+                self.links.insert((a, b), line);
+            }
+        }
+        append(&ring, &links);
+        self.msg_layer = svg("g");
+        set_attr(&self.msg_layer, "class", "msgs");
+        append(&ring, &self.msg_layer);
+        for i in 0..n {
+            let id = i as u64 + 1;
+            let (x, y) = node_pos(i, n);
+            let g = svg("g");
+            set_attr(&g, "class", "sim-node");
+            set_attr(&g, "data-node-id", &id.to_string());
+            set_attr(&g, "transform", &format!("translate({x:.1},{y:.1})"));
+            let arc = svg("circle");
+            set_attr(&arc, "class", "timer-arc");
+            set_attr(&arc, "r", &format!("{}", NODE_R + 6.0));
+            let circle = svg("circle");
+            set_attr(&circle, "class", "body");
+            set_attr(&circle, "r", &NODE_R.to_string());
+            let label = svg("text");
+            set_attr(&label, "class", "label");
+            set_attr(&label, "y", "-4");
+            label.set_text_content(Some(&format!("n{id}")));
+            let term = svg("text");
+            set_attr(&term, "class", "term");
+            set_attr(&term, "y", "13");
+            let role = svg("text");
+            set_attr(&role, "class", "role");
+            let ry = if y > CENTER {
+                NODE_R + 22.0
+            } else {
+                -NODE_R - 14.0
+            };
+            set_attr(&role, "y", &format!("{ry}"));
+            let votes = svg("text");
+            set_attr(&votes, "class", "votes");
+            set_attr(
+                &votes,
+                "y",
+                &format!("{}", ry + if y > CENTER { 14.0 } else { -14.0 }),
+            );
+            for e in [&arc, &circle, &label, &term, &role, &votes] {
+                append(&g, e);
+            }
+            on(&g, "click", move |_| {
+                with_ui(|ui| {
+                    ui.selected = if ui.selected == Some(id) {
+                        None
+                    } else {
+                        Some(id)
+                    };
+                    ui.render(true);
+                });
+            });
+            append(&ring, &g);
+            self.ring_nodes.push(RingNode {
+                group: g,
+                circle,
+                arc,
+                label,
+                term,
+                role,
+                votes,
+            });
+        }
+    }
+
+    fn build_cards(&mut self) {
+        let container = by_id("sim-cards");
+        clear(&container);
+        self.cards = (1..=self.run.settings.nodes as u64)
+            .map(|id| {
+                let c = NodeCard::new(id);
+                append(&container, &c.root);
+                c
+            })
+            .collect();
+    }
+
+    // ----- rendering -----
+
+    fn render(&mut self, force: bool) {
+        let view = self.run.view();
+        self.render_status(&view);
+        self.render_ring(&view);
+        self.render_cards(&view);
+        if self.run.timeline.events.len() != self.timeline_len || force {
+            self.timeline_len = self.run.timeline.events.len();
+            self.timeline.update(&self.run.timeline);
+        }
+        self.render_scrubber();
+        let t = now_ms();
+        if force || t - self.last_slow_render > 300.0 {
+            self.last_slow_render = t;
+            self.render_safety();
+            self.render_history();
+            self.render_linearizability(force);
+        }
+    }
+
+    fn render_status(&self, view: &ClusterView) {
+        let c = &self.run.cluster;
+        let leader = by_id("sim-leader");
+        match view.current_leader() {
+            Some(l) => {
+                set_text(
+                    &leader,
+                    &format!("leader n{} · term {}", l.id, l.term.unwrap_or(0)),
+                );
+                set_attr(&leader, "data-leader", &l.id.to_string());
+            }
+            None => {
+                set_text(&leader, "no leader");
+                set_attr(&leader, "data-leader", "");
+            }
+        }
+        set_text(&by_id("sim-step"), &c.steps().to_string());
+        set_text(&by_id("sim-time"), &c.now().to_string());
+        set_text(
+            &by_id("sim-seed-shown"),
+            &self.run.settings.seed.to_string(),
+        );
+        set_text(
+            &by_id("sim-trace-hash"),
+            &format!("{:016x}", c.trace_hash()),
+        );
+        let link = self.run.settings.to_hash(Some(c.steps()));
+        set_attr(&by_id("sim-link"), "href", &link);
+        set_text(&by_id("sim-ft"), &view.fault_tolerance().describe());
+        let play = by_id("sim-play");
+        set_text(&play, if self.playing { "Pause" } else { "Play" });
+        set_attr(
+            &play,
+            "aria-pressed",
+            if self.playing { "false" } else { "true" },
+        );
+        let sel = by_id("sim-selected");
+        set_text(
+            &sel,
+            &self
+                .selected
+                .map_or("click a node on the ring".into(), |s| format!("n{s}")),
+        );
+        for id in ["sim-crash", "sim-restart", "sim-transfer", "sim-isolate"] {
+            set_attr(
+                &by_id(id),
+                "data-disabled",
+                if self.selected.is_some() {
+                    "false"
+                } else {
+                    "true"
+                },
+            );
+        }
+        let s = c.network().stats;
+        set_text(
+            &by_id("sim-net"),
+            &format!(
+                "{} in flight · sent {} · delivered {} · lost {} · cut {} · duplicated {}",
+                c.network().in_flight_count(),
+                s.sent,
+                s.delivered,
+                s.lost,
+                s.cut,
+                s.duplicated
+            ),
+        );
+    }
+
+    fn render_ring(&mut self, view: &ClusterView) {
+        let c = &self.run.cluster;
+        for (rn, n) in self.ring_nodes.iter().zip(&view.nodes) {
+            set_attr(&rn.group, "data-role", n.role.as_str());
+            toggle_class(&rn.group, "selected", self.selected == Some(n.id));
+            let fill = match (n.role, n.term) {
+                (RoleView::Down, _) => "#eceef1",
+                (_, Some(t)) => term_color(t),
+                _ => "#eceef1",
+            };
+            set_attr(&rn.circle, "fill", fill);
+            set_text(&rn.term, &n.term.map_or(String::new(), |t| format!("t{t}")));
+            set_text(&rn.role, n.role.label());
+            set_text(
+                &rn.votes,
+                &n.votes
+                    .map_or(String::new(), |(g, q)| format!("votes {g}/{q}")),
+            );
+            set_attr(&rn.label, "data-id", &n.id.to_string());
+            // Election-timer arc: drawn when the core reports the timer.
+            match n.election_timer {
+                Some((elapsed, timeout)) if timeout > 0 => {
+                    let len = std::f64::consts::TAU * (NODE_R + 6.0);
+                    let frac = (elapsed as f64 / timeout as f64).clamp(0.0, 1.0);
+                    set_attr(
+                        &rn.arc,
+                        "stroke-dasharray",
+                        &format!("{:.1} {:.1}", len * frac, len),
+                    );
+                    set_hidden(&rn.arc, false);
+                }
+                _ => set_hidden(&rn.arc, true),
+            }
+        }
+        for (&(a, b), line) in &self.links {
+            let cut = c.network().is_cut(a, b);
+            toggle_class(line, "cut", cut);
+        }
+        // Messages in flight, placed by their progress along the link.
+        let t = self.target.max(c.now() as f64);
+        let n = self.run.settings.nodes;
+        let mut i = 0;
+        for m in c.in_flight() {
+            if m.msg.from == 0 || m.msg.to == 0 || m.msg.from as usize > n || m.msg.to as usize > n
+            {
+                continue;
+            }
+            if i == self.msgs.len() {
+                let dot = svg("circle");
+                append(&self.msg_layer, &dot);
+                self.msgs.push(dot);
+            }
+            let dot = &self.msgs[i];
+            i += 1;
+            let span = (m.deliver_at.saturating_sub(m.sent_at)).max(1) as f64;
+            let f = ((t - m.sent_at as f64) / span).clamp(0.0, 1.0);
+            let (x1, y1) = node_pos(m.msg.from as usize - 1, n);
+            let (x2, y2) = node_pos(m.msg.to as usize - 1, n);
+            let kind = m.msg.body.kind();
+            let response = kind.ends_with("_response");
+            set_attr(dot, "cx", &format!("{:.1}", x1 + (x2 - x1) * f));
+            set_attr(dot, "cy", &format!("{:.1}", y1 + (y2 - y1) * f));
+            set_attr(
+                dot,
+                "r",
+                if kind == "heartbeat" || kind == "heartbeat_response" {
+                    "4"
+                } else {
+                    "6"
+                },
+            );
+            set_attr(
+                dot,
+                "class",
+                &format!("msg {kind}{}", if m.duplicate { " dup" } else { "" }),
+            );
+            let color = msg_color(kind);
+            set_attr(dot, "fill", if response { "#ffffff" } else { color });
+            set_attr(dot, "stroke", color);
+            set_hidden(dot, false);
+        }
+        for dot in &self.msgs[i..] {
+            set_hidden(dot, true);
+        }
+    }
+
+    fn render_cards(&mut self, view: &ClusterView) {
+        let leader = view.current_leader();
+        for (card, n) in self.cards.iter_mut().zip(&view.nodes) {
+            let progress = leader
+                .filter(|l| l.id != n.id)
+                .and_then(|l| l.followers.iter().find(|f| f.id == n.id))
+                .map(|f| (f.match_index, f.next_index));
+            card.update(n, progress);
+            toggle_class(&card.root, "selected", self.selected == Some(n.id));
+        }
+    }
+
+    fn render_scrubber(&mut self) {
+        let scrub: HtmlInputElement = input("sim-scrub");
+        let horizon = self.run.horizon.max(1);
+        let max = horizon.to_string();
+        if scrub.max() != max {
+            scrub.set_max(&max);
+        }
+        let v = self.run.step_no().to_string();
+        if scrub.value() != v {
+            scrub.set_value(&v);
+        }
+        let key = (
+            self.run.bands.len() + self.run.settings.actions.len() * 1000,
+            horizon,
+            self.run.violation_steps.len(),
+        );
+        if key == self.bands_key {
+            return;
+        }
+        // Redraw the bands at most when the horizon moved by 1% or the
+        // marks changed.
+        if key.0 == self.bands_key.0
+            && key.2 == self.bands_key.2
+            && horizon.saturating_sub(self.bands_key.1) * 100 < horizon
+        {
+            return;
+        }
+        self.bands_key = key;
+        let bands = by_id("sim-bands");
+        clear(&bands);
+        let x = |step: u64| step as f64 / horizon as f64 * 1000.0;
+        for (i, &(start, term, leader)) in self.run.bands.iter().enumerate() {
+            let end = self.run.bands.get(i + 1).map_or(horizon, |b| b.0);
+            let r = svg("rect");
+            set_attr(&r, "x", &format!("{:.2}", x(start)));
+            set_attr(&r, "width", &format!("{:.2}", (x(end) - x(start)).max(0.5)));
+            set_attr(&r, "y", "0");
+            set_attr(&r, "height", "14");
+            set_attr(&r, "fill", term_color(term));
+            let title = svg("title");
+            title.set_text_content(Some(&format!(
+                "term {term}, leader n{} from step {start}",
+                leader.unwrap_or(0)
+            )));
+            append(&r, &title);
+            append(&bands, &r);
+        }
+        for (step, label) in self.run.marks() {
+            let l = svg("rect");
+            set_attr(&l, "class", "fault-mark");
+            set_attr(&l, "x", &format!("{:.2}", x(step) - 1.0));
+            set_attr(&l, "width", "2");
+            set_attr(&l, "y", "0");
+            set_attr(&l, "height", "22");
+            let title = svg("title");
+            title.set_text_content(Some(&format!("step {step}: {label}")));
+            append(&l, &title);
+            append(&bands, &l);
+        }
+        for &step in &self.run.violation_steps {
+            let l = svg("rect");
+            set_attr(&l, "class", "violation-mark");
+            set_attr(&l, "x", &format!("{:.2}", x(step) - 1.5));
+            set_attr(&l, "width", "3");
+            set_attr(&l, "y", "0");
+            set_attr(&l, "height", "22");
+            append(&bands, &l);
+        }
+    }
+
+    fn render_safety(&self) {
+        let list = by_id("sim-safety");
+        let violations = self.run.cluster.violations();
+        let checks = [
+            (
+                ViolationKind::ElectionSafety,
+                "Election safety",
+                "at most one leader per term",
+            ),
+            (
+                ViolationKind::LogMatching,
+                "Log matching",
+                "same index and term ⇒ same prefix",
+            ),
+            (
+                ViolationKind::LeaderCompleteness,
+                "Leader completeness",
+                "leaders hold every committed entry",
+            ),
+            (
+                ViolationKind::StateMachineSafety,
+                "State machine safety",
+                "no two nodes apply different entries at one index",
+            ),
+            (
+                ViolationKind::CommittedEntryLost,
+                "Durability",
+                "committed entries are never lost or changed",
+            ),
+        ];
+        if list.child_element_count() as usize != checks.len() {
+            clear(&list);
+            for _ in checks {
+                append(&list, &el_class("li", ""));
+            }
+        }
+        let items = list.children();
+        for (i, (kind, name, what)) in checks.iter().enumerate() {
+            let Some(li) = items.item(i as u32) else {
+                continue;
+            };
+            let found: Vec<_> = violations
+                .iter()
+                .filter(|v| {
+                    let k = v.violation.kind();
+                    k == *kind
+                        || (*kind == ViolationKind::CommittedEntryLost
+                            && k == ViolationKind::CommittedEntryChanged)
+                })
+                .collect();
+            set_attr(
+                &li,
+                "data-ok",
+                if found.is_empty() { "true" } else { "false" },
+            );
+            let text = match found.first() {
+                None => format!("✓ {name} — {what}"),
+                Some(v) => format!("✗ {name}: {} violation(s); first: {v}", found.len()),
+            };
+            set_text(&li, &text);
+        }
+        let driver = violations
+            .iter()
+            .filter(|v| v.violation.kind() == ViolationKind::DriverContract)
+            .count();
+        set_text(
+            &by_id("sim-safety-note"),
+            &if driver > 0 {
+                format!("{driver} driver contract violation(s)")
+            } else {
+                String::new()
+            },
+        );
+    }
+
+    fn render_linearizability(&mut self, force: bool) {
+        let ops = self.run.cluster.history().ops();
+        let step = self.run.step_no();
+        if !force && ops.len() == self.lin_checked_len && step == self.lin_checked_step {
+            return;
+        }
+        // While playing, check at most every ~2 s of wall time worth of ops.
+        if !force
+            && self.playing
+            && ops.len() < self.lin_checked_len.wrapping_add(8)
+            && self.lin_checked_len != usize::MAX
+        {
+            return;
+        }
+        self.lin_checked_len = ops.len();
+        self.lin_checked_step = step;
+        let verdict = by_id("sim-lin");
+        let done = ops
+            .iter()
+            .filter(|o| !matches!(o.outcome, Outcome::Pending))
+            .count();
+        match check_linearizability(ops) {
+            Ok(stats) => {
+                set_attr(&verdict, "data-verdict", "linearizable");
+                set_text(
+                    &verdict,
+                    &format!(
+                        "✓ linearizable — {} operations on {} keys ({} finished, {} writes of unknown outcome)",
+                        stats.ops, stats.keys, done, stats.unknown
+                    ),
+                );
+            }
+            Err(e @ LinearizabilityError::NotLinearizable { .. }) => {
+                set_attr(&verdict, "data-verdict", "violation");
+                set_text(&verdict, &format!("✗ {e}"));
+            }
+            Err(e) => {
+                set_attr(&verdict, "data-verdict", "unknown");
+                set_text(&verdict, &format!("? {e}"));
+            }
+        }
+    }
+
+    fn render_history(&self) {
+        let hist = by_id("sim-history");
+        clear(&hist);
+        let lanes = self.run.lanes();
+        let now = self.run.cluster.now();
+        let start = now.saturating_sub(HISTORY_WINDOW);
+        let width = 1000.0;
+        let lane_h = 26.0;
+        let left = 70.0;
+        let x = |t: u64| {
+            left + (t.saturating_sub(start)) as f64 / HISTORY_WINDOW as f64 * (width - left - 10.0)
+        };
+        set_attr(
+            &hist,
+            "viewBox",
+            &format!("0 0 {width} {}", lanes.len() as f64 * lane_h + 8.0),
+        );
+        set_attr(
+            &hist,
+            "height",
+            &format!("{}", lanes.len() as f64 * lane_h + 8.0),
+        );
+        for (lane, (client, ops)) in lanes.iter().enumerate() {
+            let y = 4.0 + lane as f64 * lane_h;
+            let name = svg("text");
+            set_attr(&name, "x", "4");
+            set_attr(&name, "y", &format!("{}", y + 16.0));
+            set_attr(&name, "class", "lane-name");
+            name.set_text_content(Some(&format!("client {client}")));
+            append(&hist, &name);
+            for op in ops.iter().rev() {
+                let end = op.completed_at.unwrap_or(now);
+                if end < start {
+                    break;
+                }
+                let x0 = x(op.invoked_at.max(start));
+                let x1 = x(end).max(x0 + 3.0);
+                let g = svg("g");
+                set_attr(&g, "class", &format!("op {}", outcome_class(op)));
+                let r = svg("rect");
+                set_attr(&r, "x", &format!("{x0:.1}"));
+                set_attr(&r, "y", &format!("{y:.1}"));
+                set_attr(&r, "width", &format!("{:.1}", x1 - x0));
+                set_attr(&r, "height", "20");
+                set_attr(&r, "rx", "3");
+                append(&g, &r);
+                let out = match &op.outcome {
+                    Outcome::Ok(o) => format!(" → {o}"),
+                    Outcome::Pending => " …".into(),
+                    Outcome::Unknown => " → ?".into(),
+                };
+                let label = format!("{}{out}", op.op);
+                let title = svg("title");
+                title.set_text_content(Some(&format!(
+                    "#{} client {} {label}; invoked {} completed {} via n{}",
+                    op.id,
+                    op.client,
+                    op.invoked_at,
+                    op.completed_at.map_or("-".into(), |t| t.to_string()),
+                    op.served_by.unwrap_or(0)
+                )));
+                append(&g, &title);
+                if x1 - x0 > 70.0 {
+                    let t = svg("text");
+                    set_attr(&t, "x", &format!("{:.1}", x0 + 4.0));
+                    set_attr(&t, "y", &format!("{:.1}", y + 14.0));
+                    let max_chars = ((x1 - x0 - 8.0) / 6.5) as usize;
+                    let shown: String = label.chars().take(max_chars).collect();
+                    t.set_text_content(Some(&shown));
+                    append(&g, &t);
+                }
+                append(&hist, &g);
+            }
+        }
+    }
+
+    fn sync_controls(&self) {
+        let cfg = self.run.cluster.config();
+        input("sim-prevote").set_checked(cfg.raft.pre_vote);
+        input("sim-cq").set_checked(cfg.raft.check_quorum);
+        input("sim-seed").set_value(&self.run.settings.seed.to_string());
+        if let Ok(sel) = by_id("sim-nodes").dyn_into::<HtmlSelectElement>() {
+            sel.set_value(&self.run.settings.nodes.to_string());
+        }
+        if let Ok(sel) = by_id("sim-speed").dyn_into::<HtmlSelectElement>() {
+            let v = SPEEDS
+                .iter()
+                .min_by(|a, b| {
+                    (a.1 - self.speed)
+                        .abs()
+                        .total_cmp(&(b.1 - self.speed).abs())
+                })
+                .map_or(100.0, |s| s.1);
+            sel.set_value(&v.to_string());
+        }
+        let net = &self.run.cluster.network().config;
+        input("sim-drop").set_value(&((net.drop_rate * 100.0).round() as u32).to_string());
+        input("sim-latency").set_value(&net.latency.1.to_string());
+        set_text(
+            &by_id("sim-drop-val"),
+            &format!("{:.0}%", net.drop_rate * 100.0),
+        );
+        set_text(
+            &by_id("sim-latency-val"),
+            &format!("{}–{}", net.latency.0, net.latency.1),
+        );
+    }
+}
+
+fn click(id: &str, f: impl Fn(&mut SimUi) + 'static) {
+    on(&by_id(id), "click", move |e: Event| {
+        e.prevent_default();
+        with_ui(|ui| f(ui));
+        ensure_loop();
+    });
+}
+
+fn new_run(seed: u64, nodes: usize, ui: &mut SimUi) {
+    let s = SimSettings {
+        seed,
+        nodes,
+        pre_vote: input("sim-prevote").checked(),
+        check_quorum: input("sim-cq").checked(),
+        ..SimSettings::default()
+    };
+    let hash = s.to_hash(None);
+    ui.load(&hash);
+    ui.playing = true;
+    ui.render(true);
+}
+
+fn mount_controls() {
+    let speed = by_id("sim-speed");
+    for (label, v) in SPEEDS {
+        let o = el_text("option", "", label);
+        set_attr(&o, "value", &v.to_string());
+        append(&speed, &o);
+    }
+    let nodes = by_id("sim-nodes");
+    for n in 3..=9 {
+        let o = el_text("option", "", &n.to_string());
+        set_attr(&o, "value", &n.to_string());
+        append(&nodes, &o);
+    }
+    click("sim-play", |ui| {
+        ui.playing = !ui.playing;
+        ui.last_ts = None;
+        ui.target = ui.run.cluster.now() as f64;
+        ui.render(true);
+    });
+    click("sim-step-btn", |ui| {
+        ui.playing = false;
+        ui.run.step();
+        ui.target = ui.run.cluster.now() as f64;
+        ui.render(true);
+    });
+    on(&speed, "change", |e: Event| {
+        let v = e
+            .target()
+            .and_then(|t| t.dyn_into::<HtmlSelectElement>().ok())
+            .and_then(|s| s.value().parse::<f64>().ok());
+        if let Some(v) = v {
+            with_ui(|ui| ui.speed = v);
+        }
+    });
+    click("sim-new", |ui| {
+        let seed = input("sim-seed").value().trim().parse().unwrap_or(1);
+        let nodes = by_id("sim-nodes")
+            .dyn_into::<HtmlSelectElement>()
+            .ok()
+            .and_then(|s| s.value().parse().ok())
+            .unwrap_or(5);
+        new_run(seed, nodes, ui);
+    });
+    click("sim-random", |ui| {
+        let seed = (js_sys::Math::random() * 1_000_000.0) as u64 + 1;
+        let nodes = ui.run.settings.nodes;
+        new_run(seed, nodes, ui);
+    });
+    click("sim-crash", |ui| {
+        if let Some(id) = ui.selected {
+            ui.act(Action::Crash(id));
+        }
+    });
+    click("sim-restart", |ui| {
+        if let Some(id) = ui.selected {
+            ui.act(Action::Restart(id));
+        }
+    });
+    click("sim-transfer", |ui| {
+        if let Some(id) = ui.selected {
+            ui.act(Action::Transfer(id));
+        }
+    });
+    click("sim-isolate", |ui| {
+        if let Some(id) = ui.selected {
+            let n = ui.run.settings.nodes as u64;
+            for other in (1..=n).filter(|&o| o != id) {
+                ui.act(Action::Cut(id, other));
+                ui.act(Action::Cut(other, id));
+            }
+        }
+    });
+    click("sim-crash-leader", |ui| {
+        if let Some(l) = ui.run.cluster.leader() {
+            ui.act(Action::Crash(l));
+        }
+    });
+    click("sim-restart-all", |ui| {
+        let down: Vec<NodeId> = ui
+            .run
+            .cluster
+            .nodes()
+            .iter()
+            .filter(|n| !n.is_up())
+            .map(|n| n.id())
+            .collect();
+        for id in down {
+            ui.act(Action::Restart(id));
+        }
+    });
+    click("sim-heal", |ui| ui.act(Action::Heal));
+    on(&by_id("sim-drop"), "change", |_| {
+        let p = input("sim-drop").value().parse().unwrap_or(0);
+        with_ui(|ui| {
+            ui.act(Action::Drop(p));
+            ui.sync_controls();
+        });
+    });
+    on(&by_id("sim-latency"), "change", |_| {
+        let hi: u64 = input("sim-latency").value().parse().unwrap_or(30);
+        with_ui(|ui| {
+            ui.act(Action::Latency((hi / 3).max(1), hi.max(1)));
+            ui.sync_controls();
+        });
+    });
+    on(&by_id("sim-prevote"), "change", |_| {
+        let on = input("sim-prevote").checked();
+        with_ui(|ui| ui.act(Action::PreVote(on)));
+    });
+    on(&by_id("sim-cq"), "change", |_| {
+        let on = input("sim-cq").checked();
+        with_ui(|ui| ui.act(Action::CheckQuorum(on)));
+    });
+    on(&by_id("sim-scrub"), "input", |_| {
+        let v: u64 = input("sim-scrub").value().parse().unwrap_or(0);
+        with_ui(|ui| {
+            ui.playing = false;
+            ui.run.seek(v);
+            ui.target = ui.run.cluster.now() as f64;
+            ui.render(true);
+        });
+    });
 }

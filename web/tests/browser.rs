@@ -1,0 +1,373 @@
+//! End to end in headless Chromium: a real 3-node cluster serves the
+//! dashboard; the test drives the Live view (members, leader, put/get
+//! through the form, SIGKILL of the leader) and the Simulator view (crash
+//! the leader and see a new one; load a seed from the URL twice and compare
+//! the trace hashes). Screenshots of both views go to `docs/`.
+//!
+//! Needs `/usr/bin/chromedriver`, `/usr/bin/chromium` and a built
+//! `web/dist` (`web/build.sh`); without them it prints why and passes.
+//! `run_tests.sh` installs and builds them first.
+
+#[path = "../../server/tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use support::{Cluster, ClusterOptions};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn dist_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("dist")
+}
+
+fn docs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs")
+}
+
+/// Why the test cannot run here, if it cannot.
+fn missing() -> Option<String> {
+    let dist = dist_dir();
+    [
+        (
+            PathBuf::from(CHROMEDRIVER),
+            "apt-get install -y chromium-driver",
+        ),
+        (PathBuf::from(CHROMIUM), "apt-get install -y chromium"),
+        (dist.join("index.html"), "web/build.sh"),
+        (dist.join("pkg/web_bg.wasm"), "web/build.sh"),
+    ]
+    .into_iter()
+    .find(|(p, _)| !p.exists())
+    .map(|(p, fix)| format!("{} is missing (run `{fix}`)", p.display()))
+}
+
+/// chromedriver on a free port, killed on drop.
+struct Chromedriver {
+    child: Child,
+    port: u16,
+}
+
+impl Chromedriver {
+    fn start() -> Chromedriver {
+        let port = support::free_ports(1)[0];
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        Chromedriver { child, port }
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn connect(port: u16) -> Client {
+    let caps = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--window-size=1280,1000"]
+        }
+    });
+    let caps = caps.as_object().cloned().expect("an object");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => return c,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot open a webdriver session: {e}"),
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`; panics naming `what` after `timeout`.
+async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn count(c: &Client, css: &str) -> usize {
+    c.find_all(Locator::Css(css)).await.map_or(0, |v| v.len())
+}
+
+async fn attr(c: &Client, css: &str, name: &str) -> Option<String> {
+    c.find(Locator::Css(css))
+        .await
+        .ok()?
+        .attr(name)
+        .await
+        .ok()?
+}
+
+async fn text(c: &Client, css: &str) -> Option<String> {
+    c.find(Locator::Css(css)).await.ok()?.text().await.ok()
+}
+
+async fn fill(c: &Client, id: &str, value: &str) {
+    let e = c.find(Locator::Id(id)).await.expect(id);
+    e.clear().await.expect("clear");
+    e.send_keys(value).await.expect("send_keys");
+}
+
+async fn click(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .expect(id)
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    let dir = docs_dir();
+    std::fs::create_dir_all(&dir).expect("docs dir");
+    let path = dir.join(name);
+    std::fs::write(&path, png).expect("write screenshot");
+    println!("wrote {}", path.display());
+}
+
+/// The live leader's id as the page shows it (exactly one leader card).
+async fn page_leader(c: &Client) -> Option<u64> {
+    if count(c, "#live-members .node-card").await != 3
+        || count(c, "#live-members .node-card[data-role=leader]").await != 1
+    {
+        return None;
+    }
+    attr(
+        c,
+        "#live-members .node-card[data-role=leader]",
+        "data-node-id",
+    )
+    .await?
+    .parse()
+    .ok()
+}
+
+/// Starts the cluster under test. (The one place that knows how; it uses
+/// the server's shared helper.)
+async fn start_cluster() -> Cluster {
+    let opts = ClusterOptions {
+        extra_args: vec!["--web-dir".into(), dist_dir().display().to_string()],
+        ..ClusterOptions::default()
+    };
+    Cluster::start_with(3, opts).await
+}
+
+async fn live_view(c: &Client) {
+    let mut cluster = start_cluster().await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
+    // Open the page from a follower, so that it survives the leader's death.
+    let page_node = cluster
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
+    let base = cluster.url(page_node);
+    c.goto(&format!("{base}/#live"))
+        .await
+        .expect("open the dashboard");
+
+    let shown = wait_for(
+        Duration::from_secs(30),
+        "3 members and 1 leader on the page",
+        || page_leader(c),
+    )
+    .await;
+    assert_eq!(shown, leader, "the page shows the cluster's leader");
+
+    // Put, then get, through the forms.
+    let value = "hello from chromium";
+    fill(c, "put-key", "greeting").await;
+    fill(c, "put-value", value).await;
+    click(c, "put-btn").await;
+    wait_for(Duration::from_secs(15), "the put's answer", || async {
+        let op = text(c, "#result-op").await?;
+        let status = attr(c, "#result", "data-status").await?;
+        (op.starts_with("PUT") && status != "pending").then_some(())
+    })
+    .await;
+    let status = attr(c, "#result", "data-status").await;
+    assert_eq!(
+        status.as_deref(),
+        Some("ok"),
+        "put failed: {:?}",
+        text(c, "#result").await
+    );
+    let index = text(c, "#result-index").await.unwrap_or_default();
+    assert!(
+        index.parse::<u64>().is_ok(),
+        "a commit index is shown, got {index:?}"
+    );
+    let forwarded = text(c, "#result-forwarded").await.unwrap_or_default();
+    assert!(
+        forwarded.starts_with("yes"),
+        "a follower forwards the put: {forwarded:?}"
+    );
+
+    fill(c, "get-key", "greeting").await;
+    click(c, "get-btn").await;
+    let got = wait_for(Duration::from_secs(15), "the get's answer", || async {
+        let op = text(c, "#result-op").await?;
+        let status = attr(c, "#result", "data-status").await?;
+        (op.starts_with("GET") && status != "pending").then_some(status)
+    })
+    .await;
+    assert_eq!(got, "ok", "get failed: {:?}", text(c, "#result").await);
+    assert_eq!(text(c, "#result-value").await.as_deref(), Some(value));
+    let served = text(c, "#result-served-by").await.unwrap_or_default();
+    assert!(served.starts_with('n'), "served-by shown: {served:?}");
+    screenshot(c, "screenshot-live.png").await;
+
+    // SIGKILL the leader; the page shows the new one.
+    cluster.kill(leader);
+    let new_leader = wait_for(
+        Duration::from_secs(30),
+        "a new leader on the page",
+        || async {
+            let l = page_leader(c).await?;
+            (l != leader).then_some(l)
+        },
+    )
+    .await;
+    assert_ne!(new_leader, leader);
+    let old_card = format!("#live-members .node-card[data-node-id=\"{leader}\"]");
+    wait_for(
+        Duration::from_secs(15),
+        "the killed leader marked down",
+        || async {
+            (attr(c, &old_card, "data-role").await.as_deref() == Some("down")).then_some(())
+        },
+    )
+    .await;
+    println!("live view: leader {leader} killed, page shows new leader {new_leader}");
+
+    sim_view(c, &base).await;
+}
+
+async fn sim_leader(c: &Client) -> Option<u64> {
+    attr(c, "#sim-leader", "data-leader").await?.parse().ok()
+}
+
+async fn trace_at(c: &Client, step: u64) -> String {
+    wait_for(
+        Duration::from_secs(30),
+        "the simulator at the URL's step",
+        || async {
+            let s = text(c, "#sim-step").await?;
+            let h = text(c, "#sim-trace-hash").await?;
+            (s == step.to_string() && !h.is_empty()).then_some(h)
+        },
+    )
+    .await
+}
+
+async fn sim_view(c: &Client, base: &str) {
+    c.goto(&format!("{base}/#sim?seed=3&nodes=5&speed=400"))
+        .await
+        .expect("open the simulator");
+    let first = wait_for(Duration::from_secs(60), "a simulated leader", || {
+        sim_leader(c)
+    })
+    .await;
+    click(c, "sim-crash-leader").await;
+    let second = wait_for(
+        Duration::from_secs(60),
+        "a new simulated leader",
+        || async {
+            let l = sim_leader(c).await?;
+            (l != first).then_some(l)
+        },
+    )
+    .await;
+    let role = attr(
+        c,
+        &format!("#sim-ring .sim-node[data-node-id=\"{first}\"]"),
+        "data-role",
+    )
+    .await;
+    assert_eq!(
+        role.as_deref(),
+        Some("down"),
+        "the crashed leader is shown down"
+    );
+    println!("simulator: leader n{first} crashed, n{second} elected");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    screenshot(c, "screenshot-sim.png").await;
+
+    // The same seed and actions from the URL replay the same run.
+    let url = format!("{base}/#sim?seed=11&nodes=5&at=2500&acts=700:c1,1800:r1");
+    c.goto(&url).await.expect("load a seed");
+    let a = trace_at(c, 2500).await;
+    c.goto(&format!("{base}/#live")).await.expect("leave");
+    c.refresh().await.expect("reload");
+    c.goto(&url).await.expect("load the seed again");
+    let b = trace_at(c, 2500).await;
+    assert_eq!(a, b, "the same URL gives the same run");
+    c.goto(&format!("{base}/#sim?seed=12&nodes=5&at=2500"))
+        .await
+        .expect("another seed");
+    let other = trace_at(c, 2500).await;
+    assert_ne!(a, other, "another seed gives another run");
+    println!("simulator: trace hash {a} replayed identically");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_end_to_end() {
+    if let Some(why) = missing() {
+        println!("SKIPPED browser test: {why}");
+        eprintln!("SKIPPED browser test: {why}");
+        return;
+    }
+    let driver = Chromedriver::start();
+    let client = connect(driver.port).await;
+    let body = tokio::spawn({
+        let c = client.clone();
+        async move { live_view(&c).await }
+    })
+    .await;
+    // Close the session even when the body failed, or Chromium stays up.
+    let _ = client.close().await;
+    drop(driver);
+    if let Err(e) = body {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        panic!("browser test task failed: {e}");
+    }
+}
