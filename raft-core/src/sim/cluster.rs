@@ -525,9 +525,16 @@ impl Cluster {
         }
         let finished = self.clients_done();
         if self.checker.violations().is_empty() {
+            // Repair everything and give the cluster time to bring every
+            // node up to date (a lost snapshot is only resent after a while).
             self.repair_all();
-            let settle = self.now + 6 * self.cfg.raft.election_tick * self.cfg.tick_interval;
-            while self.now < settle && self.checker.violations().is_empty() {
+            let election = self.cfg.raft.election_tick * self.cfg.tick_interval;
+            let settle = self.now + 40 * election;
+            let min = self.now + 3 * election;
+            while self.checker.violations().is_empty()
+                && self.now < settle
+                && (self.now < min || !self.caught_up())
+            {
                 self.step();
             }
         }
@@ -539,6 +546,27 @@ impl Cluster {
             });
         }
         self.report(finished, linearizability)
+    }
+
+    /// Whether the action undoes a fault (rather than injecting one).
+    fn is_repair(&self, a: &FaultAction) -> bool {
+        let base = &self.cfg.network;
+        match a {
+            FaultAction::Restart(_) | FaultAction::Heal => true,
+            FaultAction::SetLoss {
+                drop_rate,
+                duplicate_rate,
+            } => *drop_rate <= base.drop_rate && *duplicate_rate <= base.duplicate_rate,
+            FaultAction::SetLatency(lo, hi) => (*lo, *hi) == base.latency,
+            _ => false,
+        }
+    }
+
+    /// Whether every node runs and has applied as far as the others.
+    fn caught_up(&self) -> bool {
+        let applied = |n: &SimNode| n.is_up().then(|| n.kv().applied_index());
+        let first = self.nodes.first().and_then(applied);
+        first.is_some() && self.nodes.iter().all(|n| applied(n) == first)
     }
 
     fn report(
@@ -554,12 +582,7 @@ impl Cluster {
         let faults = self
             .fault_log
             .iter()
-            .filter(|(_, a)| {
-                !matches!(
-                    a,
-                    FaultAction::Restart(_) | FaultAction::Heal | FaultAction::SetLatency(..)
-                ) && !matches!(a, FaultAction::SetLoss { drop_rate, .. } if *drop_rate == self.cfg.network.drop_rate)
-            })
+            .filter(|(_, a)| !self.is_repair(a))
             .count();
         RunReport {
             seed: self.cfg.seed,
@@ -609,6 +632,7 @@ impl Cluster {
         if self.calm
             || !self.cfg.nemesis.enabled
             || (self.issued as f64) < total as f64 * self.cfg.nemesis.calm_after
+            || self.nemesis.injected() < self.cfg.nemesis.min_faults
         {
             return;
         }

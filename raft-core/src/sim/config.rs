@@ -117,7 +117,7 @@ impl SimConfig {
         cfg.clients.total_ops = Some(rng.range(200, 260) as usize);
         cfg.clients.think = (0, rng.range(5, 40));
         cfg.nemesis = NemesisConfig::active();
-        cfg.nemesis.interval = (rng.range(60, 200), rng.range(250, 500));
+        cfg.nemesis.interval = (rng.range(40, 120), rng.range(150, 350));
         cfg
     }
 

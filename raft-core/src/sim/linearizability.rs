@@ -189,6 +189,9 @@ impl PartOp {
 
 struct Partition {
     ops: Vec<PartOp>,
+    /// For each abandoned put: the operations that observe its value (an
+    /// output showing it, or a compare-and-set expecting it).
+    observers: Vec<Vec<usize>>,
 }
 
 enum Search {
@@ -270,8 +273,30 @@ impl Partition {
                 },
             });
         }
-        prune_unobserved_writes(&mut part);
-        Partition { ops: part }
+        let observers = observers(&part);
+        Partition {
+            ops: part,
+            observers,
+        }
+    }
+
+    /// Whether linearizing abandoned operation `i` (taking the state from
+    /// `state` to `next`) at this point can help at all. Two dominance rules
+    /// keep the search from trying every subset of abandoned writes:
+    /// * a no-op (`next == state`) can always be placed later instead;
+    /// * a put whose value every observer has already been placed can only
+    ///   be overwritten unseen, so leaving it out reaches the same states.
+    fn worth_placing(&self, i: usize, state: Val, next: Val, linearized: &[u64]) -> bool {
+        if self.ops[i].out.is_some() {
+            return true;
+        }
+        if next == state {
+            return false;
+        }
+        match self.ops[i].op {
+            ModelOp::Put(_) => self.observers[i].iter().any(|&j| !bit(linearized, j)),
+            _ => true,
+        }
     }
 
     fn search(&self, budget: u64) -> Search {
@@ -296,7 +321,10 @@ impl Partition {
             let is_call = entry != NIL && list.ev[entry].call;
             if is_call {
                 let i = list.ev[entry].op;
-                if let Some(next) = ops[i].apply(state) {
+                let next = ops[i]
+                    .apply(state)
+                    .filter(|&next| self.worth_placing(i, state, next, &linearized));
+                if let Some(next) = next {
                     set_bit(&mut linearized, i, true);
                     if seen.insert((linearized.clone(), next)) {
                         stack.push((entry, state));
@@ -341,30 +369,30 @@ impl Partition {
     }
 }
 
-/// Drops abandoned puts whose value nobody ever observed: placing such a
-/// put anywhere can only make other outputs harder to explain, so "it never
-/// happened" is always the best choice. Only sound when no abandoned
-/// compare-and-set (whose effect depends on the state) shares the key.
-fn prune_unobserved_writes(ops: &mut Vec<PartOp>) {
-    let unknown_cas = ops
-        .iter()
-        .any(|o| o.out.is_none() && matches!(o.op, ModelOp::Cas { .. }));
-    if unknown_cas {
-        return;
-    }
-    let mut observed = std::collections::BTreeSet::new();
-    for o in ops.iter() {
+/// For each abandoned put, the operations that observe its value.
+fn observers(ops: &[PartOp]) -> Vec<Vec<usize>> {
+    let mut by_value: BTreeMap<Val, Vec<usize>> = BTreeMap::new();
+    for (j, o) in ops.iter().enumerate() {
         match o.out {
             Some(ModelOut::Get(v) | ModelOut::Prev(v) | ModelOut::Cas { prev: v, .. }) => {
-                observed.insert(v);
+                by_value.entry(v).or_default().push(j);
             }
             None => {}
         }
         if let ModelOp::Cas { expected, .. } = o.op {
-            observed.insert(expected);
+            by_value.entry(expected).or_default().push(j);
         }
     }
-    ops.retain(|o| !(o.out.is_none() && matches!(o.op, ModelOp::Put(v) if !observed.contains(&v))));
+    ops.iter()
+        .map(|o| match (o.out, o.op) {
+            (None, ModelOp::Put(v)) => by_value.get(&v).cloned().unwrap_or_default(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+fn bit(bits: &[u64], i: usize) -> bool {
+    bits[i / 64] & (1 << (i % 64)) != 0
 }
 
 fn set_bit(bits: &mut [u64], i: usize, on: bool) {

@@ -72,10 +72,12 @@ pub struct NemesisConfig {
     /// Relative weights of: crash, partition, asymmetric cuts, lossy
     /// network, slow network, leadership transfer, whole-cluster crash.
     pub weights: [u32; 7],
-    /// Once this share of the clients' operations has been issued, stop
-    /// injecting faults, repair everything and let the run finish
-    /// (1.0 or more: never).
+    /// Once this share of the clients' operations has been issued (and at
+    /// least `min_faults` faults injected), stop injecting faults, repair
+    /// everything and let the run finish (1.0 or more: never).
     pub calm_after: f64,
+    /// Faults to inject before calming down.
+    pub min_faults: usize,
 }
 
 impl Default for NemesisConfig {
@@ -83,11 +85,12 @@ impl Default for NemesisConfig {
         NemesisConfig {
             enabled: false,
             interval: (100, 400),
-            down_time: (20, 600),
-            fault_time: (50, 800),
+            down_time: (10, 300),
+            fault_time: (30, 400),
             max_down: None,
             weights: [4, 3, 2, 1, 1, 1, 1],
             calm_after: 0.85,
+            min_faults: 3,
         }
     }
 }
@@ -117,15 +120,22 @@ pub(crate) struct Nemesis {
     /// Repairs due later, in time order of insertion.
     repairs: Vec<(Time, FaultAction)>,
     base_network: NetworkConfig,
+    injected: usize,
 }
 
 impl Nemesis {
     pub fn new(cfg: &NemesisConfig, base_network: NetworkConfig, rng: &mut Rng) -> Self {
         Nemesis {
-            next_at: rng.range(cfg.interval.0, cfg.interval.1 + 1),
+            next_at: rng.range(10, cfg.interval.0.max(10) + 1),
             repairs: Vec::new(),
             base_network,
+            injected: 0,
         }
+    }
+
+    /// Faults injected so far (repairs not counted).
+    pub fn injected(&self) -> usize {
+        self.injected
     }
 
     /// When it acts next.
@@ -157,7 +167,9 @@ impl Nemesis {
         }
         if cfg.enabled && self.next_at <= now {
             self.next_at = now + rng.range(cfg.interval.0, cfg.interval.1 + 1).max(1);
-            out.extend(self.plan(cfg, now, nodes, rng));
+            let planned = self.plan(cfg, now, nodes, rng);
+            self.injected += usize::from(!planned.is_empty());
+            out.extend(planned);
         }
         out
     }

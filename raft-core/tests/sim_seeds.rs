@@ -1,0 +1,236 @@
+//! Randomized deterministic simulation: thousands of seeds, each a cluster
+//! of 3 to 9 nodes with its own timing, batching, PreVote/CheckQuorum,
+//! network quality and snapshot frequency, at least 200 client operations,
+//! and a nemesis crashing nodes, cutting links and degrading the network.
+//! Raft's invariants are checked after every step, the history's
+//! linearizability at the end.
+//!
+//! * `cargo test -p raft-core --test sim_seeds` runs seeds `0..2000`, split
+//!   over several tests that run in parallel.
+//! * `RAFT_SIM_SEEDS=<count> [RAFT_SIM_START=<first>]` runs that many seeds
+//!   instead (soak mode), split the same way.
+//! * `RAFT_SIM_SEED=<seed> cargo test -p raft-core --test sim_seeds --
+//!   replay --nocapture` replays one seed and prints what happened.
+
+use std::ops::Range;
+
+use raft_core::sim::{Cluster, LinearizabilityError, Outcome, RunReport, SimConfig};
+
+/// Seeds per `cargo test` run.
+const DEFAULT_SEEDS: u64 = 2_000;
+/// The seed range is split over this many tests.
+const CHUNKS: u64 = 8;
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    match v.trim().parse() {
+        Ok(n) => Some(n),
+        Err(_) => panic!("{name} must be a number, got {v:?}"),
+    }
+}
+
+/// The seeds test `chunk` runs.
+fn chunk_range(chunk: u64) -> Range<u64> {
+    let count = env_u64("RAFT_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS);
+    let start = env_u64("RAFT_SIM_START").unwrap_or(0);
+    let per = count.div_ceil(CHUNKS);
+    let lo = start + (chunk * per).min(count);
+    let hi = start + ((chunk + 1) * per).min(count);
+    lo..hi
+}
+
+fn run_seed(seed: u64) -> RunReport {
+    Cluster::new(SimConfig::randomized(seed))
+        .expect("a randomized config is valid")
+        .run_to_end()
+}
+
+fn replay_hint(seed: u64) -> String {
+    format!(
+        "replay: RAFT_SIM_SEED={seed} cargo test -p raft-core --test sim_seeds -- replay --nocapture"
+    )
+}
+
+/// Why a seed failed, if it did.
+fn failure(r: &RunReport) -> Option<String> {
+    if let Some(v) = r.violations.first() {
+        return Some(format!("{} violation(s), first: {v}", r.violations.len()));
+    }
+    if let Err(e @ LinearizabilityError::Inconclusive { .. }) = &r.linearizability {
+        return Some(e.to_string());
+    }
+    if r.ops < 200 {
+        return Some(format!("only {} client operations", r.ops));
+    }
+    None
+}
+
+/// Runs a chunk of seeds; fails at the first bad seed with its replay
+/// command, then checks that the chunk as a whole made progress.
+fn run_chunk(chunk: u64) {
+    let seeds = chunk_range(chunk);
+    let n = seeds.end - seeds.start;
+    if n == 0 {
+        return;
+    }
+    let (mut productive, mut converged, mut finished) = (0u64, 0u64, 0u64);
+    let (mut crashes, mut partitions, mut snapshots, mut ops) = (0usize, 0usize, 0u64, 0usize);
+    let mut few_faults = 0u64;
+    for seed in seeds.clone() {
+        let r = run_seed(seed);
+        if let Some(why) = failure(&r) {
+            panic!("seed {seed} failed: {why}\n{}", replay_hint(seed));
+        }
+        productive += u64::from(r.writes_ok * 2 >= r.writes);
+        converged += u64::from(r.converged);
+        finished += u64::from(r.finished);
+        few_faults += u64::from(r.faults < 3);
+        crashes += r.crashes;
+        partitions += r.partitions;
+        snapshots += r.snapshots_installed;
+        ops += r.ops_ok;
+    }
+    let summary = format!(
+        "seeds {seeds:?}: {productive} committed at least half of their writes, {converged} \
+         converged, {finished} finished, {few_faults} had fewer than 3 faults; {ops} ops \
+         answered, {crashes} crashes, {partitions} partitions, {snapshots} snapshots installed"
+    );
+    println!("{summary}");
+    // A simulator where nothing happens must not pass.
+    assert!(productive * 100 >= n * 95, "too little progress: {summary}");
+    assert!(
+        converged * 100 >= n * 98,
+        "nodes did not converge: {summary}"
+    );
+    assert!(
+        finished * 100 >= n * 99,
+        "clients did not finish: {summary}"
+    );
+    assert!(few_faults * 100 <= n, "too few faults: {summary}");
+    assert!(
+        crashes as u64 >= 3 * n && partitions as u64 >= 2 * n,
+        "{summary}"
+    );
+    assert!(
+        snapshots >= n,
+        "InstallSnapshot is not exercised: {summary}"
+    );
+}
+
+#[test]
+fn seeds_0() {
+    run_chunk(0);
+}
+
+#[test]
+fn seeds_1() {
+    run_chunk(1);
+}
+
+#[test]
+fn seeds_2() {
+    run_chunk(2);
+}
+
+#[test]
+fn seeds_3() {
+    run_chunk(3);
+}
+
+#[test]
+fn seeds_4() {
+    run_chunk(4);
+}
+
+#[test]
+fn seeds_5() {
+    run_chunk(5);
+}
+
+#[test]
+fn seeds_6() {
+    run_chunk(6);
+}
+
+#[test]
+fn seeds_7() {
+    run_chunk(7);
+}
+
+/// The same seed gives the same run, step for step; another seed does not.
+#[test]
+fn same_seed_same_run() {
+    for seed in [3, 1_000_003] {
+        let a = run_seed(seed);
+        let b = run_seed(seed);
+        assert_eq!(
+            a.trace_hash, b.trace_hash,
+            "seed {seed} is not deterministic"
+        );
+        assert_eq!(
+            (a.steps, a.end_time, a.ops_ok),
+            (b.steps, b.end_time, b.ops_ok)
+        );
+    }
+    assert_ne!(run_seed(3).trace_hash, run_seed(4).trace_hash);
+}
+
+/// Replays `RAFT_SIM_SEED` and prints the run: configuration, faults,
+/// violations and, for a linearizability failure, the key's history.
+#[test]
+fn replay() {
+    let Some(seed) = env_u64("RAFT_SIM_SEED") else {
+        return;
+    };
+    let cfg = SimConfig::randomized(seed);
+    println!("seed {seed}: {cfg:#?}");
+    let mut cluster = Cluster::new(cfg).unwrap();
+    let r = cluster.run_to_end();
+    for (t, f) in cluster.fault_log() {
+        println!("t={t:>6} fault: {f}");
+    }
+    println!("leaders by term: {:?}", cluster.leaders());
+    for n in cluster.nodes() {
+        println!("node {}: {:?}", n.id(), n.status());
+    }
+    let failing_key = match &r.linearizability {
+        Err(LinearizabilityError::NotLinearizable { key, .. }) => Some(key.clone()),
+        _ => None,
+    };
+    for op in cluster.history().ops() {
+        if failing_key.as_deref().is_some_and(|k| k != op.op.key()) {
+            continue;
+        }
+        let outcome = match &op.outcome {
+            Outcome::Ok(out) => out.to_string(),
+            other => format!("{other:?}"),
+        };
+        println!(
+            "op #{:<4} client {} [{:>6} .. {:>6}] {} -> {} (node {:?})",
+            op.id,
+            op.client,
+            op.invoked_at,
+            op.completed_at.map_or("-".into(), |t| t.to_string()),
+            op.op,
+            outcome,
+            op.served_by
+        );
+    }
+    println!(
+        "end t={} steps={} ops={} ok={} writes={} ok={} unknown={} converged={} \
+         linearizability={:?}",
+        r.end_time,
+        r.steps,
+        r.ops,
+        r.ops_ok,
+        r.writes,
+        r.writes_ok,
+        r.writes_unknown,
+        r.converged,
+        r.linearizability
+    );
+    for v in &r.violations {
+        println!("VIOLATION {v}");
+    }
+    assert!(failure(&r).is_none(), "seed {seed} failed");
+}
