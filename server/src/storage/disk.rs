@@ -241,7 +241,9 @@ impl DiskStorage {
     /// so that deleting older segments never loses the hard state.
     fn roll(&mut self) -> Result<(), StorageError> {
         let first = opening_record(self.hard_state)?;
-        let next = self.active.seq() + 1;
+        let next = self.active.seq().checked_add(1).ok_or_else(|| {
+            StorageError::corrupt(self.active.path(), 0, "no segment number follows this one")
+        })?;
         self.active = SegmentWriter::create(&self.dir, next, &first, self.opts.sync)?;
         self.segments.push_back(meta_of(&self.active));
         Ok(())

@@ -76,9 +76,9 @@ pub(crate) fn recover(dir: &Path) -> Result<Found, StorageError> {
         };
     };
     for pair in listing.segments.windows(2) {
-        if pair[1].0 != pair[0].0 + 1 {
+        if pair[0].0.checked_add(1) != Some(pair[1].0) {
             return Err(StorageError::MissingSegment {
-                path: dir.join(segment_name(pair[0].0 + 1)),
+                path: dir.join(segment_name(pair[0].0.saturating_add(1))),
                 reason: format!(
                     "the WAL jumps from segment {} to segment {}",
                     pair[0].0, pair[1].0
