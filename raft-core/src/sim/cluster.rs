@@ -491,7 +491,7 @@ impl Cluster {
         }
 
         self.checker.after_step(&self.nodes);
-        if self.steps % 32 == 0 {
+        if self.steps.is_multiple_of(32) {
             self.checker.check_logs(&self.nodes);
         }
         StepReport {
