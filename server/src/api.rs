@@ -19,8 +19,8 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use raft_core::wire::{
     ClusterResponse, ErrorBody, KeyValue, ListResponse, MemberStatus, PeerBatch, PutRequest,
-    StatusResponse, WriteResponse, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN,
-    HEADER_FORWARDED, HEADER_LEADER, HEADER_SERVED_BY,
+    SnapshotResponse, StatusResponse, TransferLeaderRequest, WriteResponse, HEADER_CLIENT_ID,
+    HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_FORWARDED, HEADER_LEADER, HEADER_SERVED_BY,
 };
 use raft_core::{Command, NodeId, Op, OpResult};
 use serde::{Deserialize, Serialize};
@@ -870,16 +870,9 @@ async fn admin_snapshot(State(s): State<Shared>, headers: HeaderMap) -> Response
         return r.into_response();
     }
     match s.node.snapshot().await {
-        Ok(index) => Json(serde_json::json!({ "index": index })).into_response(),
+        Ok(index) => Json(SnapshotResponse { index }).into_response(),
         Err(e) => node_error(&s, e),
     }
-}
-
-/// `POST /admin/transfer-leader` body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TransferRequest {
-    /// The member to hand leadership to.
-    pub to: NodeId,
 }
 
 async fn admin_transfer(
@@ -897,7 +890,7 @@ async fn admin_transfer(
             "the body must be JSON `{\"to\": <node id>}` with content-type application/json",
         );
     }
-    let req: TransferRequest = match serde_json::from_slice(&body) {
+    let req: TransferLeaderRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             return error(

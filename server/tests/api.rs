@@ -1,0 +1,514 @@
+//! The REST API's contract against a real single-node server: every bad
+//! input gets its 4xx and a JSON `{"error": ...}` body; the peer RPC and
+//! admin endpoints are guarded by the cluster token; garbage peer bodies are
+//! refused and counted without harming the node.
+
+mod support;
+
+use std::time::Duration;
+
+use raft_core::wire::{ErrorBody, PeerBatch, SnapshotResponse, WriteResponse};
+use raft_core::{Message, MessageBody};
+use support::{Cluster, ClusterOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "s3cret-token";
+
+async fn node_with(extra: &[&str], token: Option<&str>, hooks: bool) -> Cluster {
+    let mut c = Cluster::start_with(
+        1,
+        ClusterOptions {
+            token: token.map(str::to_string),
+            test_hooks: hooks,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    c.wait_for_leader(Duration::from_secs(15)).await;
+    c
+}
+
+struct Case {
+    what: &'static str,
+    method: &'static str,
+    path: String,
+    content_type: Option<&'static str>,
+    headers: Vec<(&'static str, &'static str)>,
+    body: Vec<u8>,
+    status: u16,
+    error_contains: &'static str,
+}
+
+fn case(
+    what: &'static str,
+    method: &'static str,
+    path: &str,
+    status: u16,
+    error_contains: &'static str,
+) -> Case {
+    Case {
+        what,
+        method,
+        path: path.to_string(),
+        content_type: None,
+        headers: Vec::new(),
+        body: Vec::new(),
+        status,
+        error_contains,
+    }
+}
+
+impl Case {
+    fn json(mut self, body: &[u8]) -> Self {
+        self.content_type = Some("application/json");
+        self.body = body.to_vec();
+        self
+    }
+    fn content_type(mut self, ct: &'static str) -> Self {
+        self.content_type = Some(ct);
+        self
+    }
+    fn body(mut self, body: &[u8]) -> Self {
+        self.body = body.to_vec();
+        self
+    }
+    fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_4xx_with_a_json_error() {
+    let c = node_with(
+        &["--max-key-bytes", "16", "--max-value-bytes", "64"],
+        None,
+        false,
+    )
+    .await;
+    let long_key = "k".repeat(17);
+    let long_value = format!(r#"{{"value":"{}"}}"#, "v".repeat(65));
+    let cases = vec![
+        case("malformed JSON", "PUT", "/key/a", 400, "invalid body").json(b"{\"value\":"),
+        case(
+            "missing value",
+            "PUT",
+            "/key/a",
+            400,
+            "missing field `value`",
+        )
+        .json(b"{\"val\":\"x\"}"),
+        case(
+            "value of the wrong type",
+            "PUT",
+            "/key/a",
+            400,
+            "expected a string",
+        )
+        .json(b"{\"value\":5}"),
+        case("non-UTF-8 value", "PUT", "/key/a", 400, "invalid").json(b"{\"value\":\"\xff\xfe\"}"),
+        case("no content type", "PUT", "/key/a", 415, "application/json")
+            .body(b"{\"value\":\"x\"}"),
+        case(
+            "form content type",
+            "PUT",
+            "/key/a",
+            415,
+            "application/json",
+        )
+        .content_type("application/x-www-form-urlencoded")
+        .body(b"value=x"),
+        case(
+            "text content type",
+            "PUT",
+            "/key/a",
+            415,
+            "application/json",
+        )
+        .content_type("text/plain")
+        .body(b"{\"value\":\"x\"}"),
+        case("empty key (PUT)", "PUT", "/key/", 400, "empty").json(b"{\"value\":\"x\"}"),
+        case("empty key (GET)", "GET", "/key/", 400, "empty"),
+        case("empty key (no slash)", "GET", "/key", 400, "empty"),
+        case("empty key (DELETE)", "DELETE", "/key/", 400, "empty"),
+        case(
+            "oversized key (PUT)",
+            "PUT",
+            &format!("/key/{long_key}"),
+            413,
+            "limit is 16",
+        )
+        .json(b"{\"value\":\"x\"}"),
+        case(
+            "oversized key (GET)",
+            "GET",
+            &format!("/key/{long_key}"),
+            413,
+            "limit is 16",
+        ),
+        case("oversized value", "PUT", "/key/a", 413, "limit is 64").json(long_value.as_bytes()),
+        case("body over the limit", "PUT", "/key/a", 413, "limit")
+            .json(format!(r#"{{"value":"{}"}}"#, "v".repeat(10_000)).as_bytes()),
+        case("non-UTF-8 key", "GET", "/key/%FF%FE", 400, "UTF-8"),
+        case("unknown route", "GET", "/nope", 404, "no route"),
+        case(
+            "unknown route (POST)",
+            "POST",
+            "/nope/deeper",
+            404,
+            "no route",
+        ),
+        case("wrong method", "POST", "/key/a", 405, "not allowed"),
+        case(
+            "wrong method on status",
+            "DELETE",
+            "/status",
+            405,
+            "not allowed",
+        ),
+        case("bad limit", "GET", "/keys?limit=many", 400, "limit"),
+        case(
+            "bad consistency",
+            "GET",
+            "/key/a?consistency=eventual",
+            400,
+            "consistency",
+        ),
+        case("client id without seq", "PUT", "/key/a", 400, "go together")
+            .json(b"{\"value\":\"x\"}")
+            .header("x-raft-client-id", "7"),
+        case("zero client id", "PUT", "/key/a", 400, "non-zero")
+            .json(b"{\"value\":\"x\"}")
+            .header("x-raft-client-id", "0")
+            .header("x-raft-client-seq", "1"),
+        case(
+            "non-numeric client seq",
+            "DELETE",
+            "/key/a",
+            400,
+            "unsigned integer",
+        )
+        .header("x-raft-client-id", "7")
+        .header("x-raft-client-seq", "first"),
+        case(
+            "test hooks disabled",
+            "POST",
+            "/test/partition",
+            403,
+            "--enable-test-hooks",
+        )
+        .json(b"{\"drop_peers\":[2]}"),
+        case(
+            "transfer without a body",
+            "POST",
+            "/admin/transfer-leader",
+            415,
+            "application/json",
+        ),
+        case(
+            "transfer to a stranger",
+            "POST",
+            "/admin/transfer-leader",
+            400,
+            "not a member",
+        )
+        .json(b"{\"to\":9}"),
+    ];
+    let mut failures = Vec::new();
+    for case in cases {
+        let method = reqwest::Method::from_bytes(case.method.as_bytes()).unwrap();
+        let mut req = c
+            .http()
+            .request(method, format!("{}{}", c.url(1), case.path))
+            .body(case.body.clone());
+        if let Some(ct) = case.content_type {
+            req = req.header("content-type", ct);
+        }
+        for (k, v) in &case.headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let text = r.text().await.unwrap();
+        let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
+        let ok = status == case.status
+            && ct.starts_with("application/json")
+            && body
+                .as_ref()
+                .is_some_and(|b| b.error.contains(case.error_contains));
+        if !ok {
+            failures.push(format!(
+                "{}: {} {} -> {status} ({ct}) {text}; expected {} with error containing {:?}",
+                case.what, case.method, case.path, case.status, case.error_contains
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // The node is fine after all that.
+    assert_eq!(c.put(1, "a", "ok").await.status(), 200);
+}
+
+/// A body larger than the limit sent without a length (chunked) is cut off
+/// at the limit, and a declared length over the limit is refused before
+/// the body is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_are_refused_without_buffering() {
+    let c = node_with(&["--max-value-bytes", "64"], None, false).await;
+    // Declared length far over the limit, no body sent at all: the answer
+    // comes back without the server waiting for the body.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", c.port(1)))
+        .await
+        .unwrap();
+    s.write_all(
+        b"PUT /key/a HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          content-length: 1000000000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("application/json"), "{head}");
+
+    // Chunked, no length: cut off once past the limit.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", c.port(1)))
+        .await
+        .unwrap();
+    s.write_all(
+        b"PUT /key/a HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let chunk = vec![b'x'; 8192];
+    for _ in 0..4 {
+        let _ = s
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await;
+        let _ = s.write_all(&chunk).await;
+        let _ = s.write_all(b"\r\n").await;
+    }
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("application/json"), "{head}");
+}
+
+async fn read_head(s: &mut tokio::net::TcpStream) -> String {
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .expect("no answer within 5 s")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got)
+        .to_lowercase()
+        .replace("http/1.1", "HTTP/1.1")
+}
+
+async fn metric(c: &Cluster, name: &str) -> u64 {
+    let text = c
+        .http()
+        .get(format!("{}/metrics", c.url(1)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no metric {name}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_rpc_and_admin_need_the_cluster_token() {
+    let c = node_with(&[], Some(TOKEN), true).await;
+    let url = format!("{}/raft/messages", c.url(1));
+    let batch = PeerBatch {
+        from: 2,
+        messages: vec![Message {
+            from: 2,
+            to: 1,
+            term: 1000,
+            body: MessageBody::Heartbeat {
+                commit: 0,
+                read_ctx: 0,
+            },
+        }],
+    }
+    .encode();
+    // Without the token (or with a wrong one): 401, and the message is not stepped.
+    for token in [None, Some("wrong")] {
+        let mut req = c.http().post(&url).body(batch.clone());
+        if let Some(t) = token {
+            req = req.header("x-raft-cluster-token", t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let e: ErrorBody = r.json().await.unwrap();
+        assert!(e.error.contains("x-raft-cluster-token"), "{e:?}");
+    }
+    assert_eq!(metric(&c, "raft_peer_unauthorized_total").await, 2);
+    let st = c.status(1).await.unwrap();
+    assert!(
+        st.term < 1000,
+        "an unauthenticated message changed the term: {st:?}"
+    );
+
+    // Admin endpoints too.
+    let snap = format!("{}/admin/snapshot", c.url(1));
+    assert_eq!(c.http().post(&snap).send().await.unwrap().status(), 401);
+    let part = format!("{}/test/partition", c.url(1));
+    let r = c
+        .http()
+        .post(&part)
+        .json(&serde_json::json!({"drop_peers": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(c.put(1, "x", "1").await.status(), 200);
+    let r = c
+        .http()
+        .post(&snap)
+        .header("x-raft-cluster-token", TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let s: SnapshotResponse = r.json().await.unwrap();
+    assert!(s.index >= 2, "{s:?}");
+    assert_eq!(c.status(1).await.unwrap().snapshot_index, s.index);
+
+    // With the token, a message from a node that is not a member is
+    // rejected by the core and counted.
+    let r = c
+        .http()
+        .post(&url)
+        .header("x-raft-cluster-token", TOKEN)
+        .body(batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    c.wait_until(
+        Duration::from_secs(5),
+        "the stranger's message is counted",
+        || async { metric(&c, "raft_peer_messages_rejected_total").await == 1 },
+    )
+    .await;
+    assert!(c.status(1).await.unwrap().term < 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_peer_bodies_are_refused_and_counted() {
+    let c = node_with(&[], None, true).await;
+    let url = format!("{}/raft/messages", c.url(1));
+    let bodies: [&[u8]; 4] = [
+        b"",
+        b"garbage",
+        &[0xff; 64],
+        &[1, 2, 200, 200, 200, 200, 200],
+    ];
+    for body in bodies {
+        let r = c
+            .http()
+            .post(&url)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body:?}");
+        let e: ErrorBody = r.json().await.unwrap();
+        assert!(e.error.contains("PeerBatch"), "{e:?}");
+    }
+    assert_eq!(metric(&c, "raft_peer_batches_undecodable_total").await, 4);
+    let r = c
+        .http()
+        .get(format!("{}/healthz", c.url(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "ok");
+    assert_eq!(c.put(1, "still", "works").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_writes_apply_once() {
+    let c = node_with(&[], None, false).await;
+    let put = |seq: &'static str, value: &'static str| {
+        c.http()
+            .put(format!("{}/key/counter", c.url(1)))
+            .header("x-raft-client-id", "42")
+            .header("x-raft-client-seq", seq)
+            .json(&serde_json::json!({ "value": value }))
+            .send()
+    };
+    let first: WriteResponse = put("1", "a").await.unwrap().json().await.unwrap();
+    // A retry of seq 1 (even with another value) gets the first result and changes nothing.
+    let retry: WriteResponse = put("1", "b").await.unwrap().json().await.unwrap();
+    assert_eq!(retry.prev, first.prev);
+    assert_eq!(c.local_value(1, "counter").await.as_deref(), Some("a"));
+    let second: WriteResponse = put("2", "c").await.unwrap().json().await.unwrap();
+    assert_eq!(second.prev.as_deref(), Some("a"));
+    // A late retry of seq 1 is refused as stale.
+    let r = put("1", "a").await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(c.local_value(1, "counter").await.as_deref(), Some("c"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_placeholder_and_static_files() {
+    let c = node_with(&[], None, false).await;
+    let r = c.http().get(c.url(1)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("dashboard was not built"));
+    // With a web dir, its files are served.
+    let web_tmp = tempfile::tempdir().unwrap();
+    let web = web_tmp.path().join("dist");
+    std::fs::create_dir_all(web.join("pkg")).unwrap();
+    std::fs::write(web.join("index.html"), "<html>dash</html>").unwrap();
+    std::fs::write(web.join("pkg/app.js"), "console.log(1)").unwrap();
+    drop(c);
+    let web_arg = web.display().to_string();
+    let c = node_with(&["--web-dir", &web_arg], None, false).await;
+    let r = c.http().get(c.url(1)).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "<html>dash</html>");
+    let r = c
+        .http()
+        .get(format!("{}/pkg/app.js", c.url(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "console.log(1)");
+    let r = c
+        .http()
+        .get(format!("{}/pkg/missing.js", c.url(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.json::<ErrorBody>().await.is_ok());
+}

@@ -1,0 +1,374 @@
+//! Multi-process tests: real `raft-kv-server` processes on loopback, killed,
+//! restarted and partitioned. Every wait is a condition with a deadline.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use raft_core::wire::{ErrorBody, KeyValue, ListResponse, WriteResponse};
+use raft_core::Role;
+use support::{free_ports, http_client, server_binary, wait_until, Cluster, ClusterOptions};
+
+const ELECTION: Duration = Duration::from_secs(15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_serves_reads_writes_and_lists() {
+    let mut c = Cluster::start(1).await;
+    assert_eq!(c.wait_for_leader(ELECTION).await, 1);
+    let r = c.put(1, "a/1", "one").await;
+    assert_eq!(r.status(), 200);
+    let w: WriteResponse = r.json().await.unwrap();
+    assert_eq!((w.key.as_str(), w.prev, w.served_by), ("a/1", None, 1));
+    let r = c.put(1, "a/1", "uno").await;
+    let w2: WriteResponse = r.json().await.unwrap();
+    assert_eq!(w2.prev.as_deref(), Some("one"));
+    assert!(w2.index > w.index);
+    c.put(1, "a/2", "two").await;
+    c.put(1, "b", "three").await;
+
+    let r = c.get(1, "a/1", false).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-raft-served-by"], "1");
+    assert!(r.headers()["x-raft-leader"]
+        .to_str()
+        .unwrap()
+        .starts_with("1 http://127.0.0.1:"));
+    let kv: KeyValue = r.json().await.unwrap();
+    assert_eq!(kv.value, "uno");
+    assert_eq!(c.get(1, "missing", false).await.status(), 404);
+
+    let list: ListResponse = c
+        .http()
+        .get(format!("{}/keys?prefix=a/&limit=1", c.url(1)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].key, "a/1");
+    assert!(list.truncated);
+
+    let r = c
+        .http()
+        .delete(format!("{}/key/b", c.url(1)))
+        .send()
+        .await
+        .unwrap();
+    let w: WriteResponse = r.json().await.unwrap();
+    assert_eq!(w.prev.as_deref(), Some("three"));
+    assert_eq!(c.get(1, "b", false).await.status(), 404);
+
+    let st = c.status(1).await.unwrap();
+    assert_eq!(
+        (st.role, st.members.clone(), st.keys),
+        (Role::Leader, vec![1], 2)
+    );
+    let metrics = c
+        .http()
+        .get(format!("{}/metrics", c.url(1)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "raft_term ",
+        "raft_role{role=\"leader\"} 1",
+        "raft_commit_index ",
+        "raft_applied_index ",
+        "raft_proposals_total ",
+        "raft_leader_changes_total ",
+        "raft_peer_messages_rejected_total ",
+        "http_request_duration_seconds_bucket{route=\"/key/{*key}\",method=\"PUT\"",
+    ] {
+        assert!(metrics.contains(name), "metrics lack {name}:\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_on_a_follower_is_forwarded_and_every_node_reads_it() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.wait_for_leader(ELECTION).await;
+    let follower = c.ids().into_iter().find(|&i| i != leader).unwrap();
+    let r = c.put(follower, "greeting", "hello").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-raft-forwarded"], "1");
+    assert_eq!(
+        r.headers()["x-raft-served-by"],
+        follower.to_string().as_str()
+    );
+    let w: WriteResponse = r.json().await.unwrap();
+    assert_eq!(w.served_by, leader);
+    // Linearizable reads on every node see the write at once.
+    for id in c.ids() {
+        let r = c.get(id, "greeting", false).await;
+        assert_eq!(r.status(), 200, "node {id}");
+        let kv: KeyValue = r.json().await.unwrap();
+        assert_eq!(kv.value, "hello", "node {id}");
+    }
+    // Stale reads catch up.
+    for id in c.ids() {
+        c.wait_until(
+            Duration::from_secs(5),
+            "stale reads see the write",
+            || async { c.local_value(id, "greeting").await.as_deref() == Some("hello") },
+        )
+        .await;
+    }
+    // The cluster view gathers every member.
+    let cluster: serde_json::Value = c
+        .http()
+        .get(format!("{}/cluster", c.url(follower)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let members = cluster["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    assert!(
+        members.iter().all(|m| m["status"]["term"].is_u64()),
+        "{cluster}"
+    );
+    assert_eq!(cluster["leader"], leader);
+}
+
+/// Writes `key=value` through any surviving node until one succeeds; returns
+/// how long it took.
+async fn write_until_ok(c: &Cluster, nodes: &[u64], key: &str, value: &str) -> Duration {
+    let started = Instant::now();
+    let client = http_client();
+    let mut last = String::new();
+    while started.elapsed() < Duration::from_secs(20) {
+        for &id in nodes {
+            let r = client
+                .put(format!("{}/key/{key}", c.url(id)))
+                .json(&serde_json::json!({ "value": value }))
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status() == 200 => return started.elapsed(),
+                Ok(r) => {
+                    last = format!(
+                        "node {id}: {} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )
+                }
+                Err(e) => last = format!("node {id}: {e}"),
+            }
+        }
+    }
+    panic!("no write succeeded within 20 s; last: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_is_replaced_and_catches_up_after_restart() {
+    let mut c = Cluster::start(3).await;
+    let old = c.wait_for_leader(ELECTION).await;
+    assert_eq!(c.put(old, "k", "before").await.status(), 200);
+    let survivors: Vec<u64> = c.ids().into_iter().filter(|&i| i != old).collect();
+
+    c.kill(old);
+    let took = write_until_ok(&c, &survivors, "k", "after").await;
+    eprintln!("failover: first successful write {took:?} after SIGKILL of leader {old}");
+    assert!(took < Duration::from_secs(10), "failover took {took:?}");
+    let new = c.wait_for_leader(ELECTION).await;
+    assert_ne!(new, old);
+
+    c.restart(old).await;
+    c.wait_until(
+        Duration::from_secs(10),
+        "the old leader applies the new write",
+        || async { c.local_value(old, "k").await.as_deref() == Some("after") },
+    )
+    .await;
+    let st = c.status(old).await.unwrap();
+    assert_eq!(st.role, Role::Follower);
+    assert_eq!(st.leader, Some(new));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_cannot_commit_and_the_partition_heals() {
+    let mut c = Cluster::start(3).await;
+    let old = c.wait_for_leader(ELECTION).await;
+    assert_eq!(c.put(old, "k", "v1").await.status(), 200);
+    c.isolate(old).await;
+    let majority: Vec<u64> = c.ids().into_iter().filter(|&i| i != old).collect();
+
+    // The isolated leader cannot commit: the write is answered 503/504, never 200.
+    let r = c.put(old, "k", "lost").await;
+    let status = r.status().as_u16();
+    let body: ErrorBody = r.json().await.unwrap();
+    assert!(
+        matches!(status, 503 | 504),
+        "isolated write answered {status}: {body:?}"
+    );
+    assert!(!body.error.is_empty());
+
+    // The majority elects a leader and commits.
+    write_until_ok(&c, &majority, "k", "v2").await;
+    assert_eq!(c.local_value(old, "k").await.as_deref(), Some("v1"));
+
+    c.heal().await;
+    c.wait_until(
+        Duration::from_secs(10),
+        "the old leader catches up",
+        || async { c.local_value(old, "k").await.as_deref() == Some("v2") },
+    )
+    .await;
+    let leader = c.wait_for_leader(ELECTION).await;
+    for id in c.ids() {
+        let kv: KeyValue = c.get(id, "k", false).await.json().await.unwrap();
+        assert_eq!(kv.value, "v2", "node {id} (leader {leader})");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_fails_waiting_requests_and_exits_zero() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.wait_for_leader(ELECTION).await;
+    assert_eq!(c.put(leader, "durable", "yes").await.status(), 200);
+    // Without its followers the leader cannot commit: this write waits.
+    for id in c.ids().into_iter().filter(|&i| i != leader) {
+        c.kill(id);
+    }
+    let url = format!("{}/key/pending", c.url(leader));
+    let pending = tokio::spawn(async move {
+        let started = Instant::now();
+        let r = http_client()
+            .put(url)
+            .json(&serde_json::json!({"value": "x"}))
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.text().await.unwrap(),
+            started.elapsed(),
+        )
+    });
+    // Wait until the write is in flight (proposed) before signalling.
+    c.wait_until(Duration::from_secs(5), "the write is proposed", || async {
+        c.http()
+            .get(format!("{}/metrics", c.url(leader)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("raft_proposals_total ") && l != "raft_proposals_total 1")
+    })
+    .await;
+    c.terminate(leader);
+    let exit = c.wait_exit(leader, Duration::from_secs(15)).await;
+    assert!(exit.success(), "exit status {exit}");
+    let (status, body, took) = pending.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shutting down"), "{body}");
+    assert!(
+        took < Duration::from_secs(4),
+        "the waiting write took {took:?}"
+    );
+
+    // The data survives a restart.
+    c.restart(leader).await;
+    for id in c.ids().into_iter().filter(|&i| i != leader) {
+        c.restart(id).await;
+    }
+    c.wait_for_leader(ELECTION).await;
+    let kv: KeyValue = c.get(leader, "durable", false).await.json().await.unwrap();
+    assert_eq!(kv.value, "yes");
+}
+
+/// The seed README's commands, verbatim (data under the working directory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_readme_commands_work_verbatim() {
+    let busy: Vec<u16> = (3001..=3003)
+        .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err())
+        .collect();
+    if !busy.is_empty() {
+        eprintln!("SKIPPED seed_readme_commands_work_verbatim: ports {busy:?} are in use here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = server_binary();
+    let commands = [
+        "--node-id 1 --port 3001 --peers 2,3",
+        "--node-id 2 --port 3002 --peers 1,3",
+        "--node-id 3 --port 3003 --peers 1,2",
+    ];
+    struct Kill(Vec<std::process::Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut procs = Kill(Vec::new());
+    for (i, args) in commands.iter().enumerate() {
+        let log = std::fs::File::create(dir.path().join(format!("node{}.log", i + 1))).unwrap();
+        procs.0.push(
+            std::process::Command::new(&bin)
+                .args(args.split(' '))
+                .current_dir(dir.path())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let http = http_client();
+    wait_until(ELECTION, "the seed cluster accepts a write", || async {
+        http.put("http://127.0.0.1:3001/key/mykey")
+            .header("content-type", "application/json")
+            .body(r#"{"value":"myvalue"}"#)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    for port in 3001..=3003 {
+        let kv: KeyValue = http
+            .get(format!("http://127.0.0.1:{port}/key/mykey"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(kv.value, "myvalue");
+        let st: serde_json::Value = http
+            .get(format!("http://127.0.0.1:{port}/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(st["leader"].is_u64(), "{st}");
+    }
+    // Data went to ./data/node-<id> under the working directory.
+    for id in 1..=3 {
+        assert!(dir.path().join(format!("data/node-{id}")).is_dir());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ports_given_by_the_helper_are_distinct() {
+    let p = free_ports(5);
+    let mut q = p.clone();
+    q.sort_unstable();
+    q.dedup();
+    assert_eq!(p.len(), q.len());
+    let _ = ClusterOptions::default();
+}
