@@ -30,7 +30,7 @@ echo "web/build.sh: cargo build -p web --target wasm32-unknown-unknown --release
 
 rm -rf "$DIST"
 mkdir -p "$DIST/pkg"
-wasm-bindgen --target web --no-typescript --out-dir "$DIST/pkg" \
+wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$DIST/pkg" \
   "$TARGET_DIR/wasm32-unknown-unknown/release/web.wasm"
 cp "$WEB_DIR"/static/* "$DIST/"
 

@@ -56,7 +56,11 @@ impl Answer {
                 s
             }
             Err(_) if self.body.trim().is_empty() => format!("HTTP {}", self.status),
-            Err(_) => format!("HTTP {}: {}", self.status, self.body.trim()),
+            Err(_) if self.body.trim_start().starts_with('<') => format!("HTTP {}", self.status),
+            Err(_) => {
+                let body: String = self.body.trim().chars().take(200).collect();
+                format!("HTTP {}: {body}", self.status)
+            }
         }
     }
 }

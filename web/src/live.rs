@@ -60,7 +60,7 @@ impl Live {
             if a.ok() {
                 a.json::<ClusterResponse>()
             } else {
-                Err(a.error_message())
+                Err(format!("it answered /cluster with {}", a.error_message()))
             }
         });
         let view = match cluster {

@@ -93,7 +93,7 @@ impl SimSettings {
         cfg.network.latency = (10, 30);
         cfg.raft.election_tick = 15;
         cfg.raft.heartbeat_tick = 4;
-        cfg.snapshot_every = 24;
+        cfg.snapshot_every = 40;
         cfg.clients.count = 3;
         cfg.clients.keys = 3;
         cfg.clients.total_ops = None;

@@ -101,7 +101,11 @@ pub fn show(visible: bool, hash: &str) {
         });
     } else if visible {
         with_ui(|ui| {
-            if hash != ui.last_hash {
+            // A bare `#sim` (the nav link) returns to the current run.
+            if hash.trim_start_matches('#') == "sim" {
+                let h = ui.last_hash.clone();
+                ui.write_hash(&h);
+            } else if hash != ui.last_hash {
                 ui.load(hash);
             }
         });
