@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-pub use raft_core::wire::{SnapshotResponse, TransferLeaderRequest};
 use raft_core::wire::{
     ClusterResponse, ErrorBody, KeyValue, ListResponse, PutRequest, StatusResponse, WriteResponse,
     HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_LEADER,
 };
+pub use raft_core::wire::{SnapshotResponse, TransferLeaderRequest};
 use raft_core::NodeId;
 use reqwest::{header::HeaderMap, Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
