@@ -252,6 +252,8 @@ async fn live_view(c: &Client) {
     assert_eq!(text(c, "#result-value").await.as_deref(), Some(value));
     let served = text(c, "#result-served-by").await.unwrap_or_default();
     assert!(served.starts_with('n'), "served-by shown: {served:?}");
+    // Let a poll or two show the write on the cards.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     screenshot(c, "screenshot-live.png").await;
 
     // SIGKILL the leader; the page shows the new one.
