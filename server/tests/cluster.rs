@@ -372,3 +372,61 @@ async fn ports_given_by_the_helper_are_distinct() {
     assert_eq!(p.len(), q.len());
     let _ = ClusterOptions::default();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_follower_catches_up_by_snapshot_and_a_full_restart_keeps_everything() {
+    let mut c = Cluster::start_with(
+        3,
+        ClusterOptions {
+            extra_args: vec!["--snapshot-every".into(), "40".into()],
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let leader = c.wait_for_leader(ELECTION).await;
+    let lagging = c.ids().into_iter().find(|&i| i != leader).unwrap();
+    c.kill(lagging);
+    for i in 0..150 {
+        let r = c
+            .put(leader, &format!("key{i:03}"), &format!("value{i}"))
+            .await;
+        assert_eq!(r.status(), 200, "write {i}");
+    }
+    let st = c.status(leader).await.unwrap();
+    assert!(st.snapshot_index >= 120, "the leader compacted: {st:?}");
+
+    // The restarted follower's log ends before the leader's first index:
+    // only an InstallSnapshot can bring it up to date.
+    c.restart(lagging).await;
+    c.wait_until(
+        Duration::from_secs(15),
+        "the lagging follower catches up",
+        || async { c.local_value(lagging, "key149").await.as_deref() == Some("value149") },
+    )
+    .await;
+    let st = c.status(lagging).await.unwrap();
+    assert!(st.snapshot_index > 0, "caught up by snapshot: {st:?}");
+    assert_eq!(st.keys, 150);
+
+    // SIGKILL everyone, start everyone: snapshot + WAL replay restore all.
+    for id in c.ids() {
+        c.kill(id);
+    }
+    for id in c.ids() {
+        c.restart(id).await;
+    }
+    c.wait_for_leader(ELECTION).await;
+    for id in c.ids() {
+        let list: ListResponse = c
+            .http()
+            .get(format!("{}/keys?prefix=key", c.url(id)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list.items.len(), 150, "node {id}");
+        assert_eq!(list.items[7].value, "value7");
+    }
+}
