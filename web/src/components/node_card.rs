@@ -25,7 +25,7 @@ pub struct NodeCard {
 }
 
 const STATS: [&str; 7] = [
-    "leader", "vote", "last", "commit", "applied", "snapshot", "keys",
+    "leader", "vote", "last", "commit", "applied", "snap", "keys",
 ];
 
 impl NodeCard {
