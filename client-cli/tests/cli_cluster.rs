@@ -1,0 +1,108 @@
+//! The real `raft-kv-client` binary against a real 3-node cluster (started
+//! by the shared helper in server/tests/support): the seed's commands, the
+//! other commands, JSON output, exit codes, and following the leader when
+//! the first server in the list is down.
+
+#[path = "../../server/tests/support/mod.rs"]
+mod support;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use support::Cluster;
+
+fn client(servers: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_raft-kv-client"))
+        .args(["--server", servers, "--timeout", "10s"])
+        .args(args)
+        .output()
+        .expect("run raft-kv-client")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}, stderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_against_a_real_cluster() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.wait_for_leader(Duration::from_secs(20)).await;
+    let follower = c.ids().into_iter().find(|&i| i != leader).unwrap();
+    let f_url = c.url(follower);
+
+    // The seed's commands, through a follower.
+    let put = client(&f_url, &["put", "mykey", "myvalue"]);
+    ok(&put);
+    assert_eq!(stdout(&put), "OK");
+    for id in c.ids() {
+        let get = client(&c.url(id), &["get", "mykey"]);
+        ok(&get);
+        assert_eq!(stdout(&get), "myvalue", "get through node {id}");
+    }
+    let status = client(&f_url, &["--json", "status"]);
+    ok(&status);
+    let s: serde_json::Value = serde_json::from_str(&stdout(&status)).expect("status JSON");
+    assert_eq!(s["id"], follower);
+    assert_eq!(s["leader"], leader);
+
+    // Not found is exit 1; delete; list by prefix.
+    let missing = client(&f_url, &["get", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    ok(&client(&f_url, &["put", "user/1", "ann"]));
+    ok(&client(&f_url, &["put", "user/2", "bob"]));
+    let list = client(&f_url, &["--json", "list", "--prefix", "user/"]);
+    ok(&list);
+    let l: serde_json::Value = serde_json::from_str(&stdout(&list)).expect("list JSON");
+    let keys: Vec<&str> = l["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["user/1", "user/2"]);
+    ok(&client(&f_url, &["delete", "user/1"]));
+    assert_eq!(client(&f_url, &["get", "user/1"]).status.code(), Some(1));
+
+    // The cluster table names every member and the leader.
+    let table = client(&f_url, &["cluster"]);
+    ok(&table);
+    let text = stdout(&table);
+    assert!(text.contains(&format!("leader: {leader}")), "{text}");
+    assert_eq!(text.matches("http://127.0.0.1:").count(), 3, "{text}");
+
+    // With the leader killed and listed first, the client moves on to the
+    // others and the write lands once a new leader is elected.
+    let l_url = c.url(leader);
+    c.kill(leader);
+    let others: Vec<String> = c
+        .ids()
+        .into_iter()
+        .filter(|&i| i != leader)
+        .map(|i| c.url(i))
+        .collect();
+    let list = format!("{l_url},{}", others.join(","));
+    let put = client(&list, &["put", "after", "failover"]);
+    ok(&put);
+    let get = client(&others[0], &["get", "after"]);
+    ok(&get);
+    assert_eq!(stdout(&get), "failover");
+
+    // With every server down the client gives up with exit 3.
+    for id in c.ids() {
+        c.kill(id);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_raft-kv-client"))
+        .args(["--server", &list, "--timeout", "1s", "get", "mykey"])
+        .output()
+        .expect("run raft-kv-client");
+    assert_eq!(out.status.code(), Some(3));
+}
