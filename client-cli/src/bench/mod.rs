@@ -4,6 +4,7 @@
 //! from each request's intended start, so a slow server cannot hide its
 //! stalls by slowing the load down).
 
+mod etcd;
 mod stats;
 mod target;
 mod workload;
@@ -16,7 +17,7 @@ use clap::Args;
 use reqwest::Url;
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::cli::{parse_duration, parse_positive_duration};
+use crate::cli::{parse_duration, parse_positive_duration, parse_server_url};
 use crate::client::{build_http, http_builder, random_client_id};
 use crate::error::CliError;
 use crate::output::{note, print, print_json};
@@ -29,8 +30,10 @@ use workload::{random_value, Distribution, KeySampler, Op, Rng, Workload, Worklo
 #[command(after_help = "\
 Latency is measured per request; in open loop (--rate) from the moment the \
 request should have been sent, so queueing behind a slow server counts. \
-Writes and linearizable reads go to the leader found at start; stale reads \
-are spread over every member. Progress goes to stderr every second, the \
+raft-kv: writes and linearizable reads go to the leader found at start; stale \
+reads are spread over every member. etcd (--target etcd): every request goes \
+through the HTTP/JSON gateway of one of --etcd-endpoints, one member per \
+connection. Progress goes to stderr every second, the \
 report to stdout (one JSON object with --json). --timeout bounds leader \
 discovery and each request.")]
 pub struct BenchArgs {
@@ -107,6 +110,12 @@ pub struct BenchArgs {
     /// The store under test.
     #[arg(long, value_enum, default_value_t = TargetKind::RaftKv)]
     pub target: TargetKind,
+
+    /// With `--target etcd`: the members' client URLs (comma-separated);
+    /// requests are spread over them, one member per connection.
+    #[arg(long, value_name = "URL", value_delimiter = ',',
+          default_value = "http://127.0.0.1:2379", value_parser = parse_server_url)]
+    pub etcd_endpoints: Vec<Url>,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -137,6 +146,10 @@ pub async fn run(
     timeout: Duration,
     json: bool,
 ) -> Result<(), CliError> {
+    let servers = match args.target {
+        TargetKind::RaftKv => servers,
+        TargetKind::Etcd => args.etcd_endpoints.clone(),
+    };
     let target = Target::discover(args.target, servers, timeout).await?;
     if !args.quiet {
         note(&format!("bench: {}", target.describe()));
@@ -603,6 +616,25 @@ mod tests {
         assert_eq!(args.ops, Some(1000));
         assert_eq!(args.warmup, Duration::from_secs(2));
         assert!(cli.json);
+    }
+
+    #[test]
+    fn etcd_target_flags_parse() {
+        let cli = crate::cli::Cli::try_parse_from([
+            "raft-kv-client",
+            "bench",
+            "--target",
+            "etcd",
+            "--etcd-endpoints",
+            "http://127.0.0.1:2379,http://127.0.0.1:22379",
+        ])
+        .unwrap();
+        let crate::cli::Command::Bench(args) = cli.command else {
+            panic!("not bench");
+        };
+        assert_eq!(args.target, TargetKind::Etcd);
+        let got: Vec<&str> = args.etcd_endpoints.iter().map(Url::as_str).collect();
+        assert_eq!(got, ["http://127.0.0.1:2379/", "http://127.0.0.1:22379/"]);
     }
 
     #[test]

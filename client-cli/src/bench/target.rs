@@ -1,5 +1,5 @@
-//! The system under test. Only raft-kv today; another store (e.g. etcd's
-//! HTTP gateway) becomes another variant of [`Target`].
+//! The system under test: raft-kv through its REST API, or etcd through its
+//! HTTP/JSON gateway (see [`super::etcd`]).
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use raft_core::wire::{PutRequest, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ};
 use raft_core::{NodeId, Role};
 use reqwest::{StatusCode, Url};
 
+use super::etcd::{self, Etcd};
 use super::stats::{ErrorKind, Outcome};
 use super::workload::Op;
 use crate::cli::parse_server_url;
@@ -19,6 +20,9 @@ use crate::error::CliError;
 pub enum TargetKind {
     /// A raft-kv cluster through its REST API.
     RaftKv,
+    /// An etcd v3 cluster through its HTTP/JSON gateway
+    /// (`--etcd-endpoints`).
+    Etcd,
 }
 
 /// A client session for duplicate detection: writes carry `(id, seq)` with
@@ -46,6 +50,8 @@ impl Session {
 pub enum Target {
     /// A raft-kv cluster.
     RaftKv(RaftKv),
+    /// An etcd cluster.
+    Etcd(Etcd),
 }
 
 impl Target {
@@ -57,6 +63,10 @@ impl Target {
     ) -> Result<Target, CliError> {
         match kind {
             TargetKind::RaftKv => RaftKv::discover(servers, timeout).await.map(Target::RaftKv),
+            TargetKind::Etcd if servers.is_empty() => Err(CliError::Usage(
+                "--target etcd needs --etcd-endpoints".to_string(),
+            )),
+            TargetKind::Etcd => Ok(Target::Etcd(Etcd::new(&servers))),
         }
     }
 
@@ -64,6 +74,7 @@ impl Target {
     pub fn name(&self) -> &'static str {
         match self {
             Target::RaftKv(_) => "raft-kv",
+            Target::Etcd(_) => "etcd",
         }
     }
 
@@ -79,6 +90,7 @@ impl Target {
                     members.join(", ")
                 )
             }
+            Target::Etcd(t) => t.describe(),
         }
     }
 
@@ -86,6 +98,7 @@ impl Target {
     pub fn read_endpoints(&self) -> usize {
         match self {
             Target::RaftKv(t) => t.members.len(),
+            Target::Etcd(t) => t.endpoints(),
         }
     }
 
@@ -102,6 +115,7 @@ impl Target {
     ) -> Outcome {
         match self {
             Target::RaftKv(t) => t.execute(http, op, key, body, spread, session).await,
+            Target::Etcd(t) => t.execute(http, op, key, body, spread).await,
         }
     }
 
@@ -112,6 +126,8 @@ impl Target {
                 value: value.to_string(),
             })
             .unwrap_or_default(),
+            // The put body is built per key; the value is encoded once.
+            Target::Etcd(_) => etcd::base64(value.as_bytes()),
         }
     }
 }
