@@ -73,9 +73,12 @@ struct SimUi {
     lin_checked_step: u64,
 }
 
+/// The animation-frame callback, kept alive while the loop runs.
+type FrameCallback = Closure<dyn FnMut(f64)>;
+
 thread_local! {
     static UI: RefCell<Option<SimUi>> = const { RefCell::new(None) };
-    static FRAME: RefCell<Option<Closure<dyn FnMut(f64)>>> = const { RefCell::new(None) };
+    static FRAME: RefCell<Option<FrameCallback>> = const { RefCell::new(None) };
     static LOOP_ON: Cell<bool> = const { Cell::new(false) };
 }
 
