@@ -106,3 +106,30 @@ async fn cli_against_a_real_cluster() {
         .expect("run raft-kv-client");
     assert_eq!(out.status.code(), Some(3));
 }
+
+/// A short smoke run of the load generator against a real cluster, so the
+/// bench keeps working (benchmarks themselves never run in the tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_smoke_run() {
+    let mut c = Cluster::start(3).await;
+    c.wait_for_leader(Duration::from_secs(20)).await;
+    let servers: Vec<String> = c.ids().into_iter().map(|i| c.url(i)).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_raft-kv-client"))
+        .args(["--server", &servers.join(","), "bench", "--json", "--quiet"])
+        .args([
+            "--workload",
+            "mixed",
+            "--read-ratio",
+            "0.5",
+            "--connections",
+            "4",
+        ])
+        .args(["--duration", "1s", "--warmup", "200ms", "--keys", "50"])
+        .output()
+        .expect("run raft-kv-client bench");
+    ok(&out);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("bench JSON");
+    assert!(report["ok"].as_u64().unwrap_or(0) > 0, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(report["write_latency_us"].is_object(), "{report}");
+}
