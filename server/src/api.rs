@@ -424,6 +424,27 @@ fn client_ids(headers: &HeaderMap) -> Result<(u64, u64), Rejection> {
     }
 }
 
+/// Decodes a JSON request body of the given `shape` (for the error
+/// message): 415 without a JSON content type, 400 when it does not decode.
+fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+    shape: &str,
+) -> Result<T, Response> {
+    if !is_json_content_type(headers) {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("the body must be JSON `{shape}` with content-type application/json"),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid body: {e}; expected {shape}"),
+        )
+    })
+}
+
 fn is_json_content_type(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -445,20 +466,9 @@ async fn put_key(
     if let Err(r) = check_key(&s, &key) {
         return r.into_response();
     }
-    if !is_json_content_type(&headers) {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be JSON `{\"value\": \"...\"}` with content-type application/json",
-        );
-    }
-    let put: PutRequest = match serde_json::from_slice(&body) {
+    let put: PutRequest = match json_body(&headers, &body, "{\"value\": \"...\"}") {
         Ok(p) => p,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid body: {e}; expected {{\"value\": \"...\"}}"),
-            )
-        }
+        Err(r) => return r,
     };
     if put.value.len() > s.settings.max_value_bytes {
         return error(
@@ -884,20 +894,9 @@ async fn admin_transfer(
     if let Err(r) = s.check_token(&headers) {
         return r.into_response();
     }
-    if !is_json_content_type(&headers) {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be JSON `{\"to\": <node id>}` with content-type application/json",
-        );
-    }
-    let req: TransferLeaderRequest = match serde_json::from_slice(&body) {
+    let req: TransferLeaderRequest = match json_body(&headers, &body, "{\"to\": <node id>}") {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid body: {e}; expected {{\"to\": <node id>}}"),
-            )
-        }
+        Err(r) => return r,
     };
     let mut at = Attempts::new(&s);
     loop {
