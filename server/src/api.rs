@@ -430,15 +430,15 @@ fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
     shape: &str,
-) -> Result<T, Response> {
+) -> Result<T, Rejection> {
     if !is_json_content_type(headers) {
-        return Err(error(
+        return Err(reject(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("the body must be JSON `{shape}` with content-type application/json"),
         ));
     }
     serde_json::from_slice(body).map_err(|e| {
-        error(
+        reject(
             StatusCode::BAD_REQUEST,
             format!("invalid body: {e}; expected {shape}"),
         )
@@ -468,7 +468,7 @@ async fn put_key(
     }
     let put: PutRequest = match json_body(&headers, &body, "{\"value\": \"...\"}") {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if put.value.len() > s.settings.max_value_bytes {
         return error(
@@ -896,7 +896,7 @@ async fn admin_transfer(
     }
     let req: TransferLeaderRequest = match json_body(&headers, &body, "{\"to\": <node id>}") {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut at = Attempts::new(&s);
     loop {
