@@ -291,6 +291,10 @@ pub fn create(
     metrics: Arc<Metrics>,
     opts: NodeOptions,
 ) -> Result<(Node, NodeHandle, NodeInbox), StartError> {
+    // Recovery time is reported in the log (snapshot load + WAL replay +
+    // state-machine restore); entries after the snapshot are re-applied as
+    // the first Readies hand them out.
+    let started = std::time::Instant::now();
     let persisted: PersistedState = storage.load()?;
     let kv = match &persisted.snapshot {
         Some(s) => KvStore::restore(&s.data).map_err(|e| StartError(e.to_string()))?,
@@ -302,6 +306,8 @@ pub fn create(
         commit = persisted.hard_state.commit,
         snapshot_index,
         entries = persisted.entries.len(),
+        keys = kv.len(),
+        took_ms = started.elapsed().as_millis() as u64,
         "loaded persisted state"
     );
     let single = members.len() == 1;
