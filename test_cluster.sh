@@ -5,21 +5,22 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-data=$(mktemp -d -t raft-kv-demo.XXXXXX)
-RAFT_KV_DATA="$data" ./run_cluster.sh --clean >"$data/run_cluster.out" 2>&1 &
+work=$(mktemp -d -t raft-kv-demo.XXXXXX)
+out="$work/run_cluster.out"
+RAFT_KV_DATA="$work/data" ./run_cluster.sh >"$out" 2>&1 &
 cluster=$!
 cleanup() {
     kill -TERM "$cluster" 2>/dev/null || true
     wait "$cluster" 2>/dev/null || true
-    rm -rf "$data"
+    rm -rf "$work"
 }
 trap cleanup EXIT
 
 cli=./target/release/raft-kv-client
 deadline=$((SECONDS + 600))
-until grep -q "cluster is running" "$data/run_cluster.out" 2>/dev/null; do
+until grep -q "cluster is running" "$out" 2>/dev/null; do
     if ! kill -0 "$cluster" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-        cat "$data/run_cluster.out" >&2
+        cat "$out" >&2
         echo "test_cluster.sh: the cluster did not start" >&2
         exit 1
     fi

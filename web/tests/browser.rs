@@ -55,15 +55,32 @@ struct Chromedriver {
 }
 
 impl Chromedriver {
+    /// Starts chromedriver on a free port and waits until it accepts
+    /// connections; a start that loses the port race (or dies) is retried
+    /// on a new port.
     fn start() -> Chromedriver {
-        let port = support::free_ports(1)[0];
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        Chromedriver { child, port }
+        for _attempt in 0..3 {
+            let port = support::free_ports(1)[0];
+            let mut child = Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Chromedriver { child, port };
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("chromedriver did not start listening (3 attempts)");
     }
 }
 
@@ -85,7 +102,7 @@ async fn connect(port: u16) -> Client {
         }
     });
     let caps = caps.as_object().cloned().expect("an object");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         match ClientBuilder::new(connector)
