@@ -142,19 +142,8 @@ impl LogShape {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft_core::Payload;
 
-    fn ents(first: Index, terms: &[Term]) -> Vec<Entry> {
-        terms
-            .iter()
-            .zip(first..)
-            .map(|(&term, index)| Entry {
-                term,
-                index,
-                payload: Payload::Noop,
-            })
-            .collect()
-    }
+    use crate::storage::test_entries as ents;
 
     #[test]
     fn terms_and_conflict_truncation() {

@@ -131,19 +131,9 @@ impl Storage for MemoryStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft_core::{Payload, SnapshotMeta};
+    use raft_core::SnapshotMeta;
 
-    fn ents(first: Index, terms: &[Term]) -> Vec<Entry> {
-        terms
-            .iter()
-            .zip(first..)
-            .map(|(&term, index)| Entry {
-                term,
-                index,
-                payload: Payload::Noop,
-            })
-            .collect()
-    }
+    use crate::storage::test_entries as ents;
 
     fn snap(index: Index, term: Term) -> Snapshot {
         Snapshot {

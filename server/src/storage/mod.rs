@@ -72,3 +72,17 @@ impl Default for DiskOptions {
         }
     }
 }
+
+/// No-op entries with the given terms, numbered from `first` (unit tests).
+#[cfg(test)]
+pub(crate) fn test_entries(first: raft_core::Index, terms: &[raft_core::Term]) -> Vec<Entry> {
+    terms
+        .iter()
+        .zip(first..)
+        .map(|(&term, index)| Entry {
+            term,
+            index,
+            payload: raft_core::Payload::Noop,
+        })
+        .collect()
+}
