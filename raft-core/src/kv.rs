@@ -277,7 +277,7 @@ mod tests {
     use super::*;
 
     fn put(client_id: u64, seq: u64, k: &str, v: &str) -> Payload {
-        Payload::Command(Command {
+        Payload::command(Command {
             client_id,
             seq,
             op: Op::Put {
@@ -325,7 +325,7 @@ mod tests {
         let cas = |i, exp: Option<&str>, val: Option<&str>| {
             entry(
                 i,
-                Payload::Command(Command {
+                Payload::command(Command {
                     client_id: 0,
                     seq: 0,
                     op: Op::Cas {

@@ -190,7 +190,7 @@ impl RawNode {
     /// means it was lost and may be retried with the same `(client_id, seq)`).
     pub fn propose(&mut self, command: Command) -> Result<Index, NotAccepted> {
         self.raft.check_can_propose()?;
-        Ok(self.raft.append_entry(Payload::Command(command)))
+        Ok(self.raft.append_entry(Payload::command(command)))
     }
 
     /// Starts a linearizable read; its answer comes as a [`ReadState`] or a

@@ -1,6 +1,8 @@
 //! The values Raft persists and replicates: log entries, the hard state,
 //! snapshots and the cluster configuration.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::kv::Command;
@@ -18,10 +20,18 @@ pub enum Payload {
     /// The empty entry a new leader appends so that it can commit entries of
     /// earlier terms by committing one of its own (paper §5.4.2, §8).
     Noop,
-    /// A key-value command from a client.
-    Command(Command),
+    /// A key-value command from a client. Shared, so that handing the entry
+    /// to followers, the log store and the state machine copies no strings.
+    Command(Arc<Command>),
     /// A new cluster configuration. Takes effect when appended (thesis §4.1).
     Config(Membership),
+}
+
+impl Payload {
+    /// A command payload.
+    pub fn command(command: Command) -> Self {
+        Payload::Command(Arc::new(command))
+    }
 }
 
 /// One entry of the replicated log.

@@ -18,7 +18,7 @@ fn entry(index: u64) -> Entry {
     Entry {
         term: 1,
         index,
-        payload: Payload::Command(Command {
+        payload: Payload::command(Command {
             client_id: 1,
             seq: index,
             op: Op::Put {

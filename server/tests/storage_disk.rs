@@ -14,7 +14,7 @@ fn entry(index: Index, term: Term) -> Entry {
     Entry {
         term,
         index,
-        payload: Payload::Command(Command {
+        payload: Payload::command(Command {
             client_id: 7,
             seq: index,
             op: Op::Put {

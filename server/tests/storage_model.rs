@@ -74,7 +74,7 @@ fn entry(index: Index, term: Term, value_len: u8) -> Entry {
     Entry {
         term,
         index,
-        payload: Payload::Command(Command {
+        payload: Payload::command(Command {
             client_id: 1,
             seq: index,
             op: KvOp::Put {
