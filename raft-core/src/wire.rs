@@ -1,12 +1,12 @@
 //! The wire types shared by the server, the CLI and the browser dashboard:
 //! REST request and response bodies, the `/status` and `/cluster` shapes and
-//! the peer RPC batch. Plain serde structs; JSON on the REST API, postcard
-//! (compact binary) on the peer RPC.
+//! the peer RPC batch and snapshot chunk. Plain serde structs; JSON on the
+//! REST API, postcard (compact binary) on the peer RPC.
 
 use serde::{Deserialize, Serialize};
 
 use crate::message::Message;
-use crate::types::{Index, NodeId, Role, Term};
+use crate::types::{Index, NodeId, Role, SnapshotMeta, Term};
 
 /// Response header naming the leader's id and base URL: `2 http://127.0.0.1:3002`.
 pub const HEADER_LEADER: &str = "x-raft-leader";
@@ -165,6 +165,45 @@ impl PeerBatch {
     }
 
     /// Decodes a batch received from the wire.
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// One piece of an InstallSnapshot message (`POST /raft/snapshot`).
+///
+/// The server does not send a snapshot as one message in a [`PeerBatch`]: it
+/// splits [`crate::MessageBody::InstallSnapshot`] into chunks sent in order
+/// on their own connection, so a large snapshot neither needs one giant
+/// request nor holds up the heartbeats and appends queued behind it. The
+/// receiver reassembles the chunks and steps the whole message into Raft.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// The sending node (the leader).
+    pub from: NodeId,
+    /// The receiving node.
+    pub to: NodeId,
+    /// The leader's term when it sent the snapshot.
+    pub term: Term,
+    /// Where the snapshot sits in the log.
+    pub meta: SnapshotMeta,
+    /// Length of the whole snapshot data.
+    pub total_len: u64,
+    /// CRC32 of the whole snapshot data, checked once it is reassembled.
+    pub crc32: u32,
+    /// Where `data` starts in the whole snapshot data.
+    pub offset: u64,
+    /// This chunk's bytes.
+    pub data: Vec<u8>,
+}
+
+impl SnapshotChunk {
+    /// Encodes the chunk for the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("serializing to memory cannot fail")
+    }
+
+    /// Decodes a chunk received from the wire.
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
         postcard::from_bytes(bytes)
     }

@@ -19,8 +19,9 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use raft_core::wire::{
     ClusterResponse, ErrorBody, KeyValue, ListResponse, MemberStatus, PeerBatch, PutRequest,
-    SnapshotResponse, StatusResponse, TransferLeaderRequest, WriteResponse, HEADER_CLIENT_ID,
-    HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_FORWARDED, HEADER_LEADER, HEADER_SERVED_BY,
+    SnapshotChunk, SnapshotResponse, StatusResponse, TransferLeaderRequest, WriteResponse,
+    HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_FORWARDED, HEADER_LEADER,
+    HEADER_SERVED_BY,
 };
 use raft_core::{Command, NodeId, Op, OpResult};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,7 @@ use crate::config::Settings;
 use crate::forward::{forward, ForwardError, ForwardRequest};
 use crate::metrics::Metrics;
 use crate::node::{NodeError, NodeHandle, Query as NodeQuery, QueryResult, WriteOutcome};
+use crate::snapshot_transfer::{ChunkError, SnapshotInbox};
 use crate::transport::{error_chain, Partition};
 
 /// Default and maximum `limit` of `GET /keys`.
@@ -55,6 +57,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// HTTP client for forwarding and `/cluster`.
     pub http: reqwest::Client,
+    /// Snapshots arriving in chunks.
+    pub snapshot_inbox: SnapshotInbox,
 }
 
 type Shared = Arc<AppState>;
@@ -156,6 +160,7 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(client_limit));
     let peer = Router::new()
         .route("/raft/messages", post(peer_messages))
+        .route("/raft/snapshot", post(peer_snapshot))
         .layer(middleware::from_fn_with_state(peer_limit, limit_body))
         .layer(DefaultBodyLimit::max(peer_limit));
     client
@@ -1004,5 +1009,75 @@ async fn peer_messages(State(s): State<Shared>, headers: HeaderMap, body: Bytes)
     match s.node.deliver(batch).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => node_error(&s, e),
+    }
+}
+
+/// `POST /raft/snapshot`: one chunk of an InstallSnapshot message. The
+/// reassembled snapshot is stepped into Raft like any peer message.
+async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = s.check_token(&headers) {
+        Metrics::inc(&s.metrics.peer_unauthorized);
+        return r.into_response();
+    }
+    let chunk = match SnapshotChunk::decode(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            Metrics::inc(&s.metrics.peer_batches_undecodable);
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a postcard-encoded SnapshotChunk: {e}"),
+            );
+        }
+    };
+    if chunk.to != s.id {
+        Metrics::inc(&s.metrics.peer_messages_rejected);
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "snapshot chunk addressed to node {}, this is node {}",
+                chunk.to, s.id
+            ),
+        );
+    }
+    // Only members may hold a partial snapshot here: that bounds the memory
+    // the inbox can be made to keep.
+    if !s.settings.peers.contains_key(&chunk.from) {
+        Metrics::inc(&s.metrics.peer_messages_rejected);
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("snapshot chunk from node {}, not a member", chunk.from),
+        );
+    }
+    if s.partition.blocks(chunk.from) {
+        Metrics::inc(&s.metrics.peer_messages_dropped);
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    Metrics::inc(&s.metrics.snapshot_chunks_received);
+    let from = chunk.from;
+    match s.snapshot_inbox.accept(chunk) {
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Some(msg)) => {
+            Metrics::inc(&s.metrics.snapshots_received);
+            let batch = PeerBatch {
+                from,
+                messages: vec![msg],
+            };
+            match s.node.deliver(batch).await {
+                Ok(()) => StatusCode::NO_CONTENT.into_response(),
+                Err(e) => node_error(&s, e),
+            }
+        }
+        Err(e) => {
+            Metrics::inc(&s.metrics.peer_messages_rejected);
+            debug!(from, "snapshot chunk refused: {e}");
+            let status = match e {
+                ChunkError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                ChunkError::UnexpectedOffset { .. } => StatusCode::CONFLICT,
+                ChunkError::OutOfBounds { .. } | ChunkError::Checksum { .. } => {
+                    StatusCode::BAD_REQUEST
+                }
+            };
+            error(status, e.to_string())
+        }
     }
 }

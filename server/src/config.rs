@@ -78,6 +78,11 @@ pub struct Args {
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
 
+    /// Size of the chunks a snapshot is sent to a lagging follower in (bytes,
+    /// 1 KiB to 64 MiB).
+    #[arg(long, default_value_t = crate::snapshot_transfer::DEFAULT_CHUNK_BYTES)]
+    pub snapshot_chunk_bytes: usize,
+
     /// Shared secret of the cluster. When set, the peer RPC and the admin
     /// endpoints refuse requests without header `x-raft-cluster-token: <token>` (401).
     #[arg(long, env = "RAFT_KV_CLUSTER_TOKEN", hide_env_values = true)]
@@ -195,6 +200,8 @@ pub struct Settings {
     pub heartbeat_ticks: u64,
     /// Automatic snapshot threshold in applied entries (0: off).
     pub snapshot_every: u64,
+    /// Size of the chunks a snapshot travels in.
+    pub snapshot_chunk_bytes: usize,
     /// The cluster token, if any.
     pub cluster_token: Option<String>,
     /// Key size limit.
@@ -218,9 +225,17 @@ impl Settings {
         self.max_value_bytes.saturating_mul(2).saturating_add(4096)
     }
 
-    /// The most a peer RPC body may hold (snapshots travel whole).
+    /// The most a peer RPC body may hold: a message batch (a few MiB, or
+    /// one append carrying one of the largest values) or a snapshot chunk.
     pub fn peer_body_limit(&self) -> usize {
-        1 << 30
+        let largest_append = self
+            .max_value_bytes
+            .saturating_add(self.max_key_bytes)
+            .saturating_mul(2)
+            .saturating_add(2 << 20);
+        (64 << 20)
+            .max(largest_append)
+            .max(self.snapshot_chunk_bytes.saturating_add(64 << 10))
     }
 
     /// Every member's id, this node included, sorted.
@@ -276,6 +291,11 @@ impl Args {
                 "need 1 <= --heartbeat-ticks < --election-ticks".into(),
             ));
         }
+        if !(1 << 10..=64 << 20).contains(&self.snapshot_chunk_bytes) {
+            return Err(ConfigError(
+                "--snapshot-chunk-bytes must be between 1024 and 67108864".into(),
+            ));
+        }
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
             return Err(ConfigError(
                 "--max-key-bytes and --max-value-bytes must be positive".into(),
@@ -318,6 +338,7 @@ impl Args {
             election_ticks: self.election_ticks,
             heartbeat_ticks: self.heartbeat_ticks,
             snapshot_every: self.snapshot_every,
+            snapshot_chunk_bytes: self.snapshot_chunk_bytes,
             cluster_token,
             max_key_bytes: self.max_key_bytes,
             max_value_bytes: self.max_value_bytes,

@@ -5,6 +5,7 @@
 //! - [`node`]: the one task that owns the Raft node, the state machine and
 //!   the storage (persist → send → apply for every `Ready`).
 //! - [`transport`]: per-peer batching senders.
+//! - [`snapshot_transfer`]: InstallSnapshot sent and reassembled in chunks.
 //! - [`api`]: the REST API, peer RPC, metrics, admin and static files.
 //! - [`forward`]: follower → leader forwarding of writes.
 //! - [`server`]: wiring and graceful shutdown.
@@ -14,6 +15,7 @@ pub mod forward;
 pub mod metrics;
 pub mod node;
 pub mod server;
+pub mod snapshot_transfer;
 pub mod storage;
 pub mod transport;
 

@@ -60,6 +60,16 @@ pub struct Metrics {
     pub peer_send_errors: AtomicU64,
     /// Snapshots taken by this node.
     pub snapshots: AtomicU64,
+    /// Snapshot chunks sent to followers.
+    pub snapshot_chunks_sent: AtomicU64,
+    /// Snapshots sent whole to followers (every chunk accepted).
+    pub snapshots_sent: AtomicU64,
+    /// Snapshot transfers abandoned after a failed chunk.
+    pub snapshot_transfers_failed: AtomicU64,
+    /// Snapshot chunks received from the leader.
+    pub snapshot_chunks_received: AtomicU64,
+    /// Snapshots reassembled from chunks and handed to Raft.
+    pub snapshots_received: AtomicU64,
     /// `persist` calls (one fsync each when fsync is on).
     pub persists: AtomicU64,
     /// Entries applied to the state machine.
@@ -146,7 +156,7 @@ impl Metrics {
             );
             gauge(&mut out, "kv_keys", "Keys in the state machine.", s.keys);
         }
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 18] = [
             ("raft_proposals_total", "Proposals appended to the log by this node.", &self.proposals),
             ("raft_leader_changes_total", "Times the known leader changed.", &self.leader_changes),
             ("raft_peer_messages_rejected_total", "Peer messages rejected by the Raft core (misaddressed, unknown sender, malformed).", &self.peer_messages_rejected),
@@ -157,6 +167,11 @@ impl Metrics {
             ("raft_peer_messages_dropped_total", "Outgoing peer messages dropped (queue bound, send failure, test partition).", &self.peer_messages_dropped),
             ("raft_peer_send_errors_total", "Failed peer RPC calls.", &self.peer_send_errors),
             ("raft_snapshots_total", "Snapshots taken by this node.", &self.snapshots),
+            ("raft_snapshot_chunks_sent_total", "Snapshot chunks sent to followers.", &self.snapshot_chunks_sent),
+            ("raft_snapshots_sent_total", "Snapshots sent whole to followers.", &self.snapshots_sent),
+            ("raft_snapshot_transfers_failed_total", "Snapshot transfers abandoned after a failed chunk (Raft resends).", &self.snapshot_transfers_failed),
+            ("raft_snapshot_chunks_received_total", "Snapshot chunks received from the leader.", &self.snapshot_chunks_received),
+            ("raft_snapshots_received_total", "Snapshots reassembled from chunks and handed to Raft.", &self.snapshots_received),
             ("raft_persists_total", "Storage persist calls (one fsync each when fsync is on).", &self.persists),
             ("raft_entries_applied_total", "Log entries applied to the state machine.", &self.entries_applied),
             ("raft_forwarded_requests_total", "Client writes forwarded to the leader.", &self.forwarded),

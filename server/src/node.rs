@@ -819,6 +819,7 @@ mod tests {
             1,
             &BTreeMap::new(),
             None,
+            crate::snapshot_transfer::DEFAULT_CHUNK_BYTES,
             Arc::new(Partition::default()),
             metrics.clone(),
         );

@@ -17,6 +17,7 @@ use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeOptions};
+use crate::snapshot_transfer::{SnapshotInbox, MAX_SNAPSHOT_BYTES};
 use crate::storage::{DiskOptions, DiskStorage, Storage};
 use crate::transport::{Partition, Transport};
 
@@ -96,6 +97,7 @@ pub async fn run_with_storage(
         settings.id,
         &settings.peers,
         settings.cluster_token.clone(),
+        settings.snapshot_chunk_bytes,
         partition.clone(),
         metrics.clone(),
     );
@@ -143,6 +145,7 @@ pub async fn run_with_storage(
         partition,
         settings: settings.clone(),
         http,
+        snapshot_inbox: SnapshotInbox::new(MAX_SNAPSHOT_BYTES),
     });
     let app = api::router(state);
     let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));

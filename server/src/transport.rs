@@ -8,7 +8,8 @@
 //! arrives takes the next batch: one batch in flight per peer, and whatever
 //! queued meanwhile travels together. On errors it backs off (up to 1 s) and
 //! carries on; a queue over its bound drops its oldest messages, which Raft
-//! retransmits.
+//! retransmits. InstallSnapshot messages go their own way, in chunks, on a
+//! second connection per peer ([`crate::snapshot_transfer`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -21,6 +22,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
+use crate::snapshot_transfer::{SnapshotOutbox, SnapshotSender};
 
 /// Largest batch the sender assembles (one message may exceed it).
 const MAX_BATCH_BYTES: usize = 4 << 20;
@@ -129,23 +131,34 @@ impl PeerQueue {
 /// The sending side of the peer network, owned by the Raft loop.
 pub struct Transport {
     queues: BTreeMap<NodeId, Arc<PeerQueue>>,
+    snapshots: BTreeMap<NodeId, Arc<SnapshotOutbox>>,
     partition: Arc<Partition>,
     metrics: Arc<Metrics>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Transport {
-    /// Starts one sender task per peer.
+    /// Starts two sender tasks per peer: one for message batches, one for
+    /// snapshots in chunks of `snapshot_chunk_bytes`.
     pub fn start(
         me: NodeId,
         peers: &BTreeMap<NodeId, String>,
         token: Option<String>,
+        snapshot_chunk_bytes: usize,
         partition: Arc<Partition>,
         metrics: Arc<Metrics>,
     ) -> Transport {
         let mut queues = BTreeMap::new();
+        let mut snapshots = BTreeMap::new();
         let mut tasks = Vec::new();
         for (&id, url) in peers {
+            let client = match peer_http_client() {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(peer = id, "cannot build an HTTP client: {e}");
+                    continue;
+                }
+            };
             let queue = Arc::new(PeerQueue::default());
             queues.insert(id, queue.clone());
             let sender = PeerSender {
@@ -156,11 +169,26 @@ impl Transport {
                 queue,
                 partition: partition.clone(),
                 metrics: metrics.clone(),
+                client: client.clone(),
             };
             tasks.push(tokio::spawn(sender.run()));
+            let outbox = Arc::new(SnapshotOutbox::default());
+            snapshots.insert(id, outbox.clone());
+            let snapshot_sender = SnapshotSender {
+                peer: id,
+                url: format!("{url}/raft/snapshot"),
+                token: token.clone(),
+                outbox,
+                partition: partition.clone(),
+                metrics: metrics.clone(),
+                chunk_bytes: snapshot_chunk_bytes,
+                client,
+            };
+            tasks.push(tokio::spawn(snapshot_sender.run()));
         }
         Transport {
             queues,
+            snapshots,
             partition,
             metrics,
             tasks,
@@ -173,6 +201,12 @@ impl Transport {
             if self.partition.blocks(msg.to) {
                 Metrics::inc(&self.metrics.peer_messages_dropped);
                 continue;
+            }
+            if matches!(msg.body, MessageBody::InstallSnapshot { .. }) {
+                if let Some(outbox) = self.snapshots.get(&msg.to) {
+                    outbox.offer(msg);
+                    continue;
+                }
             }
             match self.queues.get(&msg.to) {
                 Some(q) => {
@@ -208,24 +242,49 @@ struct PeerSender {
     queue: Arc<PeerQueue>,
     partition: Arc<Partition>,
     metrics: Arc<Metrics>,
+    client: reqwest::Client,
+}
+
+/// The HTTP client of the peer RPC: short connect timeout, persistent
+/// connections, no Nagle delay.
+fn peer_http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(SEND_TIMEOUT)
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+}
+
+/// Posts one peer RPC body (postcard) to `url`; any answer but 2xx is an
+/// error, described with the peer's JSON message when it sent one.
+pub async fn post_peer(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let mut req = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+        .body(body);
+    if let Some(t) = token {
+        req = req.header(HEADER_CLUSTER_TOKEN, t);
+    }
+    match req.send().await {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            Err(format!("peer answered {status}: {}", text.trim()))
+        }
+        Err(e) => Err(error_chain(&e)),
+    }
 }
 
 impl PeerSender {
     async fn run(self) {
-        let client = match reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(SEND_TIMEOUT)
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(1)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(peer = self.peer, "cannot build an HTTP client: {e}");
-                return;
-            }
-        };
         let mut failures: u32 = 0;
         loop {
             let mut batch = self.queue.take_batch().await;
@@ -239,18 +298,7 @@ impl PeerSender {
                 messages: std::mem::take(&mut batch),
             }
             .encode();
-            let mut req = client
-                .post(&self.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(body);
-            if let Some(t) = &self.token {
-                req = req.header(HEADER_CLUSTER_TOKEN, t);
-            }
-            let outcome = match req.send().await {
-                Ok(resp) if resp.status().is_success() => Ok(()),
-                Ok(resp) => Err(format!("peer answered {}", resp.status())),
-                Err(e) => Err(error_chain(&e)),
-            };
+            let outcome = post_peer(&self.client, &self.url, self.token.as_deref(), body).await;
             match outcome {
                 Ok(()) => {
                     Metrics::add(&self.metrics.peer_messages_sent, n);

@@ -7,8 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use raft_core::wire::{ErrorBody, PeerBatch, SnapshotResponse, WriteResponse};
-use raft_core::{Message, MessageBody};
+use raft_core::wire::{ErrorBody, PeerBatch, SnapshotChunk, SnapshotResponse, WriteResponse};
+use raft_core::{Message, MessageBody, SnapshotMeta};
 use support::{Cluster, ClusterOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -324,20 +324,9 @@ async fn read_head(s: &mut tokio::net::TcpStream) -> String {
 }
 
 async fn metric(c: &Cluster, name: &str) -> u64 {
-    let text = c
-        .http()
-        .get(format!("{}/metrics", c.url(1)))
-        .send()
+    c.metric(1, name)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no metric {name}"))
-        .parse()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no metric {name}")) as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,6 +432,33 @@ async fn garbage_peer_bodies_are_refused_and_counted() {
         assert!(e.error.contains("PeerBatch"), "{e:?}");
     }
     assert_eq!(metric(&c, "raft_peer_batches_undecodable_total").await, 4);
+    // The snapshot chunk endpoint: garbage, a chunk for another node and a
+    // chunk from a non-member are all refused with a JSON error.
+    let url = format!("{}/raft/snapshot", c.url(1));
+    let chunk = |from, to| {
+        SnapshotChunk {
+            from,
+            to,
+            term: 1,
+            meta: SnapshotMeta::default(),
+            total_len: 3,
+            crc32: 0,
+            offset: 0,
+            data: vec![1, 2],
+        }
+        .encode()
+    };
+    for (body, says) in [
+        (b"garbage".to_vec(), "SnapshotChunk"),
+        (chunk(2, 7), "addressed to node 7"),
+        (chunk(9, 1), "not a member"),
+    ] {
+        let r = c.http().post(&url).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{says}");
+        let e: ErrorBody = r.json().await.unwrap();
+        assert!(e.error.contains(says), "{e:?}");
+    }
+    assert_eq!(metric(&c, "raft_snapshot_chunks_received_total").await, 0);
     let r = c
         .http()
         .get(format!("{}/healthz", c.url(1)))

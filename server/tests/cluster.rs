@@ -255,16 +255,9 @@ async fn sigterm_fails_waiting_requests_and_exits_zero() {
     });
     // Wait until the write is in flight (proposed) before signalling.
     c.wait_until(Duration::from_secs(5), "the write is proposed", || async {
-        c.http()
-            .get(format!("{}/metrics", c.url(leader)))
-            .send()
+        c.metric(leader, "raft_proposals_total")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .lines()
-            .any(|l| l.starts_with("raft_proposals_total ") && l != "raft_proposals_total 1")
+            .is_some_and(|n| n > 1.0)
     })
     .await;
     c.terminate(leader);

@@ -170,11 +170,15 @@ async fn acknowledged_writes_survive_kills_snapshots_and_a_whole_cluster_crash()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_follower_is_caught_up_by_install_snapshot() {
-    let mut c = Cluster::start_with(3, options(20)).await;
+    let mut opts = options(20);
+    // Small chunks, so that the snapshot has to travel in several.
+    opts.extra_args
+        .extend(["--snapshot-chunk-bytes".into(), "1024".into()]);
+    let mut c = Cluster::start_with(3, opts).await;
     let leader = c.wait_for_leader(LEADER_TIMEOUT).await;
     let mut keys = BTreeMap::new();
     for n in 0..80u64 {
-        write(&mut c, &mut keys, &format!("k{n}"), &format!("v{n}")).await;
+        write(&mut c, &mut keys, &format!("k{n}"), &format!("v{n:0>100}")).await;
     }
     let follower = c
         .ids()
@@ -186,7 +190,7 @@ async fn a_wiped_follower_is_caught_up_by_install_snapshot() {
     // More writes while it is gone, so the leader compacts past everything
     // the follower could ask for.
     for n in 80..120u64 {
-        write(&mut c, &mut keys, &format!("k{n}"), &format!("v{n}")).await;
+        write(&mut c, &mut keys, &format!("k{n}"), &format!("v{n:0>100}")).await;
     }
     let leader_status = c.status(leader).await.expect("leader status");
     assert!(leader_status.snapshot_index > 0, "leader never compacted");
@@ -207,6 +211,19 @@ async fn a_wiped_follower_is_caught_up_by_install_snapshot() {
     assert!(
         s.snapshot_index > 0,
         "the follower was caught up without a snapshot: {s:?}"
+    );
+    // It came in chunks, and was reassembled whole at least once.
+    let chunks = c
+        .metric(follower, "raft_snapshot_chunks_received_total")
+        .await
+        .expect("follower metrics");
+    let whole = c
+        .metric(follower, "raft_snapshots_received_total")
+        .await
+        .expect("follower metrics");
+    assert!(
+        whole >= 1.0 && chunks > whole,
+        "{chunks} chunks for {whole} snapshots"
     );
     // Every key is on the follower itself (stale local reads).
     for (key, h) in &keys {

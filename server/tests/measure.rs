@@ -122,15 +122,7 @@ async fn measure_write_throughput() {
             all.get(n * 99 / 100).copied().unwrap_or_default(),
         );
     }
-    let metrics = c
-        .http()
-        .get(format!("{}/metrics", c.url(leader)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.metrics_text(leader).await.expect("leader metrics");
     for l in metrics.lines() {
         if l.starts_with("raft_persists_total") || l.starts_with("raft_proposals_total") {
             eprintln!("leader {l}");

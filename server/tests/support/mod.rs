@@ -408,6 +408,34 @@ impl Cluster {
         r.json().await.ok()
     }
 
+    /// Node `id`'s `/metrics` text, if it answers.
+    pub async fn metrics_text(&self, id: u64) -> Option<String> {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.url(id)))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.text().await.ok()
+    }
+
+    /// The value of node `id`'s unlabelled metric `name`, if it answers.
+    pub async fn metric(&self, id: u64, name: &str) -> Option<f64> {
+        let text = self.metrics_text(id).await?;
+        text.lines().find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            if n == name {
+                v.trim().parse().ok()
+            } else {
+                None
+            }
+        })
+    }
+
     /// The leader, if every running node that answers agrees on one leader
     /// in one term and that leader says it leads.
     pub async fn leader(&mut self) -> Option<u64> {
