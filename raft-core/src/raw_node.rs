@@ -126,6 +126,12 @@ pub struct Status {
     pub transferee: Option<NodeId>,
     /// Messages rejected as malformed or misaddressed so far.
     pub rejected_messages: u64,
+    /// Ticks since the election timer was last reset.
+    pub election_elapsed: u64,
+    /// The tick count at which the timer fires: a follower's or
+    /// candidate's randomized election timeout; a leader's CheckQuorum
+    /// interval (`election_tick`), after which it counts who answered.
+    pub election_timeout: u64,
 }
 
 /// A Raft node driven from outside: the only way in and out of the protocol.
@@ -385,6 +391,8 @@ impl RawNode {
                 .collect(),
             transferee: r.transferee,
             rejected_messages: r.rejected,
+            election_elapsed: r.election_timer().0,
+            election_timeout: r.election_timer().1,
         }
     }
 }

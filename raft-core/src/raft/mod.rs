@@ -500,6 +500,18 @@ impl Raft {
         }
     }
 
+    /// `(elapsed, fires at)` of the election timer, in ticks. A leader's
+    /// timer paces its CheckQuorum rounds at `election_tick`; everyone
+    /// else's fires at the randomized timeout.
+    pub(crate) fn election_timer(&self) -> (u64, u64) {
+        let timeout = if self.role == Role::Leader {
+            self.cfg.election_tick
+        } else {
+            self.randomized_timeout
+        };
+        (self.election_elapsed, timeout)
+    }
+
     pub(crate) fn has_pending_broadcast(&self) -> bool {
         self.needs_broadcast
     }

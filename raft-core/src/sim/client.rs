@@ -4,6 +4,10 @@
 //! refusal, a lost proposal or a silent node, and abandons the operation
 //! after [`super::ClientConfig::op_timeout`] (a write's outcome is then
 //! unknown).
+//!
+//! The hand client ([`super::Cluster::submit`]) behaves the same way but
+//! draws no operations of its own: it carries out the ones given to it, one
+//! at a time, and is otherwise done.
 
 use std::collections::BTreeMap;
 
@@ -51,6 +55,8 @@ pub(crate) struct Client {
     pub phase: Phase,
     /// The last value it saw per key, to write meaningful compare-and-sets.
     seen: BTreeMap<String, Option<String>>,
+    /// The hand client: operations come from [`super::Cluster::submit`].
+    pub by_hand: bool,
 }
 
 /// What the dashboard sees of a client.
@@ -66,6 +72,8 @@ pub struct ClientView {
     pub leader_hint: Option<NodeId>,
     /// Attempts made for the current operation.
     pub attempts: u32,
+    /// Whether this is the hand client (its operations are given to it).
+    pub by_hand: bool,
 }
 
 impl Client {
@@ -77,7 +85,34 @@ impl Client {
             current: None,
             phase: Phase::Idle(start),
             seen: BTreeMap::new(),
+            by_hand: false,
         }
+    }
+
+    /// The hand client: idle (done) until it is given an operation.
+    pub fn by_hand(id: u64) -> Self {
+        Client {
+            phase: Phase::Done,
+            by_hand: true,
+            ..Client::new(id, 0)
+        }
+    }
+
+    /// Where it goes once an operation ends: its next operation after
+    /// `think`, or, for the hand client, nothing until it is given one.
+    pub fn rest(&mut self, next_at: Time) {
+        self.phase = if self.by_hand {
+            Phase::Done
+        } else {
+            Phase::Idle(next_at)
+        };
+    }
+
+    /// The sequence number of its next write.
+    pub fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
     }
 
     /// When it wants to act next.
@@ -99,6 +134,7 @@ impl Client {
             },
             leader_hint: self.leader_hint,
             attempts: self.current.as_ref().map_or(0, |c| c.attempts),
+            by_hand: self.by_hand,
         }
     }
 
@@ -115,8 +151,7 @@ impl Client {
         if kind == 0 {
             return (ClientOp::Get { key }, 0);
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.take_seq();
         let value = format!("c{}.{}", self.id, seq);
         let op = match kind {
             1 => Op::Put { key, value },

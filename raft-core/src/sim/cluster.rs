@@ -9,7 +9,7 @@ use super::history::{ClientOp, History, OpOutput, Outcome};
 use super::invariants::{Checker, Detected, Violation};
 use super::linearizability::{check_linearizability, CheckStats, LinearizabilityError};
 use super::nemesis::{FaultAction, Nemesis, NodeBrief};
-use super::network::{InFlight, Network, NetworkStats};
+use super::network::{DroppedMessage, InFlight, Network, NetworkStats};
 use super::node::{Env, Reply, SimNode};
 use super::{Time, TraceHash};
 use crate::config::{ConfigError, NotAccepted};
@@ -35,6 +35,9 @@ pub enum SimEvent {
     },
     /// A fault was injected or repaired.
     Fault(FaultAction),
+    /// A message died on the wire (lost, cut, its recipient down, or taken
+    /// off by hand).
+    Dropped(DroppedMessage),
     /// A client invoked the operation with this history id.
     Invoked(usize),
     /// The operation completed.
@@ -110,6 +113,8 @@ pub struct Cluster {
     nemesis_rng: Rng,
     nemesis: Nemesis,
     clients: Vec<Client>,
+    /// The index in `clients` of the hand client, once it exists.
+    hand_client: Option<usize>,
     history: History,
     checker: Checker,
     replies: Vec<(NodeId, Reply)>,
@@ -161,6 +166,7 @@ impl Cluster {
             nemesis_rng,
             nemesis,
             clients,
+            hand_client: None,
             history: History::new(),
             checker: Checker::new(),
             replies: Vec::new(),
@@ -231,6 +237,12 @@ impl Cluster {
         self.clients.iter().map(Client::view).collect()
     }
 
+    /// The hand client's id (the `client` of its operations in the
+    /// history), once [`Cluster::submit`] was first called.
+    pub fn hand_client_id(&self) -> Option<u64> {
+        self.hand_client.map(|ci| self.clients[ci].id)
+    }
+
     /// Every violation found so far.
     pub fn violations(&self) -> &[Detected] {
         self.checker.violations()
@@ -255,6 +267,7 @@ impl Cluster {
     pub fn record_events(&mut self, on: bool) {
         self.record_events = on;
         self.events.clear();
+        self.net.record_drops(on);
     }
 
     /// What the last step did, when recording.
@@ -324,6 +337,63 @@ impl Cluster {
         self.apply_fault(FaultAction::TransferLeader(to));
     }
 
+    /// Fires node `id`'s election timer now (it campaigns).
+    pub fn election_timeout(&mut self, id: NodeId) {
+        self.apply_fault(FaultAction::ElectionTimeout(id));
+    }
+
+    /// Takes the message with this id off the wire.
+    pub fn drop_message(&mut self, id: u64) {
+        self.apply_fault(FaultAction::DropMessage(id));
+    }
+
+    /// Issues a client operation by hand through node `via`. The hand
+    /// client (its own client id, after the simulated clients') carries it
+    /// out like any client: it asks `via` first, follows "not the leader,
+    /// try N" redirects, retries elsewhere after silence and abandons it
+    /// after the operation timeout. The operation is in the history, and so
+    /// checked for linearizability, like every other. Returns its history
+    /// id; refused while the hand client's previous operation is pending,
+    /// or for a node that does not exist.
+    pub fn submit(&mut self, via: NodeId, op: ClientOp) -> Result<usize, String> {
+        if self.index(via).is_none() {
+            return Err(format!("there is no node {via}"));
+        }
+        let ci = match self.hand_client {
+            Some(ci) => ci,
+            None => {
+                self.clients
+                    .push(Client::by_hand(self.clients.len() as u64 + 1));
+                self.clients.len() - 1
+            }
+        };
+        self.hand_client = Some(ci);
+        if let Some(cur) = &self.clients[ci].current {
+            return Err(format!("operation #{} is still pending", cur.op_id));
+        }
+        let client = &mut self.clients[ci];
+        let seq = if op.is_read() { 0 } else { client.take_seq() };
+        let op_id = self.history.invoke(client.id, op.clone(), seq, self.now);
+        self.trace
+            .mix(op_id as u64 ^ (client.id << 32) ^ (via << 56));
+        self.trace.mix_str(&op.to_string());
+        if self.record_events {
+            self.events.push(SimEvent::Invoked(op_id));
+        }
+        client.leader_hint = None;
+        client.current = Some(Current {
+            op_id,
+            op,
+            seq,
+            deadline: self.now + self.cfg.clients.op_timeout,
+            attempts: 0,
+        });
+        self.attempt(ci, Some(via));
+        self.dispatch_replies();
+        self.collect_drops();
+        Ok(op_id)
+    }
+
     /// Turns PreVote on or off for nodes (re)started from now on.
     pub fn set_pre_vote(&mut self, on: bool) {
         self.cfg.raft.pre_vote = on;
@@ -376,8 +446,29 @@ impl Cluster {
                     self.drive(i);
                 }
             }
+            FaultAction::ElectionTimeout(id) => {
+                if let Some(i) = self.index(id) {
+                    if let Some(raw) = self.nodes[i].raw_mut() {
+                        raw.campaign();
+                        self.drive(i);
+                    }
+                }
+            }
+            FaultAction::DropMessage(id) => {
+                let _ = self.net.remove(id, self.now);
+            }
         }
         self.dispatch_replies();
+        self.collect_drops();
+    }
+
+    /// Moves the network's dropped messages into the step's events.
+    fn collect_drops(&mut self) {
+        if self.record_events {
+            let dropped = self.net.take_dropped();
+            self.events
+                .extend(dropped.into_iter().map(SimEvent::Dropped));
+        }
     }
 
     fn do_crash(&mut self, id: NodeId) {
@@ -386,7 +477,7 @@ impl Cluster {
             return;
         }
         self.nodes[i].crash();
-        self.net.drop_to(id);
+        self.net.drop_to(id, self.now);
         // The clients' connections to it break.
         let backoff = self.cfg.clients.backoff;
         for c in &mut self.clients {
@@ -490,6 +581,7 @@ impl Cluster {
             }
         }
 
+        self.collect_drops();
         self.checker.after_step(&self.nodes);
         if self.steps.is_multiple_of(32) {
             self.checker.check_logs(&self.nodes);
@@ -667,9 +759,12 @@ impl Cluster {
         let Some(i) = self.index(m.msg.to) else {
             return;
         };
+        if !self.nodes[i].is_up() {
+            self.net.lost_at_down_node(&m, self.now);
+            return;
+        }
         let msg = m.msg;
         let Some(raw) = self.nodes[i].raw_mut() else {
-            self.net.stats.to_down_node += 1;
             return;
         };
         self.net.stats.delivered += 1;
@@ -755,7 +850,7 @@ impl Cluster {
         let n = self.nodes.len() as u64;
         let backoff = self.cfg.clients.backoff;
         let Some(cur) = self.clients[ci].current.clone() else {
-            self.clients[ci].phase = Phase::Idle(now);
+            self.clients[ci].rest(now);
             return;
         };
         if now >= cur.deadline {
@@ -813,7 +908,7 @@ impl Cluster {
     }
 
     fn abandon(&mut self, ci: usize) {
-        let think = self.think();
+        let think = self.think_of(ci);
         let client = &mut self.clients[ci];
         if let Some(cur) = client.current.take() {
             self.history.give_up(cur.op_id, self.now);
@@ -823,7 +918,17 @@ impl Cluster {
             }
         }
         client.leader_hint = None;
-        client.phase = Phase::Idle(self.now + think);
+        client.rest(self.now + think);
+    }
+
+    /// The pause before client `ci`'s next operation (the hand client has
+    /// none: it draws nothing).
+    fn think_of(&mut self, ci: usize) -> Time {
+        if self.clients[ci].by_hand {
+            0
+        } else {
+            self.think()
+        }
     }
 
     fn think(&mut self) -> Time {
@@ -832,7 +937,7 @@ impl Cluster {
     }
 
     fn finish(&mut self, ci: usize, output: OpOutput, node: NodeId) {
-        let think = self.think();
+        let think = self.think_of(ci);
         let client = &mut self.clients[ci];
         let Some(cur) = client.current.take() else {
             return;
@@ -859,7 +964,7 @@ impl Cluster {
             self.events.push(SimEvent::Completed(cur.op_id));
         }
         client.leader_hint = Some(node);
-        client.phase = Phase::Idle(self.now + think);
+        client.rest(self.now + think);
     }
 
     fn dispatch_replies(&mut self) {
@@ -913,6 +1018,190 @@ impl Cluster {
                     c.phase = Phase::Retry(self.now + 1, None);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::network::DropCause;
+
+    /// A quiet 5-node cluster (no simulated clients) with a leader.
+    /// `guarded`: PreVote and CheckQuorum on.
+    fn quiet(seed: u64, guarded: bool) -> Cluster {
+        let mut cfg = SimConfig::new(seed, 5);
+        cfg.raft.pre_vote = guarded;
+        cfg.raft.check_quorum = guarded;
+        cfg.clients.count = 0;
+        let mut c = Cluster::new(cfg).unwrap();
+        c.run_until(3_000);
+        assert!(c.leader().is_some(), "a leader by time 3000");
+        c
+    }
+
+    fn a_follower(c: &Cluster) -> NodeId {
+        let leader = c.leader().unwrap();
+        c.nodes()
+            .iter()
+            .map(SimNode::id)
+            .find(|&id| id != leader)
+            .unwrap()
+    }
+
+    /// Without PreVote and CheckQuorum nothing shields a healthy leader: the
+    /// forced candidate's higher term deposes it, and with an up-to-date
+    /// log (no client writes here) the candidate wins.
+    #[test]
+    fn forced_election_timeout_makes_that_follower_leader() {
+        for seed in [1, 2, 3] {
+            let mut c = quiet(seed, false);
+            let old_term = c.node(c.leader().unwrap()).unwrap().term().unwrap();
+            let f = a_follower(&c);
+            c.election_timeout(f);
+            c.run_until(c.now() + 1_000);
+            assert_eq!(c.leader(), Some(f), "seed {seed}");
+            assert!(c.node(f).unwrap().term().unwrap() > old_term);
+            assert!(c.violations().is_empty(), "{:?}", c.violations());
+            assert!(c
+                .fault_log()
+                .iter()
+                .any(|(_, a)| *a == FaultAction::ElectionTimeout(f)));
+        }
+    }
+
+    /// With PreVote and CheckQuorum the voters still hear from the leader,
+    /// so they ignore the pre-vote (leader lease) and nothing changes.
+    #[test]
+    fn forced_election_timeout_is_ignored_under_the_leader_lease() {
+        let mut c = quiet(4, true);
+        let leader = c.leader().unwrap();
+        let term = c.node(leader).unwrap().term().unwrap();
+        c.election_timeout(a_follower(&c));
+        c.run_until(c.now() + 1_000);
+        assert_eq!(c.leader(), Some(leader));
+        assert_eq!(c.node(leader).unwrap().term(), Some(term));
+    }
+
+    #[test]
+    fn status_reports_the_election_timer() {
+        let c = quiet(5, true);
+        let f = c.node(a_follower(&c)).unwrap().status().unwrap();
+        let election_tick = c.config().raft.election_tick;
+        assert!((election_tick..2 * election_tick).contains(&f.election_timeout));
+        assert!(f.election_elapsed < f.election_timeout);
+        let l = c.node(c.leader().unwrap()).unwrap().status().unwrap();
+        assert_eq!(l.election_timeout, election_tick);
+    }
+
+    fn run_until_answered(c: &mut Cluster, op_id: usize) -> OpOutput {
+        let deadline = c.now() + 2_000;
+        while c.now() < deadline {
+            if let Outcome::Ok(out) = &c.history().ops()[op_id].outcome {
+                return out.clone();
+            }
+            c.step();
+        }
+        panic!(
+            "operation {op_id} not answered: {:?}",
+            c.history().ops()[op_id]
+        );
+    }
+
+    #[test]
+    fn hand_put_through_a_follower_is_applied_and_in_the_history() {
+        // The simulated clients keep writing meanwhile.
+        let mut c = Cluster::new(SimConfig::new(6, 3)).unwrap();
+        c.run_until(3_000);
+        let leader = c.leader().unwrap();
+        let f = a_follower(&c);
+        let put = ClientOp::Write(Op::Put {
+            key: "hand".into(),
+            value: "made".into(),
+        });
+        let id = c.submit(f, put.clone()).unwrap();
+        assert!(c.submit(f, put).is_err(), "one hand operation at a time");
+        let out = run_until_answered(&mut c, id);
+        assert_eq!(out, OpOutput::Write(OpResult::Put { prev: None }));
+        let op = &c.history().ops()[id];
+        assert_eq!(Some(op.client), c.hand_client_id());
+        assert_eq!(op.served_by, Some(leader), "the follower redirected it");
+        c.run_until(c.now() + 500);
+        for n in c.nodes() {
+            assert_eq!(n.kv().get("hand"), Some("made"), "node {}", n.id());
+        }
+
+        // A read through a follower (ReadIndex) sees it.
+        let get = ClientOp::Get { key: "hand".into() };
+        let id = c.submit(f, get).unwrap();
+        let out = run_until_answered(&mut c, id);
+        assert_eq!(out, OpOutput::Value(Some("made".into())));
+        assert!(c.violations().is_empty(), "{:?}", c.violations());
+        check_linearizability(c.history().ops()).unwrap();
+        assert!(c.submit(9, ClientOp::Get { key: "x".into() }).is_err());
+    }
+
+    #[test]
+    fn dropped_messages_are_reported_with_their_cause() {
+        let mut c = quiet(7, true);
+        c.record_events(true);
+        let f = a_follower(&c);
+        c.isolate(f);
+        let mut causes = Vec::new();
+        for _ in 0..200 {
+            c.step();
+            for e in c.last_events() {
+                if let SimEvent::Dropped(d) = e {
+                    assert!(d.from == f || d.to == f);
+                    causes.push(d.cause);
+                }
+            }
+        }
+        assert!(causes.contains(&DropCause::Cut));
+        c.heal();
+        // Taken off by hand: gone, and reported where it was.
+        let m = c
+            .run_until_in_flight()
+            .expect("a message in flight in a healthy cluster");
+        c.drop_message(m);
+        assert!(c.network().get(m).is_none());
+        assert!(c.last_events().iter().any(|e| matches!(
+            e,
+            SimEvent::Dropped(d) if d.id == Some(m) && d.cause == DropCause::Removed
+        )));
+    }
+
+    #[test]
+    fn hand_actions_replay_identically() {
+        let run = || {
+            let mut c = Cluster::new(SimConfig::new(8, 5)).unwrap();
+            c.run_until(2_000);
+            c.election_timeout(2);
+            c.run_until(2_500);
+            let m = c.run_until_in_flight().unwrap();
+            c.drop_message(m);
+            let put = ClientOp::Write(Op::Put {
+                key: "k0".into(),
+                value: "by hand".into(),
+            });
+            c.submit(3, put).unwrap();
+            c.run_until(5_000);
+            assert!(c.violations().is_empty(), "{:?}", c.violations());
+            c.trace_hash()
+        };
+        assert_eq!(run(), run());
+    }
+
+    impl Cluster {
+        /// Steps until a message is in flight; its id.
+        fn run_until_in_flight(&mut self) -> Option<u64> {
+            for _ in 0..1_000 {
+                if let Some(m) = self.in_flight().next() {
+                    return Some(m.id);
+                }
+                self.step();
+            }
+            None
         }
     }
 }

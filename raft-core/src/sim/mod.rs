@@ -15,7 +15,10 @@
 //! * [`history`]: the invoke/complete record of every client operation.
 //! * [`nemesis`]: the random fault schedule (crashes, partitions, loss...).
 //! * [`cluster`]: puts them together; [`Cluster::step`] advances to the next
-//!   event.
+//!   event. Besides the faults, a driver can fire a node's election timer
+//!   ([`Cluster::election_timeout`]), take one message off the wire
+//!   ([`Cluster::drop_message`]) and issue client operations by hand
+//!   ([`Cluster::submit`]); all are deterministic inputs like the rest.
 //! * [`invariants`]: Raft's safety properties, checked as the run goes.
 //! * [`linearizability`]: a Wing & Gong / Lowe search over the history.
 //!
@@ -44,13 +47,13 @@ pub mod network;
 pub mod node;
 
 pub use client::ClientView;
-pub use cluster::{Cluster, RunReport, StepReport};
+pub use cluster::{Cluster, RunReport, SimEvent, StepReport};
 pub use config::{ClientConfig, SimConfig};
 pub use history::{ClientOp, History, OpOutput, Operation, Outcome};
 pub use invariants::{Detected, Violation, ViolationKind};
 pub use linearizability::{check_linearizability, LinearizabilityError};
 pub use nemesis::{FaultAction, NemesisConfig};
-pub use network::{InFlight, Network, NetworkConfig, NetworkStats};
+pub use network::{DropCause, DroppedMessage, InFlight, Network, NetworkConfig, NetworkStats};
 pub use node::{DurableStore, SimNode};
 
 /// Virtual time, in abstract units (a node ticks every

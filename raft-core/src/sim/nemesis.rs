@@ -30,6 +30,12 @@ pub enum FaultAction {
     SetLatency(Time, Time),
     /// Ask the leader to hand leadership to this node.
     TransferLeader(NodeId),
+    /// This node's election timer fires now: it campaigns (with PreVote,
+    /// a pre-vote round first) exactly as if it had timed out. Voters under
+    /// a leader lease (CheckQuorum) still ignore it.
+    ElectionTimeout(NodeId),
+    /// Take the message with this id off the wire.
+    DropMessage(u64),
 }
 
 impl std::fmt::Display for FaultAction {
@@ -52,6 +58,8 @@ impl std::fmt::Display for FaultAction {
             } => write!(f, "loss {drop_rate:.2} dup {duplicate_rate:.2}"),
             FaultAction::SetLatency(lo, hi) => write!(f, "latency {lo}..={hi}"),
             FaultAction::TransferLeader(n) => write!(f, "transfer leadership to {n}"),
+            FaultAction::ElectionTimeout(n) => write!(f, "election timeout at {n}"),
+            FaultAction::DropMessage(id) => write!(f, "drop message {id}"),
         }
     }
 }

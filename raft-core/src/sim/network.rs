@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::Time;
 use crate::message::Message;
 use crate::rng::Rng;
-use crate::types::NodeId;
+use crate::types::{NodeId, Term};
 
 /// Latency, loss and duplication of the network.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +45,82 @@ pub struct InFlight {
     pub msg: Message,
 }
 
+/// Why a message never arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropCause {
+    /// Lost at random (the loss probability), when it was sent.
+    Lost,
+    /// Its link was cut: when it was sent, or (found at delivery) while it
+    /// flew.
+    Cut,
+    /// Its recipient was down (crashed while it flew, or still down when it
+    /// arrived).
+    RecipientDown,
+    /// Taken off the wire by hand ([`Network::remove`]).
+    Removed,
+}
+
+/// A message that died on the wire, as [`Network::take_dropped`] reports
+/// it (recorded only while [`Network::record_drops`] is on).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DroppedMessage {
+    /// Its id when it had been scheduled (`None`: dropped as it was sent).
+    pub id: Option<u64>,
+    /// Sender.
+    pub from: NodeId,
+    /// Recipient.
+    pub to: NodeId,
+    /// `MessageBody::kind()`.
+    pub kind: &'static str,
+    /// The message's term.
+    pub term: Term,
+    /// When it was sent.
+    pub sent_at: Time,
+    /// When it was due to arrive (`None`: dropped as it was sent).
+    pub deliver_at: Option<Time>,
+    /// When the network dropped it.
+    pub dropped_at: Time,
+    /// Why.
+    pub cause: DropCause,
+}
+
+impl DroppedMessage {
+    fn new(msg: &Message, sent_at: Time, now: Time, cause: DropCause) -> Self {
+        DroppedMessage {
+            id: None,
+            from: msg.from,
+            to: msg.to,
+            kind: msg.body.kind(),
+            term: msg.term,
+            sent_at,
+            deliver_at: None,
+            dropped_at: now,
+            cause,
+        }
+    }
+
+    fn in_flight(m: &InFlight, now: Time, cause: DropCause) -> Self {
+        DroppedMessage {
+            id: Some(m.id),
+            deliver_at: Some(m.deliver_at),
+            ..DroppedMessage::new(&m.msg, m.sent_at, now, cause)
+        }
+    }
+
+    /// How far along its link it got before it died, from 0 (at the
+    /// sender) to 1 (at the recipient).
+    pub fn progress(&self) -> f64 {
+        match self.deliver_at {
+            Some(at) if at > self.sent_at => {
+                let gone = self.dropped_at.saturating_sub(self.sent_at) as f64;
+                (gone / (at - self.sent_at) as f64).clamp(0.0, 1.0)
+            }
+            Some(_) => 1.0,
+            None => 0.0,
+        }
+    }
+}
+
 /// Counters of what happened to messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetworkStats {
@@ -74,6 +150,8 @@ pub struct Network {
     next_id: u64,
     /// What happened to messages so far.
     pub stats: NetworkStats,
+    record_drops: bool,
+    dropped: Vec<DroppedMessage>,
 }
 
 impl Network {
@@ -85,6 +163,26 @@ impl Network {
             cuts: BTreeSet::new(),
             next_id: 0,
             stats: NetworkStats::default(),
+            record_drops: false,
+            dropped: Vec::new(),
+        }
+    }
+
+    /// Records every dropped message for [`Network::take_dropped`] (off by
+    /// default: the counters in [`Network::stats`] are always kept).
+    pub fn record_drops(&mut self, on: bool) {
+        self.record_drops = on;
+        self.dropped.clear();
+    }
+
+    /// The messages dropped since the last call, in the order they died.
+    pub fn take_dropped(&mut self) -> Vec<DroppedMessage> {
+        std::mem::take(&mut self.dropped)
+    }
+
+    fn note_drop(&mut self, drop: impl FnOnce() -> DroppedMessage) {
+        if self.record_drops {
+            self.dropped.push(drop());
         }
     }
 
@@ -94,10 +192,12 @@ impl Network {
         self.stats.sent += 1;
         if self.is_cut(msg.from, msg.to) {
             self.stats.cut += 1;
+            self.note_drop(|| DroppedMessage::new(&msg, now, now, DropCause::Cut));
             return;
         }
         if rng.chance(self.config.drop_rate) {
             self.stats.lost += 1;
+            self.note_drop(|| DroppedMessage::new(&msg, now, now, DropCause::Lost));
             return;
         }
         let copy = rng.chance(self.config.duplicate_rate).then(|| msg.clone());
@@ -143,6 +243,7 @@ impl Network {
             let m = self.queue.remove(&key)?;
             if self.is_cut(m.msg.from, m.msg.to) {
                 self.stats.cut += 1;
+                self.note_drop(|| DroppedMessage::in_flight(&m, now, DropCause::Cut));
                 continue;
             }
             return Some(m);
@@ -159,11 +260,45 @@ impl Network {
         self.queue.len()
     }
 
-    /// Drops every message in flight to `node` (it crashed).
-    pub fn drop_to(&mut self, node: NodeId) {
+    /// Drops every message in flight to `node` (it crashed at `now`).
+    pub fn drop_to(&mut self, node: NodeId, now: Time) {
         let before = self.queue.len();
-        self.queue.retain(|_, m| m.msg.to != node);
+        let record = self.record_drops;
+        let dropped = &mut self.dropped;
+        self.queue.retain(|_, m| {
+            let keep = m.msg.to != node;
+            if !keep && record {
+                dropped.push(DroppedMessage::in_flight(m, now, DropCause::RecipientDown));
+            }
+            keep
+        });
         self.stats.to_down_node += (before - self.queue.len()) as u64;
+    }
+
+    /// Notes that `m` reached a node that is down (the cluster found it
+    /// so at delivery).
+    pub fn lost_at_down_node(&mut self, m: &InFlight, now: Time) {
+        self.stats.to_down_node += 1;
+        self.note_drop(|| DroppedMessage::in_flight(m, now, DropCause::RecipientDown));
+    }
+
+    /// Takes the message with this id off the wire at `now` (counted as
+    /// lost); returns it, or `None` when it is no longer in flight.
+    pub fn remove(&mut self, id: u64, now: Time) -> Option<InFlight> {
+        let key = self
+            .queue
+            .iter()
+            .find(|(_, m)| m.id == id)
+            .map(|(&k, _)| k)?;
+        let m = self.queue.remove(&key)?;
+        self.stats.lost += 1;
+        self.note_drop(|| DroppedMessage::in_flight(&m, now, DropCause::Removed));
+        Some(m)
+    }
+
+    /// The message in flight with this id.
+    pub fn get(&self, id: u64) -> Option<&InFlight> {
+        self.queue.values().find(|m| m.id == id)
     }
 
     /// Whether messages from `from` to `to` are cut.
