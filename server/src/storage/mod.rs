@@ -23,6 +23,7 @@
 
 use raft_core::{Entry, HardState, PersistedState, Snapshot};
 
+pub mod decode;
 mod disk;
 mod error;
 mod layout;

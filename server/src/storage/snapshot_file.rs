@@ -69,11 +69,24 @@ pub(crate) fn write(dir: &Path, snap: &Snapshot, sync: bool) -> Result<PathBuf, 
 /// snapshot at `index`.
 pub(crate) fn read(path: &Path, index: Index) -> Result<Snapshot, StorageError> {
     let bytes = fs::read(path).map_err(io_err(path, "read"))?;
-    let mut r = Reader {
-        path,
-        bytes: &bytes,
-        at: 0,
-    };
+    let snapshot = parse(path, &bytes)?;
+    if snapshot.meta.index != index {
+        return Err(StorageError::corrupt(
+            path,
+            0,
+            format!(
+                "holds the snapshot at index {} but is named for index {index}",
+                snapshot.meta.index
+            ),
+        ));
+    }
+    Ok(snapshot)
+}
+
+/// Verifies and decodes the bytes of a snapshot file; `path` names it in
+/// errors.
+pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
+    let mut r = Reader { path, bytes, at: 0 };
     if r.take(8, "magic bytes")? != SNAP_MAGIC {
         return Err(StorageError::corrupt(
             path,
@@ -95,7 +108,7 @@ pub(crate) fn read(path: &Path, index: Index) -> Result<Snapshot, StorageError> 
         .ok_or_else(|| r.short("checksum"))?;
     let stored_crc = Reader {
         path,
-        bytes: &bytes,
+        bytes,
         at: body_len,
     }
     .u32("checksum")?;
@@ -119,16 +132,6 @@ pub(crate) fn read(path: &Path, index: Index) -> Result<Snapshot, StorageError> 
             path,
             r.at as u64,
             "unexpected bytes after the data",
-        ));
-    }
-    if meta.index != index {
-        return Err(StorageError::corrupt(
-            path,
-            meta_at,
-            format!(
-                "holds the snapshot at index {} but is named for index {index}",
-                meta.index
-            ),
         ));
     }
     Ok(Snapshot { meta, data })

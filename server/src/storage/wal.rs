@@ -169,14 +169,26 @@ pub(crate) fn scan(
     path: &Path,
     seq: u64,
     is_last: bool,
-    mut on_record: impl FnMut(u64, Record) -> Result<(), StorageError>,
+    on_record: impl FnMut(u64, Record) -> Result<(), StorageError>,
 ) -> Result<ScanEnd, StorageError> {
     let bytes = fs::read(path).map_err(io_err(path, "read"))?;
-    check_header(path, &bytes, seq)?;
+    scan_bytes(path, &bytes, seq, is_last, on_record)
+}
+
+/// [`scan`] over a segment's bytes already in memory; `path` names it in
+/// errors.
+pub(crate) fn scan_bytes(
+    path: &Path,
+    bytes: &[u8],
+    seq: u64,
+    is_last: bool,
+    mut on_record: impl FnMut(u64, Record) -> Result<(), StorageError>,
+) -> Result<ScanEnd, StorageError> {
+    check_header(path, bytes, seq)?;
     let file_len = bytes.len() as u64;
     let mut at = HEADER_LEN;
     while at < bytes.len() {
-        match parse_frame(&bytes, at) {
+        match parse_frame(bytes, at) {
             Ok((payload, next)) => {
                 let record = decode(payload).map_err(|e| {
                     StorageError::corrupt(
@@ -188,7 +200,7 @@ pub(crate) fn scan(
                 on_record(at as u64, record)?;
                 at = next;
             }
-            Err(bad) if is_last && !valid_frame_after(&bytes, at) => {
+            Err(bad) if is_last && !valid_frame_after(bytes, at) => {
                 tracing::warn!(
                     file = %path.display(),
                     offset = at,
