@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use raft_core::wire::{FollowerStatus, PeerBatch, StatusResponse};
 use raft_core::{
-    Command, Config, Index, KvStore, Membership, NodeId, NotAccepted, OpResult, PersistedState,
-    RawNode, Ready, Role, Snapshot, SoftState, Term,
+    Command, Config, HardState, Index, KvStore, Membership, MessageBody, NodeId, NotAccepted,
+    OpResult, PersistedState, RawNode, Ready, Role, Snapshot, SoftState, Term,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
@@ -279,6 +279,11 @@ pub struct Node {
     snapshot_index: Index,
     ticks: u64,
     leader: Option<NodeId>,
+    /// The newest hard state Raft reported.
+    hard_state: HardState,
+    /// The hard state last handed to storage. Differs from `hard_state` only
+    /// in `commit`: see [`Node::handle_ready`].
+    durable_hard_state: HardState,
 }
 
 /// Builds the Raft node from what storage holds and returns it with the
@@ -310,6 +315,7 @@ pub fn create(
         took_ms = started.elapsed().as_millis() as u64,
         "loaded persisted state"
     );
+    let hard_state = persisted.hard_state;
     let single = members.len() == 1;
     let mut raw = RawNode::new(config, Membership::new(members), persisted)
         .map_err(|e| StartError(e.to_string()))?;
@@ -340,6 +346,8 @@ pub fn create(
         next_ctx: 1,
         snapshot_index,
         ticks: 0,
+        hard_state,
+        durable_hard_state: hard_state,
     };
     let handle = NodeHandle {
         requests: req_tx,
@@ -558,12 +566,41 @@ impl Node {
         if let Some(soft) = ready.soft_state {
             self.on_soft_state(soft);
         }
+        if let Some(hs) = ready.hard_state {
+            self.hard_state = hs;
+        }
+        let durable = self.durable_hard_state;
+        // Thesis §10.2.1: the leader may write its log in parallel with
+        // replicating it. Its appends and heartbeats leave before its own
+        // fsync (its own copy counts toward commit only once `advance`
+        // reports it persisted); the leader's term and vote were made
+        // durable before it asked for votes. Everything else waits for the
+        // fsync: a vote or a follower's acknowledgement promises durability.
+        let term_or_vote_changed =
+            (self.hard_state.term, self.hard_state.vote) != (durable.term, durable.vote);
+        if self.raw.is_leader() && !term_or_vote_changed {
+            let (early, after): (Vec<_>, Vec<_>) = std::mem::take(&mut ready.messages)
+                .into_iter()
+                .partition(|m| {
+                    matches!(
+                        m.body,
+                        MessageBody::Append { .. } | MessageBody::Heartbeat { .. }
+                    )
+                });
+            self.transport.send(early);
+            ready.messages = after;
+        }
         // 1. Persist (one fsync) before anything that depends on it leaves.
-        if ready.snapshot.is_some() || !ready.entries.is_empty() || ready.hard_state.is_some() {
+        // The commit index is volatile state (paper, figure 2): a Ready that
+        // only moves it costs no write and no fsync; the newest commit rides
+        // along with the next write (recovery then restarts from an older
+        // commit, which the leader raises again).
+        if ready.snapshot.is_some() || !ready.entries.is_empty() || term_or_vote_changed {
+            let hs = (self.hard_state != durable).then_some(self.hard_state);
             let storage = &mut self.storage;
-            let (snapshot, entries, hs) =
-                (ready.snapshot.as_ref(), &ready.entries, ready.hard_state);
+            let (snapshot, entries) = (ready.snapshot.as_ref(), &ready.entries);
             blocking(|| storage.persist(snapshot, entries, hs))?;
+            self.durable_hard_state = self.hard_state;
             Metrics::inc(&self.metrics.persists);
         }
         if let Some(snapshot) = &ready.snapshot {
@@ -812,6 +849,7 @@ mod tests {
     use crate::storage::MemoryStorage;
     use crate::transport::Partition;
     use raft_core::Op;
+    use std::sync::atomic::Ordering;
 
     fn single_node(snapshot_every: u64) -> (Node, NodeHandle, NodeInbox) {
         let metrics = Arc::new(Metrics::default());
@@ -888,5 +926,25 @@ mod tests {
             handle.propose(put("x", "y")).await,
             Err(NodeError::ShuttingDown)
         );
+    }
+
+    #[tokio::test]
+    async fn a_write_costs_one_persist_and_moving_the_commit_index_none() {
+        let (node, handle, inbox) = single_node(0);
+        let metrics = node.metrics.clone();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(node.run(inbox, async {
+            let _ = stop_rx.await;
+        }));
+        handle.propose(put("warm", "up")).await.unwrap();
+        let before = metrics.persists.load(Ordering::Relaxed);
+        for i in 0..10 {
+            handle.propose(put(&format!("k{i}"), "v")).await.unwrap();
+        }
+        // One persist per entry; the Ready that commits it (a new commit
+        // index in the hard state) is not written on its own.
+        assert_eq!(metrics.persists.load(Ordering::Relaxed) - before, 10);
+        stop_tx.send(()).unwrap();
+        task.await.unwrap().unwrap();
     }
 }
