@@ -6,8 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use raft_core::sim::{Cluster, Operation, Outcome, SimConfig, SimNode};
-use raft_core::{Entry, NodeId, Payload};
+use raft_core::sim::{
+    ClientOp, Cluster, DroppedMessage, Operation, Outcome, SimConfig, SimEvent, SimNode,
+};
+use raft_core::{Entry, NodeId, Op, Payload, Role};
 
 use crate::model::{ClusterView, FollowerView, LogCell, LogView, NodeView, RoleView, Timeline};
 
@@ -129,6 +131,81 @@ pub enum Action {
     PreVote(bool),
     /// CheckQuorum on/off (for nodes restarted afterwards).
     CheckQuorum(bool),
+    /// Fire a node's election timer now: it campaigns.
+    Timeout(NodeId),
+    /// Take the message with this id off the wire.
+    DropMessage(u64),
+    /// A client operation issued by hand through node `via`.
+    Client {
+        /// The node asked first.
+        via: NodeId,
+        /// What is asked.
+        op: HandOp,
+    },
+}
+
+/// A client operation typed into the simulator's form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandOp {
+    /// Write `value` at `key`.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Read `key` (linearizable: ReadIndex at the node asked).
+    Get {
+        /// The key.
+        key: String,
+    },
+}
+
+impl HandOp {
+    /// The simulator's client operation.
+    pub fn client_op(&self) -> ClientOp {
+        match self {
+            HandOp::Put { key, value } => ClientOp::Write(Op::Put {
+                key: key.clone(),
+                value: value.clone(),
+            }),
+            HandOp::Get { key } => ClientOp::Get { key: key.clone() },
+        }
+    }
+}
+
+/// Escapes text for the URL's action list: ASCII letters, digits and
+/// `-._` stay, every other byte becomes `%XX` (so `,`, `:`, `~`, `&` and
+/// `#` never appear raw).
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The inverse of [`escape`]; `None` for a malformed escape or bytes that
+/// are not UTF-8.
+fn unescape(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// An action taken before step `step` ran.
@@ -154,6 +231,16 @@ impl Recorded {
             Action::Latency(lo, hi) => format!("l{lo}-{hi}"),
             Action::PreVote(on) => format!("p{}", *on as u8),
             Action::CheckQuorum(on) => format!("q{}", *on as u8),
+            Action::Timeout(n) => format!("e{n}"),
+            Action::DropMessage(id) => format!("m{id}"),
+            Action::Client {
+                via,
+                op: HandOp::Put { key, value },
+            } => format!("w{via}~{}~{}", escape(key), escape(value)),
+            Action::Client {
+                via,
+                op: HandOp::Get { key },
+            } => format!("g{via}~{}", escape(key)),
         };
         format!("{}:{a}", self.step)
     }
@@ -178,6 +265,27 @@ impl Recorded {
             "l" => pair(rest).map(|(a, b)| Action::Latency(a, b))?,
             "p" => Action::PreVote(rest == "1"),
             "q" => Action::CheckQuorum(rest == "1"),
+            "e" => Action::Timeout(rest.parse().ok()?),
+            "m" => Action::DropMessage(rest.parse().ok()?),
+            "w" => {
+                let mut parts = rest.splitn(3, '~');
+                let via = parts.next()?.parse().ok()?;
+                let key = unescape(parts.next()?)?;
+                let value = unescape(parts.next()?)?;
+                Action::Client {
+                    via,
+                    op: HandOp::Put { key, value },
+                }
+            }
+            "g" => {
+                let (via, key) = rest.split_once('~')?;
+                Action::Client {
+                    via: via.parse().ok()?,
+                    op: HandOp::Get {
+                        key: unescape(key)?,
+                    },
+                }
+            }
             _ => return None,
         };
         Some(Recorded { step, action })
@@ -196,11 +304,23 @@ impl Recorded {
             Action::Latency(lo, hi) => format!("latency {lo}-{hi}"),
             Action::PreVote(on) => format!("PreVote {}", if *on { "on" } else { "off" }),
             Action::CheckQuorum(on) => format!("CheckQuorum {}", if *on { "on" } else { "off" }),
+            Action::Timeout(n) => format!("timeout n{n}"),
+            Action::DropMessage(id) => format!("drop message #{id}"),
+            Action::Client {
+                via,
+                op: HandOp::Put { key, value },
+            } => format!("put {key}={value} via n{via}"),
+            Action::Client {
+                via,
+                op: HandOp::Get { key },
+            } => format!("get {key} via n{via}"),
         }
     }
 }
 
-fn apply(cluster: &mut Cluster, action: &Action) {
+/// Carries out `action`; a hand-issued operation the cluster refuses
+/// (the previous one still pending) returns why.
+fn apply(cluster: &mut Cluster, action: &Action) -> Result<(), String> {
     match *action {
         Action::Crash(n) => cluster.crash(n),
         Action::Restart(n) => cluster.restart(n),
@@ -220,8 +340,15 @@ fn apply(cluster: &mut Cluster, action: &Action) {
         Action::Latency(lo, hi) => cluster.set_latency(lo, hi),
         Action::PreVote(on) => cluster.set_pre_vote(on),
         Action::CheckQuorum(on) => cluster.set_check_quorum(on),
+        Action::Timeout(n) => cluster.election_timeout(n),
+        Action::DropMessage(id) => cluster.drop_message(id),
+        Action::Client { via, ref op } => return cluster.submit(via, op.client_op()).map(|_| ()),
     }
+    Ok(())
 }
+
+/// At most this many dropped messages wait to be drawn.
+const DROPS_KEPT: usize = 64;
 
 /// A simulated run with its recorded actions.
 pub struct SimRun {
@@ -237,6 +364,9 @@ pub struct SimRun {
     pub bands: Vec<(u64, u64, Option<NodeId>)>,
     /// Steps at which a checker found a violation.
     pub violation_steps: Vec<u64>,
+    /// Messages dropped since the view last took them (the newest
+    /// [`DROPS_KEPT`]), to mark where they died.
+    pub dropped: Vec<DroppedMessage>,
     /// The step up to which `timeline`, `bands` and `violation_steps` are
     /// recorded (they survive seeking back; a fork truncates them).
     recorded_to: u64,
@@ -246,7 +376,9 @@ impl SimRun {
     /// A fresh run of `settings` at step 0 (actions recorded at step 0 are
     /// applied).
     pub fn new(settings: SimSettings) -> SimRun {
-        let cluster = Cluster::new(settings.sim_config()).expect("3 to 9 nodes is a valid cluster");
+        let mut cluster =
+            Cluster::new(settings.sim_config()).expect("3 to 9 nodes is a valid cluster");
+        cluster.record_events(true);
         let mut run = SimRun {
             settings,
             cluster,
@@ -254,6 +386,7 @@ impl SimRun {
             timeline: Timeline::default(),
             bands: Vec::new(),
             violation_steps: Vec::new(),
+            dropped: Vec::new(),
             recorded_to: 0,
         };
         run.apply_due();
@@ -275,13 +408,28 @@ impl SimRun {
             .map(|r| r.action.clone())
             .collect();
         for a in &due {
-            apply(&mut self.cluster, a);
+            // A recorded action was accepted when it was taken, and the
+            // replay is the same run, so it is accepted again.
+            let _ = apply(&mut self.cluster, a);
+            self.note_drops();
         }
+    }
+
+    /// Keeps the messages the last step or action dropped.
+    fn note_drops(&mut self) {
+        let events = self.cluster.last_events();
+        self.dropped.extend(events.iter().filter_map(|e| match e {
+            SimEvent::Dropped(d) => Some(d.clone()),
+            _ => None,
+        }));
+        let excess = self.dropped.len().saturating_sub(DROPS_KEPT);
+        self.dropped.drain(..excess);
     }
 
     /// Advances one step (and applies recorded actions due after it).
     pub fn step(&mut self) {
         let report = self.cluster.step();
+        self.note_drops();
         let s = self.cluster.steps();
         self.horizon = self.horizon.max(s);
         if s > self.recorded_to {
@@ -323,8 +471,15 @@ impl SimRun {
     }
 
     /// Takes `action` now. When now is in the past of the recorded run,
-    /// the future is forked: later actions are forgotten.
-    pub fn act(&mut self, action: Action) {
+    /// the future is forked: later actions are forgotten. A hand-issued
+    /// operation while the previous one is pending is refused (nothing is
+    /// recorded or forked) with the reason.
+    pub fn act(&mut self, action: Action) -> Result<(), String> {
+        if let (Action::Client { .. }, Some(op)) = (&action, self.hand_op()) {
+            if op.outcome == Outcome::Pending {
+                return Err(format!("wait: {} is still pending", op.op));
+            }
+        }
         let now = self.cluster.steps();
         self.settings.actions.retain(|r| r.step <= now);
         self.horizon = now;
@@ -332,8 +487,19 @@ impl SimRun {
         self.timeline.events.retain(|e| e.at <= now);
         self.bands.retain(|b| b.0 <= now);
         self.violation_steps.retain(|&v| v <= now);
-        apply(&mut self.cluster, &action);
-        self.settings.actions.push(Recorded { step: now, action });
+        let applied = apply(&mut self.cluster, &action);
+        self.note_drops();
+        if applied.is_ok() {
+            self.settings.actions.push(Recorded { step: now, action });
+        }
+        applied
+    }
+
+    /// The hand client's latest operation.
+    pub fn hand_op(&self) -> Option<&Operation> {
+        let hand = self.cluster.hand_client_id()?;
+        let ops = self.cluster.history().ops();
+        ops.iter().rev().find(|o| o.client == hand)
     }
 
     /// The cluster as the shared view model.
@@ -466,7 +632,10 @@ pub fn node_view(n: &SimNode) -> NodeView {
             .collect(),
         error: None,
         serving: false,
-        election_timer: None,
+        // The leader's timer only paces CheckQuorum; the arc shows when a
+        // follower or candidate will campaign.
+        election_timer: (s.role != Role::Leader)
+            .then_some((s.election_elapsed, s.election_timeout)),
         votes: None,
         log: LogView {
             cells: cells(&n.log()),
@@ -513,8 +682,41 @@ mod tests {
                 action: Action::PreVote(false),
             },
         ];
-        let back = SimSettings::parse(&s.to_hash(Some(99)));
+        s.actions.extend([
+            Recorded {
+                step: 20,
+                action: Action::Timeout(3),
+            },
+            Recorded {
+                step: 21,
+                action: Action::DropMessage(812),
+            },
+            Recorded {
+                step: 22,
+                action: Action::Client {
+                    via: 2,
+                    op: HandOp::Put {
+                        key: "a,b:c~d".into(),
+                        value: "x & y = 100% #ünï".into(),
+                    },
+                },
+            },
+            Recorded {
+                step: 23,
+                action: Action::Client {
+                    via: 4,
+                    op: HandOp::Get { key: "".into() },
+                },
+            },
+        ]);
+        let hash = s.to_hash(Some(99));
+        // Separators stay unambiguous: only the two actions' own `~`s.
+        let acts = hash.split_once("&acts=").unwrap().1;
+        assert!(!acts.contains([' ', '#', '&', '='].as_slice()), "{acts}");
+        assert_eq!(acts.matches('~').count(), 3, "{acts}");
+        let back = SimSettings::parse(&hash);
         assert_eq!(back, s);
+        assert_eq!(unescape("%zz"), None);
         assert_eq!(SimSettings::parse("#sim?nodes=40").nodes, 9);
     }
 
@@ -523,7 +725,8 @@ mod tests {
         let settings = SimSettings::parse("#sim?seed=5&nodes=5");
         let mut a = SimRun::new(settings.clone());
         a.seek(400);
-        a.act(Action::Crash(a.cluster.leader().unwrap_or(1)));
+        a.act(Action::Crash(a.cluster.leader().unwrap_or(1)))
+            .unwrap();
         a.seek(1500);
         let hash = a.cluster.trace_hash();
         let mut b = SimRun::new(a.settings.clone());
@@ -540,13 +743,101 @@ mod tests {
     }
 
     #[test]
+    fn hand_put_then_get_through_followers_replays() {
+        let mut a = SimRun::new(SimSettings::parse("#sim?seed=4&nodes=3"));
+        a.seek(300);
+        let leader = a.cluster.leader().expect("a leader");
+        let follower = (1..=3).find(|&n| n != leader).unwrap();
+        let put = HandOp::Put {
+            key: "color".into(),
+            value: "teal".into(),
+        };
+        a.act(Action::Client {
+            via: follower,
+            op: put.clone(),
+        })
+        .unwrap();
+        let refused = a.act(Action::Client {
+            via: follower,
+            op: put,
+        });
+        assert!(refused.is_err(), "one hand operation at a time");
+        while a.hand_op().is_some_and(|o| o.outcome == Outcome::Pending) {
+            a.step();
+        }
+        let get = HandOp::Get {
+            key: "color".into(),
+        };
+        a.act(Action::Client {
+            via: follower,
+            op: get,
+        })
+        .unwrap();
+        while a.hand_op().is_some_and(|o| o.outcome == Outcome::Pending) {
+            a.step();
+        }
+        let shown = a.hand_op().map(|o| o.outcome.clone());
+        assert_eq!(
+            shown,
+            Some(Outcome::Ok(raft_core::sim::OpOutput::Value(Some(
+                "teal".into()
+            ))))
+        );
+        assert_eq!(a.settings.actions.len(), 2);
+        let step = a.step_no();
+        let mut b = SimRun::new(SimSettings::parse(&a.settings.to_hash(None)));
+        b.seek(step);
+        assert_eq!(b.cluster.trace_hash(), a.cluster.trace_hash());
+    }
+
+    #[test]
+    fn timeout_and_dropped_messages_are_recorded() {
+        let mut a = SimRun::new(SimSettings::parse("#sim?seed=2&nodes=3&prevote=0&cq=0"));
+        a.seek(300);
+        let leader = a.cluster.leader().expect("a leader");
+        let follower = (1..=3).find(|&n| n != leader).unwrap();
+        a.act(Action::Timeout(follower)).unwrap();
+        let id = a
+            .cluster
+            .in_flight()
+            .next()
+            .map(|m| m.id)
+            .expect("votes in flight");
+        a.dropped.clear();
+        a.act(Action::DropMessage(id)).unwrap();
+        assert_eq!(a.dropped.len(), 1, "{:?}", a.dropped);
+        assert_eq!(a.dropped[0].id, Some(id));
+        a.act(Action::Cut(leader, follower)).unwrap();
+        a.seek(a.step_no() + 200);
+        assert!(a.dropped.len() <= DROPS_KEPT);
+        assert_eq!(a.settings.actions.len(), 3);
+    }
+
+    /// The browser test's scene: this run, paused at step 1500, a forced
+    /// timeout on the first follower (PreVote and CheckQuorum off, so no
+    /// lease protects the leader) elects that follower.
+    #[test]
+    fn forced_timeout_on_a_follower_elects_it() {
+        let mut a = SimRun::new(SimSettings::parse(
+            "#sim?seed=3&nodes=5&prevote=0&cq=0&at=1500",
+        ));
+        a.seek(1500);
+        let leader = a.cluster.leader().expect("a leader");
+        let follower = (1..=5).find(|&n| n != leader).unwrap();
+        a.act(Action::Timeout(follower)).unwrap();
+        a.seek(a.step_no() + 400);
+        assert_eq!(a.cluster.leader(), Some(follower));
+        assert!(a.cluster.violations().is_empty());
+    }
+
+    #[test]
     fn acting_in_the_past_forks() {
         let mut a = SimRun::new(SimSettings::default());
         a.seek(300);
-        a.act(Action::Crash(1));
+        a.act(Action::Crash(1)).unwrap();
         a.seek(600);
         a.seek(100);
-        a.act(Action::Heal);
+        a.act(Action::Heal).unwrap();
         assert_eq!(a.settings.actions.len(), 1);
         assert_eq!(a.horizon, 100);
     }

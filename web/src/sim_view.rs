@@ -1,7 +1,10 @@
 //! The Simulator view: a deterministic raft-core cluster running in the
 //! page, drawn as a ring with animated messages, the shared node cards and
 //! log strips, a time-travel scrubber, live safety checkers and the client
-//! history with its linearizability verdict.
+//! history with its linearizability verdict. By hand: force a node's
+//! election timeout, issue a put or get through a chosen node, inspect a
+//! message in flight and drop it; messages that die on the wire are marked
+//! with a fading red cross where they died.
 //!
 //! The animation runs on `requestAnimationFrame` only while the view is
 //! shown, the run is playing and the tab is visible; otherwise nothing is
@@ -10,8 +13,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use raft_core::sim::{check_linearizability, LinearizabilityError, Outcome, ViolationKind};
-use raft_core::NodeId;
+use raft_core::sim::{
+    check_linearizability, DroppedMessage, InFlight, LinearizabilityError, OpOutput, Outcome,
+    ViolationKind,
+};
+use raft_core::{MessageBody, NodeId};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Element, Event, HtmlInputElement, HtmlSelectElement};
@@ -22,7 +28,7 @@ use crate::dom::{
     set_hidden, set_text, svg, toggle_class, window,
 };
 use crate::model::{term_color, ClusterView, RoleView};
-use crate::sim_model::{outcome_class, Action, SimRun, SimSettings};
+use crate::sim_model::{outcome_class, Action, HandOp, SimRun, SimSettings};
 
 const CENTER: f64 = 260.0;
 const RADIUS: f64 = 190.0;
@@ -40,6 +46,10 @@ const SPEEDS: [(&str, f64); 6] = [
 const MAX_STEPS_PER_FRAME: u32 = 5000;
 /// The history view shows this much virtual time.
 const HISTORY_WINDOW: u64 = 6000;
+/// A dropped message's cross fades out over this many milliseconds.
+const DROP_MARK_MS: f64 = 1600.0;
+/// At most this many crosses at once (the oldest go first).
+const DROP_MARKS_MAX: usize = 40;
 
 struct RingNode {
     group: Element,
@@ -64,6 +74,13 @@ struct SimUi {
     links: BTreeMap<(NodeId, NodeId), Element>,
     msg_layer: Element,
     msgs: Vec<Element>,
+    /// The message being inspected.
+    picked_msg: Option<u64>,
+    drop_layer: Element,
+    /// Crosses where messages died, with the wall time they appeared.
+    drop_marks: Vec<(Element, f64)>,
+    /// Why the last hand-issued operation was refused, until the next one.
+    op_refused: Option<String>,
     cards: Vec<NodeCard>,
     timeline: TimelineStrip,
     timeline_len: usize,
@@ -189,6 +206,10 @@ impl SimUi {
             links: BTreeMap::new(),
             msg_layer: svg("g"),
             msgs: Vec::new(),
+            picked_msg: None,
+            drop_layer: svg("g"),
+            drop_marks: Vec::new(),
+            op_refused: None,
             cards: Vec::new(),
             timeline: TimelineStrip::new("step"),
             timeline_len: usize::MAX,
@@ -222,7 +243,11 @@ impl SimUi {
         }
         self.target = self.run.cluster.now() as f64;
         self.selected = None;
+        self.picked_msg = None;
+        self.op_refused = None;
+        self.run.dropped.clear();
         self.build_ring();
+        self.build_op_nodes();
         self.build_cards();
         self.timeline_len = usize::MAX;
         self.bands_key = (usize::MAX, 0, 0);
@@ -273,12 +298,39 @@ impl SimUi {
         true
     }
 
+    /// Takes `action` (recorded in the URL). Only a hand-issued operation
+    /// can be refused; the form shows why.
     fn act(&mut self, action: Action) {
-        self.run.act(action);
+        let by_hand = matches!(action, Action::Client { .. });
+        let done = self.run.act(action);
+        if by_hand {
+            self.op_refused = done.err();
+        }
         self.run.settings.at = None;
         let h = self.last_hash.clone();
         self.write_hash(&h);
         self.render(true);
+    }
+
+    /// Issues a client operation by hand through the form's node.
+    fn hand_op(&mut self, op: HandOp) {
+        let via = by_id("sim-op-node")
+            .dyn_into::<HtmlSelectElement>()
+            .ok()
+            .and_then(|s| s.value().parse().ok())
+            .unwrap_or(1);
+        self.act(Action::Client { via, op });
+    }
+
+    /// Jumps to step `target` (time travel); marks of dropped messages
+    /// belong to the moment they were drawn, so they go.
+    fn seek(&mut self, target: u64) {
+        self.run.seek(target);
+        self.run.dropped.clear();
+        for (mark, _) in self.drop_marks.drain(..) {
+            mark.remove();
+        }
+        self.target = self.run.cluster.now() as f64;
     }
 
     // ----- building -----
@@ -328,6 +380,10 @@ impl SimUi {
         self.msg_layer = svg("g");
         set_attr(&self.msg_layer, "class", "msgs");
         append(&ring, &self.msg_layer);
+        self.drop_layer = svg("g");
+        set_attr(&self.drop_layer, "class", "drops");
+        append(&ring, &self.drop_layer);
+        self.drop_marks.clear();
         for i in 0..n {
             let id = i as u64 + 1;
             let (x, y) = node_pos(i, n);
@@ -389,6 +445,27 @@ impl SimUi {
         }
     }
 
+    /// The form's node choice, 1 to n (keeps the choice when it still
+    /// exists).
+    fn build_op_nodes(&self) {
+        let Ok(sel) = by_id("sim-op-node").dyn_into::<HtmlSelectElement>() else {
+            return;
+        };
+        let was = sel.value();
+        clear(&sel);
+        for id in 1..=self.run.settings.nodes {
+            let o = el_text("option", "", &format!("n{id}"));
+            set_attr(&o, "value", &id.to_string());
+            append(&sel, &o);
+        }
+        if was
+            .parse::<usize>()
+            .is_ok_and(|v| v <= self.run.settings.nodes)
+        {
+            sel.set_value(&was);
+        }
+    }
+
     fn build_cards(&mut self) {
         let container = by_id("sim-cards");
         clear(&container);
@@ -413,6 +490,8 @@ impl SimUi {
             self.timeline.update(&self.run.timeline);
         }
         self.render_scrubber();
+        self.render_msg_panel();
+        self.render_op_result();
         let t = now_ms();
         if force || t - self.last_slow_render > 300.0 {
             self.last_slow_render = t;
@@ -465,7 +544,13 @@ impl SimUi {
                 .selected
                 .map_or("click a node on the ring".into(), |s| format!("n{s}")),
         );
-        for id in ["sim-crash", "sim-restart", "sim-transfer", "sim-isolate"] {
+        for id in [
+            "sim-crash",
+            "sim-restart",
+            "sim-transfer",
+            "sim-isolate",
+            "sim-timeout",
+        ] {
             set_attr(
                 &by_id(id),
                 "data-disabled",
@@ -520,6 +605,8 @@ impl SimUi {
                         "stroke-dasharray",
                         &format!("{:.1} {:.1}", len * frac, len),
                     );
+                    // The last fifth before the timer fires is drawn hot.
+                    toggle_class(&rn.arc, "due", frac >= 0.8);
                     set_hidden(&rn.arc, false);
                 }
                 _ => set_hidden(&rn.arc, true),
@@ -540,6 +627,24 @@ impl SimUi {
             }
             if i == self.msgs.len() {
                 let dot = svg("circle");
+                // A dot shows whichever message is drawn at its place this
+                // frame; its `data-msg-id` says which.
+                on(&dot, "click", |e: Event| {
+                    let id = e
+                        .current_target()
+                        .and_then(|t| t.dyn_into::<Element>().ok())
+                        .and_then(|d| d.get_attribute("data-msg-id"))
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if let Some(id) = id {
+                        with_ui(|ui| {
+                            // Pause, so the message stays to be looked at.
+                            ui.playing = false;
+                            ui.picked_msg = Some(id);
+                            ui.target = ui.run.cluster.now() as f64;
+                            ui.render(true);
+                        });
+                    }
+                });
                 append(&self.msg_layer, &dot);
                 self.msgs.push(dot);
             }
@@ -562,10 +667,19 @@ impl SimUi {
                     "6"
                 },
             );
+            set_attr(dot, "data-msg-id", &m.id.to_string());
             set_attr(
                 dot,
                 "class",
-                &format!("msg {kind}{}", if m.duplicate { " dup" } else { "" }),
+                &format!(
+                    "msg {kind}{}{}",
+                    if m.duplicate { " dup" } else { "" },
+                    if self.picked_msg == Some(m.id) {
+                        " picked"
+                    } else {
+                        ""
+                    }
+                ),
             );
             let color = msg_color(kind);
             set_attr(dot, "fill", if response { "#ffffff" } else { color });
@@ -575,6 +689,114 @@ impl SimUi {
         for dot in &self.msgs[i..] {
             set_hidden(dot, true);
         }
+        self.render_drop_marks();
+    }
+
+    /// Adds a cross for each newly dropped message, fades the others and
+    /// removes the faded.
+    fn render_drop_marks(&mut self) {
+        let n = self.run.settings.nodes;
+        let t = now_ms();
+        for d in std::mem::take(&mut self.run.dropped) {
+            if d.from == 0 || d.to == 0 || d.from as usize > n || d.to as usize > n {
+                continue;
+            }
+            let mark = drop_mark(&d, n);
+            append(&self.drop_layer, &mark);
+            self.drop_marks.push((mark, t));
+        }
+        let excess = self.drop_marks.len().saturating_sub(DROP_MARKS_MAX);
+        for (mark, _) in self.drop_marks.drain(..excess) {
+            mark.remove();
+        }
+        self.drop_marks.retain(|(mark, born)| {
+            let age = (t - born) / DROP_MARK_MS;
+            if age >= 1.0 {
+                mark.remove();
+                return false;
+            }
+            set_attr(mark, "opacity", &format!("{:.2}", 1.0 - age));
+            true
+        });
+    }
+
+    fn render_msg_panel(&self) {
+        let panel = by_id("sim-msg");
+        let Some(id) = self.picked_msg else {
+            set_hidden(&panel, true);
+            return;
+        };
+        set_hidden(&panel, false);
+        set_text(&by_id("sim-msg-title"), &format!("#{id}"));
+        let fields = by_id("sim-msg-fields");
+        let drop = by_id("sim-msg-drop");
+        match self.run.cluster.network().get(id) {
+            Some(m) => {
+                set_attr(&panel, "data-state", "in-flight");
+                set_attr(&drop, "data-disabled", "false");
+                set_text(&by_id("sim-msg-state"), "in flight");
+                let rows = message_fields(m);
+                if fields.child_element_count() as usize != 2 * rows.len()
+                    || fields.get_attribute("data-msg-id").as_deref() != Some(&id.to_string())
+                {
+                    clear(&fields);
+                    for (k, v) in rows {
+                        append(&fields, &el_text("dt", "", k));
+                        let dd = el_text("dd", "", &v);
+                        set_attr(&dd, "data-field", k);
+                        append(&fields, &dd);
+                    }
+                    set_attr(&fields, "data-msg-id", &id.to_string());
+                }
+            }
+            None => {
+                set_attr(&panel, "data-state", "gone");
+                set_attr(&drop, "data-disabled", "true");
+                set_text(
+                    &by_id("sim-msg-state"),
+                    "no longer in flight (delivered or dropped)",
+                );
+            }
+        }
+    }
+
+    fn render_op_result(&self) {
+        let out = by_id("sim-op-result");
+        if let Some(why) = &self.op_refused {
+            set_attr(&out, "data-status", "refused");
+            set_text(&out, why);
+            return;
+        }
+        let Some(op) = self.run.hand_op() else {
+            set_attr(&out, "data-status", "");
+            set_text(&out, "");
+            return;
+        };
+        set_attr(&out, "data-status", outcome_class(op));
+        let value = match &op.outcome {
+            Outcome::Ok(OpOutput::Value(v)) => v.clone(),
+            _ => None,
+        };
+        set_attr(&out, "data-value", value.as_deref().unwrap_or(""));
+        let text = match &op.outcome {
+            Outcome::Pending => format!("#{} {} … waiting", op.id, op.op),
+            Outcome::Ok(OpOutput::Value(Some(v))) => format!(
+                "#{} {} → {v:?} (served by n{})",
+                op.id,
+                op.op,
+                op.served_by.unwrap_or(0)
+            ),
+            Outcome::Ok(o) => format!(
+                "#{} {} → {o} (served by n{})",
+                op.id,
+                op.op,
+                op.served_by.unwrap_or(0)
+            ),
+            Outcome::Unknown => {
+                format!("#{} {} → no answer in time (outcome unknown)", op.id, op.op)
+            }
+        };
+        set_text(&out, &text);
     }
 
     fn render_cards(&mut self, view: &ClusterView) {
@@ -805,7 +1027,12 @@ impl SimUi {
             set_attr(&name, "x", "4");
             set_attr(&name, "y", &format!("{}", y + 16.0));
             set_attr(&name, "class", "lane-name");
-            name.set_text_content(Some(&format!("client {client}")));
+            let by_hand = Some(*client) == self.run.cluster.hand_client_id();
+            name.set_text_content(Some(&if by_hand {
+                "by hand".to_string()
+            } else {
+                format!("client {client}")
+            }));
             append(&hist, &name);
             for op in ops.iter().rev() {
                 let end = op.completed_at.unwrap_or(now);
@@ -815,7 +1042,15 @@ impl SimUi {
                 let x0 = x(op.invoked_at.max(start));
                 let x1 = x(end).max(x0 + 3.0);
                 let g = svg("g");
-                set_attr(&g, "class", &format!("op {}", outcome_class(op)));
+                set_attr(
+                    &g,
+                    "class",
+                    &format!(
+                        "op {}{}",
+                        outcome_class(op),
+                        if by_hand { " by-hand" } else { "" }
+                    ),
+                );
                 let r = svg("rect");
                 set_attr(&r, "x", &format!("{x0:.1}"));
                 set_attr(&r, "y", &format!("{y:.1}"));
@@ -884,6 +1119,119 @@ impl SimUi {
             &format!("{}–{}", net.latency.0, net.latency.1),
         );
     }
+}
+
+/// A red cross where `d` died: as far along its link as it got, kept clear
+/// of the node circles at both ends.
+fn drop_mark(d: &DroppedMessage, n: usize) -> Element {
+    let (x1, y1) = node_pos(d.from as usize - 1, n);
+    let (x2, y2) = node_pos(d.to as usize - 1, n);
+    let len = ((x2 - x1).powi(2) + (y2 - y1).powi(2)).sqrt().max(1.0);
+    let margin = ((NODE_R + 10.0) / len).min(0.45);
+    let f = d.progress().clamp(margin, 1.0 - margin);
+    let (x, y) = (x1 + (x2 - x1) * f, y1 + (y2 - y1) * f);
+    let g = svg("g");
+    set_attr(&g, "class", "drop-mark");
+    set_attr(&g, "data-cause", &format!("{:?}", d.cause).to_lowercase());
+    set_attr(&g, "transform", &format!("translate({x:.1},{y:.1})"));
+    for (a, b, c, e) in [(-6, -6, 6, 6), (-6, 6, 6, -6)] {
+        let l = svg("line");
+        for (k, v) in [("x1", a), ("y1", b), ("x2", c), ("y2", e)] {
+            set_attr(&l, k, &v.to_string());
+        }
+        append(&g, &l);
+    }
+    let title = svg("title");
+    title.set_text_content(Some(&format!(
+        "{} n{} → n{} (term {}) dropped: {:?}",
+        d.kind, d.from, d.to, d.term, d.cause
+    )));
+    append(&g, &title);
+    g
+}
+
+/// What the inspector shows of a message in flight.
+fn message_fields(m: &InFlight) -> Vec<(&'static str, String)> {
+    let msg = &m.msg;
+    let mut rows = vec![
+        ("type", msg.body.kind().to_string()),
+        ("from → to", format!("n{} → n{}", msg.from, msg.to)),
+        ("term", msg.term.to_string()),
+        ("sent", format!("t={}", m.sent_at)),
+        ("arrives", format!("t={}", m.deliver_at)),
+    ];
+    if m.duplicate {
+        rows.push(("copy", "the network's duplicate".into()));
+    }
+    let flag = |b: bool| if b { "yes" } else { "no" }.to_string();
+    match &msg.body {
+        MessageBody::PreVote {
+            last_index,
+            last_term,
+        } => {
+            rows.push(("last index", last_index.to_string()));
+            rows.push(("last term", last_term.to_string()));
+        }
+        MessageBody::Vote {
+            last_index,
+            last_term,
+            transfer,
+        } => {
+            rows.push(("last index", last_index.to_string()));
+            rows.push(("last term", last_term.to_string()));
+            rows.push(("transfer", flag(*transfer)));
+        }
+        MessageBody::PreVoteResponse { granted } | MessageBody::VoteResponse { granted } => {
+            rows.push(("granted", flag(*granted)));
+        }
+        MessageBody::Append {
+            prev_index,
+            prev_term,
+            entries,
+            commit,
+        } => {
+            rows.push(("prev index", prev_index.to_string()));
+            rows.push(("prev term", prev_term.to_string()));
+            rows.push(("entries", entries.len().to_string()));
+            if let (Some(a), Some(b)) = (entries.first(), entries.last()) {
+                rows.push(("indexes", format!("{}..={}", a.index, b.index)));
+            }
+            rows.push(("commit", commit.to_string()));
+        }
+        MessageBody::AppendResponse {
+            success,
+            index,
+            hint_index,
+            hint_term,
+        } => {
+            rows.push(("success", flag(*success)));
+            rows.push(("index", index.to_string()));
+            if !success {
+                rows.push(("hint", format!("index {hint_index}, term {hint_term}")));
+            }
+        }
+        MessageBody::Heartbeat { commit, read_ctx } => {
+            rows.push(("commit", commit.to_string()));
+            rows.push(("read ctx", read_ctx.to_string()));
+        }
+        MessageBody::HeartbeatResponse { read_ctx } => {
+            rows.push(("read ctx", read_ctx.to_string()));
+        }
+        MessageBody::InstallSnapshot { snapshot } => {
+            rows.push(("snapshot index", snapshot.meta.index.to_string()));
+            rows.push(("snapshot term", snapshot.meta.term.to_string()));
+        }
+        MessageBody::ReadIndex { ctx } => rows.push(("ctx", ctx.to_string())),
+        MessageBody::ReadIndexResponse { ctx, index } => {
+            rows.push(("ctx", ctx.to_string()));
+            rows.push((
+                "read index",
+                index.map_or("refused".into(), |i| i.to_string()),
+            ));
+        }
+        MessageBody::TimeoutNow => rows.push(("asks", "campaign at once".into())),
+    }
+    rows
 }
 
 fn click(id: &str, f: impl Fn(&mut SimUi) + 'static) {
@@ -980,6 +1328,33 @@ fn mount_controls() {
             }
         }
     });
+    click("sim-timeout", |ui| {
+        if let Some(id) = ui.selected {
+            ui.act(Action::Timeout(id));
+        }
+    });
+    on(&by_id("sim-op-form"), "submit", |e: Event| {
+        e.prevent_default();
+        let key = input("sim-op-key").value();
+        let value = input("sim-op-value").value();
+        with_ui(|ui| ui.hand_op(HandOp::Put { key, value }));
+        ensure_loop();
+    });
+    click("sim-get", |ui| {
+        let key = input("sim-op-key").value();
+        ui.hand_op(HandOp::Get { key });
+    });
+    click("sim-msg-drop", |ui| {
+        if let Some(id) = ui.picked_msg {
+            if ui.run.cluster.network().get(id).is_some() {
+                ui.act(Action::DropMessage(id));
+            }
+        }
+    });
+    click("sim-msg-close", |ui| {
+        ui.picked_msg = None;
+        ui.render(true);
+    });
     click("sim-crash-leader", |ui| {
         if let Some(l) = ui.run.cluster.leader() {
             ui.act(Action::Crash(l));
@@ -1025,8 +1400,7 @@ fn mount_controls() {
         let v: u64 = input("sim-scrub").value().parse().unwrap_or(0);
         with_ui(|ui| {
             ui.playing = false;
-            ui.run.seek(v);
-            ui.target = ui.run.cluster.now() as f64;
+            ui.seek(v);
             ui.render(true);
         });
     });

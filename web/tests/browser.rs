@@ -2,7 +2,9 @@
 //! dashboard; the test drives the Live view (members, leader, put/get
 //! through the form, SIGKILL of the leader) and the Simulator view (crash
 //! the leader and see a new one; load a seed from the URL twice and compare
-//! the trace hashes). Screenshots of both views go to `docs/`.
+//! the trace hashes; force a follower's election timeout and see it lead;
+//! put and get by hand through a follower; inspect a message in flight and
+//! drop it). Screenshots of both views go to `docs/`.
 //!
 //! Needs `/usr/bin/chromedriver`, `/usr/bin/chromium` and a built
 //! `web/dist` (`web/build.sh`); without them it prints why and passes,
@@ -347,8 +349,6 @@ async fn sim_view(c: &Client, base: &str) {
         "the crashed leader is shown down"
     );
     println!("simulator: leader n{first} crashed, n{second} elected");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    screenshot(c, "screenshot-sim.png").await;
 
     // The same seed and actions from the URL replay the same run.
     let url = format!("{base}/#sim?seed=11&nodes=5&at=2500&acts=700:c1,1800:r1");
@@ -365,6 +365,196 @@ async fn sim_view(c: &Client, base: &str) {
     let other = trace_at(c, 2500).await;
     assert_ne!(a, other, "another seed gives another run");
     println!("simulator: trace hash {a} replayed identically");
+
+    sim_force_timeout(c, base).await;
+    sim_hand_ops(c, base).await;
+    sim_inspect_message(c, base).await;
+}
+
+/// Selects node `id` on the ring.
+async fn select_node(c: &Client, id: u64) {
+    c.find(Locator::Css(&format!(
+        "#sim-ring .sim-node[data-node-id=\"{id}\"] .body"
+    )))
+    .await
+    .expect("the node on the ring")
+    .click()
+    .await
+    .expect("click the node");
+    wait_for(Duration::from_secs(10), "the node selected", || async {
+        (text(c, "#sim-selected").await? == format!("n{id}")).then_some(())
+    })
+    .await;
+}
+
+/// Loads a run paused at `step`; its leader.
+async fn paused_run(c: &Client, base: &str, query: &str, step: u64) -> u64 {
+    c.goto(&format!("{base}/#sim?{query}&at={step}"))
+        .await
+        .expect("open a paused run");
+    trace_at(c, step).await;
+    wait_for(
+        Duration::from_secs(10),
+        "a leader at the paused step",
+        || sim_leader(c),
+    )
+    .await
+}
+
+/// With PreVote and CheckQuorum off nothing shields the leader: a
+/// follower whose timer is fired by hand campaigns and wins.
+async fn sim_force_timeout(c: &Client, base: &str) {
+    let leader = paused_run(c, base, "seed=3&nodes=5&prevote=0&cq=0", 1500).await;
+    let follower = (1..=5).find(|&n| n != leader).expect("a follower");
+    // Followers show their election timer as an arc.
+    let arc = attr(
+        c,
+        &format!("#sim-ring .sim-node[data-node-id=\"{follower}\"] .timer-arc"),
+        "stroke-dasharray",
+    )
+    .await;
+    assert!(arc.is_some_and(|d| !d.is_empty()), "a follower's timer arc");
+    select_node(c, follower).await;
+    click(c, "sim-timeout").await;
+    click(c, "sim-play").await;
+    wait_for(
+        Duration::from_secs(60),
+        "the follower whose timeout was forced to lead",
+        || async { (sim_leader(c).await? == follower).then_some(()) },
+    )
+    .await;
+    let url = c.current_url().await.expect("url");
+    assert!(
+        url.fragment()
+            .is_some_and(|f| f.contains(&format!(":e{follower}"))),
+        "the timeout is in the URL: {url}"
+    );
+    println!("simulator: forced timeout made n{follower} leader (was n{leader})");
+}
+
+async fn hand_op_answer(c: &Client, op: &str) -> (String, String) {
+    wait_for(Duration::from_secs(60), op, || async {
+        let status = attr(c, "#sim-op-result", "data-status").await?;
+        let shown = text(c, "#sim-op-result").await?;
+        (shown.contains(op) && status != "pending").then_some((status, shown))
+    })
+    .await
+}
+
+/// A put then a get typed into the form, both through a follower: the
+/// follower redirects the put to the leader and serves the get by
+/// ReadIndex; both land in the history, which stays linearizable.
+async fn sim_hand_ops(c: &Client, base: &str) {
+    let leader = paused_run(c, base, "seed=5&nodes=3", 800).await;
+    let follower = (1..=3).find(|&n| n != leader).expect("a follower");
+    c.find(Locator::Css(&format!(
+        "#sim-op-node option[value=\"{follower}\"]"
+    )))
+    .await
+    .expect("the node option")
+    .click()
+    .await
+    .expect("choose the node");
+    let value = "teal-by-hand";
+    fill(c, "sim-op-key", "color").await;
+    fill(c, "sim-op-value", value).await;
+    click(c, "sim-put").await;
+    // Paused: the put waits.
+    wait_for(Duration::from_secs(10), "the put pending", || async {
+        (attr(c, "#sim-op-result", "data-status").await? == "pending").then_some(())
+    })
+    .await;
+    click(c, "sim-play").await;
+    let (status, shown) = hand_op_answer(c, "put(color, teal-by-hand)").await;
+    assert_eq!(status, "ok", "the put: {shown}");
+    click(c, "sim-get").await;
+    let (status, shown) = hand_op_answer(c, "get(color)").await;
+    assert_eq!(status, "ok", "the get: {shown}");
+    assert_eq!(
+        attr(c, "#sim-op-result", "data-value").await.as_deref(),
+        Some(value),
+        "the get shows the value: {shown}"
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the hand lane in the history",
+        || async {
+            let lanes = text(c, "#sim-history").await?;
+            lanes.contains("by hand").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        attr(c, "#sim-lin", "data-verdict").await.as_deref(),
+        Some("linearizable")
+    );
+    println!("simulator: put and get by hand through n{follower}: {shown}");
+}
+
+/// Clicks a message in flight (the one farthest from every node, so no
+/// node covers it), reads it, drops it.
+async fn sim_inspect_message(c: &Client, base: &str) {
+    paused_run(c, base, "seed=7&nodes=5", 1200).await;
+    let pick = c
+        .execute(
+            r#"
+            const centers = [...document.querySelectorAll('#sim-ring .sim-node .body')].map(e => {
+              const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2];
+            });
+            let best = null, far = 0;
+            for (const d of document.querySelectorAll('#sim-ring circle.msg')) {
+              const r = d.getBoundingClientRect();
+              if (r.width === 0) continue;
+              const x = r.x + r.width / 2, y = r.y + r.height / 2;
+              const near = Math.min(...centers.map(([a, b]) => Math.hypot(a - x, b - y)));
+              if (near > far) { far = near; best = d.getAttribute('data-msg-id'); }
+            }
+            return best;
+            "#,
+            vec![],
+        )
+        .await
+        .expect("find a message");
+    let id = pick.as_str().expect("a message in flight").to_string();
+    c.find(Locator::Css(&format!(
+        "#sim-ring circle.msg[data-msg-id=\"{id}\"]"
+    )))
+    .await
+    .expect("the message")
+    .click()
+    .await
+    .expect("click the message");
+    wait_for(Duration::from_secs(10), "the message inspector", || async {
+        (attr(c, "#sim-msg", "data-state").await? == "in-flight").then_some(())
+    })
+    .await;
+    let kind = text(c, "#sim-msg-fields dd[data-field=type]")
+        .await
+        .unwrap_or_default();
+    let term = text(c, "#sim-msg-fields dd[data-field=term]")
+        .await
+        .unwrap_or_default();
+    assert!(
+        !kind.is_empty() && term.parse::<u64>().is_ok(),
+        "{kind} {term}"
+    );
+    screenshot(c, "screenshot-sim.png").await;
+    click(c, "sim-msg-drop").await;
+    wait_for(Duration::from_secs(10), "the message gone", || async {
+        (attr(c, "#sim-msg", "data-state").await? == "gone").then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(5), "a cross where it died", || async {
+        (count(c, "#sim-ring .drop-mark[data-cause=removed]").await > 0).then_some(())
+    })
+    .await;
+    let url = c.current_url().await.expect("url");
+    assert!(
+        url.fragment()
+            .is_some_and(|f| f.contains(&format!(":m{id}"))),
+        "the drop is in the URL: {url}"
+    );
+    println!("simulator: inspected and dropped message #{id} ({kind}, term {term})");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
