@@ -1,6 +1,8 @@
 //! How many durable `persist` calls per second the disk store does (each is
-//! one fdatasync), with 1 entry and with 64 entries of ~100 bytes per call.
-//! Not a timed test: run it by hand, in release mode.
+//! one fdatasync), with 1 entry and with 64 entries of ~100 bytes per call;
+//! and how long a node holding 1,000,000 keys takes to load its snapshot,
+//! replay its WAL and rebuild its state machine, and how large the snapshot
+//! is per key. Not timed tests: run them by hand, in release mode.
 //!
 //! ```text
 //! cargo test --release -p raft-kv-server --test storage_bench -- --ignored --nocapture
@@ -10,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use raft_core::{Command, Entry, Op, Payload};
+use raft_core::{Command, Entry, KvStore, Membership, Op, Payload, Snapshot, SnapshotMeta};
 use raft_kv_server::storage::{DiskOptions, DiskStorage, Storage};
 
 /// An entry whose postcard encoding is about 100 bytes.
@@ -83,5 +85,72 @@ fn fsyncs_per_second() {
                 r.calls_per_sec, r.entries_per_sec, r.median, r.p99
             );
         }
+    }
+}
+
+#[test]
+#[ignore = "benchmark: run by hand with --ignored --nocapture"]
+fn restart_with_a_million_keys() {
+    let keys: u64 = std::env::var("STORAGE_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let tail = 10_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The state a node has after `keys` puts of ~100-byte values: a snapshot
+    // at `keys`, then `tail` more entries in the WAL.
+    let mut kv = KvStore::new();
+    for i in 1..=keys {
+        kv.apply(&entry(i));
+    }
+    let data = kv.snapshot();
+    println!(
+        "snapshot: {} bytes for {keys} keys = {:.1} bytes/key (key ~12 B, value 78 B)",
+        data.len(),
+        data.len() as f64 / keys as f64
+    );
+    {
+        let mut store = DiskStorage::open(dir.path(), DiskOptions::default()).expect("open");
+        store
+            .persist(
+                None,
+                &(1..=keys.min(1000)).map(entry).collect::<Vec<_>>(),
+                None,
+            )
+            .expect("persist");
+        store
+            .save_snapshot(&Snapshot {
+                meta: SnapshotMeta {
+                    index: keys,
+                    term: 1,
+                    membership: Membership::new(vec![1, 2, 3]),
+                },
+                data,
+            })
+            .expect("snapshot");
+        for chunk in (keys + 1..=keys + tail).collect::<Vec<_>>().chunks(100) {
+            let entries: Vec<Entry> = chunk.iter().map(|&i| entry(i)).collect();
+            store.persist(None, &entries, None).expect("persist");
+        }
+    }
+    drop(kv);
+    for round in 1..=3 {
+        let started = Instant::now();
+        let mut store = DiskStorage::open(dir.path(), DiskOptions::default()).expect("open");
+        let state = store.load().expect("load");
+        let loaded = started.elapsed();
+        let snapshot = state.snapshot.expect("a snapshot");
+        let mut kv = KvStore::restore(&snapshot.data).expect("restore");
+        let restored = started.elapsed();
+        for e in &state.entries {
+            kv.apply(e);
+        }
+        let total = started.elapsed();
+        assert_eq!(kv.len() as u64, keys + tail);
+        println!(
+            "round {round}: open+load {loaded:.2?}, +restore state machine {restored:.2?}, \
+             +replay {} entries {total:.2?}",
+            state.entries.len()
+        );
     }
 }
