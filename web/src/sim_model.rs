@@ -123,6 +123,9 @@ pub enum Action {
     Uncut(NodeId, NodeId),
     /// Restore all links.
     Heal,
+    /// Cut every link between these nodes and the rest, both ways (a
+    /// partition drawn by dragging across the nodes).
+    Split(Vec<NodeId>),
     /// Message loss, in percent.
     Drop(u32),
     /// Latency range.
@@ -227,6 +230,10 @@ impl Recorded {
             Action::Cut(a, b) => format!("x{a}-{b}"),
             Action::Uncut(a, b) => format!("u{a}-{b}"),
             Action::Heal => "h".into(),
+            Action::Split(group) => {
+                let ids: Vec<String> = group.iter().map(u64::to_string).collect();
+                format!("s{}", ids.join("."))
+            }
             Action::Drop(p) => format!("d{p}"),
             Action::Latency(lo, hi) => format!("l{lo}-{hi}"),
             Action::PreVote(on) => format!("p{}", *on as u8),
@@ -261,6 +268,11 @@ impl Recorded {
             "x" => pair(rest).map(|(a, b)| Action::Cut(a, b))?,
             "u" => pair(rest).map(|(a, b)| Action::Uncut(a, b))?,
             "h" => Action::Heal,
+            "s" => Action::Split(
+                rest.split('.')
+                    .map(|n| n.parse().ok())
+                    .collect::<Option<Vec<NodeId>>>()?,
+            ),
             "d" => Action::Drop(rest.parse().ok()?),
             "l" => pair(rest).map(|(a, b)| Action::Latency(a, b))?,
             "p" => Action::PreVote(rest == "1"),
@@ -300,6 +312,10 @@ impl Recorded {
             Action::Cut(a, b) => format!("cut n{a}→n{b}"),
             Action::Uncut(a, b) => format!("restore n{a}→n{b}"),
             Action::Heal => "heal".into(),
+            Action::Split(group) => {
+                let ids: Vec<String> = group.iter().map(|n| format!("n{n}")).collect();
+                format!("split {} from the rest", ids.join(","))
+            }
             Action::Drop(p) => format!("loss {p}%"),
             Action::Latency(lo, hi) => format!("latency {lo}-{hi}"),
             Action::PreVote(on) => format!("PreVote {}", if *on { "on" } else { "off" }),
@@ -336,6 +352,11 @@ fn apply(cluster: &mut Cluster, action: &Action) -> Result<(), String> {
             }
         }
         Action::Heal => cluster.heal(),
+        Action::Split(ref group) => {
+            let n = cluster.nodes().len() as NodeId;
+            let rest = (1..=n).filter(|id| !group.contains(id)).collect();
+            cluster.partition(vec![group.clone(), rest]);
+        }
         Action::Drop(p) => cluster.set_drop_rate(f64::from(p.min(100)) / 100.0),
         Action::Latency(lo, hi) => cluster.set_latency(lo, hi),
         Action::PreVote(on) => cluster.set_pre_vote(on),
@@ -688,6 +709,10 @@ mod tests {
                 action: Action::Timeout(3),
             },
             Recorded {
+                step: 20,
+                action: Action::Split(vec![2, 5]),
+            },
+            Recorded {
                 step: 21,
                 action: Action::DropMessage(812),
             },
@@ -828,6 +853,17 @@ mod tests {
         a.seek(a.step_no() + 400);
         assert_eq!(a.cluster.leader(), Some(follower));
         assert!(a.cluster.violations().is_empty());
+    }
+
+    #[test]
+    fn split_cuts_the_group_off_from_the_rest() {
+        let mut a = SimRun::new(SimSettings::parse("#sim?seed=9&nodes=5"));
+        a.seek(100);
+        a.act(Action::Split(vec![1, 2])).unwrap();
+        let net = a.cluster.network();
+        assert!(net.is_cut(1, 3) && net.is_cut(3, 1) && net.is_cut(2, 5));
+        assert!(!net.is_cut(1, 2) && !net.is_cut(3, 4));
+        assert_eq!(net.cuts().count(), 12);
     }
 
     #[test]

@@ -81,6 +81,10 @@ struct SimUi {
     drop_marks: Vec<(Element, f64)>,
     /// Why the last hand-issued operation was refused, until the next one.
     op_refused: Option<String>,
+    /// The nodes dragged across so far (empty: no drag).
+    grouping: Vec<NodeId>,
+    /// When the last drag ended (its mouseup also fires a click).
+    drag_ended_ms: f64,
     cards: Vec<NodeCard>,
     timeline: TimelineStrip,
     timeline_len: usize,
@@ -210,6 +214,8 @@ impl SimUi {
             drop_layer: svg("g"),
             drop_marks: Vec::new(),
             op_refused: None,
+            grouping: Vec::new(),
+            drag_ended_ms: f64::NEG_INFINITY,
             cards: Vec::new(),
             timeline: TimelineStrip::new("step"),
             timeline_len: usize::MAX,
@@ -422,8 +428,28 @@ impl SimUi {
             for e in [&arc, &circle, &label, &term, &role, &votes] {
                 append(&g, e);
             }
+            // Dragging from a node across others draws a group to split
+            // off from the rest.
+            on(&g, "mousedown", move |e: Event| {
+                e.prevent_default();
+                with_ui(|ui| {
+                    ui.grouping = vec![id];
+                    ui.render_grouping();
+                });
+            });
+            on(&g, "mouseenter", move |_| {
+                with_ui(|ui| {
+                    if !ui.grouping.is_empty() && !ui.grouping.contains(&id) {
+                        ui.grouping.push(id);
+                        ui.render_grouping();
+                    }
+                });
+            });
             on(&g, "click", move |_| {
                 with_ui(|ui| {
+                    if now_ms() - ui.drag_ended_ms < 100.0 {
+                        return;
+                    }
                     ui.selected = if ui.selected == Some(id) {
                         None
                     } else {
@@ -463,6 +489,29 @@ impl SimUi {
             .is_ok_and(|v| v <= self.run.settings.nodes)
         {
             sel.set_value(&was);
+        }
+    }
+
+    /// Ends a drag: two or more nodes (not all) are split off from the rest.
+    fn end_grouping(&mut self) {
+        let mut group = std::mem::take(&mut self.grouping);
+        if group.len() >= 2 {
+            self.drag_ended_ms = now_ms();
+            if group.len() < self.run.settings.nodes {
+                group.sort_unstable();
+                self.act(Action::Split(group));
+            }
+        }
+        self.render_grouping();
+    }
+
+    fn render_grouping(&self) {
+        for (i, rn) in self.ring_nodes.iter().enumerate() {
+            toggle_class(
+                &rn.group,
+                "grouping",
+                self.grouping.contains(&(i as u64 + 1)),
+            );
         }
     }
 
@@ -1327,6 +1376,14 @@ fn mount_controls() {
                 ui.act(Action::Cut(other, id));
             }
         }
+    });
+    on(&document(), "mouseup", |_| {
+        with_ui(|ui| {
+            if !ui.grouping.is_empty() {
+                ui.end_grouping();
+            }
+        });
+        ensure_loop();
     });
     click("sim-timeout", |ui| {
         if let Some(id) = ui.selected {

@@ -4,7 +4,7 @@
 //! the leader and see a new one; load a seed from the URL twice and compare
 //! the trace hashes; force a follower's election timeout and see it lead;
 //! put and get by hand through a follower; inspect a message in flight and
-//! drop it). Screenshots of both views go to `docs/`.
+//! drop it; drag across two nodes to split them off). Screenshots of both views go to `docs/`.
 //!
 //! Needs `/usr/bin/chromedriver`, `/usr/bin/chromium` and a built
 //! `web/dist` (`web/build.sh`); without them it prints why and passes,
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use support::{Cluster, ClusterOptions};
@@ -369,6 +370,58 @@ async fn sim_view(c: &Client, base: &str) {
     sim_force_timeout(c, base).await;
     sim_hand_ops(c, base).await;
     sim_inspect_message(c, base).await;
+    sim_drag_split(c, base).await;
+}
+
+/// Pressing on one node, dragging across another and releasing splits the
+/// two off from the rest: every link between the groups is cut.
+async fn sim_drag_split(c: &Client, base: &str) {
+    paused_run(c, base, "seed=9&nodes=5", 600).await;
+    let node = |id: u64| async move {
+        c.find(Locator::Css(&format!(
+            "#sim-ring .sim-node[data-node-id=\"{id}\"] .body"
+        )))
+        .await
+        .expect("a node on the ring")
+    };
+    let (n1, n2) = (node(1).await, node(2).await);
+    let drag = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveToElement {
+            element: n1,
+            duration: None,
+            x: 0.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::MoveToElement {
+            element: n2,
+            duration: Some(Duration::from_millis(200)),
+            x: 0.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    c.perform_actions(drag)
+        .await
+        .expect("drag across n1 and n2");
+    wait_for(
+        Duration::from_secs(10),
+        "the split drawn as cut links",
+        || async {
+            // 2 × 3 node pairs, both directions.
+            (count(c, "#sim-ring .link.cut").await == 12).then_some(())
+        },
+    )
+    .await;
+    let url = c.current_url().await.expect("url");
+    assert!(
+        url.fragment().is_some_and(|f| f.contains(":s1.2")),
+        "the split is in the URL: {url}"
+    );
+    println!("simulator: dragged across n1 and n2, split off from the rest");
 }
 
 /// Selects node `id` on the ring.
