@@ -377,6 +377,42 @@ mod tests {
     }
 
     #[test]
+    fn drops_are_recorded_with_cause_and_progress() {
+        let mut net = Network::new(NetworkConfig {
+            latency: (10, 10),
+            drop_rate: 1.0,
+            duplicate_rate: 0.0,
+        });
+        let mut rng = Rng::new(5);
+        net.send(msg(1, 2), 0, &mut rng);
+        assert!(net.take_dropped().is_empty(), "recorded only when asked");
+        net.record_drops(true);
+        net.send(msg(1, 2), 0, &mut rng);
+        net.config.drop_rate = 0.0;
+        net.send(msg(1, 3), 0, &mut rng);
+        net.send(msg(2, 3), 0, &mut rng);
+        net.drop_to(3, 5);
+        let dropped = net.take_dropped();
+        let causes: Vec<_> = dropped.iter().map(|d| d.cause).collect();
+        assert_eq!(
+            causes,
+            [
+                DropCause::Lost,
+                DropCause::RecipientDown,
+                DropCause::RecipientDown
+            ]
+        );
+        assert_eq!(dropped[0].progress(), 0.0, "lost as it was sent");
+        assert_eq!(
+            dropped[1].progress(),
+            0.5,
+            "halfway when its recipient crashed"
+        );
+        assert_eq!((net.stats.lost, net.stats.to_down_node), (2, 2));
+        assert!(net.take_dropped().is_empty());
+    }
+
+    #[test]
     fn latency_reorders_and_duplicates_copy() {
         let mut net = Network::new(NetworkConfig {
             latency: (1, 50),
