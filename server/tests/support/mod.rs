@@ -393,34 +393,26 @@ impl Cluster {
         }
     }
 
-    /// Node `id`'s `/status`, if it answers.
-    pub async fn status(&self, id: u64) -> Option<StatusResponse> {
+    /// Node `id`'s successful answer to `GET path`, if it gives one.
+    async fn get_ok(&self, id: u64, path: &str) -> Option<reqwest::Response> {
         let r = self
             .http
-            .get(format!("{}/status", self.url(id)))
+            .get(format!("{}{path}", self.url(id)))
             .timeout(Duration::from_secs(2))
             .send()
             .await
             .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.json().await.ok()
+        r.status().is_success().then_some(r)
+    }
+
+    /// Node `id`'s `/status`, if it answers.
+    pub async fn status(&self, id: u64) -> Option<StatusResponse> {
+        self.get_ok(id, "/status").await?.json().await.ok()
     }
 
     /// Node `id`'s `/metrics` text, if it answers.
     pub async fn metrics_text(&self, id: u64) -> Option<String> {
-        let r = self
-            .http
-            .get(format!("{}/metrics", self.url(id)))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.text().await.ok()
+        self.get_ok(id, "/metrics").await?.text().await.ok()
     }
 
     /// The value of node `id`'s unlabelled metric `name`, if it answers.
