@@ -37,15 +37,7 @@ async fn single_node_serves_reads_writes_and_lists() {
     assert_eq!(kv.value, "uno");
     assert_eq!(c.get(1, "missing", false).await.status(), 404);
 
-    let list: ListResponse = c
-        .http()
-        .get(format!("{}/keys?prefix=a/&limit=1", c.url(1)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: ListResponse = c.get_json(1, "/keys?prefix=a/&limit=1").await;
     assert_eq!(list.items.len(), 1);
     assert_eq!(list.items[0].key, "a/1");
     assert!(list.truncated);
@@ -65,15 +57,7 @@ async fn single_node_serves_reads_writes_and_lists() {
         (st.role, st.members.clone(), st.keys),
         (Role::Leader, vec![1], 2)
     );
-    let metrics = c
-        .http()
-        .get(format!("{}/metrics", c.url(1)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.metrics_text(1).await.expect("node 1 metrics");
     for name in [
         "raft_term ",
         "raft_role{role=\"leader\"} 1",
@@ -119,15 +103,7 @@ async fn put_on_a_follower_is_forwarded_and_every_node_reads_it() {
         .await;
     }
     // The cluster view gathers every member.
-    let cluster: serde_json::Value = c
-        .http()
-        .get(format!("{}/cluster", c.url(follower)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cluster: serde_json::Value = c.get_json(follower, "/cluster").await;
     let members = cluster["members"].as_array().unwrap();
     assert_eq!(members.len(), 3);
     assert!(
@@ -410,15 +386,7 @@ async fn lagging_follower_catches_up_by_snapshot_and_a_full_restart_keeps_everyt
     }
     c.wait_for_leader(ELECTION).await;
     for id in c.ids() {
-        let list: ListResponse = c
-            .http()
-            .get(format!("{}/keys?prefix=key", c.url(id)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: ListResponse = c.get_json(id, "/keys?prefix=key").await;
         assert_eq!(list.items.len(), 150, "node {id}");
         assert_eq!(list.items[7].value, "value7");
     }

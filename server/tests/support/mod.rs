@@ -405,6 +405,21 @@ impl Cluster {
         r.status().is_success().then_some(r)
     }
 
+    /// Node `id`'s answer to `GET path`, decoded from JSON; panics (naming
+    /// the path) when the request fails or the body does not decode.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, id: u64, path: &str) -> T {
+        let url = format!("{}{path}", self.url(id));
+        let r = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        r.json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: body does not decode: {e}"))
+    }
+
     /// Node `id`'s `/status`, if it answers.
     pub async fn status(&self, id: u64) -> Option<StatusResponse> {
         self.get_ok(id, "/status").await?.json().await.ok()
