@@ -33,38 +33,35 @@ pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 pub const MAX_SNAPSHOT_BYTES: u64 = u32::MAX as u64;
 
 /// Splits an InstallSnapshot message into chunks of at most `chunk_bytes`
-/// (at least one chunk, even for empty data). `None` for other messages.
-pub fn split(msg: &Message, chunk_bytes: usize) -> Option<Vec<SnapshotChunk>> {
+/// (at least one chunk, even for empty data), made one at a time as they are
+/// sent, so the snapshot is not copied whole first. `None` for other
+/// messages.
+pub fn split(
+    msg: &Message,
+    chunk_bytes: usize,
+) -> Option<impl Iterator<Item = SnapshotChunk> + '_> {
     let MessageBody::InstallSnapshot { snapshot } = &msg.body else {
         return None;
     };
     let data = &snapshot.data;
     let crc32 = crc32fast::hash(data);
     let total_len = data.len() as u64;
-    let pieces: Vec<&[u8]> = if data.is_empty() {
-        vec![&[]]
-    } else {
-        data.chunks(chunk_bytes.max(1)).collect()
-    };
-    let mut offset = 0u64;
-    let chunks = pieces
-        .into_iter()
-        .map(|piece| {
-            let chunk = SnapshotChunk {
-                from: msg.from,
-                to: msg.to,
-                term: msg.term,
-                meta: snapshot.meta.clone(),
-                total_len,
-                crc32,
-                offset,
-                data: piece.to_vec(),
-            };
-            offset += piece.len() as u64;
-            chunk
-        })
-        .collect();
-    Some(chunks)
+    let step = chunk_bytes.max(1);
+    // Offsets of the chunks: 0 alone for empty data.
+    let offsets = (0..data.len().max(1)).step_by(step);
+    Some(offsets.map(move |at| {
+        let piece = &data[at.min(data.len())..(at + step).min(data.len())];
+        SnapshotChunk {
+            from: msg.from,
+            to: msg.to,
+            term: msg.term,
+            meta: snapshot.meta.clone(),
+            total_len,
+            crc32,
+            offset: at as u64,
+            data: piece.to_vec(),
+        }
+    }))
 }
 
 /// Why a chunk was refused.
@@ -296,11 +293,14 @@ impl SnapshotSender {
     pub async fn run(self) {
         loop {
             let msg = self.outbox.take().await;
+            let MessageBody::InstallSnapshot { snapshot } = &msg.body else {
+                continue;
+            };
+            let index = snapshot.meta.index;
+            let count = snapshot.data.len().div_ceil(self.chunk_bytes.max(1)).max(1);
             let Some(chunks) = split(&msg, self.chunk_bytes) else {
                 continue;
             };
-            let index = chunks[0].meta.index;
-            let count = chunks.len();
             match self.send_all(chunks).await {
                 Ok(()) => {
                     Metrics::inc(&self.metrics.snapshots_sent);
@@ -323,7 +323,7 @@ impl SnapshotSender {
         }
     }
 
-    async fn send_all(&self, chunks: Vec<SnapshotChunk>) -> Result<(), String> {
+    async fn send_all(&self, chunks: impl Iterator<Item = SnapshotChunk>) -> Result<(), String> {
         for chunk in chunks {
             if self.partition.blocks(self.peer) {
                 return Err("the peer is cut off by the test partition".into());
@@ -379,7 +379,7 @@ mod tests {
     fn split_and_reassemble_round_trip() {
         for (len, chunk) in [(0, 4), (1, 4), (4, 4), (10, 4), (10_000, 999)] {
             let msg = snapshot_msg(len);
-            let chunks = split(&msg, chunk).unwrap();
+            let chunks = split(&msg, chunk).unwrap().collect::<Vec<_>>();
             assert_eq!(chunks.len(), len.div_ceil(chunk).max(1));
             assert!(chunks.iter().all(|c| c.data.len() <= chunk));
             let inbox = SnapshotInbox::new(MAX_SNAPSHOT_BYTES);
@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn gap_or_repeat_is_refused_and_a_restart_recovers() {
         let msg = snapshot_msg(100);
-        let chunks = split(&msg, 30).unwrap();
+        let chunks = split(&msg, 30).unwrap().collect::<Vec<_>>();
         let inbox = SnapshotInbox::new(MAX_SNAPSHOT_BYTES);
         assert_eq!(inbox.accept(chunks[0].clone()), Ok(None));
         // A lost chunk: the next one does not continue the transfer.
@@ -425,8 +425,8 @@ mod tests {
     #[test]
     fn chunk_of_another_snapshot_does_not_continue_a_transfer() {
         let inbox = SnapshotInbox::new(MAX_SNAPSHOT_BYTES);
-        let a = split(&snapshot_msg(100), 50).unwrap();
-        let mut b = split(&snapshot_msg(100), 50).unwrap();
+        let a = split(&snapshot_msg(100), 50).unwrap().collect::<Vec<_>>();
+        let mut b = split(&snapshot_msg(100), 50).unwrap().collect::<Vec<_>>();
         b[1].meta.index = 41;
         assert_eq!(inbox.accept(a[0].clone()), Ok(None));
         assert!(matches!(
@@ -441,19 +441,19 @@ mod tests {
     #[test]
     fn corrupt_bounds_limit_and_checksum_are_refused() {
         let inbox = SnapshotInbox::new(1000);
-        let mut big = split(&snapshot_msg(10), 10).unwrap().remove(0);
+        let mut big = split(&snapshot_msg(10), 10).unwrap().next().unwrap();
         big.total_len = 1001;
         assert!(matches!(
             inbox.accept(big),
             Err(ChunkError::TooLarge { .. })
         ));
-        let mut past = split(&snapshot_msg(10), 10).unwrap().remove(0);
+        let mut past = split(&snapshot_msg(10), 10).unwrap().next().unwrap();
         past.offset = u64::MAX - 2;
         assert!(matches!(
             inbox.accept(past),
             Err(ChunkError::OutOfBounds { .. })
         ));
-        let mut flipped = split(&snapshot_msg(10), 4).unwrap();
+        let mut flipped = split(&snapshot_msg(10), 4).unwrap().collect::<Vec<_>>();
         flipped[1].data[0] ^= 1;
         assert!(inbox.accept(flipped[0].clone()).unwrap().is_none());
         assert!(inbox.accept(flipped[1].clone()).unwrap().is_none());
