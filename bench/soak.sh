@@ -12,7 +12,9 @@
 # Environment:
 #   DURATION=10m          load duration (e.g. 1h for the full soak)
 #   INTERVAL=30           seconds between samples
-#   CONNS=32              bench connections
+#   CONNS=32              bench connections (closed loop)
+#   RATE=                 if set, an open loop at this many puts per second
+#                         instead (CONNS is then unused)
 #   KEYS=10000            key space (the state machine's size is bounded by it)
 #   VALUE_SIZE=100        value size in bytes
 #   SNAPSHOT_EVERY=10000  --snapshot-every of the nodes
@@ -97,8 +99,14 @@ sample() { # label
     done
 }
 
-log "load: $CONNS connections, puts over $KEYS keys of $VALUE_SIZE bytes, for $DURATION"
-"$client_bin" bench --server "$servers" --workload put -c "$CONNS" --keys "$KEYS" \
+if [ -n "${RATE:-}" ]; then
+    load=(--rate "$RATE")
+    log "load: $RATE puts/s (open loop) over $KEYS keys of $VALUE_SIZE bytes, for $DURATION"
+else
+    load=(-c "$CONNS")
+    log "load: $CONNS connections, puts over $KEYS keys of $VALUE_SIZE bytes, for $DURATION"
+fi
+"$client_bin" bench --server "$servers" --workload put "${load[@]}" --keys "$KEYS" \
     --value-size "$VALUE_SIZE" --duration "$DURATION" --json --quiet >"$dir/bench.json" \
     2>"$dir/bench.log" &
 bench_pid=$!
