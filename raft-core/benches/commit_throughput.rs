@@ -46,6 +46,7 @@ impl Cluster {
                     moved = true;
                     let mut ready = node.ready();
                     self.inbox.append(&mut ready.messages);
+                    self.inbox.append(&mut ready.persisted_messages);
                     if i == 0 {
                         self.applied += ready.committed_entries.len() as u64;
                     }

@@ -84,6 +84,10 @@ pub struct Faults {
     /// Answer read requests at the local commit index without confirming
     /// leadership with a quorum (no ReadIndex round).
     pub stale_reads: bool,
+    /// Let a follower's append acknowledgements leave before its write is
+    /// durable (in `Ready::messages`), so a crash during the write loses
+    /// entries the leader already counted toward commit.
+    pub early_acks: bool,
 }
 
 /// An invalid [`Config`].

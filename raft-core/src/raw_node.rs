@@ -14,9 +14,11 @@
 //!         index = Some(node.propose(Command { client_id: 0, seq: 0, op }).unwrap());
 //!     }
 //!     let ready = node.ready();
-//!     // 1. persist ready.snapshot / ready.entries / ready.hard_state (fsync)
-//!     // 2. send ready.messages
-//!     // 3. apply ready.committed_entries
+//!     // 1. send ready.messages (they may leave before the write)
+//!     // 2. if ready.must_persist: persist ready.snapshot / ready.entries /
+//!     //    ready.hard_state (one fsync)
+//!     // 3. send ready.persisted_messages
+//!     // 4. apply ready.committed_entries
 //!     for entry in &ready.committed_entries {
 //!         store.apply(entry);
 //!     }
@@ -28,7 +30,7 @@
 use crate::config::{Config, ConfigError, NotAccepted, StepError};
 use crate::kv::Command;
 use crate::log::RaftLog;
-use crate::message::Message;
+use crate::message::{Message, MessageBody};
 use crate::progress::ProgressState;
 use crate::raft::{Raft, ReadState};
 use crate::types::{
@@ -38,27 +40,47 @@ use crate::types::{
 
 /// What the driver must do next, in this order:
 ///
-/// 1. Persist `snapshot` (and restore the state machine from it), then
-///    `entries` (an entry at an index already stored replaces it and all
-///    after it), then `hard_state`; make them durable (one fsync).
-/// 2. Only then send `messages`: a vote or an acknowledgement must never
-///    leave before the state it promises is on disk.
-/// 3. Apply `committed_entries` in order and answer waiting clients.
-/// 4. Serve `read_states` once the applied index reaches their index; fail
+/// 1. Send `messages` now: they promise nothing that is not durable yet.
+/// 2. If `must_persist`: persist `snapshot` (and restore the state machine
+///    from it), then `entries` (an entry at an index already stored
+///    replaces it and all after it), then `hard_state`; make them durable
+///    (one fsync). Otherwise the Ready writes nothing that must survive a
+///    crash and the driver may skip the write.
+/// 3. Only then send `persisted_messages`: a vote or an acknowledgement must
+///    never leave before the state it promises is on disk.
+/// 4. Apply `committed_entries` in order and answer waiting clients.
+/// 5. Serve `read_states` once the applied index reaches their index; fail
 ///    the reads in `dropped_reads`.
-/// 5. Hand the `Ready` back with [`RawNode::advance`].
+/// 6. Hand the `Ready` back with [`RawNode::advance`].
 #[derive(Debug, Default)]
 #[must_use = "a Ready must be carried out and handed back with advance()"]
 pub struct Ready {
-    /// The new hard state, when it changed.
+    /// The hard state: when `must_persist`, the one to write (if it differs
+    /// from the last one written); otherwise only the commit index moved,
+    /// and writing it is optional.
     pub hard_state: Option<HardState>,
+    /// Whether this Ready holds state that must be durable before
+    /// `persisted_messages` leave: a snapshot, entries, or a new term or
+    /// vote. A Ready that only moves the commit index needs no write: the
+    /// commit index is volatile state (paper, figure 2) that a restarted
+    /// node learns again from the leader, and no message depends on it
+    /// being on disk.
+    pub must_persist: bool,
     /// A snapshot received from the leader: persist it and restore the
     /// state machine from it before applying `committed_entries`.
     pub snapshot: Option<Snapshot>,
     /// Entries to append to the durable log.
     pub entries: Vec<Entry>,
-    /// Messages to send after persisting.
+    /// Messages that may leave before this Ready is persisted: a leader's
+    /// appends and heartbeats while its term and vote are already durable.
+    /// The leader writes its log in parallel with replicating it (thesis
+    /// §10.2.1); its own copy counts toward commit only once `advance`
+    /// reports it persisted.
     pub messages: Vec<Message>,
+    /// Messages that must wait until this Ready is durable: votes, vote
+    /// requests of a new term, a follower's acknowledgements, and anything
+    /// sent by a node whose term or vote just changed.
+    pub persisted_messages: Vec<Message>,
     /// Committed entries to apply, in log order.
     pub committed_entries: Vec<Entry>,
     /// Linearizable reads that may be served once applied up to their index.
@@ -137,7 +159,11 @@ pub struct Status {
 /// A Raft node driven from outside: the only way in and out of the protocol.
 pub struct RawNode {
     raft: Raft,
+    /// The hard state last reported in a Ready.
     prev_hard_state: HardState,
+    /// The hard state last handed out to be made durable (its commit index
+    /// may lag: commit-only changes need no write).
+    durable_hard_state: HardState,
     prev_soft_state: SoftState,
 }
 
@@ -175,6 +201,7 @@ impl RawNode {
         Ok(RawNode {
             raft,
             prev_hard_state,
+            durable_hard_state: prev_hard_state,
             prev_soft_state,
         })
     }
@@ -301,11 +328,37 @@ impl RawNode {
             let max = self.raft.cfg.max_apply_bytes;
             self.raft.log.take_committed(max)
         };
+        let durable = self.durable_hard_state;
+        let term_or_vote_changed = (hs.term, hs.vote) != (durable.term, durable.vote);
+        let must_persist = snapshot.is_some() || !entries.is_empty() || term_or_vote_changed;
+        let hard_state = if must_persist {
+            (hs != durable).then_some(hs)
+        } else {
+            (hs != self.prev_hard_state).then_some(hs)
+        };
+        // A leader whose term and vote are on disk may replicate before its
+        // own write is durable; it won that term with a durable vote, and
+        // its appends promise nothing about its own disk. Everything else
+        // waits for the write.
+        let early = self.raft.role == Role::Leader && !term_or_vote_changed;
+        #[cfg(feature = "faults")]
+        let early_acks = self.raft.cfg.faults.early_acks;
+        #[cfg(not(feature = "faults"))]
+        let early_acks = false;
+        let (messages, persisted_messages) = std::mem::take(&mut self.raft.msgs)
+            .into_iter()
+            .partition(|m| match m.body {
+                MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => early,
+                MessageBody::AppendResponse { .. } => early_acks,
+                _ => false,
+            });
         Ready {
-            hard_state: (hs != self.prev_hard_state).then_some(hs),
+            hard_state,
+            must_persist,
             snapshot,
             entries,
-            messages: std::mem::take(&mut self.raft.msgs),
+            messages,
+            persisted_messages,
             committed_entries,
             read_states: std::mem::take(&mut self.raft.reads.ready),
             dropped_reads: std::mem::take(&mut self.raft.reads.dropped),
@@ -317,6 +370,9 @@ impl RawNode {
     pub fn advance(&mut self, ready: Ready) {
         if let Some(hs) = ready.hard_state {
             self.prev_hard_state = hs;
+            if ready.must_persist {
+                self.durable_hard_state = hs;
+            }
         }
         if let Some(soft) = ready.soft_state {
             self.prev_soft_state = soft;

@@ -34,6 +34,7 @@ fn drain(n: &mut RawNode) -> (Vec<Message>, Vec<ReadState>) {
     while n.has_ready() {
         let ready = n.ready();
         sent.extend(ready.messages.iter().cloned());
+        sent.extend(ready.persisted_messages.iter().cloned());
         reads.extend(ready.read_states.iter().copied());
         n.advance(ready);
     }
@@ -217,4 +218,139 @@ fn a_deposed_leader_refuses_the_reads_followers_asked_for() {
             )),
         "{sent:?}"
     );
+}
+
+fn kinds(messages: &[Message]) -> Vec<(&'static str, NodeId)> {
+    messages.iter().map(|m| (m.body.kind(), m.to)).collect()
+}
+
+fn put(key: &str) -> raft_core::Command {
+    raft_core::Command {
+        client_id: 7,
+        seq: 1,
+        op: raft_core::Op::Put {
+            key: key.into(),
+            value: "v".into(),
+        },
+    }
+}
+
+#[test]
+fn a_leader_replicates_before_its_own_write_is_durable() {
+    // Thesis §10.2.1: the leader may write its log in parallel with
+    // sending it; its own copy counts only once persisted.
+    let mut n = leader();
+    let index = n.propose(put("k")).unwrap();
+    let ready = n.ready();
+    assert!(ready.must_persist);
+    assert_eq!(ready.entries.len(), 1);
+    // (Node 3 never answered: it is still probed, one append at a time.)
+    assert_eq!(
+        kinds(&ready.messages),
+        [("append", 2)],
+        "the append may leave before the fsync"
+    );
+    assert!(ready.persisted_messages.is_empty());
+    // The follower acknowledges before the leader's write finished: one
+    // durable copy of three is no majority until the leader's own counts.
+    n.step(msg(
+        2,
+        1,
+        n.term(),
+        MessageBody::AppendResponse {
+            success: true,
+            index,
+            hint_index: 0,
+            hint_term: 0,
+        },
+    ))
+    .unwrap();
+    assert_eq!(n.status().commit, index - 1, "not committed before advance");
+    n.advance(ready);
+    drain(&mut n);
+    assert_eq!(
+        n.status().commit,
+        index,
+        "committed once its copy is durable"
+    );
+}
+
+#[test]
+fn a_follower_acknowledges_only_after_its_write() {
+    // An acknowledgement promises the entries are durable (paper §5.3).
+    let mut n = node(2);
+    let entry = raft_core::Entry {
+        term: 1,
+        index: 1,
+        payload: raft_core::Payload::Noop,
+    };
+    n.step(msg(
+        1,
+        2,
+        1,
+        MessageBody::Append {
+            prev_index: 0,
+            prev_term: 0,
+            entries: vec![entry],
+            commit: 0,
+        },
+    ))
+    .unwrap();
+    let ready = n.ready();
+    assert!(ready.must_persist);
+    assert!(ready.messages.is_empty());
+    assert_eq!(kinds(&ready.persisted_messages), [("append_response", 1)]);
+    n.advance(ready);
+}
+
+#[test]
+fn a_candidate_asks_for_votes_only_after_its_vote_is_durable() {
+    // The term and the vote for itself must survive a crash before any
+    // vote request leaves, or it could vote twice in the term.
+    let mut cfg = Config::new(1);
+    cfg.pre_vote = false;
+    let mut n = RawNode::new(
+        cfg,
+        Membership::new(vec![1, 2, 3]),
+        PersistedState::default(),
+    )
+    .expect("valid configuration");
+    n.campaign();
+    let ready = n.ready();
+    assert!(ready.must_persist);
+    assert_eq!(ready.hard_state.map(|h| (h.term, h.vote)), Some((1, 1)));
+    assert!(ready.messages.is_empty());
+    assert_eq!(kinds(&ready.persisted_messages), [("vote", 2), ("vote", 3)]);
+    n.advance(ready);
+}
+
+#[test]
+fn moving_only_the_commit_index_needs_no_write() {
+    // The commit index is volatile state (paper, figure 2).
+    let mut n = leader();
+    let index = n.propose(put("k")).unwrap();
+    drain(&mut n);
+    n.step(msg(
+        2,
+        1,
+        n.term(),
+        MessageBody::AppendResponse {
+            success: true,
+            index,
+            hint_index: 0,
+            hint_term: 0,
+        },
+    ))
+    .unwrap();
+    let ready = n.ready();
+    assert_eq!(ready.hard_state.map(|h| h.commit), Some(index));
+    assert!(!ready.must_persist, "a commit-only Ready writes nothing");
+    assert_eq!(ready.committed_entries.len(), 1);
+    n.advance(ready);
+    // The next write carries the newest commit along.
+    n.propose(put("k2")).unwrap();
+    let ready = n.ready();
+    assert!(ready.must_persist);
+    assert_eq!(ready.hard_state.map(|h| h.commit), Some(index));
+    n.advance(ready);
 }

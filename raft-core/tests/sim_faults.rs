@@ -55,6 +55,8 @@ fn commit_previous_term_is_caught() {
             cfg.raft.max_batch_bytes = 1;
             cfg.nemesis.weights = [6, 3, 1, 1, 1, 1, 1];
             cfg.nemesis.down_time = (10, 150);
+            // Plain crashes: the schedule this bound was tuned for.
+            cfg.nemesis.crash_at_write = 0.0;
             cfg
         },
         &[
@@ -85,9 +87,41 @@ fn forget_vote_is_caught() {
             cfg.nemesis.weights = [10, 1, 1, 0, 1, 1, 1];
             cfg.nemesis.down_time = (1, 30);
             cfg.nemesis.max_down = Some(cfg.nodes);
+            // Crashes after the vote left: one during the write would stop
+            // the vote from being sent at all.
+            cfg.nemesis.crash_at_write = 0.0;
             cfg
         },
         &[ViolationKind::ElectionSafety],
+    );
+}
+
+/// A follower that acknowledges entries before its write is durable lets
+/// the leader count a copy that a crash during the write then loses: a
+/// later leader without the entry overwrites it.
+#[test]
+fn early_acks_are_caught() {
+    let faults = Faults {
+        early_acks: true,
+        ..Faults::default()
+    };
+    hunt(
+        "early_acks",
+        |seed| {
+            let mut cfg = with_faults(seed, faults);
+            // Every single-node crash hits a write; frequent, short crashes.
+            cfg.nemesis.crash_at_write = 1.0;
+            cfg.nemesis.weights = [10, 1, 1, 0, 1, 1, 2];
+            cfg.nemesis.down_time = (1, 60);
+            cfg
+        },
+        &[
+            ViolationKind::CommittedEntryLost,
+            ViolationKind::CommittedEntryChanged,
+            ViolationKind::StateMachineSafety,
+            ViolationKind::LeaderCompleteness,
+            ViolationKind::Linearizability,
+        ],
     );
 }
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use raft_core::wire::{FollowerStatus, PeerBatch, StatusResponse};
 use raft_core::{
-    Command, Config, HardState, Index, KvStore, Membership, MessageBody, NodeId, NotAccepted,
-    OpResult, PersistedState, RawNode, Ready, Role, Snapshot, SoftState, Term,
+    Command, Config, Index, KvStore, Membership, NodeId, NotAccepted, OpResult, PersistedState,
+    RawNode, Ready, Role, Snapshot, SoftState, Term,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
@@ -279,11 +279,6 @@ pub struct Node {
     snapshot_index: Index,
     ticks: u64,
     leader: Option<NodeId>,
-    /// The newest hard state Raft reported.
-    hard_state: HardState,
-    /// The hard state last handed to storage. Differs from `hard_state` only
-    /// in `commit`: see [`Node::handle_ready`].
-    durable_hard_state: HardState,
 }
 
 /// Builds the Raft node from what storage holds and returns it with the
@@ -315,7 +310,6 @@ pub fn create(
         took_ms = started.elapsed().as_millis() as u64,
         "loaded persisted state"
     );
-    let hard_state = persisted.hard_state;
     let single = members.len() == 1;
     let mut raw = RawNode::new(config, Membership::new(members), persisted)
         .map_err(|e| StartError(e.to_string()))?;
@@ -346,8 +340,6 @@ pub fn create(
         next_ctx: 1,
         snapshot_index,
         ticks: 0,
-        hard_state,
-        durable_hard_state: hard_state,
     };
     let handle = NodeHandle {
         requests: req_tx,
@@ -566,49 +558,26 @@ impl Node {
         if let Some(soft) = ready.soft_state {
             self.on_soft_state(soft);
         }
-        if let Some(hs) = ready.hard_state {
-            self.hard_state = hs;
-        }
-        let durable = self.durable_hard_state;
-        // Thesis §10.2.1: the leader may write its log in parallel with
-        // replicating it. Its appends and heartbeats leave before its own
-        // fsync (its own copy counts toward commit only once `advance`
-        // reports it persisted); the leader's term and vote were made
-        // durable before it asked for votes. Everything else waits for the
-        // fsync: a vote or a follower's acknowledgement promises durability.
-        let term_or_vote_changed =
-            (self.hard_state.term, self.hard_state.vote) != (durable.term, durable.vote);
-        if self.raw.is_leader() && !term_or_vote_changed {
-            let (early, after): (Vec<_>, Vec<_>) = std::mem::take(&mut ready.messages)
-                .into_iter()
-                .partition(|m| {
-                    matches!(
-                        m.body,
-                        MessageBody::Append { .. } | MessageBody::Heartbeat { .. }
-                    )
-                });
-            self.transport.send(early);
-            ready.messages = after;
-        }
-        // 1. Persist (one fsync) before anything that depends on it leaves.
-        // The commit index is volatile state (paper, figure 2): a Ready that
-        // only moves it costs no write and no fsync; the newest commit rides
-        // along with the next write (recovery then restarts from an older
-        // commit, which the leader raises again).
-        if ready.snapshot.is_some() || !ready.entries.is_empty() || term_or_vote_changed {
-            let hs = (self.hard_state != durable).then_some(self.hard_state);
+        // 1. What may leave before the fsync (a leader's appends and
+        // heartbeats; the core decides, see `Ready::messages`).
+        self.transport.send(std::mem::take(&mut ready.messages));
+        // 2. Persist (one fsync) what the Ready must make durable. A Ready
+        // that only moves the commit index writes nothing; the newest
+        // commit rides along with the next write.
+        if ready.must_persist {
             let storage = &mut self.storage;
-            let (snapshot, entries) = (ready.snapshot.as_ref(), &ready.entries);
+            let (snapshot, entries, hs) =
+                (ready.snapshot.as_ref(), &ready.entries, ready.hard_state);
             blocking(|| storage.persist(snapshot, entries, hs))?;
-            self.durable_hard_state = self.hard_state;
             Metrics::inc(&self.metrics.persists);
         }
         if let Some(snapshot) = &ready.snapshot {
             self.restore(snapshot)?;
         }
-        // 2. Send.
-        self.transport.send(std::mem::take(&mut ready.messages));
-        // 3. Apply and answer writers.
+        // 3. What depends on the write: votes, acknowledgements.
+        self.transport
+            .send(std::mem::take(&mut ready.persisted_messages));
+        // 4. Apply and answer writers.
         Metrics::add(
             &self.metrics.entries_applied,
             ready.committed_entries.len() as u64,
@@ -640,7 +609,7 @@ impl Node {
             }
             let _ = entry.remove().reply.send(Err(NodeError::LeadershipChanged));
         }
-        // 4. Reads.
+        // 5. Reads.
         for rs in ready.read_states.drain(..) {
             if let Some(r) = self.reads_pending.remove(&rs.ctx) {
                 self.reads_applying.insert((rs.index, rs.ctx), r);
@@ -654,7 +623,7 @@ impl Node {
             }
         }
         self.serve_reads();
-        // 5. Hand back.
+        // 6. Hand back.
         self.raw.advance(ready);
         Ok(())
     }

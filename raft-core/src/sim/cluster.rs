@@ -421,6 +421,11 @@ impl Cluster {
         self.fault_log.push((self.now, action.clone()));
         match action {
             FaultAction::Crash(id) => self.do_crash(id),
+            FaultAction::CrashAtWrite(id) => {
+                if let Some(i) = self.index(id) {
+                    self.nodes[i].arm_crash_at_write();
+                }
+            }
             FaultAction::Restart(id) => self.do_restart(id),
             FaultAction::Cut(links) => {
                 for (a, b) in links {
@@ -477,6 +482,12 @@ impl Cluster {
             return;
         }
         self.nodes[i].crash();
+        self.after_crash(id);
+    }
+
+    /// What a crash does around the node: messages to it die, clients'
+    /// connections to it break.
+    fn after_crash(&mut self, id: NodeId) {
         self.net.drop_to(id, self.now);
         // The clients' connections to it break.
         let backoff = self.cfg.clients.backoff;
@@ -491,6 +502,8 @@ impl Cluster {
     fn do_restart(&mut self, id: NodeId) {
         let Some(i) = self.index(id) else { return };
         if self.nodes[i].is_up() {
+            // A crash at its next write that never came: called off.
+            self.nodes[i].disarm_crash_at_write();
             return;
         }
         let config = self.cfg.node_config(id, self.nodes[i].restarts() + 1);
@@ -798,7 +811,10 @@ impl Cluster {
             trace: &mut self.trace,
             snapshot_every: self.cfg.snapshot_every,
         };
-        self.nodes[i].drive(&mut env);
+        if self.nodes[i].drive(&mut env) {
+            let id = self.nodes[i].id();
+            self.after_crash(id);
+        }
     }
 
     // ----- clients -----

@@ -309,12 +309,18 @@ impl Checker {
         self.new_leaders.push((node, term));
     }
 
-    /// `node` is about to persist `entries` on top of `durable`.
-    pub(crate) fn on_entries(&mut self, node: NodeId, durable: &DurableStore, entries: &[Entry]) {
+    /// `node`, which knows the log up to `commit` is committed, is about to
+    /// persist `entries` on top of `durable`.
+    pub(crate) fn on_entries(
+        &mut self,
+        node: NodeId,
+        durable: &DurableStore,
+        commit: Index,
+        entries: &[Entry],
+    ) {
         let Some(first) = entries.first() else {
             return;
         };
-        let commit = durable.hard_state.commit;
         // A node never overwrites what it knows to be committed.
         for e in entries {
             if e.index > commit {

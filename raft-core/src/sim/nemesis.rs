@@ -11,6 +11,10 @@ use crate::types::NodeId;
 pub enum FaultAction {
     /// Crash a node: it loses everything it did not persist.
     Crash(NodeId),
+    /// Crash a node in the middle of its next durable write (a SIGKILL
+    /// during the fsync): the messages its `Ready` may send before the
+    /// write (a leader's appends and heartbeats) leave, the write is lost.
+    CrashAtWrite(NodeId),
     /// Restart a crashed node from what it persisted.
     Restart(NodeId),
     /// Cut these directed links.
@@ -42,6 +46,7 @@ impl std::fmt::Display for FaultAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FaultAction::Crash(n) => write!(f, "crash {n}"),
+            FaultAction::CrashAtWrite(n) => write!(f, "crash {n} at its next write"),
             FaultAction::Restart(n) => write!(f, "restart {n}"),
             FaultAction::Cut(links) => {
                 f.write_str("cut")?;
@@ -86,6 +91,10 @@ pub struct NemesisConfig {
     pub calm_after: f64,
     /// Faults to inject before calming down.
     pub min_faults: usize,
+    /// The share of single-node crashes that hit in the middle of the
+    /// node's next durable write ([`FaultAction::CrashAtWrite`]); 0 draws
+    /// nothing, so schedules are those of a nemesis without the fault.
+    pub crash_at_write: f64,
 }
 
 impl Default for NemesisConfig {
@@ -99,6 +108,7 @@ impl Default for NemesisConfig {
             weights: [4, 3, 2, 1, 1, 1, 1],
             calm_after: 0.85,
             min_faults: 3,
+            crash_at_write: 0.5,
         }
     }
 }
@@ -223,7 +233,13 @@ impl Nemesis {
                     _ => pick(rng, &up),
                 };
                 self.later(now, cfg.down_time, rng, FaultAction::Restart(victim));
-                vec![FaultAction::Crash(victim)]
+                // Half the crashes hit in the middle of a write, after the
+                // messages that may leave before it.
+                if cfg.crash_at_write > 0.0 && rng.chance(cfg.crash_at_write) {
+                    vec![FaultAction::CrashAtWrite(victim)]
+                } else {
+                    vec![FaultAction::Crash(victim)]
+                }
             }
             1 => {
                 // Split in two; the leader, when isolated, is in the minority.

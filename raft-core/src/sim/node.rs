@@ -166,6 +166,12 @@ pub struct SimNode {
     waiting: BTreeMap<(u64, u64), ()>,
     reads: BTreeMap<u64, PendingRead>,
     stats: NodeStats,
+    /// The highest commit index its Readies reported since it (re)started
+    /// (the durable one may lag: commit-only changes are not written).
+    commit_seen: Index,
+    /// Dies in the middle of its next durable write (armed by
+    /// [`super::FaultAction::CrashAtWrite`]).
+    crash_at_write: bool,
 }
 
 impl SimNode {
@@ -184,6 +190,8 @@ impl SimNode {
             waiting: BTreeMap::new(),
             reads: BTreeMap::new(),
             stats: NodeStats::default(),
+            commit_seen: 0,
+            crash_at_write: false,
         })
     }
 
@@ -261,8 +269,23 @@ impl SimNode {
         self.stats
     }
 
+    /// Makes it die in the middle of its next durable write: the messages
+    /// allowed to leave before the write go, the write is lost. Returns
+    /// false (and arms nothing) when it is down.
+    pub(crate) fn arm_crash_at_write(&mut self) -> bool {
+        self.crash_at_write = self.is_up();
+        self.crash_at_write
+    }
+
+    /// Disarms a pending [`SimNode::arm_crash_at_write`]; returns whether
+    /// one was pending.
+    pub(crate) fn disarm_crash_at_write(&mut self) -> bool {
+        std::mem::take(&mut self.crash_at_write)
+    }
+
     /// Loses everything not persisted.
     pub(crate) fn crash(&mut self) {
+        self.crash_at_write = false;
         self.raw = None;
         self.kv = KvStore::new();
         self.proposals.clear();
@@ -281,6 +304,7 @@ impl SimNode {
             None => KvStore::new(),
         };
         self.last_snapshot = self.durable.snapshot_index();
+        self.commit_seen = self.durable.hard_state.commit;
         self.raw = Some(raw);
         Ok(())
     }
@@ -318,14 +342,16 @@ impl SimNode {
         Ok(())
     }
 
-    /// Carries out every `Ready` the node has: persist, send, apply, read.
-    pub(crate) fn drive(&mut self, env: &mut Env) {
+    /// Carries out every `Ready` the node has: send what may leave early,
+    /// persist, send the rest, apply, read. Returns true when the node died
+    /// in the middle of a write ([`SimNode::arm_crash_at_write`]).
+    pub(crate) fn drive(&mut self, env: &mut Env) -> bool {
         loop {
             let Some(raw) = self.raw.as_mut() else {
-                return;
+                return false;
             };
             if !raw.has_ready() {
-                return;
+                return false;
             }
             let mut rd = raw.ready();
             if let Some(soft) = rd.soft_state {
@@ -334,45 +360,59 @@ impl SimNode {
                     env.checker.on_leader(self.id, raw.term());
                 }
             }
-            // 1. Persist: snapshot, entries, hard state.
-            if let Some(snap) = &rd.snapshot {
-                env.checker.on_snapshot(self.id, &snap.meta);
-                self.durable.install_snapshot(snap.clone());
-                match KvStore::restore(&snap.data) {
-                    Ok(kv) => self.kv = kv,
-                    Err(e) => env.checker.driver(self.id, e.to_string()),
-                }
-                self.last_snapshot = snap.meta.index;
-                self.stats.snapshots_installed += 1;
-                self.proposals.retain(|&i, _| i > snap.meta.index);
+            // 1. What may leave before the write (a leader's appends and
+            // heartbeats).
+            send(env, std::mem::take(&mut rd.messages));
+            if rd.must_persist && self.crash_at_write {
+                // Killed during the fsync: nothing of this Ready is durable,
+                // but its early messages are on the wire.
+                env.trace.mix_str("crash at write");
+                self.crash();
+                return true;
             }
-            if !rd.entries.is_empty() {
-                env.checker.on_entries(self.id, &self.durable, &rd.entries);
-                if let Err(e) = self.durable.append(&rd.entries) {
-                    env.checker.driver(self.id, e);
+            // 2. Persist: snapshot, entries, hard state (only what must be
+            // durable: a Ready that only moves the commit writes nothing).
+            if rd.must_persist {
+                if let Some(snap) = &rd.snapshot {
+                    env.checker.on_snapshot(self.id, &snap.meta);
+                    self.durable.install_snapshot(snap.clone());
+                    match KvStore::restore(&snap.data) {
+                        Ok(kv) => self.kv = kv,
+                        Err(e) => env.checker.driver(self.id, e.to_string()),
+                    }
+                    self.last_snapshot = snap.meta.index;
+                    self.stats.snapshots_installed += 1;
+                    self.proposals.retain(|&i, _| i > snap.meta.index);
                 }
+                if !rd.entries.is_empty() {
+                    // Checked against the commit known before this Ready:
+                    // entries it commits are the ones being written now.
+                    env.checker
+                        .on_entries(self.id, &self.durable, self.commit_seen, &rd.entries);
+                    if let Err(e) = self.durable.append(&rd.entries) {
+                        env.checker.driver(self.id, e);
+                    }
+                }
+                if let Some(hs) = rd.hard_state {
+                    self.durable.hard_state = hs;
+                }
+            } else if rd.snapshot.is_some() || !rd.entries.is_empty() {
+                env.checker.driver(
+                    self.id,
+                    "a Ready with a snapshot or entries must persist".into(),
+                );
             }
             if let Some(hs) = rd.hard_state {
-                let old = self.durable.hard_state.commit;
-                self.durable.hard_state = hs;
-                if hs.commit > old {
-                    env.checker.on_commit(
-                        self.id,
-                        raw,
-                        self.durable.snapshot_index(),
-                        old,
-                        hs.commit,
-                    );
+                if hs.commit > self.commit_seen {
+                    let snap = self.durable.snapshot_index();
+                    env.checker
+                        .on_commit(self.id, raw, snap, self.commit_seen, hs.commit);
+                    self.commit_seen = hs.commit;
                 }
             }
-            // 2. Send.
-            for m in rd.messages.iter() {
-                env.trace.mix(m.from ^ (m.to << 8) ^ (m.term << 16));
-            }
-            for m in std::mem::take(&mut rd.messages) {
-                env.net.send(m, env.now, env.rng);
-            }
-            // 3. Apply.
+            // 3. What depends on the write: votes, acknowledgements.
+            send(env, std::mem::take(&mut rd.persisted_messages));
+            // 4. Apply.
             for e in &rd.committed_entries {
                 env.checker.on_apply(self.id, e);
                 env.trace.mix(e.index ^ (e.term << 32));
@@ -387,7 +427,7 @@ impl SimNode {
                     env,
                 );
             }
-            // 4. Reads: served once applied up to their index.
+            // 5. Reads: served once applied up to their index.
             for rs in &rd.read_states {
                 if let Some(r) = self.reads.get_mut(&rs.ctx) {
                     r.index = Some(rs.index);
@@ -484,5 +524,13 @@ fn answer_write(
                 },
             ));
         }
+    }
+}
+
+/// Puts messages on the simulated wire.
+fn send(env: &mut Env, messages: Vec<crate::message::Message>) {
+    for m in messages {
+        env.trace.mix(m.from ^ (m.to << 8) ^ (m.term << 16));
+        env.net.send(m, env.now, env.rng);
     }
 }

@@ -142,12 +142,15 @@ impl Harness {
                         raw.term()
                     );
                 }
-                node.disk.persist(&ready);
+                self.queue.extend(ready.messages.iter().cloned());
+                if ready.must_persist {
+                    node.disk.persist(&ready);
+                }
                 if let Some(s) = &ready.snapshot {
                     node.kv = KvStore::restore(&s.data).expect("snapshot decodes");
                     let _ = writeln!(out, "{id}: installed snapshot at {}", s.meta.index);
                 }
-                self.queue.extend(ready.messages.iter().cloned());
+                self.queue.extend(ready.persisted_messages.iter().cloned());
                 for e in &ready.committed_entries {
                     node.kv.apply(e);
                     let _ = writeln!(out, "{id}: applied {}", describe_entry(e));
