@@ -5,7 +5,7 @@
 //! write with the same number, so a retried write is applied at most once
 //! and the retry gets the first result back (thesis §6.3).
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -128,12 +128,56 @@ pub const MAX_CLIENTS: usize = 100_000;
 /// The replicated map plus the duplicate-detection table.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
-    map: BTreeMap<String, String>,
-    clients: BTreeMap<u64, ClientRecord>,
+    #[serde(deserialize_with = "ord_map::deserialize")]
+    map: OrdMap<String, String>,
+    #[serde(deserialize_with = "ord_map::deserialize")]
+    clients: OrdMap<u64, ClientRecord>,
     /// `index -> client_id` of each client record, to evict the oldest.
-    client_age: BTreeMap<Index, u64>,
+    #[serde(deserialize_with = "ord_map::deserialize")]
+    client_age: OrdMap<Index, u64>,
     applied_index: Index,
     applied_term: Term,
+}
+
+/// Decoding of the persistent maps that trusts no length prefix: a
+/// snapshot comes from disk or from a peer, and a corrupt length must be an
+/// error when the data runs out, not an allocation of that many entries up
+/// front (which imbl's own decoder would make).
+mod ord_map {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use imbl::OrdMap;
+    use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+
+    pub(super) fn deserialize<'de, D, K, V>(d: D) -> Result<OrdMap<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Ord + Clone,
+        V: Deserialize<'de> + Clone,
+    {
+        struct MapVisitor<K, V>(PhantomData<(K, V)>);
+        impl<'de, K, V> Visitor<'de> for MapVisitor<K, V>
+        where
+            K: Deserialize<'de> + Ord + Clone,
+            V: Deserialize<'de> + Clone,
+        {
+            type Value = OrdMap<K, V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+                let mut map = OrdMap::new();
+                while let Some((k, v)) = access.next_entry()? {
+                    map.insert(k, v);
+                }
+                Ok(map)
+            }
+        }
+        d.deserialize_map(MapVisitor(PhantomData))
+    }
 }
 
 /// A snapshot's bytes that do not decode.
@@ -250,9 +294,10 @@ impl KvStore {
         }
         self.client_age.insert(index, client_id);
         while self.clients.len() > MAX_CLIENTS {
-            let Some((_, oldest)) = self.client_age.pop_first() else {
+            let Some(&(age, oldest)) = self.client_age.get_min() else {
                 break;
             };
+            self.client_age.remove(&age);
             self.clients.remove(&oldest);
         }
     }
@@ -293,6 +338,13 @@ mod tests {
             index,
             payload,
         }
+    }
+
+    #[test]
+    fn a_huge_length_prefix_is_an_error_not_an_allocation() {
+        // The map's length says 2^35 entries; the data has none.
+        let bytes = [0x80, 0x80, 0x80, 0x80, 0x80, 0x01];
+        assert!(KvStore::restore(&bytes).is_err());
     }
 
     #[test]

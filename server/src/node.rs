@@ -277,8 +277,23 @@ pub struct Node {
     reads_applying: BTreeMap<(Index, u64), ReadWaiter>,
     next_ctx: u64,
     snapshot_index: Index,
+    /// The snapshot being written on its own thread, if any (one at a time).
+    snapshot_running: Option<Index>,
+    /// Admin requests waiting for a snapshot at or above an index.
+    snapshot_waiters: Vec<(Index, Reply<Index>)>,
+    /// No automatic snapshot before this applied index (moved on after a
+    /// failed write, so a broken disk is not retried on every Ready).
+    snapshot_not_before: Index,
+    snapshot_done: mpsc::UnboundedSender<SnapshotWritten>,
     ticks: u64,
     leader: Option<NodeId>,
+}
+
+/// A snapshot whose file the snapshot thread finished writing.
+struct SnapshotWritten {
+    snapshot: Snapshot,
+    result: Result<(), StorageError>,
+    started: std::time::Instant,
 }
 
 /// Builds the Raft node from what storage holds and returns it with the
@@ -325,6 +340,7 @@ pub fn create(
     let (view_tx, view_rx) = watch::channel(view);
     let (req_tx, req_rx) = mpsc::channel(8192);
     let (peer_tx, peer_rx) = mpsc::channel(1024);
+    let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
     let node = Node {
         leader: raw.leader(),
         raw,
@@ -339,6 +355,10 @@ pub fn create(
         reads_applying: BTreeMap::new(),
         next_ctx: 1,
         snapshot_index,
+        snapshot_running: None,
+        snapshot_waiters: Vec::new(),
+        snapshot_not_before: 0,
+        snapshot_done: snapshot_tx,
         ticks: 0,
     };
     let handle = NodeHandle {
@@ -352,6 +372,7 @@ pub fn create(
         NodeInbox {
             requests: req_rx,
             peers: peer_rx,
+            snapshots: snapshot_rx,
         },
     ))
 }
@@ -360,6 +381,7 @@ pub fn create(
 pub struct NodeInbox {
     requests: mpsc::Receiver<Request>,
     peers: mpsc::Receiver<PeerBatch>,
+    snapshots: mpsc::UnboundedReceiver<SnapshotWritten>,
 }
 
 /// The node could not start.
@@ -395,6 +417,7 @@ impl Node {
         let NodeInbox {
             mut requests,
             mut peers,
+            mut snapshots,
         } = inbox;
         let mut ticker = tokio::time::interval(self.opts.tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -407,6 +430,12 @@ impl Node {
                 _ = ticker.tick() => self.on_tick(),
                 Some(batch) = peers.recv() => self.on_peer_batch(batch),
                 Some(req) = requests.recv() => self.on_request(req),
+                Some(written) = snapshots.recv() => {
+                    if let Err(e) = self.on_snapshot_written(written) {
+                        result = Err(e);
+                        break;
+                    }
+                }
             }
             for _ in 0..MAX_DRAIN {
                 let mut more = false;
@@ -423,6 +452,13 @@ impl Node {
                 }
             }
             result = self.process_ready();
+        }
+        // A snapshot still being written finishes and is recorded, so the
+        // next start has less log to replay.
+        if self.snapshot_running.is_some() && result.is_ok() {
+            if let Some(written) = snapshots.recv().await {
+                result = self.on_snapshot_written(written);
+            }
         }
         if let Err(e) = &result {
             error!("stopping the node: {e}");
@@ -511,14 +547,17 @@ impl Node {
                 let _ = reply.send(self.status());
             }
             Request::Snapshot { reply } => {
-                let r = self.take_snapshot().map_err(|e| match e {
-                    SnapshotError::Fatal(e) => {
-                        error!("snapshot failed: {e}");
-                        NodeError::Rejected(format!("snapshot failed: {e}"))
+                let index = self.kv.applied_index();
+                if index <= self.snapshot_index {
+                    let _ = reply.send(Ok(self.snapshot_index));
+                    return;
+                }
+                self.snapshot_waiters.push((index, reply));
+                if let Err(e) = self.start_snapshot() {
+                    for (_, reply) in self.snapshot_waiters.drain(..) {
+                        let _ = reply.send(Err(NodeError::Rejected(e.to_string())));
                     }
-                    SnapshotError::NotAccepted(e) => NodeError::Rejected(e.to_string()),
-                });
-                let _ = reply.send(r);
+                }
             }
             Request::Transfer { to, reply } => {
                 let r = if to == self.raw.id() && self.raw.is_leader() {
@@ -548,7 +587,7 @@ impl Node {
         while self.raw.has_ready() {
             let ready = self.raw.ready();
             self.handle_ready(ready)?;
-            self.maybe_snapshot()?;
+            self.maybe_snapshot();
         }
         self.publish_view();
         Ok(())
@@ -691,45 +730,127 @@ impl Node {
         });
     }
 
-    fn maybe_snapshot(&mut self) -> Result<(), FatalError> {
+    fn maybe_snapshot(&mut self) {
         let every = self.opts.snapshot_every;
-        if every == 0 || self.kv.applied_index() < self.snapshot_index.saturating_add(every) {
-            return Ok(());
+        let applied = self.kv.applied_index();
+        if every == 0
+            || applied < self.snapshot_index.saturating_add(every)
+            || applied < self.snapshot_not_before
+        {
+            return;
         }
-        match self.take_snapshot() {
-            Ok(_) => Ok(()),
-            Err(SnapshotError::Fatal(e)) => Err(e),
-            Err(SnapshotError::NotAccepted(e)) => {
-                warn!("automatic snapshot skipped: {e}");
-                Ok(())
-            }
+        if let Err(e) = self.start_snapshot() {
+            warn!("automatic snapshot skipped: {e}");
+            self.snapshot_not_before = applied.saturating_add(every);
         }
     }
 
-    /// Snapshots the state machine at the applied index, stores it and
+    /// Starts a snapshot of the state machine at the applied index, unless
+    /// one is being written. The state machine is cloned in O(1) (persistent
+    /// maps), then serialized and written on a thread of its own, so the
+    /// Raft loop keeps serving; [`Node::on_snapshot_written`] records it and
     /// compacts the log.
-    fn take_snapshot(&mut self) -> Result<Index, SnapshotError> {
-        let index = self.kv.applied_index();
-        if index <= self.snapshot_index {
-            return Ok(self.snapshot_index);
+    fn start_snapshot(&mut self) -> Result<(), NotAccepted> {
+        if self.snapshot_running.is_some() {
+            return Ok(());
         }
-        let meta = self
-            .raw
-            .snapshot_meta(index)
-            .map_err(SnapshotError::NotAccepted)?;
+        let index = self.kv.applied_index();
+        let meta = self.raw.snapshot_meta(index)?;
+        let kv = self.kv.clone();
+        let writer = self.storage.snapshot_writer();
+        let done = self.snapshot_done.clone();
         let started = std::time::Instant::now();
-        let snapshot = Snapshot {
-            meta,
-            data: self.kv.snapshot(),
+        let spawned = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                let snapshot = Snapshot {
+                    meta,
+                    data: kv.snapshot(),
+                };
+                let result = writer.write(&snapshot);
+                let _ = done.send(SnapshotWritten {
+                    snapshot,
+                    result,
+                    started,
+                });
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start the snapshot thread: {e}");
+            return Err(NotAccepted::BadSnapshot {
+                index,
+                reason: "the snapshot thread could not start",
+            });
+        }
+        self.snapshot_running = Some(index);
+        Ok(())
+    }
+
+    /// Records a snapshot written by the snapshot thread, compacts the log
+    /// and answers the admin requests it satisfies.
+    fn on_snapshot_written(&mut self, written: SnapshotWritten) -> Result<(), FatalError> {
+        self.snapshot_running = None;
+        let SnapshotWritten {
+            snapshot,
+            result,
+            started,
+        } = written;
+        let index = snapshot.meta.index;
+        let outcome = match result {
+            // The file is not referenced by the log yet: a failed write
+            // leaves the node as it was.
+            Err(e) => {
+                error!(index, "writing the snapshot failed: {e}");
+                self.snapshot_not_before = self
+                    .kv
+                    .applied_index()
+                    .saturating_add(self.opts.snapshot_every);
+                Err(NodeError::Rejected(format!("snapshot failed: {e}")))
+            }
+            Ok(()) => {
+                let storage = &mut self.storage;
+                match blocking(|| storage.record_snapshot(&snapshot)) {
+                    Ok(()) => self.compact(snapshot, started),
+                    Err(StorageError::SnapshotOutOfDate { current, .. }) => {
+                        // A newer snapshot from the leader arrived meanwhile.
+                        warn!(index, current, "snapshot overtaken by a newer one; dropped");
+                        Ok(self.snapshot_index)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         };
-        let storage = &mut self.storage;
-        blocking(|| storage.save_snapshot(&snapshot))
-            .map_err(|e| SnapshotError::Fatal(e.into()))?;
+        // Answer whom this snapshot satisfies; start another for the rest.
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.snapshot_waiters)
+            .into_iter()
+            .partition(|(wanted, _)| outcome.is_err() || *wanted <= self.snapshot_index);
+        for (_, reply) in done {
+            let _ = reply.send(outcome.clone().map(|_| self.snapshot_index));
+        }
+        self.snapshot_waiters = waiting;
+        if !self.snapshot_waiters.is_empty() {
+            if let Err(e) = self.start_snapshot() {
+                for (_, reply) in self.snapshot_waiters.drain(..) {
+                    let _ = reply.send(Err(NodeError::Rejected(e.to_string())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a recorded snapshot to the core, which drops the log it covers
+    /// and keeps it for followers that need InstallSnapshot.
+    fn compact(
+        &mut self,
+        snapshot: Snapshot,
+        started: std::time::Instant,
+    ) -> Result<Index, NodeError> {
+        let index = snapshot.meta.index;
         let bytes = snapshot.data.len();
-        self.raw
-            .compact(snapshot)
-            .map_err(SnapshotError::NotAccepted)?;
-        self.snapshot_index = index;
+        if let Err(e) = self.raw.compact(snapshot) {
+            warn!(index, "snapshot not installed in the log: {e}");
+            return Err(NodeError::Rejected(e.to_string()));
+        }
+        self.snapshot_index = self.snapshot_index.max(index);
         Metrics::inc(&self.metrics.snapshots);
         info!(
             index,
@@ -787,11 +908,6 @@ impl Node {
             let _ = r.reply.send(Err(err.clone()));
         }
     }
-}
-
-enum SnapshotError {
-    Fatal(FatalError),
-    NotAccepted(NotAccepted),
 }
 
 fn fail_request(req: Request, err: NodeError) {
@@ -884,9 +1000,18 @@ mod tests {
         };
         assert_eq!(items.len(), 2);
         assert!(truncated);
-        let status = handle.status().await.unwrap();
+        // Automatic snapshots are written off the loop: wait for one.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            let status = handle.status().await.unwrap();
+            if status.snapshot_index >= 5 || tokio::time::Instant::now() > deadline {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
         assert_eq!(status.role, Role::Leader);
         assert!(status.snapshot_index >= 5, "{status:?}");
+        // An admin snapshot answers once its snapshot is recorded.
         let idx = handle.snapshot().await.unwrap();
         assert_eq!(idx, status.applied_index);
         stop_tx.send(()).unwrap();

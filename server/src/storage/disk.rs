@@ -19,7 +19,7 @@ use super::record::{encode_frame, RecordRef, SnapshotMark};
 use super::recovery::{recover, Found, SegmentMeta};
 use super::snapshot_file;
 use super::wal::{self, SegmentWriter};
-use super::{DiskOptions, Storage};
+use super::{DiskOptions, SnapshotWriter, Storage};
 
 /// A node's storage in a data directory.
 pub struct DiskStorage {
@@ -183,6 +183,29 @@ impl DiskStorage {
         Ok(())
     }
 
+    /// Refers the WAL to a snapshot file already written durably (by a
+    /// [`SnapshotWriter`]) and compacts.
+    fn record_inner(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let current = self.log.base().0;
+        if self.has_snapshot && snapshot.meta.index < current {
+            return Err(StorageError::SnapshotOutOfDate {
+                index: snapshot.meta.index,
+                current,
+            });
+        }
+        let plan = self
+            .log
+            .plan(Some((snapshot.meta.index, snapshot.meta.term)), &[])?;
+        let mark = SnapshotMark {
+            index: snapshot.meta.index,
+            term: snapshot.meta.term,
+            keep_tail: plan.keep_tail,
+        };
+        self.recovered = None;
+        self.append_record(Some(mark), &[], None)?;
+        self.compact(mark.index)
+    }
+
     /// Appends one `Ready` record (validated by the caller) durably and
     /// updates the in-memory outline.
     fn append_record(
@@ -297,8 +320,24 @@ impl Storage for DiskStorage {
         self.guarded(|s| s.persist_inner(snapshot, entries, hard_state))
     }
 
-    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
-        self.guarded(|s| s.persist_inner(Some(snapshot), &[], None))
+    fn snapshot_writer(&self) -> SnapshotWriter {
+        SnapshotWriter {
+            dir: Some(self.dir.clone()),
+            sync: self.opts.sync,
+        }
+    }
+
+    fn record_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let result = self.guarded(|s| s.record_inner(snapshot));
+        if let Err(StorageError::SnapshotOutOfDate { .. }) = &result {
+            // Written while a newer snapshot from the leader was stored:
+            // never referenced by the WAL, so just a stray file.
+            let path = self.dir.join(layout::snapshot_name(snapshot.meta.index));
+            if let Err(e) = remove_durably(&self.dir, &path, self.opts.sync) {
+                tracing::warn!(file = %path.display(), "cannot remove an out-of-date snapshot: {e}");
+            }
+        }
+        result
     }
 }
 

@@ -5,7 +5,7 @@
 
 use raft_core::{Entry, HardState, Index, PersistedState, Snapshot, Term};
 
-use super::{Storage, StorageError};
+use super::{SnapshotWriter, Storage, StorageError};
 
 /// Keeps the persisted state in memory. Cloning it is a crash-free "restart".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,7 +123,14 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+    fn snapshot_writer(&self) -> SnapshotWriter {
+        SnapshotWriter {
+            dir: None,
+            sync: false,
+        }
+    }
+
+    fn record_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         self.persist(Some(snapshot), &[], None)
     }
 }

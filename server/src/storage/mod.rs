@@ -49,8 +49,34 @@ pub trait Storage: Send + 'static {
         entries: &[Entry],
         hard_state: Option<HardState>,
     ) -> Result<(), StorageError>;
-    /// Durably stores a snapshot the node made itself (state machine image at an applied index) and compacts: drops WAL segments wholly covered by it and older snapshot files.
-    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
+    /// Durably stores a snapshot the node made itself (state machine image at an applied index) and compacts: drops WAL segments wholly covered by it and older snapshot files. The same as [`SnapshotWriter::write`] followed by [`Storage::record_snapshot`].
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.snapshot_writer().write(snapshot)?;
+        self.record_snapshot(snapshot)
+    }
+    /// What writes a snapshot's file durably, away from the Raft loop (on another thread, while `persist` goes on). The file counts only once [`Storage::record_snapshot`] recorded it.
+    fn snapshot_writer(&self) -> SnapshotWriter;
+    /// Records a snapshot whose file a [`SnapshotWriter`] wrote, and compacts as [`Storage::save_snapshot`] does. A snapshot older than the one already stored is refused with [`StorageError::SnapshotOutOfDate`] (its file is removed).
+    fn record_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
+}
+
+/// Writes snapshot files durably (temp file, fsync, rename, directory
+/// fsync) without touching the log: safe to run on another thread.
+#[derive(Debug, Clone)]
+pub struct SnapshotWriter {
+    /// The data directory (`None`: an in-memory store, nothing to write).
+    pub(crate) dir: Option<std::path::PathBuf>,
+    pub(crate) sync: bool,
+}
+
+impl SnapshotWriter {
+    /// Writes `snapshot`'s file; returns once it is durable.
+    pub fn write(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        match &self.dir {
+            Some(dir) => snapshot_file::write(dir, snapshot, self.sync).map(drop),
+            None => Ok(()),
+        }
+    }
 }
 
 /// How a [`DiskStorage`] writes.
