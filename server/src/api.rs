@@ -57,6 +57,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// HTTP client for forwarding and `/cluster`.
     pub http: reqwest::Client,
+    /// Slots of the requests forwarded at once ([`crate::forward::MAX_FORWARDS_IN_FLIGHT`]).
+    pub forward_slots: tokio::sync::Semaphore,
     /// Snapshots arriving in chunks.
     pub snapshot_inbox: SnapshotInbox,
 }
@@ -688,7 +690,7 @@ async fn write(
                     return s.unavailable(format!("the leader {leader} has no known address"));
                 };
                 Metrics::inc(&s.metrics.forwarded);
-                match forward(&s.http, url, &fwd, at.deadline).await {
+                match forward(&s.http, &s.forward_slots, url, &fwd, at.deadline).await {
                     Ok(resp) if resp.status() != StatusCode::SERVICE_UNAVAILABLE => return resp,
                     Ok(resp) => {
                         debug!(leader, "leader answered 503; waiting for a new leader");
@@ -915,7 +917,7 @@ async fn admin_transfer(
                     return s.unavailable(format!("the leader {leader} has no known address"));
                 };
                 let fwd = ForwardRequest::new(Method::POST, path_and_query(&uri), &headers, body);
-                return match forward(&s.http, url, &fwd, at.deadline).await {
+                return match forward(&s.http, &s.forward_slots, url, &fwd, at.deadline).await {
                     Ok(resp) => resp,
                     Err(ForwardError::NotSent(e) | ForwardError::Unknown(e)) => {
                         s.unavailable(format!("cannot reach the leader (node {leader}): {e}"))

@@ -11,9 +11,16 @@ use axum::response::Response;
 use raft_core::wire::{
     HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_FORWARDED,
 };
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::transport::error_chain;
+
+/// The most requests a node forwards to the leader at once; more wait for
+/// a slot (until their deadline). Each one in flight holds an HTTP/1.1
+/// connection to the leader, so this bounds the connections (and their
+/// buffers) an overloaded follower opens, whatever its clients do.
+pub const MAX_FORWARDS_IN_FLIGHT: usize = 256;
 
 /// A client request to relay to the leader.
 #[derive(Debug, Clone)]
@@ -65,13 +72,23 @@ pub enum ForwardError {
     Unknown(String),
 }
 
-/// Sends `req` to the node at `base_url` and relays its answer.
+/// Sends `req` to the node at `base_url` and relays its answer, once one
+/// of `slots` (sized [`MAX_FORWARDS_IN_FLIGHT`]) is free.
 pub async fn forward(
     client: &reqwest::Client,
+    slots: &Semaphore,
     base_url: &str,
     req: &ForwardRequest,
     deadline: Instant,
 ) -> Result<Response, ForwardError> {
+    let _slot = match tokio::time::timeout_at(deadline, slots.acquire()).await {
+        Ok(Ok(slot)) => slot,
+        _ => {
+            return Err(ForwardError::NotSent(format!(
+                "{MAX_FORWARDS_IN_FLIGHT} forwarded requests already in flight"
+            )))
+        }
+    };
     let remaining = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1));
@@ -101,4 +118,30 @@ pub async fn forward(
     out.header(HEADER_FORWARDED, "1")
         .body(Body::from(body))
         .map_err(|e| ForwardError::Unknown(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn with_every_slot_taken_a_request_is_not_sent() {
+        let client = reqwest::Client::new();
+        let slots = Semaphore::new(0);
+        let req = ForwardRequest::new(
+            Method::PUT,
+            "/key/k".into(),
+            &HeaderMap::new(),
+            Bytes::from_static(b"v"),
+        );
+        let deadline = Instant::now() + Duration::from_millis(20);
+        // Nothing listens there: had it been sent, it would fail otherwise.
+        let err = forward(&client, &slots, "http://127.0.0.1:9", &req, deadline)
+            .await
+            .expect_err("no free slot");
+        match err {
+            ForwardError::NotSent(msg) => assert!(msg.contains("in flight"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

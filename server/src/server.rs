@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::api::{self, AppState};
 use crate::config::Settings;
+use crate::forward::MAX_FORWARDS_IN_FLIGHT;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeOptions};
 use crate::snapshot_transfer::{SnapshotInbox, MAX_SNAPSHOT_BYTES};
@@ -135,6 +136,7 @@ pub async fn run_with_storage(
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
+        .pool_max_idle_per_host(MAX_FORWARDS_IN_FLIGHT)
         .build()
         .map_err(|e| ServerError::Start(format!("cannot build an HTTP client: {e}")))?;
     let state = Arc::new(AppState {
@@ -145,6 +147,7 @@ pub async fn run_with_storage(
         partition,
         settings: settings.clone(),
         http,
+        forward_slots: tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT),
         snapshot_inbox: SnapshotInbox::new(MAX_SNAPSHOT_BYTES),
     });
     let app = api::router(state);
