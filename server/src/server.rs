@@ -17,6 +17,7 @@ use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeOptions};
+use crate::peer_stream::PeerStreams;
 use crate::snapshot_transfer::{SnapshotInbox, MAX_SNAPSHOT_BYTES};
 use crate::storage::{DiskOptions, DiskStorage, Storage};
 use crate::transport::{Partition, Transport};
@@ -146,6 +147,10 @@ pub async fn run_with_storage(
         settings: settings.clone(),
         http,
         snapshot_inbox: SnapshotInbox::new(MAX_SNAPSHOT_BYTES),
+        // Upgraded peer streams outlive their HTTP connection, so the
+        // graceful shutdown below does not wait for them: they close on the
+        // same stop signal instead.
+        peer_streams: PeerStreams::new(stop_rx.clone()),
     });
     let app = api::router(state);
     let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
