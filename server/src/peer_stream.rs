@@ -85,6 +85,10 @@ pub const HEADER_PEER_ID: &str = "x-raft-peer-id";
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Time limit of the whole handshake (connect, request, the 101).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long data sent on a stream may stay unacknowledged by the peer's
+/// host before the stream is taken for dead.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const UNACKED_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a refusal's body the sender reads, for its log line.
 const MAX_REFUSAL_BYTES: usize = 4096;
 /// The receiver's read buffer: many small frames per read call.
@@ -231,6 +235,14 @@ async fn handshake(addr: &PeerAddr, me: NodeId, token: Option<&str>) -> Result<P
         .map_err(|e| format!("connect: {e}"))?;
     // Frames are written whole: Nagle would only hold back the tail of one.
     tcp.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
+    // A write only fails on its own once the socket buffer is full, and
+    // retransmissions to a vanished peer back off for minutes: have the
+    // kernel drop the connection once sent data stays unacknowledged this
+    // long, so the sender reconnects (as a timed-out request used to).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket2::SockRef::from(&tcp)
+        .set_tcp_user_timeout(Some(UNACKED_TIMEOUT))
+        .map_err(|e| format!("tcp user timeout: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
