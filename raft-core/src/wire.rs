@@ -149,7 +149,8 @@ pub struct ClusterResponse {
     pub members: Vec<MemberStatus>,
 }
 
-/// The peer RPC body (`POST /raft/messages`), postcard-encoded.
+/// One frame of the peer message stream (`GET /raft/stream`, upgraded):
+/// postcard-encoded, after the frame's `u32` little-endian length.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerBatch {
     /// The sending node.

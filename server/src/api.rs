@@ -34,6 +34,7 @@ use crate::config::Settings;
 use crate::forward::{forward, ForwardError, ForwardRequest};
 use crate::metrics::Metrics;
 use crate::node::{NodeError, NodeHandle, Query as NodeQuery, QueryResult, WriteOutcome};
+use crate::peer_stream::{self, PeerStreams};
 use crate::snapshot_transfer::{ChunkError, SnapshotInbox};
 use crate::transport::{error_chain, Partition};
 
@@ -61,6 +62,8 @@ pub struct AppState {
     pub forward_slots: tokio::sync::Semaphore,
     /// Snapshots arriving in chunks.
     pub snapshot_inbox: SnapshotInbox,
+    /// The open peer message streams.
+    pub peer_streams: PeerStreams,
 }
 
 type Shared = Arc<AppState>;
@@ -79,7 +82,7 @@ impl AppState {
         )
     }
 
-    fn check_token(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+    pub(crate) fn check_token(&self, headers: &HeaderMap) -> Result<(), Rejection> {
         let Some(expected) = &self.settings.cluster_token else {
             return Ok(());
         };
@@ -161,7 +164,7 @@ pub fn router(state: Shared) -> Router {
         .layer(middleware::from_fn_with_state(client_limit, limit_body))
         .layer(DefaultBodyLimit::max(client_limit));
     let peer = Router::new()
-        .route("/raft/messages", post(peer_messages))
+        .route(peer_stream::PATH, get(peer_stream::accept))
         .route("/raft/snapshot", post(peer_snapshot))
         .layer(middleware::from_fn_with_state(peer_limit, limit_body))
         .layer(DefaultBodyLimit::max(peer_limit));
@@ -983,36 +986,7 @@ async fn get_partition(State(s): State<Shared>) -> Response {
     .into_response()
 }
 
-// ----- peer RPC -----
-
-async fn peer_messages(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = s.check_token(&headers) {
-        Metrics::inc(&s.metrics.peer_unauthorized);
-        return r.into_response();
-    }
-    let batch = match PeerBatch::decode(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            Metrics::inc(&s.metrics.peer_batches_undecodable);
-            debug!("undecodable peer batch ({} bytes): {e}", body.len());
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a postcard-encoded PeerBatch: {e}"),
-            );
-        }
-    };
-    if s.partition.blocks(batch.from) {
-        Metrics::add(
-            &s.metrics.peer_messages_dropped,
-            batch.messages.len() as u64,
-        );
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    match s.node.deliver(batch).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => node_error(&s, e),
-    }
-}
+// ----- peer RPC (the message stream is `peer_stream::accept`) -----
 
 /// `POST /raft/snapshot`: one chunk of an InstallSnapshot message. The
 /// reassembled snapshot is stepped into Raft like any peer message.

@@ -16,7 +16,7 @@ use raft_core::NodeId;
     about = "A raft-kv node: a Raft-replicated key-value store with a REST API",
     long_about = "A raft-kv node: a Raft-replicated key-value store.\n\n\
         One HTTP listener serves the client REST API (/key, /keys, /status, /cluster), \
-        the peer RPC (/raft/messages), /metrics and the dashboard.\n\n\
+        the peer RPC (/raft/stream, /raft/snapshot), /metrics and the dashboard.\n\n\
         Example (the three members of a local cluster):\n  \
         raft-kv-server --node-id 1 --port 3001 --peers 2,3\n  \
         raft-kv-server --node-id 2 --port 3002 --peers 1,3\n  \
@@ -162,7 +162,8 @@ pub fn parse_peer(s: &str) -> Result<PeerSpec, String> {
 }
 
 fn normalize_url(u: &str) -> Result<String, String> {
-    if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() <= "https://".len() {
+    // Plain http only: peers talk over a plain TCP stream (no TLS).
+    if !u.starts_with("http://") || u.len() <= "http://".len() {
         return Err(format!("`{u}`: a peer URL looks like http://host:port"));
     }
     Ok(u.trim_end_matches('/').to_string())
@@ -401,6 +402,7 @@ mod tests {
         assert!(args(&["--node-id", "0"]).is_err());
         assert!(args(&["--node-id", "1", "--peers", "x"]).is_err());
         assert!(args(&["--node-id", "1", "--peers", "2=ftp://a"]).is_err());
+        assert!(args(&["--node-id", "1", "--peers", "2=https://a:1"]).is_err());
         assert!(args(&["--node-id", "1", "--peers", "0"]).is_err());
         assert!(args(&["--node-id", "1", "--heartbeat-ticks", "10"]).is_err());
         assert!(args(&["--node-id", "1", "--cluster-token", " "]).is_err());

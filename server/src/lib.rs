@@ -5,6 +5,8 @@
 //! - [`node`]: the one task that owns the Raft node, the state machine and
 //!   the storage (persist → send → apply for every `Ready`).
 //! - [`transport`]: per-peer batching senders.
+//! - [`peer_stream`]: the peer message stream's handshake, framing and
+//!   receiving side.
 //! - [`snapshot_transfer`]: InstallSnapshot sent and reassembled in chunks.
 //! - [`api`]: the REST API, peer RPC, metrics, admin and static files.
 //! - [`forward`]: follower → leader forwarding of writes.
@@ -14,6 +16,7 @@ pub mod config;
 pub mod forward;
 pub mod metrics;
 pub mod node;
+pub mod peer_stream;
 pub mod server;
 pub mod snapshot_transfer;
 pub mod storage;

@@ -46,17 +46,25 @@ pub struct Metrics {
     pub leader_changes: AtomicU64,
     /// Peer messages the Raft core rejected (misaddressed, unknown sender, malformed).
     pub peer_messages_rejected: AtomicU64,
-    /// Peer RPC bodies that did not decode.
+    /// Peer stream frames and snapshot chunks that did not decode.
     pub peer_batches_undecodable: AtomicU64,
-    /// Peer RPC requests refused for a missing or wrong cluster token.
+    /// Peer RPC requests (stream handshakes, snapshot chunks) refused for a
+    /// missing or wrong cluster token.
     pub peer_unauthorized: AtomicU64,
+    /// Peer streams accepted (handshake answered 101).
+    pub peer_streams_accepted: AtomicU64,
+    /// Peer stream handshakes refused (not a member) and streams closed for
+    /// a broken rule (frame over the limit, undecodable, another sender).
+    pub peer_streams_rejected: AtomicU64,
+    /// Peer streams open now (a gauge).
+    pub peer_streams_open: AtomicU64,
     /// Peer messages received.
     pub peer_messages_received: AtomicU64,
     /// Peer messages handed to the network.
     pub peer_messages_sent: AtomicU64,
     /// Outgoing peer messages dropped (queue over its bound, send failure, test partition).
     pub peer_messages_dropped: AtomicU64,
-    /// Failed peer RPC calls.
+    /// Failed peer stream connects and writes.
     pub peer_send_errors: AtomicU64,
     /// Snapshots taken by this node.
     pub snapshots: AtomicU64,
@@ -156,16 +164,24 @@ impl Metrics {
             );
             gauge(&mut out, "kv_keys", "Keys in the state machine.", s.keys);
         }
-        let counters: [(&str, &str, &AtomicU64); 18] = [
+        gauge(
+            &mut out,
+            "raft_peer_streams_open",
+            "Peer message streams open to this node.",
+            self.peer_streams_open.load(Ordering::Relaxed),
+        );
+        let counters: [(&str, &str, &AtomicU64); 20] = [
             ("raft_proposals_total", "Proposals appended to the log by this node.", &self.proposals),
             ("raft_leader_changes_total", "Times the known leader changed.", &self.leader_changes),
             ("raft_peer_messages_rejected_total", "Peer messages rejected by the Raft core (misaddressed, unknown sender, malformed).", &self.peer_messages_rejected),
-            ("raft_peer_batches_undecodable_total", "Peer RPC bodies that did not decode.", &self.peer_batches_undecodable),
-            ("raft_peer_unauthorized_total", "Peer RPC requests refused for a missing or wrong cluster token.", &self.peer_unauthorized),
+            ("raft_peer_batches_undecodable_total", "Peer stream frames and snapshot chunks that did not decode.", &self.peer_batches_undecodable),
+            ("raft_peer_unauthorized_total", "Peer stream handshakes and snapshot chunks refused for a missing or wrong cluster token.", &self.peer_unauthorized),
+            ("raft_peer_streams_accepted_total", "Peer message streams accepted.", &self.peer_streams_accepted),
+            ("raft_peer_streams_rejected_total", "Peer stream handshakes refused (not a member) and streams closed for a broken rule (frame over the limit, undecodable, another sender).", &self.peer_streams_rejected),
             ("raft_peer_messages_received_total", "Peer messages received.", &self.peer_messages_received),
             ("raft_peer_messages_sent_total", "Peer messages sent.", &self.peer_messages_sent),
             ("raft_peer_messages_dropped_total", "Outgoing peer messages dropped (queue bound, send failure, test partition).", &self.peer_messages_dropped),
-            ("raft_peer_send_errors_total", "Failed peer RPC calls.", &self.peer_send_errors),
+            ("raft_peer_send_errors_total", "Failed peer stream connects and writes (snapshot transfers count in raft_snapshot_transfers_failed_total).", &self.peer_send_errors),
             ("raft_snapshots_total", "Snapshots taken by this node.", &self.snapshots),
             ("raft_snapshot_chunks_sent_total", "Snapshot chunks sent to followers.", &self.snapshot_chunks_sent),
             ("raft_snapshots_sent_total", "Snapshots sent whole to followers.", &self.snapshots_sent),

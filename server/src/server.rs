@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::forward::MAX_FORWARDS_IN_FLIGHT;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeOptions};
+use crate::peer_stream::PeerStreams;
 use crate::snapshot_transfer::{SnapshotInbox, MAX_SNAPSHOT_BYTES};
 use crate::storage::{DiskOptions, DiskStorage, Storage};
 use crate::transport::{Partition, Transport};
@@ -149,6 +150,10 @@ pub async fn run_with_storage(
         http,
         forward_slots: tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT),
         snapshot_inbox: SnapshotInbox::new(MAX_SNAPSHOT_BYTES),
+        // Upgraded peer streams outlive their HTTP connection, so the
+        // graceful shutdown below does not wait for them: they close on the
+        // same stop signal instead.
+        peer_streams: PeerStreams::new(stop_rx.clone()),
     });
     let app = api::router(state);
     let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));

@@ -1,27 +1,32 @@
-//! The peer transport: one task per peer sends that peer's messages in
-//! batches over a persistent HTTP connection (`POST /raft/messages`, a
-//! postcard [`PeerBatch`]).
+//! The peer transport's sending side: one task per peer writes that peer's
+//! messages, in batches, to a persistent one-way stream
+//! ([`crate::peer_stream`]: `GET /raft/stream` upgraded to length-prefixed
+//! postcard [`PeerBatch`] frames, on the peer's ordinary listener).
 //!
 //! The Raft loop only ever pushes onto a per-peer queue ([`Transport::send`]
 //! never blocks and never awaits). Each peer task takes everything queued
-//! (up to a byte bound) as one batch, sends it, and as soon as the answer
-//! arrives takes the next batch: one batch in flight per peer, and whatever
-//! queued meanwhile travels together. On errors it backs off (up to 1 s) and
-//! carries on; a queue over its bound drops its oldest messages, which Raft
+//! (up to a byte bound) as one batch, writes it as one frame, and at once
+//! takes the next: no answer per batch, so whatever queued while a frame
+//! was being written travels together in the next one, and TCP carries the
+//! order and the back-pressure. A lost stream is reconnected with a backoff
+//! (20 ms doubling up to 1 s); what was queued when a connect fails is
+//! dropped, and a queue over its bound drops its oldest messages: Raft
 //! retransmits. InstallSnapshot messages go their own way, in chunks, on a
 //! second connection per peer ([`crate::snapshot_transfer`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raft_core::wire::{PeerBatch, HEADER_CLUSTER_TOKEN};
 use raft_core::{Message, MessageBody, NodeId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
+use crate::peer_stream::{self, encode_frame, PeerAddr, PeerStream};
 use crate::snapshot_transfer::{SnapshotOutbox, SnapshotSender};
 
 /// Largest batch the sender assembles (one message may exceed it).
@@ -30,8 +35,13 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 const MAX_QUEUE_BYTES: usize = 64 << 20;
 /// ... or this many messages.
 const MAX_QUEUE_MESSAGES: usize = 16_384;
-/// Time limit of one peer RPC call.
+/// Time limit of one snapshot chunk post, and of writing one frame: a
+/// stream that takes longer is taken for dead and reconnected.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first reconnect delay, doubled on each failure...
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// ... up to this.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// An estimate of a message's encoded size, to bound queues and batches.
 pub fn message_size(m: &Message) -> usize {
@@ -102,6 +112,15 @@ impl PeerQueue {
         dropped
     }
 
+    /// Drops everything queued; returns how many messages that was.
+    fn clear(&self) -> u64 {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let n = q.msgs.len() as u64;
+        q.msgs.clear();
+        q.bytes = 0;
+        n
+    }
+
     /// Waits for at least one message and takes everything queued, up to
     /// [`MAX_BATCH_BYTES`].
     async fn take_batch(&self) -> Vec<Message> {
@@ -159,17 +178,23 @@ impl Transport {
                     continue;
                 }
             };
+            let addr = match PeerAddr::from_url(url) {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(peer = id, "no stream to this peer: {e}");
+                    continue;
+                }
+            };
             let queue = Arc::new(PeerQueue::default());
             queues.insert(id, queue.clone());
             let sender = PeerSender {
                 me,
                 peer: id,
-                url: format!("{url}/raft/messages"),
+                addr,
                 token: token.clone(),
                 queue,
                 partition: partition.clone(),
                 metrics: metrics.clone(),
-                client: client.clone(),
             };
             tasks.push(tokio::spawn(sender.run()));
             let outbox = Arc::new(SnapshotOutbox::default());
@@ -237,16 +262,15 @@ impl Drop for Transport {
 struct PeerSender {
     me: NodeId,
     peer: NodeId,
-    url: String,
+    addr: PeerAddr,
     token: Option<String>,
     queue: Arc<PeerQueue>,
     partition: Arc<Partition>,
     metrics: Arc<Metrics>,
-    client: reqwest::Client,
 }
 
-/// The HTTP client of the peer RPC: short connect timeout, persistent
-/// connections, no Nagle delay.
+/// The HTTP client of the snapshot chunk posts: short connect timeout,
+/// persistent connections, no Nagle delay.
 fn peer_http_client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(500))
@@ -284,41 +308,95 @@ pub async fn post_peer(
 }
 
 impl PeerSender {
+    /// Connects, writes frames until the stream fails, reconnects; forever
+    /// (the task is aborted when the [`Transport`] is dropped).
     async fn run(self) {
         let mut failures: u32 = 0;
         loop {
-            let mut batch = self.queue.take_batch().await;
-            if self.partition.blocks(self.peer) {
-                Metrics::add(&self.metrics.peer_messages_dropped, batch.len() as u64);
-                continue;
-            }
-            let n = batch.len() as u64;
-            let body = PeerBatch {
-                from: self.me,
-                messages: std::mem::take(&mut batch),
-            }
-            .encode();
-            let outcome = post_peer(&self.client, &self.url, self.token.as_deref(), body).await;
-            match outcome {
-                Ok(()) => {
-                    Metrics::add(&self.metrics.peer_messages_sent, n);
+            let error = match peer_stream::connect(&self.addr, self.me, self.token.as_deref()).await
+            {
+                Ok(mut stream) => {
                     if failures > 0 {
                         info!(peer = self.peer, "peer reachable again");
                     }
-                    failures = 0;
+                    debug!(peer = self.peer, addr = %self.addr, "peer stream open");
+                    let opened = Instant::now();
+                    let why = self.pump(&mut stream).await;
+                    // Only a stream that lasted ends the outage: one the peer
+                    // closes at once (it refuses our frames, or another node
+                    // claims our id) must not become a reconnect loop
+                    // without backoff and a warning every time.
+                    if opened.elapsed() >= BACKOFF_MAX {
+                        failures = 0;
+                    }
+                    why
                 }
                 Err(e) => {
-                    Metrics::inc(&self.metrics.peer_send_errors);
+                    // Nothing queued now will be fresh once the peer is back
+                    // (as a failed batch was dropped before): Raft resends.
+                    Metrics::add(&self.metrics.peer_messages_dropped, self.queue.clear());
+                    e
+                }
+            };
+            Metrics::inc(&self.metrics.peer_send_errors);
+            // One warning per outage; the retries only at debug level.
+            if failures == 0 {
+                warn!(peer = self.peer, addr = %self.addr, "cannot reach peer: {error}");
+            } else {
+                debug!(peer = self.peer, failures, "cannot reach peer: {error}");
+            }
+            let backoff = BACKOFF_MIN
+                .saturating_mul(1 << failures.min(6))
+                .min(BACKOFF_MAX);
+            failures = failures.saturating_add(1);
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// Writes batches to `stream` as they are queued until the stream fails;
+    /// returns why.
+    async fn pump(&self, stream: &mut PeerStream) -> String {
+        // The receiver never writes: a read that completes means the stream
+        // was closed (the peer restarted, replaced or refused it), found out
+        // before a batch is lost to it.
+        let mut probe = [0u8; 1];
+        loop {
+            let batch = tokio::select! {
+                biased;
+                r = stream.read(&mut probe) => {
+                    return match r {
+                        Ok(0) => "the peer closed the stream".into(),
+                        Ok(_) => "the peer wrote on a one-way stream".into(),
+                        Err(e) => format!("stream: {e}"),
+                    };
+                }
+                batch = self.queue.take_batch() => batch,
+            };
+            let n = batch.len() as u64;
+            if self.partition.blocks(self.peer) {
+                Metrics::add(&self.metrics.peer_messages_dropped, n);
+                continue;
+            }
+            let frame = match encode_frame(&PeerBatch {
+                from: self.me,
+                messages: batch,
+            }) {
+                Ok(f) => f,
+                Err(e) => {
+                    warn!(peer = self.peer, "batch dropped: {e}");
                     Metrics::add(&self.metrics.peer_messages_dropped, n);
-                    if failures == 0 {
-                        warn!(peer = self.peer, url = %self.url, "cannot reach peer: {e}");
-                    } else {
-                        debug!(peer = self.peer, failures, "cannot reach peer: {e}");
-                    }
-                    failures = failures.saturating_add(1);
-                    let backoff =
-                        Duration::from_millis(20u64 << failures.min(6)).min(Duration::from_secs(1));
-                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
+            match tokio::time::timeout(SEND_TIMEOUT, stream.write_all(&frame)).await {
+                Ok(Ok(())) => Metrics::add(&self.metrics.peer_messages_sent, n),
+                Ok(Err(e)) => {
+                    Metrics::add(&self.metrics.peer_messages_dropped, n);
+                    return format!("write: {e}");
+                }
+                Err(_) => {
+                    Metrics::add(&self.metrics.peer_messages_dropped, n);
+                    return format!("a frame took over {SEND_TIMEOUT:?} to write");
                 }
             }
         }

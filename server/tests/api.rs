@@ -1,7 +1,8 @@
 //! The REST API's contract against a real single-node server: every bad
-//! input gets its 4xx and a JSON `{"error": ...}` body; the peer RPC and
-//! admin endpoints are guarded by the cluster token; garbage peer bodies are
-//! refused and counted without harming the node.
+//! input gets its 4xx and a JSON `{"error": ...}` body; the peer stream,
+//! the snapshot chunks and the admin endpoints are guarded by the cluster
+//! token; garbage peer input is refused and counted without harming the
+//! node.
 
 mod support;
 
@@ -329,40 +330,131 @@ async fn metric(c: &Cluster, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no metric {name}")) as u64
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peer_rpc_and_admin_need_the_cluster_token() {
-    let c = node_with(&[], Some(TOKEN), true).await;
-    let url = format!("{}/raft/messages", c.url(1));
-    let batch = PeerBatch {
-        from: 2,
-        messages: vec![Message {
-            from: 2,
-            to: 1,
-            term: 1000,
-            body: MessageBody::Heartbeat {
-                commit: 0,
-                read_ctx: 0,
-            },
-        }],
+/// A peer stream handshake, written by hand: the answer's status, its body
+/// (empty after a 101) and the connection.
+async fn stream_handshake(
+    port: u16,
+    headers: &[(&str, &str)],
+) -> (u16, String, tokio::net::TcpStream) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut req = String::from("GET /raft/stream HTTP/1.1\r\nhost: x\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
     }
-    .encode();
-    // Without the token (or with a wrong one): 401, and the message is not stepped.
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    // Byte by byte: nothing past the head may be consumed here.
+    let mut head = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout_at(deadline, s.read(&mut b))
+            .await
+            .expect("no handshake answer within 5 s")
+            .unwrap();
+        assert_eq!(n, 1, "connection closed in the answer's head: {head:?}");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let status: u16 = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    if status != 101 {
+        assert!(head.contains("content-type: application/json"), "{head}");
+    }
+    (status, String::from_utf8_lossy(&body).into_owned(), s)
+}
+
+const UPGRADE: [(&str, &str); 2] = [("connection", "upgrade"), ("upgrade", "raft-kv-peer/1")];
+
+/// Opens a stream to node 1 as node `from`, with `token` when given.
+async fn open_stream(c: &Cluster, from: &str, token: Option<&str>) -> tokio::net::TcpStream {
+    let mut headers = UPGRADE.to_vec();
+    headers.push(("x-raft-peer-id", from));
+    if let Some(t) = token {
+        headers.push(("x-raft-cluster-token", t));
+    }
+    let (status, body, s) = stream_handshake(c.port(1), &headers).await;
+    assert_eq!(status, 101, "{body}");
+    s
+}
+
+/// One frame: the length (u32 LE), then the bytes.
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_le_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+/// Waits until the node closes `s` (a read ends with EOF or an error).
+async fn assert_closed(s: &mut tokio::net::TcpStream, what: &str) {
+    let mut b = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => {}
+        Ok(Ok(n)) => panic!("{what}: the node wrote {n} bytes on a one-way stream"),
+        Err(_) => panic!("{what}: the stream is still open after 5 s"),
+    }
+}
+
+fn heartbeat(from: u64, to: u64, term: u64) -> Message {
+    Message {
+        from,
+        to,
+        term,
+        body: MessageBody::Heartbeat {
+            commit: 0,
+            read_ctx: 0,
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_stream_and_admin_need_the_cluster_token() {
+    let c = node_with(&[], Some(TOKEN), true).await;
+    let port = c.port(1);
+    // Without the token (or with a wrong one): 401, whatever else is right.
     for token in [None, Some("wrong")] {
-        let mut req = c.http().post(&url).body(batch.clone());
+        let mut headers = UPGRADE.to_vec();
+        headers.push(("x-raft-peer-id", "2"));
         if let Some(t) = token {
-            req = req.header("x-raft-cluster-token", t);
+            headers.push(("x-raft-cluster-token", t));
         }
-        let r = req.send().await.unwrap();
-        assert_eq!(r.status(), 401);
-        let e: ErrorBody = r.json().await.unwrap();
+        let (status, body, _) = stream_handshake(port, &headers).await;
+        assert_eq!(status, 401, "{body}");
+        let e: ErrorBody = serde_json::from_str(&body).unwrap();
         assert!(e.error.contains("x-raft-cluster-token"), "{e:?}");
     }
     assert_eq!(metric(&c, "raft_peer_unauthorized_total").await, 2);
-    let st = c.status(1).await.unwrap();
-    assert!(
-        st.term < 1000,
-        "an unauthenticated message changed the term: {st:?}"
-    );
+
+    // With the token: not an upgrade, no sender, a sender that is not a
+    // member (this is a single-node cluster) are all refused.
+    let token = ("x-raft-cluster-token", TOKEN);
+    let mut with_token = UPGRADE.to_vec();
+    with_token.push(token);
+    let mut stranger = with_token.clone();
+    stranger.push(("x-raft-peer-id", "2"));
+    let mut itself = with_token.clone();
+    itself.push(("x-raft-peer-id", "1"));
+    for (what, headers, want, says) in [
+        ("a plain GET", vec![token], 426, "upgrade"),
+        ("no sender", with_token.clone(), 400, "x-raft-peer-id"),
+        ("a stranger", stranger, 400, "not a member"),
+        ("itself", itself, 400, "not a member"),
+    ] {
+        let (status, body, _) = stream_handshake(port, &headers).await;
+        assert_eq!(status, want, "{what}: {body}");
+        let e: ErrorBody = serde_json::from_str(&body).unwrap();
+        assert!(e.error.contains(says), "{what}: {e:?}");
+    }
+    assert_eq!(metric(&c, "raft_peer_streams_rejected_total").await, 2);
+    assert_eq!(metric(&c, "raft_peer_streams_accepted_total").await, 0);
 
     // Admin endpoints too.
     let snap = format!("{}/admin/snapshot", c.url(1));
@@ -388,50 +480,64 @@ async fn peer_rpc_and_admin_need_the_cluster_token() {
     let s: SnapshotResponse = r.json().await.unwrap();
     assert!(s.index >= 2, "{s:?}");
     assert_eq!(c.status(1).await.unwrap().snapshot_index, s.index);
-
-    // With the token, a message from a node that is not a member is
-    // rejected by the core and counted.
-    let r = c
-        .http()
-        .post(&url)
-        .header("x-raft-cluster-token", TOKEN)
-        .body(batch)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    c.wait_until(
-        Duration::from_secs(5),
-        "the stranger's message is counted",
-        || async { metric(&c, "raft_peer_messages_rejected_total").await == 1 },
-    )
-    .await;
-    assert!(c.status(1).await.unwrap().term < 1000);
 }
 
+/// Garbage on the peer stream closes it and is counted; misaddressed and
+/// forged messages are rejected; garbage snapshot chunks are refused; the
+/// node carries on. The test speaks as node 3, which is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_peer_bodies_are_refused_and_counted() {
-    let c = node_with(&[], None, true).await;
-    let url = format!("{}/raft/messages", c.url(1));
-    let bodies: [&[u8]; 4] = [
-        b"",
-        b"garbage",
-        &[0xff; 64],
-        &[1, 2, 200, 200, 200, 200, 200],
-    ];
-    for body in bodies {
-        let r = c
-            .http()
-            .post(&url)
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400, "{body:?}");
-        let e: ErrorBody = r.json().await.unwrap();
-        assert!(e.error.contains("PeerBatch"), "{e:?}");
-    }
-    assert_eq!(metric(&c, "raft_peer_batches_undecodable_total").await, 4);
+async fn garbage_peer_input_is_refused_and_counted() {
+    let mut c = Cluster::start(3).await;
+    c.kill(3);
+    c.wait_for_leader(Duration::from_secs(15)).await;
+    let counter = |name: &'static str| {
+        let c = &c;
+        async move { metric(c, name).await }
+    };
+    let rejected_messages = counter("raft_peer_messages_rejected_total").await;
+
+    // Well-framed batches from node 3 with a misaddressed message and a
+    // message claiming another sender: the core rejects both, the stream
+    // stays open.
+    let mut s = open_stream(&c, "3", None).await;
+    let batch = PeerBatch {
+        from: 3,
+        messages: vec![heartbeat(3, 7, 0), heartbeat(2, 1, 0)],
+    };
+    s.write_all(&frame(&batch.encode())).await.unwrap();
+    c.wait_until(
+        Duration::from_secs(5),
+        "both messages are rejected",
+        || async { counter("raft_peer_messages_rejected_total").await >= rejected_messages + 2 },
+    )
+    .await;
+    assert_eq!(counter("raft_peer_streams_rejected_total").await, 0);
+
+    // Then a frame that is not a PeerBatch: the stream is closed.
+    s.write_all(&frame(b"garbage")).await.unwrap();
+    assert_closed(&mut s, "an undecodable frame").await;
+    assert_eq!(counter("raft_peer_batches_undecodable_total").await, 1);
+    assert_eq!(counter("raft_peer_streams_rejected_total").await, 1);
+
+    // A length over the limit: closed on the length alone.
+    let mut s = open_stream(&c, "3", None).await;
+    s.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
+    assert_closed(&mut s, "a frame over the limit").await;
+    assert_eq!(counter("raft_peer_streams_rejected_total").await, 2);
+
+    // A batch from node 2 on node 3's stream: closed, its messages rejected.
+    let before = counter("raft_peer_messages_rejected_total").await;
+    let mut s = open_stream(&c, "3", None).await;
+    let forged = PeerBatch {
+        from: 2,
+        messages: vec![heartbeat(2, 1, 1000)],
+    };
+    s.write_all(&frame(&forged.encode())).await.unwrap();
+    assert_closed(&mut s, "a forged sender").await;
+    assert_eq!(counter("raft_peer_streams_rejected_total").await, 3);
+    assert!(counter("raft_peer_messages_rejected_total").await > before);
+    assert!(c.status(1).await.unwrap().term < 1000);
+
     // The snapshot chunk endpoint: garbage, a chunk for another node and a
     // chunk from a non-member are all refused with a JSON error.
     let url = format!("{}/raft/snapshot", c.url(1));
@@ -458,7 +564,11 @@ async fn garbage_peer_bodies_are_refused_and_counted() {
         let e: ErrorBody = r.json().await.unwrap();
         assert!(e.error.contains(says), "{e:?}");
     }
-    assert_eq!(metric(&c, "raft_snapshot_chunks_received_total").await, 0);
+    assert_eq!(counter("raft_snapshot_chunks_received_total").await, 0);
+    assert_eq!(counter("raft_peer_batches_undecodable_total").await, 2);
+
+    // The node is fine: healthy, and the real peer's stream still carries
+    // the replication a write needs.
     let r = c
         .http()
         .get(format!("{}/healthz", c.url(1)))

@@ -257,6 +257,33 @@ async fn sigterm_fails_waiting_requests_and_exits_zero() {
     assert_eq!(kv.value, "yes");
 }
 
+/// Open peer streams do not hold a stopping node up: with every member
+/// streaming to every other, SIGTERM on the leader ends it well inside the
+/// HTTP drain timeout (10 s), and the others keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_open_peer_streams_exits_promptly() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.wait_for_leader(ELECTION).await;
+    assert_eq!(c.put(leader, "k", "v").await.status(), 200);
+    for id in c.ids() {
+        c.wait_until(
+            Duration::from_secs(10),
+            "every node has a stream from each of the others",
+            || async { c.metric(id, "raft_peer_streams_open").await == Some(2.0) },
+        )
+        .await;
+    }
+    let started = Instant::now();
+    c.terminate(leader);
+    let exit = c.wait_exit(leader, Duration::from_secs(15)).await;
+    let took = started.elapsed();
+    assert!(exit.success(), "exit status {exit}");
+    assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+    let new = c.wait_for_leader(ELECTION).await;
+    assert_ne!(new, leader);
+    assert_eq!(c.put(new, "k", "w").await.status(), 200);
+}
+
 /// The seed README's commands, verbatim (data under the working directory).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_readme_commands_work_verbatim() {
