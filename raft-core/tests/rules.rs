@@ -224,6 +224,18 @@ fn kinds(messages: &[Message]) -> Vec<(&'static str, NodeId)> {
     messages.iter().map(|m| (m.body.kind(), m.to)).collect()
 }
 
+/// Follower `from` acknowledges the leader's log up to `index`.
+fn ack(n: &mut RawNode, from: NodeId, index: u64) {
+    let term = n.term();
+    let body = MessageBody::AppendResponse {
+        success: true,
+        index,
+        hint_index: 0,
+        hint_term: 0,
+    };
+    n.step(msg(from, 1, term, body)).unwrap();
+}
+
 fn put(key: &str) -> raft_core::Command {
     raft_core::Command {
         client_id: 7,
@@ -253,18 +265,7 @@ fn a_leader_replicates_before_its_own_write_is_durable() {
     assert!(ready.persisted_messages.is_empty());
     // The follower acknowledges before the leader's write finished: one
     // durable copy of three is no majority until the leader's own counts.
-    n.step(msg(
-        2,
-        1,
-        n.term(),
-        MessageBody::AppendResponse {
-            success: true,
-            index,
-            hint_index: 0,
-            hint_term: 0,
-        },
-    ))
-    .unwrap();
+    ack(&mut n, 2, index);
     assert_eq!(n.status().commit, index - 1, "not committed before advance");
     n.advance(ready);
     drain(&mut n);
@@ -330,18 +331,7 @@ fn moving_only_the_commit_index_needs_no_write() {
     let mut n = leader();
     let index = n.propose(put("k")).unwrap();
     drain(&mut n);
-    n.step(msg(
-        2,
-        1,
-        n.term(),
-        MessageBody::AppendResponse {
-            success: true,
-            index,
-            hint_index: 0,
-            hint_term: 0,
-        },
-    ))
-    .unwrap();
+    ack(&mut n, 2, index);
     let ready = n.ready();
     assert_eq!(ready.hard_state.map(|h| h.commit), Some(index));
     assert!(!ready.must_persist, "a commit-only Ready writes nothing");

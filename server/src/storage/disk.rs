@@ -150,13 +150,7 @@ impl DiskStorage {
         hard_state: Option<HardState>,
     ) -> Result<(), StorageError> {
         if let Some(s) = snapshot {
-            let current = self.log.base().0;
-            if self.has_snapshot && s.meta.index < current {
-                return Err(StorageError::SnapshotOutOfDate {
-                    index: s.meta.index,
-                    current,
-                });
-            }
+            self.check_not_older(s)?;
         }
         let plan = self
             .log
@@ -183,9 +177,8 @@ impl DiskStorage {
         Ok(())
     }
 
-    /// Refers the WAL to a snapshot file already written durably (by a
-    /// [`SnapshotWriter`]) and compacts.
-    fn record_inner(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+    /// Refuses a snapshot older than the one stored.
+    fn check_not_older(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
         let current = self.log.base().0;
         if self.has_snapshot && snapshot.meta.index < current {
             return Err(StorageError::SnapshotOutOfDate {
@@ -193,6 +186,13 @@ impl DiskStorage {
                 current,
             });
         }
+        Ok(())
+    }
+
+    /// Refers the WAL to a snapshot file already written durably (by a
+    /// [`SnapshotWriter`]) and compacts.
+    fn record_inner(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.check_not_older(snapshot)?;
         let plan = self
             .log
             .plan(Some((snapshot.meta.index, snapshot.meta.term)), &[])?;
