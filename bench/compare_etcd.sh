@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # raft-kv vs etcd on this machine, one command.
 #
-# Installs Debian's etcd-server when `etcd` is missing, builds raft-kv in
+# Installs Debian's etcd-server (and jq) when missing, builds raft-kv in
 # release mode, starts a 3-member etcd cluster and a 3-node raft-kv cluster
 # on loopback (fsync on both: etcd's defaults, raft-kv without --no-fsync),
 # then runs `raft-kv-client bench` against each in alternation for every
@@ -19,12 +19,16 @@
 #   GET_KEYS=1000          key space of reads (preloaded before the reads)
 #   OUT=docs/bench/results.md   where the table goes ("-": nowhere)
 #   BENCH_DIR=...          data and logs (default: a fresh dir in /var/tmp)
+#   KEEP=1                 keep the default BENCH_DIR after the run
 #   RAFT_KV_PORTS="4001 4002 4003"
+#   ETCD_CLIENT_PORTS="2379 22379 32379"
+#   ETCD_PEER_PORTS="2380 22380 32380"
 #
 # Not a test: run_tests.sh does not run it.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_setup compare_etcd.sh
 
 CONNS=${CONNS:-"1 16 64 256"}
 WORKLOADS=${WORKLOADS:-"put get"}
@@ -34,127 +38,23 @@ VALUE_SIZE=${VALUE_SIZE:-100}
 PUT_KEYS=${PUT_KEYS:-1000000}
 GET_KEYS=${GET_KEYS:-1000}
 OUT=${OUT:-docs/bench/results.md}
-read -r -a rk_ports <<<"${RAFT_KV_PORTS:-4001 4002 4003}"
-etcd_client_ports=(2379 22379 32379)
-etcd_peer_ports=(2380 22380 32380)
+ports_from_env "4001 4002 4003" "2379 22379 32379" "2380 22380 32380"
 
-log() { echo "==> $*" >&2; }
-die() { echo "compare_etcd.sh: $*" >&2; exit 1; }
-
-# --- etcd ---------------------------------------------------------------
-if ! command -v etcd >/dev/null 2>&1; then
-    log "etcd not found: installing Debian's etcd-server"
-    if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client \
-        || { "${sudo[@]}" apt-get update && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-                apt-get install -y etcd-server etcd-client; } \
-        || die "could not install etcd-server"
-fi
-etcd_version=$(etcd --version 2>/dev/null | head -1)
-
-# --- raft-kv ------------------------------------------------------------
-log "building raft-kv-server and raft-kv-client (release)"
-cargo build --release -p raft-kv-server -p raft-kv-client
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-server_bin=$target_dir/release/raft-kv-server
-client_bin=$target_dir/release/raft-kv-client
-[ -x "$server_bin" ] && [ -x "$client_bin" ] || die "release binaries not found in $target_dir/release"
-
-if command -v jq >/dev/null 2>&1; then
-    jget() { jq -r "$1" "$2"; }
-else
-    jget() {
-        python3 -c 'import json,sys
-v=json.load(open(sys.argv[2]))
-for k in sys.argv[1].lstrip(".").split("."):
-    v=v.get(k) if isinstance(v,dict) else None
-print("null" if v is None else v)' "$1" "$2"
-    }
-fi
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "${rk_ports[@]}" "${etcd_client_ports[@]}" "${etcd_peer_ports[@]}"; do
-    port_busy "$p" && die "port $p is already in use"
-done
-
-dir=${BENCH_DIR:-$(mktemp -d -p /var/tmp raft-kv-vs-etcd.XXXXXX)}
-mkdir -p "$dir"
-pids=()
-cleanup() {
-    trap - INT TERM EXIT
-    if [ "${#pids[@]}" -gt 0 ]; then
-        log "stopping the clusters"
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        sleep 0.5
-        kill -KILL "${pids[@]}" 2>/dev/null || true
-        wait "${pids[@]}" 2>/dev/null || true
-    fi
-    if [ -z "${BENCH_DIR:-}" ] && [ -z "${KEEP:-}" ]; then
-        rm -rf "$dir"
-    else
-        echo "data and logs kept in $dir" >&2
-    fi
-}
-trap cleanup INT TERM EXIT
-
-# --- the machine --------------------------------------------------------
-cores=$(nproc)
-cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
-# 100 synchronous 512-byte writes in the directory the clusters use.
-dd_out=$(LC_ALL=C dd if=/dev/zero of="$dir/fsync-probe" bs=512 count=100 oflag=dsync 2>&1 | tail -1)
-rm -f "$dir/fsync-probe"
-dd_secs=$(awk -F', ' '{print $(NF-1)}' <<<"$dd_out" | awk '{print $1}')
-fsync_ms=$(awk -v s="$dd_secs" 'BEGIN { printf "%.3f", s * 1000 / 100 }')
-load=$(cut -d' ' -f1-3 /proc/loadavg)
-log "machine: $cores cores; fsync'd 512-byte write ${fsync_ms} ms; load $load"
+ensure_etcd
+ensure_commands jq=jq
+build_raft_kv
+jget() { jq -r "$1" "$2"; }
+check_ports_free
+make_bench_dir raft-kv-vs-etcd
+measure_machine
 
 # --- start the clusters -------------------------------------------------
 log "starting etcd (3 members) and raft-kv (3 nodes) in $dir"
-initial=""
-for i in 1 2 3; do
-    initial+="${initial:+,}e$i=http://127.0.0.1:${etcd_peer_ports[$((i - 1))]}"
-done
-for i in 1 2 3; do
-    c=http://127.0.0.1:${etcd_client_ports[$((i - 1))]}
-    p=http://127.0.0.1:${etcd_peer_ports[$((i - 1))]}
-    etcd --name "e$i" --data-dir "$dir/etcd/e$i" \
-        --listen-client-urls "$c" --advertise-client-urls "$c" \
-        --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
-        --initial-cluster "$initial" --initial-cluster-token bench \
-        --initial-cluster-state new >"$dir/etcd-e$i.log" 2>&1 &
-    pids+=($!)
-done
-peers=""
-for i in 1 2 3; do
-    peers+="${peers:+,}$i=http://127.0.0.1:${rk_ports[$((i - 1))]}"
-done
-for i in 1 2 3; do
-    "$server_bin" --node-id "$i" --port "${rk_ports[$((i - 1))]}" --peers "$peers" \
-        --data-dir "$dir/raft-kv/node-$i" --web-dir "$root/web/dist" \
-        --log-level warn >"$dir/raft-kv-$i.log" 2>&1 &
-    pids+=($!)
-done
-
-etcd_endpoints=""
-for p in "${etcd_client_ports[@]}"; do etcd_endpoints+="${etcd_endpoints:+,}http://127.0.0.1:$p"; done
-rk_servers=""
-for p in "${rk_ports[@]}"; do rk_servers+="${rk_servers:+,}http://127.0.0.1:$p"; done
-
-# Healthy = a write commits through every member.
-deadline=$((SECONDS + 60))
-for p in "${etcd_client_ports[@]}"; do
-    until curl -fsS -X POST "http://127.0.0.1:$p/v3/kv/put" \
-        -d '{"key":"aGVhbHRo","value":"b2s="}' >/dev/null 2>&1; do
-        [ $SECONDS -lt $deadline ] || die "etcd on port $p is not serving; see $dir/etcd-e*.log"
-        sleep 0.2
-    done
-done
-for p in "${rk_ports[@]}"; do
-    until "$client_bin" --server "http://127.0.0.1:$p" --timeout 2s put health ok >/dev/null 2>&1; do
-        [ $SECONDS -lt $deadline ] || die "raft-kv on port $p is not serving; see $dir/raft-kv-*.log"
-        sleep 0.2
-    done
-done
+ETCD_TOKEN=bench
+start_etcd_cluster
+start_raft_kv_cluster
+wait_etcd_serving
+wait_raft_kv_serving
 log "both clusters are up"
 
 # --- runs ---------------------------------------------------------------
