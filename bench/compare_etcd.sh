@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # raft-kv vs etcd on this machine, one command.
 #
-# Installs Debian's etcd-server (and jq) when missing, builds raft-kv in
-# release mode, starts a 3-member etcd cluster and a 3-node raft-kv cluster
-# on loopback (fsync on both: etcd's defaults, raft-kv without --no-fsync),
-# then runs `raft-kv-client bench` against each in alternation for every
+# Installs Debian's etcd-server (and jq, protoc) when missing, builds raft-kv
+# in release mode, starts a 3-member etcd cluster and a 3-node raft-kv
+# cluster on loopback (fsync on both: etcd's defaults, raft-kv without
+# --no-fsync), then runs `raft-kv-client bench` in alternation against
+# raft-kv, etcd through gRPC and etcd through its HTTP/JSON gateway for every
 # workload and connection count, and prints a markdown table (also written
 # to docs/bench/results.md). Everything it starts is stopped on exit.
 #
@@ -18,6 +19,10 @@
 #   PUT_KEYS=1000000       key space of puts (mostly a new key per put)
 #   GET_KEYS=1000          key space of reads (preloaded before the reads)
 #   OUT=docs/bench/results.md   where the table goes ("-": nowhere)
+#   ETCD_GRPC=1            also load etcd through its gRPC API (raft-kv-client
+#                          built with the etcd-grpc feature; installs Debian's
+#                          protobuf-compiler for protoc when missing); 0: only
+#                          the HTTP/JSON gateway
 #   BENCH_DIR=...          data and logs (default: a fresh dir in /var/tmp)
 #   KEEP=1                 keep the default BENCH_DIR after the run
 #   RAFT_KV_PORTS="4001 4002 4003"
@@ -38,10 +43,16 @@ VALUE_SIZE=${VALUE_SIZE:-100}
 PUT_KEYS=${PUT_KEYS:-1000000}
 GET_KEYS=${GET_KEYS:-1000}
 OUT=${OUT:-docs/bench/results.md}
+ETCD_GRPC=${ETCD_GRPC:-1}
 ports_from_env "4001 4002 4003" "2379 22379 32379" "2380 22380 32380"
 
 ensure_etcd
 ensure_commands jq=jq
+if [ "$ETCD_GRPC" != 0 ]; then
+    # The etcd-client crate compiles etcd's .proto files with protoc.
+    ensure_commands protoc=protobuf-compiler
+    CLIENT_FEATURES=etcd-grpc
+fi
 build_raft_kv
 jget() { jq -r "$1" "$2"; }
 check_ports_free
@@ -58,23 +69,31 @@ wait_raft_kv_serving
 log "both clusters are up"
 
 # --- runs ---------------------------------------------------------------
+# Systems in the order they run (and their columns): raft-kv, etcd through
+# gRPC (unless ETCD_GRPC=0), etcd through its HTTP/JSON gateway.
+systems=(raft-kv)
+[ "$ETCD_GRPC" = 0 ] || systems+=(etcd-grpc)
+systems+=(etcd-gateway)
+declare -A label=([raft-kv]=raft-kv [etcd-grpc]="etcd gRPC" [etcd-gateway]="etcd gateway")
+
 bench() { # system conns workload out.json [extra args]
     local system=$1 conns=$2 workload=$3 out=$4
     shift 4
     local target_args
-    if [ "$system" = etcd ]; then
-        target_args=(--target etcd --etcd-endpoints "$etcd_endpoints")
-    else
-        target_args=(--server "$rk_servers")
-    fi
+    case $system in
+        etcd-gateway) target_args=(--target etcd --etcd-endpoints "$etcd_endpoints") ;;
+        etcd-grpc) target_args=(--target etcd-grpc --etcd-endpoints "$etcd_endpoints") ;;
+        *) target_args=(--server "$rk_servers") ;;
+    esac
     "$client_bin" bench "${target_args[@]}" --json --quiet --timeout 10s \
         -c "$conns" --workload "$workload" --value-size "$VALUE_SIZE" "$@" >"$out" \
         2>>"$dir/bench.log" || echo "compare_etcd.sh: $system $workload c=$conns failed (see $dir/bench.log)" >&2
 }
 
-for system in raft-kv etcd; do
+# Both etcd targets read the same cluster: one preload serves them.
+for system in raft-kv etcd-gateway; do
     case " $WORKLOADS " in *" get"*)
-        log "preloading $GET_KEYS keys into $system"
+        log "preloading $GET_KEYS keys into ${system%-gateway}"
         bench "$system" 64 get "$dir/preload-$system.json" --keys "$GET_KEYS" \
             --key-prefix get- --preload --ops 1
         ;;
@@ -93,6 +112,14 @@ cell() { # json -> "ops p50 p99" cells
     [ "$errs" != 0 ] && ops+=" ($errs err)"
     echo "$ops | $(ms "$p50") | $(ms "$p99")"
 }
+ratio() { # raft-kv.json other.json -> throughput ratio
+    if [ -s "$1" ] && [ -s "$2" ]; then
+        awk -v a="$(jget .throughput "$1")" -v b="$(jget .throughput "$2")" \
+            'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+    else
+        echo -
+    fi
+}
 
 rows=()
 for workload in $WORKLOADS; do
@@ -101,24 +128,34 @@ for workload in $WORKLOADS; do
         *) keyargs=(--keys "$GET_KEYS" --key-prefix get-) ;;
     esac
     for conns in $CONNS; do
-        for system in raft-kv etcd; do
+        row="| $workload | $conns |"
+        for system in "${systems[@]}"; do
             log "$workload  c=$conns  $system"
             bench "$system" "$conns" "$workload" "$dir/$workload-$conns-$system.json" \
                 "${keyargs[@]}" --duration "$DURATION" --warmup "$WARMUP"
+            row+=" $(cell "$dir/$workload-$conns-$system.json") |"
         done
-        r=$dir/$workload-$conns-raft-kv.json e=$dir/$workload-$conns-etcd.json
-        ratio=-
-        if [ -s "$r" ] && [ -s "$e" ]; then
-            ratio=$(awk -v a="$(jget .throughput "$r")" -v b="$(jget .throughput "$e")" \
-                'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-        fi
-        rows+=("| $workload | $conns | $(cell "$r") | $(cell "$e") | $ratio |")
-        echo "${rows[-1]}" >&2
+        for system in "${systems[@]:1}"; do
+            row+=" $(ratio "$dir/$workload-$conns-raft-kv.json" "$dir/$workload-$conns-$system.json") |"
+        done
+        rows+=("$row")
+        echo "$row" >&2
     done
 done
 
 # --- the table ----------------------------------------------------------
 raft_kv_version=$("$client_bin" --version 2>/dev/null || echo raft-kv)
+header="| workload | connections |" rule="|---|---:|"
+for system in "${systems[@]}"; do
+    header+=" ${label[$system]} ops/s | p50 | p99 |"
+    rule+="---:|---:|---:|"
+done
+for system in "${systems[@]:1}"; do
+    header+=" raft-kv/${label[$system]} |"
+    rule+="---:|"
+done
+etcd_how="HTTP/JSON gateway"
+[ "$ETCD_GRPC" = 0 ] || etcd_how="gRPC (the etcd-client crate) and the HTTP/JSON gateway, one after the other"
 table=$(
     echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`bench/compare_etcd.sh\`"
     echo "(CONNS=\"$CONNS\" DURATION=$DURATION WARMUP=$WARMUP, ${VALUE_SIZE}-byte values)."
@@ -126,11 +163,11 @@ table=$(
     echo "- Machine: $cores cores${cpu:+ ($cpu)}; load average at start: $load"
     echo "- Disk: a 512-byte write with O_DSYNC takes ${fsync_ms} ms (dd, 100 writes)"
     echo "- raft-kv: $raft_kv_version, 3 nodes on loopback, fsync on; writes and linearizable reads to the leader"
-    echo "- etcd: ${etcd_version:-etcd}, 3 members on loopback, defaults (fsync on); HTTP/JSON gateway, connections spread over the members"
+    echo "- etcd: ${etcd_version:-etcd}, 3 members on loopback, defaults (fsync on); $etcd_how, connections spread over the members"
     echo "- Load generator \`raft-kv-client bench\` (closed loop) on the same machine; puts over $PUT_KEYS keys, gets over $GET_KEYS preloaded keys; latencies in ms"
     echo
-    echo "| workload | connections | raft-kv ops/s | p50 | p99 | etcd ops/s | p50 | p99 | raft-kv/etcd |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "$header"
+    echo "$rule"
     printf '%s\n' "${rows[@]}"
 )
 echo
