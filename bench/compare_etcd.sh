@@ -23,6 +23,10 @@
 #                          built with the etcd-grpc feature; installs Debian's
 #                          protobuf-compiler for protoc when missing); 0: only
 #                          the HTTP/JSON gateway
+#   PLOT=1                 also draw the figures (bench/plot, built here) into
+#                          the SVG beside OUT; 0: no plot. The figures are
+#                          always written as CSV beside OUT (results.csv for
+#                          results.md; with OUT=- into BENCH_DIR only)
 #   BENCH_DIR=...          data and logs (default: a fresh dir in /var/tmp)
 #   KEEP=1                 keep the default BENCH_DIR after the run
 #   RAFT_KV_PORTS="4001 4002 4003"
@@ -44,6 +48,7 @@ PUT_KEYS=${PUT_KEYS:-1000000}
 GET_KEYS=${GET_KEYS:-1000}
 OUT=${OUT:-docs/bench/results.md}
 ETCD_GRPC=${ETCD_GRPC:-1}
+PLOT=${PLOT:-1}
 ports_from_env "4001 4002 4003" "2379 22379 32379" "2380 22380 32380"
 
 ensure_etcd
@@ -54,6 +59,12 @@ if [ "$ETCD_GRPC" != 0 ]; then
     CLIENT_FEATURES=etcd-grpc
 fi
 build_raft_kv
+if [ "$PLOT" != 0 ]; then
+    log "building the plotter (bench/plot)"
+    cargo build --release --manifest-path bench/plot/Cargo.toml
+    plot_bin=${CARGO_TARGET_DIR:-$root/bench/plot/target}/release/raft-kv-bench-plot
+    [ -x "$plot_bin" ] || die "the plotter was not built at $plot_bin"
+fi
 jget() { jq -r "$1" "$2"; }
 check_ports_free
 make_bench_dir raft-kv-vs-etcd
@@ -112,6 +123,18 @@ cell() { # json -> "ops p50 p99" cells
     [ "$errs" != 0 ] && ops+=" ($errs err)"
     echo "$ops | $(ms "$p50") | $(ms "$p99")"
 }
+# The figures, one line per run, for the plotter and other tools.
+csv=$dir/results.csv
+echo "workload,connections,system,throughput,p50_ms,p99_ms,errors" >"$csv"
+csv_row() { # workload conns system json
+    local f=$4 figures=",,,"
+    if [ -s "$f" ]; then
+        figures=$(jq -r 'def ms: if . == null then "" else (. | round / 1000 | tostring) end;
+            [(.throughput * 10 | round / 10 | tostring), (.latency_us.p50 | ms),
+             (.latency_us.p99 | ms), (.errors | tostring)] | join(",")' "$f")
+    fi
+    echo "$1,$2,$3,$figures" >>"$csv"
+}
 ratio() { # raft-kv.json other.json -> throughput ratio
     if [ -s "$1" ] && [ -s "$2" ]; then
         awk -v a="$(jget .throughput "$1")" -v b="$(jget .throughput "$2")" \
@@ -134,6 +157,7 @@ for workload in $WORKLOADS; do
             bench "$system" "$conns" "$workload" "$dir/$workload-$conns-$system.json" \
                 "${keyargs[@]}" --duration "$DURATION" --warmup "$WARMUP"
             row+=" $(cell "$dir/$workload-$conns-$system.json") |"
+            csv_row "$workload" "$conns" "$system" "$dir/$workload-$conns-$system.json"
         done
         for system in "${systems[@]:1}"; do
             row+=" $(ratio "$dir/$workload-$conns-raft-kv.json" "$dir/$workload-$conns-$system.json") |"
@@ -172,12 +196,33 @@ table=$(
 )
 echo
 echo "$table"
-if [ "$OUT" != - ]; then
+if [ "$OUT" = - ]; then
+    csv_out=$csv svg_out=$dir/results.svg
+else
+    csv_out=${OUT%.md}.csv svg_out=${OUT%.md}.svg
     mkdir -p "$(dirname "$OUT")"
+    cp "$csv" "$csv_out"
+fi
+if [ "$PLOT" != 0 ]; then
+    "$plot_bin" "$csv_out" "$svg_out" \
+        "raft-kv vs etcd, $(date -u '+%Y-%m-%d'), $cores cores, ${VALUE_SIZE}-byte values" \
+        || { log "the plotter failed: no plot"; PLOT=0; }
+fi
+if [ "$OUT" != - ]; then
     {
         echo "# raft-kv vs etcd"
         echo
         echo "$table"
+        echo
+        echo "The same figures: [$(basename "$csv_out")]($(basename "$csv_out"))."
+        if [ "$PLOT" != 0 ]; then
+            echo
+            echo "![Throughput and p99 latency against connections]($(basename "$svg_out"))"
+        fi
     } >"$OUT"
-    log "table written to $OUT"
+    log "table written to $OUT, figures to $csv_out"
+    [ "$PLOT" = 0 ] || log "plot written to $svg_out"
+elif [ -n "${BENCH_DIR:-}${KEEP:-}" ]; then
+    log "figures in $csv_out"
+    [ "$PLOT" = 0 ] || log "plot in $svg_out"
 fi
