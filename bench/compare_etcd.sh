@@ -184,8 +184,7 @@ table=$(
     echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`bench/compare_etcd.sh\`"
     echo "(CONNS=\"$CONNS\" DURATION=$DURATION WARMUP=$WARMUP, ${VALUE_SIZE}-byte values)."
     echo
-    echo "- Machine: $cores cores${cpu:+ ($cpu)}; load average at start: $load"
-    echo "- Disk: a 512-byte write with O_DSYNC takes ${fsync_ms} ms (dd, 100 writes)"
+    machine_lines
     echo "- raft-kv: $raft_kv_version, 3 nodes on loopback, fsync on; writes and linearizable reads to the leader"
     echo "- etcd: ${etcd_version:-etcd}, 3 members on loopback, defaults (fsync on); $etcd_how, connections spread over the members"
     echo "- Load generator \`raft-kv-client bench\` (closed loop) on the same machine; puts over $PUT_KEYS keys, gets over $GET_KEYS preloaded keys; latencies in ms"
@@ -205,7 +204,7 @@ else
 fi
 if [ "$PLOT" != 0 ]; then
     "$plot_bin" "$csv_out" "$svg_out" \
-        "raft-kv vs etcd, $(date -u '+%Y-%m-%d'), $cores cores, ${VALUE_SIZE}-byte values" \
+        "raft-kv vs etcd, $(date -u '+%Y-%m-%d'), $cores cores, durable append ${fsync_ms} ms, ${VALUE_SIZE}-byte values" \
         || { log "the plotter failed: no plot"; PLOT=0; }
 fi
 if [ "$OUT" != - ]; then

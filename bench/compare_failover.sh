@@ -303,8 +303,7 @@ table=$(
     echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`bench/compare_failover.sh\`"
     echo "(RUNS=$RUNS KEYS=$KEYS, ${VALUE_SIZE}-byte values, PROBE_TIMEOUT=${PROBE_TIMEOUT}s)."
     echo
-    echo "- Machine: $cores cores${cpu:+ ($cpu)}; load average at start: $load"
-    echo "- Disk: a 512-byte write with O_DSYNC takes ${fsync_ms} ms (dd, 100 writes)"
+    machine_lines
     echo "- raft-kv: $raft_kv_version, 3 nodes on loopback, fsync on, default election settings (--tick-ms 50 --election-ticks 10: timeout 500-1000 ms)"
     echo "- etcd: ${etcd_version:-etcd}, 3 members on loopback, defaults (fsync on, --heartbeat-interval 100 --election-timeout 1000)"
     echo

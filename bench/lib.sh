@@ -19,7 +19,10 @@
 #                                  and the URL lists $rk_servers, $etcd_endpoints
 #   check_ports_free               die when one of those ports is taken
 #   make_bench_dir PREFIX          $dir: BENCH_DIR or a fresh directory
-#   measure_machine                $cores $cpu $kernel $load $fsync_ms $fsync_method
+#   measure_machine                $cores $cpu $kernel $memory $load, and the
+#                                  disk's durable-append latency $fsync_ms
+#                                  (median), $fsync_p99_ms, $fsync_method
+#   machine_lines                  that record as markdown list items
 #   start_member SYSTEM I          start member I (1..3) of etcd or raft-kv;
 #                                  its pid goes to pid[SYSTEM:I]
 #   start_etcd_cluster / start_raft_kv_cluster
@@ -177,15 +180,38 @@ measure_machine() {
     cores=$(nproc)
     cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
     kernel=$(uname -sr)
+    memory=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || true)
+    filesystem=$(stat -f -c %T "$dir" 2>/dev/null || echo unknown)
     load=$(cut -d' ' -f1-3 /proc/loadavg)
-    # 100 synchronous 512-byte writes in the directory the clusters use.
-    local dd_out dd_secs
-    dd_out=$(LC_ALL=C dd if=/dev/zero of="$dir/fsync-probe" bs=512 count=100 oflag=dsync 2>&1 | tail -1)
-    rm -f "$dir/fsync-probe"
-    dd_secs=$(awk -F', ' '{print $(NF-1)}' <<<"$dd_out" | awk '{print $1}')
-    fsync_ms=$(awk -v s="$dd_secs" 'BEGIN { printf "%.3f", s * 1000 / 100 }')
-    fsync_method="a 512-byte write with O_DSYNC (dd, 100 writes)"
-    log "machine: $cores cores; fsync'd 512-byte write ${fsync_ms} ms; load $load"
+    measure_fsync
+    log "machine: $cores cores; $kernel; durable 200-byte append ${fsync_ms} ms (median); load $load"
+}
+
+# How long a small durable append takes in the data directory, as a WAL
+# append does (bench/fsync_probe.py: FSYNC_SAMPLES=200 appends of 200 bytes,
+# each followed by fdatasync; median and p99). Without python3: dd with
+# O_DSYNC, 100 writes of 512 bytes, the mean only.
+measure_fsync() {
+    local samples=${FSYNC_SAMPLES:-200} out
+    if command -v python3 >/dev/null 2>&1 \
+        && out=$(python3 "$root/bench/fsync_probe.py" "$dir/fsync-probe" "$samples"); then
+        read -r fsync_ms fsync_p99_ms <<<"$out"
+        fsync_method="fdatasync after a 200-byte append: median ${fsync_ms} ms, p99 ${fsync_p99_ms} ms ($samples appends to one file in the data directory, $filesystem)"
+    else
+        local dd_out dd_secs
+        dd_out=$(LC_ALL=C dd if=/dev/zero of="$dir/fsync-probe" bs=512 count=100 oflag=dsync 2>&1 | tail -1)
+        rm -f "$dir/fsync-probe"
+        dd_secs=$(awk -F', ' '{print $(NF-1)}' <<<"$dd_out" | awk '{print $1}')
+        fsync_ms=$(awk -v s="$dd_secs" 'BEGIN { printf "%.3f", s * 1000 / 100 }')
+        fsync_p99_ms=""
+        fsync_method="a 512-byte write with O_DSYNC: mean ${fsync_ms} ms (dd, 100 writes in the data directory, $filesystem)"
+    fi
+}
+
+# The machine record as markdown list items (after measure_machine).
+machine_lines() {
+    echo "- Machine: $cores cores${cpu:+ ($cpu)}${memory:+, $memory memory}; $kernel; load average at start: $load"
+    echo "- Disk: $fsync_method"
 }
 
 # --- members ------------------------------------------------------------
