@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::ValueEnum;
 use raft_core::wire::{PutRequest, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ};
 use raft_core::{NodeId, Role};
@@ -319,21 +320,27 @@ impl RaftKv {
                     .body(body.to_vec())
             }
         };
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(e) => return Outcome::Error(transport_kind(&e)),
-        };
-        let status = response.status();
-        // Read the whole answer so the connection can be reused.
-        if let Err(e) = response.bytes().await {
-            return Outcome::Error(transport_kind(&e));
-        }
-        classify(status, op.is_read())
+        send(request, op.is_read()).await.0
+    }
+}
+
+/// Sends `request` and reads the whole answer (so that the connection can be
+/// reused): the outcome by status, and the answer's body (empty after a
+/// transport failure).
+pub async fn send(request: reqwest::RequestBuilder, is_read: bool) -> (Outcome, Bytes) {
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return (Outcome::Error(transport_kind(&e)), Bytes::new()),
+    };
+    let status = response.status();
+    match response.bytes().await {
+        Ok(body) => (classify(status, is_read), body),
+        Err(e) => (Outcome::Error(transport_kind(&e)), Bytes::new()),
     }
 }
 
 /// The outcome of an answer with `status`.
-pub fn classify(status: StatusCode, is_read: bool) -> Outcome {
+fn classify(status: StatusCode, is_read: bool) -> Outcome {
     if status.is_success() {
         Outcome::Ok
     } else if status == StatusCode::NOT_FOUND && is_read {
@@ -348,7 +355,7 @@ pub fn classify(status: StatusCode, is_read: bool) -> Outcome {
 }
 
 /// The kind of a transport failure.
-pub fn transport_kind(err: &reqwest::Error) -> ErrorKind {
+fn transport_kind(err: &reqwest::Error) -> ErrorKind {
     if err.is_timeout() {
         ErrorKind::Timeout
     } else if err.is_connect() {
