@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # raft-kv vs etcd on this machine, one command.
 #
-# Installs Debian's etcd-server when `etcd` is missing, builds raft-kv in
-# release mode, starts a 3-member etcd cluster and a 3-node raft-kv cluster
-# on loopback (fsync on both: etcd's defaults, raft-kv without --no-fsync),
-# then runs `raft-kv-client bench` against each in alternation for every
+# Installs Debian's etcd-server (and jq, protoc) when missing, builds raft-kv
+# in release mode, starts a 3-member etcd cluster and a 3-node raft-kv
+# cluster on loopback (fsync on both: etcd's defaults, raft-kv without
+# --no-fsync), then runs `raft-kv-client bench` in alternation against
+# raft-kv, etcd through gRPC and etcd through its HTTP/JSON gateway for every
 # workload and connection count, and prints a markdown table (also written
 # to docs/bench/results.md). Everything it starts is stopped on exit.
 #
@@ -18,13 +19,25 @@
 #   PUT_KEYS=1000000       key space of puts (mostly a new key per put)
 #   GET_KEYS=1000          key space of reads (preloaded before the reads)
 #   OUT=docs/bench/results.md   where the table goes ("-": nowhere)
+#   ETCD_GRPC=1            also load etcd through its gRPC API (raft-kv-client
+#                          built with the etcd-grpc feature; installs Debian's
+#                          protobuf-compiler for protoc when missing); 0: only
+#                          the HTTP/JSON gateway
+#   PLOT=1                 also draw the figures (bench/plot, built here) into
+#                          the SVG beside OUT; 0: no plot. The figures are
+#                          always written as CSV beside OUT (results.csv for
+#                          results.md; with OUT=- into BENCH_DIR only)
 #   BENCH_DIR=...          data and logs (default: a fresh dir in /var/tmp)
+#   KEEP=1                 keep the default BENCH_DIR after the run
 #   RAFT_KV_PORTS="4001 4002 4003"
+#   ETCD_CLIENT_PORTS="2379 22379 32379"
+#   ETCD_PEER_PORTS="2380 22380 32380"
 #
 # Not a test: run_tests.sh does not run it.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_setup compare_etcd.sh
 
 CONNS=${CONNS:-"1 16 64 256"}
 WORKLOADS=${WORKLOADS:-"put get"}
@@ -34,147 +47,64 @@ VALUE_SIZE=${VALUE_SIZE:-100}
 PUT_KEYS=${PUT_KEYS:-1000000}
 GET_KEYS=${GET_KEYS:-1000}
 OUT=${OUT:-docs/bench/results.md}
-read -r -a rk_ports <<<"${RAFT_KV_PORTS:-4001 4002 4003}"
-etcd_client_ports=(2379 22379 32379)
-etcd_peer_ports=(2380 22380 32380)
+ETCD_GRPC=${ETCD_GRPC:-1}
+PLOT=${PLOT:-1}
+ports_from_env "4001 4002 4003" "2379 22379 32379" "2380 22380 32380"
 
-log() { echo "==> $*" >&2; }
-die() { echo "compare_etcd.sh: $*" >&2; exit 1; }
-
-# --- etcd ---------------------------------------------------------------
-if ! command -v etcd >/dev/null 2>&1; then
-    log "etcd not found: installing Debian's etcd-server"
-    if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client \
-        || { "${sudo[@]}" apt-get update && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-                apt-get install -y etcd-server etcd-client; } \
-        || die "could not install etcd-server"
+ensure_etcd
+ensure_commands jq=jq
+if [ "$ETCD_GRPC" != 0 ]; then
+    # The etcd-client crate compiles etcd's .proto files with protoc.
+    ensure_commands protoc=protobuf-compiler
+    CLIENT_FEATURES=etcd-grpc
 fi
-etcd_version=$(etcd --version 2>/dev/null | head -1)
-
-# --- raft-kv ------------------------------------------------------------
-log "building raft-kv-server and raft-kv-client (release)"
-cargo build --release -p raft-kv-server -p raft-kv-client
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-server_bin=$target_dir/release/raft-kv-server
-client_bin=$target_dir/release/raft-kv-client
-[ -x "$server_bin" ] && [ -x "$client_bin" ] || die "release binaries not found in $target_dir/release"
-
-if command -v jq >/dev/null 2>&1; then
-    jget() { jq -r "$1" "$2"; }
-else
-    jget() {
-        python3 -c 'import json,sys
-v=json.load(open(sys.argv[2]))
-for k in sys.argv[1].lstrip(".").split("."):
-    v=v.get(k) if isinstance(v,dict) else None
-print("null" if v is None else v)' "$1" "$2"
-    }
+build_raft_kv
+if [ "$PLOT" != 0 ]; then
+    log "building the plotter (bench/plot)"
+    cargo build --release --manifest-path bench/plot/Cargo.toml
+    plot_bin=${CARGO_TARGET_DIR:-$root/bench/plot/target}/release/raft-kv-bench-plot
+    [ -x "$plot_bin" ] || die "the plotter was not built at $plot_bin"
 fi
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "${rk_ports[@]}" "${etcd_client_ports[@]}" "${etcd_peer_ports[@]}"; do
-    port_busy "$p" && die "port $p is already in use"
-done
-
-dir=${BENCH_DIR:-$(mktemp -d -p /var/tmp raft-kv-vs-etcd.XXXXXX)}
-mkdir -p "$dir"
-pids=()
-cleanup() {
-    trap - INT TERM EXIT
-    if [ "${#pids[@]}" -gt 0 ]; then
-        log "stopping the clusters"
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        sleep 0.5
-        kill -KILL "${pids[@]}" 2>/dev/null || true
-        wait "${pids[@]}" 2>/dev/null || true
-    fi
-    if [ -z "${BENCH_DIR:-}" ] && [ -z "${KEEP:-}" ]; then
-        rm -rf "$dir"
-    else
-        echo "data and logs kept in $dir" >&2
-    fi
-}
-trap cleanup INT TERM EXIT
-
-# --- the machine --------------------------------------------------------
-cores=$(nproc)
-cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
-# 100 synchronous 512-byte writes in the directory the clusters use.
-dd_out=$(LC_ALL=C dd if=/dev/zero of="$dir/fsync-probe" bs=512 count=100 oflag=dsync 2>&1 | tail -1)
-rm -f "$dir/fsync-probe"
-dd_secs=$(awk -F', ' '{print $(NF-1)}' <<<"$dd_out" | awk '{print $1}')
-fsync_ms=$(awk -v s="$dd_secs" 'BEGIN { printf "%.3f", s * 1000 / 100 }')
-load=$(cut -d' ' -f1-3 /proc/loadavg)
-log "machine: $cores cores; fsync'd 512-byte write ${fsync_ms} ms; load $load"
+jget() { jq -r "$1" "$2"; }
+check_ports_free
+make_bench_dir raft-kv-vs-etcd
+measure_machine
 
 # --- start the clusters -------------------------------------------------
 log "starting etcd (3 members) and raft-kv (3 nodes) in $dir"
-initial=""
-for i in 1 2 3; do
-    initial+="${initial:+,}e$i=http://127.0.0.1:${etcd_peer_ports[$((i - 1))]}"
-done
-for i in 1 2 3; do
-    c=http://127.0.0.1:${etcd_client_ports[$((i - 1))]}
-    p=http://127.0.0.1:${etcd_peer_ports[$((i - 1))]}
-    etcd --name "e$i" --data-dir "$dir/etcd/e$i" \
-        --listen-client-urls "$c" --advertise-client-urls "$c" \
-        --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
-        --initial-cluster "$initial" --initial-cluster-token bench \
-        --initial-cluster-state new >"$dir/etcd-e$i.log" 2>&1 &
-    pids+=($!)
-done
-peers=""
-for i in 1 2 3; do
-    peers+="${peers:+,}$i=http://127.0.0.1:${rk_ports[$((i - 1))]}"
-done
-for i in 1 2 3; do
-    "$server_bin" --node-id "$i" --port "${rk_ports[$((i - 1))]}" --peers "$peers" \
-        --data-dir "$dir/raft-kv/node-$i" --web-dir "$root/web/dist" \
-        --log-level warn >"$dir/raft-kv-$i.log" 2>&1 &
-    pids+=($!)
-done
-
-etcd_endpoints=""
-for p in "${etcd_client_ports[@]}"; do etcd_endpoints+="${etcd_endpoints:+,}http://127.0.0.1:$p"; done
-rk_servers=""
-for p in "${rk_ports[@]}"; do rk_servers+="${rk_servers:+,}http://127.0.0.1:$p"; done
-
-# Healthy = a write commits through every member.
-deadline=$((SECONDS + 60))
-for p in "${etcd_client_ports[@]}"; do
-    until curl -fsS -X POST "http://127.0.0.1:$p/v3/kv/put" \
-        -d '{"key":"aGVhbHRo","value":"b2s="}' >/dev/null 2>&1; do
-        [ $SECONDS -lt $deadline ] || die "etcd on port $p is not serving; see $dir/etcd-e*.log"
-        sleep 0.2
-    done
-done
-for p in "${rk_ports[@]}"; do
-    until "$client_bin" --server "http://127.0.0.1:$p" --timeout 2s put health ok >/dev/null 2>&1; do
-        [ $SECONDS -lt $deadline ] || die "raft-kv on port $p is not serving; see $dir/raft-kv-*.log"
-        sleep 0.2
-    done
-done
+ETCD_TOKEN=bench
+start_etcd_cluster
+start_raft_kv_cluster
+wait_etcd_serving
+wait_raft_kv_serving
 log "both clusters are up"
 
 # --- runs ---------------------------------------------------------------
+# Systems in the order they run (and their columns): raft-kv, etcd through
+# gRPC (unless ETCD_GRPC=0), etcd through its HTTP/JSON gateway.
+systems=(raft-kv)
+[ "$ETCD_GRPC" = 0 ] || systems+=(etcd-grpc)
+systems+=(etcd-gateway)
+declare -A label=([raft-kv]=raft-kv [etcd-grpc]="etcd gRPC" [etcd-gateway]="etcd gateway")
+
 bench() { # system conns workload out.json [extra args]
     local system=$1 conns=$2 workload=$3 out=$4
     shift 4
     local target_args
-    if [ "$system" = etcd ]; then
-        target_args=(--target etcd --etcd-endpoints "$etcd_endpoints")
-    else
-        target_args=(--server "$rk_servers")
-    fi
+    case $system in
+        etcd-gateway) target_args=(--target etcd --etcd-endpoints "$etcd_endpoints") ;;
+        etcd-grpc) target_args=(--target etcd-grpc --etcd-endpoints "$etcd_endpoints") ;;
+        *) target_args=(--server "$rk_servers") ;;
+    esac
     "$client_bin" bench "${target_args[@]}" --json --quiet --timeout 10s \
         -c "$conns" --workload "$workload" --value-size "$VALUE_SIZE" "$@" >"$out" \
         2>>"$dir/bench.log" || echo "compare_etcd.sh: $system $workload c=$conns failed (see $dir/bench.log)" >&2
 }
 
-for system in raft-kv etcd; do
+# Both etcd targets read the same cluster: one preload serves them.
+for system in raft-kv etcd-gateway; do
     case " $WORKLOADS " in *" get"*)
-        log "preloading $GET_KEYS keys into $system"
+        log "preloading $GET_KEYS keys into ${system%-gateway}"
         bench "$system" 64 get "$dir/preload-$system.json" --keys "$GET_KEYS" \
             --key-prefix get- --preload --ops 1
         ;;
@@ -193,6 +123,26 @@ cell() { # json -> "ops p50 p99" cells
     [ "$errs" != 0 ] && ops+=" ($errs err)"
     echo "$ops | $(ms "$p50") | $(ms "$p99")"
 }
+# The figures, one line per run, for the plotter and other tools.
+csv=$dir/results.csv
+echo "workload,connections,system,throughput,p50_ms,p99_ms,errors" >"$csv"
+csv_row() { # workload conns system json
+    local f=$4 figures=",,,"
+    if [ -s "$f" ]; then
+        figures=$(jq -r 'def ms: if . == null then "" else (. | round / 1000 | tostring) end;
+            [(.throughput * 10 | round / 10 | tostring), (.latency_us.p50 | ms),
+             (.latency_us.p99 | ms), (.errors | tostring)] | join(",")' "$f")
+    fi
+    echo "$1,$2,$3,$figures" >>"$csv"
+}
+ratio() { # raft-kv.json other.json -> throughput ratio
+    if [ -s "$1" ] && [ -s "$2" ]; then
+        awk -v a="$(jget .throughput "$1")" -v b="$(jget .throughput "$2")" \
+            'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+    else
+        echo -
+    fi
+}
 
 rows=()
 for workload in $WORKLOADS; do
@@ -201,46 +151,77 @@ for workload in $WORKLOADS; do
         *) keyargs=(--keys "$GET_KEYS" --key-prefix get-) ;;
     esac
     for conns in $CONNS; do
-        for system in raft-kv etcd; do
+        row="| $workload | $conns |"
+        for system in "${systems[@]}"; do
             log "$workload  c=$conns  $system"
             bench "$system" "$conns" "$workload" "$dir/$workload-$conns-$system.json" \
                 "${keyargs[@]}" --duration "$DURATION" --warmup "$WARMUP"
+            row+=" $(cell "$dir/$workload-$conns-$system.json") |"
+            csv_row "$workload" "$conns" "$system" "$dir/$workload-$conns-$system.json"
         done
-        r=$dir/$workload-$conns-raft-kv.json e=$dir/$workload-$conns-etcd.json
-        ratio=-
-        if [ -s "$r" ] && [ -s "$e" ]; then
-            ratio=$(awk -v a="$(jget .throughput "$r")" -v b="$(jget .throughput "$e")" \
-                'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-        fi
-        rows+=("| $workload | $conns | $(cell "$r") | $(cell "$e") | $ratio |")
-        echo "${rows[-1]}" >&2
+        for system in "${systems[@]:1}"; do
+            row+=" $(ratio "$dir/$workload-$conns-raft-kv.json" "$dir/$workload-$conns-$system.json") |"
+        done
+        rows+=("$row")
+        echo "$row" >&2
     done
 done
 
 # --- the table ----------------------------------------------------------
 raft_kv_version=$("$client_bin" --version 2>/dev/null || echo raft-kv)
+header="| workload | connections |" rule="|---|---:|"
+for system in "${systems[@]}"; do
+    header+=" ${label[$system]} ops/s | p50 | p99 |"
+    rule+="---:|---:|---:|"
+done
+for system in "${systems[@]:1}"; do
+    header+=" raft-kv/${label[$system]} |"
+    rule+="---:|"
+done
+etcd_how="HTTP/JSON gateway"
+[ "$ETCD_GRPC" = 0 ] || etcd_how="gRPC (the etcd-client crate) and the HTTP/JSON gateway, one after the other"
 table=$(
     echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`bench/compare_etcd.sh\`"
     echo "(CONNS=\"$CONNS\" DURATION=$DURATION WARMUP=$WARMUP, ${VALUE_SIZE}-byte values)."
     echo
-    echo "- Machine: $cores cores${cpu:+ ($cpu)}; load average at start: $load"
-    echo "- Disk: a 512-byte write with O_DSYNC takes ${fsync_ms} ms (dd, 100 writes)"
+    machine_lines
     echo "- raft-kv: $raft_kv_version, 3 nodes on loopback, fsync on; writes and linearizable reads to the leader"
-    echo "- etcd: ${etcd_version:-etcd}, 3 members on loopback, defaults (fsync on); HTTP/JSON gateway, connections spread over the members"
+    echo "- etcd: ${etcd_version:-etcd}, 3 members on loopback, defaults (fsync on); $etcd_how, connections spread over the members"
     echo "- Load generator \`raft-kv-client bench\` (closed loop) on the same machine; puts over $PUT_KEYS keys, gets over $GET_KEYS preloaded keys; latencies in ms"
     echo
-    echo "| workload | connections | raft-kv ops/s | p50 | p99 | etcd ops/s | p50 | p99 | raft-kv/etcd |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "$header"
+    echo "$rule"
     printf '%s\n' "${rows[@]}"
 )
 echo
 echo "$table"
-if [ "$OUT" != - ]; then
+if [ "$OUT" = - ]; then
+    csv_out=$csv svg_out=$dir/results.svg
+else
+    csv_out=${OUT%.md}.csv svg_out=${OUT%.md}.svg
     mkdir -p "$(dirname "$OUT")"
+    cp "$csv" "$csv_out"
+fi
+if [ "$PLOT" != 0 ]; then
+    "$plot_bin" "$csv_out" "$svg_out" \
+        "raft-kv vs etcd, $(date -u '+%Y-%m-%d'), $cores cores, durable append ${fsync_ms} ms, ${VALUE_SIZE}-byte values" \
+        || { log "the plotter failed: no plot"; PLOT=0; }
+fi
+if [ "$OUT" != - ]; then
     {
         echo "# raft-kv vs etcd"
         echo
         echo "$table"
+        echo
+        echo "The same figures: [$(basename "$csv_out")]($(basename "$csv_out"))."
+        if [ "$PLOT" != 0 ]; then
+            echo
+            echo "![Throughput and p99 latency against connections]($(basename "$svg_out"))"
+        fi
     } >"$OUT"
-    log "table written to $OUT"
+    log "table written to $OUT, figures to $csv_out"
+    [ "$PLOT" = 0 ] || log "plot written to $svg_out"
+elif [ -n "${BENCH_DIR:-}${KEEP:-}" ]; then
+    log "figures in $csv_out"
+    [ "$PLOT" = 0 ] || log "plot in $svg_out"
 fi

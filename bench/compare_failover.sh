@@ -37,8 +37,9 @@
 # Needs bash 5 ($EPOCHREALTIME), curl and jq (installed with etcd if missing).
 # Not a test: run_tests.sh does not run it.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_setup compare_failover.sh
 
 RUNS=${RUNS:-5}
 KEYS=${KEYS:-1000000}
@@ -46,160 +47,29 @@ VALUE_SIZE=${VALUE_SIZE:-100}
 PROBE_TIMEOUT=${PROBE_TIMEOUT:-0.5}
 HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-120}
 OUT=${OUT:-docs/bench/failover.md}
-read -r -a rk_ports <<<"${RAFT_KV_PORTS:-4101 4102 4103}"
-read -r -a etcd_client_ports <<<"${ETCD_CLIENT_PORTS:-2479 22479 32479}"
-read -r -a etcd_peer_ports <<<"${ETCD_PEER_PORTS:-2480 22480 32480}"
-
-log() { echo "==> $*" >&2; }
-die() { echo "compare_failover.sh: $*" >&2; exit 1; }
 
 [ "${BASH_VERSINFO[0]}" -ge 5 ] || die "needs bash 5 or newer (\$EPOCHREALTIME)"
-if [ "${#rk_ports[@]}" != 3 ] || [ "${#etcd_client_ports[@]}" != 3 ] || [ "${#etcd_peer_ports[@]}" != 3 ]; then
-    die "RAFT_KV_PORTS, ETCD_CLIENT_PORTS and ETCD_PEER_PORTS name three ports each"
-fi
+ports_from_env "4101 4102 4103" "2479 22479 32479" "2480 22480 32480"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
 [[ $KEYS =~ ^[1-9][0-9]*$ ]] || die "KEYS must be a positive integer"
 
-# --- etcd (and jq) ------------------------------------------------------
-need=()
-command -v etcd >/dev/null 2>&1 || need+=(etcd-server etcd-client)
-command -v jq >/dev/null 2>&1 || need+=(jq)
-if [ "${#need[@]}" -gt 0 ]; then
-    log "installing ${need[*]} (Debian)"
-    if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" \
-        || { "${sudo[@]}" apt-get update && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-                apt-get install -y "${need[@]}"; } \
-        || die "could not install ${need[*]}"
-fi
-etcd_version=$(etcd --version 2>/dev/null | head -1)
-
-# --- raft-kv ------------------------------------------------------------
-log "building raft-kv-server and raft-kv-client (release)"
-cargo build --release -p raft-kv-server -p raft-kv-client
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-server_bin=$target_dir/release/raft-kv-server
-client_bin=$target_dir/release/raft-kv-client
-if [ ! -x "$server_bin" ] || [ ! -x "$client_bin" ]; then
-    die "release binaries not found in $target_dir/release"
-fi
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "${rk_ports[@]}" "${etcd_client_ports[@]}" "${etcd_peer_ports[@]}"; do
-    if port_busy "$p"; then die "port $p is already in use"; fi
-done
-
-dir=${BENCH_DIR:-$(mktemp -d -p /var/tmp raft-kv-failover.XXXXXX)}
-mkdir -p "$dir"
-
-# Member i (1..3) of each system; an empty pid means "not running".
-declare -A pid=([raft-kv:1]="" [raft-kv:2]="" [raft-kv:3]="" [etcd:1]="" [etcd:2]="" [etcd:3]="")
-
-alive() { # pid: running and not a zombie
-    [ -e "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
-}
-# Wait for the given pids to exit (up to $1 seconds), then SIGKILL the rest
-# and wait for them too.
-reap() {
-    local grace=$1 p deadline
-    shift
-    deadline=$((SECONDS + grace))
-    for p in "$@"; do
-        while alive "$p" && [ $SECONDS -lt "$deadline" ]; do sleep 0.02; done
-    done
-    for p in "$@"; do
-        if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
-        while alive "$p"; do sleep 0.02; done
-    done
-}
-
-cleanup() {
-    trap - EXIT
-    local running=() key
-    for key in "${!pid[@]}"; do
-        [ -z "${pid[$key]}" ] || running+=("${pid[$key]}")
-    done
-    if [ "${#running[@]}" -gt 0 ]; then
-        log "stopping the clusters"
-        kill -TERM "${running[@]}" 2>/dev/null || true
-        reap 15 "${running[@]}"
-    fi
-    if [ -z "${BENCH_DIR:-}" ] && [ -z "${KEEP:-}" ]; then
-        rm -rf "$dir"
-    else
-        echo "data and logs kept in $dir" >&2
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+ensure_etcd
+ensure_commands jq=jq
+build_raft_kv
+check_ports_free
+make_bench_dir raft-kv-failover
 
 now_us() { echo "${EPOCHREALTIME/./}"; }
 b64() { printf '%s' "$1" | base64 -w0; }
 
 # --- the machine --------------------------------------------------------
-cores=$(nproc)
-cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
-dd_out=$(LC_ALL=C dd if=/dev/zero of="$dir/fsync-probe" bs=512 count=100 oflag=dsync 2>&1 | tail -1)
-rm -f "$dir/fsync-probe"
-dd_secs=$(awk -F', ' '{print $(NF-1)}' <<<"$dd_out" | awk '{print $1}')
-fsync_ms=$(awk -v s="$dd_secs" 'BEGIN { printf "%.3f", s * 1000 / 100 }')
-load=$(cut -d' ' -f1-3 /proc/loadavg)
-log "machine: $cores cores; fsync'd 512-byte write ${fsync_ms} ms; load $load"
+measure_machine
 
 # --- members ------------------------------------------------------------
-etcd_initial=""
-for i in 1 2 3; do
-    etcd_initial+="${etcd_initial:+,}e$i=http://127.0.0.1:${etcd_peer_ports[$((i - 1))]}"
-done
-rk_peers=""
-for i in 1 2 3; do
-    rk_peers+="${rk_peers:+,}$i=http://127.0.0.1:${rk_ports[$((i - 1))]}"
-done
-etcd_endpoints=""
-for p in "${etcd_client_ports[@]}"; do etcd_endpoints+="${etcd_endpoints:+,}http://127.0.0.1:$p"; done
-rk_servers=""
-for p in "${rk_ports[@]}"; do rk_servers+="${rk_servers:+,}http://127.0.0.1:$p"; done
-
-port_of() { # system i -> client port
-    if [ "$1" = etcd ]; then echo "${etcd_client_ports[$(($2 - 1))]}"; else echo "${rk_ports[$(($2 - 1))]}"; fi
-}
-
-start_member() { # system i; logs are appended across restarts
-    local system=$1 i=$2
-    if [ "$system" = etcd ]; then
-        local c=http://127.0.0.1:${etcd_client_ports[$((i - 1))]}
-        local p=http://127.0.0.1:${etcd_peer_ports[$((i - 1))]}
-        # With an existing data dir etcd ignores the --initial-cluster* flags.
-        etcd --name "e$i" --data-dir "$dir/etcd/e$i" \
-            --listen-client-urls "$c" --advertise-client-urls "$c" \
-            --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
-            --initial-cluster "$etcd_initial" --initial-cluster-token failover \
-            --initial-cluster-state new >>"$dir/etcd-e$i.log" 2>&1 &
-    else
-        # Election settings left at their defaults (--tick-ms 50 --election-ticks 10);
-        # the node module at info level logs "loaded persisted state ... took_ms".
-        "$server_bin" --node-id "$i" --port "${rk_ports[$((i - 1))]}" --peers "$rk_peers" \
-            --data-dir "$dir/raft-kv/node-$i" --web-dir "$root/web/dist" \
-            --log-level 'warn,raft_kv_server::node=info' >>"$dir/raft-kv-$i.log" 2>&1 &
-    fi
-    pid[$system:$i]=$!
-    # Out of the job table: no "Killed" notices on stderr; the shell still
-    # reaps it, and reap() polls /proc instead of `wait`.
-    disown "$!"
-}
-
-stop_members() { # system signal i...
-    local system=$1 sig=$2 i pids=()
-    shift 2
-    for i in "$@"; do
-        [ -z "${pid[$system:$i]}" ] || pids+=("${pid[$system:$i]}")
-    done
-    [ "${#pids[@]}" -gt 0 ] || return 0
-    kill "-$sig" "${pids[@]}" 2>/dev/null || true
-    reap 60 "${pids[@]}"
-    for i in "$@"; do pid[$system:$i]=""; done
-}
+ETCD_TOKEN=failover
+# Election settings left at their defaults (--tick-ms 50 --election-ticks 10);
+# the node module at info level logs "loaded persisted state ... took_ms".
+RK_LOG_LEVEL='warn,raft_kv_server::node=info'
 
 # --- requests (each cut after $t seconds) -------------------------------
 # put: 0 once the write is acknowledged.
@@ -290,9 +160,8 @@ wait_healthy() { # system
 
 # --- start the clusters -------------------------------------------------
 log "starting etcd (3 members) and raft-kv (3 nodes) in $dir"
-for system in etcd raft-kv; do
-    for i in 1 2 3; do start_member "$system" "$i"; done
-done
+start_etcd_cluster
+start_raft_kv_cluster
 for system in etcd raft-kv; do wait_healthy "$system" >/dev/null; done
 for i in 1 2 3; do etcd_ids[$i]=$(etcd_member_id "$i"); done
 log "both clusters are up"
@@ -434,8 +303,7 @@ table=$(
     echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`bench/compare_failover.sh\`"
     echo "(RUNS=$RUNS KEYS=$KEYS, ${VALUE_SIZE}-byte values, PROBE_TIMEOUT=${PROBE_TIMEOUT}s)."
     echo
-    echo "- Machine: $cores cores${cpu:+ ($cpu)}; load average at start: $load"
-    echo "- Disk: a 512-byte write with O_DSYNC takes ${fsync_ms} ms (dd, 100 writes)"
+    machine_lines
     echo "- raft-kv: $raft_kv_version, 3 nodes on loopback, fsync on, default election settings (--tick-ms 50 --election-ticks 10: timeout 500-1000 ms)"
     echo "- etcd: ${etcd_version:-etcd}, 3 members on loopback, defaults (fsync on, --heartbeat-interval 100 --election-timeout 1000)"
     echo

@@ -32,6 +32,71 @@ pub enum Route {
     AnyNode,
 }
 
+/// What a request carries besides its path, query and body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carries {
+    /// Nothing more (reads, status).
+    Nothing,
+    /// The cluster token, when one is set (admin calls).
+    Token,
+    /// The client id and the next sequence number, the same on every retry,
+    /// so the write is applied at most once (writes).
+    WriteId,
+}
+
+/// One REST request, as [`ApiClient::send`] takes it.
+struct Request<'a> {
+    route: Route,
+    method: Method,
+    path: &'a [&'a str],
+    query: &'a [(&'a str, &'a str)],
+    body: Option<Vec<u8>>,
+    carries: Carries,
+}
+
+impl<'a> Request<'a> {
+    /// A `GET` of `path`, first to `route`.
+    fn read(route: Route, path: &'a [&'a str]) -> Self {
+        Request {
+            route,
+            method: Method::GET,
+            path,
+            query: &[],
+            body: None,
+            carries: Carries::Nothing,
+        }
+    }
+
+    /// A write to the leader with the next `(client_id, seq)`.
+    fn write(method: Method, path: &'a [&'a str], body: Option<Vec<u8>>) -> Self {
+        Request {
+            route: Route::Leader,
+            method,
+            path,
+            query: &[],
+            body,
+            carries: Carries::WriteId,
+        }
+    }
+
+    /// An admin `POST` of `path` with the cluster token, first to `route`.
+    fn admin(route: Route, path: &'a [&'a str], body: Option<Vec<u8>>) -> Self {
+        Request {
+            route,
+            method: Method::POST,
+            path,
+            query: &[],
+            body,
+            carries: Carries::Token,
+        }
+    }
+
+    /// The same request with `query`.
+    fn query(self, query: &'a [(&'a str, &'a str)]) -> Self {
+        Request { query, ..self }
+    }
+}
+
 /// An answer that is neither a success nor a retryable failure.
 #[derive(Debug)]
 struct Answer {
@@ -87,14 +152,7 @@ impl ApiClient {
             Consistency::Stale => (Route::AnyNode, Some(("consistency", "stale"))),
         };
         let answer = self
-            .send(
-                route,
-                Method::GET,
-                &["key", key],
-                query.as_slice(),
-                None,
-                false,
-            )
+            .send(Request::read(route, &["key", key]).query(query.as_slice()))
             .await?;
         if answer.status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -109,14 +167,16 @@ impl ApiClient {
         })
         .map_err(|e| CliError::Usage(format!("cannot encode the value: {e}")))?;
         let answer = self
-            .send_write(Method::PUT, &["key", key], Some(body))
+            .send(Request::write(Method::PUT, &["key", key], Some(body)))
             .await?;
         decode(answer)
     }
 
     /// `DELETE /key/{key}`, retried with one `(client_id, seq)`.
     pub async fn delete(&mut self, key: &str) -> Result<WriteResponse, CliError> {
-        let answer = self.send_write(Method::DELETE, &["key", key], None).await?;
+        let answer = self
+            .send(Request::write(Method::DELETE, &["key", key], None))
+            .await?;
         if answer.status == StatusCode::NOT_FOUND {
             return Err(CliError::NotFound(key.to_string()));
         }
@@ -128,7 +188,7 @@ impl ApiClient {
         let limit = limit.to_string();
         let query = [("prefix", prefix), ("limit", limit.as_str())];
         let answer = self
-            .send(Route::Leader, Method::GET, &["keys"], &query, None, false)
+            .send(Request::read(Route::Leader, &["keys"]).query(&query))
             .await?;
         decode(answer)
     }
@@ -136,7 +196,7 @@ impl ApiClient {
     /// `GET /status` of the first server that answers.
     pub async fn status(&mut self) -> Result<StatusResponse, CliError> {
         let answer = self
-            .send(Route::AnyNode, Method::GET, &["status"], &[], None, false)
+            .send(Request::read(Route::AnyNode, &["status"]))
             .await?;
         decode(answer)
     }
@@ -144,7 +204,7 @@ impl ApiClient {
     /// `GET /cluster` from the first server that answers.
     pub async fn cluster(&mut self) -> Result<ClusterResponse, CliError> {
         let answer = self
-            .send(Route::AnyNode, Method::GET, &["cluster"], &[], None, false)
+            .send(Request::read(Route::AnyNode, &["cluster"]))
             .await?;
         decode(answer)
     }
@@ -152,14 +212,7 @@ impl ApiClient {
     /// `POST /admin/snapshot` on the first server that answers.
     pub async fn snapshot(&mut self) -> Result<SnapshotResponse, CliError> {
         let answer = self
-            .send(
-                Route::AnyNode,
-                Method::POST,
-                &["admin", "snapshot"],
-                &[],
-                None,
-                true,
-            )
+            .send(Request::admin(Route::AnyNode, &["admin", "snapshot"], None))
             .await?;
         decode(answer)
     }
@@ -170,14 +223,11 @@ impl ApiClient {
         let body = serde_json::to_vec(&TransferLeaderRequest { to })
             .map_err(|e| CliError::Usage(format!("cannot encode the request: {e}")))?;
         let answer = self
-            .send(
+            .send(Request::admin(
                 Route::Leader,
-                Method::POST,
                 &["admin", "transfer-leader"],
-                &[],
                 Some(body),
-                true,
-            )
+            ))
             .await?;
         let answer = check_status(answer)?;
         if answer.body.iter().all(u8::is_ascii_whitespace) {
@@ -186,57 +236,20 @@ impl ApiClient {
         Ok(serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null))
     }
 
-    /// Sends a write with the next sequence number; every retry of it
-    /// carries the same `(client_id, seq)`.
-    async fn send_write(
-        &mut self,
-        method: Method,
-        path: &[&str],
-        body: Option<Vec<u8>>,
-    ) -> Result<Answer, CliError> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let mut headers = HeaderMap::new();
-        headers.insert(HEADER_CLIENT_ID, self.client_id.into());
-        headers.insert(HEADER_CLIENT_SEQ, seq.into());
-        self.send_with(Route::Leader, method, path, &[], body, headers)
-            .await
-    }
-
-    async fn send(
-        &mut self,
-        route: Route,
-        method: Method,
-        path: &[&str],
-        query: &[(&str, &str)],
-        body: Option<Vec<u8>>,
-        admin: bool,
-    ) -> Result<Answer, CliError> {
-        let mut headers = HeaderMap::new();
-        if admin {
-            if let Some(token) = &self.token {
-                let value = token.parse().map_err(|_| {
-                    CliError::Usage("the token contains characters not allowed in a header".into())
-                })?;
-                headers.insert(HEADER_CLUSTER_TOKEN, value);
-            }
-        }
-        self.send_with(route, method, path, query, body, headers)
-            .await
-    }
-
-    /// The retry loop. Returns the first answer that is not "unavailable"
-    /// (502/503/504) and did not fail in transport; gives up with
-    /// [`CliError::Unavailable`] at the deadline.
-    async fn send_with(
-        &mut self,
-        route: Route,
-        method: Method,
-        path: &[&str],
-        query: &[(&str, &str)],
-        body: Option<Vec<u8>>,
-        headers: HeaderMap,
-    ) -> Result<Answer, CliError> {
+    /// Sends a request and retries it until an answer that is not
+    /// "unavailable" (502/503/504) and did not fail in transport; gives up
+    /// with [`CliError::Unavailable`] at the deadline. Every attempt carries
+    /// the same headers: a write keeps its `(client_id, seq)` across retries.
+    async fn send(&mut self, request: Request<'_>) -> Result<Answer, CliError> {
+        let Request {
+            route,
+            method,
+            path,
+            query,
+            body,
+            carries,
+        } = request;
+        let headers = self.headers(carries)?;
         let mut plan = Plan::new(self.servers.clone());
         if route == Route::Leader {
             if let Some(leader) = &self.leader {
@@ -313,6 +326,31 @@ impl ApiClient {
                 server,
             });
         }
+    }
+
+    /// The headers every attempt of one request carries.
+    fn headers(&mut self, carries: Carries) -> Result<HeaderMap, CliError> {
+        let mut headers = HeaderMap::new();
+        match carries {
+            Carries::Nothing => {}
+            Carries::Token => {
+                if let Some(token) = &self.token {
+                    let value = token.parse().map_err(|_| {
+                        CliError::Usage(
+                            "the token contains characters not allowed in a header".into(),
+                        )
+                    })?;
+                    headers.insert(HEADER_CLUSTER_TOKEN, value);
+                }
+            }
+            Carries::WriteId => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                headers.insert(HEADER_CLIENT_ID, self.client_id.into());
+                headers.insert(HEADER_CLIENT_SEQ, seq.into());
+            }
+        }
+        Ok(headers)
     }
 
     fn remaining(&self) -> Option<Duration> {
@@ -602,6 +640,32 @@ mod tests {
         let err = check_status(answer).unwrap_err();
         assert_eq!(err.to_string(), "server answered 400: key too long");
         assert_eq!(err.exit_code(), 4);
+    }
+
+    #[test]
+    fn writes_carry_a_new_sequence_number_and_admin_calls_the_token() {
+        let mut client = ApiClient::new(
+            vec![url("a:1")],
+            Duration::from_secs(1),
+            Some("secret".into()),
+        )
+        .unwrap();
+        let id = client.client_id.to_string();
+        for seq in ["1", "2"] {
+            let h = client.headers(Carries::WriteId).unwrap();
+            assert_eq!(h[HEADER_CLIENT_ID], id.as_str());
+            assert_eq!(h[HEADER_CLIENT_SEQ], seq);
+            assert!(h.get(HEADER_CLUSTER_TOKEN).is_none());
+        }
+        let h = client.headers(Carries::Token).unwrap();
+        assert_eq!(h[HEADER_CLUSTER_TOKEN], "secret");
+        assert!(h.get(HEADER_CLIENT_SEQ).is_none());
+        assert!(client.headers(Carries::Nothing).unwrap().is_empty());
+        // Neither a read nor an admin call uses up a sequence number.
+        assert_eq!(
+            client.headers(Carries::WriteId).unwrap()[HEADER_CLIENT_SEQ],
+            "3"
+        );
     }
 
     #[test]

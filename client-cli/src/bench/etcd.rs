@@ -7,7 +7,7 @@
 use reqwest::Url;
 
 use super::stats::Outcome;
-use super::target::{classify, transport_kind};
+use super::target::send;
 use super::workload::Op;
 use crate::client::base;
 
@@ -72,17 +72,8 @@ impl Etcd {
             .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(e) => return Outcome::Error(transport_kind(&e)),
-        };
-        let status = response.status();
-        let bytes = match response.bytes().await {
-            Ok(bytes) => bytes,
-            Err(e) => return Outcome::Error(transport_kind(&e)),
-        };
-        let outcome = classify(status, op.is_read());
-        if outcome == Outcome::Ok && op.is_read() && !range_found(&bytes) {
+        let (outcome, body) = send(request, op.is_read()).await;
+        if outcome == Outcome::Ok && op.is_read() && !range_found(&body) {
             return Outcome::NotFound;
         }
         outcome

@@ -5,6 +5,8 @@
 //! stalls by slowing the load down).
 
 mod etcd;
+#[cfg(feature = "etcd-grpc")]
+mod etcd_grpc;
 mod stats;
 mod target;
 mod workload;
@@ -18,11 +20,11 @@ use reqwest::Url;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::cli::{parse_duration, parse_positive_duration, parse_server_url};
-use crate::client::{build_http, http_builder, random_client_id};
+use crate::client::random_client_id;
 use crate::error::CliError;
 use crate::output::{note, print, print_json};
 use stats::{LatencySummary, Outcome, Report, RunInfo, Sample};
-use target::{Session, Target, TargetKind};
+use target::{Conn, ConnFor, Session, Target, TargetKind};
 use workload::{random_value, Distribution, KeySampler, Op, Rng, Workload, WorkloadKind};
 
 /// Options of `bench`.
@@ -33,7 +35,9 @@ request should have been sent, so queueing behind a slow server counts. \
 raft-kv: writes and linearizable reads go to the leader found at start; stale \
 reads are spread over every member. etcd (--target etcd): every request goes \
 through the HTTP/JSON gateway of one of --etcd-endpoints, one member per \
-connection. Progress goes to stderr every second, the \
+connection; --target etcd-grpc (a build with the etcd-grpc feature): the same \
+through etcd's gRPC API, one HTTP/2 connection to one member per worker (in \
+open loop one client balanced over the members). Progress goes to stderr every second, the \
 report to stdout (one JSON object with --json). --timeout bounds leader \
 discovery and each request.")]
 pub struct BenchArgs {
@@ -111,8 +115,9 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = TargetKind::RaftKv)]
     pub target: TargetKind,
 
-    /// With `--target etcd`: the members' client URLs (comma-separated);
-    /// requests are spread over them, one member per connection.
+    /// With `--target etcd` or `etcd-grpc`: the members' client URLs
+    /// (comma-separated); requests are spread over them, one member per
+    /// connection.
     #[arg(long, value_name = "URL", value_delimiter = ',',
           default_value = "http://127.0.0.1:2379", value_parser = parse_server_url)]
     pub etcd_endpoints: Vec<Url>,
@@ -146,9 +151,10 @@ pub async fn run(
     timeout: Duration,
     json: bool,
 ) -> Result<(), CliError> {
-    let servers = match args.target {
-        TargetKind::RaftKv => servers,
-        TargetKind::Etcd => args.etcd_endpoints.clone(),
+    let servers = if args.target.is_etcd() {
+        args.etcd_endpoints.clone()
+    } else {
+        servers
     };
     let target = Target::discover(args.target, servers, timeout).await?;
     if !args.quiet {
@@ -296,14 +302,14 @@ impl Shared {
     /// Sends one operation.
     async fn execute(
         &self,
-        http: &reqwest::Client,
+        conn: &mut Conn,
         op: Op,
         spread: usize,
         session: &mut Session,
     ) -> Outcome {
         let key = self.workload.key_name(op.key());
         self.target
-            .execute(http, op, &key, &self.body, spread, session)
+            .execute(conn, op, &key, &self.body, spread, session)
             .await
     }
 
@@ -349,11 +355,10 @@ async fn closed_loop(
 ) -> Result<Duration, CliError> {
     let mut workers = Vec::with_capacity(connections as usize);
     for index in 0..connections as usize {
-        let http = build_http(
-            http_builder(timeout)
-                .timeout(timeout)
-                .pool_max_idle_per_host(1),
-        )?;
+        let mut conn = shared
+            .target
+            .connect(ConnFor::Worker(index), timeout)
+            .await?;
         let shared = Arc::clone(shared);
         let mut rng = Rng::new(seed.wrapping_add(index as u64 + 1));
         workers.push(tokio::spawn(async move {
@@ -364,7 +369,7 @@ async fn closed_loop(
                     break;
                 };
                 let op = shared.workload.next_op(&mut rng);
-                let outcome = shared.execute(&http, op, index, &mut session).await;
+                let outcome = shared.execute(&mut conn, op, index, &mut session).await;
                 shared.record(index, measured, op, outcome, started.elapsed());
             }
         }));
@@ -386,11 +391,10 @@ async fn open_loop(
     timeout: Duration,
     seed: u64,
 ) -> Result<Duration, CliError> {
-    let http = build_http(
-        http_builder(timeout)
-            .timeout(timeout)
-            .pool_max_idle_per_host(max_in_flight as usize),
-    )?;
+    let conn = shared
+        .target
+        .connect(ConnFor::Shared(max_in_flight as usize), timeout)
+        .await?;
     let slots = Arc::new(Semaphore::new(max_in_flight as usize));
     let sessions: Arc<Mutex<Vec<Session>>> = Arc::default();
     let spread = shared.target.read_endpoints().max(1);
@@ -410,7 +414,7 @@ async fn open_loop(
         };
         let op = shared.workload.next_op(&mut rng);
         let shared_op = Arc::clone(shared);
-        let http = http.clone();
+        let mut conn = conn.clone();
         let sessions = Arc::clone(&sessions);
         let index = sent as usize;
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -420,7 +424,7 @@ async fn open_loop(
                 _ => Session::new(1),
             };
             let outcome = shared_op
-                .execute(&http, op, index % spread, &mut session)
+                .execute(&mut conn, op, index % spread, &mut session)
                 .await;
             shared_op.record(index, measured, op, outcome, intended.elapsed());
             if let Op::Put(_) = op {
@@ -540,11 +544,7 @@ async fn preload(
     };
     let mut tasks = Vec::new();
     for index in 0..workers as usize {
-        let http = build_http(
-            http_builder(timeout)
-                .timeout(timeout)
-                .pool_max_idle_per_host(1),
-        )?;
+        let mut conn = target.connect(ConnFor::Worker(index), timeout).await?;
         let (target, workload, body) = (Arc::clone(target), Arc::clone(workload), Arc::clone(body));
         let (next, failed) = (Arc::clone(&next), Arc::clone(&failed));
         let mut session = Session::new(random_client_id());
@@ -556,7 +556,7 @@ async fn preload(
                 }
                 let name = workload.key_name(key);
                 let outcome = target
-                    .execute(&http, Op::Put(key), &name, &body, index, &mut session)
+                    .execute(&mut conn, Op::Put(key), &name, &body, index, &mut session)
                     .await;
                 if outcome != Outcome::Ok {
                     failed.fetch_add(1, Ordering::Relaxed);
@@ -635,6 +635,49 @@ mod tests {
         assert_eq!(args.target, TargetKind::Etcd);
         let got: Vec<&str> = args.etcd_endpoints.iter().map(Url::as_str).collect();
         assert_eq!(got, ["http://127.0.0.1:2379/", "http://127.0.0.1:22379/"]);
+    }
+
+    #[test]
+    fn etcd_grpc_target_parses_with_or_without_the_feature() {
+        let cli =
+            crate::cli::Cli::try_parse_from(["raft-kv-client", "bench", "--target", "etcd-grpc"])
+                .unwrap();
+        let crate::cli::Command::Bench(args) = cli.command else {
+            panic!("not bench");
+        };
+        assert_eq!(args.target, TargetKind::EtcdGrpc);
+        assert!(args.target.is_etcd());
+        assert!(!TargetKind::RaftKv.is_etcd());
+    }
+
+    #[cfg(not(feature = "etcd-grpc"))]
+    #[tokio::test]
+    async fn etcd_grpc_without_the_feature_says_how_to_build_it() {
+        let endpoints = vec![Url::parse("http://127.0.0.1:2379").unwrap()];
+        let err = Target::discover(TargetKind::EtcdGrpc, endpoints, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, CliError::Usage(m) if m.contains("--features etcd-grpc")));
+    }
+
+    #[cfg(feature = "etcd-grpc")]
+    #[tokio::test]
+    async fn etcd_grpc_connections_are_made_lazily() {
+        // Nothing listens on port 1: the client is still made, and the
+        // request fails as a refused connection, counted by kind.
+        let endpoints = vec![Url::parse("http://127.0.0.1:1").unwrap()];
+        let target = Target::discover(TargetKind::EtcdGrpc, endpoints, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(target.name(), "etcd-grpc");
+        let mut conn = target
+            .connect(ConnFor::Worker(0), Duration::from_secs(1))
+            .await
+            .unwrap();
+        let outcome = target
+            .execute(&mut conn, Op::Put(0), "k", b"v", 0, &mut Session::new(1))
+            .await;
+        assert_eq!(outcome, Outcome::Error(stats::ErrorKind::Connect));
     }
 
     #[test]

@@ -1,18 +1,22 @@
 //! The system under test: raft-kv through its REST API, or etcd through its
-//! HTTP/JSON gateway (see [`super::etcd`]).
+//! HTTP/JSON gateway (see [`super::etcd`]) or, with the `etcd-grpc` feature,
+//! its gRPC API (see `super::etcd_grpc`).
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::ValueEnum;
 use raft_core::wire::{PutRequest, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ};
 use raft_core::{NodeId, Role};
 use reqwest::{StatusCode, Url};
 
 use super::etcd::{self, Etcd};
+#[cfg(feature = "etcd-grpc")]
+use super::etcd_grpc::EtcdGrpc;
 use super::stats::{ErrorKind, Outcome};
 use super::workload::Op;
 use crate::cli::parse_server_url;
-use crate::client::{base, endpoint, is_unavailable, ApiClient};
+use crate::client::{base, build_http, endpoint, http_builder, is_unavailable, ApiClient};
 use crate::error::CliError;
 
 /// Which store to load.
@@ -23,6 +27,16 @@ pub enum TargetKind {
     /// An etcd v3 cluster through its HTTP/JSON gateway
     /// (`--etcd-endpoints`).
     Etcd,
+    /// An etcd v3 cluster through its gRPC API (`--etcd-endpoints`); needs a
+    /// build with the `etcd-grpc` feature.
+    EtcdGrpc,
+}
+
+impl TargetKind {
+    /// Whether the target is reached through `--etcd-endpoints`.
+    pub fn is_etcd(self) -> bool {
+        matches!(self, TargetKind::Etcd | TargetKind::EtcdGrpc)
+    }
 }
 
 /// A client session for duplicate detection: writes carry `(id, seq)` with
@@ -50,8 +64,36 @@ impl Session {
 pub enum Target {
     /// A raft-kv cluster.
     RaftKv(RaftKv),
-    /// An etcd cluster.
+    /// An etcd cluster through its HTTP/JSON gateway.
     Etcd(Etcd),
+    /// An etcd cluster through its gRPC API.
+    #[cfg(feature = "etcd-grpc")]
+    EtcdGrpc(EtcdGrpc),
+}
+
+/// How a worker's requests reach the target: a reqwest client (raft-kv and
+/// the etcd gateway) or an etcd gRPC client.
+#[derive(Clone)]
+pub enum Conn {
+    /// An HTTP client with its own connection pool.
+    Http(reqwest::Client),
+    /// An etcd KV client over its own HTTP/2 channel (boxed: it is a few
+    /// hundred bytes, a reqwest client one pointer).
+    #[cfg(feature = "etcd-grpc")]
+    Grpc(Box<etcd_client::KvClient>),
+}
+
+/// Which connection a worker gets.
+#[derive(Clone, Copy, Debug)]
+// The worker's number only picks an etcd member for gRPC.
+#[cfg_attr(not(feature = "etcd-grpc"), allow(dead_code))]
+pub enum ConnFor {
+    /// Closed-loop worker number `n`: one connection (to one member of
+    /// etcd, round-robin).
+    Worker(usize),
+    /// The open loop's shared client: up to this many connections at once
+    /// (HTTP; gRPC multiplexes one connection per member).
+    Shared(usize),
 }
 
 impl Target {
@@ -63,11 +105,44 @@ impl Target {
     ) -> Result<Target, CliError> {
         match kind {
             TargetKind::RaftKv => RaftKv::discover(servers, timeout).await.map(Target::RaftKv),
-            TargetKind::Etcd if servers.is_empty() => Err(CliError::Usage(
-                "--target etcd needs --etcd-endpoints".to_string(),
+            TargetKind::Etcd | TargetKind::EtcdGrpc if servers.is_empty() => Err(CliError::Usage(
+                "an etcd target needs --etcd-endpoints".to_string(),
             )),
             TargetKind::Etcd => Ok(Target::Etcd(Etcd::new(&servers))),
+            #[cfg(feature = "etcd-grpc")]
+            TargetKind::EtcdGrpc => Ok(Target::EtcdGrpc(EtcdGrpc::new(&servers))),
+            #[cfg(not(feature = "etcd-grpc"))]
+            TargetKind::EtcdGrpc => Err(CliError::Usage(
+                "--target etcd-grpc needs a raft-kv-client built with the etcd-grpc feature \
+                 (cargo build --release -p raft-kv-client --features etcd-grpc; needs protoc)"
+                    .to_string(),
+            )),
         }
+    }
+
+    /// A connection for `who`; every request has `timeout`.
+    pub async fn connect(&self, who: ConnFor, timeout: Duration) -> Result<Conn, CliError> {
+        #[cfg(feature = "etcd-grpc")]
+        if let Target::EtcdGrpc(t) = self {
+            let member = match who {
+                ConnFor::Worker(n) => Some(n),
+                ConnFor::Shared(_) => None,
+            };
+            return t
+                .connect(member, timeout)
+                .await
+                .map(|kv| Conn::Grpc(Box::new(kv)));
+        }
+        let idle = match who {
+            ConnFor::Worker(_) => 1,
+            ConnFor::Shared(n) => n,
+        };
+        build_http(
+            http_builder(timeout)
+                .timeout(timeout)
+                .pool_max_idle_per_host(idle),
+        )
+        .map(Conn::Http)
     }
 
     /// The name in reports.
@@ -75,6 +150,8 @@ impl Target {
         match self {
             Target::RaftKv(_) => "raft-kv",
             Target::Etcd(_) => "etcd",
+            #[cfg(feature = "etcd-grpc")]
+            Target::EtcdGrpc(_) => "etcd-grpc",
         }
     }
 
@@ -91,6 +168,8 @@ impl Target {
                 )
             }
             Target::Etcd(t) => t.describe(),
+            #[cfg(feature = "etcd-grpc")]
+            Target::EtcdGrpc(t) => t.describe(),
         }
     }
 
@@ -99,23 +178,34 @@ impl Target {
         match self {
             Target::RaftKv(t) => t.members.len(),
             Target::Etcd(t) => t.endpoints(),
+            #[cfg(feature = "etcd-grpc")]
+            Target::EtcdGrpc(t) => t.endpoints(),
         }
     }
 
-    /// Sends `op`. `spread` picks the member for stale reads; `body` is the
-    /// encoded write body.
+    /// Sends `op` through `conn` (made by [`Target::connect`]). `spread`
+    /// picks the member for stale reads (HTTP); `body` is the encoded write
+    /// body.
     pub async fn execute(
         &self,
-        http: &reqwest::Client,
+        conn: &mut Conn,
         op: Op,
         key: &str,
         body: &[u8],
         spread: usize,
         session: &mut Session,
     ) -> Outcome {
-        match self {
-            Target::RaftKv(t) => t.execute(http, op, key, body, spread, session).await,
-            Target::Etcd(t) => t.execute(http, op, key, body, spread).await,
+        match (self, conn) {
+            (Target::RaftKv(t), Conn::Http(http)) => {
+                t.execute(http, op, key, body, spread, session).await
+            }
+            (Target::Etcd(t), Conn::Http(http)) => t.execute(http, op, key, body, spread).await,
+            #[cfg(feature = "etcd-grpc")]
+            (Target::EtcdGrpc(_), Conn::Grpc(kv)) => EtcdGrpc::execute(kv, op, key, body).await,
+            // A connection made for another target: never, as `run` makes
+            // them all with `connect`.
+            #[cfg(feature = "etcd-grpc")]
+            _ => Outcome::Error(ErrorKind::Transport),
         }
     }
 
@@ -128,6 +218,8 @@ impl Target {
             .unwrap_or_default(),
             // The put body is built per key; the value is encoded once.
             Target::Etcd(_) => etcd::base64(value.as_bytes()),
+            #[cfg(feature = "etcd-grpc")]
+            Target::EtcdGrpc(_) => value.as_bytes().to_vec(),
         }
     }
 }
@@ -228,21 +320,27 @@ impl RaftKv {
                     .body(body.to_vec())
             }
         };
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(e) => return Outcome::Error(transport_kind(&e)),
-        };
-        let status = response.status();
-        // Read the whole answer so the connection can be reused.
-        if let Err(e) = response.bytes().await {
-            return Outcome::Error(transport_kind(&e));
-        }
-        classify(status, op.is_read())
+        send(request, op.is_read()).await.0
+    }
+}
+
+/// Sends `request` and reads the whole answer (so that the connection can be
+/// reused): the outcome by status, and the answer's body (empty after a
+/// transport failure).
+pub async fn send(request: reqwest::RequestBuilder, is_read: bool) -> (Outcome, Bytes) {
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return (Outcome::Error(transport_kind(&e)), Bytes::new()),
+    };
+    let status = response.status();
+    match response.bytes().await {
+        Ok(body) => (classify(status, is_read), body),
+        Err(e) => (Outcome::Error(transport_kind(&e)), Bytes::new()),
     }
 }
 
 /// The outcome of an answer with `status`.
-pub fn classify(status: StatusCode, is_read: bool) -> Outcome {
+fn classify(status: StatusCode, is_read: bool) -> Outcome {
     if status.is_success() {
         Outcome::Ok
     } else if status == StatusCode::NOT_FOUND && is_read {
@@ -257,7 +355,7 @@ pub fn classify(status: StatusCode, is_read: bool) -> Outcome {
 }
 
 /// The kind of a transport failure.
-pub fn transport_kind(err: &reqwest::Error) -> ErrorKind {
+fn transport_kind(err: &reqwest::Error) -> ErrorKind {
     if err.is_timeout() {
         ErrorKind::Timeout
     } else if err.is_connect() {
