@@ -162,6 +162,8 @@ where
         .configure_mesh()
         .x_desc("connections")
         .y_desc(y_desc)
+        .max_light_lines(1)
+        .y_labels(8)
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| {
             if *v >= 10.0 {
