@@ -553,11 +553,7 @@ impl Node {
                     return;
                 }
                 self.snapshot_waiters.push((index, reply));
-                if let Err(e) = self.start_snapshot() {
-                    for (_, reply) in self.snapshot_waiters.drain(..) {
-                        let _ = reply.send(Err(NodeError::Rejected(e.to_string())));
-                    }
-                }
+                self.snapshot_for_waiters();
             }
             Request::Transfer { to, reply } => {
                 let r = if to == self.raw.id() && self.raw.is_leader() {
@@ -745,6 +741,16 @@ impl Node {
         }
     }
 
+    /// Starts a snapshot for the admin requests waiting; fails them all if
+    /// it cannot start.
+    fn snapshot_for_waiters(&mut self) {
+        if let Err(e) = self.start_snapshot() {
+            for (_, reply) in self.snapshot_waiters.drain(..) {
+                let _ = reply.send(Err(NodeError::Rejected(e.to_string())));
+            }
+        }
+    }
+
     /// Starts a snapshot of the state machine at the applied index, unless
     /// one is being written. The state machine is cloned in O(1) (persistent
     /// maps), then serialized and written on a thread of its own, so the
@@ -828,11 +834,7 @@ impl Node {
         }
         self.snapshot_waiters = waiting;
         if !self.snapshot_waiters.is_empty() {
-            if let Err(e) = self.start_snapshot() {
-                for (_, reply) in self.snapshot_waiters.drain(..) {
-                    let _ = reply.send(Err(NodeError::Rejected(e.to_string())));
-                }
-            }
+            self.snapshot_for_waiters();
         }
         Ok(())
     }
