@@ -51,10 +51,14 @@ fn missing() -> Option<String> {
     .map(|(p, fix)| format!("{} is missing (run `{fix}`)", p.display()))
 }
 
-/// chromedriver on a free port, killed on drop.
+/// chromedriver on a free port, killed on drop. Each one gets its own
+/// scratch directory: HOME and the XDG directories for Chromium (a machine
+/// whose HOME is missing or read-only otherwise fails at start-up), the
+/// browser profile, and the driver's log with the browser's own output.
 struct Chromedriver {
     child: Child,
     port: u16,
+    scratch: tempfile::TempDir,
 }
 
 impl Chromedriver {
@@ -63,9 +67,20 @@ impl Chromedriver {
     /// on a new port.
     fn start() -> Chromedriver {
         for _attempt in 0..3 {
+            let scratch = tempfile::tempdir().expect("scratch dir for chromedriver");
+            let home = scratch.path().join("home");
+            std::fs::create_dir_all(&home).expect("create scratch HOME");
             let port = support::free_ports(1)[0];
             let mut child = Command::new(CHROMEDRIVER)
                 .arg(format!("--port={port}"))
+                .arg(format!(
+                    "--log-path={}",
+                    scratch.path().join("chromedriver.log").display()
+                ))
+                .arg("--enable-chrome-logs")
+                .env("HOME", &home)
+                .env("XDG_CONFIG_HOME", home.join(".config"))
+                .env("XDG_CACHE_HOME", home.join(".cache"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -73,7 +88,11 @@ impl Chromedriver {
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Chromedriver { child, port };
+                    return Chromedriver {
+                        child,
+                        port,
+                        scratch,
+                    };
                 }
                 if child.try_wait().ok().flatten().is_some() {
                     break;
@@ -85,6 +104,40 @@ impl Chromedriver {
         }
         panic!("chromedriver did not start listening (3 attempts)");
     }
+
+    /// The last lines of the driver's log, which include the browser's
+    /// output: what to look at when a session cannot be created.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.scratch.path().join("chromedriver.log"))
+            .unwrap_or_else(|e| format!("(no chromedriver log: {e})"));
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Opens a browser session through this driver. Chromium gets a fresh
+    /// profile in the scratch directory and talks to the driver over a pipe,
+    /// so its start does not depend on a DevToolsActivePort file.
+    async fn session(&self) -> Result<Client, String> {
+        let profile = self.scratch.path().join("profile");
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-quic", "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                         "--remote-debugging-pipe",
+                         format!("--user-data-dir={}", profile.display())]
+            }
+        });
+        let caps = caps.as_object().cloned().expect("an object");
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl Drop for Chromedriver {
@@ -94,33 +147,27 @@ impl Drop for Chromedriver {
     }
 }
 
-async fn connect(port: u16) -> Client {
-    let caps = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-quic", "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--window-size=1280,1000"]
-        }
-    });
-    let caps = caps.as_object().cloned().expect("an object");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector)
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => return c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(200)).await;
+/// A driver and a browser session on it. A browser that fails to start is
+/// retried with a new driver and a new profile; each failure prints the
+/// driver's log so a machine where Chromium cannot start says why.
+async fn open_browser() -> (Chromedriver, Client) {
+    const ATTEMPTS: usize = 3;
+    let mut errors = Vec::new();
+    for attempt in 1..=ATTEMPTS {
+        let driver = Chromedriver::start();
+        match driver.session().await {
+            Ok(client) => return (driver, client),
+            Err(e) => {
+                eprintln!(
+                    "browser attempt {attempt}/{ATTEMPTS}: cannot open a webdriver session: {e}\n\
+                     --- chromedriver log (last lines) ---\n{}",
+                    driver.log_tail()
+                );
+                errors.push(e);
             }
-            Err(e) => panic!("cannot open a webdriver session: {e}"),
         }
     }
+    panic!("cannot open a webdriver session in {ATTEMPTS} attempts: {errors:?}");
 }
 
 /// Polls `f` until it returns `Some`; panics naming `what` after `timeout`.
@@ -622,8 +669,7 @@ async fn dashboard_end_to_end() {
         eprintln!("SKIPPED browser test: {why}");
         return;
     }
-    let driver = Chromedriver::start();
-    let client = connect(driver.port).await;
+    let (driver, client) = open_browser().await;
     let body = tokio::spawn({
         let c = client.clone();
         async move { live_view(&c).await }
