@@ -130,7 +130,7 @@ pub async fn run_with_storage(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let mut node_task = tokio::spawn(node.run(inbox, stopped(stop_rx.clone())));
+    let mut node_task = spawn_raft_loop(node, inbox, stopped(stop_rx.clone()))?;
 
     let mut urls: BTreeMap<_, _> = settings.peers.clone();
     urls.insert(settings.id, url.clone());
@@ -142,6 +142,7 @@ pub async fn run_with_storage(
         .map_err(|e| ServerError::Start(format!("cannot build an HTTP client: {e}")))?;
     let state = Arc::new(AppState {
         id: settings.id,
+        leader_headers: api::leader_headers(&urls),
         urls,
         node: handle,
         metrics,
@@ -202,8 +203,34 @@ pub async fn run_with_storage(
             Ok(())
         }
         Ok(Err(e)) => Err(ServerError::Fatal(e)),
-        Err(e) => Err(ServerError::Start(format!("the raft loop panicked: {e}"))),
+        Err(_) => Err(ServerError::Start("the raft loop panicked".into())),
     }
+}
+
+/// Runs the Raft loop on a thread of its own, with a single-threaded
+/// runtime for its channels and ticker. Its fsync then blocks only that
+/// thread: the HTTP workers keep their cores, and no worker has to be
+/// handed off around each write (as `block_in_place` does on a shared
+/// runtime). The returned receiver yields the loop's result, or an error if
+/// the loop panicked.
+fn spawn_raft_loop(
+    node: node::Node,
+    inbox: node::NodeInbox,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<tokio::sync::oneshot::Receiver<Result<(), node::FatalError>>, ServerError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServerError::Start(format!("cannot build the raft loop's runtime: {e}")))?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("raft-loop".into())
+        .spawn(move || {
+            let result = runtime.block_on(node.run(inbox, shutdown));
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| ServerError::Start(format!("cannot start the raft loop's thread: {e}")))?;
+    Ok(done_rx)
 }
 
 /// [`run_with_storage`] with the disk storage in `settings.data_dir`.
