@@ -64,6 +64,20 @@ pub struct AppState {
     pub snapshot_inbox: SnapshotInbox,
     /// The open peer message streams.
     pub peer_streams: PeerStreams,
+    /// The `x-raft-leader` value for each member, built once from `urls`
+    /// (see [`leader_headers`]) rather than formatted for every response.
+    pub leader_headers: BTreeMap<NodeId, HeaderValue>,
+}
+
+/// The `x-raft-leader` header value (`"<id> <url>"`) of every member.
+pub fn leader_headers(urls: &BTreeMap<NodeId, String>) -> BTreeMap<NodeId, HeaderValue> {
+    urls.iter()
+        .filter_map(|(id, url)| {
+            HeaderValue::from_str(&format!("{id} {url}"))
+                .ok()
+                .map(|v| (*id, v))
+        })
+        .collect()
 }
 
 type Shared = Arc<AppState>;
@@ -199,10 +213,7 @@ async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Res
 async fn common(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let mut resp = next.run(req).await;
     let status = resp.status();
     let is_json = resp
@@ -214,23 +225,17 @@ async fn common(State(s): State<Shared>, req: Request, next: Next) -> Response {
         resp = jsonify(resp).await;
     }
     let headers = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&s.id.to_string()) {
-        headers.insert(HEADER_SERVED_BY, v);
+    headers.insert(HEADER_SERVED_BY, HeaderValue::from(s.id));
+    if let Some(v) = s.node.view().leader.and_then(|l| s.leader_headers.get(&l)) {
+        headers.insert(HEADER_LEADER, v.clone());
     }
-    if let (Some(leader), Some(url)) = s.leader() {
-        if let Ok(v) = HeaderValue::from_str(&format!("{leader} {url}")) {
-            headers.insert(HEADER_LEADER, v);
-        }
-    }
-    let route = route.unwrap_or_else(|| {
-        if resp.status() == StatusCode::NOT_FOUND {
-            "unmatched".into()
-        } else {
-            "static".into()
-        }
-    });
+    let route = match &route {
+        Some(m) => m.as_str(),
+        None if resp.status() == StatusCode::NOT_FOUND => "unmatched",
+        None => "static",
+    };
     s.metrics
-        .observe_request(method.as_str(), &route, started.elapsed());
+        .observe_request(method.as_str(), route, started.elapsed());
     resp
 }
 
@@ -502,15 +507,11 @@ async fn put_key(
             value: put.value,
         },
     };
-    let fwd = ForwardRequest::new(Method::PUT, path_and_query(&uri), &headers, body);
-    write(
-        &s,
-        key,
-        command,
-        fwd,
-        headers.contains_key(HEADER_FORWARDED),
-    )
-    .await
+    let forwarded_in = headers.contains_key(HEADER_FORWARDED);
+    // Built only if this node has to forward the write.
+    let fwd =
+        move || ForwardRequest::new(Method::PUT, path_and_query(&uri), &headers, body.clone());
+    write(&s, key, command, fwd, forwarded_in).await
 }
 
 async fn delete_key(
@@ -531,15 +532,10 @@ async fn delete_key(
         seq,
         op: Op::Delete { key: key.clone() },
     };
-    let fwd = ForwardRequest::new(Method::DELETE, path_and_query(&uri), &headers, Bytes::new());
-    write(
-        &s,
-        key,
-        command,
-        fwd,
-        headers.contains_key(HEADER_FORWARDED),
-    )
-    .await
+    let forwarded_in = headers.contains_key(HEADER_FORWARDED);
+    let fwd =
+        move || ForwardRequest::new(Method::DELETE, path_and_query(&uri), &headers, Bytes::new());
+    write(&s, key, command, fwd, forwarded_in).await
 }
 
 fn path_and_query(uri: &axum::http::Uri) -> String {
@@ -648,7 +644,7 @@ async fn write(
     s: &AppState,
     key: String,
     command: Command,
-    fwd: ForwardRequest,
+    fwd: impl Fn() -> ForwardRequest,
     forwarded_in: bool,
 ) -> Response {
     let mut at = Attempts::new(s);
@@ -693,7 +689,7 @@ async fn write(
                     return s.unavailable(format!("the leader {leader} has no known address"));
                 };
                 Metrics::inc(&s.metrics.forwarded);
-                match forward(&s.http, &s.forward_slots, url, &fwd, at.deadline).await {
+                match forward(&s.http, &s.forward_slots, url, &fwd(), at.deadline).await {
                     Ok(resp) if resp.status() != StatusCode::SERVICE_UNAVAILABLE => return resp,
                     Ok(resp) => {
                         debug!(leader, "leader answered 503; waiting for a new leader");

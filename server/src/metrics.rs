@@ -84,7 +84,9 @@ pub struct Metrics {
     pub entries_applied: AtomicU64,
     /// Writes forwarded to the leader.
     pub forwarded: AtomicU64,
-    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// Request latency by route, then method. Two levels so that recording
+    /// a request looks both up by `&str` without allocating.
+    latency: Mutex<BTreeMap<String, BTreeMap<String, Histogram>>>,
 }
 
 impl Metrics {
@@ -101,9 +103,15 @@ impl Metrics {
     /// Records one HTTP request's latency.
     pub fn observe_request(&self, method: &str, route: &str, elapsed: Duration) {
         let mut map = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry((route.to_string(), method.to_string()))
-            .or_default()
-            .observe(elapsed.as_secs_f64());
+        let by_method = match map.get_mut(route) {
+            Some(m) => m,
+            None => map.entry(route.to_string()).or_default(),
+        };
+        let h = match by_method.get_mut(method) {
+            Some(h) => h,
+            None => by_method.entry(method.to_string()).or_default(),
+        };
+        h.observe(elapsed.as_secs_f64());
     }
 
     /// Renders every metric; `status` is the node's current view.
@@ -209,7 +217,10 @@ impl Metrics {
             out,
             "# HELP {name} HTTP request latency by route and method.\n# TYPE {name} histogram"
         );
-        for ((route, method), h) in &map {
+        let series = map
+            .iter()
+            .flat_map(|(route, m)| m.iter().map(move |(method, h)| (route, method, h)));
+        for (route, method, h) in series {
             let labels = format!("route=\"{}\",method=\"{}\"", escape(route), escape(method));
             for (bound, c) in BUCKETS.iter().zip(h.counts.iter()) {
                 let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {c}");
