@@ -124,11 +124,14 @@ async fn bench_smoke_run() {
             "--connections",
             "4",
         ])
-        .args(["--duration", "1s", "--warmup", "200ms", "--keys", "50"])
+        // A count, not a duration: a slow machine makes the run longer,
+        // never empty.
+        .args(["--ops", "200", "--warmup", "200ms", "--keys", "50"])
         .output()
         .expect("run raft-kv-client bench");
     ok(&out);
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("bench JSON");
+    assert_eq!(report["ops"], 200, "{report}");
     assert!(report["ok"].as_u64().unwrap_or(0) > 0, "{report}");
     assert_eq!(report["errors"], 0, "{report}");
     assert!(report["write_latency_us"].is_object(), "{report}");

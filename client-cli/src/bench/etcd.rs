@@ -4,8 +4,11 @@
 //! linearizable reads to the leader), so no leader discovery: requests are
 //! spread over the endpoints given, one endpoint per worker.
 
+use bytes::Bytes;
+use hyper::Method;
 use reqwest::Url;
 
+use super::http::{Call, Endpoint, HttpClient};
 use super::stats::Outcome;
 use super::target::send;
 use super::workload::Op;
@@ -14,65 +17,53 @@ use crate::client::base;
 /// An etcd cluster reached through its members' client URLs.
 #[derive(Clone, Debug)]
 pub struct Etcd {
-    put_urls: Vec<Url>,
-    range_urls: Vec<Url>,
+    members: Vec<Url>,
+    endpoints: Vec<Endpoint>,
 }
 
 impl Etcd {
     /// The target for `endpoints` (at least one).
     pub fn new(endpoints: &[Url]) -> Etcd {
-        let join = |u: &Url, path: &str| {
-            let mut url = u.clone();
-            url.set_path(path);
-            url.set_query(None);
-            url
-        };
         Etcd {
-            put_urls: endpoints.iter().map(|u| join(u, "/v3/kv/put")).collect(),
-            range_urls: endpoints.iter().map(|u| join(u, "/v3/kv/range")).collect(),
+            members: endpoints.to_vec(),
+            endpoints: endpoints.iter().map(Endpoint::of).collect(),
         }
     }
 
     /// One line saying where the load goes.
     pub fn describe(&self) -> String {
-        let members: Vec<String> = self
-            .put_urls
-            .iter()
-            .map(|u| {
-                let mut u = u.clone();
-                u.set_path("");
-                base(&u)
-            })
-            .collect();
+        let members: Vec<String> = self.members.iter().map(base).collect();
         format!("etcd members {} (HTTP/JSON gateway)", members.join(", "))
     }
 
     /// The number of endpoints.
     pub fn endpoints(&self) -> usize {
-        self.put_urls.len()
+        self.endpoints.len()
     }
 
     /// Sends `op` to endpoint `spread` (modulo the count). `value_b64` is the
     /// value, already base64-encoded.
     pub async fn execute(
         &self,
-        http: &reqwest::Client,
+        http: &HttpClient,
         op: Op,
         key: &str,
         value_b64: &[u8],
         spread: usize,
     ) -> Outcome {
-        let n = spread % self.put_urls.len();
-        let (url, body) = match op {
-            Op::Put(_) => (&self.put_urls[n], put_body(key, value_b64)),
-            Op::Get(_) => (&self.range_urls[n], range_body(key, false)),
-            Op::GetStale(_) => (&self.range_urls[n], range_body(key, true)),
+        let (path, body) = match op {
+            Op::Put(_) => ("/v3/kv/put", put_body(key, value_b64)),
+            Op::Get(_) => ("/v3/kv/range", range_body(key, false)),
+            Op::GetStale(_) => ("/v3/kv/range", range_body(key, true)),
         };
-        let request = http
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        let (outcome, body) = send(request, op.is_read()).await;
+        let call = Call {
+            method: Method::POST,
+            endpoint: &self.endpoints[spread % self.endpoints.len()],
+            path: path.to_string(),
+            headers: &[],
+            json: Some(Bytes::from(body)),
+        };
+        let (outcome, body) = send(http, call, op.is_read()).await;
         if outcome == Outcome::Ok && op.is_read() && !range_found(&body) {
             return Outcome::NotFound;
         }
@@ -186,21 +177,55 @@ mod tests {
         assert_eq!(v, serde_json::json!({"key": "aw==", "serializable": true}));
     }
 
-    #[test]
-    fn urls_point_at_the_gateway() {
+    #[tokio::test]
+    async fn requests_go_to_the_gateway_of_the_chosen_member() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut seen = Vec::new();
+            for answer in [&br#"{"header":{}}"#[..], br#"{"kvs":[]}"#] {
+                let request = super::super::http::read_request(&mut s, &mut buf).await;
+                seen.push(String::from_utf8_lossy(&request).to_string());
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                    answer.len()
+                );
+                s.write_all(head.as_bytes()).await.unwrap();
+                s.write_all(answer).await.unwrap();
+            }
+            seen
+        });
+        // Member 1 (counting from 0) is the one listening.
         let etcd = Etcd::new(&[
-            Url::parse("http://127.0.0.1:2379").unwrap(),
-            Url::parse("http://127.0.0.1:22379/").unwrap(),
+            Url::parse("http://127.0.0.1:1").unwrap(),
+            Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap(),
         ]);
-        assert_eq!(
-            etcd.put_urls[1].as_str(),
-            "http://127.0.0.1:22379/v3/kv/put"
-        );
-        assert_eq!(
-            etcd.range_urls[0].as_str(),
-            "http://127.0.0.1:2379/v3/kv/range"
-        );
         assert_eq!(etcd.endpoints(), 2);
+        let http = HttpClient::new(1, std::time::Duration::from_secs(5));
+        let put = etcd.execute(&http, Op::Put(0), "k", b"dg==", 1).await;
+        assert_eq!(put, Outcome::Ok);
+        let get = etcd.execute(&http, Op::Get(0), "k", b"", 3).await;
+        assert_eq!(get, Outcome::Ok);
+        let seen = server.await.unwrap();
+        assert!(
+            seen[0].starts_with("POST /v3/kv/put HTTP/1.1\r\n"),
+            "{}",
+            seen[0]
+        );
+        assert!(
+            seen[0].ends_with(r#"{"key":"aw==","value":"dg=="}"#),
+            "{}",
+            seen[0]
+        );
+        assert!(
+            seen[1].starts_with("POST /v3/kv/range HTTP/1.1\r\n"),
+            "{}",
+            seen[1]
+        );
+        assert!(seen[1].ends_with(r#"{"key":"aw=="}"#), "{}", seen[1]);
     }
 
     #[test]

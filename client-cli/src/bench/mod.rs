@@ -7,6 +7,7 @@
 mod etcd;
 #[cfg(feature = "etcd-grpc")]
 mod etcd_grpc;
+mod http;
 mod stats;
 mod target;
 mod workload;
@@ -173,7 +174,7 @@ pub async fn run(
 
     let target = Arc::new(target);
     let workload = Arc::new(workload);
-    let body: Arc<[u8]> = body.into();
+    let body = bytes::Bytes::from(body);
     if args.preload {
         preload(&target, &workload, &body, &args, timeout).await?;
     }
@@ -261,7 +262,7 @@ struct Recorder {
 struct Shared {
     target: Arc<Target>,
     workload: Arc<Workload>,
-    body: Arc<[u8]>,
+    body: bytes::Bytes,
     shards: Vec<Mutex<Recorder>>,
     start: Instant,
     measure_start: Instant,
@@ -530,7 +531,7 @@ fn progress_line(shared: &Shared, interval: &Sample, from: Instant, now: Instant
 async fn preload(
     target: &Arc<Target>,
     workload: &Arc<Workload>,
-    body: &Arc<[u8]>,
+    body: &bytes::Bytes,
     args: &BenchArgs,
     timeout: Duration,
 ) -> Result<(), CliError> {
@@ -545,7 +546,7 @@ async fn preload(
     let mut tasks = Vec::new();
     for index in 0..workers as usize {
         let mut conn = target.connect(ConnFor::Worker(index), timeout).await?;
-        let (target, workload, body) = (Arc::clone(target), Arc::clone(workload), Arc::clone(body));
+        let (target, workload, body) = (Arc::clone(target), Arc::clone(workload), body.clone());
         let (next, failed) = (Arc::clone(&next), Arc::clone(&failed));
         let mut session = Session::new(random_client_id());
         tasks.push(tokio::spawn(async move {
@@ -675,7 +676,14 @@ mod tests {
             .await
             .unwrap();
         let outcome = target
-            .execute(&mut conn, Op::Put(0), "k", b"v", 0, &mut Session::new(1))
+            .execute(
+                &mut conn,
+                Op::Put(0),
+                "k",
+                &bytes::Bytes::from_static(b"v"),
+                0,
+                &mut Session::new(1),
+            )
             .await;
         assert_eq!(outcome, Outcome::Error(stats::ErrorKind::Connect));
     }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::ValueEnum;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::Method;
 use raft_core::wire::{PutRequest, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ};
 use raft_core::{NodeId, Role};
 use reqwest::{StatusCode, Url};
@@ -13,10 +15,11 @@ use reqwest::{StatusCode, Url};
 use super::etcd::{self, Etcd};
 #[cfg(feature = "etcd-grpc")]
 use super::etcd_grpc::EtcdGrpc;
+use super::http::{key_path, Call, Endpoint, HttpClient};
 use super::stats::{ErrorKind, Outcome};
 use super::workload::Op;
 use crate::cli::parse_server_url;
-use crate::client::{base, build_http, endpoint, http_builder, is_unavailable, ApiClient};
+use crate::client::{base, is_unavailable, ApiClient};
 use crate::error::CliError;
 
 /// Which store to load.
@@ -71,14 +74,14 @@ pub enum Target {
     EtcdGrpc(EtcdGrpc),
 }
 
-/// How a worker's requests reach the target: a reqwest client (raft-kv and
-/// the etcd gateway) or an etcd gRPC client.
+/// How a worker's requests reach the target: the bench's HTTP client
+/// (raft-kv and the etcd gateway) or an etcd gRPC client.
 #[derive(Clone)]
 pub enum Conn {
-    /// An HTTP client with its own connection pool.
-    Http(reqwest::Client),
+    /// An HTTP client with its own keep-alive connections.
+    Http(HttpClient),
     /// An etcd KV client over its own HTTP/2 channel (boxed: it is a few
-    /// hundred bytes, a reqwest client one pointer).
+    /// hundred bytes, an HTTP client one pointer).
     #[cfg(feature = "etcd-grpc")]
     Grpc(Box<etcd_client::KvClient>),
 }
@@ -137,12 +140,7 @@ impl Target {
             ConnFor::Worker(_) => 1,
             ConnFor::Shared(n) => n,
         };
-        build_http(
-            http_builder(timeout)
-                .timeout(timeout)
-                .pool_max_idle_per_host(idle),
-        )
-        .map(Conn::Http)
+        Ok(Conn::Http(HttpClient::new(idle, timeout)))
     }
 
     /// The name in reports.
@@ -191,7 +189,7 @@ impl Target {
         conn: &mut Conn,
         op: Op,
         key: &str,
-        body: &[u8],
+        body: &Bytes,
         spread: usize,
         session: &mut Session,
     ) -> Outcome {
@@ -232,6 +230,8 @@ pub struct RaftKv {
     leader_id: NodeId,
     leader: Url,
     members: Vec<Url>,
+    leader_endpoint: Endpoint,
+    member_endpoints: Vec<Endpoint>,
 }
 
 impl RaftKv {
@@ -271,14 +271,13 @@ impl RaftKv {
                     let m = cluster.members.iter().find(|m| m.id == id)?;
                     Some((id, parse_server_url(&m.url).ok()?))
                 });
-                Ok(leader.map(|(leader_id, leader)| RaftKv {
-                    leader_id,
-                    members: if members.is_empty() {
+                Ok(leader.map(|(leader_id, leader)| {
+                    let members = if members.is_empty() {
                         vec![leader.clone()]
                     } else {
                         members
-                    },
-                    leader,
+                    };
+                    RaftKv::new(leader_id, leader, members)
                 }))
             }
             Err(CliError::Server { status: 404, .. }) => {
@@ -286,56 +285,83 @@ impl RaftKv {
                 if status.role != Role::Leader {
                     return Ok(None);
                 }
-                Ok(Some(RaftKv {
-                    leader_id: status.id,
-                    leader: parse_server_url(&status.url).map_err(CliError::Usage)?,
-                    members: servers.to_vec(),
-                }))
+                Ok(Some(RaftKv::new(
+                    status.id,
+                    parse_server_url(&status.url).map_err(CliError::Usage)?,
+                    servers.to_vec(),
+                )))
             }
             Err(e) => Err(e),
         }
     }
 
+    fn new(leader_id: NodeId, leader: Url, members: Vec<Url>) -> RaftKv {
+        RaftKv {
+            leader_id,
+            leader_endpoint: Endpoint::of(&leader),
+            member_endpoints: members.iter().map(Endpoint::of).collect(),
+            leader,
+            members,
+        }
+    }
+
     async fn execute(
         &self,
-        http: &reqwest::Client,
+        http: &HttpClient,
         op: Op,
         key: &str,
-        body: &[u8],
+        body: &Bytes,
         spread: usize,
         session: &mut Session,
     ) -> Outcome {
-        let request = match op {
-            Op::Get(_) => http.get(endpoint(&self.leader, &["key", key], &[])),
-            Op::GetStale(_) => {
-                let server = &self.members[spread % self.members.len()];
-                http.get(endpoint(server, &["key", key], &[("consistency", "stale")]))
-            }
+        let ids;
+        let call = match op {
+            Op::Get(_) => Call {
+                method: Method::GET,
+                endpoint: &self.leader_endpoint,
+                path: key_path(key, ""),
+                headers: &[],
+                json: None,
+            },
+            Op::GetStale(_) => Call {
+                method: Method::GET,
+                endpoint: &self.member_endpoints[spread % self.member_endpoints.len()],
+                path: key_path(key, "?consistency=stale"),
+                headers: &[],
+                json: None,
+            },
             Op::Put(_) => {
                 session.seq += 1;
-                http.put(endpoint(&self.leader, &["key", key], &[]))
-                    .header(HEADER_CLIENT_ID, session.id)
-                    .header(HEADER_CLIENT_SEQ, session.seq)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body.to_vec())
+                ids = [
+                    (
+                        HeaderName::from_static(HEADER_CLIENT_ID),
+                        HeaderValue::from(session.id),
+                    ),
+                    (
+                        HeaderName::from_static(HEADER_CLIENT_SEQ),
+                        HeaderValue::from(session.seq),
+                    ),
+                ];
+                Call {
+                    method: Method::PUT,
+                    endpoint: &self.leader_endpoint,
+                    path: key_path(key, ""),
+                    headers: &ids,
+                    json: Some(body.clone()),
+                }
             }
         };
-        send(request, op.is_read()).await.0
+        send(http, call, op.is_read()).await.0
     }
 }
 
-/// Sends `request` and reads the whole answer (so that the connection can be
+/// Sends `call` and reads the whole answer (so that the connection can be
 /// reused): the outcome by status, and the answer's body (empty after a
 /// transport failure).
-pub async fn send(request: reqwest::RequestBuilder, is_read: bool) -> (Outcome, Bytes) {
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(e) => return (Outcome::Error(transport_kind(&e)), Bytes::new()),
-    };
-    let status = response.status();
-    match response.bytes().await {
-        Ok(body) => (classify(status, is_read), body),
-        Err(e) => (Outcome::Error(transport_kind(&e)), Bytes::new()),
+pub async fn send(http: &HttpClient, call: Call<'_>, is_read: bool) -> (Outcome, Bytes) {
+    match http.send(call).await {
+        Ok((status, body)) => (classify(status, is_read), body),
+        Err(kind) => (Outcome::Error(kind), Bytes::new()),
     }
 }
 
@@ -351,17 +377,6 @@ fn classify(status: StatusCode, is_read: bool) -> Outcome {
         Outcome::Error(ErrorKind::Rejected)
     } else {
         Outcome::Error(ErrorKind::ServerError)
-    }
-}
-
-/// The kind of a transport failure.
-fn transport_kind(err: &reqwest::Error) -> ErrorKind {
-    if err.is_timeout() {
-        ErrorKind::Timeout
-    } else if err.is_connect() {
-        ErrorKind::Connect
-    } else {
-        ErrorKind::Transport
     }
 }
 
