@@ -30,8 +30,8 @@
 #   BENCH_DIR=...          data and logs (default: a fresh dir in /var/tmp)
 #   KEEP=1                 keep the default BENCH_DIR after the run
 #   RAFT_KV_PORTS="4001 4002 4003"
-#   ETCD_CLIENT_PORTS="2379 22379 32379"
-#   ETCD_PEER_PORTS="2380 22380 32380"
+#   ETCD_CLIENT_PORTS="2379 12379 22379"
+#   ETCD_PEER_PORTS="2380 12380 22380"
 #
 # Not a test: run_tests.sh does not run it.
 set -euo pipefail
@@ -49,7 +49,7 @@ GET_KEYS=${GET_KEYS:-1000}
 OUT=${OUT:-docs/bench/results.md}
 ETCD_GRPC=${ETCD_GRPC:-1}
 PLOT=${PLOT:-1}
-ports_from_env "4001 4002 4003" "2379 22379 32379" "2380 22380 32380"
+ports_from_env "4001 4002 4003" "2379 12379 22379" "2380 12380 22380"
 
 ensure_etcd
 ensure_commands jq=jq

@@ -31,8 +31,8 @@
 #   BENCH_DIR=...          data and logs (default: a fresh dir in /var/tmp)
 #   KEEP=1                 keep the default BENCH_DIR after the run
 #   RAFT_KV_PORTS="4101 4102 4103"
-#   ETCD_CLIENT_PORTS="2479 22479 32479"
-#   ETCD_PEER_PORTS="2480 22480 32480"
+#   ETCD_CLIENT_PORTS="2479 12479 22479"
+#   ETCD_PEER_PORTS="2480 12480 22480"
 #
 # Needs bash 5 ($EPOCHREALTIME), curl and jq (installed with etcd if missing).
 # Not a test: run_tests.sh does not run it.
@@ -49,7 +49,7 @@ HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-120}
 OUT=${OUT:-docs/bench/failover.md}
 
 [ "${BASH_VERSINFO[0]}" -ge 5 ] || die "needs bash 5 or newer (\$EPOCHREALTIME)"
-ports_from_env "4101 4102 4103" "2479 22479 32479" "2480 22480 32480"
+ports_from_env "4101 4102 4103" "2479 12479 22479" "2480 12480 22480"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
 [[ $KEYS =~ ^[1-9][0-9]*$ ]] || die "KEYS must be a positive integer"
 

@@ -10,7 +10,7 @@
 #   KEYS=100000           key space of the puts
 #   VALUE_SIZE=100        value size in bytes
 #   RAFT_KV_PORTS="4301 4302 4303"
-#   ETCD_PORTS="2579 22579 32579"   (peer ports are these + 1)
+#   ETCD_PORTS="2579 12579 22579"   (peer ports are these + 1)
 #   BENCH_DIR=...         data and logs (default: a fresh dir in /var/tmp,
 #                         removed on exit unless KEEP=1)
 #
@@ -24,7 +24,7 @@ CONNS=${CONNS:-"1 64"}
 DURATION=${DURATION:-8s}
 KEYS=${KEYS:-100000}
 VALUE_SIZE=${VALUE_SIZE:-100}
-read -r -a etcd_ports <<<"${ETCD_PORTS:-2579 22579 32579}"
+read -r -a etcd_ports <<<"${ETCD_PORTS:-2579 12579 22579}"
 etcd_peer=""
 for p in "${etcd_ports[@]}"; do etcd_peer+="${etcd_peer:+ }$((p + 1))"; done
 ETCD_CLIENT_PORTS="${etcd_ports[*]}" ETCD_PEER_PORTS=$etcd_peer ports_from_env "4301 4302 4303" "" ""
