@@ -157,7 +157,12 @@ pub async fn run_with_storage(
         peer_streams: PeerStreams::new(stop_rx.clone()),
     });
     let app = api::router(state);
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    // `into_make_service` builds the routes once; handing `app` to
+    // `axum::serve` directly rebuilds the route table (a hash map plus a
+    // boxed clone of every route's service stack) for every accepted
+    // connection, and each open connection keeps its copy.
+    let server = axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
     let mut server_task = tokio::spawn(async move { server.await });
     info!(
         id = settings.id,
