@@ -238,21 +238,23 @@ mod tests {
         assert_eq!(e.addr, "[::1]:80");
     }
 
+    /// `GET /key/k` at `endpoint`.
+    fn get_k(endpoint: &Endpoint) -> Call<'_> {
+        Call {
+            method: Method::GET,
+            endpoint,
+            path: key_path("k", ""),
+            headers: &[],
+            json: None,
+        }
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_a_connect_error() {
         // Port 1 on loopback: nothing listens there.
         let endpoint = Endpoint::of(&Url::parse("http://127.0.0.1:1").unwrap());
         let client = HttpClient::new(1, Duration::from_secs(2));
-        let err = client
-            .send(Call {
-                method: Method::GET,
-                endpoint: &endpoint,
-                path: key_path("k", ""),
-                headers: &[],
-                json: None,
-            })
-            .await
-            .unwrap_err();
+        let err = client.send(get_k(&endpoint)).await.unwrap_err();
         assert_eq!(err, ErrorKind::Connect);
     }
 
@@ -293,16 +295,7 @@ mod tests {
             assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]));
         }
         // The server now reads nothing more: the request times out.
-        let err = client
-            .send(Call {
-                method: Method::GET,
-                endpoint: &endpoint,
-                path: key_path("k", ""),
-                headers: &[],
-                json: None,
-            })
-            .await
-            .unwrap_err();
+        let err = client.send(get_k(&endpoint)).await.unwrap_err();
         assert_eq!(err, ErrorKind::Timeout);
         server.abort();
     }
