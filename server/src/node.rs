@@ -945,6 +945,7 @@ mod tests {
             &BTreeMap::new(),
             None,
             crate::snapshot_transfer::DEFAULT_CHUNK_BYTES,
+            Duration::from_secs(30),
             Arc::new(Partition::default()),
             metrics.clone(),
         );

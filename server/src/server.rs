@@ -100,6 +100,7 @@ pub async fn run_with_storage(
         &settings.peers,
         settings.cluster_token.clone(),
         settings.snapshot_chunk_bytes,
+        settings.idle_timeout / 2,
         partition.clone(),
         metrics.clone(),
     );
@@ -138,6 +139,9 @@ pub async fn run_with_storage(
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .pool_max_idle_per_host(MAX_FORWARDS_IN_FLIGHT)
+        // Below the members' idle timeout: a forward never goes out on a
+        // connection the leader is closing.
+        .pool_idle_timeout(settings.idle_timeout / 2)
         .build()
         .map_err(|e| ServerError::Start(format!("cannot build an HTTP client: {e}")))?;
     let state = Arc::new(AppState {
@@ -157,13 +161,13 @@ pub async fn run_with_storage(
         peer_streams: PeerStreams::new(stop_rx.clone()),
     });
     let app = api::router(state);
-    // `into_make_service` builds the routes once; handing `app` to
-    // `axum::serve` directly rebuilds the route table (a hash map plus a
-    // boxed clone of every route's service stack) for every accepted
-    // connection, and each open connection keeps its copy.
-    let server = axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let mut server_task = tokio::spawn(async move { server.await });
+    let server = serve_http(
+        listener,
+        app,
+        settings.idle_timeout,
+        stopped(stop_rx.clone()),
+    );
+    let mut server_task = tokio::spawn(server);
     info!(
         id = settings.id,
         %url,
@@ -210,6 +214,62 @@ pub async fn run_with_storage(
         Ok(Err(e)) => Err(ServerError::Fatal(e)),
         Err(_) => Err(ServerError::Start("the raft loop panicked".into())),
     }
+}
+
+/// Serves `app` on `listener` until `stop` completes, then stops accepting
+/// and lets every connection finish its request in flight (the caller
+/// bounds that wait). Like `axum::serve` (HTTP/1.1 and HTTP/2, upgrades for
+/// the peer stream), plus `idle_timeout`: a connection that sends no request
+/// head for that long, idle between keep-alive requests or slow to send a
+/// head, is closed, so the memory held for client connections follows the
+/// clients that are active. An upgraded peer stream has left hyper and is
+/// not affected.
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    idle_timeout: Duration,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: the
+                    // connections that are open go on; try again shortly.
+                    warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // A router clone shares its routes (one `Arc`).
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A closed or timed-out connection is routine, not an error.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Runs the Raft loop on a thread of its own, with a single-threaded

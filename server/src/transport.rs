@@ -164,6 +164,7 @@ impl Transport {
         peers: &BTreeMap<NodeId, String>,
         token: Option<String>,
         snapshot_chunk_bytes: usize,
+        pool_idle: Duration,
         partition: Arc<Partition>,
         metrics: Arc<Metrics>,
     ) -> Transport {
@@ -171,7 +172,7 @@ impl Transport {
         let mut snapshots = BTreeMap::new();
         let mut tasks = Vec::new();
         for (&id, url) in peers {
-            let client = match peer_http_client() {
+            let client = match peer_http_client(pool_idle) {
                 Ok(c) => c,
                 Err(e) => {
                     warn!(peer = id, "cannot build an HTTP client: {e}");
@@ -270,14 +271,16 @@ struct PeerSender {
 }
 
 /// The HTTP client of the snapshot chunk posts: short connect timeout,
-/// persistent connections, no Nagle delay.
-fn peer_http_client() -> reqwest::Result<reqwest::Client> {
+/// persistent connections, no Nagle delay. An idle connection is dropped
+/// after `pool_idle`, which is shorter than the peers' idle timeout, so a
+/// chunk never goes out on a connection the peer is closing.
+fn peer_http_client(pool_idle: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(500))
         .timeout(SEND_TIMEOUT)
         .tcp_nodelay(true)
         .pool_max_idle_per_host(1)
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(pool_idle)
         .build()
 }
 

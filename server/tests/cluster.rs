@@ -418,3 +418,90 @@ async fn lagging_follower_catches_up_by_snapshot_and_a_full_restart_keeps_everyt
         assert_eq!(list.items[7].value, "value7");
     }
 }
+
+/// Sends `GET /healthz` on `stream` and reads one whole answer.
+async fn healthz_on(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: raft-kv\r\n\r\n")
+        .await
+        .expect("send a request");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    // The head, then content-length bytes of body.
+    loop {
+        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&answer[..end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().expect("a content-length"));
+            if answer.len() >= end + 4 + len {
+                return String::from_utf8_lossy(&answer).to_string();
+            }
+        }
+        let n = stream.read(&mut chunk).await.expect("read an answer");
+        assert!(
+            n > 0,
+            "closed before answering: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_client_connections_are_closed_and_peer_streams_stay() {
+    use tokio::io::AsyncReadExt;
+    const IDLE: Duration = Duration::from_secs(2);
+    let mut c = Cluster::start_with(
+        3,
+        ClusterOptions {
+            extra_args: vec!["--idle-timeout-ms".into(), IDLE.as_millis().to_string()],
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let leader = c.wait_for_leader(ELECTION).await;
+    assert_eq!(c.put(leader, "before", "1").await.status(), 200);
+    let mut streams_before = Vec::new();
+    for id in c.ids() {
+        let n = c.metric(id, "raft_peer_streams_accepted_total").await;
+        streams_before.push(n.expect("metrics answer"));
+    }
+
+    let addr = ("127.0.0.1", c.port(leader));
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(healthz_on(&mut idle).await.starts_with("HTTP/1.1 200"));
+    let opened = Instant::now();
+    // One connection keeps sending requests well inside the timeout: it
+    // stays open across more than one timeout's length.
+    while opened.elapsed() < IDLE + IDLE / 2 {
+        assert!(healthz_on(&mut busy).await.starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(IDLE / 8).await;
+    }
+    // The other sent nothing more: the node has closed it (EOF), or closes
+    // it within the deadline.
+    let mut rest = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(20), idle.read(&mut rest))
+        .await
+        .expect("the idle connection was not closed within 20 s");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "got {read:?} on an idle connection"
+    );
+
+    // The peer streams, upgraded out of the HTTP server, were not cut: no
+    // member accepted a new one, and the cluster still commits.
+    for (i, id) in c.ids().into_iter().enumerate() {
+        let n = c.metric(id, "raft_peer_streams_accepted_total").await;
+        assert_eq!(
+            n,
+            Some(streams_before[i]),
+            "node {id} accepted a new peer stream"
+        );
+    }
+    let follower = c.ids().into_iter().find(|&id| id != leader).unwrap();
+    assert_eq!(c.put(follower, "after", "2").await.status(), 200);
+}
