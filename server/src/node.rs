@@ -395,20 +395,10 @@ impl From<StorageError> for StartError {
     }
 }
 
-/// Runs `f` on this thread, telling tokio that it blocks (fsync) so other
-/// tasks move to another worker.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
-
 impl Node {
     /// Runs the loop until `shutdown` completes or storage fails; then fails
-    /// every waiting request with [`NodeError::ShuttingDown`].
+    /// every waiting request with [`NodeError::ShuttingDown`]. Its writes
+    /// (fsync) block the thread it runs on, so it gets a thread of its own.
     pub async fn run(
         mut self,
         inbox: NodeInbox,
@@ -600,10 +590,10 @@ impl Node {
         // that only moves the commit index writes nothing; the newest
         // commit rides along with the next write.
         if ready.must_persist {
-            let storage = &mut self.storage;
-            let (snapshot, entries, hs) =
-                (ready.snapshot.as_ref(), &ready.entries, ready.hard_state);
-            blocking(|| storage.persist(snapshot, entries, hs))?;
+            // The fsync blocks this thread: the loop has one of its own
+            // (see `server::spawn_raft_loop`).
+            self.storage
+                .persist(ready.snapshot.as_ref(), &ready.entries, ready.hard_state)?;
             Metrics::inc(&self.metrics.persists);
         }
         if let Some(snapshot) = &ready.snapshot {
@@ -813,8 +803,7 @@ impl Node {
                 Err(NodeError::Rejected(format!("snapshot failed: {e}")))
             }
             Ok(()) => {
-                let storage = &mut self.storage;
-                match blocking(|| storage.record_snapshot(&snapshot)) {
+                match self.storage.record_snapshot(&snapshot) {
                     Ok(()) => self.compact(snapshot, started),
                     Err(StorageError::SnapshotOutOfDate { current, .. }) => {
                         // A newer snapshot from the leader arrived meanwhile.
