@@ -191,7 +191,7 @@ pub async fn run_with_storage(
         }
         r = &mut server_task => {
             let _ = stop_tx.send(true);
-            if let Ok(Err(e)) = r {
+            if let Err(e) = r {
                 error!("HTTP server failed: {e}");
             }
             (&mut node_task).await
@@ -229,7 +229,7 @@ async fn serve_http(
     app: axum::Router,
     idle_timeout: Duration,
     stop: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto;
     use hyper_util::server::graceful::GracefulShutdown;
@@ -269,7 +269,6 @@ async fn serve_http(
     }
     drop(listener);
     graceful.shutdown().await;
-    Ok(())
 }
 
 /// Runs the Raft loop on a thread of its own, with a single-threaded
