@@ -74,7 +74,9 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     pub heartbeat_ticks: u64,
 
-    /// Take a snapshot (and compact the log) every N applied entries. 0: never automatically.
+    /// Take a snapshot (and compact the log) every N applied entries, once the
+    /// log since the last snapshot is also at least half that snapshot's size.
+    /// 0: never automatically.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
 

@@ -284,9 +284,30 @@ pub struct Node {
     /// No automatic snapshot before this applied index (moved on after a
     /// failed write, so a broken disk is not retried on every Ready).
     snapshot_not_before: Index,
+    /// Size of the newest snapshot's data, in bytes.
+    snapshot_bytes: u64,
+    /// Approximate bytes of every entry applied since start.
+    applied_bytes: u64,
+    /// `applied_bytes` when the newest snapshot was taken (the log it did
+    /// not cover starts there), and when the running one started.
+    snapshot_mark: u64,
+    running_mark: u64,
     snapshot_done: mpsc::UnboundedSender<SnapshotWritten>,
     ticks: u64,
     leader: Option<NodeId>,
+}
+
+/// Whether an automatic snapshot is due, `entries` and `log_bytes` after
+/// the newest one (of `snapshot_bytes`).
+///
+/// Two rules: at least `every` entries (0: never), and at least half the
+/// newest snapshot's size in log bytes. The second keeps the cost of a
+/// snapshot proportional to the writes it compacts: a store of a million
+/// keys is not rewritten in full every few thousand puts, while the log
+/// kept in memory and on disk stays within half the state's size (or
+/// `every` entries, whichever is more).
+fn snapshot_due(every: u64, entries: u64, log_bytes: u64, snapshot_bytes: u64) -> bool {
+    every != 0 && entries >= every && log_bytes.saturating_mul(2) >= snapshot_bytes
 }
 
 /// A snapshot whose file the snapshot thread finished writing.
@@ -316,6 +337,10 @@ pub fn create(
         None => KvStore::new(),
     };
     let snapshot_index = persisted.snapshot.as_ref().map_or(0, |s| s.meta.index);
+    let snapshot_bytes = persisted
+        .snapshot
+        .as_ref()
+        .map_or(0, |s| s.data.len() as u64);
     info!(
         term = persisted.hard_state.term,
         commit = persisted.hard_state.commit,
@@ -358,6 +383,10 @@ pub fn create(
         snapshot_running: None,
         snapshot_waiters: Vec::new(),
         snapshot_not_before: 0,
+        snapshot_bytes,
+        applied_bytes: 0,
+        snapshot_mark: 0,
+        running_mark: 0,
         snapshot_done: snapshot_tx,
         ticks: 0,
     };
@@ -608,6 +637,7 @@ impl Node {
             ready.committed_entries.len() as u64,
         );
         for entry in &ready.committed_entries {
+            self.applied_bytes += entry.approx_size() as u64;
             let applied = self.kv.apply(entry);
             let Some(w) = self.writes.remove(&entry.index) else {
                 continue;
@@ -672,6 +702,8 @@ impl Node {
             ))
         })?;
         self.snapshot_index = snapshot.meta.index;
+        self.snapshot_bytes = snapshot.data.len() as u64;
+        self.snapshot_mark = self.applied_bytes;
         info!(
             index = snapshot.meta.index,
             term = snapshot.meta.term,
@@ -719,9 +751,12 @@ impl Node {
     fn maybe_snapshot(&mut self) {
         let every = self.opts.snapshot_every;
         let applied = self.kv.applied_index();
-        if every == 0
-            || applied < self.snapshot_index.saturating_add(every)
-            || applied < self.snapshot_not_before
+        if !snapshot_due(
+            every,
+            applied.saturating_sub(self.snapshot_index),
+            self.applied_bytes - self.snapshot_mark,
+            self.snapshot_bytes,
+        ) || applied < self.snapshot_not_before
         {
             return;
         }
@@ -778,6 +813,7 @@ impl Node {
             });
         }
         self.snapshot_running = Some(index);
+        self.running_mark = self.applied_bytes;
         Ok(())
     }
 
@@ -841,7 +877,11 @@ impl Node {
             warn!(index, "snapshot not installed in the log: {e}");
             return Err(NodeError::Rejected(e.to_string()));
         }
-        self.snapshot_index = self.snapshot_index.max(index);
+        if index > self.snapshot_index {
+            self.snapshot_index = index;
+            self.snapshot_bytes = bytes as u64;
+            self.snapshot_mark = self.running_mark;
+        }
         Metrics::inc(&self.metrics.snapshots);
         info!(
             index,
@@ -962,6 +1002,22 @@ mod tests {
                 value: v.into(),
             },
         }
+    }
+
+    #[test]
+    fn a_snapshot_waits_for_entries_and_for_half_its_size_in_log() {
+        // Off.
+        assert!(!snapshot_due(0, 1_000_000, 1 << 30, 0));
+        // The first snapshot (nothing to compare with): entries alone.
+        assert!(!snapshot_due(100, 99, 1 << 20, 0));
+        assert!(snapshot_due(100, 100, 0, 0));
+        // A 100 MB state is not rewritten after 100 small entries...
+        assert!(!snapshot_due(100, 100, 13_000, 100 << 20));
+        // ...but once the log holds half of it.
+        assert!(!snapshot_due(100, 400_000, (50 << 20) - 1, 100 << 20));
+        assert!(snapshot_due(100, 400_000, 50 << 20, 100 << 20));
+        // Large entries: the count rule still applies.
+        assert!(!snapshot_due(100, 10, 1 << 30, 1 << 20));
     }
 
     #[tokio::test]
