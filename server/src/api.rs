@@ -190,6 +190,28 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// `app` for a connection accepted into the slots kept for peers (see
+/// [`crate::connection_limit`]): the peer routes are served, any other
+/// request is answered 503 and its connection closed.
+pub fn peers_only(app: Router, state: Shared) -> Router {
+    app.layer(middleware::from_fn_with_state(state, refuse_clients))
+}
+
+async fn refuse_clients(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/raft/") {
+        return next.run(req).await;
+    }
+    Metrics::inc(&s.metrics.connections_refused);
+    let mut resp = s.unavailable(format!(
+        "the node has {} connections open, its limit; retry shortly",
+        s.settings.max_connections
+    ));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
+    resp
+}
+
 /// Refuses a body whose declared length is over the limit before reading it
 /// (a body without a length is cut off at the limit by `DefaultBodyLimit`).
 async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Response {

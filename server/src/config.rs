@@ -119,6 +119,13 @@ pub struct Args {
     #[arg(long, default_value_t = 60_000)]
     pub idle_timeout_ms: u64,
 
+    /// Connections (clients and peers) the node keeps open at once. The last
+    /// 32 are kept for peers: a client connection that would take one is
+    /// answered 503. With all taken, new connections wait in the listen
+    /// backlog. At least 64.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+
     /// Directory of the dashboard's static files, served at `/`.
     #[arg(long, default_value = "web/dist")]
     pub web_dir: PathBuf,
@@ -224,6 +231,8 @@ pub struct Settings {
     pub election_wait: Duration,
     /// How long an idle client connection stays open.
     pub idle_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
     /// Dashboard directory.
     pub web_dir: PathBuf,
     /// Test hooks on.
@@ -311,6 +320,13 @@ impl Args {
         if self.idle_timeout_ms < 100 {
             return Err(ConfigError("--idle-timeout-ms must be at least 100".into()));
         }
+        if self.max_connections < crate::connection_limit::MIN_CONNECTIONS {
+            return Err(ConfigError(format!(
+                "--max-connections must be at least {} ({} are kept for peers)",
+                crate::connection_limit::MIN_CONNECTIONS,
+                crate::connection_limit::PEER_RESERVE
+            )));
+        }
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
             return Err(ConfigError(
                 "--max-key-bytes and --max-value-bytes must be positive".into(),
@@ -360,6 +376,7 @@ impl Args {
             request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
             election_wait: Duration::from_millis(self.election_wait_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
             web_dir: self.web_dir,
             test_hooks: self.enable_test_hooks,
         })

@@ -10,9 +10,12 @@
 //! - [`snapshot_transfer`]: InstallSnapshot sent and reassembled in chunks.
 //! - [`api`]: the REST API, peer RPC, metrics, admin and static files.
 //! - [`forward`]: follower → leader forwarding of writes.
+//! - [`connection_limit`]: the bound on open connections, with room kept
+//!   for peers.
 //! - [`server`]: wiring and graceful shutdown.
 pub mod api;
 pub mod config;
+pub mod connection_limit;
 pub mod forward;
 pub mod metrics;
 pub mod node;

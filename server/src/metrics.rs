@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raft_core::wire::StatusResponse;
@@ -84,6 +84,11 @@ pub struct Metrics {
     pub entries_applied: AtomicU64,
     /// Writes forwarded to the leader.
     pub forwarded: AtomicU64,
+    /// HTTP connections open now, clients and peers (a gauge).
+    pub connections_open: Arc<AtomicU64>,
+    /// Client requests refused because the node was at its connection
+    /// limit (the slots left were kept for peers).
+    pub connections_refused: AtomicU64,
     /// Request latency by route, then method. Two levels so that recording
     /// a request looks both up by `&str` without allocating.
     latency: Mutex<BTreeMap<String, BTreeMap<String, Histogram>>>,
@@ -178,7 +183,13 @@ impl Metrics {
             "Peer message streams open to this node.",
             self.peer_streams_open.load(Ordering::Relaxed),
         );
-        let counters: [(&str, &str, &AtomicU64); 20] = [
+        gauge(
+            &mut out,
+            "http_connections_open",
+            "HTTP connections open to this node (clients and peers; upgraded peer streams not included).",
+            self.connections_open.load(Ordering::Relaxed),
+        );
+        let counters: [(&str, &str, &AtomicU64); 21] = [
             ("raft_proposals_total", "Proposals appended to the log by this node.", &self.proposals),
             ("raft_leader_changes_total", "Times the known leader changed.", &self.leader_changes),
             ("raft_peer_messages_rejected_total", "Peer messages rejected by the Raft core (misaddressed, unknown sender, malformed).", &self.peer_messages_rejected),
@@ -199,6 +210,7 @@ impl Metrics {
             ("raft_persists_total", "Storage persist calls (one fsync each when fsync is on).", &self.persists),
             ("raft_entries_applied_total", "Log entries applied to the state machine.", &self.entries_applied),
             ("raft_forwarded_requests_total", "Client writes forwarded to the leader.", &self.forwarded),
+            ("http_connections_refused_total", "Client requests refused with 503 because the node was at --max-connections (the last slots are kept for peers).", &self.connections_refused),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(

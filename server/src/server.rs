@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::api::{self, AppState};
 use crate::config::Settings;
+use crate::connection_limit::{Admission, ConnectionLimit};
 use crate::forward::MAX_FORWARDS_IN_FLIGHT;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeOptions};
@@ -160,10 +161,17 @@ pub async fn run_with_storage(
         // same stop signal instead.
         peer_streams: PeerStreams::new(stop_rx.clone()),
     });
-    let app = api::router(state);
+    let app = api::router(state.clone());
     let server = serve_http(
         listener,
-        app,
+        Apps {
+            peers_only: api::peers_only(app.clone(), state.clone()),
+            full: app,
+        },
+        ConnectionLimit::new(
+            settings.max_connections,
+            state.metrics.connections_open.clone(),
+        ),
         settings.idle_timeout,
         stopped(stop_rx.clone()),
     );
@@ -216,17 +224,31 @@ pub async fn run_with_storage(
     }
 }
 
-/// Serves `app` on `listener` until `stop` completes, then stops accepting
+/// The router a connection is served with, by its [`Admission`].
+struct Apps {
+    full: axum::Router,
+    peers_only: axum::Router,
+}
+
+/// How long a connection admitted for peers only may take to send its
+/// request head: a peer sends its handshake at once, and a client that
+/// took the slot is not left holding it.
+const PEERS_ONLY_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves `apps` on `listener` until `stop` completes, then stops accepting
 /// and lets every connection finish its request in flight (the caller
 /// bounds that wait). Like `axum::serve` (HTTP/1.1 and HTTP/2, upgrades for
-/// the peer stream), plus `idle_timeout`: a connection that sends no request
-/// head for that long, idle between keep-alive requests or slow to send a
-/// head, is closed, so the memory held for client connections follows the
-/// clients that are active. An upgraded peer stream has left hyper and is
-/// not affected.
+/// the peer stream), plus:
+/// - `idle_timeout`: a connection that sends no request head for that long,
+///   idle between keep-alive requests or slow to send a head, is closed, so
+///   the memory held for client connections follows the clients that are
+///   active. An upgraded peer stream has left hyper and is not affected.
+/// - `limit`: at most so many connections are open; the last slots serve
+///   only the peer routes (see [`crate::connection_limit`]).
 async fn serve_http(
     listener: TcpListener,
-    app: axum::Router,
+    apps: Apps,
+    limit: ConnectionLimit,
     idle_timeout: Duration,
     stop: impl Future<Output = ()>,
 ) {
@@ -235,14 +257,23 @@ async fn serve_http(
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
 
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle_timeout);
+    let builder = |head_timeout| {
+        let mut b = auto::Builder::new(TokioExecutor::new());
+        b.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(head_timeout);
+        b
+    };
+    let full = builder(idle_timeout);
+    let peers_only = builder(idle_timeout.min(PEERS_ONLY_HEAD_TIMEOUT));
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
+        // A free slot first: with none, connections wait in the backlog.
+        let slot = tokio::select! {
+            _ = &mut stop => break,
+            slot = limit.acquire() => slot,
+        };
         let stream = tokio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
@@ -257,6 +288,10 @@ async fn serve_http(
             },
         };
         // A router clone shares its routes (one `Arc`).
+        let (builder, app) = match slot.admission {
+            Admission::Full => (&full, &apps.full),
+            Admission::PeersOnly => (&peers_only, &apps.peers_only),
+        };
         let service = TowerToHyperService::new(app.clone());
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -265,6 +300,9 @@ async fn serve_http(
         tokio::spawn(async move {
             // A closed or timed-out connection is routine, not an error.
             let _ = connection.await;
+            // The slot is free once the connection is (an upgraded peer
+            // stream lives on outside it).
+            drop(slot);
         });
     }
     drop(listener);

@@ -421,9 +421,15 @@ async fn lagging_follower_catches_up_by_snapshot_and_a_full_restart_keeps_everyt
 
 /// Sends `GET /healthz` on `stream` and reads one whole answer.
 async fn healthz_on(stream: &mut tokio::net::TcpStream) -> String {
+    request_on(stream, "GET /healthz HTTP/1.1\r\nhost: raft-kv\r\n\r\n").await
+}
+
+/// Sends one raw HTTP/1.1 request on `stream` and returns the whole answer
+/// (head and body).
+async fn request_on(stream: &mut tokio::net::TcpStream, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: raft-kv\r\n\r\n")
+        .write_all(request.as_bytes())
         .await
         .expect("send a request");
     let mut answer = Vec::new();
@@ -504,4 +510,115 @@ async fn idle_client_connections_are_closed_and_peer_streams_stay() {
     }
     let follower = c.ids().into_iter().find(|&id| id != leader).unwrap();
     assert_eq!(c.put(follower, "after", "2").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_its_connection_limit_a_node_refuses_clients_and_still_admits_peers() {
+    use tokio::io::AsyncReadExt;
+    const MAX: usize = 64;
+    let mut c = Cluster::start_with(
+        3,
+        ClusterOptions {
+            extra_args: vec!["--max-connections".into(), MAX.to_string()],
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let leader = c.wait_for_leader(ELECTION).await;
+    assert_eq!(c.put(leader, "before", "1").await.status(), 200);
+    let streams = c
+        .metric(leader, "raft_peer_streams_accepted_total")
+        .await
+        .expect("metrics answer");
+    let addr = ("127.0.0.1", c.port(leader));
+
+    // Open client connections, each kept open after one request, until the
+    // leader refuses one: it must happen before the limit, since the last
+    // 32 slots are kept for peers.
+    let mut held = Vec::new();
+    let refused = loop {
+        assert!(
+            held.len() < MAX,
+            "{} connections and none refused",
+            held.len()
+        );
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let answer = healthz_on(&mut conn).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            held.push(conn);
+            continue;
+        }
+        break (conn, answer);
+    };
+    let (mut refused_conn, answer) = refused;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"error\""), "a JSON error: {answer}");
+    assert!(
+        held.len() <= MAX - 32,
+        "{} client connections served",
+        held.len()
+    );
+    // The refused connection is closed by the node.
+    let mut rest = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), refused_conn.read(&mut rest))
+        .await
+        .expect("the refused connection was not closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "got {read:?}");
+
+    // A restarted follower opens a new peer stream to the leader: it is
+    // admitted into the reserve, and replication reaches the follower.
+    let follower = c.ids().into_iter().find(|&id| id != leader).unwrap();
+    c.kill(follower);
+    c.restart(follower).await;
+    let put = "PUT /key/during HTTP/1.1\r\nhost: raft-kv\r\ncontent-type: application/json\r\n\
+               content-length: 13\r\n\r\n{\"value\":\"2\"}";
+    let answer = request_on(&mut held[0], put).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let index = json_body(&answer)["index"].as_u64().expect("an index");
+    // The leader learns that the follower has the write only from the
+    // follower's own stream. Asked on a connection the leader holds open,
+    // since a new one would be refused.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = request_on(
+            &mut held[1],
+            "GET /status HTTP/1.1\r\nhost: raft-kv\r\n\r\n",
+        )
+        .await;
+        let status = json_body(&status);
+        let matched = status["followers"]
+            .as_array()
+            .and_then(|fs| fs.iter().find(|f| f["id"].as_u64() == Some(follower)))
+            .and_then(|f| f["match_index"].as_u64());
+        if matched >= Some(index) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader never heard from the restarted follower: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Clients are served again once connections close.
+    drop(held);
+    c.wait_until(
+        Duration::from_secs(15),
+        "a new client connection is served",
+        || async {
+            let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+            healthz_on(&mut conn).await.starts_with("HTTP/1.1 200")
+        },
+    )
+    .await;
+    let now = c.metric(leader, "raft_peer_streams_accepted_total").await;
+    assert!(now > Some(streams), "no new peer stream: {now:?}");
+    let refusals = c.metric(leader, "http_connections_refused_total").await;
+    assert!(refusals >= Some(1.0), "{refusals:?}");
+}
+
+/// The JSON body of a raw HTTP answer.
+fn json_body(answer: &str) -> serde_json::Value {
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"))
 }
