@@ -34,7 +34,8 @@
 #
 # Variables a script may set before starting members:
 #   ETCD_TOKEN (--initial-cluster-token, "bench"), RK_LOG_LEVEL (raft-kv
-#   --log-level, "warn"), SERVE_TIMEOUT (s, 60: the wait_*_serving deadline).
+#   --log-level, "warn"), RK_ARGS (an array of more raft-kv flags),
+#   SERVE_TIMEOUT (s, 60: the wait_*_serving deadline).
 #
 # The variables set here are read by the scripts that source it.
 # shellcheck disable=SC2034
@@ -229,7 +230,8 @@ start_member() { # system i; logs are appended across restarts
     else
         "$server_bin" --node-id "$i" --port "${rk_ports[$((i - 1))]}" --peers "$rk_peers" \
             --data-dir "$dir/raft-kv/node-$i" --web-dir "$root/web/dist" \
-            --log-level "${RK_LOG_LEVEL:-warn}" >>"$dir/raft-kv-$i.log" 2>&1 &
+            --log-level "${RK_LOG_LEVEL:-warn}" ${RK_ARGS[@]+"${RK_ARGS[@]}"} \
+            >>"$dir/raft-kv-$i.log" 2>&1 &
     fi
     pid[$system:$i]=$!
     # Out of the job table: no "Killed" notices on stderr; the shell still

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sustained write load on a 3-node raft-kv cluster, watching that memory and
-# disk stay bounded: snapshots every --snapshot-every entries must compact
-# the WAL, and the Raft log in memory must be cut at each snapshot.
+# disk stay bounded: automatic snapshots (every --snapshot-every entries,
+# once the log is also half the last snapshot's size) must compact the WAL,
+# and the Raft log in memory must be cut at each snapshot.
 #
 # Starts its own cluster on loopback (fsync on), runs `raft-kv-client bench`
 # (puts over a fixed key space) for DURATION, and every INTERVAL seconds
@@ -21,11 +22,14 @@
 #   SEGMENT_BYTES=8388608 --segment-bytes of the nodes (small, so that
 #                         compaction has whole segments to delete)
 #   RAFT_KV_PORTS="5001 5002 5003"
+#   BENCH_DIR=...         data and logs (default: a fresh dir in /var/tmp)
+#   KEEP=1                keep the default BENCH_DIR after the run
 #
 # Not a test: run_tests.sh does not run it.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_setup soak.sh
 
 DURATION=${DURATION:-10m}
 INTERVAL=${INTERVAL:-30}
@@ -34,65 +38,34 @@ KEYS=${KEYS:-10000}
 VALUE_SIZE=${VALUE_SIZE:-100}
 SNAPSHOT_EVERY=${SNAPSHOT_EVERY:-10000}
 SEGMENT_BYTES=${SEGMENT_BYTES:-8388608}
-read -r -a ports <<<"${RAFT_KV_PORTS:-5001 5002 5003}"
-
-log() { echo "==> $*" >&2; }
-die() { echo "soak.sh: $*" >&2; exit 1; }
-
-log "building raft-kv-server and raft-kv-client (release)"
-cargo build --release -p raft-kv-server -p raft-kv-client
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-server_bin=$target_dir/release/raft-kv-server
-client_bin=$target_dir/release/raft-kv-client
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "${ports[@]}"; do
-    port_busy "$p" && die "port $p is already in use"
+# No etcd here: its ports are only placeholders for ports_from_env.
+ports_from_env "5001 5002 5003" "2679 12679 22679" "2680 12680 22680"
+for p in "${rk_ports[@]}"; do
+    if port_busy "$p"; then die "port $p is already in use"; fi
 done
 
-dir=$(mktemp -d -p /var/tmp raft-kv-soak.XXXXXX)
-pids=()
+build_raft_kv
+make_bench_dir raft-kv-soak
+RK_ARGS=(--snapshot-every "$SNAPSHOT_EVERY" --segment-bytes "$SEGMENT_BYTES")
+start_raft_kv_cluster
+wait_raft_kv_serving
 bench_pid=""
-cleanup() {
-    trap - INT TERM EXIT
-    if [ -n "$bench_pid" ]; then kill "$bench_pid" 2>/dev/null || true; fi
-    if [ "${#pids[@]}" -gt 0 ]; then
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        wait "${pids[@]}" 2>/dev/null || true
-    fi
-    if [ -z "${KEEP:-}" ]; then rm -rf "$dir"; else echo "kept $dir" >&2; fi
-}
-trap cleanup INT TERM EXIT
-
-peers=""
-for i in 1 2 3; do peers+="${peers:+,}$i=http://127.0.0.1:${ports[$((i - 1))]}"; done
-servers=""
-for p in "${ports[@]}"; do servers+="${servers:+,}http://127.0.0.1:$p"; done
-for i in 1 2 3; do
-    "$server_bin" --node-id "$i" --port "${ports[$((i - 1))]}" --peers "$peers" \
-        --data-dir "$dir/node-$i" --web-dir "$root/web/dist" \
-        --snapshot-every "$SNAPSHOT_EVERY" --segment-bytes "$SEGMENT_BYTES" \
-        --log-level warn >"$dir/node-$i.log" 2>&1 &
-    pids+=($!)
-done
-deadline=$((SECONDS + 60))
-until "$client_bin" --server "$servers" --timeout 2s put soak-health ok >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || die "the cluster does not serve; see $dir/node-*.log"
-    sleep 0.2
-done
+# Expanded when the script exits (the pid of a bench still running).
+# shellcheck disable=SC2016
+on_exit '[ -z "$bench_pid" ] || kill "$bench_pid" 2>/dev/null'
 
 field() { # status-json key
     python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], "-"))' "$1" 2>/dev/null || echo -
 }
 sample() { # label
-    local i pid rss du segs snaps st
+    local i p rss du segs snaps st
     for i in 1 2 3; do
-        pid=${pids[$((i - 1))]}
-        rss=$(awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status" 2>/dev/null || echo -)
-        du=$(du -sm "$dir/node-$i" 2>/dev/null | cut -f1)
-        segs=$(find "$dir/node-$i" -name 'wal-*.log' | wc -l)
-        snaps=$(find "$dir/node-$i" -name 'snap-*.snap' | wc -l)
-        st=$(curl -fsS --max-time 2 "http://127.0.0.1:${ports[$((i - 1))]}/status" || echo '{}')
+        p=${pid[raft-kv:$i]}
+        rss=$(awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$p/status" 2>/dev/null || echo -)
+        du=$(du -sm "$dir/raft-kv/node-$i" 2>/dev/null | cut -f1)
+        segs=$(find "$dir/raft-kv/node-$i" -name 'wal-*.log' | wc -l)
+        snaps=$(find "$dir/raft-kv/node-$i" -name 'snap-*.snap' | wc -l)
+        st=$(curl -fsS --max-time 2 "http://127.0.0.1:$(port_of raft-kv "$i")/status" || echo '{}')
         printf '%-8s node %d  rss %7s MiB  disk %5s MiB  segments %3s  snapshots %2s  applied %10s  snapshot %10s\n' \
             "$1" "$i" "$rss" "$du" "$segs" "$snaps" \
             "$(field applied_index <<<"$st")" "$(field snapshot_index <<<"$st")"
@@ -106,7 +79,7 @@ else
     load=(-c "$CONNS")
     log "load: $CONNS connections, puts over $KEYS keys of $VALUE_SIZE bytes, for $DURATION"
 fi
-"$client_bin" bench --server "$servers" --workload put "${load[@]}" --keys "$KEYS" \
+"$client_bin" bench --server "$rk_servers" --workload put "${load[@]}" --keys "$KEYS" \
     --value-size "$VALUE_SIZE" --duration "$DURATION" --json --quiet >"$dir/bench.json" \
     2>"$dir/bench.log" &
 bench_pid=$!
