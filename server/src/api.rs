@@ -35,7 +35,7 @@ use crate::forward::{forward, ForwardError, ForwardRequest};
 use crate::metrics::Metrics;
 use crate::node::{NodeError, NodeHandle, Query as NodeQuery, QueryResult, WriteOutcome};
 use crate::peer_stream::{self, PeerStreams};
-use crate::snapshot_transfer::{ChunkError, SnapshotInbox};
+use crate::snapshot_transfer::{ChunkError, DecodedSnapshot, SnapshotInbox};
 use crate::transport::{error_chain, Partition};
 
 /// Default and maximum `limit` of `GET /keys`.
@@ -62,6 +62,8 @@ pub struct AppState {
     pub forward_slots: tokio::sync::Semaphore,
     /// Snapshots arriving in chunks.
     pub snapshot_inbox: SnapshotInbox,
+    /// Where a received snapshot's decoded state waits for the Raft loop.
+    pub decoded_snapshot: DecodedSnapshot,
     /// The open peer message streams.
     pub peer_streams: PeerStreams,
     /// The `x-raft-leader` value for each member, built once from `urls`
@@ -1052,6 +1054,30 @@ async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Bytes)
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
         Ok(Some(msg)) => {
             Metrics::inc(&s.metrics.snapshots_received);
+            // Decoded here, on a blocking thread, not on the Raft loop.
+            let decoded = s.decoded_snapshot.clone();
+            let msg = match tokio::task::spawn_blocking(move || {
+                let result = decoded.decode(&msg);
+                (msg, result)
+            })
+            .await
+            {
+                Ok((msg, Ok(()))) => msg,
+                Ok((_, Err(e))) => {
+                    Metrics::inc(&s.metrics.peer_batches_undecodable);
+                    warn!(from, "a snapshot from the leader does not decode: {e}");
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("the snapshot's state machine does not decode: {e}"),
+                    );
+                }
+                Err(e) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("decoding the snapshot failed: {e}"),
+                    )
+                }
+            };
             let batch = PeerBatch {
                 from,
                 messages: vec![msg],

@@ -16,14 +16,15 @@ use std::time::Duration;
 
 use raft_core::wire::{FollowerStatus, PeerBatch, StatusResponse};
 use raft_core::{
-    Command, Config, Index, KvStore, Membership, NodeId, NotAccepted, OpResult, PersistedState,
-    RawNode, Ready, Role, Snapshot, SoftState, Term,
+    Command, Config, Index, KvStore, Membership, MessageBody, NodeId, NotAccepted, OpResult,
+    PersistedState, RawNode, Ready, Role, Snapshot, SoftState, Term,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
 use crate::metrics::Metrics;
+use crate::snapshot_transfer::DecodedSnapshot;
 use crate::storage::{Storage, StorageError};
 use crate::transport::Transport;
 
@@ -237,6 +238,8 @@ pub struct NodeOptions {
     pub snapshot_every: u64,
     /// This node's base URL (for `/status`).
     pub url: String,
+    /// Snapshots from the leader, decoded off the loop by their receiver.
+    pub decoded: DecodedSnapshot,
 }
 
 /// A failure that stops the node: its durable state can no longer be trusted.
@@ -293,6 +296,8 @@ pub struct Node {
     snapshot_mark: u64,
     running_mark: u64,
     snapshot_done: mpsc::UnboundedSender<SnapshotWritten>,
+    /// An InstallSnapshot was stepped since the last `Ready`.
+    snapshot_stepped: bool,
     ticks: u64,
     leader: Option<NodeId>,
 }
@@ -388,6 +393,7 @@ pub fn create(
         snapshot_mark: 0,
         running_mark: 0,
         snapshot_done: snapshot_tx,
+        snapshot_stepped: false,
         ticks: 0,
     };
     let handle = NodeHandle {
@@ -471,6 +477,10 @@ impl Node {
                 }
             }
             result = self.process_ready();
+            if std::mem::take(&mut self.snapshot_stepped) {
+                // Installed by now, or refused: either way not needed.
+                self.opts.decoded.clear();
+            }
         }
         // A snapshot still being written finishes and is recorded, so the
         // next start has less log to replay.
@@ -508,6 +518,9 @@ impl Node {
             batch.messages.len() as u64,
         );
         for msg in batch.messages {
+            if matches!(msg.body, MessageBody::InstallSnapshot { .. }) {
+                self.snapshot_stepped = true;
+            }
             if msg.from != batch.from {
                 Metrics::inc(&self.metrics.peer_messages_rejected);
                 debug!(
@@ -695,18 +708,24 @@ impl Node {
     }
 
     fn restore(&mut self, snapshot: &Snapshot) -> Result<(), FatalError> {
-        self.kv = KvStore::restore(&snapshot.data).map_err(|e| {
-            FatalError::BadSnapshot(format!(
-                "the snapshot at index {} from the leader does not decode: {e}",
-                snapshot.meta.index
-            ))
-        })?;
+        let decoded = self.opts.decoded.take(&snapshot.meta);
+        let decoded_on_loop = decoded.is_none();
+        self.kv = match decoded {
+            Some(kv) => kv,
+            None => KvStore::restore(&snapshot.data).map_err(|e| {
+                FatalError::BadSnapshot(format!(
+                    "the snapshot at index {} from the leader does not decode: {e}",
+                    snapshot.meta.index
+                ))
+            })?,
+        };
         self.snapshot_index = snapshot.meta.index;
         self.snapshot_bytes = snapshot.data.len() as u64;
         self.snapshot_mark = self.applied_bytes;
         info!(
             index = snapshot.meta.index,
             term = snapshot.meta.term,
+            decoded_on_loop,
             "installed snapshot from the leader"
         );
         while let Some(entry) = self.writes.first_entry() {
@@ -988,6 +1007,7 @@ mod tests {
                 tick: Duration::from_millis(10),
                 snapshot_every,
                 url: "http://test".into(),
+                decoded: DecodedSnapshot::default(),
             },
         )
         .unwrap()

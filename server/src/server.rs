@@ -20,7 +20,7 @@ use crate::forward::MAX_FORWARDS_IN_FLIGHT;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeOptions};
 use crate::peer_stream::PeerStreams;
-use crate::snapshot_transfer::{SnapshotInbox, MAX_SNAPSHOT_BYTES};
+use crate::snapshot_transfer::{DecodedSnapshot, SnapshotInbox, MAX_SNAPSHOT_BYTES};
 use crate::storage::{DiskOptions, DiskStorage, Storage};
 use crate::transport::{Partition, Transport};
 
@@ -114,6 +114,7 @@ pub async fn run_with_storage(
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     config.seed = settings.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ nanos;
+    let decoded = DecodedSnapshot::default();
     let (node, handle, inbox) = node::create(
         config,
         settings.members(),
@@ -124,6 +125,7 @@ pub async fn run_with_storage(
             tick: settings.tick,
             snapshot_every: settings.snapshot_every,
             url: url.clone(),
+            decoded: decoded.clone(),
         },
     )
     .map_err(|e| ServerError::Start(e.to_string()))?;
@@ -156,6 +158,7 @@ pub async fn run_with_storage(
         http,
         forward_slots: tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT),
         snapshot_inbox: SnapshotInbox::new(MAX_SNAPSHOT_BYTES),
+        decoded_snapshot: decoded,
         // Upgraded peer streams outlive their HTTP connection, so the
         // graceful shutdown below does not wait for them: they close on the
         // same stop signal instead.

@@ -567,6 +567,32 @@ async fn garbage_peer_input_is_refused_and_counted() {
     assert_eq!(counter("raft_snapshot_chunks_received_total").await, 0);
     assert_eq!(counter("raft_peer_batches_undecodable_total").await, 2);
 
+    // A whole snapshot from a member, checksum right, whose state machine
+    // does not decode: refused by the receiver before it reaches the Raft
+    // loop (which would have to stop the node on it).
+    let data = vec![0xff; 64];
+    let bad_state = SnapshotChunk {
+        from: 2,
+        to: 1,
+        term: 1,
+        meta: SnapshotMeta::default(),
+        total_len: data.len() as u64,
+        crc32: crc32fast::hash(&data),
+        offset: 0,
+        data,
+    };
+    let r = c
+        .http()
+        .post(&url)
+        .body(bad_state.encode())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: ErrorBody = r.json().await.unwrap();
+    assert!(e.error.contains("does not decode"), "{e:?}");
+    assert_eq!(counter("raft_peer_batches_undecodable_total").await, 3);
+
     // The node is fine: healthy, and the real peer's stream still carries
     // the replication a write needs.
     let r = c
