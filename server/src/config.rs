@@ -122,7 +122,8 @@ pub struct Args {
     /// Connections (clients and peers) the node keeps open at once. The last
     /// 32 are kept for peers: a client connection that would take one is
     /// answered 503. With all taken, new connections wait in the listen
-    /// backlog. At least 64.
+    /// backlog. At least 64. The node raises its open-file limit to fit, up
+    /// to the hard limit.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
 

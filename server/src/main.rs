@@ -32,6 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    raise_file_limit(settings.max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,4 +62,24 @@ fn main() -> ExitCode {
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
+}
+
+/// Descriptors a node holds besides its client connections: WAL segments,
+/// snapshot files, peer streams and its own outgoing connections.
+const FILES_BESIDES_CONNECTIONS: u64 = 256;
+
+/// Raises the soft open-file limit (up to the hard one) to what
+/// `--max-connections` needs: many systems start processes at 1024, and a
+/// connection over the limit cannot even be accepted.
+fn raise_file_limit(max_connections: usize) {
+    let wanted = max_connections as u64 + FILES_BESIDES_CONNECTIONS;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got < wanted => tracing::warn!(
+            limit = got,
+            "the open-file limit is below the {wanted} that --max-connections {max_connections} \
+             needs: connections past it will not be accepted"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
 }
