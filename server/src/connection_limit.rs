@@ -52,8 +52,6 @@ pub enum Admission {
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
     open: Arc<AtomicU64>,
-    /// What the connection may do.
-    pub admission: Admission,
 }
 
 impl Drop for Slot {
@@ -74,8 +72,8 @@ impl ConnectionLimit {
         }
     }
 
-    /// Waits for a free slot and says what a connection accepted into it
-    /// may do.
+    /// Waits for a free slot, taken before a connection is accepted so
+    /// that with none free the node does not accept at all.
     pub async fn acquire(&self) -> Slot {
         let permit = self
             .slots
@@ -83,16 +81,21 @@ impl ConnectionLimit {
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let open = self.open.fetch_add(1, Ordering::Relaxed) as usize + 1;
-        let admission = if open > self.max - PEER_RESERVE {
-            Admission::PeersOnly
-        } else {
-            Admission::Full
-        };
+        self.open.fetch_add(1, Ordering::Relaxed);
         Slot {
             _permit: permit,
             open: self.open.clone(),
-            admission,
+        }
+    }
+
+    /// What a connection accepted now (its slot counted) may do. Asked once
+    /// the connection is there, not when its slot was taken: the wait for
+    /// it can be long, and others may have closed meanwhile.
+    pub fn admission(&self) -> Admission {
+        if self.open.load(Ordering::Relaxed) as usize > self.max - PEER_RESERVE {
+            Admission::PeersOnly
+        } else {
+            Admission::Full
         }
     }
 }
@@ -107,14 +110,23 @@ mod tests {
         let limit = ConnectionLimit::new(MIN_CONNECTIONS, open.clone());
         let mut slots = Vec::new();
         for _ in 0..MIN_CONNECTIONS - PEER_RESERVE {
-            let s = limit.acquire().await;
-            assert_eq!(s.admission, Admission::Full);
-            slots.push(s);
+            slots.push(limit.acquire().await);
+            assert_eq!(limit.admission(), Admission::Full);
         }
         for _ in 0..PEER_RESERVE {
-            let s = limit.acquire().await;
-            assert_eq!(s.admission, Admission::PeersOnly);
-            slots.push(s);
+            slots.push(limit.acquire().await);
+            assert_eq!(limit.admission(), Admission::PeersOnly);
+        }
+        // A slot taken at the limit, whose connection arrives after others
+        // closed, is served in full.
+        slots.pop();
+        let late = limit.acquire().await;
+        assert_eq!(limit.admission(), Admission::PeersOnly);
+        slots.truncate(10);
+        assert_eq!(limit.admission(), Admission::Full);
+        drop(late);
+        for _ in 10..MIN_CONNECTIONS {
+            slots.push(limit.acquire().await);
         }
         assert_eq!(open.load(Ordering::Relaxed), MIN_CONNECTIONS as u64);
         // Full: the next one waits until a slot is given back.
@@ -130,7 +142,8 @@ mod tests {
             (MIN_CONNECTIONS - PEER_RESERVE - 1) as u64
         );
         // One below the client limit again: served in full.
-        assert_eq!(next.await.admission, Admission::Full);
+        let _slot = next.await;
+        assert_eq!(limit.admission(), Admission::Full);
     }
 
     #[test]

@@ -291,7 +291,7 @@ async fn serve_http(
             },
         };
         // A router clone shares its routes (one `Arc`).
-        let (builder, app) = match slot.admission {
+        let (builder, app) = match limit.admission() {
             Admission::Full => (&full, &apps.full),
             Admission::PeersOnly => (&peers_only, &apps.peers_only),
         };
