@@ -291,10 +291,9 @@ pub struct Node {
     snapshot_bytes: u64,
     /// Approximate bytes of every entry applied since start.
     applied_bytes: u64,
-    /// `applied_bytes` when the newest snapshot was taken (the log it did
-    /// not cover starts there), and when the running one started.
+    /// `applied_bytes` when the newest snapshot was taken: the log it did
+    /// not cover starts there.
     snapshot_mark: u64,
-    running_mark: u64,
     snapshot_done: mpsc::UnboundedSender<SnapshotWritten>,
     /// An InstallSnapshot was stepped since the last `Ready`.
     snapshot_stepped: bool,
@@ -320,6 +319,8 @@ struct SnapshotWritten {
     snapshot: Snapshot,
     result: Result<(), StorageError>,
     started: std::time::Instant,
+    /// The node's `applied_bytes` when it was taken.
+    applied_bytes: u64,
 }
 
 /// Builds the Raft node from what storage holds and returns it with the
@@ -391,7 +392,6 @@ pub fn create(
         snapshot_bytes,
         applied_bytes: 0,
         snapshot_mark: 0,
-        running_mark: 0,
         snapshot_done: snapshot_tx,
         snapshot_stepped: false,
         ticks: 0,
@@ -810,6 +810,7 @@ impl Node {
         let writer = self.storage.snapshot_writer();
         let done = self.snapshot_done.clone();
         let started = std::time::Instant::now();
+        let applied_bytes = self.applied_bytes;
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
@@ -822,6 +823,7 @@ impl Node {
                     snapshot,
                     result,
                     started,
+                    applied_bytes,
                 });
             });
         if let Err(e) = spawned {
@@ -832,7 +834,6 @@ impl Node {
             });
         }
         self.snapshot_running = Some(index);
-        self.running_mark = self.applied_bytes;
         Ok(())
     }
 
@@ -844,6 +845,7 @@ impl Node {
             snapshot,
             result,
             started,
+            applied_bytes,
         } = written;
         let index = snapshot.meta.index;
         let outcome = match result {
@@ -859,7 +861,7 @@ impl Node {
             }
             Ok(()) => {
                 match self.storage.record_snapshot(&snapshot) {
-                    Ok(()) => self.compact(snapshot, started),
+                    Ok(()) => self.compact(snapshot, started, applied_bytes),
                     Err(StorageError::SnapshotOutOfDate { current, .. }) => {
                         // A newer snapshot from the leader arrived meanwhile.
                         warn!(index, current, "snapshot overtaken by a newer one; dropped");
@@ -889,6 +891,7 @@ impl Node {
         &mut self,
         snapshot: Snapshot,
         started: std::time::Instant,
+        applied_bytes: u64,
     ) -> Result<Index, NodeError> {
         let index = snapshot.meta.index;
         let bytes = snapshot.data.len();
@@ -899,7 +902,7 @@ impl Node {
         if index > self.snapshot_index {
             self.snapshot_index = index;
             self.snapshot_bytes = bytes as u64;
-            self.snapshot_mark = self.running_mark;
+            self.snapshot_mark = applied_bytes;
         }
         Metrics::inc(&self.metrics.snapshots);
         info!(
