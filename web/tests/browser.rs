@@ -10,6 +10,10 @@
 //! `web/dist` (`web/build.sh`); without them it prints why and passes,
 //! unless `RAFT_KV_REQUIRE_BROWSER` is set, as `run_tests.sh` does after it
 //! installs and builds them.
+//!
+//! A browser that stalls (a page the node serves does not load within
+//! [`PAGE_LOAD_TIMEOUT`]) gets the whole run again with a new browser and a
+//! new cluster, up to three runs; every failed run prints chromedriver's log.
 
 #[path = "../../server/tests/support/mod.rs"]
 mod support;
@@ -107,13 +111,13 @@ impl Chromedriver {
         panic!("chromedriver did not start listening (3 attempts)");
     }
 
-    /// The last lines of the driver's log, which include the browser's
+    /// The last 60 lines of the driver's log, which include the browser's
     /// output: what to look at when a session cannot be created.
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.scratch.path().join("chromedriver.log"))
             .unwrap_or_else(|e| format!("(no chromedriver log: {e})"));
         let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
     /// Opens a browser session through this driver. Chromium gets a fresh
@@ -130,7 +134,11 @@ impl Chromedriver {
                          "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
                          "--remote-debugging-pipe",
                          format!("--user-data-dir={}", profile.display())]
-            }
+            },
+            // A page that does not load in a minute will not load at all:
+            // fail then (and retry with a new browser), not after
+            // chromedriver's default of five minutes.
+            "timeouts": { "pageLoad": PAGE_LOAD_TIMEOUT.as_millis() as u64 }
         });
         let caps = caps.as_object().cloned().expect("an object");
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -188,7 +196,6 @@ fn page_in_chromium() {
 /// driver's log so a machine where Chromium cannot start says why.
 async fn open_browser() -> (Chromedriver, Client) {
     const ATTEMPTS: usize = 3;
-    tokio::task::block_in_place(page_in_chromium);
     let mut errors = Vec::new();
     for attempt in 1..=ATTEMPTS {
         let driver = Chromedriver::start();
@@ -205,6 +212,39 @@ async fn open_browser() -> (Chromedriver, Client) {
         }
     }
     panic!("cannot open a webdriver session in {ATTEMPTS} attempts: {errors:?}");
+}
+
+/// How long a page may take to load.
+const PAGE_LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts a panic message when the browser, not the dashboard, failed: a
+/// navigation that did not finish although the node serves the page.
+const BROWSER_STALL: &str = "the browser stalled";
+
+/// Opens `url` in the browser. If the navigation fails, asks the node for
+/// the page directly: a node that does not serve it fails the test; one
+/// that does means the browser stalled (seen on a cold CI machine: the
+/// renderer did not answer for five minutes), which the test retries with
+/// a new browser.
+async fn navigate(c: &Client, url: &str) {
+    let Err(e) = c.goto(url).await else {
+        return;
+    };
+    let page = url.split('#').next().unwrap_or(url);
+    let answer = support::http_client().get(page).send().await;
+    match answer {
+        Ok(r) if r.status().is_success() => {
+            panic!(
+                "{BROWSER_STALL}: cannot open {url}: {e} (the node serves the page: {})",
+                r.status()
+            )
+        }
+        Ok(r) => panic!(
+            "the node does not serve the dashboard at {page}: {}",
+            r.status()
+        ),
+        Err(err) => panic!("the node does not answer at {page}: {err} (the browser said: {e})"),
+    }
 }
 
 /// Polls `f` until it returns `Some`; panics naming `what` after `timeout`.
@@ -304,9 +344,7 @@ async fn live_view(c: &Client) {
         .find(|&id| id != leader)
         .expect("a follower");
     let base = cluster.url(page_node);
-    c.goto(&format!("{base}/#live"))
-        .await
-        .expect("open the dashboard");
+    navigate(c, &format!("{base}/#live")).await;
 
     let shown = wait_for(
         Duration::from_secs(30),
@@ -405,9 +443,7 @@ async fn trace_at(c: &Client, step: u64) -> String {
 }
 
 async fn sim_view(c: &Client, base: &str) {
-    c.goto(&format!("{base}/#sim?seed=3&nodes=5&speed=400"))
-        .await
-        .expect("open the simulator");
+    navigate(c, &format!("{base}/#sim?seed=3&nodes=5&speed=400")).await;
     let first = wait_for(Duration::from_secs(60), "a simulated leader", || {
         sim_leader(c)
     })
@@ -437,16 +473,14 @@ async fn sim_view(c: &Client, base: &str) {
 
     // The same seed and actions from the URL replay the same run.
     let url = format!("{base}/#sim?seed=11&nodes=5&at=2500&acts=700:c1,1800:r1");
-    c.goto(&url).await.expect("load a seed");
+    navigate(c, &url).await;
     let a = trace_at(c, 2500).await;
-    c.goto(&format!("{base}/#live")).await.expect("leave");
+    navigate(c, &format!("{base}/#live")).await;
     c.refresh().await.expect("reload");
-    c.goto(&url).await.expect("load the seed again");
+    navigate(c, &url).await;
     let b = trace_at(c, 2500).await;
     assert_eq!(a, b, "the same URL gives the same run");
-    c.goto(&format!("{base}/#sim?seed=12&nodes=5&at=2500"))
-        .await
-        .expect("another seed");
+    navigate(c, &format!("{base}/#sim?seed=12&nodes=5&at=2500")).await;
     let other = trace_at(c, 2500).await;
     assert_ne!(a, other, "another seed gives another run");
     println!("simulator: trace hash {a} replayed identically");
@@ -526,9 +560,7 @@ async fn select_node(c: &Client, id: u64) {
 
 /// Loads a run paused at `step`; its leader.
 async fn paused_run(c: &Client, base: &str, query: &str, step: u64) -> u64 {
-    c.goto(&format!("{base}/#sim?{query}&at={step}"))
-        .await
-        .expect("open a paused run");
+    navigate(c, &format!("{base}/#sim?{query}&at={step}")).await;
     trace_at(c, step).await;
     wait_for(
         Duration::from_secs(10),
@@ -706,19 +738,39 @@ async fn dashboard_end_to_end() {
         eprintln!("SKIPPED browser test: {why}");
         return;
     }
-    let (driver, client) = open_browser().await;
-    let body = tokio::spawn({
-        let c = client.clone();
-        async move { live_view(&c).await }
-    })
-    .await;
-    // Close the session even when the body failed, or Chromium stays up.
-    let _ = client.close().await;
-    drop(driver);
-    if let Err(e) = body {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
+    // The whole run, with a new browser and a new cluster, is retried when
+    // the browser stalled (see `navigate`); any other failure ends it.
+    const RUNS: usize = 3;
+    tokio::task::block_in_place(page_in_chromium);
+    for run in 1..=RUNS {
+        let (driver, client) = open_browser().await;
+        let body = tokio::spawn({
+            let c = client.clone();
+            async move { live_view(&c).await }
+        })
+        .await;
+        // Close the session even when the body failed, or Chromium stays
+        // up; a browser that stopped answering is killed with its driver.
+        let _ = tokio::time::timeout(Duration::from_secs(30), client.close()).await;
+        let log = driver.log_tail();
+        drop(driver);
+        let Err(e) = body else {
+            return;
+        };
+        if !e.is_panic() {
+            panic!("browser test task failed: {e}");
         }
-        panic!("browser test task failed: {e}");
+        let payload = e.into_panic();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        eprintln!("--- chromedriver log, run {run}/{RUNS} (last lines) ---\n{log}");
+        if run < RUNS && message.starts_with(BROWSER_STALL) {
+            eprintln!("run {run}/{RUNS}: {message}; again with a new browser");
+            continue;
+        }
+        std::panic::resume_unwind(payload);
     }
 }
