@@ -448,7 +448,7 @@ impl Node {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         // Publish the initial state (a single node may already lead).
-        let mut result = self.process_ready();
+        let mut result = self.process_ready().await;
         while result.is_ok() {
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -476,7 +476,7 @@ impl Node {
                     break;
                 }
             }
-            result = self.process_ready();
+            result = self.process_ready().await;
             if std::mem::take(&mut self.snapshot_stepped) {
                 // Installed by now, or refused: either way not needed.
                 self.opts.decoded.clear();
@@ -611,23 +611,36 @@ impl Node {
     }
 
     /// Carries out every `Ready` the node has.
-    fn process_ready(&mut self) -> Result<(), FatalError> {
+    async fn process_ready(&mut self) -> Result<(), FatalError> {
         while self.raw.has_ready() {
-            let ready = self.raw.ready();
+            let mut ready = self.raw.ready();
+            if let Some(soft) = ready.soft_state {
+                self.on_soft_state(soft);
+            }
+            // 1. What may leave before the fsync (a leader's appends and
+            // heartbeats; the core decides, see `Ready::messages`). The
+            // peer senders run on this loop's thread: give them their turn
+            // now, so these frames are on the wire while the fsync below
+            // blocks the thread.
+            self.transport.send(std::mem::take(&mut ready.messages));
+            if ready.must_persist && self.transport.take_queued() {
+                tokio::task::yield_now().await;
+            }
             self.handle_ready(ready)?;
             self.maybe_snapshot();
         }
         self.publish_view();
+        // What this turn queued (a follower's acknowledgements, written
+        // after its fsync) leaves before the loop takes its next input: a
+        // busy inbox would otherwise keep the senders waiting for a turn.
+        if self.transport.take_queued() {
+            tokio::task::yield_now().await;
+        }
         Ok(())
     }
 
+    /// Carries out a `Ready` whose early messages are sent.
     fn handle_ready(&mut self, mut ready: Ready) -> Result<(), FatalError> {
-        if let Some(soft) = ready.soft_state {
-            self.on_soft_state(soft);
-        }
-        // 1. What may leave before the fsync (a leader's appends and
-        // heartbeats; the core decides, see `Ready::messages`).
-        self.transport.send(std::mem::take(&mut ready.messages));
         // 2. Persist (one fsync) what the Ready must make durable. A Ready
         // that only moves the commit index writes nothing; the newest
         // commit rides along with the next write.
@@ -992,13 +1005,16 @@ mod tests {
     fn single_node(snapshot_every: u64) -> (Node, NodeHandle, NodeInbox) {
         let metrics = Arc::new(Metrics::default());
         let transport = Transport::start(
-            1,
+            crate::transport::TransportOptions {
+                me: 1,
+                token: None,
+                snapshot_chunk_bytes: crate::snapshot_transfer::DEFAULT_CHUNK_BYTES,
+                pool_idle: Duration::from_secs(30),
+            },
             &BTreeMap::new(),
-            None,
-            crate::snapshot_transfer::DEFAULT_CHUNK_BYTES,
-            Duration::from_secs(30),
             Arc::new(Partition::default()),
             metrics.clone(),
+            &tokio::runtime::Handle::current(),
         );
         create(
             Config::new(1),

@@ -22,7 +22,7 @@ use crate::node::{self, NodeOptions};
 use crate::peer_stream::PeerStreams;
 use crate::snapshot_transfer::{DecodedSnapshot, SnapshotInbox, MAX_SNAPSHOT_BYTES};
 use crate::storage::{DiskOptions, DiskStorage, Storage};
-use crate::transport::{Partition, Transport};
+use crate::transport::{Partition, Transport, TransportOptions};
 
 /// How long the HTTP server may take to finish in-flight requests after
 /// the shutdown signal.
@@ -96,14 +96,18 @@ pub async fn run_with_storage(
     if settings.test_hooks {
         warn!("TEST HOOKS ENABLED (--enable-test-hooks): POST /test/partition can cut this node off; never use in production");
     }
+    let loop_runtime = raft_loop_runtime()?;
     let transport = Transport::start(
-        settings.id,
+        TransportOptions {
+            me: settings.id,
+            token: settings.cluster_token.clone(),
+            snapshot_chunk_bytes: settings.snapshot_chunk_bytes,
+            pool_idle: settings.idle_timeout / 2,
+        },
         &settings.peers,
-        settings.cluster_token.clone(),
-        settings.snapshot_chunk_bytes,
-        settings.idle_timeout / 2,
         partition.clone(),
         metrics.clone(),
+        loop_runtime.handle(),
     );
     let mut config = Config::new(settings.id);
     config.election_tick = settings.election_ticks;
@@ -134,7 +138,7 @@ pub async fn run_with_storage(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let mut node_task = spawn_raft_loop(node, inbox, stopped(stop_rx.clone()))?;
+    let mut node_task = spawn_raft_loop(loop_runtime, node, inbox, stopped(stop_rx.clone()))?;
 
     let mut urls: BTreeMap<_, _> = settings.peers.clone();
     urls.insert(settings.id, url.clone());
@@ -312,25 +316,58 @@ async fn serve_http(
     graceful.shutdown().await;
 }
 
-/// Runs the Raft loop on a thread of its own, with a single-threaded
-/// runtime for its channels and ticker. Its fsync then blocks only that
-/// thread: the HTTP workers keep their cores, and no worker has to be
-/// handed off around each write (as `block_in_place` does on a shared
-/// runtime). The returned receiver yields the loop's result, or an error if
-/// the loop panicked.
+/// The runtime of the Raft loop's thread: single-threaded, with its own IO
+/// driver and timers. The peer senders run on it too (see
+/// [`crate::transport`]), so handing them a message wakes no other thread.
+fn raft_loop_runtime() -> Result<LoopRuntime, ServerError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| LoopRuntime(Some(rt)))
+        .map_err(|e| ServerError::Start(format!("cannot build the raft loop's runtime: {e}")))
+}
+
+/// The Raft loop's runtime until its thread takes it. Dropped unused (the
+/// node failed to start), it shuts down without blocking: a runtime may not
+/// be dropped the ordinary way inside another one.
+struct LoopRuntime(Option<tokio::runtime::Runtime>);
+
+impl LoopRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("taken only by spawn_raft_loop")
+            .handle()
+    }
+}
+
+impl Drop for LoopRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Runs the Raft loop on a thread of its own, on `runtime` (see
+/// [`raft_loop_runtime`]). Its fsync then blocks only that thread: the HTTP
+/// workers keep their cores, and no worker has to be handed off around each
+/// write (as `block_in_place` does on a shared runtime). The returned
+/// receiver yields the loop's result, or an error if the loop panicked.
 fn spawn_raft_loop(
+    mut runtime: LoopRuntime,
     node: node::Node,
     inbox: node::NodeInbox,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::sync::oneshot::Receiver<Result<(), node::FatalError>>, ServerError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ServerError::Start(format!("cannot build the raft loop's runtime: {e}")))?;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("raft-loop".into())
         .spawn(move || {
+            // Taken out of its guard here, so it is dropped on this thread,
+            // outside any runtime, when the loop returns. (A thread that
+            // cannot start drops the guard instead.)
+            let runtime = runtime.0.take().expect("a runtime not yet taken");
             let result = runtime.block_on(node.run(inbox, shutdown));
             let _ = done_tx.send(result);
         })

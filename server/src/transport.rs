@@ -4,7 +4,10 @@
 //! postcard [`PeerBatch`] frames, on the peer's ordinary listener).
 //!
 //! The Raft loop only ever pushes onto a per-peer queue ([`Transport::send`]
-//! never blocks and never awaits). Each peer task takes everything queued
+//! never blocks and never awaits). The message senders run on the loop's
+//! own single-threaded runtime: a push wakes a task on the same thread, not
+//! another thread, and the write happens when the loop next yields (it
+//! yields between a leader's appends and its fsync, see `node.rs`). Each peer task takes everything queued
 //! (up to a byte bound) as one batch, writes it as one frame, and at once
 //! takes the next: no answer per batch, so whatever queued while a frame
 //! was being written travels together in the next one, and TCP carries the
@@ -154,20 +157,40 @@ pub struct Transport {
     partition: Arc<Partition>,
     metrics: Arc<Metrics>,
     tasks: Vec<JoinHandle<()>>,
+    /// Whether messages were queued since [`Transport::take_queued`].
+    queued: std::cell::Cell<bool>,
+}
+
+/// What the senders of a [`Transport`] need to know.
+pub struct TransportOptions {
+    /// This node.
+    pub me: NodeId,
+    /// The cluster token sent with every handshake and chunk.
+    pub token: Option<String>,
+    /// Size of one snapshot chunk post.
+    pub snapshot_chunk_bytes: usize,
+    /// How long the snapshot client keeps an idle connection.
+    pub pool_idle: Duration,
 }
 
 impl Transport {
-    /// Starts two sender tasks per peer: one for message batches, one for
-    /// snapshots in chunks of `snapshot_chunk_bytes`.
+    /// Starts two sender tasks per peer: one for message batches, on
+    /// `loop_runtime` (the Raft loop's own, so queuing a message for it
+    /// wakes no other thread), and one on the current runtime for snapshots
+    /// in chunks of `snapshot_chunk_bytes`.
     pub fn start(
-        me: NodeId,
+        opts: TransportOptions,
         peers: &BTreeMap<NodeId, String>,
-        token: Option<String>,
-        snapshot_chunk_bytes: usize,
-        pool_idle: Duration,
         partition: Arc<Partition>,
         metrics: Arc<Metrics>,
+        loop_runtime: &tokio::runtime::Handle,
     ) -> Transport {
+        let TransportOptions {
+            me,
+            token,
+            snapshot_chunk_bytes,
+            pool_idle,
+        } = opts;
         let mut queues = BTreeMap::new();
         let mut snapshots = BTreeMap::new();
         let mut tasks = Vec::new();
@@ -197,7 +220,7 @@ impl Transport {
                 partition: partition.clone(),
                 metrics: metrics.clone(),
             };
-            tasks.push(tokio::spawn(sender.run()));
+            tasks.push(loop_runtime.spawn(sender.run()));
             let outbox = Arc::new(SnapshotOutbox::default());
             snapshots.insert(id, outbox.clone());
             let snapshot_sender = SnapshotSender {
@@ -218,11 +241,21 @@ impl Transport {
             partition,
             metrics,
             tasks,
+            queued: std::cell::Cell::new(false),
         }
+    }
+
+    /// Whether messages were queued since the last call: the loop then
+    /// yields, so that its thread's senders write them.
+    pub fn take_queued(&self) -> bool {
+        self.queued.replace(false)
     }
 
     /// Queues messages for sending; never blocks.
     pub fn send(&self, messages: Vec<Message>) {
+        if !messages.is_empty() {
+            self.queued.set(true);
+        }
         for msg in messages {
             if self.partition.blocks(msg.to) {
                 Metrics::inc(&self.metrics.peer_messages_dropped);
