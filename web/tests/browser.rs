@@ -752,11 +752,11 @@ async fn dashboard_end_to_end() {
         // Close the session even when the body failed, or Chromium stays
         // up; a browser that stopped answering is killed with its driver.
         let _ = tokio::time::timeout(Duration::from_secs(30), client.close()).await;
-        let log = driver.log_tail();
-        drop(driver);
         let Err(e) = body else {
             return;
         };
+        let log = driver.log_tail();
+        drop(driver);
         if !e.is_panic() {
             panic!("browser test task failed: {e}");
         }
