@@ -7,15 +7,16 @@
 //! never blocks and never awaits). The message senders run on the loop's
 //! own single-threaded runtime: a push wakes a task on the same thread, not
 //! another thread, and the write happens when the loop next yields (it
-//! yields between a leader's appends and its fsync, see `node.rs`). Each peer task takes everything queued
-//! (up to a byte bound) as one batch, writes it as one frame, and at once
-//! takes the next: no answer per batch, so whatever queued while a frame
-//! was being written travels together in the next one, and TCP carries the
-//! order and the back-pressure. A lost stream is reconnected with a backoff
-//! (20 ms doubling up to 1 s); what was queued when a connect fails is
-//! dropped, and a queue over its bound drops its oldest messages: Raft
-//! retransmits. InstallSnapshot messages go their own way, in chunks, on a
-//! second connection per peer ([`crate::snapshot_transfer`]).
+//! yields between a leader's appends and its fsync, see `node.rs`). Each
+//! peer task takes everything queued (up to a byte bound) as one batch,
+//! writes it as one frame, and at once takes the next: no answer per batch,
+//! so whatever queued while a frame was being written travels together in
+//! the next one, and TCP carries the order and the back-pressure. A lost
+//! stream is reconnected with a backoff (20 ms doubling up to 1 s); what
+//! was queued when a connect fails is dropped, and a queue over its bound
+//! drops its oldest messages: Raft retransmits. InstallSnapshot messages go
+//! their own way, in chunks, on a second connection per peer
+//! ([`crate::snapshot_transfer`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -157,7 +158,8 @@ pub struct Transport {
     partition: Arc<Partition>,
     metrics: Arc<Metrics>,
     tasks: Vec<JoinHandle<()>>,
-    /// Whether messages were queued since [`Transport::take_queued`].
+    /// Whether a message went onto a sender's queue since
+    /// [`Transport::take_queued`].
     queued: std::cell::Cell<bool>,
 }
 
@@ -253,9 +255,6 @@ impl Transport {
 
     /// Queues messages for sending; never blocks.
     pub fn send(&self, messages: Vec<Message>) {
-        if !messages.is_empty() {
-            self.queued.set(true);
-        }
         for msg in messages {
             if self.partition.blocks(msg.to) {
                 Metrics::inc(&self.metrics.peer_messages_dropped);
@@ -269,6 +268,7 @@ impl Transport {
             }
             match self.queues.get(&msg.to) {
                 Some(q) => {
+                    self.queued.set(true);
                     let dropped = q.push(msg);
                     Metrics::add(&self.metrics.peer_messages_dropped, dropped);
                 }
