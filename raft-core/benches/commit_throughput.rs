@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use raft_core::{Command, Config, Membership, Message, Op, RawNode};
+use raft_core::{Command, Config, Membership, Message, Op, PersistedState, RawNode};
 
 struct Cluster {
     nodes: Vec<RawNode>,
@@ -23,7 +23,7 @@ impl Cluster {
             .map(|id| {
                 let mut cfg = Config::new(id);
                 cfg.max_inflight = 1024;
-                RawNode::new(cfg, members.clone(), Default::default()).unwrap()
+                RawNode::new(cfg, PersistedState::bootstrap(members.clone())).unwrap()
             })
             .collect();
         let mut c = Cluster {

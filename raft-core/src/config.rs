@@ -1,6 +1,6 @@
 //! Node configuration and the crate's error types.
 
-use crate::types::NodeId;
+use crate::types::{ConfChangeError, NodeId};
 
 /// How a node behaves. Timeouts are counted in ticks of the driver's clock.
 #[derive(Clone, Debug)]
@@ -26,6 +26,11 @@ pub struct Config {
     pub max_apply_bytes: usize,
     /// Seed of the node's PRNG (election jitter).
     pub seed: u64,
+    /// An auto-promoted learner counts as caught up while its match index
+    /// is at most this many entries behind the leader's last index.
+    pub promote_lag: u64,
+    /// Ticks a learner must stay caught up before the leader promotes it.
+    pub promote_after_ticks: u64,
     /// Test-only protocol faults.
     #[cfg(feature = "faults")]
     pub faults: Faults,
@@ -45,6 +50,8 @@ impl Config {
             max_batch_bytes: 1 << 20,
             max_apply_bytes: 4 << 20,
             seed: id,
+            promote_lag: 64,
+            promote_after_ticks: 20,
             #[cfg(feature = "faults")]
             faults: Faults::default(),
         }
@@ -62,6 +69,9 @@ impl Config {
             return Err(ConfigError(
                 "election_tick must be greater than heartbeat_tick".into(),
             ));
+        }
+        if self.promote_after_ticks == 0 {
+            return Err(ConfigError("promote_after_ticks must be at least 1".into()));
         }
         if self.max_inflight == 0 {
             return Err(ConfigError("max_inflight must be at least 1".into()));
@@ -88,6 +98,10 @@ pub struct Faults {
     /// durable (in `Ready::messages`), so a crash during the write loses
     /// entries the leader already counted toward commit.
     pub early_acks: bool,
+    /// Change voters in one step, without a joint configuration, and accept
+    /// a new change before the previous one committed: two changes in
+    /// flight can make two disjoint majorities.
+    pub unsafe_conf_change: bool,
 }
 
 /// An invalid [`Config`].
@@ -110,6 +124,9 @@ pub enum NotAccepted {
     /// The request names a node that is not a member.
     #[error("node {0} is not a member")]
     UnknownNode(NodeId),
+    /// A membership change was refused.
+    #[error("membership change refused: {0}")]
+    ConfChange(#[from] ConfChangeError),
     /// The snapshot index is not usable (not applied yet, or not newer).
     #[error("cannot snapshot at index {index}: {reason}")]
     BadSnapshot {
@@ -135,6 +152,24 @@ pub enum StepError {
     /// The sender is not a member (or is this node).
     #[error("message from unknown node {0}")]
     UnknownSender(NodeId),
+    /// The leader sent entries that contradict entries this node already
+    /// committed. Raft's safety is broken (two leaders' logs diverged below
+    /// the commit index, e.g. a member restarted with another data
+    /// directory); the node must stop rather than acknowledge (etcd panics).
+    #[error(
+        "entry {index} from leader {leader} has term {theirs}, but this node committed term {ours} there: \
+         the logs diverged below the commit index; stopping"
+    )]
+    CommittedConflict {
+        /// The leader that sent it.
+        leader: NodeId,
+        /// The conflicting index.
+        index: u64,
+        /// The term of our committed entry there.
+        ours: u64,
+        /// The term in the leader's entry.
+        theirs: u64,
+    },
     /// The message's fields contradict each other.
     #[error("malformed {kind} message: {reason}")]
     Malformed {

@@ -30,8 +30,8 @@ pub use kv::{Applied, Command, KvStore, Op, OpResult};
 pub use message::{Message, MessageBody};
 pub use progress::ProgressState;
 pub use raft::ReadState;
-pub use raw_node::{FollowerProgress, RawNode, Ready, SoftState, Status};
+pub use raw_node::{FollowerProgress, LostLog, RawNode, Ready, SoftState, Status};
 pub use types::{
-    Entry, HardState, Index, Membership, NodeId, Payload, PersistedState, Role, Snapshot,
-    SnapshotMeta, Term,
+    ConfChange, ConfChangeError, Entry, HardState, Index, Membership, NodeId, Payload,
+    PersistedState, Role, Snapshot, SnapshotMeta, Term,
 };

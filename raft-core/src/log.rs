@@ -4,7 +4,7 @@
 //! The whole uncompacted suffix lives in memory; the driver keeps it bounded
 //! by taking snapshots ([`crate::RawNode::compact`]).
 
-use crate::types::{Entry, Index, Snapshot, SnapshotMeta, Term};
+use crate::types::{Entry, Index, Membership, Payload, Snapshot, SnapshotMeta, Term};
 
 /// The log and its cursors. Invariant:
 /// `snapshot.index <= applied <= commit <= last_index()` and
@@ -116,6 +116,26 @@ impl RaftLog {
     }
 
     /// Appends a leader's own new entry.
+    /// The configuration in force at `index`: the newest `Config` entry at
+    /// or below it, else the snapshot's. Returns it with the index it came
+    /// from. Scans back from `index`; configuration entries are rare and the
+    /// scan runs only when the log's configuration may have changed.
+    pub fn config_at(&self, index: Index) -> (Index, &Membership) {
+        let first = self.first_index();
+        let mut i = index.min(self.last_index());
+        while i >= first {
+            if let Some(Entry {
+                payload: Payload::Config(m),
+                ..
+            }) = self.entry(i)
+            {
+                return (i, m);
+            }
+            i -= 1;
+        }
+        (self.snapshot.meta.index, &self.snapshot.meta.membership)
+    }
+
     pub fn push(&mut self, entry: Entry) {
         debug_assert_eq!(entry.index, self.last_index() + 1);
         self.entries.push(entry);
@@ -236,7 +256,6 @@ impl RaftLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Payload;
 
     fn e(index: Index, term: Term) -> Entry {
         Entry {

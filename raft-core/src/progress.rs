@@ -7,6 +7,12 @@
 //!   leader streams appends optimistically, at most `max_inflight` unanswered.
 //! * `Snapshot`: the follower needs entries the leader has compacted away; an
 //!   InstallSnapshot is on its way and nothing else is sent until it lands.
+//! * `LogLost`: the follower keeps answering that it lacks entries it
+//!   already acknowledged, so it lost durable state (an emptied or swapped
+//!   data directory). Nothing but heartbeats that commit nothing goes to it
+//!   any more: neither the probe ping-pong a lower `next` would never end,
+//!   nor a commit index it could apply to entries that are not the leader's.
+//!   The operator removes and re-adds it.
 
 use std::collections::VecDeque;
 
@@ -27,6 +33,13 @@ pub enum ProgressState {
         /// The snapshot's last index.
         index: Index,
     },
+    /// The follower's log went backwards below what it acknowledged.
+    LogLost {
+        /// The index it once acknowledged.
+        acknowledged: Index,
+        /// Where it now says its log ends (or stops matching).
+        reported: Index,
+    },
 }
 
 impl ProgressState {
@@ -36,6 +49,7 @@ impl ProgressState {
             ProgressState::Probe => "probe",
             ProgressState::Replicate => "replicate",
             ProgressState::Snapshot { .. } => "snapshot",
+            ProgressState::LogLost { .. } => "log_lost",
         }
     }
 }
@@ -61,6 +75,11 @@ pub struct Progress {
     pub ticks_in_snapshot: u64,
     /// The newest ReadIndex round the follower acknowledged.
     pub read_acked: u64,
+    /// Auto-promoted learner: consecutive ticks it has been caught up.
+    pub caught_up_ticks: u64,
+    /// Consecutive heartbeat rounds in which the follower rejected a probe
+    /// at its own match point with a log ending below it.
+    pub below_match_rounds: u32,
 }
 
 impl Progress {
@@ -76,6 +95,8 @@ impl Progress {
             ticks_since_contact: 0,
             ticks_in_snapshot: 0,
             read_acked: 0,
+            caught_up_ticks: 0,
+            below_match_rounds: 0,
         }
     }
 
@@ -84,7 +105,7 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflight.len() >= max_inflight,
-            ProgressState::Snapshot { .. } => true,
+            ProgressState::Snapshot { .. } | ProgressState::LogLost { .. } => true,
         }
     }
 
@@ -96,6 +117,7 @@ impl Progress {
             self.match_index = index;
             self.probe_sent = false;
         }
+        self.below_match_rounds = 0;
         self.next_index = self.next_index.max(index + 1);
         while self.inflight.front().is_some_and(|&last| last <= index) {
             self.inflight.pop_front();
@@ -111,7 +133,7 @@ impl Progress {
                 self.inflight.push_back(last);
             }
             ProgressState::Probe => self.probe_sent = true,
-            ProgressState::Snapshot { .. } => {}
+            ProgressState::Snapshot { .. } | ProgressState::LogLost { .. } => {}
         }
     }
 

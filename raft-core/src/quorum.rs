@@ -10,6 +10,30 @@ pub fn committed_index(matched: &mut [u64]) -> u64 {
     matched[matched.len() / 2]
 }
 
+/// Where an election stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoteResult {
+    /// A majority granted.
+    Won,
+    /// A majority refused: the round cannot be won.
+    Lost,
+    /// Neither yet.
+    Pending,
+}
+
+impl VoteResult {
+    /// Both halves of a joint configuration: won only if both are won,
+    /// lost if either is lost.
+    pub fn and(self, other: VoteResult) -> VoteResult {
+        use VoteResult::*;
+        match (self, other) {
+            (Lost, _) | (_, Lost) => Lost,
+            (Won, Won) => Won,
+            _ => Pending,
+        }
+    }
+}
+
 /// Whether `yes` votes out of `voters` make a majority.
 pub fn has_majority(yes: usize, voters: usize) -> bool {
     yes > voters / 2

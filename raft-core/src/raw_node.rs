@@ -4,7 +4,8 @@
 //! use raft_core::{Command, Config, Membership, Op, PersistedState, RawNode};
 //!
 //! // A single-node cluster elects itself and commits a put.
-//! let mut node = RawNode::new(Config::new(1), Membership::new(vec![1]), PersistedState::default()).unwrap();
+//! let founders = PersistedState::bootstrap(Membership::new(vec![1]));
+//! let mut node = RawNode::new(Config::new(1), founders).unwrap();
 //! let mut store = raft_core::KvStore::new();
 //! node.campaign();
 //! let mut index = None;
@@ -34,8 +35,8 @@ use crate::message::{Message, MessageBody};
 use crate::progress::ProgressState;
 use crate::raft::{Raft, ReadState};
 use crate::types::{
-    Entry, HardState, Index, Membership, NodeId, Payload, PersistedState, Role, Snapshot,
-    SnapshotMeta, Term,
+    ConfChange, Entry, HardState, Index, Membership, NodeId, Payload, PersistedState, Role,
+    Snapshot, SnapshotMeta, Term,
 };
 
 /// What the driver must do next, in this order:
@@ -89,6 +90,22 @@ pub struct Ready {
     pub dropped_reads: Vec<u64>,
     /// The role and leader, when either changed.
     pub soft_state: Option<SoftState>,
+    /// Leader: followers found since the last `Ready` to have lost log
+    /// entries they had acknowledged. Nothing more is replicated to them;
+    /// the driver should say so loudly (the operator removes and re-adds
+    /// the member).
+    pub lost_logs: Vec<LostLog>,
+}
+
+/// A follower whose log went backwards below what it had acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LostLog {
+    /// The follower.
+    pub id: NodeId,
+    /// The index it had acknowledged as durable.
+    pub acknowledged: Index,
+    /// Where its log now ends (or stops matching the leader's).
+    pub reported: Index,
 }
 
 /// Volatile state worth reporting when it changes.
@@ -140,8 +157,10 @@ pub struct Status {
     pub persisted: Index,
     /// Index of the newest snapshot.
     pub snapshot_index: Index,
-    /// Voting members.
+    /// The configuration in force (the newest in the log).
     pub membership: Membership,
+    /// The log index of that configuration's entry.
+    pub config_index: Index,
     /// Leader only: each follower's progress, in id order.
     pub followers: Vec<FollowerProgress>,
     /// The target of a leadership transfer in progress.
@@ -168,31 +187,20 @@ pub struct RawNode {
 }
 
 impl RawNode {
-    /// Creates a node from what it persisted (`PersistedState::default()` for
-    /// a brand-new node). `initial` is the membership to use when nothing
-    /// persisted names one (a new cluster's static member list).
-    pub fn new(
-        config: Config,
-        initial: Membership,
-        persisted: PersistedState,
-    ) -> Result<Self, ConfigError> {
+    /// Creates a node from what it persisted. The configuration is the
+    /// newest one in the log (or the snapshot's): a founding member of a new
+    /// cluster starts from [`PersistedState::bootstrap`]; a member joining an
+    /// existing cluster starts from `PersistedState::default()`, with no
+    /// configuration, never campaigns, and learns it from the leader.
+    pub fn new(config: Config, persisted: PersistedState) -> Result<Self, ConfigError> {
         config.validate()?;
         let PersistedState {
             hard_state,
             snapshot,
             entries,
         } = persisted;
-        let snapshot = snapshot.unwrap_or_default();
-        let membership = if snapshot.meta.index > 0 {
-            snapshot.meta.membership.clone()
-        } else {
-            initial
-        };
-        if membership.voters.is_empty() {
-            return Err(ConfigError("the membership has no voters".into()));
-        }
-        let log = RaftLog::restore(snapshot, entries, hard_state.commit);
-        let raft = Raft::new(config, membership, hard_state, log);
+        let log = RaftLog::restore(snapshot.unwrap_or_default(), entries, hard_state.commit);
+        let raft = Raft::new(config, hard_state, log);
         let prev_hard_state = raft.hard_state();
         let prev_soft_state = SoftState {
             role: raft.role,
@@ -232,6 +240,20 @@ impl RawNode {
         self.raft.read_index(ctx)
     }
 
+    /// Proposes a membership change (leader only); returns the index of its
+    /// configuration entry. One change at a time, and none before this
+    /// leader committed an entry of its term; a change of voters passes
+    /// through a joint configuration that the leader leaves on its own once
+    /// committed. Without `force`, a change after which the members heard
+    /// from within an election timeout could not make a quorum is refused.
+    pub fn propose_conf_change(
+        &mut self,
+        change: ConfChange,
+        force: bool,
+    ) -> Result<Index, NotAccepted> {
+        self.raft.propose_conf_change(&change, force)
+    }
+
     /// Asks the leader to hand leadership to `to` (thesis §3.10).
     pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), NotAccepted> {
         self.raft.transfer_leader(to)
@@ -262,10 +284,12 @@ impl RawNode {
             index,
             reason: "not in the log",
         })?;
+        // The configuration in force at `index`, not a newer one appended
+        // since: a snapshot must not carry a configuration its log lacks.
         Ok(SnapshotMeta {
             index,
             term,
-            membership: self.raft.membership.clone(),
+            membership: log.config_at(index).1.clone(),
         })
     }
 
@@ -294,6 +318,7 @@ impl RawNode {
             || r.log.has_committed()
             || !r.reads.ready.is_empty()
             || !r.reads.dropped.is_empty()
+            || !r.lost_logs.is_empty()
             || self.reported_hard_state() != self.prev_hard_state
             || self.soft_state() != self.prev_soft_state
     }
@@ -363,6 +388,14 @@ impl RawNode {
             read_states: std::mem::take(&mut self.raft.reads.ready),
             dropped_reads: std::mem::take(&mut self.raft.reads.dropped),
             soft_state: (soft != self.prev_soft_state).then_some(soft),
+            lost_logs: std::mem::take(&mut self.raft.lost_logs)
+                .into_iter()
+                .map(|(id, acknowledged, reported)| LostLog {
+                    id,
+                    acknowledged,
+                    reported,
+                })
+                .collect(),
         }
     }
 
@@ -434,6 +467,7 @@ impl RawNode {
             persisted: r.log.persisted,
             snapshot_index: r.log.snapshot.meta.index,
             membership: r.membership.clone(),
+            config_index: r.config_index,
             followers: r
                 .progress
                 .iter()

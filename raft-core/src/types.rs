@@ -1,11 +1,13 @@
 //! The values Raft persists and replicates: log entries, the hard state,
 //! snapshots and the cluster configuration.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::kv::Command;
+use crate::quorum;
 
 /// A member of the cluster. `0` is never a valid id; it means "none".
 pub type NodeId = u64;
@@ -51,7 +53,9 @@ impl Entry {
         24 + match &self.payload {
             Payload::Noop => 0,
             Payload::Command(c) => c.approx_size(),
-            Payload::Config(m) => 8 * m.voters.len(),
+            Payload::Config(m) => {
+                8 * m.ids().len() + m.addresses.values().map(|a| a.len() + 8).sum::<usize>()
+            }
         }
     }
 }
@@ -70,32 +74,338 @@ pub struct HardState {
     pub commit: Index,
 }
 
-/// The voting members of the cluster.
+/// The cluster configuration: who votes, who only learns, and where each
+/// member is reached. It is Raft state: carried by `Payload::Config` entries
+/// (a node uses the newest one in its log, committed or not, thesis §4.1)
+/// and by snapshots, so a restarted node never takes it from its flags.
+///
+/// A change of voters goes through a joint configuration (thesis §4.3):
+/// while `outgoing` is not empty, every decision (election, commit, read,
+/// CheckQuorum) needs a majority of `voters` *and* a majority of `outgoing`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
-    /// Voter ids, sorted ascending and without duplicates.
+    /// Voter ids (in a joint configuration: the voters being entered),
+    /// sorted ascending and without duplicates.
     pub voters: Vec<NodeId>,
+    /// In a joint configuration: the voters being left. Empty otherwise.
+    pub outgoing: Vec<NodeId>,
+    /// Non-voting members: they receive the log and snapshots, never vote,
+    /// never count for commit and never campaign. Sorted, no duplicates,
+    /// disjoint from `voters` and `outgoing`.
+    pub learners: Vec<NodeId>,
+    /// The learners the leader promotes to voters on its own once they have
+    /// caught up (a subset of `learners`).
+    pub auto_promote: Vec<NodeId>,
+    /// Each member's address. Opaque to Raft: the server's base URL, the
+    /// simulator's node name.
+    pub addresses: BTreeMap<NodeId, String>,
 }
 
 impl Membership {
-    /// A membership of the given ids (sorted and deduplicated here).
-    pub fn new(mut voters: Vec<NodeId>) -> Self {
-        voters.sort_unstable();
-        voters.dedup();
-        Membership { voters }
+    /// A configuration of the given voters, without addresses (sorted and
+    /// deduplicated here).
+    pub fn new(voters: Vec<NodeId>) -> Self {
+        Membership {
+            voters: sorted(voters),
+            ..Membership::default()
+        }
     }
 
-    /// Whether `id` votes in this configuration.
+    /// A configuration of the given voters with their addresses.
+    pub fn with_addresses(addresses: BTreeMap<NodeId, String>) -> Self {
+        Membership {
+            voters: addresses.keys().copied().collect(),
+            addresses,
+            ..Membership::default()
+        }
+    }
+
+    /// Whether `id` votes: in `voters` or, while joint, in `outgoing`.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.binary_search(&id).is_ok() || self.outgoing.binary_search(&id).is_ok()
+    }
+
+    /// Whether `id` is a learner.
+    pub fn is_learner(&self, id: NodeId) -> bool {
+        self.learners.binary_search(&id).is_ok()
+    }
+
+    /// Whether `id` is a member in any role.
     pub fn contains(&self, id: NodeId) -> bool {
-        self.voters.binary_search(&id).is_ok()
+        self.is_voter(id) || self.is_learner(id)
     }
 
-    /// The number of votes that make a majority.
-    pub fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
+    /// Whether a change of voters is in its joint phase.
+    pub fn is_joint(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// Every member (voters of both halves and learners), ascending.
+    pub fn ids(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .voters
+            .iter()
+            .chain(&self.outgoing)
+            .chain(&self.learners)
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Every voter of either half, ascending.
+    pub fn all_voters(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self.voters.iter().chain(&self.outgoing).copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The member's address, if one is known.
+    pub fn address(&self, id: NodeId) -> Option<&str> {
+        self.addresses.get(&id).map(String::as_str)
+    }
+
+    /// Whether the members for which `yes` holds make a majority: of
+    /// `voters`, and while joint also of `outgoing`.
+    pub fn has_quorum(&self, yes: impl Fn(NodeId) -> bool) -> bool {
+        let majority = |set: &[NodeId]| {
+            set.is_empty()
+                || quorum::has_majority(set.iter().filter(|&&id| yes(id)).count(), set.len())
+        };
+        !self.voters.is_empty() && majority(&self.voters) && majority(&self.outgoing)
+    }
+
+    /// The outcome of an election with these answers.
+    pub fn vote_result(&self, votes: &BTreeMap<NodeId, bool>) -> quorum::VoteResult {
+        let one = |set: &[NodeId]| {
+            if set.is_empty() {
+                return quorum::VoteResult::Won;
+            }
+            let yes = set.iter().filter(|id| votes.get(id) == Some(&true)).count();
+            let no = set
+                .iter()
+                .filter(|id| votes.get(id) == Some(&false))
+                .count();
+            if quorum::has_majority(yes, set.len()) {
+                quorum::VoteResult::Won
+            } else if quorum::has_lost(no, set.len()) {
+                quorum::VoteResult::Lost
+            } else {
+                quorum::VoteResult::Pending
+            }
+        };
+        one(&self.voters).and(one(&self.outgoing))
+    }
+
+    /// The highest index a quorum has reached, `matched` giving each
+    /// voter's index: while joint, the lower of the two halves' values.
+    pub fn committed_index(&self, matched: impl Fn(NodeId) -> Index) -> Index {
+        let one = |set: &[NodeId]| {
+            let mut m: Vec<Index> = set.iter().map(|&id| matched(id)).collect();
+            quorum::committed_index(&mut m)
+        };
+        if self.is_joint() {
+            one(&self.voters).min(one(&self.outgoing))
+        } else {
+            one(&self.voters)
+        }
+    }
+
+    /// Checks the invariants a configuration must hold (sorted sets, no
+    /// member in two roles, at least one voter).
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let is_sorted = |v: &[NodeId]| v.windows(2).all(|w| w[0] < w[1]);
+        if self.voters.is_empty() {
+            return Err("no voters");
+        }
+        if !is_sorted(&self.voters)
+            || !is_sorted(&self.outgoing)
+            || !is_sorted(&self.learners)
+            || !is_sorted(&self.auto_promote)
+        {
+            return Err("member lists not sorted");
+        }
+        if self.ids().contains(&0) {
+            return Err("member id 0");
+        }
+        if self.learners.iter().any(|&id| self.is_voter(id)) {
+            return Err("a learner is also a voter");
+        }
+        if self.auto_promote.iter().any(|&id| !self.is_learner(id)) {
+            return Err("an auto-promoted member is not a learner");
+        }
+        Ok(())
+    }
+
+    /// The configuration `change` leads to from this one (not joint): for a
+    /// change of voters, the joint configuration that enters it.
+    pub fn apply(&self, change: &ConfChange) -> Result<Membership, ConfChangeError> {
+        if self.is_joint() {
+            return Err(ConfChangeError::InProgress);
+        }
+        let mut next = self.clone();
+        let mut voters = self.voters.clone();
+        match change {
+            ConfChange::AddLearner {
+                id,
+                address,
+                promote,
+            } => {
+                if *id == 0 {
+                    return Err(ConfChangeError::Invalid("member id 0 is reserved".into()));
+                }
+                if self.contains(*id) {
+                    return Err(ConfChangeError::AlreadyMember(*id));
+                }
+                next.learners = sorted(next.learners.iter().copied().chain([*id]).collect());
+                if *promote {
+                    next.auto_promote =
+                        sorted(next.auto_promote.iter().copied().chain([*id]).collect());
+                }
+                next.addresses.insert(*id, address.clone());
+                return Ok(next);
+            }
+            ConfChange::SetAddress { id, address } => {
+                if !self.contains(*id) {
+                    return Err(ConfChangeError::NotMember(*id));
+                }
+                next.addresses.insert(*id, address.clone());
+                return Ok(next);
+            }
+            ConfChange::Promote { id } => {
+                if !self.is_learner(*id) {
+                    return Err(ConfChangeError::NotLearner(*id));
+                }
+                voters.push(*id);
+            }
+            ConfChange::Remove { id } => {
+                if self.is_learner(*id) {
+                    // Learners decide nothing: dropping one needs no joint phase.
+                    next.learners.retain(|&l| l != *id);
+                    next.auto_promote.retain(|&l| l != *id);
+                    next.addresses.remove(id);
+                    return Ok(next);
+                }
+                if !self.is_voter(*id) {
+                    return Err(ConfChangeError::NotMember(*id));
+                }
+                voters.retain(|&v| v != *id);
+            }
+            ConfChange::Replace { remove, promote } => {
+                if !self.is_voter(*remove) {
+                    return Err(ConfChangeError::NotMember(*remove));
+                }
+                if !self.is_learner(*promote) {
+                    return Err(ConfChangeError::NotLearner(*promote));
+                }
+                voters.retain(|&v| v != *remove);
+                voters.push(*promote);
+            }
+        }
+        let voters = sorted(voters);
+        if voters.is_empty() {
+            return Err(ConfChangeError::Invalid(
+                "the last voter cannot be removed".into(),
+            ));
+        }
+        next.learners.retain(|id| !voters.contains(id));
+        next.auto_promote.retain(|id| !voters.contains(id));
+        next.outgoing = self.voters.clone();
+        next.voters = voters;
+        Ok(next)
+    }
+
+    /// The configuration that ends a joint phase: the new voters alone,
+    /// and the members that left forgotten.
+    pub fn leave_joint(&self) -> Membership {
+        let mut next = self.clone();
+        next.outgoing.clear();
+        let keep = next.ids();
+        next.addresses.retain(|id, _| keep.contains(id));
+        next
     }
 }
 
+fn sorted(mut ids: Vec<NodeId>) -> Vec<NodeId> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// A membership change, proposed with [`crate::RawNode::propose_conf_change`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfChange {
+    /// Add a non-voting member at `address`. With `promote`, the leader
+    /// makes it a voter once it has caught up.
+    AddLearner {
+        /// The new member.
+        id: NodeId,
+        /// Where it is reached.
+        address: String,
+        /// Promote it automatically once caught up.
+        promote: bool,
+    },
+    /// Make a learner a voter (through a joint configuration).
+    Promote {
+        /// The learner.
+        id: NodeId,
+    },
+    /// Remove a member: a learner at once, a voter through a joint
+    /// configuration.
+    Remove {
+        /// The member.
+        id: NodeId,
+    },
+    /// Remove voter `remove` and promote learner `promote` in one joint
+    /// change, so the number of voters never drops.
+    Replace {
+        /// The voter to remove.
+        remove: NodeId,
+        /// The learner to promote in its place.
+        promote: NodeId,
+    },
+    /// Move a member to a new address.
+    SetAddress {
+        /// The member.
+        id: NodeId,
+        /// Its new address.
+        address: String,
+    },
+}
+
+/// Why a membership change was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfChangeError {
+    /// Another change is not committed yet, or a joint phase is not over.
+    #[error("another membership change is in progress")]
+    InProgress,
+    /// The leader has not yet committed an entry of its own term; until it
+    /// has, an uncommitted change of an earlier leader may still be in its
+    /// log (the single-server change bug, Ongaro 2015).
+    #[error("the leader has not committed an entry of its term yet")]
+    LeaderNotReady,
+    /// The id is already a member.
+    #[error("node {0} is already a member")]
+    AlreadyMember(NodeId),
+    /// The id is not a member.
+    #[error("node {0} is not a member")]
+    NotMember(NodeId),
+    /// The id is not a learner.
+    #[error("node {0} is not a learner")]
+    NotLearner(NodeId),
+    /// The members heard from recently could not make a quorum of the new
+    /// configuration (or of the joint one).
+    #[error("the change would leave no quorum among the members up ({up:?})")]
+    NoQuorum {
+        /// The members the leader heard from recently, itself included.
+        up: Vec<NodeId>,
+    },
+    /// The change itself is not valid.
+    #[error("{0}")]
+    Invalid(String),
+}
 /// Describes the log prefix a snapshot replaces.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotMeta {
@@ -127,6 +437,29 @@ pub struct PersistedState {
     pub snapshot: Option<Snapshot>,
     /// The persisted log entries after the snapshot, contiguous and ascending.
     pub entries: Vec<Entry>,
+}
+
+impl PersistedState {
+    /// The state every founding member of a new cluster starts from: the
+    /// configuration as the first log entry, at term 0, already committed.
+    /// All founders write the same entry, so it is committed by
+    /// construction; from then on the configuration is Raft state and a
+    /// restarted node takes it from its log, never from its flags.
+    pub fn bootstrap(membership: Membership) -> Self {
+        PersistedState {
+            hard_state: HardState {
+                term: 0,
+                vote: 0,
+                commit: 1,
+            },
+            snapshot: None,
+            entries: vec![Entry {
+                term: 0,
+                index: 1,
+                payload: Payload::Config(membership),
+            }],
+        }
+    }
 }
 
 /// A node's role.

@@ -20,6 +20,9 @@ pub const HEADER_CLIENT_ID: &str = "x-raft-client-id";
 pub const HEADER_CLIENT_SEQ: &str = "x-raft-client-seq";
 /// Request header carrying the cluster token on the peer RPC and admin endpoints.
 pub const HEADER_CLUSTER_TOKEN: &str = "x-raft-cluster-token";
+/// Peer RPC request header: the sender's cluster id (16 hex digits). A node
+/// refuses peer traffic from another cluster.
+pub const HEADER_CLUSTER_ID: &str = "x-raft-cluster-id";
 
 /// `PUT /key/{key}` body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,8 +117,20 @@ pub struct StatusResponse {
     pub applied_index: Index,
     /// Index of the newest snapshot (0: none).
     pub snapshot_index: Index,
-    /// Voting members.
+    /// Voting members (while a change is in its joint phase: the voters
+    /// of the configuration being entered).
     pub members: Vec<NodeId>,
+    /// Non-voting members (learners).
+    #[serde(default)]
+    pub learners: Vec<NodeId>,
+    /// While a membership change is in its joint phase: the voters of the
+    /// configuration being left (empty otherwise).
+    #[serde(default)]
+    pub outgoing: Vec<NodeId>,
+    /// The cluster this node belongs to (16 hex digits; empty: a node still
+    /// waiting to join).
+    #[serde(default)]
+    pub cluster_id: String,
     /// Number of keys in the state machine.
     pub keys: u64,
     /// On the leader: each follower's progress.
@@ -208,6 +223,71 @@ impl SnapshotChunk {
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
         postcard::from_bytes(bytes)
     }
+}
+
+/// A member's place in the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    /// Votes and counts for commit.
+    Voter,
+    /// Receives the log, never votes, never counts for commit.
+    Learner,
+}
+
+/// One member of the configuration (`GET /cluster/members`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// The member's id.
+    pub id: NodeId,
+    /// Its base URL, as stored in the replicated configuration.
+    pub url: String,
+    /// Voter or learner. While a change is in its joint phase, a member
+    /// that votes in either the old or the new configuration is a voter.
+    pub role: MemberRole,
+    /// Learner only: the leader promotes it to voter once it has caught up.
+    #[serde(default)]
+    pub auto_promote: bool,
+    /// Joint phase only: it votes in the configuration being left but not in
+    /// the one being entered (it is being removed).
+    #[serde(default)]
+    pub leaving: bool,
+    /// Joint phase only: it votes in the configuration being entered but
+    /// not in the one being left (it is being added).
+    #[serde(default)]
+    pub joining: bool,
+}
+
+/// `GET /cluster/members` answer, and the answer to every membership change
+/// (the configuration once the change is committed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersResponse {
+    /// The cluster id (16 hex digits).
+    pub cluster_id: String,
+    /// The leader the serving node knows of.
+    pub leader: Option<NodeId>,
+    /// The log index of the configuration shown (0: the bootstrap one
+    /// from a snapshot).
+    pub config_index: Index,
+    /// Whether a change is in its joint phase (old and new voters both decide).
+    pub joint: bool,
+    /// Every member, in id order.
+    pub members: Vec<MemberInfo>,
+}
+
+/// `POST /cluster/members` body: add a member, first as a learner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddMemberRequest {
+    /// The new member's id (not in use).
+    pub id: NodeId,
+    /// Its base URL, e.g. `http://10.0.0.4:3004`.
+    pub url: String,
+    /// Keep it a learner (no automatic promotion once caught up).
+    #[serde(default)]
+    pub learner: bool,
+    /// Skip the check that the members currently up can still reach quorum.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// `POST /admin/snapshot` answer.

@@ -11,8 +11,7 @@ use raft_core::{
 fn node(id: NodeId) -> RawNode {
     RawNode::new(
         Config::new(id),
-        Membership::new(vec![1, 2, 3]),
-        PersistedState::default(),
+        PersistedState::bootstrap(Membership::new(vec![1, 2, 3])),
     )
     .expect("valid configuration")
 }
@@ -59,14 +58,15 @@ fn leader() -> RawNode {
         1,
         MessageBody::AppendResponse {
             success: true,
-            index: 1,
+            index: 2,
             hint_index: 0,
             hint_term: 0,
         },
     ))
     .unwrap();
     drain(&mut n);
-    assert_eq!(n.status().commit, 1, "the no-op commits");
+    // Index 1 is the bootstrap configuration; the no-op is at 2.
+    assert_eq!(n.status().commit, 2, "the no-op commits");
     n
 }
 
@@ -101,7 +101,7 @@ fn one_vote_per_term() {
             1,
             5,
             MessageBody::Vote {
-                last_index: 0,
+                last_index: 1,
                 last_term: 0,
                 transfer: false,
             },
@@ -185,7 +185,7 @@ fn a_read_waits_for_a_majority_to_confirm_leadership() {
         MessageBody::HeartbeatResponse { read_ctx: round },
     ))
     .unwrap();
-    assert_eq!(drain(&mut n).1, [ReadState { ctx: 7, index: 1 }]);
+    assert_eq!(drain(&mut n).1, [ReadState { ctx: 7, index: 2 }]);
 }
 
 #[test]
@@ -282,7 +282,7 @@ fn a_follower_acknowledges_only_after_its_write() {
     let mut n = node(2);
     let entry = raft_core::Entry {
         term: 1,
-        index: 1,
+        index: 2,
         payload: raft_core::Payload::Noop,
     };
     n.step(msg(
@@ -290,7 +290,7 @@ fn a_follower_acknowledges_only_after_its_write() {
         2,
         1,
         MessageBody::Append {
-            prev_index: 0,
+            prev_index: 1,
             prev_term: 0,
             entries: vec![entry],
             commit: 0,
@@ -312,8 +312,7 @@ fn a_candidate_asks_for_votes_only_after_its_vote_is_durable() {
     cfg.pre_vote = false;
     let mut n = RawNode::new(
         cfg,
-        Membership::new(vec![1, 2, 3]),
-        PersistedState::default(),
+        PersistedState::bootstrap(Membership::new(vec![1, 2, 3])),
     )
     .expect("valid configuration");
     n.campaign();

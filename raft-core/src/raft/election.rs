@@ -31,7 +31,7 @@ impl Raft {
         let last_index = self.log.last_index();
         let last_term = self.log.last_term();
         let term = if pre { self.term + 1 } else { self.term };
-        for id in self.peers() {
+        for id in self.voter_peers() {
             let body = if pre {
                 MessageBody::PreVote {
                     last_index,
@@ -86,10 +86,8 @@ impl Raft {
     /// Counts the answers; wins, loses or keeps waiting. Returns whether the
     /// round is over.
     fn tally_and_decide(&mut self) -> bool {
-        let voters = self.membership.voters.len();
-        let yes = self.votes.values().filter(|&&g| g).count();
-        let no = self.votes.len() - yes;
-        if quorum::has_majority(yes, voters) {
+        let result = self.membership.vote_result(&self.votes);
+        if result == quorum::VoteResult::Won {
             match self.role {
                 Role::PreCandidate => {
                     self.become_candidate();
@@ -99,7 +97,7 @@ impl Raft {
                 _ => {}
             }
             true
-        } else if quorum::has_lost(no, voters) {
+        } else if result == quorum::VoteResult::Lost {
             let term = self.term;
             self.become_follower(term, 0);
             true

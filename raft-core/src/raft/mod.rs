@@ -2,6 +2,7 @@
 //! replication and reads each have their own file.
 
 mod election;
+mod membership;
 mod read_index;
 mod replication;
 
@@ -26,7 +27,10 @@ pub struct Raft {
     pub(crate) leader: NodeId,
     pub(crate) log: RaftLog,
     pub(crate) membership: Membership,
-    /// Leader only: every other voter's replication progress.
+    /// The log index of the entry `membership` comes from (the snapshot's
+    /// index when it comes from the snapshot).
+    pub(crate) config_index: Index,
+    /// Leader only: every other member's replication progress (learners too).
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     /// Candidate and pre-candidate only: the answers received.
     votes: BTreeMap<NodeId, bool>,
@@ -43,15 +47,15 @@ pub struct Raft {
     needs_broadcast: bool,
     /// Messages rejected as malformed or misaddressed.
     pub(crate) rejected: u64,
+    /// Leader: followers found to have lost their log since the last
+    /// `Ready`, as `(id, acknowledged, reported)`.
+    pub(crate) lost_logs: Vec<(NodeId, Index, Index)>,
 }
 
 impl Raft {
-    pub(crate) fn new(
-        cfg: Config,
-        membership: Membership,
-        hard_state: HardState,
-        log: RaftLog,
-    ) -> Self {
+    pub(crate) fn new(cfg: Config, hard_state: HardState, log: RaftLog) -> Self {
+        let (config_index, membership) = log.config_at(log.last_index());
+        let (config_index, membership) = (config_index, membership.clone());
         let rng = Rng::new(cfg.seed ^ cfg.id.wrapping_mul(0x9E37_79B9));
         let mut raft = Raft {
             term: hard_state.term,
@@ -60,6 +64,7 @@ impl Raft {
             leader: 0,
             log,
             membership,
+            config_index,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
             election_elapsed: 0,
@@ -72,6 +77,7 @@ impl Raft {
             received_snapshot: None,
             needs_broadcast: false,
             rejected: 0,
+            lost_logs: Vec::new(),
             cfg,
         };
         raft.reset_election_timer();
@@ -91,18 +97,25 @@ impl Raft {
     }
 
     fn is_voter(&self) -> bool {
-        self.membership.contains(self.id())
+        self.membership.is_voter(self.id())
     }
 
-    /// The other voters, in id order (deterministic output).
+    /// Every other member, learners included, in id order (deterministic
+    /// output): who the leader replicates to.
     fn peers(&self) -> Vec<NodeId> {
         let me = self.id();
-        self.membership
-            .voters
-            .iter()
-            .copied()
-            .filter(|&id| id != me)
-            .collect()
+        let mut ids = self.membership.ids();
+        ids.retain(|&id| id != me);
+        ids
+    }
+
+    /// The other voters of either half of the configuration: who a
+    /// candidate asks for votes.
+    fn voter_peers(&self) -> Vec<NodeId> {
+        let me = self.id();
+        let mut ids = self.membership.all_voters();
+        ids.retain(|&id| id != me);
+        ids
     }
 
     fn send(&mut self, to: NodeId, body: MessageBody) {
@@ -223,11 +236,13 @@ impl Raft {
             self.heartbeat_elapsed = 0;
             self.broadcast_heartbeat();
         }
+        self.maybe_auto_promote();
     }
 
     fn quorum_active(&self) -> bool {
-        let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
-        crate::quorum::has_majority(active, self.membership.voters.len())
+        let me = self.id();
+        self.membership
+            .has_quorum(|id| id == me || self.progress.get(&id).is_some_and(|p| p.recent_active))
     }
 
     pub(crate) fn step(&mut self, m: Message) -> Result<(), StepError> {
@@ -249,6 +264,11 @@ impl Raft {
                 && self.leader != 0
                 && self.election_elapsed < self.cfg.election_tick
             {
+                return Ok(());
+            }
+            // A node outside our configuration (removed, or not yet known
+            // to us) cannot disrupt a leader we follow.
+            if vote_request && self.leader != 0 && !self.membership.is_voter(m.from) {
                 return Ok(());
             }
             match &m.body {
@@ -311,7 +331,7 @@ impl Raft {
                 commit,
             } => {
                 self.hear_from_leader(m.from);
-                self.handle_append(m.from, prev_index, prev_term, &entries, commit);
+                self.handle_append(m.from, prev_index, prev_term, &entries, commit)?;
             }
             MessageBody::Heartbeat { commit, read_ctx } => {
                 self.hear_from_leader(m.from);
@@ -368,7 +388,21 @@ impl Raft {
         if m.to != me {
             return Err(StepError::WrongRecipient { to: m.to, me });
         }
-        if m.from == me || m.from == 0 || !self.membership.contains(m.from) {
+        if m.from == me || m.from == 0 {
+            return Err(StepError::UnknownSender(m.from));
+        }
+        // A sender missing from our configuration may still be legitimate:
+        // a leader (its term proves it) or a candidate of a configuration
+        // this node has not received yet. Anything else from it is refused.
+        let from_outsider_allowed = matches!(
+            m.body,
+            MessageBody::Append { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. }
+                | MessageBody::PreVote { .. }
+                | MessageBody::Vote { .. }
+        ) || (m.from == self.leader);
+        if !self.membership.contains(m.from) && !from_outsider_allowed {
             return Err(StepError::UnknownSender(m.from));
         }
         let malformed = |reason| {
@@ -395,6 +429,11 @@ impl Raft {
                     if e.term < expected_term || e.term > m.term {
                         return malformed("entry terms out of order");
                     }
+                    if let Payload::Config(c) = &e.payload {
+                        if c.validate().is_err() {
+                            return malformed("invalid configuration entry");
+                        }
+                    }
                     expected_term = e.term;
                 }
             }
@@ -402,8 +441,8 @@ impl Raft {
                 if snapshot.meta.index == 0 || snapshot.meta.term > m.term {
                     return malformed("snapshot index or term out of range");
                 }
-                if snapshot.meta.membership.voters.is_empty() {
-                    return malformed("snapshot without members");
+                if snapshot.meta.membership.validate().is_err() {
+                    return malformed("snapshot with an invalid configuration");
                 }
             }
             MessageBody::AppendResponse { success, index, .. }
@@ -448,7 +487,7 @@ impl Raft {
                 leader: (self.leader != 0).then_some(self.leader),
             });
         }
-        if !self.membership.contains(to) {
+        if !self.membership.voters.contains(&to) {
             return Err(NotAccepted::UnknownNode(to));
         }
         if to == self.id() {

@@ -14,7 +14,6 @@ use std::collections::VecDeque;
 use super::Raft;
 use crate::config::NotAccepted;
 use crate::message::MessageBody;
-use crate::quorum;
 use crate::types::{Index, NodeId, Role};
 
 /// A read the driver may serve once it has applied `index`.
@@ -108,7 +107,8 @@ impl Raft {
             return;
         }
         let index = self.log.commit;
-        if self.membership.voters.len() == 1 {
+        let me = self.id();
+        if self.membership.has_quorum(|id| id == me) {
             self.answer_read(ctx, from, index);
             return;
         }
@@ -152,21 +152,15 @@ impl Raft {
     /// Answers every read whose heartbeat round a majority acknowledged.
     pub(super) fn release_confirmed_reads(&mut self) {
         let me = self.id();
-        let voters = self.membership.voters.len();
         while let Some(read) = self.reads.confirming.front().copied() {
-            let acks = self
-                .membership
-                .voters
-                .iter()
-                .filter(|&&id| {
-                    id == me
-                        || self
-                            .progress
-                            .get(&id)
-                            .is_some_and(|p| p.read_acked >= read.round)
-                })
-                .count();
-            if !quorum::has_majority(acks, voters) {
+            let confirmed = self.membership.has_quorum(|id| {
+                id == me
+                    || self
+                        .progress
+                        .get(&id)
+                        .is_some_and(|p| p.read_acked >= read.round)
+            });
+            if !confirmed {
                 break;
             }
             self.reads.confirming.pop_front();

@@ -2,10 +2,15 @@
 //! commit) and the follower's side (log matching, conflict truncation).
 
 use super::Raft;
+use crate::config::StepError;
 use crate::message::MessageBody;
 use crate::progress::ProgressState;
-use crate::quorum;
-use crate::types::{Entry, Index, NodeId, Role, Snapshot, Term};
+use crate::types::{Entry, Index, NodeId, Payload, Role, Snapshot, Term};
+
+/// Heartbeat rounds in a row in which a follower must deny holding its own
+/// match point before the leader decides it lost its log. More than one, so
+/// a duplicated old rejection cannot do it alone.
+const LOG_LOST_ROUNDS: u32 = 3;
 
 impl Raft {
     // ----- leader -----
@@ -73,8 +78,12 @@ impl Raft {
                 continue;
             };
             // Only what the follower is known to hold may be marked
-            // committed on it: its log may still diverge after `match`.
-            let commit = self.log.commit.min(pr.match_index);
+            // committed on it: its log may still diverge after `match`. A
+            // follower that lost its log holds nothing known.
+            let commit = match pr.state {
+                ProgressState::LogLost { .. } => 0,
+                _ => self.log.commit.min(pr.match_index),
+            };
             self.send(id, MessageBody::Heartbeat { commit, read_ctx });
         }
     }
@@ -91,19 +100,15 @@ impl Raft {
     /// earlier terms are committed indirectly, by the Log Matching Property.
     pub(super) fn maybe_commit(&mut self) -> bool {
         let me = self.id();
-        let mut matched: Vec<Index> = self
-            .membership
-            .voters
-            .iter()
-            .map(|&id| {
-                if id == me {
-                    self.log.persisted
-                } else {
-                    self.progress.get(&id).map_or(0, |p| p.match_index)
-                }
-            })
-            .collect();
-        let index = quorum::committed_index(&mut matched);
+        // Learners are not counted; while joint, both majorities must hold
+        // the entry (thesis §4.3).
+        let index = self.membership.committed_index(|id| {
+            if id == me {
+                self.log.persisted
+            } else {
+                self.progress.get(&id).map_or(0, |p| p.match_index)
+            }
+        });
         if index <= self.log.commit {
             return false;
         }
@@ -115,6 +120,7 @@ impl Raft {
         }
         self.log.commit_to(index);
         self.release_reads_waiting_for_commit();
+        self.on_commit_advanced();
         true
     }
 
@@ -156,9 +162,27 @@ impl Raft {
         let stale = match pr.state {
             ProgressState::Replicate => index <= pr.match_index,
             ProgressState::Probe => index + 1 != pr.next_index,
-            ProgressState::Snapshot { .. } => true,
+            ProgressState::Snapshot { .. } | ProgressState::LogLost { .. } => true,
         };
         if stale || index == 0 {
+            return;
+        }
+        if pr.state == ProgressState::Probe
+            && index == pr.match_index
+            && hint_index < pr.match_index
+        {
+            // The probe at the follower's own match point failed: it lacks
+            // an entry it acknowledged durably. Probing lower would never
+            // end (its log may hold anything); wait for the next heartbeat
+            // round, and after a few such rounds give up on it.
+            pr.below_match_rounds += 1;
+            if pr.below_match_rounds >= LOG_LOST_ROUNDS {
+                pr.state = ProgressState::LogLost {
+                    acknowledged: pr.match_index,
+                    reported: hint_index,
+                };
+                self.lost_logs.push((from, pr.match_index, hint_index));
+            }
             return;
         }
         // Fast back-off: jump to the last index where our log can agree
@@ -220,16 +244,42 @@ impl Raft {
         prev_term: Term,
         entries: &[Entry],
         commit: Index,
-    ) {
+    ) -> Result<(), StepError> {
         if prev_index < self.log.commit {
-            // Everything up to our commit index already matches the leader
-            // (Leader Completeness); report it so the leader moves on.
+            // Everything up to our commit index must already match the
+            // leader (Leader Completeness). An entry that contradicts one we
+            // committed means safety is already broken: refuse, never
+            // acknowledge past it.
+            for e in entries.iter().take_while(|e| e.index <= self.log.commit) {
+                if let Some(ours) = self.log.term(e.index) {
+                    if ours != e.term {
+                        return Err(StepError::CommittedConflict {
+                            leader: from,
+                            index: e.index,
+                            ours,
+                            theirs: e.term,
+                        });
+                    }
+                }
+            }
             let index = self.log.commit;
             self.send(from, ack(index));
-            return;
+            return Ok(());
         }
         if self.log.matches(prev_index, prev_term) {
+            let config_index = self.config_index;
             let last_new = self.log.append_from_leader(prev_index, entries);
+            // A configuration takes effect once in the log; a truncated one
+            // stops being in force (thesis §4.1).
+            let truncated_config = self.log.config_at(config_index).0 != config_index
+                || self.log.last_index() < config_index;
+            if truncated_config
+                || entries
+                    .iter()
+                    .any(|e| matches!(e.payload, Payload::Config(_)))
+            {
+                self.reload_membership();
+            }
             // Only what this message proved to match may be committed here.
             self.log.commit_to(commit.min(last_new));
             self.send(from, ack(last_new));
@@ -245,6 +295,7 @@ impl Raft {
                 },
             );
         }
+        Ok(())
     }
 
     pub(super) fn handle_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
@@ -263,8 +314,9 @@ impl Raft {
             return;
         }
         let index = meta.index;
-        self.membership = meta.membership.clone();
+        let membership = meta.membership.clone();
         self.log.restore_snapshot(snapshot.clone());
+        self.set_membership(index, membership);
         self.received_snapshot = Some(snapshot);
         debug_assert_eq!(self.role, Role::Follower);
         self.send(from, ack(index));

@@ -507,7 +507,7 @@ impl Cluster {
             return;
         }
         let config = self.cfg.node_config(id, self.nodes[i].restarts() + 1);
-        if let Err(e) = self.nodes[i].restart(config, &self.members) {
+        if let Err(e) = self.nodes[i].restart(config) {
             self.checker.driver(id, format!("restart failed: {e}"));
             return;
         }

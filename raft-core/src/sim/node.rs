@@ -175,14 +175,36 @@ pub struct SimNode {
 }
 
 impl SimNode {
+    /// A founding member: it starts from the bootstrap state (the
+    /// configuration as the first, committed entry), as the server writes it
+    /// before it starts a new cluster's node.
     pub(crate) fn new(id: NodeId, config: Config, members: &Membership) -> Result<Self, String> {
-        let raw = RawNode::new(config, members.clone(), PersistedState::default())
-            .map_err(|e| e.to_string())?;
+        let PersistedState {
+            hard_state,
+            snapshot,
+            entries,
+        } = PersistedState::bootstrap(members.clone());
+        let durable = DurableStore {
+            hard_state,
+            snapshot,
+            entries,
+        };
+        Self::start(id, config, durable)
+    }
+
+    /// A member joining an existing cluster: nothing persisted, no
+    /// configuration; it learns everything from the leader.
+    pub(crate) fn joining(id: NodeId, config: Config) -> Result<Self, String> {
+        Self::start(id, config, DurableStore::default())
+    }
+
+    fn start(id: NodeId, config: Config, durable: DurableStore) -> Result<Self, String> {
+        let raw = RawNode::new(config, durable.persisted()).map_err(|e| e.to_string())?;
         Ok(SimNode {
             id,
             raw: Some(raw),
             kv: KvStore::new(),
-            durable: DurableStore::default(),
+            durable,
             next_tick: 0,
             restarts: 0,
             last_snapshot: 0,
@@ -295,10 +317,9 @@ impl SimNode {
     }
 
     /// Starts again from the durable store.
-    pub(crate) fn restart(&mut self, config: Config, members: &Membership) -> Result<(), String> {
+    pub(crate) fn restart(&mut self, config: Config) -> Result<(), String> {
         self.restarts += 1;
-        let raw = RawNode::new(config, members.clone(), self.durable.persisted())
-            .map_err(|e| e.to_string())?;
+        let raw = RawNode::new(config, self.durable.persisted()).map_err(|e| e.to_string())?;
         self.kv = match &self.durable.snapshot {
             Some(s) => KvStore::restore(&s.data).map_err(|e| e.to_string())?,
             None => KvStore::new(),

@@ -75,12 +75,17 @@ impl Harness {
                 config.election_tick = 10;
                 config.heartbeat_tick = 1;
                 config.max_batch_bytes = max_batch_bytes;
-                let raw = RawNode::new(config.clone(), membership.clone(), Default::default())
-                    .expect("valid config");
+                let founders = PersistedState::bootstrap(membership.clone());
+                let disk = Disk {
+                    hard_state: founders.hard_state,
+                    snapshot: None,
+                    entries: founders.entries.clone(),
+                };
+                let raw = RawNode::new(config.clone(), founders).expect("valid config");
                 let node = Node {
                     raw: Some(raw),
                     kv: KvStore::new(),
-                    disk: Disk::default(),
+                    disk,
                     config,
                 };
                 (id, node)
@@ -292,8 +297,7 @@ impl Harness {
             Some(s) => KvStore::restore(&s.data).map_err(|e| e.to_string())?,
             None => KvStore::new(),
         };
-        let raw = RawNode::new(node.config.clone(), self.membership.clone(), persisted)
-            .map_err(|e| e.to_string())?;
+        let raw = RawNode::new(node.config.clone(), persisted).map_err(|e| e.to_string())?;
         node.raw = Some(raw);
         Ok(())
     }
