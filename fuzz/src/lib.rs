@@ -35,7 +35,10 @@ pub fn snapshot_file(data: &[u8]) {
 /// cluster (whatever the terms, indexes and senders say), or a snapshot chunk.
 pub fn peer_rpc(data: &[u8]) {
     if let Ok(batch) = PeerBatch::decode(data) {
-        let mut node = RawNode::new(Config::new(1), PersistedState::bootstrap(Membership::new(vec![1, 2, 3])))
+        let mut node = RawNode::new(
+            Config::new(1),
+            PersistedState::bootstrap(Membership::new(vec![1, 2, 3])),
+        )
         .expect("a valid configuration");
         for msg in batch.messages {
             let _ = node.step(msg);

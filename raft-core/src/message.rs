@@ -82,11 +82,19 @@ pub enum MessageBody {
         commit: Index,
         /// The newest pending ReadIndex context (0: none).
         read_ctx: u64,
+        /// The leader's heartbeat round, echoed in the answer.
+        seq: u64,
     },
     /// The answer to a heartbeat.
     HeartbeatResponse {
         /// Echo of the heartbeat's read context.
         read_ctx: u64,
+        /// Echo of the heartbeat's round.
+        seq: u64,
+        /// The follower's last log index when it answered. Below what it
+        /// acknowledged, in answer to a round sent after that
+        /// acknowledgement, it proves the follower lost durable state.
+        last_index: Index,
     },
     /// InstallSnapshot (paper §7).
     InstallSnapshot {

@@ -7,8 +7,9 @@
 //!   leader streams appends optimistically, at most `max_inflight` unanswered.
 //! * `Snapshot`: the follower needs entries the leader has compacted away; an
 //!   InstallSnapshot is on its way and nothing else is sent until it lands.
-//! * `LogLost`: the follower keeps answering that it lacks entries it
-//!   already acknowledged, so it lost durable state (an emptied or swapped
+//! * `LogLost`: the follower answered a heartbeat sent after its last
+//!   acknowledgement with a log shorter than that acknowledgement, so it
+//!   lost durable state (an emptied or swapped
 //!   data directory). Nothing but heartbeats that commit nothing goes to it
 //!   any more: neither the probe ping-pong a lower `next` would never end,
 //!   nor a commit index it could apply to entries that are not the leader's.
@@ -77,9 +78,9 @@ pub struct Progress {
     pub read_acked: u64,
     /// Auto-promoted learner: consecutive ticks it has been caught up.
     pub caught_up_ticks: u64,
-    /// Consecutive heartbeat rounds in which the follower rejected a probe
-    /// at its own match point with a log ending below it.
-    pub below_match_rounds: u32,
+    /// The leader's heartbeat round when `match_index` last moved: only an
+    /// answer to a later round can prove the follower lost entries.
+    pub match_seq: u64,
 }
 
 impl Progress {
@@ -96,7 +97,7 @@ impl Progress {
             ticks_in_snapshot: 0,
             read_acked: 0,
             caught_up_ticks: 0,
-            below_match_rounds: 0,
+            match_seq: 0,
         }
     }
 
@@ -117,7 +118,6 @@ impl Progress {
             self.match_index = index;
             self.probe_sent = false;
         }
-        self.below_match_rounds = 0;
         self.next_index = self.next_index.max(index + 1);
         while self.inflight.front().is_some_and(|&last| last <= index) {
             self.inflight.pop_front();

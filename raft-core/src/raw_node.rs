@@ -446,6 +446,12 @@ impl RawNode {
         &self.raft.membership
     }
 
+    /// The log index of the configuration in force (0 or the snapshot's
+    /// index when it comes from the snapshot).
+    pub fn config_index(&self) -> Index {
+        self.raft.config_index
+    }
+
     /// The log entry at `index`, if held in memory.
     pub fn entry(&self, index: Index) -> Option<&Entry> {
         self.raft.log.entry(index)

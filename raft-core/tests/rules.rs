@@ -128,6 +128,7 @@ fn no_pre_vote_for_the_term_of_a_known_leader() {
         MessageBody::Heartbeat {
             commit: 0,
             read_ctx: 0,
+            seq: 1,
         },
     ))
     .unwrap();
@@ -174,6 +175,8 @@ fn a_read_waits_for_a_majority_to_confirm_leadership() {
         1,
         MessageBody::HeartbeatResponse {
             read_ctx: round - 1,
+            seq: 0,
+            last_index: 2,
         },
     ))
     .unwrap();
@@ -182,7 +185,11 @@ fn a_read_waits_for_a_majority_to_confirm_leadership() {
         2,
         1,
         1,
-        MessageBody::HeartbeatResponse { read_ctx: round },
+        MessageBody::HeartbeatResponse {
+            read_ctx: round,
+            seq: 0,
+            last_index: 2,
+        },
     ))
     .unwrap();
     assert_eq!(drain(&mut n).1, [ReadState { ctx: 7, index: 2 }]);
@@ -203,6 +210,7 @@ fn a_deposed_leader_refuses_the_reads_followers_asked_for() {
         MessageBody::Heartbeat {
             commit: 0,
             read_ctx: 0,
+            seq: 1,
         },
     ))
     .unwrap();

@@ -2,8 +2,11 @@
 //! of 3 to 9 nodes with its own timing, batching, PreVote/CheckQuorum,
 //! network quality and snapshot frequency, at least 200 client operations,
 //! and a nemesis crashing nodes, cutting links and degrading the network.
-//! Raft's invariants are checked after every step, the history's
-//! linearizability at the end.
+//! One seed in [`CHURN_EVERY`] also churns the membership among 3 to 7
+//! voters ([`SimConfig::randomized_churn`]): learners joining under new ids,
+//! promotions, removals, replacements, removed members re-added under new
+//! ids and stopped. Raft's invariants are checked after every step, the
+//! history's linearizability at the end.
 //!
 //! * `cargo test -p raft-core --test sim_seeds` runs seeds `0..2000`, split
 //!   over several tests that run in parallel.
@@ -20,6 +23,8 @@ use raft_core::sim::{Cluster, LinearizabilityError, Outcome, RunReport, SimConfi
 const DEFAULT_SEEDS: u64 = 2_000;
 /// The seed range is split over this many tests.
 const CHUNKS: u64 = 8;
+/// Every this many seeds, one churns the membership.
+const CHURN_EVERY: u64 = 3;
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
@@ -39,8 +44,21 @@ fn chunk_range(chunk: u64) -> Range<u64> {
     lo..hi
 }
 
+/// Whether seed `seed` churns the membership.
+fn churns(seed: u64) -> bool {
+    seed % CHURN_EVERY == CHURN_EVERY - 1
+}
+
+fn config(seed: u64) -> SimConfig {
+    if churns(seed) {
+        SimConfig::randomized_churn(seed)
+    } else {
+        SimConfig::randomized(seed)
+    }
+}
+
 fn run_seed(seed: u64) -> RunReport {
-    Cluster::new(SimConfig::randomized(seed))
+    Cluster::new(config(seed))
         .expect("a randomized config is valid")
         .run_to_end()
 }
@@ -76,11 +94,20 @@ fn run_chunk(chunk: u64) {
     let (mut productive, mut converged, mut finished) = (0u64, 0u64, 0u64);
     let (mut crashes, mut partitions, mut snapshots, mut ops) = (0usize, 0usize, 0u64, 0usize);
     let mut few_faults = 0u64;
+    let (mut churn_seeds, mut changes, mut added, mut retired) = (0u64, 0usize, 0usize, 0usize);
     for seed in seeds.clone() {
         let r = run_seed(seed);
         if let Some(why) = failure(&r) {
             panic!("seed {seed} failed: {why}\n{}", replay_hint(seed));
         }
+        // No simulated node ever loses its durable state: any LogLost is a
+        // false alarm that would stop replication to a healthy follower.
+        assert_eq!(
+            r.lost_logs,
+            0,
+            "seed {seed}: a healthy follower was declared LogLost\n{}",
+            replay_hint(seed)
+        );
         productive += u64::from(r.writes_ok * 2 >= r.writes);
         converged += u64::from(r.converged);
         finished += u64::from(r.finished);
@@ -89,11 +116,19 @@ fn run_chunk(chunk: u64) {
         partitions += r.partitions;
         snapshots += r.snapshots_installed;
         ops += r.ops_ok;
+        if churns(seed) {
+            churn_seeds += 1;
+            changes += r.conf_changes;
+            added += r.nodes_added;
+            retired += r.nodes_retired;
+        }
     }
     let summary = format!(
         "seeds {seeds:?}: {productive} committed at least half of their writes, {converged} \
          converged, {finished} finished, {few_faults} had fewer than 3 faults; {ops} ops \
-         answered, {crashes} crashes, {partitions} partitions, {snapshots} snapshots installed"
+         answered, {crashes} crashes, {partitions} partitions, {snapshots} snapshots installed; \
+         {churn_seeds} churned the membership: {changes} changes accepted, {added} nodes added, \
+         {retired} removed nodes stopped"
     );
     println!("{summary}");
     // A simulator where nothing happens must not pass.
@@ -114,6 +149,12 @@ fn run_chunk(chunk: u64) {
     assert!(
         snapshots >= n,
         "InstallSnapshot is not exercised: {summary}"
+    );
+    // Membership churn must really happen where it is on.
+    let churn = churn_seeds as usize;
+    assert!(
+        changes >= 2 * churn && added >= churn && (churn < 10 || retired > 0),
+        "too little membership churn: {summary}"
     );
 }
 
@@ -160,7 +201,8 @@ fn seeds_7() {
 /// The same seed gives the same run, step for step; another seed does not.
 #[test]
 fn same_seed_same_run() {
-    for seed in [3, 1_000_003] {
+    // 2 and 1_000_001 churn the membership.
+    for seed in [2, 3, 1_000_001, 1_000_003] {
         let a = run_seed(seed);
         let b = run_seed(seed);
         assert_eq!(
@@ -182,16 +224,25 @@ fn replay() {
     let Some(seed) = env_u64("RAFT_SIM_SEED") else {
         return;
     };
-    let cfg = SimConfig::randomized(seed);
+    let cfg = config(seed);
     println!("seed {seed}: {cfg:#?}");
     let mut cluster = Cluster::new(cfg).unwrap();
     let r = cluster.run_to_end();
     for (t, f) in cluster.fault_log() {
         println!("t={t:>6} fault: {f}");
     }
+    for c in cluster.conf_log() {
+        println!("t={:>6} membership: {} -> {:?}", c.at, c.action, c.result);
+    }
+    println!("configuration at the end: {:?}", cluster.membership());
     println!("leaders by term: {:?}", cluster.leaders());
     for n in cluster.nodes() {
-        println!("node {}: {:?}", n.id(), n.status());
+        let retired = if n.is_retired() {
+            " (stopped for good)"
+        } else {
+            ""
+        };
+        println!("node {}{retired}: {:?}", n.id(), n.status());
     }
     let failing_key = match &r.linearizability {
         Err(LinearizabilityError::NotLinearizable { key, .. }) => Some(key.clone()),

@@ -50,6 +50,8 @@ pub struct Raft {
     /// Leader: followers found to have lost their log since the last
     /// `Ready`, as `(id, acknowledged, reported)`.
     pub(crate) lost_logs: Vec<(NodeId, Index, Index)>,
+    /// Leader: the number of the last heartbeat round sent.
+    pub(crate) heartbeat_seq: u64,
 }
 
 impl Raft {
@@ -78,6 +80,7 @@ impl Raft {
             needs_broadcast: false,
             rejected: 0,
             lost_logs: Vec::new(),
+            heartbeat_seq: 0,
             cfg,
         };
         raft.reset_election_timer();
@@ -333,10 +336,22 @@ impl Raft {
                 self.hear_from_leader(m.from);
                 self.handle_append(m.from, prev_index, prev_term, &entries, commit)?;
             }
-            MessageBody::Heartbeat { commit, read_ctx } => {
+            MessageBody::Heartbeat {
+                commit,
+                read_ctx,
+                seq,
+            } => {
                 self.hear_from_leader(m.from);
                 self.log.commit_to(commit);
-                self.send(m.from, MessageBody::HeartbeatResponse { read_ctx });
+                let last_index = self.log.last_index();
+                self.send(
+                    m.from,
+                    MessageBody::HeartbeatResponse {
+                        read_ctx,
+                        seq,
+                        last_index,
+                    },
+                );
             }
             MessageBody::InstallSnapshot { snapshot } => {
                 self.hear_from_leader(m.from);
@@ -352,9 +367,13 @@ impl Raft {
                     self.handle_append_response(m.from, success, index, hint_index, hint_term);
                 }
             }
-            MessageBody::HeartbeatResponse { read_ctx } => {
+            MessageBody::HeartbeatResponse {
+                read_ctx,
+                seq,
+                last_index,
+            } => {
                 if self.role == Role::Leader {
-                    self.handle_heartbeat_response(m.from, read_ctx);
+                    self.handle_heartbeat_response(m.from, read_ctx, seq, last_index);
                 }
             }
             MessageBody::ReadIndex { ctx } => self.handle_remote_read(m.from, ctx),

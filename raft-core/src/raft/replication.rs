@@ -7,11 +7,6 @@ use crate::message::MessageBody;
 use crate::progress::ProgressState;
 use crate::types::{Entry, Index, NodeId, Payload, Role, Snapshot, Term};
 
-/// Heartbeat rounds in a row in which a follower must deny holding its own
-/// match point before the leader decides it lost its log. More than one, so
-/// a duplicated old rejection cannot do it alone.
-const LOG_LOST_ROUNDS: u32 = 3;
-
 impl Raft {
     // ----- leader -----
 
@@ -73,6 +68,8 @@ impl Raft {
 
     pub(super) fn broadcast_heartbeat(&mut self) {
         let read_ctx = self.reads.round;
+        self.heartbeat_seq += 1;
+        let seq = self.heartbeat_seq;
         for id in self.peers() {
             let Some(pr) = self.progress.get(&id) else {
                 continue;
@@ -84,7 +81,14 @@ impl Raft {
                 ProgressState::LogLost { .. } => 0,
                 _ => self.log.commit.min(pr.match_index),
             };
-            self.send(id, MessageBody::Heartbeat { commit, read_ctx });
+            self.send(
+                id,
+                MessageBody::Heartbeat {
+                    commit,
+                    read_ctx,
+                    seq,
+                },
+            );
         }
     }
 
@@ -141,6 +145,7 @@ impl Raft {
         if success {
             let was_paused = pr.is_paused(max_inflight);
             if pr.maybe_update(index) {
+                pr.match_seq = self.heartbeat_seq;
                 match pr.state {
                     ProgressState::Probe => pr.become_replicate(),
                     ProgressState::Snapshot { index: s } if pr.match_index >= s => {
@@ -167,22 +172,12 @@ impl Raft {
         if stale || index == 0 {
             return;
         }
-        if pr.state == ProgressState::Probe
-            && index == pr.match_index
-            && hint_index < pr.match_index
-        {
-            // The probe at the follower's own match point failed: it lacks
-            // an entry it acknowledged durably. Probing lower would never
-            // end (its log may hold anything); wait for the next heartbeat
-            // round, and after a few such rounds give up on it.
-            pr.below_match_rounds += 1;
-            if pr.below_match_rounds >= LOG_LOST_ROUNDS {
-                pr.state = ProgressState::LogLost {
-                    acknowledged: pr.match_index,
-                    reported: hint_index,
-                };
-                self.lost_logs.push((from, pr.match_index, hint_index));
-            }
+        if pr.state == ProgressState::Probe && index == pr.match_index {
+            // The probe at the follower's own match point failed. Either the
+            // answer is an old one overtaken by its acknowledgement, or the
+            // follower lost what it acknowledged; probing lower would never
+            // end in the second case. Wait for the next heartbeat round:
+            // its answer tells which (see `handle_heartbeat_response`).
             return;
         }
         // Fast back-off: jump to the last index where our log can agree
@@ -200,13 +195,35 @@ impl Raft {
         self.replicate_to(from, true);
     }
 
-    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, read_ctx: u64) {
+    pub(super) fn handle_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        read_ctx: u64,
+        seq: u64,
+        last_index: Index,
+    ) {
         let snapshot_retry = 2 * self.cfg.election_tick;
         let max_inflight = self.cfg.max_inflight;
         let last = self.log.last_index();
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
+        // In this term the follower acknowledged `match` durably, and no
+        // leader can shorten its log below it without a newer term (which
+        // would have reached us first). An answer to a round sent after that
+        // acknowledgement with a shorter log proves the follower lost its
+        // durable state (an emptied or replaced data directory): stop
+        // replicating to it instead of probing forever.
+        if seq > pr.match_seq
+            && last_index < pr.match_index
+            && !matches!(pr.state, ProgressState::LogLost { .. })
+        {
+            pr.state = ProgressState::LogLost {
+                acknowledged: pr.match_index,
+                reported: last_index,
+            };
+            self.lost_logs.push((from, pr.match_index, last_index));
+        }
         pr.recent_active = true;
         pr.ticks_since_contact = 0;
         pr.read_acked = pr.read_acked.max(read_ctx);

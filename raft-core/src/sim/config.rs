@@ -1,7 +1,7 @@
 //! What a simulated run looks like: cluster size, node configuration,
 //! network, clients and faults.
 
-use super::nemesis::NemesisConfig;
+use super::nemesis::{ChurnConfig, NemesisConfig};
 use super::network::NetworkConfig;
 use super::Time;
 use crate::config::Config;
@@ -49,7 +49,8 @@ impl Default for ClientConfig {
 pub struct SimConfig {
     /// Seeds every random choice of the run.
     pub seed: u64,
-    /// Number of nodes, ids `1..=nodes`.
+    /// Number of founding members, ids `1..=nodes` (nodes added by
+    /// membership changes get the next ids, never reused).
     pub nodes: usize,
     /// The template of every node's Raft configuration (`id` and `seed` are
     /// set per node). Changes take effect on nodes (re)started afterwards.
@@ -67,6 +68,9 @@ pub struct SimConfig {
     pub nemesis: NemesisConfig,
     /// [`super::Cluster::run_to_end`] stops here even if clients are not done.
     pub max_time: Time,
+    /// Whether the checker enforces the membership rules
+    /// ([`super::Violation::Membership`]); on by default.
+    pub check_membership_rules: bool,
 }
 
 impl SimConfig {
@@ -85,6 +89,7 @@ impl SimConfig {
             clients: ClientConfig::default(),
             nemesis: NemesisConfig::default(),
             max_time: 400_000,
+            check_membership_rules: true,
         }
     }
 
@@ -118,6 +123,16 @@ impl SimConfig {
         cfg.clients.think = (0, rng.range(5, 40));
         cfg.nemesis = NemesisConfig::active();
         cfg.nemesis.interval = (rng.range(40, 120), rng.range(150, 350));
+        cfg
+    }
+
+    /// [`SimConfig::randomized`] with membership churn among 3 to 7 voters
+    /// ([`ChurnConfig::active`]): a cluster drawn with more founders starts
+    /// with 7. Everything else is drawn exactly as for `randomized`.
+    pub fn randomized_churn(seed: u64) -> Self {
+        let mut cfg = Self::randomized(seed);
+        cfg.nodes = cfg.nodes.min(7);
+        cfg.nemesis.churn = ChurnConfig::active();
         cfg
     }
 

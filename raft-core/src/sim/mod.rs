@@ -13,7 +13,9 @@
 //! * [`client`]: clients issuing gets, puts, deletes and compare-and-sets
 //!   through any node, with retries and timeouts.
 //! * [`history`]: the invoke/complete record of every client operation.
-//! * [`nemesis`]: the random fault schedule (crashes, partitions, loss...).
+//! * [`nemesis`]: the random fault schedule (crashes, partitions, loss...)
+//!   and membership churn (learners added with new ids and promoted,
+//!   members removed, replaced, re-added under new ids and stopped).
 //! * [`cluster`]: puts them together; [`Cluster::step`] advances to the next
 //!   event. Besides the faults, a driver can fire a node's election timer
 //!   ([`Cluster::election_timeout`]), take one message off the wire
@@ -47,12 +49,12 @@ pub mod network;
 pub mod node;
 
 pub use client::ClientView;
-pub use cluster::{Cluster, RunReport, SimEvent, StepReport};
+pub use cluster::{Cluster, ConfOutcome, RunReport, SimEvent, StepReport};
 pub use config::{ClientConfig, SimConfig};
 pub use history::{ClientOp, History, OpOutput, Operation, Outcome};
 pub use invariants::{Detected, Violation, ViolationKind};
 pub use linearizability::{check_linearizability, LinearizabilityError};
-pub use nemesis::{FaultAction, NemesisConfig};
+pub use nemesis::{ChurnConfig, FaultAction, NemesisConfig};
 pub use network::{DropCause, DroppedMessage, InFlight, Network, NetworkConfig, NetworkStats};
 pub use node::{DurableStore, SimNode};
 

@@ -1,10 +1,12 @@
 //! The nemesis: a random schedule of faults (crashes, partitions, lossy or
-//! slow network, leadership transfers), each undone after a while.
+//! slow network, leadership transfers), each undone after a while, and,
+//! when [`ChurnConfig::weight`] is set, membership churn: learners added
+//! and promoted, members removed, replaced and re-added under new ids.
 
 use super::network::NetworkConfig;
 use super::Time;
 use crate::rng::Rng;
-use crate::types::NodeId;
+use crate::types::{ConfChange, NodeId};
 
 /// One fault (or its repair). The dashboard's buttons map onto these.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +42,27 @@ pub enum FaultAction {
     ElectionTimeout(NodeId),
     /// Take the message with this id off the wire.
     DropMessage(u64),
+    /// Propose this membership change through the current leader. For an
+    /// `AddLearner`, whose id must be the next unused one
+    /// ([`super::Cluster::next_node_id`]), a new empty node
+    /// ([`super::SimNode`] joining the cluster) takes that slot once the
+    /// leader accepted the change. Refusals are recorded
+    /// ([`super::Cluster::conf_log`]), never a panic.
+    ConfChange(ConfChange),
+    /// Re-add a removed member as a new one: the old node is stopped for
+    /// good (its data is gone) and an empty node with the new, never used
+    /// id `new` is added as a learner. Refused while `old` is a member of
+    /// the leader's configuration.
+    Rejoin {
+        /// The removed member.
+        old: NodeId,
+        /// Its new id.
+        new: NodeId,
+        /// Whether the leader promotes it on its own once caught up.
+        promote: bool,
+    },
+    /// Stop a removed node for good. Refused while it is a member.
+    Retire(NodeId),
 }
 
 impl std::fmt::Display for FaultAction {
@@ -65,6 +88,29 @@ impl std::fmt::Display for FaultAction {
             FaultAction::TransferLeader(n) => write!(f, "transfer leadership to {n}"),
             FaultAction::ElectionTimeout(n) => write!(f, "election timeout at {n}"),
             FaultAction::DropMessage(id) => write!(f, "drop message {id}"),
+            FaultAction::ConfChange(change) => match change {
+                ConfChange::AddLearner {
+                    id,
+                    address,
+                    promote,
+                } => {
+                    let auto = if *promote { ", auto-promoted" } else { "" };
+                    write!(f, "add learner {id} at {address}{auto}")
+                }
+                ConfChange::Promote { id } => write!(f, "promote learner {id}"),
+                ConfChange::Remove { id } => write!(f, "remove member {id}"),
+                ConfChange::Replace { remove, promote } => {
+                    write!(f, "replace voter {remove} by learner {promote}")
+                }
+                ConfChange::SetAddress { id, address } => {
+                    write!(f, "move member {id} to {address}")
+                }
+            },
+            FaultAction::Rejoin { old, new, promote } => {
+                let auto = if *promote { ", auto-promoted" } else { "" };
+                write!(f, "re-add removed node {old} as {new}{auto}")
+            }
+            FaultAction::Retire(n) => write!(f, "stop removed node {n} for good"),
         }
     }
 }
@@ -95,6 +141,48 @@ pub struct NemesisConfig {
     /// node's next durable write ([`FaultAction::CrashAtWrite`]); 0 draws
     /// nothing, so schedules are those of a nemesis without the fault.
     pub crash_at_write: f64,
+    /// Membership churn (off by default).
+    pub churn: ChurnConfig,
+}
+
+/// Membership churn: how often and within which bounds the nemesis changes
+/// the configuration through the leader.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChurnConfig {
+    /// Relative weight of a membership change against the faults'
+    /// [`NemesisConfig::weights`]; 0 (the default) draws nothing, so
+    /// schedules are those of a nemesis without churn.
+    pub weight: u32,
+    /// The voter count is kept within `lo..=hi`: no removal at `lo`, no
+    /// promotion at `hi` (counting learners due for automatic promotion).
+    pub voters: (usize, usize),
+    /// At most this many learners at once.
+    pub max_learners: usize,
+    /// The share of new learners the leader promotes on its own once
+    /// caught up.
+    pub auto_promote: f64,
+}
+
+impl Default for ChurnConfig {
+    fn default() -> Self {
+        ChurnConfig {
+            weight: 0,
+            voters: (3, 7),
+            max_learners: 2,
+            auto_promote: 0.5,
+        }
+    }
+}
+
+impl ChurnConfig {
+    /// Churn among 3 to 7 voters, about a third of the nemesis's actions
+    /// next to the default fault weights.
+    pub fn active() -> Self {
+        ChurnConfig {
+            weight: 6,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for NemesisConfig {
@@ -109,6 +197,7 @@ impl Default for NemesisConfig {
             calm_after: 0.85,
             min_faults: 3,
             crash_at_write: 0.5,
+            churn: ChurnConfig::default(),
         }
     }
 }
@@ -129,6 +218,28 @@ pub(crate) struct NodeBrief {
     pub id: NodeId,
     pub up: bool,
     pub leader: bool,
+    /// A voter of the configuration in force (at most a minority of the
+    /// voters is crashed at once).
+    pub voter: bool,
+}
+
+/// What the nemesis sees of the leader's configuration, for churn.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ChurnView {
+    /// The voters (while joint: the incoming ones).
+    pub voters: Vec<NodeId>,
+    /// The learners.
+    pub learners: Vec<NodeId>,
+    /// How many learners the leader will promote on its own.
+    pub auto_promote: usize,
+    /// Learners whose log is within a few entries of the leader's.
+    pub caught_up: Vec<NodeId>,
+    /// Nodes not retired that the configuration no longer has. Only filled
+    /// in when the configuration is committed and not joint, so that a
+    /// removal cannot be undone after the node is stopped for good.
+    pub removed: Vec<NodeId>,
+    /// The id a new node gets.
+    pub next_id: NodeId,
 }
 
 /// The fault schedule's state.
@@ -172,6 +283,7 @@ impl Nemesis {
         cfg: &NemesisConfig,
         now: Time,
         nodes: &[NodeBrief],
+        churn: Option<&ChurnView>,
         rng: &mut Rng,
     ) -> Vec<FaultAction> {
         let mut out = Vec::new();
@@ -185,7 +297,7 @@ impl Nemesis {
         }
         if cfg.enabled && self.next_at <= now {
             self.next_at = now + rng.range(cfg.interval.0, cfg.interval.1 + 1).max(1);
-            let planned = self.plan(cfg, now, nodes, rng);
+            let planned = self.plan(cfg, now, nodes, churn, rng);
             self.injected += usize::from(!planned.is_empty());
             out.extend(planned);
         }
@@ -207,16 +319,28 @@ impl Nemesis {
         cfg: &NemesisConfig,
         now: Time,
         nodes: &[NodeBrief],
+        churn: Option<&ChurnView>,
         rng: &mut Rng,
     ) -> Vec<FaultAction> {
         let n = nodes.len();
         let ids: Vec<NodeId> = nodes.iter().map(|b| b.id).collect();
         let up: Vec<NodeId> = nodes.iter().filter(|b| b.up).map(|b| b.id).collect();
         let leader = nodes.iter().find(|b| b.leader).map(|b| b.id);
-        let max_down = cfg.max_down.unwrap_or((n - 1) / 2);
+        // Crashes are bounded by the voters down: learners and removed
+        // nodes decide nothing. Without churn every node is a voter.
+        let voters = nodes.iter().filter(|b| b.voter).count();
+        let voters_down = nodes.iter().filter(|b| b.voter && !b.up).count();
+        let max_down = cfg.max_down.unwrap_or(voters.saturating_sub(1) / 2);
         let pick = |rng: &mut Rng, from: &[NodeId]| from[rng.range(0, from.len() as u64) as usize];
-        let total: u32 = cfg.weights.iter().sum();
+        let faults: u32 = cfg.weights.iter().sum();
+        let total = faults + cfg.churn.weight;
         let mut roll = rng.range(0, total.max(1) as u64) as u32;
+        if cfg.churn.weight > 0 && roll >= faults {
+            return match churn {
+                Some(view) => plan_churn(&cfg.churn, view, rng),
+                None => Vec::new(),
+            };
+        }
         let mut kind = 0;
         while kind < cfg.weights.len() - 1 && roll >= cfg.weights[kind] {
             roll -= cfg.weights[kind];
@@ -224,7 +348,7 @@ impl Nemesis {
         }
         match kind {
             0 => {
-                if up.is_empty() || n - up.len() >= max_down.max(1) {
+                if up.is_empty() || voters_down >= max_down.max(1) {
                     return Vec::new();
                 }
                 // Leaders are the most interesting victims.
@@ -301,4 +425,74 @@ impl Nemesis {
             }
         }
     }
+}
+
+/// One membership change drawn among those that make sense for the
+/// leader's configuration `view`, within the voter bounds. The core may
+/// still refuse it (a change in flight, no quorum up...): that is recorded.
+fn plan_churn(cfg: &ChurnConfig, view: &ChurnView, rng: &mut Rng) -> Vec<FaultAction> {
+    let pick = |rng: &mut Rng, from: &[NodeId]| from[rng.range(0, from.len() as u64) as usize];
+    let (min, max) = cfg.voters;
+    let voters = view.voters.len();
+    // Voters to be: learners the leader promotes on its own count already.
+    let room = voters + view.auto_promote < max;
+    let learner_room = view.learners.len() < cfg.max_learners;
+    // (weight, allowed) per kind, in the order matched below.
+    let kinds = [
+        (3, learner_room),                             // add a learner
+        (2, room && !view.learners.is_empty()),        // promote one
+        (2, voters > min),                             // remove a voter
+        (1, !view.learners.is_empty()),                // remove a learner
+        (2, !view.caught_up.is_empty()),               // replace a voter
+        (2, learner_room && !view.removed.is_empty()), // re-add a removed node
+        (2, !view.removed.is_empty()),                 // stop a removed node
+    ];
+    let total: u64 = kinds.iter().filter(|k| k.1).map(|k| k.0).sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let mut roll = rng.range(0, total);
+    let mut kind = 0;
+    for (i, &(w, allowed)) in kinds.iter().enumerate() {
+        if !allowed {
+            continue;
+        }
+        if roll < w {
+            kind = i;
+            break;
+        }
+        roll -= w;
+    }
+    let promote = |rng: &mut Rng| room && rng.chance(cfg.auto_promote);
+    let action = match kind {
+        0 => {
+            let id = view.next_id;
+            FaultAction::ConfChange(ConfChange::AddLearner {
+                id,
+                address: format!("n{id}"),
+                promote: promote(rng),
+            })
+        }
+        1 => FaultAction::ConfChange(ConfChange::Promote {
+            id: pick(rng, &view.learners),
+        }),
+        // The leader itself is a candidate: a removed leader steps down.
+        2 => FaultAction::ConfChange(ConfChange::Remove {
+            id: pick(rng, &view.voters),
+        }),
+        3 => FaultAction::ConfChange(ConfChange::Remove {
+            id: pick(rng, &view.learners),
+        }),
+        4 => FaultAction::ConfChange(ConfChange::Replace {
+            remove: pick(rng, &view.voters),
+            promote: pick(rng, &view.caught_up),
+        }),
+        5 => FaultAction::Rejoin {
+            old: pick(rng, &view.removed),
+            new: view.next_id,
+            promote: promote(rng),
+        },
+        _ => FaultAction::Retire(pick(rng, &view.removed)),
+    };
+    vec![action]
 }

@@ -55,6 +55,26 @@ impl DurableStore {
         self.entries.get((index - first) as usize)
     }
 
+    /// The configuration in force at `index` (the newest configuration
+    /// entry at or below it, else the snapshot's), with the index and term
+    /// of the entry (or snapshot) it comes from. `None` for a node that
+    /// persisted no configuration yet (a joining node) or an index outside
+    /// what it persisted.
+    pub fn config_at(&self, index: Index) -> Option<(Index, Term, &Membership)> {
+        let snap = self.snapshot_index();
+        if index < snap || index > self.last_index() {
+            return None;
+        }
+        for e in self.entries[..(index - snap) as usize].iter().rev() {
+            if let Payload::Config(m) = &e.payload {
+                return Some((e.index, e.term, m));
+            }
+        }
+        self.snapshot
+            .as_ref()
+            .map(|s| (s.meta.index, s.meta.term, &s.meta.membership))
+    }
+
     /// Appends entries, replacing the stored ones from the first new index
     /// on. Fails (changing nothing) if they would leave a gap.
     pub fn append(&mut self, entries: &[Entry]) -> Result<(), String> {
@@ -129,6 +149,10 @@ pub struct NodeStats {
     pub crashes: u64,
     /// Times it became leader.
     pub elected: u64,
+    /// As leader, followers it found to have lost log entries they had
+    /// acknowledged (`Ready::lost_logs`). In the simulator no node ever
+    /// loses what it acknowledged, so each one is a false alarm.
+    pub lost_logs: u64,
 }
 
 /// The shared things a node's driver loop uses.
@@ -172,6 +196,8 @@ pub struct SimNode {
     /// Dies in the middle of its next durable write (armed by
     /// [`super::FaultAction::CrashAtWrite`]).
     crash_at_write: bool,
+    /// Stopped for good after its removal from the cluster; never restarts.
+    retired: bool,
 }
 
 impl SimNode {
@@ -214,6 +240,7 @@ impl SimNode {
             stats: NodeStats::default(),
             commit_seen: 0,
             crash_at_write: false,
+            retired: false,
         })
     }
 
@@ -225,6 +252,12 @@ impl SimNode {
     /// Whether it is running.
     pub fn is_up(&self) -> bool {
         self.raw.is_some()
+    }
+
+    /// Whether it was stopped for good after its removal (its slot stays,
+    /// its id is never reused).
+    pub fn is_retired(&self) -> bool {
+        self.retired
     }
 
     /// The Raft node, when running.
@@ -307,17 +340,30 @@ impl SimNode {
 
     /// Loses everything not persisted.
     pub(crate) fn crash(&mut self) {
+        self.stop();
+        self.stats.crashes += 1;
+    }
+
+    /// Stops it for good (it was removed from the cluster).
+    pub(crate) fn retire(&mut self) {
+        self.stop();
+        self.retired = true;
+    }
+
+    fn stop(&mut self) {
         self.crash_at_write = false;
         self.raw = None;
         self.kv = KvStore::new();
         self.proposals.clear();
         self.waiting.clear();
         self.reads.clear();
-        self.stats.crashes += 1;
     }
 
     /// Starts again from the durable store.
     pub(crate) fn restart(&mut self, config: Config) -> Result<(), String> {
+        if self.retired {
+            return Err("a retired node does not restart".into());
+        }
         self.restarts += 1;
         let raw = RawNode::new(config, self.durable.persisted()).map_err(|e| e.to_string())?;
         self.kv = match &self.durable.snapshot {
@@ -378,9 +424,10 @@ impl SimNode {
             if let Some(soft) = rd.soft_state {
                 if soft.role == Role::Leader {
                     self.stats.elected += 1;
-                    env.checker.on_leader(self.id, raw.term());
+                    env.checker.on_leader(self.id, raw.term(), raw.membership());
                 }
             }
+            self.stats.lost_logs += rd.lost_logs.len() as u64;
             // 1. What may leave before the write (a leader's appends and
             // heartbeats).
             send(env, std::mem::take(&mut rd.messages));
@@ -417,6 +464,9 @@ impl SimNode {
                 if let Some(hs) = rd.hard_state {
                     self.durable.hard_state = hs;
                 }
+                // What is durable now counts toward the checker's own
+                // judgement of what a quorum holds.
+                env.checker.on_durable(self.id, &self.durable);
             } else if rd.snapshot.is_some() || !rd.entries.is_empty() {
                 env.checker.driver(
                     self.id,

@@ -423,10 +423,12 @@ fn describe_message(m: &Message) -> String {
                 format!("AppendResponse reject index={index} hint={hint_index}@{hint_term}")
             }
         }
-        MessageBody::Heartbeat { commit, read_ctx } => {
+        MessageBody::Heartbeat {
+            commit, read_ctx, ..
+        } => {
             format!("Heartbeat commit={commit} read_ctx={read_ctx}")
         }
-        MessageBody::HeartbeatResponse { read_ctx } => {
+        MessageBody::HeartbeatResponse { read_ctx, .. } => {
             format!("HeartbeatResponse read_ctx={read_ctx}")
         }
         MessageBody::InstallSnapshot { snapshot } => format!(
