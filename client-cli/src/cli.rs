@@ -46,7 +46,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Cluster token for the admin commands (snapshot, transfer-leader).
+    /// Cluster token for the admin commands (snapshot, transfer-leader,
+    /// member).
     #[arg(long, global = true, env = "RAFT_KV_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
@@ -105,8 +106,57 @@ pub enum Command {
         #[arg(value_parser = clap::value_parser!(NodeId).range(1..))]
         id: NodeId,
     },
+    /// Show or change the cluster's members (admin; needs --token when the
+    /// cluster has one).
+    Member {
+        /// What to do with the membership.
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
     /// Generate load and report throughput and latency.
     Bench(BenchArgs),
+}
+
+/// The subcommands of `member`. A change prints the configuration once it
+/// is committed.
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Print the configuration as a table: id, URL, role, leader.
+    List,
+    /// Add node ID, reachable at URL, as a learner; the leader promotes it
+    /// to voter once it has caught up (unless --learner).
+    Add {
+        /// The new member's id (not in use).
+        #[arg(value_parser = clap::value_parser!(NodeId).range(1..))]
+        id: NodeId,
+        /// Its base URL, as it advertises it: `http://host:port`.
+        #[arg(value_parser = parse_member_url)]
+        url: String,
+        /// Keep it a learner: no automatic promotion once caught up.
+        #[arg(long)]
+        learner: bool,
+        /// Skip the check that the members up can still reach quorum.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make learner ID a voter.
+    Promote {
+        /// The learner to promote.
+        #[arg(value_parser = clap::value_parser!(NodeId).range(1..))]
+        id: NodeId,
+        /// Skip the check that the members up can still reach quorum.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove member ID (voter or learner).
+    Remove {
+        /// The member to remove.
+        #[arg(value_parser = clap::value_parser!(NodeId).range(1..))]
+        id: NodeId,
+        /// Skip the check that the members up can still reach quorum.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Read consistency of `get`.
@@ -177,31 +227,44 @@ fn seconds(secs: f64, text: &str) -> Result<Duration, String> {
 /// Parses one server address: `http://host:port`, or `host:port` (http is
 /// assumed). Only plain http base URLs without a path are accepted.
 pub fn parse_server_url(text: &str) -> Result<Url, String> {
+    parse_base_url(text, "server address").map(|(url, _)| url)
+}
+
+/// Parses a new member's base URL like a server address, and returns it as
+/// given (`http://` added when missing, no trailing `/`): the server
+/// compares it with the address the new node advertises, so it is not
+/// otherwise normalized.
+pub fn parse_member_url(text: &str) -> Result<String, String> {
+    parse_base_url(text, "member URL").map(|(_, given)| given.trim_end_matches('/').to_string())
+}
+
+/// A plain http base URL (`host:port` means `http://host:port`), parsed and
+/// as given with its scheme; `what` names it in errors.
+fn parse_base_url(text: &str, what: &str) -> Result<(Url, String), String> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty server address".into());
+        return Err(format!("empty {what}"));
     }
     let with_scheme = if text.contains("://") {
         text.to_string()
     } else {
         format!("http://{text}")
     };
-    let url =
-        Url::parse(&with_scheme).map_err(|e| format!("invalid server address {text:?}: {e}"))?;
+    let url = Url::parse(&with_scheme).map_err(|e| format!("invalid {what} {text:?}: {e}"))?;
     if url.scheme() != "http" {
         return Err(format!(
-            "invalid server address {text:?}: only http:// is supported"
+            "invalid {what} {text:?}: only http:// is supported"
         ));
     }
     if url.host().is_none() {
-        return Err(format!("invalid server address {text:?}: no host"));
+        return Err(format!("invalid {what} {text:?}: no host"));
     }
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
-            "invalid server address {text:?}: give only scheme, host and port"
+            "invalid {what} {text:?}: give only scheme, host and port"
         ));
     }
-    Ok(url)
+    Ok((url, with_scheme))
 }
 
 #[cfg(test)]
@@ -267,6 +330,70 @@ mod tests {
     }
 
     #[test]
+    fn member_urls_are_kept_as_given() {
+        assert_eq!(
+            parse_member_url("http://10.0.0.4:3004"),
+            Ok("http://10.0.0.4:3004".into())
+        );
+        assert_eq!(
+            parse_member_url(" node4:3004/ "),
+            Ok("http://node4:3004".into())
+        );
+        assert_eq!(
+            parse_member_url("http://Node4:3004"),
+            Ok("http://Node4:3004".into())
+        );
+        for bad in [
+            "",
+            "ftp://x",
+            "https://x:1",
+            "http://",
+            "http://h:1/p",
+            "http://h:0x",
+        ] {
+            let err = parse_member_url(bad).unwrap_err();
+            assert!(err.contains("member URL"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn member_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "raft-kv-client",
+            "member",
+            "add",
+            "4",
+            "127.0.0.1:3004",
+            "--learner",
+        ])
+        .unwrap();
+        let Command::Member {
+            command:
+                MemberCommand::Add {
+                    id,
+                    url,
+                    learner,
+                    force,
+                },
+        } = cli.command
+        else {
+            panic!("not member add: {:?}", cli.command);
+        };
+        assert_eq!(
+            (id, url.as_str(), learner, force),
+            (4, "http://127.0.0.1:3004", true, false)
+        );
+        let cli =
+            Cli::try_parse_from(["raft-kv-client", "member", "remove", "2", "--force"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Member {
+                command: MemberCommand::Remove { id: 2, force: true }
+            }
+        ));
+    }
+
+    #[test]
     fn server_lists_mix_commas_and_repeats() {
         let cli = Cli::try_parse_from([
             "raft-kv-client",
@@ -315,6 +442,12 @@ mod tests {
             &["raft-kv-client", "--timeout", "0s", "status"],
             &["raft-kv-client", "transfer-leader", "0"],
             &["raft-kv-client", "get", "k", "--consistency", "eventual"],
+            &["raft-kv-client", "member"],
+            &["raft-kv-client", "member", "add", "0", "http://x:1"],
+            &["raft-kv-client", "member", "add", "4", "ftp://x"],
+            &["raft-kv-client", "member", "add", "4"],
+            &["raft-kv-client", "member", "promote", "0"],
+            &["raft-kv-client", "member", "remove", "-1"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?} accepted");
         }

@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use raft_core::wire::{
-    ClusterResponse, ErrorBody, KeyValue, ListResponse, PutRequest, StatusResponse, WriteResponse,
-    HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_LEADER,
+    AddMemberRequest, ClusterResponse, ErrorBody, KeyValue, ListResponse, MembersResponse,
+    PutRequest, StatusResponse, WriteResponse, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ,
+    HEADER_CLUSTER_TOKEN, HEADER_LEADER,
 };
 pub use raft_core::wire::{SnapshotResponse, TransferLeaderRequest};
 use raft_core::NodeId;
@@ -22,6 +23,9 @@ const MAX_BACKOFF: Duration = Duration::from_millis(1000);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// How long a TCP connect may take before the next server is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The hint the server appends to a 412 of a membership change; the CLI
+/// replaces it with its own flag.
+const SERVER_FORCE_HINT: &str = " (add force=true to do it anyway)";
 
 /// Which server a request should go to first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +83,8 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// An admin `POST` of `path` with the cluster token, first to `route`.
+    /// An admin `POST` of `path` with the cluster token, first to `route`
+    /// (another method with [`Request::method`]).
     fn admin(route: Route, path: &'a [&'a str], body: Option<Vec<u8>>) -> Self {
         Request {
             route,
@@ -95,6 +100,11 @@ impl<'a> Request<'a> {
     fn query(self, query: &'a [(&'a str, &'a str)]) -> Self {
         Request { query, ..self }
     }
+
+    /// The same request with `method`.
+    fn method(self, method: Method) -> Self {
+        Request { method, ..self }
+    }
 }
 
 /// An answer that is neither a success nor a retryable failure.
@@ -103,6 +113,9 @@ struct Answer {
     status: StatusCode,
     body: Vec<u8>,
     server: Url,
+    /// Whether an earlier attempt of the request may have reached a server
+    /// (it got no answer, or an "unavailable" one) before this answer.
+    retried: bool,
 }
 
 /// The REST client used by the commands.
@@ -236,6 +249,66 @@ impl ApiClient {
         Ok(serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null))
     }
 
+    /// `GET /cluster/members`: the configuration as the first server that
+    /// answers sees it.
+    pub async fn members(&mut self) -> Result<MembersResponse, CliError> {
+        let answer = self
+            .send(Request::admin(Route::AnyNode, &["cluster", "members"], None).method(Method::GET))
+            .await?;
+        decode(answer)
+    }
+
+    /// `POST /cluster/members` to the leader: add a member (a learner
+    /// first). Returns the configuration once the change is committed.
+    pub async fn add_member(
+        &mut self,
+        request: &AddMemberRequest,
+    ) -> Result<MembersResponse, CliError> {
+        let body = serde_json::to_vec(request)
+            .map_err(|e| CliError::Usage(format!("cannot encode the request: {e}")))?;
+        let answer = self
+            .send(Request::admin(
+                Route::Leader,
+                &["cluster", "members"],
+                Some(body),
+            ))
+            .await?;
+        decode_change(answer)
+    }
+
+    /// `POST /cluster/members/{id}/promote` to the leader.
+    pub async fn promote_member(
+        &mut self,
+        id: NodeId,
+        force: bool,
+    ) -> Result<MembersResponse, CliError> {
+        let id = id.to_string();
+        let answer = self
+            .send(
+                Request::admin(Route::Leader, &["cluster", "members", &id, "promote"], None)
+                    .query(force_query(force)),
+            )
+            .await?;
+        decode_change(answer)
+    }
+
+    /// `DELETE /cluster/members/{id}` to the leader.
+    pub async fn remove_member(
+        &mut self,
+        id: NodeId,
+        force: bool,
+    ) -> Result<MembersResponse, CliError> {
+        let id = id.to_string();
+        let answer = self
+            .send(
+                Request::admin(Route::Leader, &["cluster", "members", &id], None)
+                    .method(Method::DELETE)
+                    .query(force_query(force)),
+            )
+            .await?;
+        decode_change(answer)
+    }
+
     /// Sends a request and retries it until an answer that is not
     /// "unavailable" (502/503/504) and did not fail in transport; gives up
     /// with [`CliError::Unavailable`] at the deadline. Every attempt carries
@@ -258,6 +331,7 @@ impl ApiClient {
         }
         let mut backoff = FIRST_BACKOFF;
         let mut last_error = String::from("no attempt made");
+        let mut retried = false;
         loop {
             let Some(remaining) = self.remaining() else {
                 return Err(self.gave_up(&last_error));
@@ -285,6 +359,7 @@ impl ApiClient {
                 Ok(response) => response,
                 Err(e) => {
                     last_error = format!("{}: {}", base(&server), describe(&e));
+                    retried |= !e.is_connect();
                     if route == Route::Leader && self.leader.as_ref() == Some(&server) {
                         self.leader = None;
                     }
@@ -297,10 +372,12 @@ impl ApiClient {
                 Ok(bytes) => bytes.to_vec(),
                 Err(e) => {
                     last_error = format!("{}: {}", base(&server), describe(&e));
+                    retried = true;
                     continue;
                 }
             };
             if is_unavailable(status) {
+                retried = true;
                 let error_body = serde_json::from_slice::<ErrorBody>(&body).ok();
                 let body_hint = error_body
                     .as_ref()
@@ -324,6 +401,7 @@ impl ApiClient {
                 status,
                 body,
                 server,
+                retried,
             });
         }
     }
@@ -553,6 +631,50 @@ fn decode<T: DeserializeOwned>(answer: Answer) -> Result<T, CliError> {
     })
 }
 
+/// `?force=true` when `force`, else no query.
+fn force_query(force: bool) -> &'static [(&'static str, &'static str)] {
+    if force {
+        &[("force", "true")]
+    } else {
+        &[]
+    }
+}
+
+/// Decodes the answer to a membership change, with the CLI's hints on its
+/// refusals.
+fn decode_change(answer: Answer) -> Result<MembersResponse, CliError> {
+    let retried = answer.retried;
+    decode(answer).map_err(|e| explain_change_error(e, retried))
+}
+
+/// A refused membership change's message, with what to do about it: the
+/// quorum check is skipped with `--force`; a conflict (or an unknown
+/// member) after a retry may be the first attempt having taken effect.
+fn explain_change_error(err: CliError, retried: bool) -> CliError {
+    match err {
+        CliError::Server {
+            status: 412,
+            message,
+        } => CliError::Server {
+            status: 412,
+            message: format!(
+                "{} (rerun with --force to do it anyway)",
+                message.trim_end_matches(SERVER_FORCE_HINT)
+            ),
+        },
+        CliError::Server { status, message } if retried && matches!(status, 404 | 409) => {
+            CliError::Server {
+                status,
+                message: format!(
+                    "{message} (the request was retried and an earlier attempt may have \
+                     taken effect: check `member list`)"
+                ),
+            }
+        }
+        err => err,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,10 +758,42 @@ mod tests {
             status: StatusCode::BAD_REQUEST,
             body: br#"{"error":"key too\nlong"}"#.to_vec(),
             server: url("a:1"),
+            retried: false,
         };
         let err = check_status(answer).unwrap_err();
         assert_eq!(err.to_string(), "server answered 400: key too long");
         assert_eq!(err.exit_code(), 4);
+    }
+
+    #[test]
+    fn refused_membership_changes_say_what_to_do() {
+        let answer = |status: u16, body: &str, retried| Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: body.as_bytes().to_vec(),
+            server: url("a:1"),
+            retried,
+        };
+        let err = decode_change(answer(
+            412,
+            r#"{"error":"only 1 of 3 voters up (add force=true to do it anyway)"}"#,
+            false,
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "server answered 412: only 1 of 3 voters up (rerun with --force to do it anyway)"
+        );
+        assert_eq!(err.exit_code(), 4);
+        let conflict = r#"{"error":"node 4 is already a member"}"#;
+        let err = decode_change(answer(409, conflict, false)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "server answered 409: node 4 is already a member"
+        );
+        let err = decode_change(answer(409, conflict, true)).unwrap_err();
+        assert!(err.to_string().contains("may have taken effect"), "{err}");
+        let err = decode_change(answer(400, r#"{"error":"bad url"}"#, true)).unwrap_err();
+        assert_eq!(err.to_string(), "server answered 400: bad url");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! One function per subcommand: call the API, render the answer.
 
+use raft_core::wire::AddMemberRequest;
 use serde_json::json;
 
 use crate::bench;
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, MemberCommand};
 use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::output::{self, print, print_json};
@@ -99,6 +100,33 @@ async fn run_api(command: Command, client: &mut ApiClient, json: bool) -> Result
                 print_json(&answer)
             } else {
                 print("OK\n")
+            }
+        }
+        Command::Member { command } => {
+            let members = match command {
+                MemberCommand::List => client.members().await?,
+                MemberCommand::Add {
+                    id,
+                    url,
+                    learner,
+                    force,
+                } => {
+                    client
+                        .add_member(&AddMemberRequest {
+                            id,
+                            url,
+                            learner,
+                            force,
+                        })
+                        .await?
+                }
+                MemberCommand::Promote { id, force } => client.promote_member(id, force).await?,
+                MemberCommand::Remove { id, force } => client.remove_member(id, force).await?,
+            };
+            if json {
+                print_json(&members)
+            } else {
+                print(&output::members_text(&members))
             }
         }
         Command::Bench(_) => Err(CliError::Usage("bench is not a request command".into())),

@@ -2,7 +2,8 @@
 
 use std::io::{self, Write};
 
-use raft_core::wire::{ClusterResponse, ListResponse, StatusResponse};
+use raft_core::wire::{ClusterResponse, ListResponse, MemberRole, MembersResponse, StatusResponse};
+use raft_core::NodeId;
 use serde::Serialize;
 
 use crate::error::{one_line, CliError};
@@ -41,18 +42,15 @@ pub fn list_text(list: &ListResponse) -> String {
 }
 
 /// `status` as aligned `name: value` lines, plus the followers' progress on
-/// the leader.
+/// the leader. The cluster id, the learners and (in a joint phase) the
+/// outgoing voters are shown when there are any.
 pub fn status_text(s: &StatusResponse) -> String {
     let opt = |v: Option<u64>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
-    let members = s
-        .members
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let lines = [
-        ("id", s.id.to_string()),
-        ("url", s.url.clone()),
+    let mut lines = vec![("id", s.id.to_string()), ("url", s.url.clone())];
+    if !s.cluster_id.is_empty() {
+        lines.push(("cluster id", s.cluster_id.clone()));
+    }
+    lines.extend([
         ("role", s.role.to_string()),
         ("term", s.term.to_string()),
         ("leader", opt(s.leader)),
@@ -61,9 +59,18 @@ pub fn status_text(s: &StatusResponse) -> String {
         ("commit index", s.commit_index.to_string()),
         ("applied index", s.applied_index.to_string()),
         ("snapshot index", s.snapshot_index.to_string()),
-        ("members", members),
-        ("keys", s.keys.to_string()),
-    ];
+        ("members", id_list(&s.members)),
+    ]);
+    if !s.outgoing.is_empty() {
+        lines.push((
+            "outgoing",
+            format!("{} (joint phase)", id_list(&s.outgoing)),
+        ));
+    }
+    if !s.learners.is_empty() {
+        lines.push(("learners", id_list(&s.learners)));
+    }
+    lines.push(("keys", s.keys.to_string()));
     let mut out = String::new();
     for (name, value) in lines {
         out.push_str(&format!("{:<15} {}\n", format!("{name}:"), value));
@@ -147,6 +154,69 @@ pub fn cluster_text(c: &ClusterResponse) -> String {
     format!("{leader}\n{}", table(&rows, ""))
 }
 
+/// `member list` and the answer to a membership change: a header line
+/// (cluster id, leader, the configuration's log index, whether a change is
+/// in its joint phase), then one row per member with `*` on the leader's.
+pub fn members_text(m: &MembersResponse) -> String {
+    let cluster = if m.cluster_id.is_empty() {
+        "unknown"
+    } else {
+        m.cluster_id.as_str()
+    };
+    let leader = m
+        .leader
+        .map_or_else(|| "none".to_string(), |id| id.to_string());
+    let joint = if m.joint {
+        "yes (old and new voters both decide)"
+    } else {
+        "no"
+    };
+    let mut rows = vec![row(&["ID", "URL", "ROLE", "LEADER"])];
+    for member in &m.members {
+        let mut role = match member.role {
+            MemberRole::Voter => "voter",
+            MemberRole::Learner => "learner",
+        }
+        .to_string();
+        let flags: Vec<&str> = [
+            (member.auto_promote, "auto-promote"),
+            (member.joining, "joining"),
+            (member.leaving, "leaving"),
+        ]
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
+        .collect();
+        if !flags.is_empty() {
+            role.push_str(&format!(" ({})", flags.join(", ")));
+        }
+        let url = if member.url.is_empty() {
+            "-".to_string()
+        } else {
+            one_line(&member.url)
+        };
+        let is_leader = if m.leader == Some(member.id) { "*" } else { "" };
+        rows.push(vec![
+            member.id.to_string(),
+            url,
+            role,
+            is_leader.to_string(),
+        ]);
+    }
+    format!(
+        "cluster: {cluster}  leader: {leader}  config index: {}  joint phase: {joint}\n{}",
+        m.config_index,
+        table(&rows, "")
+    )
+}
+
+/// Ids as `1, 2, 3`.
+fn id_list(ids: &[NodeId]) -> String {
+    ids.iter()
+        .map(NodeId::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
 }
@@ -198,6 +268,9 @@ mod tests {
             applied_index: last,
             snapshot_index: 0,
             members: vec![1, 2, 3],
+            learners: vec![],
+            outgoing: vec![],
+            cluster_id: String::new(),
             keys: 7,
             followers: None,
         }
@@ -271,6 +344,81 @@ mod tests {
         assert!(text.contains("role:           leader"), "{text}");
         assert!(text.contains("members:        1, 2, 3"), "{text}");
         assert!(text.contains("followers:\n  ID  MATCH"), "{text}");
+        assert!(!text.contains("learners"), "{text}");
+        assert!(!text.contains("outgoing"), "{text}");
+        assert!(!text.contains("cluster id"), "{text}");
+    }
+
+    #[test]
+    fn status_text_shows_learners_outgoing_voters_and_cluster_id() {
+        let mut s = status(2, Role::Follower, 3);
+        s.members = vec![1, 2, 4];
+        s.outgoing = vec![1, 2, 3];
+        s.learners = vec![5];
+        s.cluster_id = "00c0ffee00c0ffee".into();
+        let text = status_text(&s);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[2], "cluster id:     00c0ffee00c0ffee", "{text}");
+        let members = lines
+            .iter()
+            .position(|l| l.starts_with("members:"))
+            .unwrap();
+        assert_eq!(lines[members], "members:        1, 2, 4");
+        assert_eq!(lines[members + 1], "outgoing:       1, 2, 3 (joint phase)");
+        assert_eq!(lines[members + 2], "learners:       5");
+        assert_eq!(lines[members + 3], "keys:           7");
+    }
+
+    #[test]
+    fn members_table_marks_roles_and_the_leader() {
+        use raft_core::wire::MemberInfo;
+        let member = |id: u64, role| MemberInfo {
+            id,
+            url: format!("http://127.0.0.1:300{id}"),
+            role,
+            auto_promote: false,
+            leaving: false,
+            joining: false,
+        };
+        let mut m = MembersResponse {
+            cluster_id: "00c0ffee00c0ffee".into(),
+            leader: Some(2),
+            config_index: 12,
+            joint: true,
+            members: vec![
+                member(1, MemberRole::Voter),
+                member(2, MemberRole::Voter),
+                member(3, MemberRole::Voter),
+                member(4, MemberRole::Voter),
+                member(5, MemberRole::Learner),
+                member(6, MemberRole::Learner),
+            ],
+        };
+        m.members[2].leaving = true;
+        m.members[3].joining = true;
+        m.members[4].auto_promote = true;
+        m.members[5].url = String::new();
+        let text = members_text(&m);
+        assert_eq!(
+            text,
+            "cluster: 00c0ffee00c0ffee  leader: 2  config index: 12  \
+             joint phase: yes (old and new voters both decide)\n\
+             ID  URL                    ROLE                    LEADER\n\
+             1   http://127.0.0.1:3001  voter\n\
+             2   http://127.0.0.1:3002  voter                   *\n\
+             3   http://127.0.0.1:3003  voter (leaving)\n\
+             4   http://127.0.0.1:3004  voter (joining)\n\
+             5   http://127.0.0.1:3005  learner (auto-promote)\n\
+             6   -                      learner\n"
+        );
+        m.joint = false;
+        m.leader = None;
+        m.cluster_id = String::new();
+        let header = members_text(&m).lines().next().unwrap().to_string();
+        assert_eq!(
+            header,
+            "cluster: unknown  leader: none  config index: 12  joint phase: no"
+        );
     }
 
     #[test]

@@ -347,3 +347,334 @@ fn bench_reports_json_against_a_fake_leader() {
     let ops = report["ops"].as_u64().unwrap();
     assert!((150..=250).contains(&ops), "{ops} ops at 400/s for 0.5s");
 }
+
+/// A `MembersResponse` body: voters 1-3 (leader 2), `extra` appended.
+fn members_body(extra: &str, joint: bool) -> String {
+    format!(
+        r#"{{"cluster_id":"00c0ffee00c0ffee","leader":2,"config_index":12,"joint":{joint},"members":[{{"id":1,"url":"http://127.0.0.1:3001","role":"voter"}},{{"id":2,"url":"http://127.0.0.1:3002","role":"voter"}},{{"id":3,"url":"http://127.0.0.1:3003","role":"voter"}}{extra}]}}"#
+    )
+}
+
+#[test]
+fn member_list_sends_the_token_and_prints_a_table_or_json() {
+    let body = members_body(
+        r#",{"id":4,"url":"http://127.0.0.1:3004","role":"learner","auto_promote":true}"#,
+        false,
+    );
+    let answer = body.clone();
+    let node = FakeNode::start(move |r, _| match (r.method.as_str(), r.target.as_str()) {
+        ("GET", "/cluster/members") => Reply::Json(200, vec![], answer.clone()),
+        _ => Reply::Json(404, vec![], r#"{"error":"no such route"}"#.into()),
+    });
+    let out = client(&[&node.url], &["--token", "s3cret", "member", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "cluster: 00c0ffee00c0ffee  leader: 2  config index: 12  joint phase: no\n\
+         ID  URL                    ROLE                    LEADER\n\
+         1   http://127.0.0.1:3001  voter\n\
+         2   http://127.0.0.1:3002  voter                   *\n\
+         3   http://127.0.0.1:3003  voter\n\
+         4   http://127.0.0.1:3004  learner (auto-promote)\n"
+    );
+    assert!(out.stderr.is_empty());
+
+    let out = client(&[&node.url], &["member", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut want: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // The CLI prints every field, the defaulted ones too.
+    for m in want["members"].as_array_mut().unwrap() {
+        for flag in ["auto_promote", "leaving", "joining"] {
+            if m.get(flag).is_none() {
+                m[flag] = false.into();
+            }
+        }
+    }
+    assert_eq!(got, want);
+
+    let seen = node.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].header("x-raft-cluster-token"), Some("s3cret"));
+    assert_eq!(seen[1].header("x-raft-cluster-token"), None);
+    assert!(seen.iter().all(|r| r.body.is_empty()));
+}
+
+#[test]
+fn member_add_posts_the_request_to_the_leader_and_prints_the_new_configuration() {
+    let leader = FakeNode::start(|r, _| match (r.method.as_str(), r.target.as_str()) {
+        ("POST", "/cluster/members") => Reply::Json(
+            200,
+            vec![],
+            members_body(
+                r#",{"id":4,"url":"http://127.0.0.1:3004","role":"learner"}"#,
+                false,
+            ),
+        ),
+        _ => Reply::Json(404, vec![], r#"{"error":"no such route"}"#.into()),
+    });
+    let leader_url = leader.url.clone();
+    let follower = FakeNode::start(move |_, _| {
+        Reply::Json(
+            503,
+            vec![],
+            format!(
+                r#"{{"error":"cannot reach the leader","leader":2,"leader_url":"{leader_url}"}}"#
+            ),
+        )
+    });
+    let out = client(
+        &[&follower.url],
+        &[
+            "member",
+            "add",
+            "4",
+            "127.0.0.1:3004",
+            "--learner",
+            "--token",
+            "s3cret",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("cluster: 00c0ffee00c0ffee  leader: 2  config index: 12"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("4   http://127.0.0.1:3004  learner\n"),
+        "{stdout}"
+    );
+
+    let sent = &leader.requests()[0];
+    assert_eq!(sent.method, "POST");
+    assert_eq!(sent.target, "/cluster/members");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&sent.body).unwrap(),
+        serde_json::json!({"id": 4, "url": "http://127.0.0.1:3004", "learner": true, "force": false})
+    );
+    assert_eq!(sent.header("content-type"), Some("application/json"));
+    assert_eq!(sent.header("x-raft-cluster-token"), Some("s3cret"));
+    assert_eq!(follower.requests()[0].body, sent.body);
+
+    let out = client(
+        &[&leader.url],
+        &[
+            "member",
+            "add",
+            "5",
+            "http://10.0.0.5:3005/",
+            "--force",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(got["members"][3]["role"], "learner");
+    assert_eq!(got["cluster_id"], "00c0ffee00c0ffee");
+    let sent = &leader.requests()[1];
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&sent.body).unwrap(),
+        serde_json::json!({"id": 5, "url": "http://10.0.0.5:3005", "learner": false, "force": true})
+    );
+}
+
+#[test]
+fn member_promote_and_remove_use_their_paths() {
+    let node = FakeNode::start(|r, _| {
+        match (r.method.as_str(), r.target.as_str()) {
+        ("POST", "/cluster/members/4/promote") => Reply::Json(
+            200,
+            vec![],
+            members_body(
+                r#",{"id":4,"url":"http://127.0.0.1:3004","role":"voter","joining":true}"#,
+                true,
+            ),
+        ),
+        ("DELETE", "/cluster/members/3" | "/cluster/members/3?force=true") => Reply::Json(
+            200,
+            vec![],
+            r#"{"cluster_id":"00c0ffee00c0ffee","leader":1,"config_index":14,"joint":false,"members":[{"id":1,"url":"http://127.0.0.1:3001","role":"voter"},{"id":2,"url":"http://127.0.0.1:3002","role":"voter"}]}"#.into(),
+        ),
+        _ => Reply::Json(404, vec![], r#"{"error":"no such route"}"#.into()),
+    }
+    });
+    let out = client(&[&node.url], &["--token", "t", "member", "promote", "4"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(
+            "cluster: 00c0ffee00c0ffee  leader: 2  config index: 12  \
+             joint phase: yes (old and new voters both decide)\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("4   http://127.0.0.1:3004  voter (joining)\n"),
+        "{stdout}"
+    );
+
+    let out = client(&[&node.url], &["--token", "t", "member", "remove", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "cluster: 00c0ffee00c0ffee  leader: 1  config index: 14  joint phase: no\n\
+         ID  URL                    ROLE   LEADER\n\
+         1   http://127.0.0.1:3001  voter  *\n\
+         2   http://127.0.0.1:3002  voter\n"
+    );
+
+    let out = client(
+        &[&node.url],
+        &["member", "remove", "3", "--force", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(got["config_index"], 14);
+    assert_eq!(got["members"].as_array().unwrap().len(), 2);
+
+    let seen = node.requests();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("POST", "/cluster/members/4/promote")
+    );
+    assert_eq!(
+        (seen[1].method.as_str(), seen[1].target.as_str()),
+        ("DELETE", "/cluster/members/3")
+    );
+    assert_eq!(
+        (seen[2].method.as_str(), seen[2].target.as_str()),
+        ("DELETE", "/cluster/members/3?force=true")
+    );
+    assert_eq!(seen[0].header("x-raft-cluster-token"), Some("t"));
+    assert_eq!(seen[1].header("x-raft-cluster-token"), Some("t"));
+    assert!(seen.iter().all(|r| r.body.is_empty()));
+}
+
+#[test]
+fn refused_member_changes_exit_4_with_the_servers_message() {
+    let node = FakeNode::start(|r, _| {
+        match (r.method.as_str(), r.target.as_str()) {
+        ("POST", "/cluster/members") => Reply::Json(
+            409,
+            vec![],
+            r#"{"error":"node 3 is already a member","leader":2,"leader_url":"http://127.0.0.1:3002"}"#.into(),
+        ),
+        ("POST", "/cluster/members/4/promote") => Reply::Json(
+            412,
+            vec![],
+            r#"{"error":"only 1 of 2 voters would be up (add force=true to do it anyway)"}"#.into(),
+        ),
+        ("DELETE", "/cluster/members/9") => {
+            Reply::Json(404, vec![], r#"{"error":"node 9 is not a member"}"#.into())
+        }
+        ("GET", "/cluster/members") => {
+            Reply::Json(401, vec![], r#"{"error":"missing or wrong cluster token"}"#.into())
+        }
+        _ => Reply::Json(400, vec![], "not json".into()),
+    }
+    });
+    for (args, want) in [
+        (
+            &["member", "add", "3", "http://127.0.0.1:3003"][..],
+            "error: server answered 409: node 3 is already a member\n",
+        ),
+        (
+            &["member", "promote", "4"],
+            "error: server answered 412: only 1 of 2 voters would be up \
+             (rerun with --force to do it anyway)\n",
+        ),
+        (
+            &["member", "remove", "9"],
+            "error: server answered 404: node 9 is not a member\n",
+        ),
+        (
+            &["member", "list"],
+            "error: server answered 401: missing or wrong cluster token\n",
+        ),
+    ] {
+        let out = client(&[&node.url], args);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_eq!(text(&out.stderr), want, "{args:?}");
+    }
+    // JSON output changes nothing on an error.
+    let out = client(&[&node.url], &["--json", "member", "remove", "9"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_member_change_refused_after_a_lost_answer_says_it_may_have_taken_effect() {
+    let node = FakeNode::start(|_, n| {
+        if n == 0 {
+            Reply::Hang
+        } else {
+            Reply::Json(
+                409,
+                vec![],
+                r#"{"error":"node 4 is already a member"}"#.into(),
+            )
+        }
+    });
+    let out = client(
+        &[&node.url],
+        &["member", "add", "4", "http://127.0.0.1:3004"],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "error: server answered 409: node 4 is already a member (the request was retried"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("check `member list`"), "{err}");
+    let seen = node.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].body, seen[1].body);
+}
+
+#[test]
+fn status_shows_the_cluster_id_learners_and_outgoing_voters() {
+    let node = FakeNode::start(|_, _| {
+        Reply::Json(
+            200,
+            vec![],
+            r#"{"id":1,"url":"http://127.0.0.1:3001","role":"leader","term":3,"leader":1,"vote":1,"last_index":9,"commit_index":9,"applied_index":9,"snapshot_index":0,"members":[1,2,4],"learners":[5],"outgoing":[1,2,3],"cluster_id":"00c0ffee00c0ffee","keys":2}"#.into(),
+        )
+    });
+    let out = client(&[&node.url], &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for line in [
+        "cluster id:     00c0ffee00c0ffee\n",
+        "members:        1, 2, 4\noutgoing:       1, 2, 3 (joint phase)\nlearners:       5\n",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing: {stdout}");
+    }
+
+    // An older server sends none of the new fields.
+    let old = FakeNode::start(|_, _| {
+        Reply::Json(
+            200,
+            vec![],
+            r#"{"id":1,"url":"http://127.0.0.1:3001","role":"follower","term":3,"leader":2,"vote":2,"last_index":9,"commit_index":9,"applied_index":9,"snapshot_index":0,"members":[1,2,3],"keys":2}"#.into(),
+        )
+    });
+    let out = client(&[&old.url], &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("members:        1, 2, 3\nkeys:"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("cluster id"), "{stdout}");
+}

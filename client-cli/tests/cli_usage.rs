@@ -35,6 +35,13 @@ fn usage_errors_exit_2() {
         &["--server", "https://127.0.0.1:3001", "status"],
         &["get", "k", "--consistency", "eventual"],
         &["transfer-leader", "zero"],
+        &["member", "frobnicate"],
+        &["member", "add", "0", "http://x:1"],
+        &["member", "add", "4", "ftp://x"],
+        &["member", "add", "4", "http://x:1/path"],
+        &["member", "add", "4"],
+        &["member", "promote", "0"],
+        &["member", "remove", "two"],
         &["bench", "--rate", "100", "--connections", "4"],
         &["bench", "--workload", "scan"],
     ] {
@@ -46,14 +53,37 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn member_without_a_subcommand_shows_its_usage_and_exits_2() {
+    let out = client(&["member"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let err = stderr(&out);
+    assert!(err.contains("Usage: raft-kv-client member"), "{err}");
+    for command in ["list", "add", "promote", "remove"] {
+        assert!(err.contains(command), "{command} missing: {err}");
+    }
+}
+
+#[test]
 fn help_documents_exit_codes() {
     let out = client(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("Exit codes:"), "{help}");
     assert!(help.contains("3  cluster unavailable"), "{help}");
-    for command in ["get", "put", "delete", "list", "status", "cluster", "bench"] {
+    for command in [
+        "get", "put", "delete", "list", "status", "cluster", "member", "bench",
+    ] {
         assert!(help.contains(command), "{command} missing from --help");
+    }
+    let out = client(&["member", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in ["list", "add", "promote", "remove"] {
+        assert!(
+            help.contains(command),
+            "{command} missing from member --help"
+        );
     }
 }
 
@@ -67,6 +97,9 @@ fn unreachable_server_exits_3_with_one_line() {
         &["delete", "k"],
         &["status"],
         &["cluster"],
+        &["member", "list"],
+        &["member", "add", "4", "http://127.0.0.1:3004"],
+        &["member", "remove", "4"],
         &["bench", "--ops", "10"],
     ] {
         let mut full = vec!["--server", server.as_str(), "--timeout", "400ms"];

@@ -31,9 +31,12 @@ use tower_http::services::ServeDir;
 use tracing::{debug, warn};
 
 use crate::config::Settings;
+use crate::directory::Directory;
 use crate::forward::{forward, ForwardError, ForwardRequest};
+use crate::membership;
 use crate::metrics::Metrics;
 use crate::node::{NodeError, NodeHandle, Query as NodeQuery, QueryResult, WriteOutcome};
+use crate::peer_stream::RefusalLog;
 use crate::peer_stream::{self, PeerStreams};
 use crate::snapshot_transfer::{ChunkError, DecodedSnapshot, SnapshotInbox};
 use crate::transport::{error_chain, Partition};
@@ -46,8 +49,11 @@ const LIST_MAX: usize = 10_000;
 pub struct AppState {
     /// This node's id.
     pub id: NodeId,
-    /// Every member's base URL, this node's included.
-    pub urls: BTreeMap<NodeId, String>,
+    /// The cluster's identity and the configuration in force (members and
+    /// their URLs), as the Raft loop last published it.
+    pub directory: Arc<Directory>,
+    /// Peer refusals already logged.
+    pub refusals: RefusalLog,
     /// The Raft loop.
     pub node: NodeHandle,
     /// Counters.
@@ -66,36 +72,19 @@ pub struct AppState {
     pub decoded_snapshot: DecodedSnapshot,
     /// The open peer message streams.
     pub peer_streams: PeerStreams,
-    /// The `x-raft-leader` value for each member, built once from `urls`
-    /// (see [`leader_headers`]) rather than formatted for every response.
-    pub leader_headers: BTreeMap<NodeId, HeaderValue>,
 }
 
-/// The `x-raft-leader` header value (`"<id> <url>"`) of every member.
-pub fn leader_headers(urls: &BTreeMap<NodeId, String>) -> BTreeMap<NodeId, HeaderValue> {
-    urls.iter()
-        .filter_map(|(id, url)| {
-            HeaderValue::from_str(&format!("{id} {url}"))
-                .ok()
-                .map(|v| (*id, v))
-        })
-        .collect()
-}
-
-type Shared = Arc<AppState>;
+pub(crate) type Shared = Arc<AppState>;
 
 impl AppState {
-    fn url_of(&self, id: NodeId) -> Option<&str> {
-        self.urls.get(&id).map(String::as_str)
+    pub(crate) fn url_of(&self, id: NodeId) -> Option<String> {
+        self.directory.url(id)
     }
 
     /// The known leader and its URL.
-    fn leader(&self) -> (Option<NodeId>, Option<String>) {
+    pub(crate) fn leader(&self) -> (Option<NodeId>, Option<String>) {
         let leader = self.node.view().leader;
-        (
-            leader,
-            leader.and_then(|l| self.url_of(l).map(str::to_string)),
-        )
+        (leader, leader.and_then(|l| self.url_of(l)))
     }
 
     pub(crate) fn check_token(&self, headers: &HeaderMap) -> Result<(), Rejection> {
@@ -117,7 +106,7 @@ impl AppState {
     }
 
     /// A 503 naming the leader, when one is known.
-    fn unavailable(&self, msg: impl Into<String>) -> Response {
+    pub(crate) fn unavailable(&self, msg: impl Into<String>) -> Response {
         let (leader, leader_url) = self.leader();
         let body = ErrorBody {
             error: msg.into(),
@@ -149,7 +138,7 @@ impl IntoResponse for Rejection {
     }
 }
 
-fn reject(status: StatusCode, msg: impl Into<String>) -> Rejection {
+pub(crate) fn reject(status: StatusCode, msg: impl Into<String>) -> Rejection {
     Rejection(
         status,
         ErrorBody {
@@ -175,6 +164,15 @@ pub fn router(state: Shared) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/snapshot", post(admin_snapshot))
         .route("/admin/transfer-leader", post(admin_transfer))
+        .route(
+            "/cluster/members",
+            get(membership::list).post(membership::add),
+        )
+        .route(
+            "/cluster/members/{id}",
+            axum::routing::delete(membership::remove),
+        )
+        .route("/cluster/members/{id}/promote", post(membership::promote))
         .route("/test/partition", post(test_partition).get(get_partition))
         .route("/", get(index))
         .layer(middleware::from_fn_with_state(client_limit, limit_body))
@@ -182,6 +180,7 @@ pub fn router(state: Shared) -> Router {
     let peer = Router::new()
         .route(peer_stream::PATH, get(peer_stream::accept))
         .route("/raft/snapshot", post(peer_snapshot))
+        .route("/raft/identity", get(membership::identity))
         .layer(middleware::from_fn_with_state(peer_limit, limit_body))
         .layer(DefaultBodyLimit::max(peer_limit));
     client
@@ -250,8 +249,13 @@ async fn common(State(s): State<Shared>, req: Request, next: Next) -> Response {
     }
     let headers = resp.headers_mut();
     headers.insert(HEADER_SERVED_BY, HeaderValue::from(s.id));
-    if let Some(v) = s.node.view().leader.and_then(|l| s.leader_headers.get(&l)) {
-        headers.insert(HEADER_LEADER, v.clone());
+    if let Some(v) = s
+        .node
+        .view()
+        .leader
+        .and_then(|l| s.directory.leader_header(l))
+    {
+        headers.insert(HEADER_LEADER, v);
     }
     let route = match &route {
         Some(m) => m.as_str(),
@@ -465,7 +469,7 @@ fn client_ids(headers: &HeaderMap) -> Result<(u64, u64), Rejection> {
 
 /// Decodes a JSON request body of the given `shape` (for the error
 /// message): 415 without a JSON content type, 400 when it does not decode.
-fn json_body<T: serde::de::DeserializeOwned>(
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
     shape: &str,
@@ -562,7 +566,7 @@ async fn delete_key(
     write(&s, key, command, fwd, forwarded_in).await
 }
 
-fn path_and_query(uri: &axum::http::Uri) -> String {
+pub(crate) fn path_and_query(uri: &axum::http::Uri) -> String {
     uri.path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| uri.path().to_string())
@@ -571,14 +575,14 @@ fn path_and_query(uri: &axum::http::Uri) -> String {
 // ----- waiting for a leader, writes and reads -----
 
 /// Tracks one request's deadlines and retry pace.
-struct Attempts {
-    deadline: Instant,
+pub(crate) struct Attempts {
+    pub(crate) deadline: Instant,
     election_wait: Duration,
     n: u32,
 }
 
 impl Attempts {
-    fn new(s: &AppState) -> Self {
+    pub(crate) fn new(s: &AppState) -> Self {
         Attempts {
             deadline: Instant::now() + s.settings.request_timeout,
             election_wait: s.settings.election_wait,
@@ -587,7 +591,7 @@ impl Attempts {
     }
 
     /// Paces retries: immediate at first, then up to 100 ms apart.
-    async fn pause(&mut self) {
+    pub(crate) async fn pause(&mut self) {
         self.n += 1;
         if self.n > 1 {
             let ms = (5u64 << (self.n - 2).min(5)).min(100);
@@ -601,7 +605,7 @@ impl Attempts {
 
     /// Waits (bounded by the election wait) until a leader is known that is
     /// not `stale`. Returns whether one appeared.
-    async fn wait_for_leader(&self, node: &NodeHandle, stale: Option<NodeId>) -> bool {
+    pub(crate) async fn wait_for_leader(&self, node: &NodeHandle, stale: Option<NodeId>) -> bool {
         let until = self.deadline.min(Instant::now() + self.election_wait);
         let mut rx = node.watch();
         let term = rx.borrow().term;
@@ -626,9 +630,10 @@ impl Attempts {
     }
 }
 
-fn node_error(s: &AppState, e: NodeError) -> Response {
+pub(crate) fn node_error(s: &AppState, e: NodeError) -> Response {
     match e {
         NodeError::Rejected(m) => error(StatusCode::BAD_REQUEST, m),
+        NodeError::ConfChange(e) => error(StatusCode::CONFLICT, e.to_string()),
         NodeError::ShuttingDown => {
             s.unavailable("the node is shutting down; retry on another node")
         }
@@ -643,7 +648,7 @@ fn node_error(s: &AppState, e: NodeError) -> Response {
     }
 }
 
-fn no_leader(s: &AppState) -> Response {
+pub(crate) fn no_leader(s: &AppState) -> Response {
     s.unavailable(format!(
         "no leader elected within {} ms; retry shortly",
         s.settings.election_wait.as_millis()
@@ -713,7 +718,7 @@ async fn write(
                     return s.unavailable(format!("the leader {leader} has no known address"));
                 };
                 Metrics::inc(&s.metrics.forwarded);
-                match forward(&s.http, &s.forward_slots, url, &fwd(), at.deadline).await {
+                match forward(&s.http, &s.forward_slots, &url, &fwd(), at.deadline).await {
                     Ok(resp) if resp.status() != StatusCode::SERVICE_UNAVAILABLE => return resp,
                     Ok(resp) => {
                         debug!(leader, "leader answered 503; waiting for a new leader");
@@ -805,19 +810,23 @@ async fn cluster(State(s): State<Shared>) -> Response {
         Ok(st) => st,
         Err(e) => return node_error(&s, e),
     };
-    let mut ids = local.members.clone();
-    for id in s.urls.keys() {
-        if !ids.contains(id) {
-            ids.push(*id);
-        }
-    }
+    let urls = s.directory.urls();
+    let mut ids: Vec<NodeId> = local
+        .members
+        .iter()
+        .chain(&local.learners)
+        .chain(&local.outgoing)
+        .chain(urls.keys())
+        .copied()
+        .collect();
     ids.sort_unstable();
+    ids.dedup();
     let mut tasks = tokio::task::JoinSet::new();
     for &id in &ids {
         if id == s.id {
             continue;
         }
-        let Some(url) = s.url_of(id).map(str::to_string) else {
+        let Some(url) = urls.get(&id).cloned() else {
             continue;
         };
         let http = s.http.clone();
@@ -848,7 +857,7 @@ async fn cluster(State(s): State<Shared>) -> Response {
     let members = ids
         .into_iter()
         .map(|id| {
-            let url = s.url_of(id).unwrap_or_default().to_string();
+            let url = urls.get(&id).cloned().unwrap_or_default();
             if id == s.id {
                 return MemberStatus {
                     id,
@@ -940,7 +949,7 @@ async fn admin_transfer(
                     return s.unavailable(format!("the leader {leader} has no known address"));
                 };
                 let fwd = ForwardRequest::new(Method::POST, path_and_query(&uri), &headers, body);
-                return match forward(&s.http, &s.forward_slots, url, &fwd, at.deadline).await {
+                return match forward(&s.http, &s.forward_slots, &url, &fwd, at.deadline).await {
                     Ok(resp) => resp,
                     Err(ForwardError::NotSent(e) | ForwardError::Unknown(e)) => {
                         s.unavailable(format!("cannot reach the leader (node {leader}): {e}"))
@@ -1015,6 +1024,10 @@ async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Bytes)
         Metrics::inc(&s.metrics.peer_unauthorized);
         return r.into_response();
     }
+    let sender = match peer_stream::check_identity(&s, &headers) {
+        Ok(from) => from,
+        Err(resp) => return resp,
+    };
     let chunk = match SnapshotChunk::decode(&body) {
         Ok(c) => c,
         Err(e) => {
@@ -1035,13 +1048,16 @@ async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Bytes)
             ),
         );
     }
-    // Only members may hold a partial snapshot here: that bounds the memory
-    // the inbox can be made to keep.
-    if !s.settings.peers.contains_key(&chunk.from) {
+    // Only members may hold a partial snapshot here (checked with the
+    // headers above): that bounds the memory the inbox can be made to keep.
+    if chunk.from != sender {
         Metrics::inc(&s.metrics.peer_messages_rejected);
         return error(
             StatusCode::BAD_REQUEST,
-            format!("snapshot chunk from node {}, not a member", chunk.from),
+            format!(
+                "snapshot chunk from node {}, sent by node {sender}",
+                chunk.from
+            ),
         );
     }
     if s.partition.blocks(chunk.from) {

@@ -41,13 +41,22 @@ pub struct Args {
     #[arg(long)]
     pub advertise_url: Option<String>,
 
-    /// The other members, comma-separated. `2,3` means peer N at
-    /// http://127.0.0.1:300N (the seed's convention); `2=http://10.0.0.2:3002,3=...`
-    /// names each peer's base URL. This node's own id may appear (it is
-    /// skipped), so every member can be given the same list. Empty: a
-    /// single-node cluster.
-    #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
+    /// The founding members of a NEW cluster, comma-separated. `2,3` means
+    /// peer N at http://127.0.0.1:300N (the seed's convention);
+    /// `2=http://10.0.0.2:3002,3=...` names each peer's base URL. This
+    /// node's own id may appear (it is skipped), so every founder can be
+    /// given the same list. Empty: a single-node cluster. Used only when the
+    /// data directory is empty: afterwards the configuration is the one in
+    /// the node's log, changed only with the membership commands.
+    #[arg(long, value_delimiter = ',', value_parser = parse_peer, conflicts_with = "join")]
     pub peers: Vec<PeerSpec>,
+
+    /// Join a running cluster through any of its members (base URL), after
+    /// `raft-kv-client member add ID URL` added this node. The node learns
+    /// the configuration and the data from the leader. Used only when the
+    /// data directory is empty.
+    #[arg(long, value_name = "URL")]
+    pub join: Option<String>,
 
     /// Directory of the write-ahead log and snapshots (default: ./data/node-<id>).
     #[arg(long)]
@@ -178,7 +187,8 @@ pub fn parse_peer(s: &str) -> Result<PeerSpec, String> {
     Ok(PeerSpec { id, url })
 }
 
-fn normalize_url(u: &str) -> Result<String, String> {
+/// Checks and normalizes a base URL (`http://host:port`, no trailing slash).
+pub fn normalize_url(u: &str) -> Result<String, String> {
     // Plain http only: peers talk over a plain TCP stream (no TLS).
     if !u.starts_with("http://") || u.len() <= "http://".len() {
         return Err(format!("`{u}`: a peer URL looks like http://host:port"));
@@ -202,8 +212,12 @@ pub struct Settings {
     pub port: u16,
     /// This node's base URL as given by `--advertise-url`, if any.
     pub advertise_url: Option<String>,
-    /// The other members and their base URLs.
+    /// The other founding members and their base URLs (`--peers`).
     pub peers: BTreeMap<NodeId, String>,
+    /// Whether `--peers` was given at all.
+    pub peers_given: bool,
+    /// `--join`: a member of the cluster to join.
+    pub join: Option<String>,
     /// Data directory.
     pub data_dir: PathBuf,
     /// fsync the log.
@@ -285,6 +299,12 @@ impl Args {
             })?,
         };
         let mut peers = BTreeMap::new();
+        let peers_given = !self.peers.is_empty();
+        let join = self
+            .join
+            .map(|u| normalize_url(&u))
+            .transpose()
+            .map_err(|e| ConfigError(format!("--join: {e}")))?;
         let mut advertise_url = self
             .advertise_url
             .map(|u| normalize_url(&u))
@@ -363,6 +383,8 @@ impl Args {
             port,
             advertise_url,
             peers,
+            peers_given,
+            join,
             data_dir,
             sync: !self.no_fsync,
             segment_bytes: self.segment_bytes.max(4096),

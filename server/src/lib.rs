@@ -12,11 +12,19 @@
 //! - [`forward`]: follower → leader forwarding of writes.
 //! - [`connection_limit`]: the bound on open connections, with room kept
 //!   for peers.
+//! - [`bootstrap`]: start-up: found a cluster, restart, or join one.
+//! - [`identity`]: the cluster id, member id and data-directory incarnation.
+//! - [`directory`]: the configuration in force, shared with the handlers.
+//! - [`membership`]: `/cluster/members` and the membership changes.
 //! - [`server`]: wiring and graceful shutdown.
 pub mod api;
+pub mod bootstrap;
 pub mod config;
 pub mod connection_limit;
+pub mod directory;
 pub mod forward;
+pub mod identity;
+pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod peer_stream;

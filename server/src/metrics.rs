@@ -56,6 +56,13 @@ pub struct Metrics {
     /// Peer stream handshakes refused (not a member) and streams closed for
     /// a broken rule (frame over the limit, undecodable, another sender).
     pub peer_streams_rejected: AtomicU64,
+    /// Peer requests refused because the sender belongs to another cluster.
+    pub peer_other_cluster: AtomicU64,
+    /// Peer requests refused because the sender's data directory was
+    /// replaced (another incarnation than the one known).
+    pub peer_replaced: AtomicU64,
+    /// Followers the leader found to have lost acknowledged log entries.
+    pub followers_log_lost: AtomicU64,
     /// Peer streams open now (a gauge).
     pub peer_streams_open: AtomicU64,
     /// Peer messages received.
@@ -172,8 +179,20 @@ impl Metrics {
             gauge(
                 &mut out,
                 "raft_members",
-                "Voting members.",
+                "Voting members (while joint: of the configuration being entered).",
                 s.members.len() as u64,
+            );
+            gauge(
+                &mut out,
+                "raft_learners",
+                "Non-voting members (learners).",
+                s.learners.len() as u64,
+            );
+            gauge(
+                &mut out,
+                "raft_config_joint",
+                "1 while a membership change is in its joint phase.",
+                u64::from(!s.outgoing.is_empty()),
             );
             gauge(&mut out, "kv_keys", "Keys in the state machine.", s.keys);
         }
@@ -189,7 +208,10 @@ impl Metrics {
             "HTTP connections open to this node (clients and peers; upgraded peer streams not included).",
             self.connections_open.load(Ordering::Relaxed),
         );
-        let counters: [(&str, &str, &AtomicU64); 21] = [
+        let counters: [(&str, &str, &AtomicU64); 24] = [
+            ("raft_peer_other_cluster_total", "Peer requests refused: the sender belongs to another cluster.", &self.peer_other_cluster),
+            ("raft_peer_replaced_total", "Peer requests refused: the sender's data directory was replaced since this node last heard from it.", &self.peer_replaced),
+            ("raft_followers_log_lost_total", "Followers found (as leader) to have lost log entries they had acknowledged.", &self.followers_log_lost),
             ("raft_proposals_total", "Proposals appended to the log by this node.", &self.proposals),
             ("raft_leader_changes_total", "Times the known leader changed.", &self.leader_changes),
             ("raft_peer_messages_rejected_total", "Peer messages rejected by the Raft core (misaddressed, unknown sender, malformed).", &self.peer_messages_rejected),

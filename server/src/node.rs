@@ -16,13 +16,15 @@ use std::time::Duration;
 
 use raft_core::wire::{FollowerStatus, PeerBatch, StatusResponse};
 use raft_core::{
-    Command, Config, Index, KvStore, Membership, MessageBody, NodeId, NotAccepted, OpResult,
-    PersistedState, RawNode, Ready, Role, Snapshot, SoftState, Term,
+    Command, ConfChange, ConfChangeError, Config, Index, KvStore, Membership, MessageBody, NodeId,
+    NotAccepted, OpResult, Payload, PersistedState, RawNode, Ready, Role, Snapshot, SoftState,
+    StepError, Term,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
+use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::snapshot_transfer::DecodedSnapshot;
 use crate::storage::{Storage, StorageError};
@@ -54,6 +56,9 @@ pub enum NodeError {
     /// The request is invalid for the node (e.g. an unknown transfer target).
     #[error("{0}")]
     Rejected(String),
+    /// A membership change was refused.
+    #[error("{0}")]
+    ConfChange(ConfChangeError),
     /// The node is shutting down (or its storage failed).
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -64,6 +69,7 @@ impl From<NotAccepted> for NodeError {
         match e {
             NotAccepted::NotLeader { leader } => NodeError::NotLeader { leader },
             NotAccepted::Transferring => NodeError::Transferring,
+            NotAccepted::ConfChange(e) => NodeError::ConfChange(e),
             other => NodeError::Rejected(other.to_string()),
         }
     }
@@ -137,6 +143,16 @@ pub enum Request {
         /// Where the answer goes.
         reply: Reply<Index>,
     },
+    /// Change the membership; answered once the change is committed and
+    /// applied (for a change of voters: once the joint phase is over).
+    ConfChange {
+        /// The change.
+        change: ConfChange,
+        /// Skip the quorum-of-members-up check.
+        force: bool,
+        /// Where the configuration after the change goes.
+        reply: Reply<(Membership, Index)>,
+    },
     /// Hand leadership to another member.
     Transfer {
         /// The target.
@@ -195,6 +211,20 @@ impl NodeHandle {
         self.call(|reply| Request::Snapshot { reply }).await
     }
 
+    /// Proposes a membership change and waits until it is in force.
+    pub async fn change_membership(
+        &self,
+        change: ConfChange,
+        force: bool,
+    ) -> Result<(Membership, Index), NodeError> {
+        self.call(|reply| Request::ConfChange {
+            change,
+            force,
+            reply,
+        })
+        .await
+    }
+
     /// Starts a leadership transfer.
     pub async fn transfer(&self, to: NodeId) -> Result<(), NodeError> {
         self.call(|reply| Request::Transfer { to, reply }).await
@@ -240,6 +270,8 @@ pub struct NodeOptions {
     pub url: String,
     /// Snapshots from the leader, decoded off the loop by their receiver.
     pub decoded: DecodedSnapshot,
+    /// The member directory the loop keeps up to date.
+    pub directory: Arc<Directory>,
 }
 
 /// A failure that stops the node: its durable state can no longer be trusted.
@@ -251,11 +283,19 @@ pub enum FatalError {
     /// A snapshot from the leader does not decode.
     #[error("{0}")]
     BadSnapshot(String),
+    /// The leader sent entries that contradict this node's committed log.
+    #[error("{0}")]
+    Diverged(String),
 }
 
 struct WriteWaiter {
     term: Term,
     reply: Reply<WriteOutcome>,
+}
+
+struct ConfWaiter {
+    term: Term,
+    reply: Reply<(Membership, Index)>,
 }
 
 struct ReadWaiter {
@@ -274,6 +314,16 @@ pub struct Node {
     view_tx: watch::Sender<NodeView>,
     /// Proposals by log index, with the term they were proposed in.
     writes: BTreeMap<Index, WriteWaiter>,
+    /// Membership changes by the index of their configuration entry.
+    conf_changes: BTreeMap<Index, ConfWaiter>,
+    /// Changes whose joint configuration is applied, waiting for the
+    /// configuration that ends the joint phase.
+    conf_leaving: Vec<Reply<(Membership, Index)>>,
+    /// The configuration the transport and the directory were last given
+    /// (`None`: nothing yet).
+    published_config: Option<(Index, Membership)>,
+    /// A fault that stops the loop (a committed entry contradicted).
+    halt: Option<FatalError>,
     /// Reads waiting for their read index, by context.
     reads_pending: HashMap<u64, ReadWaiter>,
     /// Reads waiting for the state machine to reach their index.
@@ -323,12 +373,12 @@ struct SnapshotWritten {
     applied_bytes: u64,
 }
 
-/// Builds the Raft node from what storage holds and returns it with the
-/// handle clients use.
+/// Builds the Raft node from what `storage` holds (`persisted`, loaded
+/// from it) and returns it with the handle clients use.
 pub fn create(
     config: Config,
-    members: Vec<NodeId>,
-    mut storage: Box<dyn Storage>,
+    persisted: PersistedState,
+    storage: Box<dyn Storage>,
     transport: Transport,
     metrics: Arc<Metrics>,
     opts: NodeOptions,
@@ -337,7 +387,6 @@ pub fn create(
     // state-machine restore); entries after the snapshot are re-applied as
     // the first Readies hand them out.
     let started = std::time::Instant::now();
-    let persisted: PersistedState = storage.load()?;
     let kv = match &persisted.snapshot {
         Some(s) => KvStore::restore(&s.data).map_err(|e| StartError(e.to_string()))?,
         None => KvStore::new(),
@@ -356,10 +405,8 @@ pub fn create(
         took_ms = started.elapsed().as_millis() as u64,
         "loaded persisted state"
     );
-    let single = members.len() == 1;
-    let mut raw = RawNode::new(config, Membership::new(members), persisted)
-        .map_err(|e| StartError(e.to_string()))?;
-    if single && raw.membership().voters == [raw.id()] {
+    let mut raw = RawNode::new(config, persisted).map_err(|e| StartError(e.to_string()))?;
+    if raw.membership().voters == [raw.id()] && !raw.membership().is_joint() {
         // Nobody to wait for: become leader at once.
         raw.campaign();
     }
@@ -382,6 +429,10 @@ pub fn create(
         opts,
         view_tx,
         writes: BTreeMap::new(),
+        conf_changes: BTreeMap::new(),
+        conf_leaving: Vec::new(),
+        published_config: None,
+        halt: None,
         reads_pending: HashMap::new(),
         reads_applying: BTreeMap::new(),
         next_ctx: 1,
@@ -477,6 +528,10 @@ impl Node {
                 }
             }
             result = self.process_ready().await;
+            if let Some(fatal) = self.halt.take() {
+                result = Err(fatal);
+                break;
+            }
             if std::mem::take(&mut self.snapshot_stepped) {
                 // Installed by now, or refused: either way not needed.
                 self.opts.decoded.clear();
@@ -530,9 +585,18 @@ impl Node {
                 );
                 continue;
             }
-            if let Err(e) = self.raw.step(msg) {
-                Metrics::inc(&self.metrics.peer_messages_rejected);
-                debug!("rejected peer message: {e}");
+            match self.raw.step(msg) {
+                Ok(()) => {}
+                Err(e @ StepError::CommittedConflict { .. }) => {
+                    // Never acknowledge past a conflict with our committed
+                    // log: safety is already broken, stop (etcd panics).
+                    Metrics::inc(&self.metrics.peer_messages_rejected);
+                    self.halt.get_or_insert(FatalError::Diverged(e.to_string()));
+                }
+                Err(e) => {
+                    Metrics::inc(&self.metrics.peer_messages_rejected);
+                    debug!("rejected peer message: {e}");
+                }
             }
         }
     }
@@ -587,6 +651,26 @@ impl Node {
                 self.snapshot_waiters.push((index, reply));
                 self.snapshot_for_waiters();
             }
+            Request::ConfChange {
+                change,
+                force,
+                reply,
+            } => {
+                info!(?change, force, "membership change requested");
+                match self.raw.propose_conf_change(change, force) {
+                    Ok(index) => {
+                        let waiter = ConfWaiter {
+                            term: self.raw.term(),
+                            reply,
+                        };
+                        self.conf_changes.insert(index, waiter);
+                    }
+                    Err(e) => {
+                        info!("membership change refused: {e}");
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
             Request::Transfer { to, reply } => {
                 let r = if to == self.raw.id() && self.raw.is_leader() {
                     Ok(())
@@ -629,6 +713,7 @@ impl Node {
             self.handle_ready(ready)?;
             self.maybe_snapshot();
         }
+        self.publish_config();
         self.publish_view();
         // What this turn queued (a follower's acknowledgements, written
         // after its fsync) leaves before the loop takes its next input: a
@@ -664,6 +749,9 @@ impl Node {
         );
         for entry in &ready.committed_entries {
             self.applied_bytes += entry.approx_size() as u64;
+            if let Payload::Config(m) = &entry.payload {
+                self.on_config_applied(entry.index, entry.term, m);
+            }
             let applied = self.kv.apply(entry);
             let Some(w) = self.writes.remove(&entry.index) else {
                 continue;
@@ -690,6 +778,24 @@ impl Node {
             }
             let _ = entry.remove().reply.send(Err(NodeError::LeadershipChanged));
         }
+        for lost in ready.lost_logs.drain(..) {
+            Metrics::inc(&self.metrics.followers_log_lost);
+            error!(
+                follower = lost.id,
+                acknowledged = lost.acknowledged,
+                reported = lost.reported,
+                "node {} lost log entries it had acknowledged (its log now ends at or \
+                 diverges before {}, it had {}): its data directory was emptied or replaced. \
+                 Nothing more is replicated to it. Remove it and add it again: \
+                 raft-kv-client member remove {}; member add {} URL; start it with an empty \
+                 data directory and --join",
+                lost.id,
+                lost.reported,
+                lost.acknowledged,
+                lost.id,
+                lost.id
+            );
+        }
         // 5. Reads.
         for rs in ready.read_states.drain(..) {
             if let Some(r) = self.reads_pending.remove(&rs.ctx) {
@@ -707,6 +813,72 @@ impl Node {
         // 6. Hand back.
         self.raw.advance(ready);
         Ok(())
+    }
+
+    /// A configuration entry was applied: answer the change that proposed
+    /// it (or, for a joint one, wait for the end of the joint phase).
+    fn on_config_applied(&mut self, index: Index, term: Term, m: &Membership) {
+        info!(
+            index,
+            voters = ?m.voters,
+            outgoing = ?m.outgoing,
+            learners = ?m.learners,
+            "configuration committed"
+        );
+        if !m.is_joint() {
+            for reply in self.conf_leaving.drain(..) {
+                let _ = reply.send(Ok((m.clone(), index)));
+            }
+            if !m.contains(self.raw.id()) && !m.voters.is_empty() {
+                warn!(
+                    "this node was removed from the cluster's configuration; it serves no \
+                     more requests for the cluster and can be stopped"
+                );
+            }
+        }
+        // Anything older than this entry was overwritten by another leader.
+        while let Some(e) = self.conf_changes.first_entry() {
+            if *e.key() >= index {
+                break;
+            }
+            let _ = e.remove().reply.send(Err(NodeError::LeadershipChanged));
+        }
+        if let Some(w) = self.conf_changes.remove(&index) {
+            if w.term != term {
+                let _ = w.reply.send(Err(NodeError::LeadershipChanged));
+            } else if m.is_joint() {
+                self.conf_leaving.push(w.reply);
+            } else {
+                let _ = w.reply.send(Ok((m.clone(), index)));
+            }
+        }
+    }
+
+    /// Hands a configuration newer than the last one published (it takes
+    /// effect once in the log, committed or not) to the transport and the
+    /// member directory.
+    fn publish_config(&mut self) {
+        let status_index = self.raw.config_index();
+        let m = self.raw.membership();
+        if self
+            .published_config
+            .as_ref()
+            .is_some_and(|(i, p)| *i == status_index && p == m)
+        {
+            return;
+        }
+        let m = m.clone();
+        let directory = &self.opts.directory;
+        directory.update(&m, status_index);
+        let me = self.raw.id();
+        let peers = directory
+            .urls()
+            .into_iter()
+            .filter(|(id, _)| *id != me)
+            .collect();
+        self.transport.set_peers(&peers);
+        debug!(index = status_index, voters = ?m.voters, outgoing = ?m.outgoing, learners = ?m.learners, "configuration in force");
+        self.published_config = Some((status_index, m));
     }
 
     fn serve_reads(&mut self) {
@@ -958,6 +1130,9 @@ impl Node {
             applied_index: self.kv.applied_index(),
             snapshot_index: s.snapshot_index,
             members: s.membership.voters.clone(),
+            learners: s.membership.learners.clone(),
+            outgoing: s.membership.outgoing.clone(),
+            cluster_id: crate::identity::hex(self.opts.directory.identity.cluster_id),
             keys: self.kv.len() as u64,
             followers,
         }
@@ -966,6 +1141,12 @@ impl Node {
     fn fail_all(&mut self, err: NodeError) {
         for (_, w) in std::mem::take(&mut self.writes) {
             let _ = w.reply.send(Err(err.clone()));
+        }
+        for (_, w) in std::mem::take(&mut self.conf_changes) {
+            let _ = w.reply.send(Err(err.clone()));
+        }
+        for reply in self.conf_leaving.drain(..) {
+            let _ = reply.send(Err(err.clone()));
         }
         for (_, r) in self.reads_pending.drain() {
             let _ = r.reply.send(Err(err.clone()));
@@ -990,6 +1171,9 @@ fn fail_request(req: Request, err: NodeError) {
         Request::Transfer { reply, .. } => {
             let _ = reply.send(Err(err));
         }
+        Request::ConfChange { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
         Request::Status { .. } => {}
     }
 }
@@ -1004,22 +1188,43 @@ mod tests {
 
     fn single_node(snapshot_every: u64) -> (Node, NodeHandle, NodeInbox) {
         let metrics = Arc::new(Metrics::default());
-        let transport = Transport::start(
+        let credentials = crate::peer_stream::Credentials {
+            me: 1,
+            cluster_id: 1,
+            incarnation: 1,
+            token: None,
+        };
+        let transport = Transport::new(
             crate::transport::TransportOptions {
-                me: 1,
-                token: None,
+                credentials,
                 snapshot_chunk_bytes: crate::snapshot_transfer::DEFAULT_CHUNK_BYTES,
                 pool_idle: Duration::from_secs(30),
             },
-            &BTreeMap::new(),
             Arc::new(Partition::default()),
             metrics.clone(),
             &tokio::runtime::Handle::current(),
         );
+        let identity = crate::identity::Identity {
+            cluster_id: 1,
+            node_id: 1,
+            incarnation: 1,
+            origin: crate::identity::Origin::Founder,
+        };
+        let directory = Arc::new(Directory::new(
+            identity,
+            "http://test".into(),
+            crate::identity::PeerIncarnations::load(None).unwrap(),
+            BTreeMap::new(),
+        ));
+        let mut storage = MemoryStorage::new();
+        let founders = PersistedState::bootstrap(Membership::new(vec![1]));
+        storage
+            .persist(None, &founders.entries, Some(founders.hard_state))
+            .unwrap();
         create(
             Config::new(1),
-            vec![1],
-            Box::new(MemoryStorage::new()),
+            founders,
+            Box::new(storage),
             transport,
             metrics,
             NodeOptions {
@@ -1027,6 +1232,7 @@ mod tests {
                 snapshot_every,
                 url: "http://test".into(),
                 decoded: DecodedSnapshot::default(),
+                directory,
             },
         )
         .unwrap()

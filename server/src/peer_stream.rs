@@ -63,7 +63,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use raft_core::wire::{PeerBatch, HEADER_CLUSTER_TOKEN};
+use raft_core::wire::{PeerBatch, HEADER_CLUSTER_ID, HEADER_CLUSTER_TOKEN};
 use raft_core::NodeId;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
@@ -215,12 +215,8 @@ impl std::fmt::Display for PeerAddr {
 
 /// Connects to `addr` as node `me` and performs the upgrade handshake;
 /// the error says what failed (with the peer's JSON message on a refusal).
-pub async fn connect(
-    addr: &PeerAddr,
-    me: NodeId,
-    token: Option<&str>,
-) -> Result<PeerStream, String> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(addr, me, token)).await {
+pub async fn connect(addr: &PeerAddr, creds: &Credentials) -> Result<PeerStream, String> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(addr, creds)).await {
         Ok(r) => r,
         Err(_) => Err(format!(
             "no answer to the stream handshake within {HANDSHAKE_TIMEOUT:?}"
@@ -228,7 +224,7 @@ pub async fn connect(
     }
 }
 
-async fn handshake(addr: &PeerAddr, me: NodeId, token: Option<&str>) -> Result<PeerStream, String> {
+async fn handshake(addr: &PeerAddr, creds: &Credentials) -> Result<PeerStream, String> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr.authority))
         .await
         .map_err(|_| format!("connect timed out after {CONNECT_TIMEOUT:?}"))?
@@ -249,10 +245,9 @@ async fn handshake(addr: &PeerAddr, me: NodeId, token: Option<&str>) -> Result<P
     let mut req = axum::http::Request::get(PATH)
         .header(header::HOST, &addr.authority)
         .header(header::CONNECTION, "upgrade")
-        .header(header::UPGRADE, PROTOCOL)
-        .header(HEADER_PEER_ID, me.to_string());
-    if let Some(t) = token {
-        req = req.header(HEADER_CLUSTER_TOKEN, t);
+        .header(header::UPGRADE, PROTOCOL);
+    for (name, value) in creds.headers() {
+        req = req.header(name, value);
     }
     let req = req
         .body(Empty::<Bytes>::new())
@@ -281,6 +276,131 @@ async fn handshake(addr: &PeerAddr, me: NodeId, token: Option<&str>) -> Result<P
     };
     let (stream, _) = tokio::join!(exchange, conn.with_upgrades());
     stream
+}
+
+/// Who a node says it is to its peers, on every stream handshake and
+/// snapshot chunk: its member id, its cluster, the incarnation of its data
+/// directory, and the cluster token when there is one.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// The sender's member id.
+    pub me: NodeId,
+    /// Its cluster id.
+    pub cluster_id: u64,
+    /// Its data directory's incarnation.
+    pub incarnation: u64,
+    /// The cluster token.
+    pub token: Option<String>,
+}
+
+impl Credentials {
+    /// The request headers that carry them.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![
+            (HEADER_PEER_ID, self.me.to_string()),
+            (HEADER_CLUSTER_ID, crate::identity::hex(self.cluster_id)),
+            (HEADER_INCARNATION, crate::identity::hex(self.incarnation)),
+        ];
+        if let Some(t) = &self.token {
+            h.push((HEADER_CLUSTER_TOKEN, t.clone()));
+        }
+        h
+    }
+}
+
+/// Request header naming the sender's data-directory incarnation.
+pub const HEADER_INCARNATION: &str = "x-raft-incarnation";
+
+/// Checks a peer request's identity headers against the directory: its
+/// member id must be a member's (not ours), its cluster ours, and its
+/// incarnation the one seen before. Refusals are counted, and logged once
+/// per peer and reason, not per request.
+pub fn check_identity(s: &AppState, headers: &HeaderMap) -> Result<NodeId, Response> {
+    let parse = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(from) = parse(HEADER_PEER_ID).and_then(|v| v.trim().parse::<NodeId>().ok()) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("header {HEADER_PEER_ID} must name the sender's node id"),
+        ));
+    };
+    let (Some(cluster_id), Some(incarnation)) = (
+        parse(HEADER_CLUSTER_ID).and_then(crate::identity::parse_hex),
+        parse(HEADER_INCARNATION).and_then(crate::identity::parse_hex),
+    ) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "headers {HEADER_CLUSTER_ID} and {HEADER_INCARNATION} must carry 16 hex digits"
+            ),
+        ));
+    };
+    let ours = crate::identity::hex(s.directory.identity.cluster_id);
+    if from == s.id || !s.directory.admits_sender(from) {
+        Metrics::inc(&s.metrics.peer_streams_rejected);
+        s.refusals.once(from, "not a member", || {
+            warn!(peer = from, "refused peer traffic from node {from}: not a member of this cluster's configuration");
+        });
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "node {from} is not a member of cluster {ours} (this is node {})",
+                s.id
+            ),
+        ));
+    }
+    match s.directory.check_peer(from, cluster_id, incarnation) {
+        Ok(()) => Ok(from),
+        Err(crate::identity::Refusal::OtherCluster { theirs }) => {
+            Metrics::inc(&s.metrics.peer_other_cluster);
+            let theirs = crate::identity::hex(theirs);
+            s.refusals.once(from, "cluster", || {
+                warn!(peer = from, "refused peer traffic from node {from}: it belongs to cluster {theirs}, this node to {ours}");
+            });
+            Err(error(
+                StatusCode::CONFLICT,
+                format!(
+                    "this node belongs to cluster {ours}; node {from} presents cluster {theirs}"
+                ),
+            ))
+        }
+        Err(crate::identity::Refusal::Replaced { known, presented }) => {
+            Metrics::inc(&s.metrics.peer_replaced);
+            let (known, presented) = (crate::identity::hex(known), crate::identity::hex(presented));
+            s.refusals.once(from, "incarnation", || {
+                tracing::error!(peer = from, "refused node {from}: its data directory was replaced (incarnation {presented}, known {known}); it has forgotten its votes and log. Remove it and add it again: raft-kv-client member remove {from}; raft-kv-client member add {from} URL; then start it with an empty data directory and --join");
+            });
+            Err(error(
+                StatusCode::CONFLICT,
+                format!(
+                    "node {from}'s data directory was replaced (incarnation {presented}; the cluster knows {known}): \
+                     it has forgotten its votes and log and may not rejoin as the same member. \
+                     Remove it (raft-kv-client member remove {from}), add it again (member add {from} URL), \
+                     and start it with an empty data directory and --join"
+                ),
+            ))
+        }
+    }
+}
+
+/// Remembers which refusals were already logged, so a peer that retries
+/// every few hundred milliseconds fills no log.
+#[derive(Default)]
+pub struct RefusalLog {
+    seen: Mutex<std::collections::BTreeSet<(NodeId, &'static str)>>,
+}
+
+impl RefusalLog {
+    /// Runs `log` the first time `(peer, reason)` is refused.
+    pub fn once(&self, peer: NodeId, reason: &'static str, log: impl FnOnce()) {
+        let first = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((peer, reason));
+        if first {
+            log();
+        }
+    }
 }
 
 // ----- receiving side -----
@@ -348,6 +468,18 @@ impl Drop for Slot {
 pub async fn accept(State(s): State<Arc<AppState>>, mut req: Request) -> Response {
     if let Err(r) = s.check_token(req.headers()) {
         Metrics::inc(&s.metrics.peer_unauthorized);
+        let peer = req
+            .headers()
+            .get(HEADER_PEER_ID)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<NodeId>().ok())
+            .unwrap_or(0);
+        s.refusals.once(peer, "token", || {
+            warn!(
+                peer,
+                "refused a peer stream with a missing or wrong cluster token"
+            );
+        });
         return r.into_response();
     }
     if !is_upgrade_to_protocol(req.headers()) {
@@ -362,30 +494,10 @@ pub async fn accept(State(s): State<Arc<AppState>>, mut req: Request) -> Respons
             .insert(header::UPGRADE, HeaderValue::from_static(PROTOCOL));
         return resp;
     }
-    let from = match req
-        .headers()
-        .get(HEADER_PEER_ID)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<NodeId>().ok())
-    {
-        Some(from) => from,
-        None => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("header {HEADER_PEER_ID} must name the sender's node id"),
-            )
-        }
+    let from = match check_identity(&s, req.headers()) {
+        Ok(from) => from,
+        Err(resp) => return resp,
     };
-    if from == s.id || !s.settings.peers.contains_key(&from) {
-        Metrics::inc(&s.metrics.peer_streams_rejected);
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "a stream from node {from}, not a member (this is node {})",
-                s.id
-            ),
-        );
-    }
     let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
         return error(
             StatusCode::UPGRADE_REQUIRED,
@@ -515,6 +627,7 @@ mod tests {
                     body: MessageBody::Heartbeat {
                         commit: 0,
                         read_ctx: 0,
+                        seq: 0,
                     },
                 })
                 .collect(),

@@ -2,7 +2,6 @@
 //! HTTP listener, and shuts them down in order (mini-redis style
 //! `run(listener, shutdown)`).
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,12 +13,14 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::api::{self, AppState};
+use crate::bootstrap;
 use crate::config::Settings;
 use crate::connection_limit::{Admission, ConnectionLimit};
+use crate::directory::Directory;
 use crate::forward::MAX_FORWARDS_IN_FLIGHT;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeOptions};
-use crate::peer_stream::PeerStreams;
+use crate::peer_stream::{Credentials, PeerStreams, RefusalLog};
 use crate::snapshot_transfer::{DecodedSnapshot, SnapshotInbox, MAX_SNAPSHOT_BYTES};
 use crate::storage::{DiskOptions, DiskStorage, Storage};
 use crate::transport::{Partition, Transport, TransportOptions};
@@ -96,15 +97,38 @@ pub async fn run_with_storage(
     if settings.test_hooks {
         warn!("TEST HOOKS ENABLED (--enable-test-hooks): POST /test/partition can cut this node off; never use in production");
     }
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(MAX_FORWARDS_IN_FLIGHT)
+        // Below the members' idle timeout: a forward never goes out on a
+        // connection the leader is closing.
+        .pool_idle_timeout(settings.idle_timeout / 2)
+        .build()
+        .map_err(|e| ServerError::Start(format!("cannot build an HTTP client: {e}")))?;
+    let mut storage = storage;
+    let start = bootstrap::prepare(&settings, &url, storage.as_mut(), &http)
+        .await
+        .map_err(ServerError::Start)?;
+    let identity = start.identity;
+    let directory = Arc::new(Directory::new(
+        identity,
+        url.clone(),
+        start.incarnations,
+        start.known_urls,
+    ));
     let loop_runtime = raft_loop_runtime()?;
-    let transport = Transport::start(
+    let transport = Transport::new(
         TransportOptions {
-            me: settings.id,
-            token: settings.cluster_token.clone(),
+            credentials: Credentials {
+                me: settings.id,
+                cluster_id: identity.cluster_id,
+                incarnation: identity.incarnation,
+                token: settings.cluster_token.clone(),
+            },
             snapshot_chunk_bytes: settings.snapshot_chunk_bytes,
             pool_idle: settings.idle_timeout / 2,
         },
-        &settings.peers,
         partition.clone(),
         metrics.clone(),
         loop_runtime.handle(),
@@ -121,7 +145,7 @@ pub async fn run_with_storage(
     let decoded = DecodedSnapshot::default();
     let (node, handle, inbox) = node::create(
         config,
-        settings.members(),
+        start.persisted,
         storage,
         transport,
         metrics.clone(),
@@ -130,6 +154,7 @@ pub async fn run_with_storage(
             snapshot_every: settings.snapshot_every,
             url: url.clone(),
             decoded: decoded.clone(),
+            directory: directory.clone(),
         },
     )
     .map_err(|e| ServerError::Start(e.to_string()))?;
@@ -140,21 +165,10 @@ pub async fn run_with_storage(
     };
     let mut node_task = spawn_raft_loop(loop_runtime, node, inbox, stopped(stop_rx.clone()))?;
 
-    let mut urls: BTreeMap<_, _> = settings.peers.clone();
-    urls.insert(settings.id, url.clone());
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(MAX_FORWARDS_IN_FLIGHT)
-        // Below the members' idle timeout: a forward never goes out on a
-        // connection the leader is closing.
-        .pool_idle_timeout(settings.idle_timeout / 2)
-        .build()
-        .map_err(|e| ServerError::Start(format!("cannot build an HTTP client: {e}")))?;
     let state = Arc::new(AppState {
         id: settings.id,
-        leader_headers: api::leader_headers(&urls),
-        urls,
+        directory,
+        refusals: RefusalLog::default(),
         node: handle,
         metrics,
         partition,
@@ -187,7 +201,7 @@ pub async fn run_with_storage(
         id = settings.id,
         %url,
         listen = %local,
-        peers = ?settings.peers,
+        cluster_id = %crate::identity::hex(identity.cluster_id),
         data_dir = %settings.data_dir.display(),
         fsync = settings.sync,
         "raft-kv node started"

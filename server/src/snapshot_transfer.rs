@@ -326,8 +326,8 @@ pub struct SnapshotSender {
     pub peer: NodeId,
     /// `{peer}/raft/snapshot`.
     pub url: String,
-    /// The cluster token.
-    pub token: Option<String>,
+    /// Who this node says it is.
+    pub creds: crate::peer_stream::Credentials,
     /// Where the Raft loop leaves snapshot messages.
     pub outbox: Arc<SnapshotOutbox>,
     /// Test partition switch.
@@ -381,14 +381,9 @@ impl SnapshotSender {
                 return Err("the peer is cut off by the test partition".into());
             }
             let offset = chunk.offset;
-            post_peer(
-                &self.client,
-                &self.url,
-                self.token.as_deref(),
-                chunk.encode(),
-            )
-            .await
-            .map_err(|e| format!("chunk at offset {offset}: {e}"))?;
+            post_peer(&self.client, &self.url, &self.creds, chunk.encode())
+                .await
+                .map_err(|e| format!("chunk at offset {offset}: {e}"))?;
             Metrics::inc(&self.metrics.snapshot_chunks_sent);
             debug!(peer = self.peer, offset, "snapshot chunk sent");
         }
@@ -493,6 +488,7 @@ mod tests {
             body: MessageBody::Heartbeat {
                 commit: 0,
                 read_ctx: 0,
+                seq: 0,
             },
         };
         assert!(split(&hb, 10).is_none());

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use raft_core::wire::{PeerBatch, HEADER_CLUSTER_TOKEN};
+use raft_core::wire::PeerBatch;
 use raft_core::{Message, MessageBody, NodeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
-use crate::peer_stream::{self, encode_frame, PeerAddr, PeerStream};
+use crate::peer_stream::{self, encode_frame, Credentials, PeerAddr, PeerStream};
 use crate::snapshot_transfer::{SnapshotOutbox, SnapshotSender};
 
 /// Largest batch the sender assembles (one message may exceed it).
@@ -151,13 +151,32 @@ impl PeerQueue {
     }
 }
 
-/// The sending side of the peer network, owned by the Raft loop.
+/// One peer's senders.
+struct PeerLink {
+    url: String,
+    queue: Option<Arc<PeerQueue>>,
+    snapshots: Arc<SnapshotOutbox>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for PeerLink {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The sending side of the peer network, owned by the Raft loop. Its peers
+/// follow the configuration: [`Transport::set_peers`] is called whenever
+/// the configuration in the log changes.
 pub struct Transport {
-    queues: BTreeMap<NodeId, Arc<PeerQueue>>,
-    snapshots: BTreeMap<NodeId, Arc<SnapshotOutbox>>,
+    links: BTreeMap<NodeId, PeerLink>,
+    opts: TransportOptions,
     partition: Arc<Partition>,
     metrics: Arc<Metrics>,
-    tasks: Vec<JoinHandle<()>>,
+    loop_runtime: tokio::runtime::Handle,
+    io_runtime: tokio::runtime::Handle,
     /// Whether a message went onto a sender's queue since
     /// [`Transport::take_queued`].
     queued: std::cell::Cell<bool>,
@@ -165,10 +184,8 @@ pub struct Transport {
 
 /// What the senders of a [`Transport`] need to know.
 pub struct TransportOptions {
-    /// This node.
-    pub me: NodeId,
-    /// The cluster token sent with every handshake and chunk.
-    pub token: Option<String>,
+    /// Who this node says it is on every handshake and chunk.
+    pub credentials: Credentials,
     /// Size of one snapshot chunk post.
     pub snapshot_chunk_bytes: usize,
     /// How long the snapshot client keeps an idle connection.
@@ -176,74 +193,85 @@ pub struct TransportOptions {
 }
 
 impl Transport {
-    /// Starts two sender tasks per peer: one for message batches, on
-    /// `loop_runtime` (the Raft loop's own, so queuing a message for it
-    /// wakes no other thread), and one on the current runtime for snapshots
-    /// in chunks of `snapshot_chunk_bytes`.
-    pub fn start(
+    /// A transport with no peers yet. Message senders will run on
+    /// `loop_runtime` (the Raft loop's own, so queuing a message for one
+    /// wakes no other thread); snapshot senders on the current runtime.
+    pub fn new(
         opts: TransportOptions,
-        peers: &BTreeMap<NodeId, String>,
         partition: Arc<Partition>,
         metrics: Arc<Metrics>,
         loop_runtime: &tokio::runtime::Handle,
     ) -> Transport {
-        let TransportOptions {
-            me,
-            token,
-            snapshot_chunk_bytes,
-            pool_idle,
-        } = opts;
-        let mut queues = BTreeMap::new();
-        let mut snapshots = BTreeMap::new();
-        let mut tasks = Vec::new();
-        for (&id, url) in peers {
-            let client = match peer_http_client(pool_idle) {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(peer = id, "cannot build an HTTP client: {e}");
-                    continue;
-                }
-            };
-            let addr = match PeerAddr::from_url(url) {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(peer = id, "no stream to this peer: {e}");
-                    continue;
-                }
-            };
-            let queue = Arc::new(PeerQueue::default());
-            queues.insert(id, queue.clone());
-            let sender = PeerSender {
-                me,
-                peer: id,
-                addr,
-                token: token.clone(),
-                queue,
-                partition: partition.clone(),
-                metrics: metrics.clone(),
-            };
-            tasks.push(loop_runtime.spawn(sender.run()));
-            let outbox = Arc::new(SnapshotOutbox::default());
-            snapshots.insert(id, outbox.clone());
-            let snapshot_sender = SnapshotSender {
-                peer: id,
-                url: format!("{url}/raft/snapshot"),
-                token: token.clone(),
-                outbox,
-                partition: partition.clone(),
-                metrics: metrics.clone(),
-                chunk_bytes: snapshot_chunk_bytes,
-                client,
-            };
-            tasks.push(tokio::spawn(snapshot_sender.run()));
-        }
         Transport {
-            queues,
-            snapshots,
+            links: BTreeMap::new(),
+            opts,
             partition,
             metrics,
-            tasks,
+            loop_runtime: loop_runtime.clone(),
+            io_runtime: tokio::runtime::Handle::current(),
             queued: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Makes the senders match `peers` (id → base URL, this node excluded):
+    /// starts two tasks for each new peer (message batches and snapshot
+    /// chunks), stops those of peers that left, restarts those whose URL
+    /// changed.
+    pub fn set_peers(&mut self, peers: &BTreeMap<NodeId, String>) {
+        self.links
+            .retain(|id, link| peers.get(id).is_some_and(|u| *u == link.url));
+        for (&id, url) in peers {
+            if id == self.opts.credentials.me || self.links.contains_key(&id) {
+                continue;
+            }
+            let link = self.start_link(id, url);
+            self.links.insert(id, link);
+        }
+    }
+
+    fn start_link(&self, id: NodeId, url: &str) -> PeerLink {
+        let mut tasks = Vec::new();
+        let queue = match PeerAddr::from_url(url) {
+            Ok(addr) => {
+                let queue = Arc::new(PeerQueue::default());
+                let sender = PeerSender {
+                    peer: id,
+                    addr,
+                    creds: self.opts.credentials.clone(),
+                    queue: queue.clone(),
+                    partition: self.partition.clone(),
+                    metrics: self.metrics.clone(),
+                };
+                tasks.push(self.loop_runtime.spawn(sender.run()));
+                Some(queue)
+            }
+            Err(e) => {
+                warn!(peer = id, "no stream to this peer: {e}");
+                None
+            }
+        };
+        let snapshots = Arc::new(SnapshotOutbox::default());
+        match peer_http_client(self.opts.pool_idle) {
+            Ok(client) => {
+                let snapshot_sender = SnapshotSender {
+                    peer: id,
+                    url: format!("{url}/raft/snapshot"),
+                    creds: self.opts.credentials.clone(),
+                    outbox: snapshots.clone(),
+                    partition: self.partition.clone(),
+                    metrics: self.metrics.clone(),
+                    chunk_bytes: self.opts.snapshot_chunk_bytes,
+                    client,
+                };
+                tasks.push(self.io_runtime.spawn(snapshot_sender.run()));
+            }
+            Err(e) => warn!(peer = id, "cannot build an HTTP client: {e}"),
+        }
+        PeerLink {
+            url: url.to_string(),
+            queue,
+            snapshots,
+            tasks,
         }
     }
 
@@ -260,13 +288,20 @@ impl Transport {
                 Metrics::inc(&self.metrics.peer_messages_dropped);
                 continue;
             }
+            let Some(link) = self.links.get(&msg.to) else {
+                debug!(
+                    to = msg.to,
+                    kind = msg.body.kind(),
+                    "not a member with an address; message dropped"
+                );
+                Metrics::inc(&self.metrics.peer_messages_dropped);
+                continue;
+            };
             if matches!(msg.body, MessageBody::InstallSnapshot { .. }) {
-                if let Some(outbox) = self.snapshots.get(&msg.to) {
-                    outbox.offer(msg);
-                    continue;
-                }
+                link.snapshots.offer(msg);
+                continue;
             }
-            match self.queues.get(&msg.to) {
+            match &link.queue {
                 Some(q) => {
                     self.queued.set(true);
                     let dropped = q.push(msg);
@@ -285,19 +320,10 @@ impl Transport {
     }
 }
 
-impl Drop for Transport {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
 struct PeerSender {
-    me: NodeId,
     peer: NodeId,
     addr: PeerAddr,
-    token: Option<String>,
+    creds: Credentials,
     queue: Arc<PeerQueue>,
     partition: Arc<Partition>,
     metrics: Arc<Metrics>,
@@ -322,15 +348,15 @@ fn peer_http_client(pool_idle: Duration) -> reqwest::Result<reqwest::Client> {
 pub async fn post_peer(
     client: &reqwest::Client,
     url: &str,
-    token: Option<&str>,
+    creds: &Credentials,
     body: Vec<u8>,
 ) -> Result<(), String> {
     let mut req = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
         .body(body);
-    if let Some(t) = token {
-        req = req.header(HEADER_CLUSTER_TOKEN, t);
+    for (name, value) in creds.headers() {
+        req = req.header(name, value);
     }
     match req.send().await {
         Ok(resp) if resp.status().is_success() => Ok(()),
@@ -349,8 +375,7 @@ impl PeerSender {
     async fn run(self) {
         let mut failures: u32 = 0;
         loop {
-            let error = match peer_stream::connect(&self.addr, self.me, self.token.as_deref()).await
-            {
+            let error = match peer_stream::connect(&self.addr, &self.creds).await {
                 Ok(mut stream) => {
                     if failures > 0 {
                         info!(peer = self.peer, "peer reachable again");
@@ -414,7 +439,7 @@ impl PeerSender {
                 continue;
             }
             let frame = match encode_frame(&PeerBatch {
-                from: self.me,
+                from: self.creds.me,
                 messages: batch,
             }) {
                 Ok(f) => f,
@@ -466,6 +491,7 @@ mod tests {
             body: MessageBody::Heartbeat {
                 commit: 0,
                 read_ctx: 0,
+                seq: 0,
             },
         }
     }

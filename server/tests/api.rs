@@ -411,6 +411,7 @@ fn heartbeat(from: u64, to: u64, term: u64) -> Message {
         body: MessageBody::Heartbeat {
             commit: 0,
             read_ctx: 0,
+            seq: 0,
         },
     }
 }

@@ -134,6 +134,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                 body: MessageBody::Heartbeat {
                     commit: 2,
                     read_ctx: 9,
+                    seq: 1,
                 },
             };
             let chunk = SnapshotChunk {

@@ -402,6 +402,9 @@ mod tests {
             applied_index: last,
             snapshot_index: 0,
             members: vec![1, 2, 3],
+            learners: vec![],
+            outgoing: vec![],
+            cluster_id: "00000000000000ab".into(),
             keys: 0,
             followers: (role == Role::Leader).then(|| {
                 vec![FollowerStatus {

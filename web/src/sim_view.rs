@@ -1259,11 +1259,13 @@ fn message_fields(m: &InFlight) -> Vec<(&'static str, String)> {
                 rows.push(("hint", format!("index {hint_index}, term {hint_term}")));
             }
         }
-        MessageBody::Heartbeat { commit, read_ctx } => {
+        MessageBody::Heartbeat {
+            commit, read_ctx, ..
+        } => {
             rows.push(("commit", commit.to_string()));
             rows.push(("read ctx", read_ctx.to_string()));
         }
-        MessageBody::HeartbeatResponse { read_ctx } => {
+        MessageBody::HeartbeatResponse { read_ctx, .. } => {
             rows.push(("read ctx", read_ctx.to_string()));
         }
         MessageBody::InstallSnapshot { snapshot } => {

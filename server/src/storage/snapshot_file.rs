@@ -18,7 +18,8 @@ use super::layout::{snapshot_name, sync_dir, tmp_path};
 /// Identifies a snapshot file.
 pub(crate) const SNAP_MAGIC: [u8; 8] = *b"RAFTKVSN";
 /// The snapshot format this build reads and writes.
-pub(crate) const SNAP_VERSION: u32 = 1;
+/// 2: configurations carry learners, the joint phase and member addresses.
+pub(crate) const SNAP_VERSION: u32 = 2;
 
 /// Writes `snap` durably into `dir` and returns its path.
 pub(crate) fn write(dir: &Path, snap: &Snapshot, sync: bool) -> Result<PathBuf, StorageError> {

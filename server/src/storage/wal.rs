@@ -17,7 +17,8 @@ use super::record::{decode, parse_frame, valid_frame_after, Record};
 /// Identifies a WAL segment.
 pub(crate) const WAL_MAGIC: [u8; 8] = *b"RAFTKVWL";
 /// The segment format this build reads and writes.
-pub(crate) const WAL_VERSION: u32 = 1;
+/// 2: configurations carry learners, the joint phase and member addresses.
+pub(crate) const WAL_VERSION: u32 = 2;
 /// The header's size.
 pub(crate) const HEADER_LEN: usize = 24;
 
@@ -262,11 +263,11 @@ mod tests {
             check_header(p, &h, 8),
             Err(StorageError::Corrupt { offset: 0, .. })
         ));
-        let mut v2 = h;
-        v2[8] = 2;
+        let mut v1 = h;
+        v1[8] = 1;
         assert!(matches!(
-            check_header(p, &v2, 7),
-            Err(StorageError::UnsupportedVersion { found: 2, .. })
+            check_header(p, &v1, 7),
+            Err(StorageError::UnsupportedVersion { found: 1, .. })
         ));
         let mut magic = h;
         magic[0] = b'X';
