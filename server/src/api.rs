@@ -1026,7 +1026,7 @@ async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Bytes)
     }
     let sender = match peer_stream::check_identity(&s, &headers) {
         Ok(from) => from,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let chunk = match SnapshotChunk::decode(&body) {
         Ok(c) => c,

@@ -315,24 +315,24 @@ pub const HEADER_INCARNATION: &str = "x-raft-incarnation";
 /// member id must be a member's (not ours), its cluster ours, and its
 /// incarnation the one seen before. Refusals are counted, and logged once
 /// per peer and reason, not per request.
-pub fn check_identity(s: &AppState, headers: &HeaderMap) -> Result<NodeId, Response> {
+pub fn check_identity(s: &AppState, headers: &HeaderMap) -> Result<NodeId, Box<Response>> {
     let parse = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let Some(from) = parse(HEADER_PEER_ID).and_then(|v| v.trim().parse::<NodeId>().ok()) else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("header {HEADER_PEER_ID} must name the sender's node id"),
-        ));
+        )));
     };
     let (Some(cluster_id), Some(incarnation)) = (
         parse(HEADER_CLUSTER_ID).and_then(crate::identity::parse_hex),
         parse(HEADER_INCARNATION).and_then(crate::identity::parse_hex),
     ) else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             format!(
                 "headers {HEADER_CLUSTER_ID} and {HEADER_INCARNATION} must carry 16 hex digits"
             ),
-        ));
+        )));
     };
     let ours = crate::identity::hex(s.directory.identity.cluster_id);
     if from == s.id || !s.directory.admits_sender(from) {
@@ -340,13 +340,13 @@ pub fn check_identity(s: &AppState, headers: &HeaderMap) -> Result<NodeId, Respo
         s.refusals.once(from, "not a member", || {
             warn!(peer = from, "refused peer traffic from node {from}: not a member of this cluster's configuration");
         });
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             format!(
                 "node {from} is not a member of cluster {ours} (this is node {})",
                 s.id
             ),
-        ));
+        )));
     }
     match s.directory.check_peer(from, cluster_id, incarnation) {
         Ok(()) => Ok(from),
@@ -356,12 +356,12 @@ pub fn check_identity(s: &AppState, headers: &HeaderMap) -> Result<NodeId, Respo
             s.refusals.once(from, "cluster", || {
                 warn!(peer = from, "refused peer traffic from node {from}: it belongs to cluster {theirs}, this node to {ours}");
             });
-            Err(error(
+            Err(Box::new(error(
                 StatusCode::CONFLICT,
                 format!(
                     "this node belongs to cluster {ours}; node {from} presents cluster {theirs}"
                 ),
-            ))
+            )))
         }
         Err(crate::identity::Refusal::Replaced { known, presented }) => {
             Metrics::inc(&s.metrics.peer_replaced);
@@ -369,7 +369,7 @@ pub fn check_identity(s: &AppState, headers: &HeaderMap) -> Result<NodeId, Respo
             s.refusals.once(from, "incarnation", || {
                 tracing::error!(peer = from, "refused node {from}: its data directory was replaced (incarnation {presented}, known {known}); it has forgotten its votes and log. Remove it and add it again: raft-kv-client member remove {from}; raft-kv-client member add {from} URL; then start it with an empty data directory and --join");
             });
-            Err(error(
+            Err(Box::new(error(
                 StatusCode::CONFLICT,
                 format!(
                     "node {from}'s data directory was replaced (incarnation {presented}; the cluster knows {known}): \
@@ -377,7 +377,7 @@ pub fn check_identity(s: &AppState, headers: &HeaderMap) -> Result<NodeId, Respo
                      Remove it (raft-kv-client member remove {from}), add it again (member add {from} URL), \
                      and start it with an empty data directory and --join"
                 ),
-            ))
+            )))
         }
     }
 }
@@ -496,7 +496,7 @@ pub async fn accept(State(s): State<Arc<AppState>>, mut req: Request) -> Respons
     }
     let from = match check_identity(&s, req.headers()) {
         Ok(from) => from,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
         return error(

@@ -58,7 +58,6 @@ struct Node {
 /// The scripted cluster.
 pub struct Harness {
     nodes: BTreeMap<NodeId, Node>,
-    membership: Membership,
     queue: Vec<Message>,
     /// Directed links that drop everything: (from, to).
     cut: BTreeSet<(NodeId, NodeId)>,
@@ -93,7 +92,6 @@ impl Harness {
             .collect();
         Harness {
             nodes,
-            membership,
             queue: Vec::new(),
             cut: BTreeSet::new(),
         }

@@ -57,7 +57,7 @@ pub(crate) enum Found {
     /// Nothing of ours (maybe leftovers of an interrupted first write).
     Fresh { stale: Vec<PathBuf> },
     /// A node's state.
-    Existing(Recovered),
+    Existing(Box<Recovered>),
 }
 
 /// Reads the data directory `dir`.
@@ -119,14 +119,14 @@ pub(crate) fn recover(dir: &Path) -> Result<Found, StorageError> {
         file_len: 0,
     });
     let (state, repair) = replay.finish(dir, first_seq, snapshot)?;
-    Ok(Found::Existing(Recovered {
+    Ok(Found::Existing(Box::new(Recovered {
         state,
         segments,
         last_len: end.valid_len,
         torn_tail: end.file_len > end.valid_len,
         repair,
         stale,
-    }))
+    })))
 }
 
 /// The log being rebuilt.
