@@ -374,10 +374,12 @@ async fn stream_handshake(
 
 const UPGRADE: [(&str, &str); 2] = [("connection", "upgrade"), ("upgrade", "raft-kv-peer/1")];
 
-/// Opens a stream to node 1 as node `from`, with `token` when given.
-async fn open_stream(c: &Cluster, from: &str, token: Option<&str>) -> tokio::net::TcpStream {
+/// Opens a stream to node 1 as member `from` (with its identity), with
+/// `token` when given.
+async fn open_stream(c: &Cluster, from: u64, token: Option<&str>) -> tokio::net::TcpStream {
+    let identity = c.peer_headers(from);
     let mut headers = UPGRADE.to_vec();
-    headers.push(("x-raft-peer-id", from));
+    headers.extend(identity.iter().map(|(k, v)| (*k, v.as_str())));
     if let Some(t) = token {
         headers.push(("x-raft-cluster-token", t));
     }
@@ -434,20 +436,31 @@ async fn peer_stream_and_admin_need_the_cluster_token() {
     }
     assert_eq!(metric(&c, "raft_peer_unauthorized_total").await, 2);
 
-    // With the token: not an upgrade, no sender, a sender that is not a
-    // member (this is a single-node cluster) are all refused.
+    // With the token: not an upgrade, no sender, no cluster identity, a
+    // sender of another cluster, a sender that is not a member (this is a
+    // single-node cluster) are all refused.
     let token = ("x-raft-cluster-token", TOKEN);
+    let ours = c.peer_headers(1);
+    let cluster_id = ours[1].1.clone();
     let mut with_token = UPGRADE.to_vec();
     with_token.push(token);
-    let mut stranger = with_token.clone();
-    stranger.push(("x-raft-peer-id", "2"));
-    let mut itself = with_token.clone();
-    itself.push(("x-raft-peer-id", "1"));
+    let with_sender = |id: &'static str| {
+        let mut h = with_token.clone();
+        h.extend([
+            ("x-raft-peer-id", id),
+            ("x-raft-cluster-id", cluster_id.as_str()),
+            ("x-raft-incarnation", "00000000000000aa"),
+        ]);
+        h
+    };
+    let mut anonymous = with_token.clone();
+    anonymous.push(("x-raft-peer-id", "2"));
     for (what, headers, want, says) in [
         ("a plain GET", vec![token], 426, "upgrade"),
         ("no sender", with_token.clone(), 400, "x-raft-peer-id"),
-        ("a stranger", stranger, 400, "not a member"),
-        ("itself", itself, 400, "not a member"),
+        ("no cluster id", anonymous, 400, "x-raft-cluster-id"),
+        ("a stranger", with_sender("2"), 403, "not a member"),
+        ("itself", with_sender("1"), 403, "not a member"),
     ] {
         let (status, body, _) = stream_handshake(port, &headers).await;
         assert_eq!(status, want, "{what}: {body}");
@@ -500,7 +513,7 @@ async fn garbage_peer_input_is_refused_and_counted() {
     // Well-framed batches from node 3 with a misaddressed message and a
     // message claiming another sender: the core rejects both, the stream
     // stays open.
-    let mut s = open_stream(&c, "3", None).await;
+    let mut s = open_stream(&c, 3, None).await;
     let batch = PeerBatch {
         from: 3,
         messages: vec![heartbeat(3, 7, 0), heartbeat(2, 1, 0)],
@@ -521,14 +534,14 @@ async fn garbage_peer_input_is_refused_and_counted() {
     assert_eq!(counter("raft_peer_streams_rejected_total").await, 1);
 
     // A length over the limit: closed on the length alone.
-    let mut s = open_stream(&c, "3", None).await;
+    let mut s = open_stream(&c, 3, None).await;
     s.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
     assert_closed(&mut s, "a frame over the limit").await;
     assert_eq!(counter("raft_peer_streams_rejected_total").await, 2);
 
     // A batch from node 2 on node 3's stream: closed, its messages rejected.
     let before = counter("raft_peer_messages_rejected_total").await;
-    let mut s = open_stream(&c, "3", None).await;
+    let mut s = open_stream(&c, 3, None).await;
     let forged = PeerBatch {
         from: 2,
         messages: vec![heartbeat(2, 1, 1000)],
@@ -555,12 +568,25 @@ async fn garbage_peer_input_is_refused_and_counted() {
         }
         .encode()
     };
+    let as_node_3 = c.peer_headers(3);
+    let post = |body: Vec<u8>| {
+        let mut req = c.http().post(&url).body(body);
+        for (k, v) in &as_node_3 {
+            req = req.header(*k, v);
+        }
+        req
+    };
+    // Without the identity headers, refused before the body is read.
+    let r = c.http().post(&url).body(chunk(3, 1)).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let e: ErrorBody = r.json().await.unwrap();
+    assert!(e.error.contains("x-raft-peer-id"), "{e:?}");
     for (body, says) in [
         (b"garbage".to_vec(), "SnapshotChunk"),
-        (chunk(2, 7), "addressed to node 7"),
-        (chunk(9, 1), "not a member"),
+        (chunk(3, 7), "addressed to node 7"),
+        (chunk(9, 1), "sent by node 3"),
     ] {
-        let r = c.http().post(&url).body(body).send().await.unwrap();
+        let r = post(body).send().await.unwrap();
         assert_eq!(r.status(), 400, "{says}");
         let e: ErrorBody = r.json().await.unwrap();
         assert!(e.error.contains(says), "{e:?}");
@@ -573,7 +599,7 @@ async fn garbage_peer_input_is_refused_and_counted() {
     // loop (which would have to stop the node on it).
     let data = vec![0xff; 64];
     let bad_state = SnapshotChunk {
-        from: 2,
+        from: 3,
         to: 1,
         term: 1,
         meta: SnapshotMeta::default(),
@@ -582,13 +608,7 @@ async fn garbage_peer_input_is_refused_and_counted() {
         offset: 0,
         data,
     };
-    let r = c
-        .http()
-        .post(&url)
-        .body(bad_state.encode())
-        .send()
-        .await
-        .unwrap();
+    let r = post(bad_state.encode()).send().await.unwrap();
     assert_eq!(r.status(), 400);
     let e: ErrorBody = r.json().await.unwrap();
     assert!(e.error.contains("does not decode"), "{e:?}");

@@ -168,8 +168,12 @@ async fn acknowledged_writes_survive_kills_snapshots_and_a_whole_cluster_crash()
     }
 }
 
+/// A follower whose data directory was emptied (a replaced disk) must not
+/// rejoin as the same member: it forgot its votes and its log. Started
+/// again with its old flags it is refused; removed and added back, it joins
+/// as a new member and is caught up by InstallSnapshot in chunks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wiped_follower_is_caught_up_by_install_snapshot() {
+async fn a_wiped_follower_is_refused_then_re_added_and_caught_up_by_install_snapshot() {
     let mut opts = options(20);
     // Small chunks, so that the snapshot has to travel in several.
     opts.extra_args
@@ -194,7 +198,40 @@ async fn a_wiped_follower_is_caught_up_by_install_snapshot() {
     }
     let leader_status = c.status(leader).await.expect("leader status");
     assert!(leader_status.snapshot_index > 0, "leader never compacted");
-    c.restart(follower).await;
+    // Its old flags found a cluster only on an empty directory; the peers
+    // know this member's old data directory, so it refuses to start.
+    let args = c.args(follower);
+    c.spawn_with(follower, args);
+    let exit = c.wait_exit(follower, Duration::from_secs(20)).await;
+    assert!(!exit.success(), "a wiped member started: {exit:?}");
+    let log = c.log(follower);
+    assert!(
+        log.contains("is already a member") && log.contains("member remove"),
+        "{log}"
+    );
+    // The operator's way back: remove it, add it again, start it with --join.
+    let members = format!("{}/cluster/members", c.url(leader));
+    let r = c
+        .http()
+        .delete(format!("{members}/{follower}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let r = c
+        .http()
+        .post(&members)
+        .json(&serde_json::json!({"id": follower, "url": c.url(follower)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    std::fs::remove_dir_all(c.data_dir(follower)).expect("clear the refused start's files");
+    let args = c.join_args(follower, leader);
+    c.spawn_with(follower, args);
+    c.wait_healthy(follower, Duration::from_secs(20))
+        .await
+        .expect("the re-added member starts");
     let want = keys["k119"].acked.clone();
     let f = follower;
     let cref = &c;

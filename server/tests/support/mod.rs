@@ -225,6 +225,37 @@ impl Cluster {
         self.node(id).data_dir.clone()
     }
 
+    /// The flags that start node `id` as a new member joining through
+    /// `via` (after `member add`): [`Cluster::args`] with `--join` instead
+    /// of `--peers`.
+    pub fn join_args(&self, id: u64, via: u64) -> Vec<String> {
+        let mut args = self.args(id);
+        if let Some(i) = args.iter().position(|a| a == "--peers") {
+            args.drain(i..i + 2);
+        }
+        args.extend(["--join".to_string(), self.url(via)]);
+        args
+    }
+
+    /// The peer identity headers node `id` sends (`x-raft-peer-id`,
+    /// `x-raft-cluster-id`, `x-raft-incarnation`), read from its data
+    /// directory's IDENTITY file: a test speaking as that member.
+    pub fn peer_headers(&self, id: u64) -> Vec<(&'static str, String)> {
+        let path = self.data_dir(id).join("IDENTITY");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+                .unwrap_or_else(|| panic!("{} has no {k}", path.display()))
+        };
+        vec![
+            ("x-raft-peer-id", id.to_string()),
+            ("x-raft-cluster-id", field("cluster-id ")),
+            ("x-raft-incarnation", field("incarnation ")),
+        ]
+    }
+
     /// The cluster's temporary directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -273,6 +304,13 @@ impl Cluster {
 
     fn spawn(&mut self, id: u64) {
         let args = self.args(id);
+        self.spawn_with(id, args);
+    }
+
+    /// Starts node `id` with `args` instead of [`Cluster::args`] (e.g. the
+    /// `--join` form) and returns at once: wait with
+    /// [`Cluster::wait_healthy`] or [`Cluster::wait_exit`].
+    pub fn spawn_with(&mut self, id: u64, args: Vec<String>) {
         let cwd = self.dir.path().to_path_buf();
         let bin = self.bin.clone();
         let node = self.node_mut(id);
