@@ -329,7 +329,7 @@ fn wrong_magic_or_version_is_refused() {
             err,
             StorageError::UnsupportedVersion {
                 found: 9,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
