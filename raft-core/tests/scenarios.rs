@@ -2,6 +2,19 @@
 //! followed by `----` and the output it must produce (the style of
 //! etcd-raft's datadriven interaction tests).
 //!
+//! Commands (node ids are numbers; `L` is the node asked, usually the leader):
+//! `cluster N [prevote=off] [checkquorum=off] [batch=1]`, `campaign ID`,
+//! `tick ID [N]`, `process`, `deliver`, `stabilize`, `drop`,
+//! `propose L KEY VALUE`, `read L CTX`, `transfer L TO`, `compact ID`,
+//! `crash ID`, `restart ID`, `isolate ID`, `cut FROM TO`, `heal`, `status`,
+//! `log ID...`, `get ID KEY`, `fault ID NAME`; membership:
+//! `join ID` (a new node, empty disk), `wipe ID [bootstrap]` (crash and
+//! empty the disk, or put the founders' state back on it),
+//! `add-learner L ID [auto]`, `promote L ID`, `remove L ID`,
+//! `replace L REMOVE PROMOTE` (each with an optional `force`),
+//! `config [ID...]` (the configuration in force on each node) and
+//! `progress L` (the leader's view of each member).
+//!
 //! Rewrite the expected output after a deliberate change with
 //! `RAFT_SCENARIO_REWRITE=1 cargo test -p raft-core --test scenarios`
 //! and review the diff.
@@ -12,6 +25,7 @@ mod harness;
 use std::path::Path;
 
 use harness::Harness;
+use raft_core::ConfChange;
 
 struct Block {
     command: String,
@@ -109,6 +123,40 @@ fn run(h: &mut Option<Harness>, command: &str) -> Result<String, String> {
         "compact" => out = h.compact(id(args.get(1))?)? + "\n",
         "crash" => h.crash(id(args.get(1))?)?,
         "restart" => h.restart(id(args.get(1))?)?,
+        "join" => h.join(id(args.get(1))?)?,
+        "wipe" => h.wipe(id(args.get(1))?, args.contains(&"bootstrap"))?,
+        "add-learner" | "promote" | "remove" | "replace" => {
+            let leader = id(args.get(1))?;
+            let change = match args[0] {
+                "add-learner" => {
+                    let new = id(args.get(2))?;
+                    ConfChange::AddLearner {
+                        id: new,
+                        address: format!("n{new}"),
+                        promote: args.contains(&"auto"),
+                    }
+                }
+                "promote" => ConfChange::Promote {
+                    id: id(args.get(2))?,
+                },
+                "remove" => ConfChange::Remove {
+                    id: id(args.get(2))?,
+                },
+                _ => ConfChange::Replace {
+                    remove: id(args.get(2))?,
+                    promote: id(args.get(3))?,
+                },
+            };
+            out = h.conf_change(leader, change, args.contains(&"force"))? + "\n";
+        }
+        "config" => {
+            let ids = args[1..]
+                .iter()
+                .map(|a| id(Some(a)))
+                .collect::<Result<Vec<_>, _>>()?;
+            h.config(&ids, &mut out);
+        }
+        "progress" => h.progress(id(args.get(1))?, &mut out)?,
         "isolate" => h.isolate(id(args.get(1))?),
         "cut" => h.cut(id(args.get(1))?, id(args.get(2))?),
         "heal" => h.heal(),

@@ -1,13 +1,15 @@
 //! An in-process cluster for scenario scripts: every message goes through a
 //! queue the script controls, nodes persist exactly what their `Ready`s ask,
-//! and a crash loses everything else.
+//! and a crash loses everything else. Members can be added (a joiner starts
+//! from an empty disk), changed through the log, and a node's disk can be
+//! wiped to model a lost data directory.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use raft_core::{
-    Command, Config, Entry, HardState, KvStore, Membership, Message, MessageBody, NodeId, Op,
-    Payload, PersistedState, RawNode, Ready, Snapshot,
+    Command, ConfChange, Config, Entry, HardState, KvStore, Membership, Message, MessageBody,
+    NodeId, Op, Payload, PersistedState, ProgressState, RawNode, Ready, Snapshot,
 };
 
 /// What a node has on "disk".
@@ -19,6 +21,14 @@ struct Disk {
 }
 
 impl Disk {
+    fn from_state(state: PersistedState) -> Self {
+        Disk {
+            hard_state: state.hard_state,
+            snapshot: state.snapshot,
+            entries: state.entries,
+        }
+    }
+
     fn persist(&mut self, ready: &Ready) {
         if let Some(s) = &ready.snapshot {
             self.entries.clear();
@@ -58,6 +68,10 @@ struct Node {
 /// The scripted cluster.
 pub struct Harness {
     nodes: BTreeMap<NodeId, Node>,
+    /// The configuration the cluster was founded with (the bootstrap entry).
+    founders: Membership,
+    /// The settings every node gets, its id aside.
+    template: Config,
     queue: Vec<Message>,
     /// Directed links that drop everything: (from, to).
     cut: BTreeSet<(NodeId, NodeId)>,
@@ -65,36 +79,71 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(n: u64, pre_vote: bool, check_quorum: bool, max_batch_bytes: usize) -> Self {
-        let membership = Membership::new((1..=n).collect());
-        let nodes = (1..=n)
-            .map(|id| {
-                let mut config = Config::new(id);
-                config.pre_vote = pre_vote;
-                config.check_quorum = check_quorum;
-                config.election_tick = 10;
-                config.heartbeat_tick = 1;
-                config.max_batch_bytes = max_batch_bytes;
-                let founders = PersistedState::bootstrap(membership.clone());
-                let disk = Disk {
-                    hard_state: founders.hard_state,
-                    snapshot: None,
-                    entries: founders.entries.clone(),
-                };
-                let raw = RawNode::new(config.clone(), founders).expect("valid config");
-                let node = Node {
-                    raw: Some(raw),
-                    kv: KvStore::new(),
-                    disk,
-                    config,
-                };
-                (id, node)
-            })
-            .collect();
-        Harness {
-            nodes,
+        let mut template = Config::new(1);
+        template.pre_vote = pre_vote;
+        template.check_quorum = check_quorum;
+        template.election_tick = 10;
+        template.heartbeat_tick = 1;
+        template.max_batch_bytes = max_batch_bytes;
+        // Auto-promoted learners: promoted after two caught-up ticks, so a
+        // script shows it without pages of heartbeats.
+        template.promote_after_ticks = 2;
+        let mut h = Harness {
+            nodes: BTreeMap::new(),
+            founders: Membership::new((1..=n).collect()),
+            template,
             queue: Vec::new(),
             cut: BTreeSet::new(),
+        };
+        for id in 1..=n {
+            let founders = PersistedState::bootstrap(h.founders.clone());
+            h.start(id, founders).expect("valid config");
         }
+        h
+    }
+
+    /// Starts node `id` from `state`, which is also what its disk holds.
+    fn start(&mut self, id: NodeId, state: PersistedState) -> Result<(), String> {
+        let mut config = self.template.clone();
+        config.id = id;
+        config.seed = id;
+        let disk = Disk::from_state(state.clone());
+        let raw = RawNode::new(config.clone(), state).map_err(|e| e.to_string())?;
+        let node = Node {
+            raw: Some(raw),
+            kv: KvStore::new(),
+            disk,
+            config,
+        };
+        self.nodes.insert(id, node);
+        Ok(())
+    }
+
+    /// Starts a new node with an empty disk: it has no configuration, never
+    /// campaigns, and learns everything from the leader once it is added.
+    pub fn join(&mut self, id: NodeId) -> Result<(), String> {
+        if id == 0 {
+            return Err("node id 0 is reserved".into());
+        }
+        if self.nodes.contains_key(&id) {
+            return Err(format!("node {id} already exists"));
+        }
+        self.start(id, PersistedState::default())
+    }
+
+    /// Crashes the node and empties its disk (a lost or replaced data
+    /// directory). With `bootstrap`, the disk gets the founders' state
+    /// again, as if the founding command ran on the empty directory.
+    pub fn wipe(&mut self, id: NodeId, bootstrap: bool) -> Result<(), String> {
+        self.crash(id)?;
+        let state = if bootstrap {
+            PersistedState::bootstrap(self.founders.clone())
+        } else {
+            PersistedState::default()
+        };
+        let node = self.nodes.get_mut(&id).ok_or("no such node")?;
+        node.disk = Disk::from_state(state);
+        Ok(())
     }
 
     fn raw(&mut self, id: NodeId) -> Result<&mut RawNode, String> {
@@ -169,6 +218,13 @@ impl Harness {
                 }
                 for ctx in &ready.dropped_reads {
                     let _ = writeln!(out, "{id}: read ctx={ctx} dropped");
+                }
+                for lost in &ready.lost_logs {
+                    let _ = writeln!(
+                        out,
+                        "{id}: lost log: {} acknowledged {} but now reports {}",
+                        lost.id, lost.acknowledged, lost.reported
+                    );
                 }
                 raw.advance(ready);
             }
@@ -347,6 +403,91 @@ impl Harness {
         }
     }
 
+    /// Proposes a membership change at `id` (without `force`, the leader
+    /// refuses a change the members it heard from could not carry).
+    pub fn conf_change(
+        &mut self,
+        id: NodeId,
+        change: ConfChange,
+        force: bool,
+    ) -> Result<String, String> {
+        let what = match &change {
+            ConfChange::AddLearner { id, promote, .. } => {
+                format!("add-learner {id}{}", if *promote { " auto" } else { "" })
+            }
+            ConfChange::Promote { id } => format!("promote {id}"),
+            ConfChange::Remove { id } => format!("remove {id}"),
+            ConfChange::Replace { remove, promote } => format!("replace {remove} with {promote}"),
+            ConfChange::SetAddress { id, address } => format!("set-address {id} {address}"),
+        };
+        Ok(match self.raw(id)?.propose_conf_change(change, force) {
+            Ok(index) => format!("{id}: proposed {what} at index {index}"),
+            Err(e) => format!("{id}: refused: {e}"),
+        })
+    }
+
+    /// Each node's configuration in force: the newest in its log, committed
+    /// or not (thesis §4.1).
+    pub fn config(&self, ids: &[NodeId], out: &mut String) {
+        for (id, node) in &self.nodes {
+            if !ids.is_empty() && !ids.contains(id) {
+                continue;
+            }
+            let Some(raw) = &node.raw else {
+                let _ = writeln!(out, "{id}: down");
+                continue;
+            };
+            let s = raw.status();
+            if s.membership.voters.is_empty() {
+                let _ = writeln!(out, "{id}: no configuration");
+                continue;
+            }
+            let state = if s.config_index <= s.commit {
+                "committed"
+            } else {
+                "uncommitted"
+            };
+            let _ = writeln!(
+                out,
+                "{id}: {} (index {}, {state})",
+                describe_membership(&s.membership),
+                s.config_index
+            );
+        }
+    }
+
+    /// The leader's view of every other member's replication.
+    pub fn progress(&self, id: NodeId, out: &mut String) -> Result<(), String> {
+        let node = self.nodes.get(&id).ok_or("no such node")?;
+        let raw = node.raw.as_ref().ok_or("node is down")?;
+        if !raw.is_leader() {
+            let _ = writeln!(out, "{id}: not the leader");
+            return Ok(());
+        }
+        let s = raw.status();
+        for f in &s.followers {
+            let state = match f.state {
+                ProgressState::Snapshot { index } => format!("snapshot at {index}"),
+                ProgressState::LogLost {
+                    acknowledged,
+                    reported,
+                } => format!("log_lost acknowledged={acknowledged} reported={reported}"),
+                other => other.name().to_string(),
+            };
+            let role = if s.membership.is_voter(f.id) {
+                "voter"
+            } else {
+                "learner"
+            };
+            let _ = writeln!(
+                out,
+                "{id}->{}: {role} match={} next={} {state}",
+                f.id, f.match_index, f.next_index
+            );
+        }
+        Ok(())
+    }
+
     pub fn log(&self, id: NodeId, out: &mut String) -> Result<(), String> {
         let node = self.nodes.get(&id).ok_or("no such node")?;
         let raw = node.raw.as_ref().ok_or("node is down")?;
@@ -374,9 +515,26 @@ fn describe_entry(e: &Entry) -> String {
             Op::Delete { key } => format!("del {key}"),
             Op::Cas { key, .. } => format!("cas {key}"),
         },
-        Payload::Config(m) => format!("config {:?}", m.voters),
+        Payload::Config(m) => format!("config {}", describe_membership(m)),
     };
     format!("{}/{}:{what}", e.index, e.term)
+}
+
+/// `[1, 2, 3]`, with the learners if any; a joint configuration shows the
+/// voters being left and the voters being entered: `joint [1, 2, 3]->[1, 2, 4]`.
+fn describe_membership(m: &Membership) -> String {
+    let mut s = if m.is_joint() {
+        format!("joint {:?}->{:?}", m.outgoing, m.voters)
+    } else {
+        format!("{:?}", m.voters)
+    };
+    if !m.learners.is_empty() {
+        let _ = write!(s, " learners={:?}", m.learners);
+    }
+    if !m.auto_promote.is_empty() {
+        let _ = write!(s, " auto-promote={:?}", m.auto_promote);
+    }
+    s
 }
 
 fn describe_message(m: &Message) -> String {
