@@ -83,6 +83,15 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     pub heartbeat_ticks: u64,
 
+    /// A learner added without `learner: true` is promoted to voter once its
+    /// log is within this many entries of the leader's ...
+    #[arg(long, default_value_t = 1_000)]
+    pub promote_lag: u64,
+
+    /// ... for this long without a break (milliseconds, rounded up to ticks).
+    #[arg(long, default_value_t = 1_000)]
+    pub promote_after_ms: u64,
+
     /// Take a snapshot (and compact the log) every N applied entries, once the
     /// log since the last snapshot is also at least half that snapshot's size.
     /// 0: never automatically.
@@ -230,6 +239,10 @@ pub struct Settings {
     pub election_ticks: u64,
     /// Heartbeat interval in ticks.
     pub heartbeat_ticks: u64,
+    /// Automatic promotion: the most entries a caught-up learner may lag.
+    pub promote_lag: u64,
+    /// Automatic promotion: ticks a learner must stay caught up.
+    pub promote_after_ticks: u64,
     /// Automatic snapshot threshold in applied entries (0: off).
     pub snapshot_every: u64,
     /// Size of the chunks a snapshot travels in.
@@ -391,6 +404,8 @@ impl Args {
             tick: Duration::from_millis(self.tick_ms),
             election_ticks: self.election_ticks,
             heartbeat_ticks: self.heartbeat_ticks,
+            promote_lag: self.promote_lag,
+            promote_after_ticks: self.promote_after_ms.div_ceil(self.tick_ms).max(1),
             snapshot_every: self.snapshot_every,
             snapshot_chunk_bytes: self.snapshot_chunk_bytes,
             cluster_token,

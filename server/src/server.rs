@@ -136,6 +136,8 @@ pub async fn run_with_storage(
     let mut config = Config::new(settings.id);
     config.election_tick = settings.election_ticks;
     config.heartbeat_tick = settings.heartbeat_ticks;
+    config.promote_lag = settings.promote_lag;
+    config.promote_after_ticks = settings.promote_after_ticks;
     // Election jitter must differ between restarts and nodes.
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

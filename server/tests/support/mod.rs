@@ -191,6 +191,28 @@ impl Cluster {
         panic!("cluster did not start: {last_err}");
     }
 
+    /// Gives the cluster a slot for a new member `id` (a free port, a data
+    /// directory, a log file) without starting it: add it with the
+    /// membership API, then start it with [`Cluster::join_args`] and
+    /// [`Cluster::spawn_with`]. Every node's [`Cluster::args`] lists it from
+    /// now on (a running member's `--peers` only matters on an empty
+    /// directory).
+    pub fn add_node(&mut self, id: u64) {
+        assert!(
+            self.nodes.iter().all(|n| n.id != id),
+            "node {id} already exists"
+        );
+        let port = free_ports(1)[0];
+        self.nodes.push(NodeProc {
+            id,
+            port,
+            data_dir: self.dir.path().join(format!("node-{id}")),
+            log: self.dir.path().join(format!("node-{id}.log")),
+            child: None,
+        });
+        self.nodes.sort_by_key(|n| n.id);
+    }
+
     /// Node ids, ascending.
     pub fn ids(&self) -> Vec<u64> {
         self.nodes.iter().map(|n| n.id).collect()
