@@ -13,7 +13,9 @@
 //!   data directory). Nothing but heartbeats that commit nothing goes to it
 //!   any more: neither the probe ping-pong a lower `next` would never end,
 //!   nor a commit index it could apply to entries that are not the leader's.
-//!   The operator removes and re-adds it.
+//!   Its old acknowledgement counts neither toward commit nor as a member
+//!   up when a membership change is checked. The operator removes and
+//!   re-adds it.
 
 use std::collections::VecDeque;
 

@@ -65,13 +65,18 @@ impl Raft {
     }
 
     /// This node and every member it heard from within an election timeout
-    /// (leader only).
+    /// (leader only). A member that lost its log answers, but can
+    /// acknowledge nothing: it is not up.
     fn members_up(&self) -> Vec<NodeId> {
         let recent = self.cfg.election_tick;
         let mut up: Vec<NodeId> = self
             .progress
             .iter()
-            .filter(|(_, p)| p.ticks_since_contact <= recent && p.match_index > 0)
+            .filter(|(_, p)| {
+                p.ticks_since_contact <= recent
+                    && p.match_index > 0
+                    && !matches!(p.state, ProgressState::LogLost { .. })
+            })
             .map(|(&id, _)| id)
             .collect();
         up.push(self.id());

@@ -105,12 +105,17 @@ impl Raft {
     pub(super) fn maybe_commit(&mut self) -> bool {
         let me = self.id();
         // Learners are not counted; while joint, both majorities must hold
-        // the entry (thesis §4.3).
+        // the entry (thesis §4.3). A follower that lost its log no longer
+        // holds what it acknowledged: its old acknowledgement counts for
+        // nothing.
         let index = self.membership.committed_index(|id| {
             if id == me {
                 self.log.persisted
             } else {
-                self.progress.get(&id).map_or(0, |p| p.match_index)
+                self.progress.get(&id).map_or(0, |p| match p.state {
+                    ProgressState::LogLost { .. } => 0,
+                    _ => p.match_index,
+                })
             }
         });
         if index <= self.log.commit {
