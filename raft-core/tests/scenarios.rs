@@ -221,5 +221,5 @@ fn scenarios() {
     files.sort();
     let errors: Vec<String> = files.iter().filter_map(|f| run_file(f).err()).collect();
     assert!(errors.is_empty(), "{}", errors.join("\n\n"));
-    assert!(files.len() >= 9, "scenario files missing: {files:?}");
+    assert!(files.len() >= 16, "scenario files missing: {files:?}");
 }
