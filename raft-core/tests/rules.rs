@@ -351,3 +351,131 @@ fn moving_only_the_commit_index_needs_no_write() {
     assert_eq!(ready.hard_state.map(|h| h.commit), Some(index));
     n.advance(ready);
 }
+
+/// Node 1 follows leader 2 in term 5.
+fn follower_of_2() -> RawNode {
+    let mut n = node(1);
+    n.step(msg(
+        2,
+        1,
+        5,
+        MessageBody::Heartbeat {
+            commit: 1,
+            read_ctx: 0,
+            seq: 1,
+        },
+    ))
+    .unwrap();
+    drain(&mut n);
+    n
+}
+
+#[test]
+fn a_follower_takes_only_the_answer_to_a_read_it_asked_for() {
+    // A read index answer for a context this node never asked about (one
+    // meant for an earlier run of the node, which numbered its reads from
+    // the same start) must not serve a new read: its index may predate a
+    // write acknowledged before the new read began.
+    let mut n = follower_of_2();
+    let answer = |ctx, index| {
+        msg(
+            2,
+            1,
+            5,
+            MessageBody::ReadIndexResponse {
+                ctx,
+                index: Some(index),
+            },
+        )
+    };
+    n.step(answer(1, 3)).unwrap();
+    assert!(drain(&mut n).1.is_empty(), "served a read nobody asked for");
+    n.read_index(1).unwrap();
+    let (sent, _) = drain(&mut n);
+    assert_eq!(kinds(&sent), [("read_index", 2)]);
+    // The answer from another node is not the leader's.
+    n.step(msg(
+        3,
+        1,
+        5,
+        MessageBody::ReadIndexResponse {
+            ctx: 1,
+            index: Some(2),
+        },
+    ))
+    .unwrap();
+    assert!(drain(&mut n).1.is_empty(), "took node 3's answer");
+    n.step(answer(1, 7)).unwrap();
+    assert_eq!(drain(&mut n).1, [ReadState { ctx: 1, index: 7 }]);
+    // Once answered, a duplicate is ignored.
+    n.step(answer(1, 3)).unwrap();
+    assert!(
+        drain(&mut n).1.is_empty(),
+        "a duplicate answer served twice"
+    );
+}
+
+#[test]
+fn reads_asked_of_a_leader_fail_when_the_leader_changes() {
+    let mut n = follower_of_2();
+    n.read_index(4).unwrap();
+    drain(&mut n);
+    n.step(msg(
+        3,
+        1,
+        6,
+        MessageBody::Heartbeat {
+            commit: 1,
+            read_ctx: 0,
+            seq: 1,
+        },
+    ))
+    .unwrap();
+    let mut dropped = Vec::new();
+    while n.has_ready() {
+        let rd = n.ready();
+        dropped.extend(rd.dropped_reads.iter().copied());
+        n.advance(rd);
+    }
+    assert_eq!(dropped, [4]);
+    // The old leader's late answer serves nothing.
+    n.step(msg(
+        2,
+        1,
+        6,
+        MessageBody::ReadIndexResponse {
+            ctx: 4,
+            index: Some(1),
+        },
+    ))
+    .unwrap();
+    assert!(drain(&mut n).1.is_empty());
+}
+
+#[test]
+fn a_pre_vote_refused_at_the_candidates_own_term_ends_the_round() {
+    // Voters that refuse a pre-vote answer at their own term, which is the
+    // pre-candidate's term when both are current: two such refusals out of
+    // three voters lose the round at once (thesis §9.6).
+    let mut n = node(1);
+    n.campaign();
+    drain(&mut n);
+    assert_eq!(n.role(), Role::PreCandidate);
+    let term = n.term();
+    n.step(msg(
+        2,
+        1,
+        term,
+        MessageBody::PreVoteResponse { granted: false },
+    ))
+    .unwrap();
+    n.step(msg(
+        3,
+        1,
+        term,
+        MessageBody::PreVoteResponse { granted: false },
+    ))
+    .unwrap();
+    drain(&mut n);
+    assert_eq!((n.role(), n.term()), (Role::Follower, term));
+}

@@ -155,6 +155,10 @@ impl Raft {
             self.reads.abandon(self.cfg.id);
             self.flush_abandoned_reads();
         }
+        if leader_changed {
+            // Reads asked of the old leader may never be answered.
+            self.reads.forget_asked();
+        }
         self.role = Role::Follower;
         self.leader = leader;
         self.progress.clear();
@@ -166,6 +170,7 @@ impl Raft {
 
     fn become_pre_candidate(&mut self) {
         // A pre-candidate changes neither its term nor its vote (thesis §9.6).
+        self.reads.forget_asked();
         self.role = Role::PreCandidate;
         self.leader = 0;
         self.votes.clear();
@@ -173,6 +178,7 @@ impl Raft {
     }
 
     fn become_candidate(&mut self) {
+        self.reads.forget_asked();
         self.term += 1;
         self.vote = self.id();
         self.role = Role::Candidate;
@@ -318,7 +324,12 @@ impl Raft {
                 ..
             } => self.handle_vote_request(m.from, m.term, last_index, last_term, false),
             MessageBody::PreVoteResponse { granted } => {
-                if self.role == Role::PreCandidate && m.term == self.term + 1 {
+                // A grant echoes the term we would campaign at; a refusal
+                // comes at the voter's own term, which may be ours: it
+                // counts too, so a lost pre-vote ends now, not a timeout
+                // later.
+                let for_this_round = m.term == self.term + 1 || (!granted && m.term == self.term);
+                if self.role == Role::PreCandidate && for_this_round {
                     self.handle_vote_response(m.from, granted);
                 }
             }
@@ -377,10 +388,9 @@ impl Raft {
                 }
             }
             MessageBody::ReadIndex { ctx } => self.handle_remote_read(m.from, ctx),
-            MessageBody::ReadIndexResponse { ctx, index } => match index {
-                Some(index) => self.reads.ready.push(ReadState { ctx, index }),
-                None => self.reads.dropped.push(ctx),
-            },
+            MessageBody::ReadIndexResponse { ctx, index } => {
+                self.reads.answered(m.from, ctx, index);
+            }
             MessageBody::TimeoutNow => {
                 // The leader picked us to take over: campaign at once, without
                 // a pre-vote and past the voters' lease (thesis §3.10).

@@ -9,7 +9,7 @@
 //! 4. The read may be served once the state machine has applied the read
 //!    index. A follower asks the leader for steps 1-3 and does step 4 itself.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use super::Raft;
 use crate::config::NotAccepted;
@@ -49,9 +49,35 @@ pub(crate) struct Reads {
     pub dropped: Vec<u64>,
     /// Contexts of followers' reads to refuse, as `(follower, ctx)`.
     refused: Vec<(NodeId, u64)>,
+    /// Follower: the reads it asked a leader for, by context, with that
+    /// leader. Only an answer from that leader to a context still asked
+    /// for is taken: an answer meant for another read (an earlier run of
+    /// this node, or a read already given up) would serve a read with an
+    /// index older than a write acknowledged before it began.
+    asked: BTreeMap<u64, NodeId>,
 }
 
 impl Reads {
+    /// Follower: takes the leader's answer to the read `ctx`, if this node
+    /// asked `from` for it and still waits; anything else is ignored.
+    pub fn answered(&mut self, from: NodeId, ctx: u64, index: Option<Index>) {
+        if self.asked.get(&ctx) != Some(&from) {
+            return;
+        }
+        self.asked.remove(&ctx);
+        match index {
+            Some(index) => self.ready.push(ReadState { ctx, index }),
+            None => self.dropped.push(ctx),
+        }
+    }
+
+    /// Gives up the reads asked of a leader this node no longer follows:
+    /// the answer may never come.
+    pub fn forget_asked(&mut self) {
+        let asked = std::mem::take(&mut self.asked);
+        self.dropped.extend(asked.into_keys());
+    }
+
     /// Gives up every read this node coordinates (it is no longer leader).
     pub fn abandon(&mut self, me: NodeId) {
         let all = self
@@ -80,6 +106,7 @@ impl Raft {
             }
             Role::Follower if self.leader != 0 => {
                 let leader = self.leader;
+                self.reads.asked.insert(ctx, leader);
                 self.send(leader, MessageBody::ReadIndex { ctx });
                 Ok(())
             }
