@@ -181,7 +181,7 @@ mod ord_map {
 }
 
 /// A snapshot's bytes that do not decode.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("corrupt state-machine snapshot: {0}")]
 pub struct SnapshotDecodeError(pub String);
 

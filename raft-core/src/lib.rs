@@ -18,6 +18,7 @@ pub mod progress;
 pub mod quorum;
 mod raft;
 pub mod raw_node;
+pub mod replica;
 pub mod rng;
 pub mod sim;
 pub mod types;

@@ -1,0 +1,433 @@
+//! One replica of the key-value store: a [`RawNode`], the [`KvStore`] it
+//! applies to, and the life of every client request, with no IO.
+//!
+//! The server and the simulator both drive this same type (as quinn drives
+//! quinn-proto's `Connection`): the driver moves bytes, keeps time and
+//! touches disks; everything a request goes through is decided here, so the
+//! simulator's thousands of seeds test the code that serves users.
+//!
+//! What it owns: request ids; write waiters, settled by the term of the
+//! entry finally applied at their index, never by another proposal landing
+//! there; read contexts unique across restarts; membership-change waiters
+//! (through the joint phase); the snapshot policy and snapshot requests;
+//! the rule that a lone voter campaigns at once.
+//!
+//! The loop a driver runs:
+//!
+//! ```
+//! use raft_core::replica::{Query, Replica, SnapshotPolicy};
+//! use raft_core::{Command, Config, Membership, Op, PersistedState};
+//!
+//! let persisted = PersistedState::bootstrap(Membership::new(vec![1]));
+//! let mut r = Replica::new(Config::new(1), persisted, SnapshotPolicy::default()).unwrap();
+//! let put = Command { client_id: 7, seq: 1, op: Op::Put { key: "k".into(), value: "v".into() } };
+//! let id = r.propose(put).unwrap();
+//! while r.has_ready() {
+//!     let mut ready = r.ready();
+//!     let _early = std::mem::take(&mut ready.messages); // send now
+//!     // if ready.must_persist: write ready.snapshot, ready.entries and
+//!     // ready.hard_state, one fsync
+//!     let _after = std::mem::take(&mut ready.persisted_messages); // send now
+//!     r.advance(ready, None).unwrap();
+//! }
+//! let outcomes = r.take_outcomes();
+//! assert_eq!(outcomes[0].0, id);
+//! assert_eq!(r.query(&Query::Get("k".into())), raft_core::replica::QueryResult::Value(Some("v".into())));
+//! ```
+
+mod requests;
+mod snapshot_policy;
+
+use crate::config::{Config, ConfigError, NotAccepted, StepError};
+use crate::kv::{Command, KvStore, SnapshotDecodeError};
+use crate::message::Message;
+use crate::raw_node::{RawNode, Ready};
+use crate::types::{ConfChange, Index, NodeId, Payload, PersistedState, Snapshot, SnapshotMeta};
+
+pub use requests::{Outcome, Query, QueryResult, RequestError, RequestId, WriteOutcome};
+pub use snapshot_policy::SnapshotPolicy;
+
+use requests::Pending;
+use snapshot_policy::SnapshotState;
+
+/// Why a replica cannot start or go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    /// The Raft configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A snapshot (persisted, or received from the leader) does not decode.
+    #[error("the snapshot at index {index} does not decode: {error}")]
+    BadSnapshot {
+        /// Its index.
+        index: Index,
+        /// Why.
+        error: SnapshotDecodeError,
+    },
+}
+
+/// A snapshot the driver is asked to write: the state machine's image at
+/// `meta.index`. `kv` is a clone that shares structure with the live store
+/// (O(1)), so serializing it can happen off the driver's loop.
+#[derive(Debug, Clone)]
+pub struct SnapshotJob {
+    /// The snapshot's metadata.
+    pub meta: SnapshotMeta,
+    /// The state machine at `meta.index`.
+    pub kv: KvStore,
+    /// The replica's applied-bytes mark at `meta.index` (hand it back).
+    pub applied_bytes: u64,
+}
+
+impl SnapshotJob {
+    /// The snapshot itself (serializes the state machine).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            meta: self.meta.clone(),
+            data: self.kv.snapshot(),
+        }
+    }
+}
+
+/// A raw node, its state machine and the requests waiting on them.
+pub struct Replica {
+    raw: RawNode,
+    kv: KvStore,
+    pending: Pending,
+    outcomes: Vec<(RequestId, Outcome)>,
+    next_request: RequestId,
+    next_ctx: u64,
+    snapshots: SnapshotState,
+}
+
+/// Spreads a seed over 64 bits (splitmix64's finalizer): request ids and
+/// read contexts start at a value drawn from the node's seed, which the
+/// driver makes differ on every start, so no answer meant for a read of an
+/// earlier run can match a read of this one.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Replica {
+    /// Starts from what the node persisted: the state machine comes from
+    /// its snapshot (entries after it are applied again as they are handed
+    /// out). A founder alone in its configuration becomes leader at once.
+    pub fn new(
+        config: Config,
+        persisted: PersistedState,
+        policy: SnapshotPolicy,
+    ) -> Result<Self, ReplicaError> {
+        let kv = match &persisted.snapshot {
+            Some(s) => KvStore::restore(&s.data).map_err(|error| ReplicaError::BadSnapshot {
+                index: s.meta.index,
+                error,
+            })?,
+            None => KvStore::new(),
+        };
+        Self::with_state(config, persisted, kv, policy)
+    }
+
+    /// As [`Replica::new`], with the snapshot's state machine already
+    /// decoded by the driver (e.g. off its loop).
+    pub fn with_state(
+        config: Config,
+        persisted: PersistedState,
+        kv: KvStore,
+        policy: SnapshotPolicy,
+    ) -> Result<Self, ReplicaError> {
+        let seed = config.seed;
+        let snapshot = persisted
+            .snapshot
+            .as_ref()
+            .map_or((0, 0), |s| (s.meta.index, s.data.len() as u64));
+        let mut raw = RawNode::new(config, persisted)?;
+        let m = raw.membership();
+        if m.voters == [raw.id()] && !m.is_joint() {
+            // Nobody to wait for: a lone voter leads at once.
+            raw.campaign();
+        }
+        Ok(Replica {
+            raw,
+            kv,
+            pending: Pending::default(),
+            outcomes: Vec::new(),
+            next_request: mix(seed),
+            next_ctx: mix(seed ^ 0x5EED_C0DE),
+            snapshots: SnapshotState::new(policy, snapshot.0, snapshot.1),
+        })
+    }
+
+    fn request_id(&mut self) -> RequestId {
+        let id = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1);
+        id
+    }
+
+    /// The raw node (status, role, term, configuration).
+    pub fn raw(&self) -> &RawNode {
+        &self.raw
+    }
+
+    /// The raw node, for what needs no request lifecycle (campaign, tick).
+    pub fn raw_mut(&mut self) -> &mut RawNode {
+        &mut self.raw
+    }
+
+    /// The state machine.
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
+    }
+
+    /// Advances the logical clock one tick.
+    pub fn tick(&mut self) {
+        self.raw.tick();
+    }
+
+    /// Takes one message from a peer.
+    pub fn step(&mut self, m: Message) -> Result<(), StepError> {
+        self.raw.step(m)
+    }
+
+    /// Proposes a write; its [`Outcome::Write`] comes once the entry at its
+    /// index is applied (or the replica stops).
+    pub fn propose(&mut self, command: Command) -> Result<RequestId, NotAccepted> {
+        let index = self.raw.propose(command)?;
+        let id = self.request_id();
+        self.pending.writes.insert((index, self.raw.term()), id);
+        Ok(id)
+    }
+
+    /// Starts a linearizable read (ReadIndex, thesis §6.4); its
+    /// [`Outcome::Read`] comes once the state machine reached the read index.
+    pub fn read(&mut self, query: Query) -> Result<RequestId, NotAccepted> {
+        let ctx = self.next_ctx;
+        self.next_ctx = self.next_ctx.wrapping_add(1);
+        self.raw.read_index(ctx)?;
+        let id = self.request_id();
+        self.pending.reads_asked.insert(ctx, (id, query));
+        Ok(id)
+    }
+
+    /// Answers a query from the local state machine (a stale read).
+    pub fn query(&self, query: &Query) -> QueryResult {
+        query.run(&self.kv)
+    }
+
+    /// Proposes a membership change; its [`Outcome::Conf`] comes once the
+    /// configuration it leads to is applied.
+    pub fn change_membership(
+        &mut self,
+        change: ConfChange,
+        force: bool,
+    ) -> Result<RequestId, NotAccepted> {
+        let index = self.raw.propose_conf_change(change, force)?;
+        let id = self.request_id();
+        self.pending.confs.insert((index, self.raw.term()), id);
+        Ok(id)
+    }
+
+    /// Hands leadership to `to` (asking the leader for itself succeeds at once).
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), NotAccepted> {
+        if to == self.raw.id() && self.raw.is_leader() {
+            return Ok(());
+        }
+        self.raw.transfer_leader(to)
+    }
+
+    /// Asks for a snapshot covering everything applied now; its
+    /// [`Outcome::Snapshot`] names the index of the snapshot that does.
+    /// Pick the job up with [`Replica::snapshot_job`].
+    pub fn request_snapshot(&mut self) -> RequestId {
+        let id = self.request_id();
+        let applied = self.kv.applied_index();
+        if applied <= self.snapshots.index {
+            let index = self.snapshots.index;
+            self.outcomes.push((id, Outcome::Snapshot(Ok(index))));
+        } else {
+            self.pending.snapshots.push((applied, id));
+        }
+        id
+    }
+
+    /// Whether [`Replica::ready`] has anything to hand out.
+    pub fn has_ready(&self) -> bool {
+        self.raw.has_ready()
+    }
+
+    /// What to send, persist and apply now. Carry it out as
+    /// [`Ready`] documents (send `messages`; persist if `must_persist`; send
+    /// `persisted_messages`), then hand it back with [`Replica::advance`].
+    pub fn ready(&mut self) -> Ready {
+        self.raw.ready()
+    }
+
+    /// Takes back a `Ready` whose messages are sent and whose state is
+    /// persisted: installs its snapshot in the state machine (`decoded`: the
+    /// snapshot's state machine if the driver decoded it already), applies
+    /// its committed entries, settles the requests they decide and serves
+    /// the reads they make possible.
+    pub fn advance(
+        &mut self,
+        mut ready: Ready,
+        decoded: Option<KvStore>,
+    ) -> Result<(), ReplicaError> {
+        if let Some(snapshot) = &ready.snapshot {
+            let meta = &snapshot.meta;
+            self.kv = match decoded {
+                Some(kv) if kv.applied_index() == meta.index => kv,
+                _ => {
+                    KvStore::restore(&snapshot.data).map_err(|error| ReplicaError::BadSnapshot {
+                        index: meta.index,
+                        error,
+                    })?
+                }
+            };
+            self.pending
+                .snapshot_installed(meta.index, &mut self.outcomes);
+            self.snapshots
+                .installed(meta.index, snapshot.data.len() as u64);
+        }
+        for entry in &ready.committed_entries {
+            self.snapshots.applied(entry.approx_size() as u64);
+            let applied = self.kv.apply(entry);
+            match &entry.payload {
+                Payload::Config(m) => {
+                    self.pending
+                        .settle_conf(entry.index, entry.term, m, &mut self.outcomes);
+                }
+                _ => self
+                    .pending
+                    .settle_confs_at(entry.index, &mut self.outcomes),
+            }
+            self.pending.settle_writes(
+                entry.index,
+                entry.term,
+                applied.result.as_ref(),
+                &mut self.outcomes,
+            );
+        }
+        let leader = self.raw.leader();
+        for rs in ready.read_states.drain(..) {
+            self.pending.read_index_known(rs.ctx, rs.index);
+        }
+        for ctx in ready.dropped_reads.drain(..) {
+            self.pending.read_dropped(ctx, leader, &mut self.outcomes);
+        }
+        self.pending.serve_reads(&self.kv, &mut self.outcomes);
+        self.raw.advance(ready);
+        Ok(())
+    }
+
+    /// The outcomes of requests decided since the last call, to route to
+    /// whoever asked.
+    pub fn take_outcomes(&mut self) -> Vec<(RequestId, Outcome)> {
+        std::mem::take(&mut self.outcomes)
+    }
+
+    /// A snapshot to write now, if one is due (by the [`SnapshotPolicy`] or
+    /// a [`Replica::request_snapshot`]) and none is being written. Report
+    /// back with [`Replica::snapshot_recorded`] or
+    /// [`Replica::snapshot_failed`].
+    pub fn snapshot_job(&mut self) -> Option<SnapshotJob> {
+        let applied = self.kv.applied_index();
+        let asked = !self.pending.snapshots.is_empty();
+        if !self.snapshots.due(applied, asked) {
+            return None;
+        }
+        match self.raw.snapshot_meta(applied) {
+            Ok(meta) => {
+                self.snapshots.started(applied);
+                Some(SnapshotJob {
+                    meta,
+                    kv: self.kv.clone(),
+                    applied_bytes: self.snapshots.applied_bytes(),
+                })
+            }
+            Err(e) => {
+                self.snapshot_failed(applied, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// The snapshot of a job is durable: the log it covers is dropped and it
+    /// is what lagging followers get. A snapshot overtaken by a newer one
+    /// (installed from the leader meanwhile) is ignored.
+    pub fn snapshot_recorded(
+        &mut self,
+        snapshot: Snapshot,
+        applied_bytes: u64,
+    ) -> Result<(), NotAccepted> {
+        let index = snapshot.meta.index;
+        let bytes = snapshot.data.len() as u64;
+        self.snapshots.finished();
+        let r = if index > self.snapshots.index {
+            self.raw.compact(snapshot).map(|()| {
+                self.snapshots.taken(index, bytes, applied_bytes);
+            })
+        } else {
+            Ok(())
+        };
+        self.answer_snapshot_requests(r.as_ref().err().map(|e| e.to_string()));
+        r
+    }
+
+    /// Writing a job's snapshot failed (or it was overtaken and dropped, with
+    /// `why` saying so); nothing changes, and the next automatic attempt
+    /// waits for another `every` entries.
+    pub fn snapshot_failed(&mut self, index: Index, why: String) {
+        self.snapshots.failed(index);
+        self.answer_snapshot_requests(Some(why));
+    }
+
+    fn answer_snapshot_requests(&mut self, error: Option<String>) {
+        let current = self.snapshots.index;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending.snapshots)
+            .into_iter()
+            .partition(|(wanted, _)| error.is_some() || *wanted <= current);
+        for (_, id) in done {
+            let answer = match &error {
+                Some(e) => Err(RequestError::Snapshot(e.clone())),
+                None => Ok(current),
+            };
+            self.outcomes.push((id, Outcome::Snapshot(answer)));
+        }
+        self.pending.snapshots = waiting;
+    }
+
+    /// The newest snapshot's index.
+    pub fn snapshot_index(&self) -> Index {
+        self.snapshots.index
+    }
+
+    /// Whether a snapshot job is out (between [`Replica::snapshot_job`] and
+    /// its report).
+    pub fn snapshot_running(&self) -> bool {
+        self.snapshots.running.is_some()
+    }
+
+    /// Ends every waiting request: the node stops (shutdown, storage
+    /// failure). Writes and membership changes get an unknown outcome, since
+    /// they may still be committed by the others.
+    pub fn stop(&mut self, why: &'static str) -> Vec<(RequestId, Outcome)> {
+        self.pending.stop(why, &mut self.outcomes);
+        self.take_outcomes()
+    }
+
+    /// Forgets the requests `gone` picks (their clients gave up); no
+    /// outcome will come for them.
+    pub fn forget(&mut self, gone: impl Fn(RequestId) -> bool) {
+        self.pending.forget(gone);
+    }
+
+    /// How many requests wait.
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

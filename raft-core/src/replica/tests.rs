@@ -1,0 +1,222 @@
+//! The request lifecycle on one replica fed hand-written messages.
+
+use super::*;
+use crate::kv::{Op, OpResult};
+use crate::message::MessageBody;
+use crate::types::{Entry, Membership, Term};
+
+fn replica(voters: Vec<NodeId>) -> Replica {
+    Replica::new(
+        Config::new(1),
+        PersistedState::bootstrap(Membership::new(voters)),
+        SnapshotPolicy {
+            every: 0,
+            log_percent: 0,
+        },
+    )
+    .expect("valid configuration")
+}
+
+fn msg(from: NodeId, term: Term, body: MessageBody) -> Message {
+    Message {
+        from,
+        to: 1,
+        term,
+        body,
+    }
+}
+
+/// Carries out every `Ready` as if persisted and sent.
+fn drain(r: &mut Replica) {
+    while r.has_ready() {
+        let ready = r.ready();
+        r.advance(ready, None).expect("advance");
+    }
+}
+
+fn put(seq: u64, key: &str) -> Command {
+    Command {
+        client_id: 0,
+        seq,
+        op: Op::Put {
+            key: key.into(),
+            value: "v".into(),
+        },
+    }
+}
+
+fn win(r: &mut Replica, term: Term, voters: &[NodeId]) {
+    r.raw_mut().campaign();
+    drain(r);
+    for &v in voters {
+        r.step(msg(v, term, MessageBody::PreVoteResponse { granted: true }))
+            .unwrap();
+    }
+    drain(r);
+    for &v in voters {
+        r.step(msg(v, term, MessageBody::VoteResponse { granted: true }))
+            .unwrap();
+    }
+    drain(r);
+    assert!(r.raw().is_leader(), "node 1 leads term {term}");
+    assert_eq!(r.raw().term(), term);
+}
+
+fn written(outcomes: &[(RequestId, Outcome)], id: RequestId) -> Option<&Outcome> {
+    outcomes.iter().find(|(i, _)| *i == id).map(|(_, o)| o)
+}
+
+#[test]
+fn a_write_whose_index_is_reused_is_settled_by_the_entry_finally_applied_there() {
+    // Five members. Node 1 leads term 1 and appends writes a, b, c (3-5)
+    // that only node 2 receives. Node 3 leads term 2 and cuts node 1's log
+    // back to its own entry at 3. Node 1 leads term 3: its no-op lands at
+    // 4 and a new write d at 5, where c was. Node 2, which still holds a,
+    // b and c, leads term 4 and commits them. c was applied: its client
+    // must hear so, not "retry" (a retry without a client id would apply
+    // it twice); d was not.
+    let mut r = replica(vec![1, 2, 3, 4, 5]);
+    win(&mut r, 1, &[2, 3]);
+    let a = r.propose(put(0, "a")).unwrap();
+    let b = r.propose(put(0, "b")).unwrap();
+    let c = r.propose(put(0, "c")).unwrap();
+    drain(&mut r);
+    assert_eq!(r.raw().status().last_index, 5);
+    r.step(msg(
+        3,
+        2,
+        MessageBody::Append {
+            prev_index: 2,
+            prev_term: 1,
+            entries: vec![Entry {
+                term: 2,
+                index: 3,
+                payload: Payload::Noop,
+            }],
+            commit: 2,
+        },
+    ))
+    .unwrap();
+    drain(&mut r);
+    assert_eq!(r.raw().status().last_index, 3, "node 1's log cut back");
+    assert!(r.take_outcomes().is_empty(), "nothing is decided yet");
+    win(&mut r, 3, &[4, 5]);
+    let d = r.propose(put(0, "d")).unwrap();
+    drain(&mut r);
+    assert!(
+        r.take_outcomes().is_empty(),
+        "d lands on c's index: nothing decided"
+    );
+    let old = |index, key: &str| Entry {
+        term: 1,
+        index,
+        payload: Payload::Command(std::sync::Arc::new(put(0, key))),
+    };
+    r.step(msg(
+        2,
+        4,
+        MessageBody::Append {
+            prev_index: 2,
+            prev_term: 1,
+            entries: vec![
+                old(3, "a"),
+                old(4, "b"),
+                old(5, "c"),
+                Entry {
+                    term: 4,
+                    index: 6,
+                    payload: Payload::Noop,
+                },
+            ],
+            commit: 6,
+        },
+    ))
+    .unwrap();
+    drain(&mut r);
+    let out = r.take_outcomes();
+    for (id, index) in [(a, 3), (b, 4), (c, 5)] {
+        assert_eq!(
+            written(&out, id),
+            Some(&Outcome::Write(Ok(WriteOutcome {
+                index,
+                result: OpResult::Put { prev: None }
+            }))),
+            "{out:?}"
+        );
+    }
+    assert_eq!(
+        written(&out, d),
+        Some(&Outcome::Write(Err(RequestError::NotApplied)))
+    );
+    assert_eq!(r.pending_requests(), 0);
+}
+
+#[test]
+fn reads_are_served_once_applied_and_fail_when_the_replica_stops() {
+    let mut r = replica(vec![1]);
+    drain(&mut r);
+    assert!(r.raw().is_leader(), "a lone voter leads at once");
+    let w = r.propose(put(0, "k")).unwrap();
+    // A read that starts before the write is acknowledged may see either
+    // state; one that starts after must see the write.
+    let early = r.read(Query::Get("k".into())).unwrap();
+    drain(&mut r);
+    let out = r.take_outcomes();
+    assert!(matches!(written(&out, w), Some(Outcome::Write(Ok(_)))));
+    assert!(matches!(written(&out, early), Some(Outcome::Read(Ok(_)))));
+    let read = r.read(Query::Get("k".into())).unwrap();
+    drain(&mut r);
+    let out = r.take_outcomes();
+    assert_eq!(
+        written(&out, read),
+        Some(&Outcome::Read(Ok(QueryResult::Value(Some("v".into())))))
+    );
+    // In flight when the node stops: the write's outcome is unknown.
+    let w2 = r.propose(put(0, "k2")).unwrap();
+    let out = r.stop("the node is shutting down");
+    assert_eq!(
+        written(&out, w2),
+        Some(&Outcome::Write(Err(RequestError::Unknown(
+            "the node is shutting down"
+        ))))
+    );
+}
+
+#[test]
+fn request_ids_and_read_contexts_differ_between_runs() {
+    let mut one = Config::new(1);
+    one.seed = 1;
+    let mut two = Config::new(1);
+    two.seed = 2;
+    let p = || PersistedState::bootstrap(Membership::new(vec![1]));
+    let a = Replica::new(one, p(), SnapshotPolicy::default()).unwrap();
+    let b = Replica::new(two, p(), SnapshotPolicy::default()).unwrap();
+    assert_ne!(a.next_ctx, b.next_ctx);
+    assert_ne!(a.next_request, b.next_request);
+}
+
+#[test]
+fn a_requested_snapshot_is_answered_once_recorded() {
+    let mut r = replica(vec![1]);
+    drain(&mut r);
+    r.propose(put(0, "k")).unwrap();
+    drain(&mut r);
+    r.take_outcomes();
+    let id = r.request_snapshot();
+    let job = r.snapshot_job().expect("a job for the request");
+    assert!(r.snapshot_job().is_none(), "one at a time");
+    let applied = job.meta.index;
+    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+        .unwrap();
+    assert_eq!(
+        r.take_outcomes(),
+        vec![(id, Outcome::Snapshot(Ok(applied)))]
+    );
+    assert_eq!(r.snapshot_index(), applied);
+    // Nothing new applied: answered at once.
+    let again = r.request_snapshot();
+    assert_eq!(
+        r.take_outcomes(),
+        vec![(again, Outcome::Snapshot(Ok(applied)))]
+    );
+}
