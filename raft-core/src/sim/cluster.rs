@@ -176,7 +176,8 @@ impl Cluster {
         let mut nodes = Vec::with_capacity(ids.len());
         for &id in &ids {
             let mut node =
-                SimNode::new(id, cfg.node_config(id, 0), &members).map_err(ConfigError)?;
+                SimNode::new(id, cfg.node_config(id, 0), &members, cfg.snapshot_policy())
+                    .map_err(ConfigError)?;
             node.next_tick = net_rng.range(1, cfg.tick_interval + 1);
             nodes.push(node);
         }
@@ -517,16 +518,16 @@ impl Cluster {
             FaultAction::TransferLeader(to) => {
                 if let Some(l) = self.leader() {
                     let i = l as usize - 1;
-                    if let Some(raw) = self.nodes[i].raw_mut() {
-                        let _ = raw.transfer_leader(to);
+                    if let Some(r) = self.nodes[i].replica_mut() {
+                        let _ = r.transfer_leader(to);
                     }
                     self.drive(i);
                 }
             }
             FaultAction::ElectionTimeout(id) => {
                 if let Some(i) = self.index(id) {
-                    if let Some(raw) = self.nodes[i].raw_mut() {
-                        raw.campaign();
+                    if let Some(r) = self.nodes[i].replica_mut() {
+                        r.raw_mut().campaign();
                         self.drive(i);
                     }
                 }
@@ -582,8 +583,9 @@ impl Cluster {
         };
         let l = self.leader().ok_or("no leader")?;
         let i = l as usize - 1;
-        let raw = self.nodes[i].raw_mut().ok_or("no leader")?;
-        let index = raw
+        let replica = self.nodes[i].replica_mut().ok_or("no leader")?;
+        let index = replica
+            .raw_mut()
             .propose_conf_change(change, false)
             .map_err(|e| e.to_string())?;
         if let Some(id) = new_id {
@@ -596,7 +598,8 @@ impl Cluster {
     /// A new node slot `id` that joins with nothing persisted.
     fn add_node(&mut self, id: NodeId) -> Result<(), String> {
         debug_assert_eq!(id, self.next_node_id());
-        let mut node = SimNode::joining(id, self.cfg.node_config(id, 0))?;
+        let mut node =
+            SimNode::joining(id, self.cfg.node_config(id, 0), self.cfg.snapshot_policy())?;
         node.next_tick = self.now + self.net_rng.range(1, self.cfg.tick_interval + 1);
         self.nodes.push(node);
         Ok(())
@@ -804,10 +807,10 @@ impl Cluster {
             if self.nodes[i].next_tick > now {
                 continue;
             }
-            let Some(raw) = self.nodes[i].raw_mut() else {
+            let Some(r) = self.nodes[i].replica_mut() else {
                 continue;
             };
-            raw.tick();
+            r.tick();
             self.nodes[i].next_tick += self.cfg.tick_interval;
             self.drive(i);
         }
@@ -1038,7 +1041,7 @@ impl Cluster {
             return;
         }
         let msg = m.msg;
-        let Some(raw) = self.nodes[i].raw_mut() else {
+        let Some(replica) = self.nodes[i].replica_mut() else {
             return;
         };
         self.net.stats.delivered += 1;
@@ -1058,7 +1061,7 @@ impl Cluster {
             });
         }
         // A rejected message changes nothing; the node counts it.
-        let _ = raw.step(msg);
+        let _ = replica.step(msg);
         self.drive(i);
     }
 
@@ -1070,7 +1073,6 @@ impl Cluster {
             checker: &mut self.checker,
             replies: &mut self.replies,
             trace: &mut self.trace,
-            snapshot_every: self.cfg.snapshot_every,
         };
         if self.nodes[i].drive(&mut env) {
             let id = self.nodes[i].id();
@@ -1158,7 +1160,7 @@ impl Cluster {
                     seq: cur.seq,
                     op: op.clone(),
                 })
-                .map(|_| 0),
+                .map(|()| 0),
             ClientOp::Get { key } => {
                 let ctx = self.next_ctx;
                 self.next_ctx += 1;

@@ -136,6 +136,15 @@ impl SimConfig {
         cfg
     }
 
+    /// The nodes' snapshot rule: every `snapshot_every` applied entries,
+    /// without the size rule (the simulated states are tiny).
+    pub fn snapshot_policy(&self) -> crate::replica::SnapshotPolicy {
+        crate::replica::SnapshotPolicy {
+            every: self.snapshot_every,
+            log_percent: 0,
+        }
+    }
+
     /// The Raft configuration of node `id` after `restarts` restarts.
     pub fn node_config(&self, id: u64, restarts: u64) -> Config {
         let mut c = self.raft.clone();

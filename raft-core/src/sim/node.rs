@@ -10,6 +10,7 @@ use super::{Time, TraceHash};
 use crate::config::Config;
 use crate::kv::{KvStore, OpResult};
 use crate::raw_node::{RawNode, Status};
+use crate::replica::{Outcome, Query, QueryResult, Replica, RequestId, SnapshotPolicy};
 use crate::rng::Rng;
 use crate::types::{
     Entry, HardState, Index, Membership, NodeId, Payload, PersistedState, Role, Snapshot, Term,
@@ -128,7 +129,9 @@ pub(crate) enum Reply {
         seq: u64,
         result: OpResult,
     },
-    /// The proposal of `(client, seq)` here was overwritten: retry.
+    /// The write `(client, seq)` was not applied here, or its outcome is
+    /// unknown: retry it with the same sequence number (applied at most
+    /// once).
     WriteLost { client: u64, seq: u64 },
     /// The read `ctx` returned `value`.
     Read { ctx: u64, value: Option<String> },
@@ -163,32 +166,29 @@ pub(crate) struct Env<'a> {
     pub checker: &'a mut Checker,
     pub replies: &'a mut Vec<(NodeId, Reply)>,
     pub trace: &'a mut TraceHash,
-    pub snapshot_every: u64,
 }
 
-/// A read waiting at a node.
-#[derive(Clone, Debug)]
-struct PendingRead {
-    key: String,
-    /// Known once the ReadIndex round completed.
-    index: Option<Index>,
+/// Who waits for a request at a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tag {
+    Write { client: u64, seq: u64 },
+    Read { ctx: u64 },
 }
 
 /// One simulated server.
 pub struct SimNode {
     id: NodeId,
-    raw: Option<RawNode>,
-    kv: KvStore,
+    /// The replica, while running: the same type the server drives.
+    replica: Option<Replica>,
+    /// What a down node shows as its state machine.
+    empty: KvStore,
     durable: DurableStore,
     /// When it ticks next.
     pub(crate) next_tick: Time,
     restarts: u64,
-    last_snapshot: Index,
-    /// Writes proposed here, by log index.
-    proposals: BTreeMap<Index, (u64, u64)>,
-    /// Writes whose result a client waits for here.
-    waiting: BTreeMap<(u64, u64), ()>,
-    reads: BTreeMap<u64, PendingRead>,
+    policy: SnapshotPolicy,
+    /// The clients waiting on its requests.
+    requests: BTreeMap<RequestId, Tag>,
     stats: NodeStats,
     /// The highest commit index its Readies reported since it (re)started
     /// (the durable one may lag: commit-only changes are not written).
@@ -204,7 +204,12 @@ impl SimNode {
     /// A founding member: it starts from the bootstrap state (the
     /// configuration as the first, committed entry), as the server writes it
     /// before it starts a new cluster's node.
-    pub(crate) fn new(id: NodeId, config: Config, members: &Membership) -> Result<Self, String> {
+    pub(crate) fn new(
+        id: NodeId,
+        config: Config,
+        members: &Membership,
+        policy: SnapshotPolicy,
+    ) -> Result<Self, String> {
         let PersistedState {
             hard_state,
             snapshot,
@@ -215,28 +220,36 @@ impl SimNode {
             snapshot,
             entries,
         };
-        Self::start(id, config, durable)
+        Self::start(id, config, durable, policy)
     }
 
     /// A member joining an existing cluster: nothing persisted, no
     /// configuration; it learns everything from the leader.
-    pub(crate) fn joining(id: NodeId, config: Config) -> Result<Self, String> {
-        Self::start(id, config, DurableStore::default())
+    pub(crate) fn joining(
+        id: NodeId,
+        config: Config,
+        policy: SnapshotPolicy,
+    ) -> Result<Self, String> {
+        Self::start(id, config, DurableStore::default(), policy)
     }
 
-    fn start(id: NodeId, config: Config, durable: DurableStore) -> Result<Self, String> {
-        let raw = RawNode::new(config, durable.persisted()).map_err(|e| e.to_string())?;
+    fn start(
+        id: NodeId,
+        config: Config,
+        durable: DurableStore,
+        policy: SnapshotPolicy,
+    ) -> Result<Self, String> {
+        let replica =
+            Replica::new(config, durable.persisted(), policy).map_err(|e| e.to_string())?;
         Ok(SimNode {
             id,
-            raw: Some(raw),
-            kv: KvStore::new(),
+            replica: Some(replica),
+            empty: KvStore::new(),
             durable,
             next_tick: 0,
             restarts: 0,
-            last_snapshot: 0,
-            proposals: BTreeMap::new(),
-            waiting: BTreeMap::new(),
-            reads: BTreeMap::new(),
+            policy,
+            requests: BTreeMap::new(),
             stats: NodeStats::default(),
             commit_seen: 0,
             crash_at_write: false,
@@ -251,7 +264,7 @@ impl SimNode {
 
     /// Whether it is running.
     pub fn is_up(&self) -> bool {
-        self.raw.is_some()
+        self.replica.is_some()
     }
 
     /// Whether it was stopped for good after its removal (its slot stays,
@@ -262,36 +275,36 @@ impl SimNode {
 
     /// The Raft node, when running.
     pub fn raw(&self) -> Option<&RawNode> {
-        self.raw.as_ref()
+        self.replica.as_ref().map(Replica::raw)
     }
 
-    pub(crate) fn raw_mut(&mut self) -> Option<&mut RawNode> {
-        self.raw.as_mut()
+    pub(crate) fn replica_mut(&mut self) -> Option<&mut Replica> {
+        self.replica.as_mut()
     }
 
     /// Its full Raft status, when running.
     pub fn status(&self) -> Option<Status> {
-        self.raw.as_ref().map(RawNode::status)
+        self.raw().map(RawNode::status)
     }
 
     /// Its role (`None` when down).
     pub fn role(&self) -> Option<Role> {
-        self.raw.as_ref().map(RawNode::role)
+        self.raw().map(RawNode::role)
     }
 
     /// Its current term (`None` when down).
     pub fn term(&self) -> Option<Term> {
-        self.raw.as_ref().map(RawNode::term)
+        self.raw().map(RawNode::term)
     }
 
     /// Whether it runs and is leader.
     pub fn is_leader(&self) -> bool {
-        self.raw.as_ref().is_some_and(RawNode::is_leader)
+        self.raw().is_some_and(RawNode::is_leader)
     }
 
     /// Its state machine (empty while down).
     pub fn kv(&self) -> &KvStore {
-        &self.kv
+        self.replica.as_ref().map_or(&self.empty, Replica::kv)
     }
 
     /// What it persisted.
@@ -301,7 +314,7 @@ impl SimNode {
 
     /// The log entries it holds in memory (after its snapshot), in order.
     pub fn log(&self) -> Vec<Entry> {
-        let Some(raw) = &self.raw else {
+        let Some(raw) = self.raw() else {
             return Vec::new();
         };
         (self.durable.snapshot_index() + 1..)
@@ -352,11 +365,10 @@ impl SimNode {
 
     fn stop(&mut self) {
         self.crash_at_write = false;
-        self.raw = None;
-        self.kv = KvStore::new();
-        self.proposals.clear();
-        self.waiting.clear();
-        self.reads.clear();
+        // The process is gone: nobody hears from it again (its clients time
+        // out, as a server's clients would).
+        self.replica = None;
+        self.requests.clear();
     }
 
     /// Starts again from the durable store.
@@ -365,14 +377,10 @@ impl SimNode {
             return Err("a retired node does not restart".into());
         }
         self.restarts += 1;
-        let raw = RawNode::new(config, self.durable.persisted()).map_err(|e| e.to_string())?;
-        self.kv = match &self.durable.snapshot {
-            Some(s) => KvStore::restore(&s.data).map_err(|e| e.to_string())?,
-            None => KvStore::new(),
-        };
-        self.last_snapshot = self.durable.snapshot_index();
+        let replica = Replica::new(config, self.durable.persisted(), self.policy)
+            .map_err(|e| e.to_string())?;
         self.commit_seen = self.durable.hard_state.commit;
-        self.raw = Some(raw);
+        self.replica = Some(replica);
         Ok(())
     }
 
@@ -380,50 +388,48 @@ impl SimNode {
     pub(crate) fn propose(
         &mut self,
         cmd: crate::kv::Command,
-    ) -> Result<Index, crate::config::NotAccepted> {
-        let raw = self
-            .raw
+    ) -> Result<(), crate::config::NotAccepted> {
+        let replica = self
+            .replica
             .as_mut()
             .ok_or(crate::config::NotAccepted::NotLeader { leader: None })?;
-        let key = (cmd.client_id, cmd.seq);
-        let index = raw.propose(cmd)?;
-        self.proposals.insert(index, key);
-        self.waiting.insert(key, ());
-        Ok(index)
+        let tag = Tag::Write {
+            client: cmd.client_id,
+            seq: cmd.seq,
+        };
+        let id = replica.propose(cmd)?;
+        self.requests.insert(id, tag);
+        Ok(())
     }
 
-    /// Starts a linearizable read of `key` with context `ctx`.
+    /// Starts a linearizable read of `key`; the client knows it by `ctx`.
     pub(crate) fn read(&mut self, ctx: u64, key: &str) -> Result<(), crate::config::NotAccepted> {
-        let raw = self
-            .raw
+        let replica = self
+            .replica
             .as_mut()
             .ok_or(crate::config::NotAccepted::NotLeader { leader: None })?;
-        raw.read_index(ctx)?;
-        self.reads.insert(
-            ctx,
-            PendingRead {
-                key: key.to_string(),
-                index: None,
-            },
-        );
+        let id = replica.read(Query::Get(key.to_string()))?;
+        self.requests.insert(id, Tag::Read { ctx });
         Ok(())
     }
 
     /// Carries out every `Ready` the node has: send what may leave early,
-    /// persist, send the rest, apply, read. Returns true when the node died
-    /// in the middle of a write ([`SimNode::arm_crash_at_write`]).
+    /// persist, send the rest, hand it back to the replica (apply, read).
+    /// Returns true when the node died in the middle of a write
+    /// ([`SimNode::arm_crash_at_write`]).
     pub(crate) fn drive(&mut self, env: &mut Env) -> bool {
         loop {
-            let Some(raw) = self.raw.as_mut() else {
+            let Some(replica) = self.replica.as_mut() else {
                 return false;
             };
-            if !raw.has_ready() {
+            if !replica.has_ready() {
                 return false;
             }
-            let mut rd = raw.ready();
+            let mut rd = replica.ready();
             if let Some(soft) = rd.soft_state {
                 if soft.role == Role::Leader {
                     self.stats.elected += 1;
+                    let raw = replica.raw();
                     env.checker.on_leader(self.id, raw.term(), raw.membership());
                 }
             }
@@ -444,13 +450,7 @@ impl SimNode {
                 if let Some(snap) = &rd.snapshot {
                     env.checker.on_snapshot(self.id, &snap.meta);
                     self.durable.install_snapshot(snap.clone());
-                    match KvStore::restore(&snap.data) {
-                        Ok(kv) => self.kv = kv,
-                        Err(e) => env.checker.driver(self.id, e.to_string()),
-                    }
-                    self.last_snapshot = snap.meta.index;
                     self.stats.snapshots_installed += 1;
-                    self.proposals.retain(|&i, _| i > snap.meta.index);
                 }
                 if !rd.entries.is_empty() {
                     // Checked against the commit known before this Ready:
@@ -476,125 +476,70 @@ impl SimNode {
             if let Some(hs) = rd.hard_state {
                 if hs.commit > self.commit_seen {
                     let snap = self.durable.snapshot_index();
-                    env.checker
-                        .on_commit(self.id, raw, snap, self.commit_seen, hs.commit);
+                    env.checker.on_commit(
+                        self.id,
+                        replica.raw(),
+                        snap,
+                        self.commit_seen,
+                        hs.commit,
+                    );
                     self.commit_seen = hs.commit;
                 }
             }
             // 3. What depends on the write: votes, acknowledgements.
             send(env, std::mem::take(&mut rd.persisted_messages));
-            // 4. Apply.
+            // 4. Apply, settle, read: the replica's part.
             for e in &rd.committed_entries {
                 env.checker.on_apply(self.id, e);
                 env.trace.mix(e.index ^ (e.term << 32));
-                let applied = self.kv.apply(e);
                 self.stats.applied += 1;
-                answer_write(
-                    self.id,
-                    &mut self.proposals,
-                    &mut self.waiting,
-                    e,
-                    applied.result,
-                    env,
-                );
             }
-            // 5. Reads: served once applied up to their index.
-            for rs in &rd.read_states {
-                if let Some(r) = self.reads.get_mut(&rs.ctx) {
-                    r.index = Some(rs.index);
-                }
+            if let Err(e) = replica.advance(rd, None) {
+                env.checker.driver(self.id, e.to_string());
             }
-            for ctx in &rd.dropped_reads {
-                if self.reads.remove(ctx).is_some() {
-                    env.replies.push((self.id, Reply::ReadFailed { ctx: *ctx }));
-                }
-            }
-            raw.advance(rd);
-            self.serve_reads(env);
+            self.route_outcomes(env);
             self.maybe_compact(env);
         }
     }
 
-    fn serve_reads(&mut self, env: &mut Env) {
-        let applied = self.kv.applied_index();
-        if !self
-            .reads
-            .values()
-            .any(|r| r.index.is_some_and(|i| i <= applied))
-        {
+    /// Hands each decided request's outcome to the client waiting for it.
+    fn route_outcomes(&mut self, env: &mut Env) {
+        let Some(replica) = self.replica.as_mut() else {
             return;
-        }
-        let ready: Vec<u64> = self
-            .reads
-            .iter()
-            .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
-            .map(|(&ctx, _)| ctx)
-            .collect();
-        for ctx in ready {
-            if let Some(r) = self.reads.remove(&ctx) {
-                let value = self.kv.get(&r.key).map(str::to_string);
-                env.replies.push((self.id, Reply::Read { ctx, value }));
-            }
+        };
+        for (id, outcome) in replica.take_outcomes() {
+            let Some(tag) = self.requests.remove(&id) else {
+                continue;
+            };
+            let reply = match (tag, outcome) {
+                (Tag::Write { client, seq }, Outcome::Write(Ok(w))) => Reply::Write {
+                    client,
+                    seq,
+                    result: w.result,
+                },
+                (Tag::Write { client, seq }, _) => Reply::WriteLost { client, seq },
+                (Tag::Read { ctx }, Outcome::Read(Ok(QueryResult::Value(value)))) => {
+                    Reply::Read { ctx, value }
+                }
+                (Tag::Read { ctx }, _) => Reply::ReadFailed { ctx },
+            };
+            env.replies.push((self.id, reply));
         }
     }
 
     fn maybe_compact(&mut self, env: &mut Env) {
-        let applied = self.kv.applied_index();
-        if env.snapshot_every == 0 || applied < self.last_snapshot + env.snapshot_every {
-            return;
-        }
-        let Some(raw) = self.raw.as_mut() else {
+        let Some(replica) = self.replica.as_mut() else {
             return;
         };
-        let meta = match raw.snapshot_meta(applied) {
-            Ok(meta) => meta,
-            Err(e) => return env.checker.driver(self.id, e.to_string()),
+        let Some(job) = replica.snapshot_job() else {
+            return;
         };
-        let snapshot = Snapshot {
-            meta,
-            data: self.kv.snapshot(),
-        };
+        let snapshot = job.snapshot();
         self.durable.compact(snapshot.clone());
-        if let Err(e) = raw.compact(snapshot) {
+        if let Err(e) = replica.snapshot_recorded(snapshot, job.applied_bytes) {
             env.checker.driver(self.id, e.to_string());
         }
-        self.last_snapshot = applied;
         self.stats.snapshots_taken += 1;
-    }
-}
-
-/// Answers the client waiting for the write at `e` here, or tells the one
-/// whose proposal at that index was overwritten to retry.
-fn answer_write(
-    id: NodeId,
-    proposals: &mut BTreeMap<Index, (u64, u64)>,
-    waiting: &mut BTreeMap<(u64, u64), ()>,
-    e: &Entry,
-    result: Option<OpResult>,
-    env: &mut Env,
-) {
-    let cmd = match &e.payload {
-        Payload::Command(c) => Some((c.client_id, c.seq)),
-        _ => None,
-    };
-    if let Some(proposed) = proposals.remove(&e.index) {
-        if cmd != Some(proposed) && waiting.remove(&proposed).is_some() {
-            let (client, seq) = proposed;
-            env.replies.push((id, Reply::WriteLost { client, seq }));
-        }
-    }
-    if let (Some(key), Some(result)) = (cmd, result) {
-        if waiting.remove(&key).is_some() {
-            let (client, seq) = key;
-            env.replies.push((
-                id,
-                Reply::Write {
-                    client,
-                    seq,
-                    result,
-                },
-            ));
-        }
     }
 }
 
