@@ -96,6 +96,20 @@ pub fn set_hidden(e: &Element, hidden: bool) {
     }
 }
 
+/// Enables or disables a control: a disabled one (the `disabled`
+/// attribute) can be neither pressed nor focused. `data-disabled` mirrors
+/// it for styling and tests.
+pub fn set_enabled(e: &Element, enabled: bool) {
+    if e.has_attribute("disabled") == enabled {
+        if enabled {
+            e.remove_attribute("disabled").expect("remove_attribute");
+        } else {
+            e.set_attribute("disabled", "").expect("set_attribute");
+        }
+    }
+    set_attr(e, "data-disabled", if enabled { "false" } else { "true" });
+}
+
 /// Sets one CSS property on an element when it differs.
 pub fn set_style(e: &Element, name: &str, value: &str) {
     if let Some(h) = e.dyn_ref::<HtmlElement>() {

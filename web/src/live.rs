@@ -16,7 +16,7 @@ use crate::components::{NodeCard, TimelineStrip};
 use crate::dom::{
     append, by_id, input, input_value, now_ms, on, page_hidden, set_attr, set_hidden, set_text,
 };
-use crate::model::{ClusterView, RoleView, Timeline};
+use crate::model::{config_banner, ClusterView, RoleView, Timeline};
 
 /// How often the view polls `GET /cluster`.
 const POLL_MS: u32 = 1000;
@@ -107,6 +107,7 @@ impl Live {
                 set_attr(&summary_leader, "data-leader", "");
             }
         }
+        self.show_config(&view);
         set_text(&by_id("live-ft"), &view.fault_tolerance().describe());
         set_attr(
             &by_id("live-ft"),
@@ -125,6 +126,37 @@ impl Live {
         let at = (now_ms() - self.opened_at).max(0.0) as u64;
         if self.timeline.observe_view(at, &view) {
             self.strip.update(&self.timeline);
+        }
+    }
+
+    /// The configuration pill, and a banner while a change is under way
+    /// (joint: both voter sets; otherwise not every member reports it yet).
+    fn show_config(&self, view: &ClusterView) {
+        let pill = by_id("live-config");
+        let banner = by_id("live-member-banner");
+        let Some(c) = &view.config else {
+            set_text(&pill, "configuration unknown");
+            set_hidden(&banner, true);
+            return;
+        };
+        set_text(&pill, &c.describe());
+        set_attr(
+            &pill,
+            "data-joint",
+            if c.is_joint() { "true" } else { "false" },
+        );
+        set_attr(
+            &pill,
+            "data-pending",
+            if c.pending { "true" } else { "false" },
+        );
+        match config_banner(c) {
+            Some((kind, text)) => {
+                set_attr(&banner, "data-kind", kind);
+                set_text(&banner, &text);
+                set_hidden(&banner, false);
+            }
+            None => set_hidden(&banner, true),
         }
     }
 

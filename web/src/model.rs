@@ -5,8 +5,8 @@
 //! strip, timeline) only ever see these types. Everything here is plain data
 //! and pure functions, tested on the host.
 
-use raft_core::wire::{ClusterResponse, MemberStatus};
-use raft_core::{Index, NodeId, Role, Term};
+use raft_core::wire::{ClusterResponse, MemberStatus, StatusResponse};
+use raft_core::{Index, Membership, NodeId, Role, Term};
 
 /// What a node is doing, as far as the dashboard knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +56,216 @@ impl From<Role> for RoleView {
             Role::Leader => RoleView::Leader,
         }
     }
+}
+
+/// A node's place in the configuration in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberKind {
+    /// Votes (while joint: in both the old and the new voter sets).
+    Voter,
+    /// While joint: a voter of the new configuration only (being added).
+    Joining,
+    /// While joint: a voter of the old configuration only (being removed).
+    Leaving,
+    /// Receives the log and snapshots, never votes, never counts for a
+    /// quorum. `promote`: the leader makes it a voter once it caught up.
+    Learner {
+        /// Promoted automatically once caught up.
+        promote: bool,
+    },
+    /// Not in the configuration in force (removed; may still run).
+    Removed,
+    /// No configuration known.
+    Unknown,
+}
+
+impl MemberKind {
+    /// The stable name used in `data-member` and CSS.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberKind::Voter => "voter",
+            MemberKind::Joining => "joining",
+            MemberKind::Leaving => "leaving",
+            MemberKind::Learner { .. } => "learner",
+            MemberKind::Removed => "removed",
+            MemberKind::Unknown => "unknown",
+        }
+    }
+
+    /// A short human label.
+    pub fn label(self) -> &'static str {
+        match self {
+            MemberKind::Voter => "voter",
+            MemberKind::Joining => "voter (joining)",
+            MemberKind::Leaving => "voter (leaving)",
+            MemberKind::Learner { promote: false } => "learner",
+            MemberKind::Learner { promote: true } => "learner · promoted when caught up",
+            MemberKind::Removed => "removed",
+            MemberKind::Unknown => "",
+        }
+    }
+
+    /// Whether it votes in some majority of the configuration in force.
+    pub fn votes(self) -> bool {
+        matches!(
+            self,
+            MemberKind::Voter | MemberKind::Joining | MemberKind::Leaving
+        )
+    }
+}
+
+/// `{1,2,3}`.
+pub fn id_set(ids: &[NodeId]) -> String {
+    let ids: Vec<String> = ids.iter().map(NodeId::to_string).collect();
+    format!("{{{}}}", ids.join(","))
+}
+
+/// The configuration in force, as the dashboard shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigView {
+    /// The voters (while joint: of the configuration being entered).
+    pub voters: Vec<NodeId>,
+    /// While joint: the voters of the configuration being left; empty
+    /// otherwise.
+    pub outgoing: Vec<NodeId>,
+    /// The learners.
+    pub learners: Vec<NodeId>,
+    /// The learners the leader promotes once they caught up.
+    pub auto_promote: Vec<NodeId>,
+    /// A change is under way: the configuration's entry is not committed
+    /// yet (simulator), or not every member answering reports it (live).
+    pub pending: bool,
+}
+
+impl ConfigView {
+    /// The view of a configuration.
+    pub fn from_membership(m: &Membership, pending: bool) -> ConfigView {
+        ConfigView {
+            voters: m.voters.clone(),
+            outgoing: m.outgoing.clone(),
+            learners: m.learners.clone(),
+            auto_promote: m.auto_promote.clone(),
+            pending,
+        }
+    }
+
+    /// The configuration a member reports in its `/status`.
+    pub fn from_status(s: &StatusResponse) -> ConfigView {
+        ConfigView {
+            voters: sorted(&s.members),
+            outgoing: sorted(&s.outgoing),
+            learners: sorted(&s.learners),
+            auto_promote: Vec::new(),
+            pending: false,
+        }
+    }
+
+    /// Whether a change of voters is in its joint phase.
+    pub fn is_joint(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// Whether the two describe the same members in the same roles.
+    pub fn same_members(&self, other: &ConfigView) -> bool {
+        self.voters == other.voters
+            && self.outgoing == other.outgoing
+            && self.learners == other.learners
+    }
+
+    /// `id`'s place in it.
+    pub fn kind(&self, id: NodeId) -> MemberKind {
+        let new = self.voters.contains(&id);
+        let old = self.outgoing.contains(&id);
+        match (new, old) {
+            (true, true) => MemberKind::Voter,
+            (true, false) if self.is_joint() => MemberKind::Joining,
+            (true, false) => MemberKind::Voter,
+            (false, true) => MemberKind::Leaving,
+            (false, false) if self.learners.contains(&id) => MemberKind::Learner {
+                promote: self.auto_promote.contains(&id),
+            },
+            (false, false) => MemberKind::Removed,
+        }
+    }
+
+    /// The voter sets every decision needs a majority of: the voters, or
+    /// while joint the old voters and the new ones (in that order).
+    pub fn majorities(&self) -> Vec<&[NodeId]> {
+        if self.is_joint() {
+            vec![&self.outgoing, &self.voters]
+        } else {
+            vec![&self.voters]
+        }
+    }
+
+    /// The voter sets in one line: `voters {1,2,3}` or, while joint,
+    /// `joint: {1,2,3} → {1,2,4}`.
+    pub fn voters_line(&self) -> String {
+        if self.is_joint() {
+            format!(
+                "joint: {} → {}",
+                id_set(&self.outgoing),
+                id_set(&self.voters)
+            )
+        } else {
+            format!("voters {}", id_set(&self.voters))
+        }
+    }
+
+    /// The whole configuration in one line: the voter sets, then the
+    /// learners (`+` marks one promoted when caught up).
+    pub fn describe(&self) -> String {
+        let mut s = self.voters_line();
+        if !self.learners.is_empty() {
+            let l: Vec<String> = self
+                .learners
+                .iter()
+                .map(|id| {
+                    if self.auto_promote.contains(id) {
+                        format!("{id}+")
+                    } else {
+                        id.to_string()
+                    }
+                })
+                .collect();
+            s.push_str(&format!(" · learners {{{}}}", l.join(",")));
+        }
+        s
+    }
+}
+
+/// The banner for a change under way: `(kind, text)` with kind `joint`
+/// (both voter sets decide) or `pending` (the newest configuration has not
+/// reached every member yet); `None` when the configuration is settled.
+pub fn config_banner(c: &ConfigView) -> Option<(&'static str, String)> {
+    if c.is_joint() {
+        Some((
+            "joint",
+            format!(
+                "Membership change in progress — joint consensus: voters {} → {}. \
+                 Elections and commits need a majority of both sets until the leader enters the new configuration.",
+                id_set(&c.outgoing),
+                id_set(&c.voters)
+            ),
+        ))
+    } else if c.pending {
+        Some((
+            "pending",
+            format!(
+                "Membership change under way: not every member reports the newest configuration ({}) yet.",
+                c.describe()
+            ),
+        ))
+    } else {
+        None
+    }
+}
+
+fn sorted(ids: &[NodeId]) -> Vec<NodeId> {
+    let mut v = ids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// A follower's replication progress, as its leader sees it.
@@ -129,10 +339,30 @@ pub struct NodeView {
     pub serving: bool,
     /// Election timer: `(elapsed, timeout)` ticks (simulator only).
     pub election_timer: Option<(u64, u64)>,
-    /// Votes: `(granted, needed)` while campaigning (simulator only).
-    pub votes: Option<(usize, usize)>,
+    /// Votes while campaigning (simulator only): `(granted, needed)` for
+    /// each majority the election needs (while joint: the old voters',
+    /// then the new voters'); empty otherwise.
+    pub votes: Vec<(usize, usize)>,
+    /// Its place in the configuration in force.
+    pub member: MemberKind,
     /// The log, as far as known.
     pub log: LogView,
+}
+
+impl NodeView {
+    /// The vote tally while campaigning: `votes 2/3`, or while joint
+    /// `votes old 2/2 · new 1/2`; empty otherwise.
+    pub fn votes_text(&self) -> String {
+        match self.votes.as_slice() {
+            [] => String::new(),
+            [(g, q)] => format!("votes {g}/{q}"),
+            [(og, oq), (ng, nq)] => format!("votes old {og}/{oq} · new {ng}/{nq}"),
+            more => {
+                let parts: Vec<String> = more.iter().map(|(g, q)| format!("{g}/{q}")).collect();
+                format!("votes {}", parts.join(" · "))
+            }
+        }
+    }
 }
 
 /// A whole cluster at one moment.
@@ -144,45 +374,144 @@ pub struct ClusterView {
     pub leader: Option<NodeId>,
     /// The serving node (live view).
     pub served_by: Option<NodeId>,
+    /// The configuration in force, when known.
+    pub config: Option<ConfigView>,
 }
 
-/// How many more members may fail before writes stop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FaultTolerance {
-    /// Voting members.
-    pub members: usize,
-    /// Members answering now.
+/// One voter set and how much of it is up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Majority {
+    /// Its voters.
+    pub voters: Vec<NodeId>,
+    /// Voters answering now.
     pub up: usize,
-    /// Votes a quorum needs.
+    /// Votes a majority of it needs.
     pub quorum: usize,
 }
 
-impl FaultTolerance {
-    /// Members that may still fail with a quorum left (0 when none is left).
+impl Majority {
+    /// The set `voters`, of which those for which `is_up` holds are up.
+    pub fn of(voters: &[NodeId], is_up: impl Fn(NodeId) -> bool) -> Majority {
+        Majority {
+            voters: voters.to_vec(),
+            up: voters.iter().filter(|&&id| is_up(id)).count(),
+            quorum: voters.len() / 2 + 1,
+        }
+    }
+
+    /// Its size.
+    pub fn members(&self) -> usize {
+        self.voters.len()
+    }
+
+    /// Voters that may still fail with a majority of it left.
     pub fn can_lose(&self) -> usize {
         self.up.saturating_sub(self.quorum)
     }
 
-    /// Whether a quorum is up.
+    /// Whether a majority of it is up.
     pub fn has_quorum(&self) -> bool {
         self.up >= self.quorum
+    }
+}
+
+/// How many more members may fail before writes stop. Only voters count:
+/// learners neither vote nor count for commit. While a change of voters is
+/// joint, every decision needs both majorities, so the readout is the
+/// weaker of the two.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultTolerance {
+    /// The voter sets every decision needs a majority of: one, or while
+    /// joint the old voters' and then the new voters'.
+    pub majorities: Vec<Majority>,
+    /// Learners in the configuration (not counted).
+    pub learners: usize,
+}
+
+impl FaultTolerance {
+    /// Whether two majorities are needed (a joint phase).
+    pub fn is_joint(&self) -> bool {
+        self.majorities.len() > 1
+    }
+
+    /// Members that may still fail with every needed majority left (0 when
+    /// none is left). A failure of a voter in both sets costs both.
+    pub fn can_lose(&self) -> usize {
+        self.majorities
+            .iter()
+            .map(Majority::can_lose)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Whether every needed majority is up.
+    pub fn has_quorum(&self) -> bool {
+        !self.majorities.is_empty() && self.majorities.iter().all(Majority::has_quorum)
     }
 
     /// One line for the page.
     pub fn describe(&self) -> String {
-        if !self.has_quorum() {
+        let learners = match self.learners {
+            0 => String::new(),
+            1 => " · 1 learner, not counted".into(),
+            n => format!(" · {n} learners, not counted"),
+        };
+        let joint = self.is_joint();
+        let half = |i: usize, m: &Majority| {
+            if joint {
+                format!(
+                    "{} {}: {} of {} up, quorum {}",
+                    if i == 0 { "old" } else { "new" },
+                    id_set(&m.voters),
+                    m.up,
+                    m.members(),
+                    m.quorum
+                )
+            } else {
+                format!("{} of {} voters up, quorum {}", m.up, m.members(), m.quorum)
+            }
+        };
+        if let Some((i, m)) = self
+            .majorities
+            .iter()
+            .enumerate()
+            .find(|(_, m)| !m.has_quorum())
+        {
+            let what = if joint {
+                format!(
+                    "{} voters {}",
+                    if i == 0 { "old" } else { "new" },
+                    id_set(&m.voters)
+                )
+            } else {
+                "voters".into()
+            };
             return format!(
-                "no quorum: {} of {} members up, {} needed — writes are blocked",
-                self.up, self.members, self.quorum
+                "no quorum: {} of {} {what} up, {} needed — writes are blocked{learners}",
+                m.up,
+                m.members(),
+                m.quorum
             );
         }
+        if self.majorities.is_empty() {
+            return format!("no voters known{learners}");
+        }
         let n = self.can_lose();
+        let halves: Vec<String> = self
+            .majorities
+            .iter()
+            .enumerate()
+            .map(|(i, m)| half(i, m))
+            .collect();
         format!(
-            "can lose {n} member{} ({} of {} up, quorum {})",
+            "can lose {n} member{} ({}{}){learners}",
             if n == 1 { "" } else { "s" },
-            self.up,
-            self.members,
-            self.quorum
+            if joint {
+                "joint, both majorities: "
+            } else {
+                ""
+            },
+            halves.join("; ")
         )
     }
 }
@@ -193,15 +522,22 @@ pub const LIVE_LOG_WINDOW: u64 = 24;
 impl ClusterView {
     /// The view of a `GET /cluster` answer.
     pub fn from_wire(c: &ClusterResponse) -> ClusterView {
-        let nodes = c
+        let mut nodes: Vec<NodeView> = c
             .members
             .iter()
             .map(|m| member_view(m, c.served_by))
             .collect();
+        let config = wire_config(c);
+        if let Some(cfg) = &config {
+            for n in &mut nodes {
+                n.member = cfg.kind(n.id);
+            }
+        }
         ClusterView {
             nodes,
             leader: c.leader,
             served_by: Some(c.served_by),
+            config,
         }
     }
 
@@ -224,20 +560,47 @@ impl ClusterView {
         self.nodes.iter().filter_map(|n| n.term).max()
     }
 
-    /// Fault tolerance right now.
+    /// Fault tolerance right now, by the configuration in force (every
+    /// node a voter when none is known).
     pub fn fault_tolerance(&self) -> FaultTolerance {
-        let members = self.nodes.len();
-        let up = self
-            .nodes
-            .iter()
-            .filter(|n| n.role != RoleView::Down)
-            .count();
-        FaultTolerance {
-            members,
-            up,
-            quorum: members / 2 + 1,
+        let is_up = |id: NodeId| self.node(id).is_some_and(|n| n.role != RoleView::Down);
+        match &self.config {
+            Some(c) => FaultTolerance {
+                majorities: c
+                    .majorities()
+                    .into_iter()
+                    .map(|set| Majority::of(set, is_up))
+                    .collect(),
+                learners: c.learners.len(),
+            },
+            None => {
+                let ids: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+                FaultTolerance {
+                    majorities: vec![Majority::of(&ids, is_up)],
+                    learners: 0,
+                }
+            }
         }
     }
+}
+
+/// The configuration in force as `GET /cluster` tells it: the one the
+/// leader reports (the newest: a change starts there), else the serving
+/// node's, else any member's. It is `pending` while a member of it that
+/// answered reports another (the change has not reached every member yet).
+fn wire_config(c: &ClusterResponse) -> Option<ConfigView> {
+    let answered = || c.members.iter().filter_map(|m| m.status.as_ref());
+    let source = answered()
+        .filter(|s| s.role == Role::Leader)
+        .max_by_key(|s| s.term)
+        .or_else(|| answered().find(|s| s.id == c.served_by))
+        .or_else(|| answered().next())?;
+    let mut config = ConfigView::from_status(source);
+    config.pending = answered().any(|s| {
+        config.kind(s.id) != MemberKind::Removed
+            && !ConfigView::from_status(s).same_members(&config)
+    });
+    Some(config)
 }
 
 fn member_view(m: &MemberStatus, served_by: NodeId) -> NodeView {
@@ -257,7 +620,8 @@ fn member_view(m: &MemberStatus, served_by: NodeId) -> NodeView {
         error: m.error.clone(),
         serving: m.id == served_by,
         election_timer: None,
-        votes: None,
+        votes: Vec::new(),
+        member: MemberKind::Unknown,
         log: LogView::default(),
     };
     let Some(s) = &m.status else {
@@ -467,20 +831,157 @@ mod tests {
     fn fault_tolerance() {
         let v = ClusterView::from_wire(&cluster());
         let ft = v.fault_tolerance();
-        assert_eq!((ft.members, ft.up, ft.quorum, ft.can_lose()), (3, 2, 2, 0));
-        assert!(ft.describe().starts_with("can lose 0 members"));
+        let m = &ft.majorities[0];
+        assert_eq!((m.members(), m.up, m.quorum, ft.can_lose()), (3, 2, 2, 0));
+        assert!(!ft.is_joint());
+        assert!(
+            ft.describe().starts_with("can lose 0 members"),
+            "{}",
+            ft.describe()
+        );
         let five = FaultTolerance {
-            members: 5,
-            up: 5,
-            quorum: 3,
+            majorities: vec![Majority::of(&[1, 2, 3, 4, 5], |_| true)],
+            learners: 0,
         };
         assert_eq!(five.can_lose(), 2);
         let lost = FaultTolerance {
-            members: 3,
-            up: 1,
-            quorum: 2,
+            majorities: vec![Majority::of(&[1, 2, 3], |id| id == 1)],
+            learners: 0,
         };
         assert!(lost.describe().starts_with("no quorum"));
+    }
+
+    /// A 3-voter cluster with learner 4 (which answers) and voter 3 down.
+    fn with_learner() -> ClusterResponse {
+        let mut c = cluster();
+        for m in &mut c.members {
+            if let Some(s) = &mut m.status {
+                s.learners = vec![4];
+            }
+        }
+        let mut s4 = status(4, Role::Follower, 3, 40);
+        s4.learners = vec![4];
+        c.members.push(MemberStatus {
+            id: 4,
+            url: "http://127.0.0.1:3004".into(),
+            status: Some(s4),
+            error: None,
+        });
+        c
+    }
+
+    #[test]
+    fn learners_are_shown_and_not_counted() {
+        let v = ClusterView::from_wire(&with_learner());
+        let c = v.config.as_ref().expect("a configuration");
+        assert_eq!(
+            (c.voters.clone(), c.learners.clone()),
+            (vec![1, 2, 3], vec![4])
+        );
+        assert!(!c.is_joint() && !c.pending);
+        assert_eq!(v.node(1).unwrap().member, MemberKind::Voter);
+        assert_eq!(
+            v.node(4).unwrap().member,
+            MemberKind::Learner { promote: false }
+        );
+        assert!(!v.node(4).unwrap().member.votes());
+        // 4 nodes answer but only voters count: 2 of 3 up, quorum 2.
+        let ft = v.fault_tolerance();
+        assert_eq!(ft.majorities.len(), 1);
+        let m = &ft.majorities[0];
+        assert_eq!((m.members(), m.up, m.quorum), (3, 2, 2));
+        assert_eq!(ft.can_lose(), 0);
+        assert_eq!(
+            ft.describe(),
+            "can lose 0 members (2 of 3 voters up, quorum 2) · 1 learner, not counted"
+        );
+        assert_eq!(c.describe(), "voters {1,2,3} · learners {4}");
+        assert_eq!(config_banner(c), None);
+    }
+
+    #[test]
+    fn joint_phase_needs_both_majorities() {
+        // Replacing 3 by 4: the leader is in C_{1,2,3},{1,2,4}; 3 is down.
+        let mut c = with_learner();
+        for m in &mut c.members {
+            if let Some(s) = &mut m.status {
+                s.members = vec![1, 2, 4];
+                s.outgoing = vec![1, 2, 3];
+                s.learners = vec![];
+            }
+        }
+        let v = ClusterView::from_wire(&c);
+        let cfg = v.config.as_ref().unwrap();
+        assert!(cfg.is_joint());
+        assert_eq!(cfg.voters_line(), "joint: {1,2,3} → {1,2,4}");
+        assert_eq!(v.node(1).unwrap().member, MemberKind::Voter);
+        assert_eq!(v.node(3).unwrap().member, MemberKind::Leaving);
+        assert_eq!(v.node(4).unwrap().member, MemberKind::Joining);
+        let ft = v.fault_tolerance();
+        assert!(ft.is_joint());
+        // Old {1,2,3}: 2 up (3 is down), new {1,2,4}: 3 up; the old set
+        // decides: no failure tolerated.
+        assert_eq!(
+            ft.majorities
+                .iter()
+                .map(|m| (m.up, m.quorum))
+                .collect::<Vec<_>>(),
+            vec![(2, 2), (3, 2)]
+        );
+        assert_eq!(ft.can_lose(), 0);
+        assert!(ft.has_quorum());
+        assert_eq!(
+            ft.describe(),
+            "can lose 0 members (joint, both majorities: old {1,2,3}: 2 of 3 up, quorum 2; \
+             new {1,2,4}: 3 of 3 up, quorum 2)"
+        );
+        let (kind, text) = config_banner(cfg).expect("a banner");
+        assert_eq!(kind, "joint");
+        assert!(text.contains("{1,2,3} → {1,2,4}"), "{text}");
+        // With 2 down as well the old voters lose their majority.
+        c.members[1].status = None;
+        let ft = ClusterView::from_wire(&c).fault_tolerance();
+        assert!(!ft.has_quorum());
+        assert!(
+            ft.describe()
+                .starts_with("no quorum: 1 of 3 old voters {1,2,3} up, 2 needed"),
+            "{}",
+            ft.describe()
+        );
+    }
+
+    #[test]
+    fn a_change_not_everywhere_yet_is_pending() {
+        // The leader already added learner 4; follower 2 has not heard yet.
+        let mut c = with_learner();
+        c.members[1].status.as_mut().unwrap().learners = vec![];
+        let v = ClusterView::from_wire(&c);
+        let cfg = v.config.as_ref().unwrap();
+        assert_eq!(cfg.learners, vec![4], "the leader's configuration");
+        assert!(cfg.pending);
+        assert_eq!(config_banner(cfg).map(|b| b.0), Some("pending"));
+        // A removed member that still answers with its old view does not
+        // make the configuration pending.
+        let mut c = cluster();
+        for m in &mut c.members {
+            if let Some(s) = &mut m.status {
+                s.members = vec![1, 2];
+            }
+        }
+        c.members[2].status = Some(status(3, Role::Follower, 3, 40));
+        let v = ClusterView::from_wire(&c);
+        assert_eq!(v.node(3).unwrap().member, MemberKind::Removed);
+        assert!(!v.config.as_ref().unwrap().pending);
+        assert_eq!(v.fault_tolerance().majorities[0].members(), 2);
+    }
+
+    #[test]
+    fn without_a_leader_the_serving_node_tells_the_configuration() {
+        let mut c = cluster();
+        c.members[0].status = None;
+        c.members[1].status.as_mut().unwrap().learners = vec![5];
+        let v = ClusterView::from_wire(&c);
+        assert_eq!(v.config.as_ref().unwrap().learners, vec![5]);
     }
 
     #[test]

@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 use raft_core::sim::{
     ClientOp, Cluster, DroppedMessage, Operation, Outcome, SimConfig, SimEvent, SimNode,
 };
-use raft_core::{Entry, NodeId, Op, Payload, Role};
+use raft_core::{ConfChange, Entry, NodeId, Op, Payload, Role};
 
-use crate::model::{ClusterView, FollowerView, LogCell, LogView, NodeView, RoleView, Timeline};
+use crate::model::{
+    id_set, ClusterView, ConfigView, FollowerView, LogCell, LogView, MemberKind, NodeView,
+    RoleView, Timeline,
+};
 
 /// What the URL carries: `#sim?seed=7&nodes=5&prevote=1&cq=1&at=3000&acts=...`.
 #[derive(Clone, Debug, PartialEq)]
@@ -145,6 +148,92 @@ pub enum Action {
         /// What is asked.
         op: HandOp,
     },
+    /// Add node `id` (the next unused id) as a learner; with `promote`,
+    /// the leader makes it a voter once it caught up.
+    AddNode {
+        /// The new node's id.
+        id: NodeId,
+        /// Promote it automatically once caught up.
+        promote: bool,
+    },
+    /// Make learner `id` a voter (through a joint configuration).
+    Promote(NodeId),
+    /// Remove member `id` (a voter through a joint configuration).
+    Remove(NodeId),
+    /// Remove voter `remove` and promote learner `promote` in one change.
+    Replace {
+        /// The voter leaving.
+        remove: NodeId,
+        /// The learner taking its place.
+        promote: NodeId,
+    },
+    /// Stop removed node `id` for good: it leaves the ring.
+    Retire(NodeId),
+}
+
+impl Action {
+    /// The membership change this action proposes, if it is one.
+    pub fn conf_change(&self) -> Option<ConfChange> {
+        Some(match *self {
+            Action::AddNode { id, promote } => ConfChange::AddLearner {
+                id,
+                address: format!("n{id}"),
+                promote,
+            },
+            Action::Promote(id) => ConfChange::Promote { id },
+            Action::Remove(id) => ConfChange::Remove { id },
+            Action::Replace { remove, promote } => ConfChange::Replace { remove, promote },
+            _ => return None,
+        })
+    }
+
+    /// A short label for the scrubber and the timeline.
+    pub fn label(&self) -> String {
+        match self {
+            Action::Crash(n) => format!("crash n{n}"),
+            Action::Restart(n) => format!("restart n{n}"),
+            Action::Transfer(n) => format!("transfer → n{n}"),
+            Action::Cut(a, b) => format!("cut n{a}→n{b}"),
+            Action::Uncut(a, b) => format!("restore n{a}→n{b}"),
+            Action::Heal => "heal".into(),
+            Action::Split(group) => {
+                let ids: Vec<String> = group.iter().map(|n| format!("n{n}")).collect();
+                format!("split {} from the rest", ids.join(","))
+            }
+            Action::Drop(p) => format!("loss {p}%"),
+            Action::Latency(lo, hi) => format!("latency {lo}-{hi}"),
+            Action::PreVote(on) => format!("PreVote {}", if *on { "on" } else { "off" }),
+            Action::CheckQuorum(on) => format!("CheckQuorum {}", if *on { "on" } else { "off" }),
+            Action::Timeout(n) => format!("timeout n{n}"),
+            Action::DropMessage(id) => format!("drop message #{id}"),
+            Action::Client {
+                via,
+                op: HandOp::Put { key, value },
+            } => format!("put {key}={value} via n{via}"),
+            Action::Client {
+                via,
+                op: HandOp::Get { key },
+            } => format!("get {key} via n{via}"),
+            Action::AddNode { id, promote } => format!(
+                "add n{id} as a learner{}",
+                if *promote {
+                    ", promoted when caught up"
+                } else {
+                    ""
+                }
+            ),
+            Action::Promote(n) => format!("promote n{n} to voter"),
+            Action::Remove(n) => format!("remove n{n}"),
+            Action::Replace { remove, promote } => format!("replace n{remove} by n{promote}"),
+            Action::Retire(n) => format!("stop n{n} for good"),
+        }
+    }
+
+    /// Whether it changes or ends membership (what the cluster records in
+    /// its membership log).
+    pub fn is_membership(&self) -> bool {
+        self.conf_change().is_some() || matches!(self, Action::Retire(_))
+    }
 }
 
 /// A client operation typed into the simulator's form.
@@ -221,7 +310,9 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    /// `step:code`, e.g. `120:c3`, `400:x1-2`.
+    /// `step:code`, e.g. `120:c3`, `400:x1-2`. Membership: `a6` / `a6p`
+    /// add node 6 (`p`: promoted when caught up), `v6` promote, `o3`
+    /// remove, `y3-6` replace 3 by 6, `z3` stop 3 for good.
     pub fn encode(&self) -> String {
         let a = match &self.action {
             Action::Crash(n) => format!("c{n}"),
@@ -248,6 +339,11 @@ impl Recorded {
                 via,
                 op: HandOp::Get { key },
             } => format!("g{via}~{}", escape(key)),
+            Action::AddNode { id, promote } => format!("a{id}{}", if *promote { "p" } else { "" }),
+            Action::Promote(n) => format!("v{n}"),
+            Action::Remove(n) => format!("o{n}"),
+            Action::Replace { remove, promote } => format!("y{remove}-{promote}"),
+            Action::Retire(n) => format!("z{n}"),
         };
         format!("{}:{a}", self.step)
     }
@@ -298,6 +394,20 @@ impl Recorded {
                     },
                 }
             }
+            "a" => {
+                let (id, promote) = match rest.strip_suffix('p') {
+                    Some(id) => (id, true),
+                    None => (rest, false),
+                };
+                Action::AddNode {
+                    id: id.parse().ok()?,
+                    promote,
+                }
+            }
+            "v" => Action::Promote(rest.parse().ok()?),
+            "o" => Action::Remove(rest.parse().ok()?),
+            "y" => pair(rest).map(|(remove, promote)| Action::Replace { remove, promote })?,
+            "z" => Action::Retire(rest.parse().ok()?),
             _ => return None,
         };
         Some(Recorded { step, action })
@@ -305,32 +415,7 @@ impl Recorded {
 
     /// A short label for the scrubber and the timeline.
     pub fn label(&self) -> String {
-        match &self.action {
-            Action::Crash(n) => format!("crash n{n}"),
-            Action::Restart(n) => format!("restart n{n}"),
-            Action::Transfer(n) => format!("transfer → n{n}"),
-            Action::Cut(a, b) => format!("cut n{a}→n{b}"),
-            Action::Uncut(a, b) => format!("restore n{a}→n{b}"),
-            Action::Heal => "heal".into(),
-            Action::Split(group) => {
-                let ids: Vec<String> = group.iter().map(|n| format!("n{n}")).collect();
-                format!("split {} from the rest", ids.join(","))
-            }
-            Action::Drop(p) => format!("loss {p}%"),
-            Action::Latency(lo, hi) => format!("latency {lo}-{hi}"),
-            Action::PreVote(on) => format!("PreVote {}", if *on { "on" } else { "off" }),
-            Action::CheckQuorum(on) => format!("CheckQuorum {}", if *on { "on" } else { "off" }),
-            Action::Timeout(n) => format!("timeout n{n}"),
-            Action::DropMessage(id) => format!("drop message #{id}"),
-            Action::Client {
-                via,
-                op: HandOp::Put { key, value },
-            } => format!("put {key}={value} via n{via}"),
-            Action::Client {
-                via,
-                op: HandOp::Get { key },
-            } => format!("get {key} via n{via}"),
-        }
+        self.action.label()
     }
 }
 
@@ -364,12 +449,52 @@ fn apply(cluster: &mut Cluster, action: &Action) -> Result<(), String> {
         Action::Timeout(n) => cluster.election_timeout(n),
         Action::DropMessage(id) => cluster.drop_message(id),
         Action::Client { via, ref op } => return cluster.submit(via, op.client_op()).map(|_| ()),
+        Action::AddNode { .. }
+        | Action::Promote(_)
+        | Action::Remove(_)
+        | Action::Replace { .. }
+        | Action::Retire(_) => {
+            let tried = cluster.conf_log().len();
+            match (action, action.conf_change()) {
+                (Action::Retire(n), _) => cluster.retire(*n),
+                (_, Some(change)) => cluster.change_membership(change),
+                _ => {}
+            }
+            // The cluster records what became of it.
+            return match cluster.conf_log().get(tried).map(|o| &o.result) {
+                Some(Err(why)) => Err(why.clone()),
+                _ => Ok(()),
+            };
+        }
     }
     Ok(())
 }
 
 /// At most this many dropped messages wait to be drawn.
 const DROPS_KEPT: usize = 64;
+
+/// At most this many nodes on the ring (founders, added nodes and removed
+/// nodes not yet stopped for good).
+pub const MAX_SHOWN: usize = 12;
+
+/// What the membership controls can do now: for each, what it would act on,
+/// or why it cannot act (the button is disabled and says why).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberControls {
+    /// Add a node: the id it gets.
+    pub add: Result<NodeId, String>,
+    /// Promote the selected learner.
+    pub promote: Result<NodeId, String>,
+    /// Remove the selected member.
+    pub remove: Result<NodeId, String>,
+    /// Replace the selected voter by one of these learners.
+    pub replace: Result<Vec<NodeId>, String>,
+    /// Stop the selected removed node for good.
+    pub retire: Result<NodeId, String>,
+    /// Why no change can be proposed now (no leader, a change in
+    /// progress, the leader's first commit of its term still to come).
+    pub gate: Result<(), String>,
+}
 
 /// A simulated run with its recorded actions.
 pub struct SimRun {
@@ -388,8 +513,12 @@ pub struct SimRun {
     /// Messages dropped since the view last took them (the newest
     /// [`DROPS_KEPT`]), to mark where they died.
     pub dropped: Vec<DroppedMessage>,
-    /// The step up to which `timeline`, `bands` and `violation_steps` are
-    /// recorded (they survive seeking back; a fork truncates them).
+    /// `(step, configuration)` whenever the members or their roles
+    /// changed, oldest first (from step 0).
+    pub configs: Vec<(u64, ConfigView)>,
+    /// The step up to which `timeline`, `bands`, `violation_steps` and
+    /// `configs` are recorded (they survive seeking back; a fork truncates
+    /// them).
     recorded_to: u64,
 }
 
@@ -408,8 +537,10 @@ impl SimRun {
             bands: Vec::new(),
             violation_steps: Vec::new(),
             dropped: Vec::new(),
+            configs: Vec::new(),
             recorded_to: 0,
         };
+        run.configs.push((0, run.config_view()));
         run.apply_due();
         run
     }
@@ -433,6 +564,11 @@ impl SimRun {
             // replay is the same run, so it is accepted again.
             let _ = apply(&mut self.cluster, a);
             self.note_drops();
+        }
+        // A change takes effect at the leader when proposed: noted at the
+        // step it was taken, as when it was first taken.
+        if !due.is_empty() && now >= self.recorded_to {
+            self.observe_config();
         }
     }
 
@@ -471,6 +607,15 @@ impl SimRun {
                 self.bands.push((s, term, Some(l)));
             }
         }
+        self.observe_config();
+    }
+
+    /// Notes the configuration in force when its members changed.
+    fn observe_config(&mut self) {
+        let c = self.config_view();
+        if !self.configs.last().is_some_and(|(_, l)| l.same_members(&c)) {
+            self.configs.push((self.cluster.steps(), c));
+        }
     }
 
     /// Moves to step `target`: forward by stepping, backward by replaying
@@ -484,6 +629,7 @@ impl SimRun {
             fresh.timeline = std::mem::take(&mut self.timeline);
             fresh.bands = std::mem::take(&mut self.bands);
             fresh.violation_steps = std::mem::take(&mut self.violation_steps);
+            fresh.configs = std::mem::take(&mut self.configs);
             *self = fresh;
         }
         while self.cluster.steps() < target {
@@ -494,12 +640,19 @@ impl SimRun {
     /// Takes `action` now. When now is in the past of the recorded run,
     /// the future is forked: later actions are forgotten. A hand-issued
     /// operation while the previous one is pending is refused (nothing is
-    /// recorded or forked) with the reason.
+    /// recorded or forked) with the reason, and so is a membership action
+    /// [`SimRun::member_controls`] rules out (no leader, a change in
+    /// progress, not a learner, ...). A membership change the core itself
+    /// refuses returns its reason but stays recorded: the cluster saw it,
+    /// and a replay must see it too.
     pub fn act(&mut self, action: Action) -> Result<(), String> {
         if let (Action::Client { .. }, Some(op)) = (&action, self.hand_op()) {
             if op.outcome == Outcome::Pending {
                 return Err(format!("wait: {} is still pending", op.op));
             }
+        }
+        if action.is_membership() {
+            self.check_membership(&action)?;
         }
         let now = self.cluster.steps();
         self.settings.actions.retain(|r| r.step <= now);
@@ -508,12 +661,182 @@ impl SimRun {
         self.timeline.events.retain(|e| e.at <= now);
         self.bands.retain(|b| b.0 <= now);
         self.violation_steps.retain(|&v| v <= now);
+        self.configs.retain(|c| c.0 <= now);
         let applied = apply(&mut self.cluster, &action);
         self.note_drops();
-        if applied.is_ok() {
+        if applied.is_ok() || action.is_membership() {
             self.settings.actions.push(Recorded { step: now, action });
         }
+        // A change takes effect at the leader when proposed.
+        self.observe_config();
         applied
+    }
+
+    /// Whether the membership controls allow `action` now.
+    fn check_membership(&self, action: &Action) -> Result<(), String> {
+        let selected = match *action {
+            Action::Promote(n) | Action::Remove(n) | Action::Retire(n) => Some(n),
+            Action::Replace { remove, .. } => Some(remove),
+            _ => None,
+        };
+        let c = self.member_controls(selected);
+        match *action {
+            Action::AddNode { id, .. } => match c.add {
+                Ok(next) if next == id => Ok(()),
+                Ok(next) => Err(format!("a new node takes the next id, {next}, not {id}")),
+                Err(e) => Err(e),
+            },
+            Action::Promote(_) => c.promote.map(|_| ()),
+            Action::Remove(_) => c.remove.map(|_| ()),
+            Action::Replace { promote, .. } => match c.replace {
+                Ok(l) if l.contains(&promote) => Ok(()),
+                Ok(_) => Err(format!("n{promote} is not a learner")),
+                Err(e) => Err(e),
+            },
+            Action::Retire(_) => c.retire.map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The ids of the nodes on the ring: every node not stopped for good
+    /// (removed nodes still running stay, shown as removed), in id order.
+    pub fn shown_ids(&self) -> Vec<NodeId> {
+        self.cluster
+            .nodes()
+            .iter()
+            .filter(|n| !n.is_retired())
+            .map(SimNode::id)
+            .collect()
+    }
+
+    /// The configuration in force (the leader's; without one, the newest
+    /// among the running nodes), and whether its entry is still
+    /// uncommitted there.
+    pub fn config_view(&self) -> ConfigView {
+        let source = match self.cluster.leader() {
+            Some(l) => self.cluster.node(l).and_then(SimNode::raw),
+            None => self
+                .cluster
+                .nodes()
+                .iter()
+                .filter_map(SimNode::raw)
+                .max_by_key(|r| r.config_index()),
+        };
+        let pending = source.is_some_and(|r| r.config_index() > r.status().commit);
+        ConfigView::from_membership(self.cluster.membership(), pending)
+    }
+
+    /// Why no membership change can be proposed now, if so: the core's
+    /// rules, checked from outside (no leader; the leader has not committed
+    /// an entry of its term; another change not committed or a joint phase
+    /// not over).
+    pub fn change_gate(&self) -> Result<(), String> {
+        let leader = self
+            .cluster
+            .leader()
+            .ok_or("no leader: a change goes through the leader; wait for an election")?;
+        let node = self.cluster.node(leader).ok_or("no leader")?;
+        let raw = node.raw().ok_or("no leader")?;
+        let st = raw.status();
+        let commit_term = raw
+            .entry(st.commit)
+            .map(|e| e.term)
+            .or_else(|| node.durable().term(st.commit));
+        if commit_term != Some(st.term) {
+            return Err(format!(
+                "leader n{leader} has not committed an entry of its term {} yet",
+                st.term
+            ));
+        }
+        if st.membership.is_joint() {
+            return Err(format!(
+                "a change is in progress: joint {} → {} until the leader enters the new configuration",
+                id_set(&st.membership.outgoing),
+                id_set(&st.membership.voters)
+            ));
+        }
+        if st.config_index > st.commit {
+            return Err(format!(
+                "a change is in progress: its configuration entry {} is not committed yet",
+                st.config_index
+            ));
+        }
+        Ok(())
+    }
+
+    /// What each membership control can do with node `selected` selected.
+    pub fn member_controls(&self, selected: Option<NodeId>) -> MemberControls {
+        let gate = self.change_gate();
+        let config = self.config_view();
+        let shown = self.shown_ids();
+        let m = self.cluster.membership();
+        // The core's own check of the change against the configuration.
+        let valid = |change: ConfChange| -> Result<(), String> {
+            gate.clone()?;
+            m.apply(&change).map(|_| ()).map_err(|e| e.to_string())
+        };
+        let kind = selected.map(|id| (id, config.kind(id)));
+        let add = if shown.len() >= MAX_SHOWN {
+            Err(format!(
+                "the ring holds {MAX_SHOWN} nodes: stop a removed node for good first"
+            ))
+        } else {
+            let id = self.cluster.next_node_id();
+            valid(ConfChange::AddLearner {
+                id,
+                address: format!("n{id}"),
+                promote: false,
+            })
+            .map(|()| id)
+        };
+        let promote = match kind {
+            None => Err("select a learner on the ring".to_string()),
+            Some((id, MemberKind::Learner { .. })) => {
+                valid(ConfChange::Promote { id }).map(|()| id)
+            }
+            Some((id, k)) => Err(format!("n{id} is {}, not a learner", article(k))),
+        };
+        let remove = match kind {
+            None => Err("select a member on the ring".to_string()),
+            Some((id, MemberKind::Removed | MemberKind::Unknown)) => {
+                Err(format!("n{id} is not a member"))
+            }
+            Some((id, _)) => valid(ConfChange::Remove { id }).map(|()| id),
+        };
+        let replace = match kind {
+            None => Err("select a voter on the ring".to_string()),
+            Some((id, k)) if !k.votes() => Err(format!("n{id} is {}, not a voter", article(k))),
+            Some((id, _)) if config.learners.is_empty() => Err(format!(
+                "no learner to take n{id}'s place: add a node first"
+            )),
+            Some((id, _)) => valid(ConfChange::Replace {
+                remove: id,
+                promote: config.learners[0],
+            })
+            .map(|()| config.learners.clone()),
+        };
+        let retire = match kind {
+            None => Err("select a removed node on the ring".to_string()),
+            Some((id, MemberKind::Removed)) => Ok(id),
+            Some((id, k)) => Err(format!(
+                "n{id} is {}: remove it from the configuration first",
+                article(k)
+            )),
+        };
+        MemberControls {
+            add,
+            promote,
+            remove,
+            replace,
+            retire,
+            gate,
+        }
+    }
+
+    /// What became of the last membership action: `Ok(Some(index))` for a
+    /// change accepted at that log index.
+    pub fn last_conf_outcome(&self) -> Option<&Result<Option<raft_core::Index>, String>> {
+        self.cluster.conf_log().last().map(|o| &o.result)
     }
 
     /// The hand client's latest operation.
@@ -523,26 +846,46 @@ impl SimRun {
         ops.iter().rev().find(|o| o.client == hand)
     }
 
-    /// The cluster as the shared view model.
+    /// The cluster as the shared view model: the nodes on the ring, each
+    /// with its place in the configuration in force.
     pub fn view(&self) -> ClusterView {
         let leader = self.cluster.leader();
-        let mut nodes: Vec<NodeView> = self.cluster.nodes().iter().map(node_view).collect();
-        // Vote tally of each candidate: the running nodes whose persisted
-        // vote in the candidate's term names it (responses may still be
-        // on the wire).
-        let quorum = nodes.len() / 2 + 1;
-        let votes: Vec<Option<(usize, usize)>> = nodes
+        let config = self.config_view();
+        let mut nodes: Vec<NodeView> = self
+            .cluster
+            .nodes()
+            .iter()
+            .filter(|n| !n.is_retired())
+            .map(node_view)
+            .collect();
+        for n in &mut nodes {
+            n.member = config.kind(n.id);
+        }
+        // Vote tally of each candidate, per majority the election needs:
+        // the running voters whose persisted vote in the candidate's term
+        // names it (responses may still be on the wire).
+        let votes: Vec<Vec<(usize, usize)>> = nodes
             .iter()
             .map(|c| {
-                (c.role == RoleView::Candidate).then(|| {
-                    let granted = nodes
-                        .iter()
-                        .filter(|v| {
-                            v.role != RoleView::Down && v.term == c.term && v.vote == Some(c.id)
-                        })
-                        .count();
-                    (granted, quorum)
-                })
+                if c.role != RoleView::Candidate {
+                    return Vec::new();
+                }
+                config
+                    .majorities()
+                    .into_iter()
+                    .map(|set| {
+                        let granted = nodes
+                            .iter()
+                            .filter(|v| {
+                                set.contains(&v.id)
+                                    && v.role != RoleView::Down
+                                    && v.term == c.term
+                                    && v.vote == Some(c.id)
+                            })
+                            .count();
+                        (granted, set.len() / 2 + 1)
+                    })
+                    .collect()
             })
             .collect();
         for (n, v) in nodes.iter_mut().zip(votes) {
@@ -552,6 +895,7 @@ impl SimRun {
             nodes,
             leader,
             served_by: None,
+            config: Some(config),
         }
     }
 
@@ -574,11 +918,26 @@ impl SimRun {
     }
 }
 
+/// `a voter`, `a learner`, `removed`, ... (for "n3 is ...").
+fn article(k: MemberKind) -> &'static str {
+    match k {
+        MemberKind::Voter => "a voter",
+        MemberKind::Joining => "a joining voter",
+        MemberKind::Leaving => "a leaving voter",
+        MemberKind::Learner { .. } => "a learner",
+        MemberKind::Removed => "removed",
+        MemberKind::Unknown => "not known",
+    }
+}
+
 /// A short text for a log entry.
 pub fn entry_text(e: &Entry) -> String {
     match &e.payload {
         Payload::Noop => "noop".into(),
-        Payload::Config(m) => format!("config {:?}", m.voters),
+        Payload::Config(m) => format!(
+            "config {}",
+            ConfigView::from_membership(m, false).describe()
+        ),
         Payload::Command(c) => match &c.op {
             raft_core::Op::Put { key, value } => format!("put {key}={value}"),
             raft_core::Op::Delete { key } => format!("delete {key}"),
@@ -619,7 +978,8 @@ pub fn node_view(n: &SimNode) -> NodeView {
             error: Some("crashed: only its disk survives".into()),
             serving: false,
             election_timer: None,
-            votes: None,
+            votes: Vec::new(),
+            member: MemberKind::Unknown,
             log: LogView {
                 cells: cells(&d.entries),
                 elided_before: false,
@@ -654,10 +1014,12 @@ pub fn node_view(n: &SimNode) -> NodeView {
         error: None,
         serving: false,
         // The leader's timer only paces CheckQuorum; the arc shows when a
-        // follower or candidate will campaign.
-        election_timer: (s.role != Role::Leader)
+        // follower or candidate will campaign. A node that is no voter in
+        // its own configuration (a learner, a joining node) never does.
+        election_timer: (s.role != Role::Leader && s.membership.is_voter(n.id()))
             .then_some((s.election_elapsed, s.election_timeout)),
-        votes: None,
+        votes: Vec::new(),
+        member: MemberKind::Unknown,
         log: LogView {
             cells: cells(&n.log()),
             elided_before: false,
@@ -876,5 +1238,245 @@ mod tests {
         a.act(Action::Heal).unwrap();
         assert_eq!(a.settings.actions.len(), 1);
         assert_eq!(a.horizon, 100);
+    }
+
+    /// Steps until `done` holds, at most `max` steps; whether it held.
+    fn run_until(a: &mut SimRun, max: u64, done: impl Fn(&SimRun) -> bool) -> bool {
+        for _ in 0..max {
+            if done(a) {
+                return true;
+            }
+            a.step();
+        }
+        done(a)
+    }
+
+    fn settled(a: &SimRun) -> bool {
+        a.change_gate().is_ok()
+    }
+
+    fn kind(a: &SimRun, id: NodeId) -> MemberKind {
+        a.view().node(id).map_or(MemberKind::Unknown, |n| n.member)
+    }
+
+    #[test]
+    fn membership_actions_round_trip_in_the_url() {
+        let mut s = SimSettings::parse("#sim?seed=1&nodes=3");
+        s.actions = [
+            Action::AddNode {
+                id: 4,
+                promote: true,
+            },
+            Action::AddNode {
+                id: 5,
+                promote: false,
+            },
+            Action::Promote(5),
+            Action::Remove(2),
+            Action::Replace {
+                remove: 1,
+                promote: 4,
+            },
+            Action::Retire(2),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, action)| Recorded {
+            step: 10 * i as u64,
+            action,
+        })
+        .collect();
+        let hash = s.to_hash(None);
+        assert!(
+            hash.ends_with("acts=0:a4p,10:a5,20:v5,30:o2,40:y1-4,50:z2"),
+            "{hash}"
+        );
+        assert_eq!(SimSettings::parse(&hash), s);
+        assert_eq!(s.actions[4].label(), "replace n1 by n4");
+    }
+
+    /// Add a learner, promote it (joint, then the new configuration), remove
+    /// the leader (it steps down, a new one is elected), stop it for good:
+    /// the ring and the configuration follow, nothing unsafe happens, and
+    /// the URL replays the same run.
+    #[test]
+    fn add_promote_remove_and_retire() {
+        let mut a = SimRun::new(SimSettings::parse("#sim?seed=4&nodes=3"));
+        assert!(
+            run_until(&mut a, 3000, settled),
+            "a leader ready for changes"
+        );
+        assert_eq!(a.member_controls(None).add, Ok(4));
+        a.act(Action::AddNode {
+            id: 4,
+            promote: false,
+        })
+        .unwrap();
+        assert_eq!(a.shown_ids(), vec![1, 2, 3, 4]);
+        assert_eq!(kind(&a, 4), MemberKind::Learner { promote: false });
+        let c = a.config_view();
+        assert_eq!(
+            (c.voters.clone(), c.learners.clone()),
+            (vec![1, 2, 3], vec![4])
+        );
+        assert!(c.pending, "the learner's entry is not committed yet");
+        // One change at a time: refused before the cluster sees it, with why.
+        let why = a.member_controls(None).add.unwrap_err();
+        assert!(why.contains("in progress"), "{why}");
+        let refused = a.act(Action::AddNode {
+            id: 5,
+            promote: false,
+        });
+        assert_eq!(refused, Err(why));
+        assert_eq!(
+            a.settings.actions.len(),
+            1,
+            "a refused action is not recorded"
+        );
+        // Learners never count.
+        let ft = a.view().fault_tolerance();
+        assert_eq!((ft.majorities[0].members(), ft.learners), (3, 1));
+
+        assert!(run_until(&mut a, 3000, settled));
+        assert_eq!(a.member_controls(Some(4)).promote, Ok(4));
+        let not_learner = a.member_controls(Some(1)).promote.unwrap_err();
+        assert_eq!(not_learner, "n1 is a voter, not a learner");
+        a.act(Action::Promote(4)).unwrap();
+        let c = a.config_view();
+        assert!(c.is_joint());
+        assert_eq!(
+            (c.outgoing.clone(), c.voters.clone()),
+            (vec![1, 2, 3], vec![1, 2, 3, 4])
+        );
+        assert_eq!(kind(&a, 4), MemberKind::Joining);
+        let ft = a.view().fault_tolerance();
+        assert!(ft.is_joint());
+        assert!(ft.describe().contains("old {1,2,3}"), "{}", ft.describe());
+        assert!(run_until(&mut a, 3000, settled));
+        let c = a.config_view();
+        assert!(!c.is_joint() && c.learners.is_empty());
+        assert_eq!(c.voters, vec![1, 2, 3, 4]);
+        assert_eq!(kind(&a, 4), MemberKind::Voter);
+        assert!(
+            a.configs.iter().any(|(_, c)| c.is_joint()),
+            "the joint phase is in the history: {:?}",
+            a.configs
+        );
+
+        let old = a.cluster.leader().unwrap();
+        a.act(Action::Remove(old)).unwrap();
+        assert_eq!(kind(&a, old), MemberKind::Leaving);
+        assert!(run_until(&mut a, 5000, |a| settled(a)
+            && a.cluster.leader().is_some_and(|l| l != old)));
+        assert_eq!(kind(&a, old), MemberKind::Removed);
+        assert_eq!(a.config_view().voters.len(), 3);
+        assert!(
+            a.shown_ids().contains(&old),
+            "removed, still running, still shown"
+        );
+        assert_eq!(a.member_controls(Some(old)).retire, Ok(old));
+        assert!(a.member_controls(Some(4)).retire.is_err());
+        a.act(Action::Retire(old)).unwrap();
+        assert!(!a.shown_ids().contains(&old));
+        assert!(a.view().node(old).is_none());
+        a.seek(a.step_no() + 500);
+        assert!(
+            a.cluster.violations().is_empty(),
+            "{:?}",
+            a.cluster.violations()
+        );
+
+        let step = a.step_no();
+        let mut b = SimRun::new(SimSettings::parse(&a.settings.to_hash(None)));
+        b.seek(step);
+        assert_eq!(b.cluster.trace_hash(), a.cluster.trace_hash());
+        assert_eq!(b.shown_ids(), a.shown_ids());
+        // Back before the node was added: it is gone from the ring again.
+        let added_at = a.settings.actions[0].step;
+        a.seek(added_at - 1);
+        assert_eq!(a.shown_ids(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn an_auto_promoted_learner_becomes_a_voter() {
+        let mut a = SimRun::new(SimSettings::parse("#sim?seed=6&nodes=3"));
+        assert!(run_until(&mut a, 3000, settled));
+        a.act(Action::AddNode {
+            id: 4,
+            promote: true,
+        })
+        .unwrap();
+        assert_eq!(kind(&a, 4), MemberKind::Learner { promote: true });
+        assert_eq!(a.config_view().describe(), "voters {1,2,3} · learners {4+}");
+        assert!(run_until(&mut a, 8000, |a| kind(a, 4) == MemberKind::Voter
+            && settled(a)));
+        assert_eq!(a.config_view().voters, vec![1, 2, 3, 4]);
+        assert!(a.configs.iter().any(|(_, c)| c.is_joint()));
+        assert!(a.cluster.violations().is_empty());
+    }
+
+    #[test]
+    fn replace_a_voter_by_a_learner() {
+        let mut a = SimRun::new(SimSettings::parse("#sim?seed=8&nodes=3"));
+        assert!(run_until(&mut a, 3000, settled));
+        let leader = a.cluster.leader().unwrap();
+        let follower = (1..=3).find(|&n| n != leader).unwrap();
+        let none = a.member_controls(Some(follower)).replace.unwrap_err();
+        assert!(none.contains("add a node first"), "{none}");
+        a.act(Action::AddNode {
+            id: 4,
+            promote: false,
+        })
+        .unwrap();
+        assert!(run_until(&mut a, 3000, settled));
+        assert_eq!(a.member_controls(Some(follower)).replace, Ok(vec![4]));
+        a.act(Action::Replace {
+            remove: follower,
+            promote: 4,
+        })
+        .unwrap();
+        let c = a.config_view();
+        assert!(c.is_joint());
+        assert_eq!(kind(&a, follower), MemberKind::Leaving);
+        assert_eq!(kind(&a, 4), MemberKind::Joining);
+        assert!(run_until(&mut a, 3000, settled));
+        let c = a.config_view();
+        assert_eq!(c.voters.len(), 3);
+        assert!(c.voters.contains(&4) && !c.voters.contains(&follower));
+        assert_eq!(kind(&a, follower), MemberKind::Removed);
+        assert!(a.cluster.violations().is_empty());
+    }
+
+    /// With two of five voters down, removing a third one that is up would
+    /// leave no quorum among the members up: the core refuses, the reason is
+    /// returned, and the attempt stays recorded so the replay matches.
+    #[test]
+    fn a_change_the_core_refuses_says_why_and_replays() {
+        let mut a = SimRun::new(SimSettings::parse("#sim?seed=2&nodes=5"));
+        assert!(run_until(&mut a, 3000, settled));
+        let leader = a.cluster.leader().unwrap();
+        let others: Vec<NodeId> = (1..=5).filter(|&n| n != leader).collect();
+        a.act(Action::Crash(others[0])).unwrap();
+        a.act(Action::Crash(others[1])).unwrap();
+        a.seek(a.step_no() + 400);
+        assert_eq!(a.cluster.leader(), Some(leader));
+        assert!(a.member_controls(Some(others[2])).remove.is_ok());
+        let why = a.act(Action::Remove(others[2])).unwrap_err();
+        assert!(why.contains("no quorum"), "{why}");
+        assert!(!a.config_view().pending, "nothing changed");
+        assert_eq!(a.settings.actions.len(), 3, "recorded: the cluster saw it");
+        a.seek(a.step_no() + 100);
+        let mut b = SimRun::new(SimSettings::parse(&a.settings.to_hash(None)));
+        b.seek(a.step_no());
+        assert_eq!(b.cluster.trace_hash(), a.cluster.trace_hash());
+    }
+
+    #[test]
+    fn without_a_leader_changes_wait() {
+        let a = SimRun::new(SimSettings::parse("#sim?seed=3&nodes=3"));
+        let c = a.member_controls(None);
+        assert!(c.gate.as_ref().unwrap_err().starts_with("no leader"));
+        assert_eq!(c.add, Err(c.gate.clone().unwrap_err()));
+        assert_eq!(c.promote, Err("select a learner on the ring".into()));
     }
 }

@@ -6,6 +6,16 @@
 //! message in flight and drop it; messages that die on the wire are marked
 //! with a fading red cross where they died.
 //!
+//! Membership: add a node (a learner, optionally promoted once caught up),
+//! promote a learner, remove a member, replace a voter by a learner, stop a
+//! removed node for good (it leaves the ring). The ring and the cards show
+//! each node's place in the configuration in force (learners dashed, a
+//! joint phase's joining and leaving voters ringed green and red, removed
+//! nodes faded), the ring's middle and a pill show the voter sets (both
+//! while joint), and the fault tolerance uses both majorities while joint.
+//! A control that cannot act now is disabled and says why; a change the
+//! core refuses shows its reason.
+//!
 //! The animation runs on `requestAnimationFrame` only while the view is
 //! shown, the run is playing and the tab is visible; otherwise nothing is
 //! scheduled at all, so an idle or background tab costs no CPU.
@@ -25,10 +35,10 @@ use web_sys::{Element, Event, HtmlInputElement, HtmlSelectElement};
 use crate::components::{NodeCard, TimelineStrip};
 use crate::dom::{
     append, by_id, clear, document, el_class, el_text, input, now_ms, on, page_hidden, set_attr,
-    set_hidden, set_text, svg, toggle_class, window,
+    set_enabled, set_hidden, set_text, svg, toggle_class, window,
 };
-use crate::model::{term_color, ClusterView, RoleView};
-use crate::sim_model::{outcome_class, Action, HandOp, SimRun, SimSettings};
+use crate::model::{id_set, term_color, ClusterView, ConfigView, MemberKind, RoleView};
+use crate::sim_model::{outcome_class, Action, HandOp, MemberControls, SimRun, SimSettings};
 
 const CENTER: f64 = 260.0;
 const RADIUS: f64 = 190.0;
@@ -53,6 +63,8 @@ const DROP_MARKS_MAX: usize = 40;
 
 struct RingNode {
     group: Element,
+    /// The dashed outer ring of a voter joining or leaving (joint phase).
+    member_ring: Element,
     circle: Element,
     arc: Element,
     label: Element,
@@ -70,7 +82,11 @@ struct SimUi {
     last_ts: Option<f64>,
     selected: Option<NodeId>,
     last_hash: String,
+    /// The nodes on the ring, in slot order (id order).
+    ring_ids: Vec<NodeId>,
     ring_nodes: Vec<RingNode>,
+    /// The configuration drawn in the ring's middle.
+    ring_config: Element,
     links: BTreeMap<(NodeId, NodeId), Element>,
     msg_layer: Element,
     msgs: Vec<Element>,
@@ -81,6 +97,8 @@ struct SimUi {
     drop_marks: Vec<(Element, f64)>,
     /// Why the last hand-issued operation was refused, until the next one.
     op_refused: Option<String>,
+    /// What became of the last membership action: `(accepted, text)`.
+    conf_result: Option<(bool, String)>,
     /// The nodes dragged across so far (empty: no drag).
     grouping: Vec<NodeId>,
     /// When the last drag ended (its mouseup also fires a click).
@@ -206,7 +224,9 @@ impl SimUi {
             last_ts: None,
             selected: None,
             last_hash: String::new(),
+            ring_ids: Vec::new(),
             ring_nodes: Vec::new(),
+            ring_config: svg("g"),
             links: BTreeMap::new(),
             msg_layer: svg("g"),
             msgs: Vec::new(),
@@ -214,6 +234,7 @@ impl SimUi {
             drop_layer: svg("g"),
             drop_marks: Vec::new(),
             op_refused: None,
+            conf_result: None,
             grouping: Vec::new(),
             drag_ended_ms: f64::NEG_INFINITY,
             cards: Vec::new(),
@@ -251,10 +272,10 @@ impl SimUi {
         self.selected = None;
         self.picked_msg = None;
         self.op_refused = None;
+        self.conf_result = None;
         self.run.dropped.clear();
-        self.build_ring();
-        self.build_op_nodes();
-        self.build_cards();
+        self.ring_ids.clear();
+        self.sync_layout();
         self.timeline_len = usize::MAX;
         self.bands_key = (usize::MAX, 0, 0);
         self.lin_checked_len = usize::MAX;
@@ -304,13 +325,29 @@ impl SimUi {
         true
     }
 
-    /// Takes `action` (recorded in the URL). Only a hand-issued operation
-    /// can be refused; the form shows why.
+    /// Takes `action` (recorded in the URL). A hand-issued operation or a
+    /// membership action can be refused; the form or the membership line
+    /// shows why.
     fn act(&mut self, action: Action) {
         let by_hand = matches!(action, Action::Client { .. });
+        let membership = action.is_membership().then(|| action.label());
         let done = self.run.act(action);
         if by_hand {
-            self.op_refused = done.err();
+            self.op_refused = done.clone().err();
+        }
+        if let Some(label) = membership {
+            self.conf_result = Some(match done {
+                Ok(()) => (
+                    true,
+                    match self.run.last_conf_outcome() {
+                        Some(Ok(Some(index))) => {
+                            format!("{label}: proposed as configuration entry {index}")
+                        }
+                        _ => format!("{label}: done"),
+                    },
+                ),
+                Err(why) => (false, format!("{label}: refused — {why}")),
+            });
         }
         self.run.settings.at = None;
         let h = self.last_hash.clone();
@@ -341,21 +378,46 @@ impl SimUi {
 
     // ----- building -----
 
+    /// The place of node `id` on the ring, if it is drawn.
+    fn pos_of(&self, id: NodeId) -> Option<(f64, f64)> {
+        let slot = self.ring_ids.iter().position(|&x| x == id)?;
+        Some(node_pos(slot, self.ring_ids.len()))
+    }
+
+    /// Rebuilds the ring, the cards and the node choices when the nodes
+    /// shown changed (a node added, or one stopped for good; seeking back
+    /// can do either).
+    fn sync_layout(&mut self) {
+        let ids = self.run.shown_ids();
+        if ids == self.ring_ids {
+            return;
+        }
+        self.ring_ids = ids;
+        if self.selected.is_some_and(|s| !self.ring_ids.contains(&s)) {
+            self.selected = None;
+        }
+        self.grouping.clear();
+        self.build_ring();
+        self.build_op_nodes();
+        self.build_cards();
+    }
+
     fn build_ring(&mut self) {
         let ring = by_id("sim-ring");
         clear(&ring);
-        let n = self.run.settings.nodes;
+        let ids = self.ring_ids.clone();
+        let n = ids.len();
         self.links.clear();
         self.ring_nodes.clear();
         self.msgs.clear();
         let links = svg("g");
-        for a in 1..=n as u64 {
-            for b in 1..=n as u64 {
+        for (i, &a) in ids.iter().enumerate() {
+            for (j, &b) in ids.iter().enumerate() {
                 if a == b {
                     continue;
                 }
-                let (x1, y1) = node_pos(a as usize - 1, n);
-                let (x2, y2) = node_pos(b as usize - 1, n);
+                let (x1, y1) = node_pos(i, n);
+                let (x2, y2) = node_pos(j, n);
                 let (mx, my) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
                 // The half from `a` to the middle stands for the link a -> b.
                 let line = svg("line");
@@ -383,6 +445,11 @@ impl SimUi {
             }
         }
         append(&ring, &links);
+        // The configuration, in the middle: over the links, under the
+        // messages.
+        self.ring_config = svg("g");
+        set_attr(&self.ring_config, "class", "ring-config");
+        append(&ring, &self.ring_config);
         self.msg_layer = svg("g");
         set_attr(&self.msg_layer, "class", "msgs");
         append(&ring, &self.msg_layer);
@@ -390,13 +457,15 @@ impl SimUi {
         set_attr(&self.drop_layer, "class", "drops");
         append(&ring, &self.drop_layer);
         self.drop_marks.clear();
-        for i in 0..n {
-            let id = i as u64 + 1;
+        for (i, &id) in ids.iter().enumerate() {
             let (x, y) = node_pos(i, n);
             let g = svg("g");
             set_attr(&g, "class", "sim-node");
             set_attr(&g, "data-node-id", &id.to_string());
             set_attr(&g, "transform", &format!("translate({x:.1},{y:.1})"));
+            let member_ring = svg("circle");
+            set_attr(&member_ring, "class", "member-ring");
+            set_attr(&member_ring, "r", &format!("{}", NODE_R + 12.0));
             let arc = svg("circle");
             set_attr(&arc, "class", "timer-arc");
             set_attr(&arc, "r", &format!("{}", NODE_R + 6.0));
@@ -413,9 +482,9 @@ impl SimUi {
             let role = svg("text");
             set_attr(&role, "class", "role");
             let ry = if y > CENTER {
-                NODE_R + 22.0
+                NODE_R + 26.0
             } else {
-                -NODE_R - 14.0
+                -NODE_R - 18.0
             };
             set_attr(&role, "y", &format!("{ry}"));
             let votes = svg("text");
@@ -425,7 +494,7 @@ impl SimUi {
                 "y",
                 &format!("{}", ry + if y > CENTER { 14.0 } else { -14.0 }),
             );
-            for e in [&arc, &circle, &label, &term, &role, &votes] {
+            for e in [&member_ring, &arc, &circle, &label, &term, &role, &votes] {
                 append(&g, e);
             }
             // Dragging from a node across others draws a group to split
@@ -461,6 +530,7 @@ impl SimUi {
             append(&ring, &g);
             self.ring_nodes.push(RingNode {
                 group: g,
+                member_ring,
                 circle,
                 arc,
                 label,
@@ -471,22 +541,22 @@ impl SimUi {
         }
     }
 
-    /// The form's node choice, 1 to n (keeps the choice when it still
-    /// exists).
+    /// The form's node choice: the nodes on the ring (keeps the choice
+    /// when it is still there).
     fn build_op_nodes(&self) {
         let Ok(sel) = by_id("sim-op-node").dyn_into::<HtmlSelectElement>() else {
             return;
         };
         let was = sel.value();
         clear(&sel);
-        for id in 1..=self.run.settings.nodes {
+        for id in &self.ring_ids {
             let o = el_text("option", "", &format!("n{id}"));
             set_attr(&o, "value", &id.to_string());
             append(&sel, &o);
         }
         if was
-            .parse::<usize>()
-            .is_ok_and(|v| v <= self.run.settings.nodes)
+            .parse::<NodeId>()
+            .is_ok_and(|v| self.ring_ids.contains(&v))
         {
             sel.set_value(&was);
         }
@@ -497,7 +567,7 @@ impl SimUi {
         let mut group = std::mem::take(&mut self.grouping);
         if group.len() >= 2 {
             self.drag_ended_ms = now_ms();
-            if group.len() < self.run.settings.nodes {
+            if group.len() < self.ring_ids.len() {
                 group.sort_unstable();
                 self.act(Action::Split(group));
             }
@@ -506,20 +576,18 @@ impl SimUi {
     }
 
     fn render_grouping(&self) {
-        for (i, rn) in self.ring_nodes.iter().enumerate() {
-            toggle_class(
-                &rn.group,
-                "grouping",
-                self.grouping.contains(&(i as u64 + 1)),
-            );
+        for (id, rn) in self.ring_ids.iter().zip(&self.ring_nodes) {
+            toggle_class(&rn.group, "grouping", self.grouping.contains(id));
         }
     }
 
     fn build_cards(&mut self) {
         let container = by_id("sim-cards");
         clear(&container);
-        self.cards = (1..=self.run.settings.nodes as u64)
-            .map(|id| {
+        self.cards = self
+            .ring_ids
+            .iter()
+            .map(|&id| {
                 let c = NodeCard::new(id);
                 append(&container, &c.root);
                 c
@@ -530,8 +598,10 @@ impl SimUi {
     // ----- rendering -----
 
     fn render(&mut self, force: bool) {
+        self.sync_layout();
         let view = self.run.view();
         self.render_status(&view);
+        self.render_membership(&view);
         self.render_ring(&view);
         self.render_cards(&view);
         if self.run.timeline.events.len() != self.timeline_len || force {
@@ -545,6 +615,7 @@ impl SimUi {
         if force || t - self.last_slow_render > 300.0 {
             self.last_slow_render = t;
             self.render_safety();
+            self.render_configs();
             self.render_history();
             self.render_linearizability(force);
         }
@@ -578,7 +649,19 @@ impl SimUi {
         );
         let link = self.run.settings.to_hash(Some(c.steps()));
         set_attr(&by_id("sim-link"), "href", &link);
-        set_text(&by_id("sim-ft"), &view.fault_tolerance().describe());
+        let ft = view.fault_tolerance();
+        let ft_el = by_id("sim-ft");
+        set_text(&ft_el, &ft.describe());
+        set_attr(
+            &ft_el,
+            "data-quorum",
+            if ft.has_quorum() { "yes" } else { "no" },
+        );
+        set_attr(
+            &ft_el,
+            "data-joint",
+            if ft.is_joint() { "true" } else { "false" },
+        );
         let play = by_id("sim-play");
         set_text(&play, if self.playing { "Pause" } else { "Play" });
         set_attr(
@@ -593,23 +676,25 @@ impl SimUi {
                 .selected
                 .map_or("click a node on the ring".into(), |s| format!("n{s}")),
         );
-        for id in [
-            "sim-crash",
-            "sim-restart",
-            "sim-transfer",
-            "sim-isolate",
-            "sim-timeout",
-        ] {
-            set_attr(
-                &by_id(id),
-                "data-disabled",
-                if self.selected.is_some() {
-                    "false"
-                } else {
-                    "true"
-                },
-            );
-        }
+        let chosen = self.selected.and_then(|id| view.node(id));
+        let up = chosen.is_some_and(|n| n.role != RoleView::Down);
+        let voter_up = up && chosen.is_some_and(|n| n.member.votes());
+        set_enabled(&by_id("sim-crash"), up);
+        set_enabled(
+            &by_id("sim-restart"),
+            chosen.is_some_and(|n| n.role == RoleView::Down),
+        );
+        set_enabled(
+            &by_id("sim-transfer"),
+            voter_up && view.current_leader().is_some(),
+        );
+        set_enabled(&by_id("sim-isolate"), chosen.is_some());
+        set_enabled(&by_id("sim-timeout"), voter_up);
+        set_enabled(&by_id("sim-crash-leader"), view.current_leader().is_some());
+        set_enabled(
+            &by_id("sim-restart-all"),
+            view.nodes.iter().any(|n| n.role == RoleView::Down),
+        );
         let s = c.network().stats;
         set_text(
             &by_id("sim-net"),
@@ -625,10 +710,224 @@ impl SimUi {
         );
     }
 
+    /// The configuration pill, the membership buttons (each disabled with
+    /// its reason when it cannot act) and what became of the last change.
+    fn render_membership(&self, view: &ClusterView) {
+        let config = view.config.clone().unwrap_or_default();
+        let pill = by_id("sim-config");
+        let mut text = config.describe();
+        if config.pending && !config.is_joint() {
+            text.push_str(" · change not committed yet");
+        }
+        set_text(&pill, &text);
+        set_attr(
+            &pill,
+            "data-joint",
+            if config.is_joint() { "true" } else { "false" },
+        );
+        set_attr(
+            &pill,
+            "data-pending",
+            if config.pending { "true" } else { "false" },
+        );
+        set_attr(&pill, "data-voters", &id_list(&config.voters));
+        set_attr(&pill, "data-outgoing", &id_list(&config.outgoing));
+        set_attr(&pill, "data-learners", &id_list(&config.learners));
+
+        let c: MemberControls = self.run.member_controls(self.selected);
+        let button = |id: &str, r: Result<(), &String>, title: &str| {
+            let b = by_id(id);
+            set_enabled(&b, r.is_ok());
+            set_attr(&b, "title", r.err().map_or(title, String::as_str));
+        };
+        button(
+            "sim-add",
+            c.add.as_ref().map(|_| ()),
+            "a new node joins as a learner: it receives the log but does not vote",
+        );
+        set_text(
+            &by_id("sim-add"),
+            &match &c.add {
+                Ok(id) => format!("Add n{id}"),
+                Err(_) => "Add node".into(),
+            },
+        );
+        button(
+            "sim-promote",
+            c.promote.as_ref().map(|_| ()),
+            "make this learner a voter (joint consensus: both majorities decide until it completes)",
+        );
+        button(
+            "sim-remove",
+            c.remove.as_ref().map(|_| ()),
+            "remove this member (a voter through joint consensus)",
+        );
+        button(
+            "sim-replace",
+            c.replace.as_ref().map(|_| ()),
+            "remove this voter and promote the chosen learner in one change",
+        );
+        button(
+            "sim-retire",
+            c.retire.as_ref().map(|_| ()),
+            "stop this removed node for good: it leaves the ring",
+        );
+        if let Ok(sel) = by_id("sim-replace-with").dyn_into::<HtmlSelectElement>() {
+            let learners = c.replace.as_ref().ok().cloned().unwrap_or_default();
+            let have: Vec<String> = (0..sel.length())
+                .filter_map(|i| sel.item(i))
+                .filter_map(|o| o.get_attribute("value"))
+                .collect();
+            let want: Vec<String> = learners.iter().map(u64::to_string).collect();
+            if have != want {
+                let was = sel.value();
+                clear(&sel);
+                for id in &learners {
+                    let o = el_text("option", "", &format!("n{id}"));
+                    set_attr(&o, "value", &id.to_string());
+                    append(&sel, &o);
+                }
+                if want.contains(&was) {
+                    sel.set_value(&was);
+                }
+            }
+            set_enabled(&sel, !learners.is_empty());
+        }
+        let hint = match (&c.gate, self.selected) {
+            (Err(why), _) => format!("Membership changes wait: {why}."),
+            (Ok(()), None) => {
+                "Add a node, or select one on the ring to promote, remove or replace it.".into()
+            }
+            (Ok(()), Some(id)) => {
+                let k = view.node(id).map_or(MemberKind::Unknown, |n| n.member);
+                match k {
+                    MemberKind::Learner { .. } => {
+                        format!("n{id} is a learner: promote it to a voter, or remove it.")
+                    }
+                    MemberKind::Removed => format!(
+                        "n{id} is removed but still running: stop it for good to take it off the ring."
+                    ),
+                    _ => format!("n{id} is a voter: remove it, or replace it by a learner."),
+                }
+            }
+        };
+        let hint_el = by_id("sim-conf-hint");
+        set_text(&hint_el, &hint);
+        set_attr(
+            &hint_el,
+            "data-blocked",
+            if c.gate.is_err() { "true" } else { "false" },
+        );
+        let out = by_id("sim-conf-result");
+        match &self.conf_result {
+            Some((ok, text)) => {
+                set_attr(&out, "data-status", if *ok { "ok" } else { "refused" });
+                set_text(&out, text);
+            }
+            None => {
+                set_attr(&out, "data-status", "");
+                set_text(&out, "");
+            }
+        }
+    }
+
+    /// The configurations the run went through, newest first.
+    fn render_configs(&self) {
+        let list = by_id("sim-configs");
+        const SHOWN: usize = 8;
+        let items: Vec<(u64, &ConfigView)> = self
+            .run
+            .configs
+            .iter()
+            .rev()
+            .take(SHOWN)
+            .map(|(step, c)| (*step, c))
+            .collect();
+        let key = items
+            .iter()
+            .map(|(s, c)| format!("{s}:{}", c.describe()))
+            .collect::<Vec<_>>()
+            .join("|");
+        if list.get_attribute("data-key").as_deref() == Some(&key) {
+            return;
+        }
+        set_attr(&list, "data-key", &key);
+        clear(&list);
+        for (step, c) in items {
+            let li = el_text("li", "", &format!("step {step}: {}", c.describe()));
+            set_attr(
+                &li,
+                "data-joint",
+                if c.is_joint() { "true" } else { "false" },
+            );
+            append(&list, &li);
+        }
+    }
+
+    /// The configuration in the ring's middle: the voters, or while joint
+    /// the old and the new voter sets; the learners; a change under way.
+    fn render_ring_config(&self, view: &ClusterView) {
+        let Some(c) = &view.config else {
+            clear(&self.ring_config);
+            return;
+        };
+        let mut lines: Vec<(&str, String)> = Vec::new();
+        if c.is_joint() {
+            lines.push(("head", "joint consensus".into()));
+            lines.push(("sets old", format!("old {}", id_set(&c.outgoing))));
+            lines.push(("sets new", format!("→ new {}", id_set(&c.voters))));
+            lines.push(("note", "both majorities decide".into()));
+        } else {
+            lines.push(("head", "voters".into()));
+            lines.push(("sets", id_set(&c.voters)));
+            if c.pending {
+                lines.push(("note", "change not committed yet".into()));
+            }
+        }
+        if !c.learners.is_empty() {
+            lines.push(("learners", format!("learners {}", id_set(&c.learners))));
+        }
+        let key = lines
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>()
+            .join("|");
+        if self.ring_config.get_attribute("data-key").as_deref() == Some(&key) {
+            return;
+        }
+        set_attr(&self.ring_config, "data-key", &key);
+        set_attr(
+            &self.ring_config,
+            "data-joint",
+            if c.is_joint() { "true" } else { "false" },
+        );
+        clear(&self.ring_config);
+        let top = CENTER - (lines.len() as f64 - 1.0) * 9.0;
+        for (i, (class, text)) in lines.iter().enumerate() {
+            let t = svg("text");
+            set_attr(&t, "class", class);
+            set_attr(&t, "x", &CENTER.to_string());
+            set_attr(&t, "y", &format!("{:.1}", top + i as f64 * 18.0 + 5.0));
+            t.set_text_content(Some(text));
+            append(&self.ring_config, &t);
+        }
+    }
+
     fn render_ring(&mut self, view: &ClusterView) {
         let c = &self.run.cluster;
+        self.render_ring_config(view);
         for (rn, n) in self.ring_nodes.iter().zip(&view.nodes) {
             set_attr(&rn.group, "data-role", n.role.as_str());
+            set_attr(&rn.group, "data-member", n.member.as_str());
+            set_hidden(
+                &rn.member_ring,
+                !matches!(n.member, MemberKind::Joining | MemberKind::Leaving),
+            );
+            let mut title = format!("n{} · {}", n.id, n.role.label());
+            if !n.member.label().is_empty() {
+                title.push_str(&format!(" · {}", n.member.label()));
+            }
+            set_attr(&rn.group, "aria-label", &title);
             toggle_class(&rn.group, "selected", self.selected == Some(n.id));
             let fill = match (n.role, n.term) {
                 (RoleView::Down, _) => "#eceef1",
@@ -637,12 +936,8 @@ impl SimUi {
             };
             set_attr(&rn.circle, "fill", fill);
             set_text(&rn.term, &n.term.map_or(String::new(), |t| format!("t{t}")));
-            set_text(&rn.role, n.role.label());
-            set_text(
-                &rn.votes,
-                &n.votes
-                    .map_or(String::new(), |(g, q)| format!("votes {g}/{q}")),
-            );
+            set_text(&rn.role, &ring_role_text(n.role, n.member));
+            set_text(&rn.votes, &n.votes_text());
             set_attr(&rn.label, "data-id", &n.id.to_string());
             // Election-timer arc: drawn when the core reports the timer.
             match n.election_timer {
@@ -667,13 +962,12 @@ impl SimUi {
         }
         // Messages in flight, placed by their progress along the link.
         let t = self.target.max(c.now() as f64);
-        let n = self.run.settings.nodes;
         let mut i = 0;
         for m in c.in_flight() {
-            if m.msg.from == 0 || m.msg.to == 0 || m.msg.from as usize > n || m.msg.to as usize > n
-            {
+            let (Some((x1, y1)), Some((x2, y2))) = (self.pos_of(m.msg.from), self.pos_of(m.msg.to))
+            else {
                 continue;
-            }
+            };
             if i == self.msgs.len() {
                 let dot = svg("circle");
                 // A dot shows whichever message is drawn at its place this
@@ -701,8 +995,6 @@ impl SimUi {
             i += 1;
             let span = (m.deliver_at.saturating_sub(m.sent_at)).max(1) as f64;
             let f = ((t - m.sent_at as f64) / span).clamp(0.0, 1.0);
-            let (x1, y1) = node_pos(m.msg.from as usize - 1, n);
-            let (x2, y2) = node_pos(m.msg.to as usize - 1, n);
             let kind = m.msg.body.kind();
             let response = kind.ends_with("_response");
             set_attr(dot, "cx", &format!("{:.1}", x1 + (x2 - x1) * f));
@@ -744,13 +1036,12 @@ impl SimUi {
     /// Adds a cross for each newly dropped message, fades the others and
     /// removes the faded.
     fn render_drop_marks(&mut self) {
-        let n = self.run.settings.nodes;
         let t = now_ms();
         for d in std::mem::take(&mut self.run.dropped) {
-            if d.from == 0 || d.to == 0 || d.from as usize > n || d.to as usize > n {
+            let (Some(from), Some(to)) = (self.pos_of(d.from), self.pos_of(d.to)) else {
                 continue;
-            }
-            let mark = drop_mark(&d, n);
+            };
+            let mark = drop_mark(&d, from, to);
             append(&self.drop_layer, &mark);
             self.drop_marks.push((mark, t));
         }
@@ -782,7 +1073,7 @@ impl SimUi {
         match self.run.cluster.network().get(id) {
             Some(m) => {
                 set_attr(&panel, "data-state", "in-flight");
-                set_attr(&drop, "data-disabled", "false");
+                set_enabled(&drop, true);
                 set_text(&by_id("sim-msg-state"), "in flight");
                 let rows = message_fields(m);
                 if fields.child_element_count() as usize != 2 * rows.len()
@@ -800,7 +1091,7 @@ impl SimUi {
             }
             None => {
                 set_attr(&panel, "data-state", "gone");
-                set_attr(&drop, "data-disabled", "true");
+                set_enabled(&drop, false);
                 set_text(
                     &by_id("sim-msg-state"),
                     "no longer in flight (delivered or dropped)",
@@ -1170,11 +1461,29 @@ impl SimUi {
     }
 }
 
+/// The text under a node on the ring: its role, and its place in the
+/// configuration when it is not a plain voter.
+fn ring_role_text(role: RoleView, member: MemberKind) -> String {
+    match member {
+        MemberKind::Voter | MemberKind::Unknown => role.label().to_string(),
+        MemberKind::Learner { promote } if role != RoleView::Down => {
+            if promote { "learner ↑" } else { "learner" }.to_string()
+        }
+        MemberKind::Removed if role != RoleView::Down => "removed".to_string(),
+        MemberKind::Joining => format!("{} · joining", role.label()),
+        MemberKind::Leaving => format!("{} · leaving", role.label()),
+        m => format!("{} · {}", role.label(), m.as_str()),
+    }
+}
+
+/// `1 2 3` (for `data-*` attributes the tests read).
+fn id_list(ids: &[NodeId]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
+}
+
 /// A red cross where `d` died: as far along its link as it got, kept clear
 /// of the node circles at both ends.
-fn drop_mark(d: &DroppedMessage, n: usize) -> Element {
-    let (x1, y1) = node_pos(d.from as usize - 1, n);
-    let (x2, y2) = node_pos(d.to as usize - 1, n);
+fn drop_mark(d: &DroppedMessage, (x1, y1): (f64, f64), (x2, y2): (f64, f64)) -> Element {
     let len = ((x2 - x1).powi(2) + (y2 - y1).powi(2)).sqrt().max(1.0);
     let margin = ((NODE_R + 10.0) / len).min(0.45);
     let f = d.progress().clamp(margin, 1.0 - margin);
@@ -1372,8 +1681,8 @@ fn mount_controls() {
     });
     click("sim-isolate", |ui| {
         if let Some(id) = ui.selected {
-            let n = ui.run.settings.nodes as u64;
-            for other in (1..=n).filter(|&o| o != id) {
+            let others: Vec<NodeId> = ui.ring_ids.iter().copied().filter(|&o| o != id).collect();
+            for other in others {
                 ui.act(Action::Cut(id, other));
                 ui.act(Action::Cut(other, id));
             }
@@ -1433,6 +1742,35 @@ fn mount_controls() {
         }
     });
     click("sim-heal", |ui| ui.act(Action::Heal));
+    click("sim-add", |ui| {
+        let promote = input("sim-add-promote").checked();
+        let id = ui.run.cluster.next_node_id();
+        ui.act(Action::AddNode { id, promote });
+    });
+    click("sim-promote", |ui| {
+        if let Some(id) = ui.selected {
+            ui.act(Action::Promote(id));
+        }
+    });
+    click("sim-remove", |ui| {
+        if let Some(id) = ui.selected {
+            ui.act(Action::Remove(id));
+        }
+    });
+    click("sim-replace", |ui| {
+        let with = by_id("sim-replace-with")
+            .dyn_into::<HtmlSelectElement>()
+            .ok()
+            .and_then(|s| s.value().parse::<NodeId>().ok());
+        if let (Some(remove), Some(promote)) = (ui.selected, with) {
+            ui.act(Action::Replace { remove, promote });
+        }
+    });
+    click("sim-retire", |ui| {
+        if let Some(id) = ui.selected {
+            ui.act(Action::Retire(id));
+        }
+    });
     on(&by_id("sim-drop"), "change", |_| {
         let p = input("sim-drop").value().parse().unwrap_or(0);
         with_ui(|ui| {

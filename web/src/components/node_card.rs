@@ -5,13 +5,14 @@ use web_sys::Element;
 
 use crate::components::LogStrip;
 use crate::dom::{append, clear, el, el_class, el_text, set_attr, set_hidden, set_style, set_text};
-use crate::model::{term_color, NodeView, RoleView};
+use crate::model::{term_color, MemberKind, NodeView, RoleView};
 
 /// One card.
 pub struct NodeCard {
     /// The root element (`.node-card`).
     pub root: Element,
     role: Element,
+    member: Element,
     serving: Element,
     term: Element,
     url: Element,
@@ -37,6 +38,8 @@ impl NodeCard {
         append(&head, &el_text("span", "node-id", &format!("n{id}")));
         let role = el_class("span", "role-badge");
         append(&head, &role);
+        let member = el_class("span", "member-badge");
+        append(&head, &member);
         let serving = el_text("span", "serving-tag", "this page");
         set_attr(&serving, "title", "the node this page is served from");
         append(&head, &serving);
@@ -77,6 +80,7 @@ impl NodeCard {
         NodeCard {
             root,
             role,
+            member,
             serving,
             term,
             url,
@@ -96,6 +100,11 @@ impl NodeCard {
         set_attr(&self.root, "data-role", n.role.as_str());
         set_attr(&self.role, "data-role", n.role.as_str());
         set_text(&self.role, n.role.label());
+        set_attr(&self.root, "data-member", n.member.as_str());
+        set_attr(&self.member, "data-member", n.member.as_str());
+        set_text(&self.member, n.member.label());
+        set_attr(&self.member, "title", member_title(n.member));
+        set_hidden(&self.member, n.member == MemberKind::Unknown);
         set_hidden(&self.serving, !n.serving);
         match n.term {
             Some(t) => {
@@ -126,8 +135,8 @@ impl NodeCard {
         if let Some((e, t)) = n.election_timer {
             sim.push(format!("election timer {e}/{t}"));
         }
-        if let Some((g, need)) = n.votes {
-            sim.push(format!("votes {g}/{need}"));
+        if !n.votes.is_empty() {
+            sim.push(n.votes_text());
         }
         set_hidden(&self.sim_line, sim.is_empty());
         set_text(&self.sim_line, &sim.join(" · "));
@@ -171,5 +180,26 @@ impl NodeCard {
                 set_text(td, &v);
             }
         }
+    }
+}
+
+/// What a member badge means, for its tooltip.
+fn member_title(k: MemberKind) -> &'static str {
+    match k {
+        MemberKind::Voter => "votes in elections and counts for commit",
+        MemberKind::Joining => {
+            "joint phase: a voter of the new configuration only; both majorities decide until the change completes"
+        }
+        MemberKind::Leaving => {
+            "joint phase: a voter of the old configuration only; it leaves when the change completes"
+        }
+        MemberKind::Learner { promote: false } => {
+            "receives the log but never votes and never counts for a quorum"
+        }
+        MemberKind::Learner { promote: true } => {
+            "receives the log but never votes; the leader makes it a voter once it has caught up"
+        }
+        MemberKind::Removed => "not in the configuration in force",
+        MemberKind::Unknown => "",
     }
 }
