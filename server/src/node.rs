@@ -1,6 +1,8 @@
-//! The Raft loop: one task owns the [`RawNode`], the [`KvStore`] and the
-//! [`Storage`], and `select!`s over the tick timer, inbound peer batches and
-//! client requests. Everyone else talks to it through a [`NodeHandle`]
+//! The Raft loop: one task owns the [`Replica`] (raft-core's `RawNode`, the
+//! key-value state machine and every request's lifecycle, the same type the
+//! simulator drives) and the [`Storage`], and `select!`s over the tick timer,
+//! inbound peer batches and client requests. It only does IO: persisting,
+//! sending, the snapshot thread, and routing each request's outcome back. Everyone else talks to it through a [`NodeHandle`]
 //! (requests with oneshot replies) and watches its role and leader through a
 //! [`NodeView`] watch channel.
 //!
@@ -9,16 +11,18 @@
 //! out every `Ready` in the order the core demands: persist, send, apply,
 //! serve reads, advance.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use raft_core::replica::{
+    Outcome, Replica, ReplicaError, RequestError, RequestId, SnapshotJob, SnapshotPolicy,
+};
 use raft_core::wire::{FollowerStatus, PeerBatch, StatusResponse};
 use raft_core::{
-    Command, ConfChange, ConfChangeError, Config, Index, KvStore, Membership, MessageBody, NodeId,
-    NotAccepted, OpResult, Payload, PersistedState, RawNode, Ready, Role, Snapshot, SoftState,
-    StepError, Term,
+    Command, ConfChange, ConfChangeError, Config, Index, Membership, MessageBody, NodeId,
+    NotAccepted, Payload, PersistedState, Ready, Role, Snapshot, SoftState, StepError, Term,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
@@ -75,41 +79,17 @@ impl From<NotAccepted> for NodeError {
     }
 }
 
-/// A committed and applied write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WriteOutcome {
-    /// Its log index.
-    pub index: Index,
-    /// What applying it did.
-    pub result: OpResult,
-}
+pub use raft_core::replica::{Query, QueryResult, WriteOutcome};
 
-/// A read of the state machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Query {
-    /// One key.
-    Get(String),
-    /// Keys with a prefix, up to a limit.
-    List {
-        /// The prefix.
-        prefix: String,
-        /// The most items to return.
-        limit: usize,
-    },
-}
-
-/// The answer to a [`Query`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueryResult {
-    /// The key's value.
-    Value(Option<String>),
-    /// Matching items and whether more matched.
-    List {
-        /// Items in key order.
-        items: Vec<(String, String)>,
-        /// More keys matched than the limit.
-        truncated: bool,
-    },
+impl From<RequestError> for NodeError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::NotLeader { leader } => NodeError::NotLeader { leader },
+            RequestError::NotApplied => NodeError::LeadershipChanged,
+            RequestError::Unknown(why) => NodeError::OutcomeUnknown(why),
+            RequestError::Snapshot(why) => NodeError::Rejected(why),
+        }
+    }
 }
 
 type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
@@ -288,62 +268,72 @@ pub enum FatalError {
     Diverged(String),
 }
 
-struct WriteWaiter {
-    term: Term,
-    reply: Reply<WriteOutcome>,
+/// Who waits for a request the replica decides.
+enum Waiter {
+    Write(Reply<WriteOutcome>),
+    Read(Reply<QueryResult>),
+    Conf(Reply<(Membership, Index)>),
+    Snapshot(Reply<Index>),
 }
 
-struct ConfWaiter {
-    term: Term,
-    reply: Reply<(Membership, Index)>,
+impl Waiter {
+    fn is_closed(&self) -> bool {
+        match self {
+            Waiter::Write(r) => r.is_closed(),
+            Waiter::Read(r) => r.is_closed(),
+            Waiter::Conf(r) => r.is_closed(),
+            Waiter::Snapshot(r) => r.is_closed(),
+        }
+    }
+
+    /// Sends the outcome the replica decided.
+    fn answer(self, outcome: Outcome) {
+        let sent = match (self, outcome) {
+            (Waiter::Write(r), Outcome::Write(o)) => r.send(o.map_err(NodeError::from)).is_ok(),
+            (Waiter::Read(r), Outcome::Read(o)) => r.send(o.map_err(NodeError::from)).is_ok(),
+            (Waiter::Conf(r), Outcome::Conf(o)) => r.send(o.map_err(NodeError::from)).is_ok(),
+            (Waiter::Snapshot(r), Outcome::Snapshot(o)) => {
+                r.send(o.map_err(NodeError::from)).is_ok()
+            }
+            (w, o) => {
+                error!(?o, "an outcome of another kind than its request");
+                w.fail(NodeError::Rejected(
+                    "internal error: mismatched outcome".into(),
+                ));
+                true
+            }
+        };
+        if !sent {
+            debug!("a client gave up before its request was decided");
+        }
+    }
+
+    fn fail(self, err: NodeError) {
+        let _ = match self {
+            Waiter::Write(r) => r.send(Err(err)).is_ok(),
+            Waiter::Read(r) => r.send(Err(err)).is_ok(),
+            Waiter::Conf(r) => r.send(Err(err)).is_ok(),
+            Waiter::Snapshot(r) => r.send(Err(err)).is_ok(),
+        };
+    }
 }
 
-struct ReadWaiter {
-    query: Query,
-    reply: Reply<QueryResult>,
-}
-
-/// The Raft loop's state. Create with [`Node::new`], run with [`Node::run`].
+/// The Raft loop's state. Create with [`create`], run with [`Node::run`].
 pub struct Node {
-    raw: RawNode,
-    kv: KvStore,
+    /// The replica: Raft, the state machine and every request's lifecycle.
+    replica: Replica,
     storage: Box<dyn Storage>,
     transport: Transport,
     metrics: Arc<Metrics>,
     opts: NodeOptions,
     view_tx: watch::Sender<NodeView>,
-    /// Proposals by log index, with the term they were proposed in.
-    writes: BTreeMap<Index, WriteWaiter>,
-    /// Membership changes by the index of their configuration entry.
-    conf_changes: BTreeMap<Index, ConfWaiter>,
-    /// Changes whose joint configuration is applied, waiting for the
-    /// configuration that ends the joint phase.
-    conf_leaving: Vec<Reply<(Membership, Index)>>,
+    /// Whom to answer when the replica decides a request.
+    waiting: HashMap<RequestId, Waiter>,
     /// The configuration the transport and the directory were last given
     /// (`None`: nothing yet).
     published_config: Option<(Index, Membership)>,
     /// A fault that stops the loop (a committed entry contradicted).
     halt: Option<FatalError>,
-    /// Reads waiting for their read index, by context.
-    reads_pending: HashMap<u64, ReadWaiter>,
-    /// Reads waiting for the state machine to reach their index.
-    reads_applying: BTreeMap<(Index, u64), ReadWaiter>,
-    next_ctx: u64,
-    snapshot_index: Index,
-    /// The snapshot being written on its own thread, if any (one at a time).
-    snapshot_running: Option<Index>,
-    /// Admin requests waiting for a snapshot at or above an index.
-    snapshot_waiters: Vec<(Index, Reply<Index>)>,
-    /// No automatic snapshot before this applied index (moved on after a
-    /// failed write, so a broken disk is not retried on every Ready).
-    snapshot_not_before: Index,
-    /// Size of the newest snapshot's data, in bytes.
-    snapshot_bytes: u64,
-    /// Approximate bytes of every entry applied since start.
-    applied_bytes: u64,
-    /// `applied_bytes` when the newest snapshot was taken: the log it did
-    /// not cover starts there.
-    snapshot_mark: u64,
     snapshot_done: mpsc::UnboundedSender<SnapshotWritten>,
     /// An InstallSnapshot was stepped since the last `Ready`.
     snapshot_stepped: bool,
@@ -351,30 +341,16 @@ pub struct Node {
     leader: Option<NodeId>,
 }
 
-/// Whether an automatic snapshot is due, `entries` and `log_bytes` after
-/// the newest one (of `snapshot_bytes`).
-///
-/// Two rules: at least `every` entries (0: never), and at least half the
-/// newest snapshot's size in log bytes. The second keeps the cost of a
-/// snapshot proportional to the writes it compacts: a store of a million
-/// keys is not rewritten in full every few thousand puts, while the log
-/// kept in memory and on disk stays within half the state's size (or
-/// `every` entries, whichever is more).
-fn snapshot_due(every: u64, entries: u64, log_bytes: u64, snapshot_bytes: u64) -> bool {
-    every != 0 && entries >= every && log_bytes.saturating_mul(2) >= snapshot_bytes
-}
-
 /// A snapshot whose file the snapshot thread finished writing.
 struct SnapshotWritten {
     snapshot: Snapshot,
     result: Result<(), StorageError>,
     started: std::time::Instant,
-    /// The node's `applied_bytes` when it was taken.
+    /// The replica's applied-bytes mark at the snapshot's index.
     applied_bytes: u64,
 }
 
-/// Builds the Raft node from what `storage` holds (`persisted`, loaded
-/// from it) and returns it with the handle clients use.
+/// Builds the Raft loop from what the node persisted.
 pub fn create(
     config: Config,
     persisted: PersistedState,
@@ -387,29 +363,24 @@ pub fn create(
     // state-machine restore); entries after the snapshot are re-applied as
     // the first Readies hand them out.
     let started = std::time::Instant::now();
-    let kv = match &persisted.snapshot {
-        Some(s) => KvStore::restore(&s.data).map_err(|e| StartError(e.to_string()))?,
-        None => KvStore::new(),
+    let term = persisted.hard_state.term;
+    let commit = persisted.hard_state.commit;
+    let entries = persisted.entries.len();
+    let policy = SnapshotPolicy {
+        every: opts.snapshot_every,
+        log_percent: 50,
     };
-    let snapshot_index = persisted.snapshot.as_ref().map_or(0, |s| s.meta.index);
-    let snapshot_bytes = persisted
-        .snapshot
-        .as_ref()
-        .map_or(0, |s| s.data.len() as u64);
+    let replica = Replica::new(config, persisted, policy).map_err(|e| StartError(e.to_string()))?;
     info!(
-        term = persisted.hard_state.term,
-        commit = persisted.hard_state.commit,
-        snapshot_index,
-        entries = persisted.entries.len(),
-        keys = kv.len(),
+        term,
+        commit,
+        snapshot_index = replica.snapshot_index(),
+        entries,
+        keys = replica.kv().len(),
         took_ms = started.elapsed().as_millis() as u64,
         "loaded persisted state"
     );
-    let mut raw = RawNode::new(config, persisted).map_err(|e| StartError(e.to_string()))?;
-    if raw.membership().voters == [raw.id()] && !raw.membership().is_joint() {
-        // Nobody to wait for: become leader at once.
-        raw.campaign();
-    }
+    let raw = replica.raw();
     let view = NodeView {
         role: raw.role(),
         term: raw.term(),
@@ -421,28 +392,15 @@ pub fn create(
     let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
     let node = Node {
         leader: raw.leader(),
-        raw,
-        kv,
+        replica,
         storage,
         transport,
         metrics,
         opts,
         view_tx,
-        writes: BTreeMap::new(),
-        conf_changes: BTreeMap::new(),
-        conf_leaving: Vec::new(),
+        waiting: HashMap::new(),
         published_config: None,
         halt: None,
-        reads_pending: HashMap::new(),
-        reads_applying: BTreeMap::new(),
-        next_ctx: 1,
-        snapshot_index,
-        snapshot_running: None,
-        snapshot_waiters: Vec::new(),
-        snapshot_not_before: 0,
-        snapshot_bytes,
-        applied_bytes: 0,
-        snapshot_mark: 0,
         snapshot_done: snapshot_tx,
         snapshot_stepped: false,
         ticks: 0,
@@ -470,21 +428,19 @@ pub struct NodeInbox {
     snapshots: mpsc::UnboundedReceiver<SnapshotWritten>,
 }
 
-/// The node could not start.
+/// The node could not be built from its persisted state.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct StartError(pub String);
 
 impl From<StorageError> for StartError {
     fn from(e: StorageError) -> Self {
-        StartError(format!("cannot load the node's data: {e}"))
+        StartError(e.to_string())
     }
 }
 
 impl Node {
-    /// Runs the loop until `shutdown` completes or storage fails; then fails
-    /// every waiting request with [`NodeError::ShuttingDown`]. Its writes
-    /// (fsync) block the thread it runs on, so it gets a thread of its own.
+    /// Runs the loop until `shutdown` resolves or the storage fails.
     pub async fn run(
         mut self,
         inbox: NodeInbox,
@@ -539,7 +495,7 @@ impl Node {
         }
         // A snapshot still being written finishes and is recorded, so the
         // next start has less log to replay.
-        if self.snapshot_running.is_some() && result.is_ok() {
+        if self.replica.snapshot_running() && result.is_ok() {
             if let Some(written) = snapshots.recv().await {
                 result = self.on_snapshot_written(written);
             }
@@ -547,7 +503,21 @@ impl Node {
         if let Err(e) = &result {
             error!("stopping the node: {e}");
         }
-        self.fail_all(NodeError::ShuttingDown);
+        // Writes in flight may still be committed by the others: their
+        // clients hear "outcome unknown", not "retry elsewhere".
+        let why = if result.is_ok() {
+            "the node is shutting down"
+        } else {
+            "the node stopped on a storage failure"
+        };
+        for (id, outcome) in self.replica.stop(why) {
+            if let Some(w) = self.waiting.remove(&id) {
+                w.answer(outcome);
+            }
+        }
+        for (_, w) in self.waiting.drain() {
+            w.fail(NodeError::ShuttingDown);
+        }
         requests.close();
         while let Ok(req) = requests.try_recv() {
             fail_request(req, NodeError::ShuttingDown);
@@ -557,13 +527,13 @@ impl Node {
     }
 
     fn on_tick(&mut self) {
-        self.raw.tick();
+        self.replica.tick();
         self.ticks += 1;
-        // Drop the waiters whose clients gave up (their handler timed out).
+        // Forget the requests whose clients gave up (their handler timed out).
         if self.ticks.is_multiple_of(20) {
-            self.writes.retain(|_, w| !w.reply.is_closed());
-            self.reads_pending.retain(|_, r| !r.reply.is_closed());
-            self.reads_applying.retain(|_, r| !r.reply.is_closed());
+            self.waiting.retain(|_, w| !w.is_closed());
+            let waiting = &self.waiting;
+            self.replica.forget(|id| !waiting.contains_key(&id));
         }
     }
 
@@ -585,7 +555,7 @@ impl Node {
                 );
                 continue;
             }
-            match self.raw.step(msg) {
+            match self.replica.step(msg) {
                 Ok(()) => {}
                 Err(e @ StepError::CommittedConflict { .. }) => {
                     // Never acknowledge past a conflict with our committed
@@ -603,17 +573,10 @@ impl Node {
 
     fn on_request(&mut self, req: Request) {
         match req {
-            Request::Propose { command, reply } => match self.raw.propose(command) {
-                Ok(index) => {
+            Request::Propose { command, reply } => match self.replica.propose(command) {
+                Ok(id) => {
                     Metrics::inc(&self.metrics.proposals);
-                    let waiter = WriteWaiter {
-                        term: self.raw.term(),
-                        reply,
-                    };
-                    // An older proposal at this index was overwritten by ours.
-                    if let Some(old) = self.writes.insert(index, waiter) {
-                        let _ = old.reply.send(Err(NodeError::LeadershipChanged));
-                    }
+                    self.waiting.insert(id, Waiter::Write(reply));
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e.into()));
@@ -625,14 +588,12 @@ impl Node {
                 reply,
             } => {
                 if !linearizable {
-                    let _ = reply.send(Ok(self.query(&query)));
+                    let _ = reply.send(Ok(self.replica.query(&query)));
                     return;
                 }
-                let ctx = self.next_ctx;
-                self.next_ctx += 1;
-                match self.raw.read_index(ctx) {
-                    Ok(()) => {
-                        self.reads_pending.insert(ctx, ReadWaiter { query, reply });
+                match self.replica.read(query) {
+                    Ok(id) => {
+                        self.waiting.insert(id, Waiter::Read(reply));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e.into()));
@@ -643,13 +604,10 @@ impl Node {
                 let _ = reply.send(self.status());
             }
             Request::Snapshot { reply } => {
-                let index = self.kv.applied_index();
-                if index <= self.snapshot_index {
-                    let _ = reply.send(Ok(self.snapshot_index));
-                    return;
-                }
-                self.snapshot_waiters.push((index, reply));
-                self.snapshot_for_waiters();
+                let id = self.replica.request_snapshot();
+                self.waiting.insert(id, Waiter::Snapshot(reply));
+                self.maybe_snapshot();
+                self.route_outcomes();
             }
             Request::ConfChange {
                 change,
@@ -657,13 +615,9 @@ impl Node {
                 reply,
             } => {
                 info!(?change, force, "membership change requested");
-                match self.raw.propose_conf_change(change, force) {
-                    Ok(index) => {
-                        let waiter = ConfWaiter {
-                            term: self.raw.term(),
-                            reply,
-                        };
-                        self.conf_changes.insert(index, waiter);
+                match self.replica.change_membership(change, force) {
+                    Ok(id) => {
+                        self.waiting.insert(id, Waiter::Conf(reply));
                     }
                     Err(e) => {
                         info!("membership change refused: {e}");
@@ -672,32 +626,15 @@ impl Node {
                 }
             }
             Request::Transfer { to, reply } => {
-                let r = if to == self.raw.id() && self.raw.is_leader() {
-                    Ok(())
-                } else {
-                    self.raw.transfer_leader(to).map_err(NodeError::from)
-                };
-                let _ = reply.send(r);
-            }
-        }
-    }
-
-    fn query(&self, q: &Query) -> QueryResult {
-        match q {
-            Query::Get(key) => QueryResult::Value(self.kv.get(key).map(str::to_string)),
-            Query::List { prefix, limit } => {
-                let mut items = self.kv.list(prefix, limit.saturating_add(1));
-                let truncated = items.len() > *limit;
-                items.truncate(*limit);
-                QueryResult::List { items, truncated }
+                let _ = reply.send(self.replica.transfer_leader(to).map_err(NodeError::from));
             }
         }
     }
 
     /// Carries out every `Ready` the node has.
     async fn process_ready(&mut self) -> Result<(), FatalError> {
-        while self.raw.has_ready() {
-            let mut ready = self.raw.ready();
+        while self.replica.has_ready() {
+            let mut ready = self.replica.ready();
             if let Some(soft) = ready.soft_state {
                 self.on_soft_state(soft);
             }
@@ -736,47 +673,32 @@ impl Node {
                 .persist(ready.snapshot.as_ref(), &ready.entries, ready.hard_state)?;
             Metrics::inc(&self.metrics.persists);
         }
-        if let Some(snapshot) = &ready.snapshot {
-            self.restore(snapshot)?;
+        // A snapshot from the leader: its state machine was decoded off the
+        // loop by the receiver, when it could be.
+        let decoded = ready
+            .snapshot
+            .as_ref()
+            .and_then(|s| self.opts.decoded.take(&s.meta));
+        if let Some(s) = &ready.snapshot {
+            info!(
+                index = s.meta.index,
+                term = s.meta.term,
+                decoded_on_loop = decoded.is_none(),
+                "installing snapshot from the leader"
+            );
         }
         // 3. What depends on the write: votes, acknowledgements.
         self.transport
             .send(std::mem::take(&mut ready.persisted_messages));
-        // 4. Apply and answer writers.
+        // 4. Apply, settle requests, serve reads: the replica's part.
         Metrics::add(
             &self.metrics.entries_applied,
             ready.committed_entries.len() as u64,
         );
         for entry in &ready.committed_entries {
-            self.applied_bytes += entry.approx_size() as u64;
             if let Payload::Config(m) = &entry.payload {
-                self.on_config_applied(entry.index, entry.term, m);
+                self.log_config_applied(entry.index, m);
             }
-            let applied = self.kv.apply(entry);
-            let Some(w) = self.writes.remove(&entry.index) else {
-                continue;
-            };
-            let answer = if w.term == entry.term {
-                match applied.result {
-                    Some(result) => Ok(WriteOutcome {
-                        index: entry.index,
-                        result,
-                    }),
-                    None => Err(NodeError::LeadershipChanged),
-                }
-            } else {
-                Err(NodeError::LeadershipChanged)
-            };
-            let _ = w.reply.send(answer);
-        }
-        // Anything proposed below the applied index is settled by now; an
-        // older waiter left behind lost its entry.
-        let applied = self.kv.applied_index();
-        while let Some(entry) = self.writes.first_entry() {
-            if *entry.key() > applied {
-                break;
-            }
-            let _ = entry.remove().reply.send(Err(NodeError::LeadershipChanged));
         }
         for lost in ready.lost_logs.drain(..) {
             Metrics::inc(&self.metrics.followers_log_lost);
@@ -796,28 +718,25 @@ impl Node {
                 lost.id
             );
         }
-        // 5. Reads.
-        for rs in ready.read_states.drain(..) {
-            if let Some(r) = self.reads_pending.remove(&rs.ctx) {
-                self.reads_applying.insert((rs.index, rs.ctx), r);
-            }
-        }
-        for ctx in ready.dropped_reads.drain(..) {
-            if let Some(r) = self.reads_pending.remove(&ctx) {
-                let _ = r.reply.send(Err(NodeError::NotLeader {
-                    leader: self.raw.leader(),
-                }));
-            }
-        }
-        self.serve_reads();
-        // 6. Hand back.
-        self.raw.advance(ready);
+        self.replica.advance(ready, decoded).map_err(|e| match e {
+            ReplicaError::BadSnapshot { .. } => FatalError::BadSnapshot(e.to_string()),
+            ReplicaError::Config(_) => FatalError::BadSnapshot(e.to_string()),
+        })?;
+        self.route_outcomes();
         Ok(())
     }
 
-    /// A configuration entry was applied: answer the change that proposed
-    /// it (or, for a joint one, wait for the end of the joint phase).
-    fn on_config_applied(&mut self, index: Index, term: Term, m: &Membership) {
+    /// Answers whoever waits for the requests the replica decided.
+    fn route_outcomes(&mut self) {
+        for (id, outcome) in self.replica.take_outcomes() {
+            if let Some(w) = self.waiting.remove(&id) {
+                w.answer(outcome);
+            }
+        }
+    }
+
+    /// A configuration entry was applied.
+    fn log_config_applied(&self, index: Index, m: &Membership) {
         info!(
             index,
             voters = ?m.voters,
@@ -825,32 +744,11 @@ impl Node {
             learners = ?m.learners,
             "configuration committed"
         );
-        if !m.is_joint() {
-            for reply in self.conf_leaving.drain(..) {
-                let _ = reply.send(Ok((m.clone(), index)));
-            }
-            if !m.contains(self.raw.id()) && !m.voters.is_empty() {
-                warn!(
-                    "this node was removed from the cluster's configuration; it serves no \
-                     more requests for the cluster and can be stopped"
-                );
-            }
-        }
-        // Anything older than this entry was overwritten by another leader.
-        while let Some(e) = self.conf_changes.first_entry() {
-            if *e.key() >= index {
-                break;
-            }
-            let _ = e.remove().reply.send(Err(NodeError::LeadershipChanged));
-        }
-        if let Some(w) = self.conf_changes.remove(&index) {
-            if w.term != term {
-                let _ = w.reply.send(Err(NodeError::LeadershipChanged));
-            } else if m.is_joint() {
-                self.conf_leaving.push(w.reply);
-            } else {
-                let _ = w.reply.send(Ok((m.clone(), index)));
-            }
+        if !m.is_joint() && !m.contains(self.replica.raw().id()) && !m.voters.is_empty() {
+            warn!(
+                "this node was removed from the cluster's configuration; it serves no \
+                 more requests for the cluster and can be stopped"
+            );
         }
     }
 
@@ -858,8 +756,9 @@ impl Node {
     /// effect once in the log, committed or not) to the transport and the
     /// member directory.
     fn publish_config(&mut self) {
-        let status_index = self.raw.config_index();
-        let m = self.raw.membership();
+        let raw = self.replica.raw();
+        let status_index = raw.config_index();
+        let m = raw.membership();
         if self
             .published_config
             .as_ref()
@@ -868,9 +767,9 @@ impl Node {
             return;
         }
         let m = m.clone();
+        let me = raw.id();
         let directory = &self.opts.directory;
         directory.update(&m, status_index);
-        let me = self.raw.id();
         let peers = directory
             .urls()
             .into_iter()
@@ -881,69 +780,23 @@ impl Node {
         self.published_config = Some((status_index, m));
     }
 
-    fn serve_reads(&mut self) {
-        let applied = self.kv.applied_index();
-        while let Some(entry) = self.reads_applying.first_entry() {
-            if entry.key().0 > applied {
-                break;
-            }
-            let r = entry.remove();
-            let _ = r.reply.send(Ok(self.query(&r.query)));
-        }
-    }
-
-    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), FatalError> {
-        let decoded = self.opts.decoded.take(&snapshot.meta);
-        let decoded_on_loop = decoded.is_none();
-        self.kv = match decoded {
-            Some(kv) => kv,
-            None => KvStore::restore(&snapshot.data).map_err(|e| {
-                FatalError::BadSnapshot(format!(
-                    "the snapshot at index {} from the leader does not decode: {e}",
-                    snapshot.meta.index
-                ))
-            })?,
-        };
-        self.snapshot_index = snapshot.meta.index;
-        self.snapshot_bytes = snapshot.data.len() as u64;
-        self.snapshot_mark = self.applied_bytes;
-        info!(
-            index = snapshot.meta.index,
-            term = snapshot.meta.term,
-            decoded_on_loop,
-            "installed snapshot from the leader"
-        );
-        while let Some(entry) = self.writes.first_entry() {
-            if *entry.key() > snapshot.meta.index {
-                break;
-            }
-            let _ = entry.remove().reply.send(Err(NodeError::OutcomeUnknown(
-                "a snapshot from the new leader replaced the log; retry with the same client id and sequence",
-            )));
-        }
-        Ok(())
-    }
-
     fn on_soft_state(&mut self, soft: SoftState) {
         let leader = (soft.leader != 0).then_some(soft.leader);
         if leader != self.leader {
             Metrics::inc(&self.metrics.leader_changes);
-            info!(term = self.raw.term(), role = %soft.role, leader = ?leader, "leader changed");
+            info!(term = self.replica.raw().term(), role = %soft.role, leader = ?leader, "leader changed");
             self.leader = leader;
-            // Reads forwarded to the old leader will never be answered.
-            for (_, r) in self.reads_pending.drain() {
-                let _ = r.reply.send(Err(NodeError::NotLeader { leader }));
-            }
         } else {
             debug!(role = %soft.role, "role changed");
         }
     }
 
     fn publish_view(&mut self) {
+        let raw = self.replica.raw();
         let view = NodeView {
-            role: self.raw.role(),
-            term: self.raw.term(),
-            leader: self.raw.leader(),
+            role: raw.role(),
+            term: raw.term(),
+            leader: raw.leader(),
         };
         self.view_tx.send_if_modified(|v| {
             let changed = *v != view;
@@ -952,80 +805,46 @@ impl Node {
         });
     }
 
+    /// Starts the snapshot the replica asks for (by its policy or a
+    /// request), if any: the state machine was cloned in O(1) (persistent
+    /// maps), and is serialized and written on a thread of its own, so the
+    /// Raft loop keeps serving; [`Node::on_snapshot_written`] records it.
     fn maybe_snapshot(&mut self) {
-        let every = self.opts.snapshot_every;
-        let applied = self.kv.applied_index();
-        if !snapshot_due(
-            every,
-            applied.saturating_sub(self.snapshot_index),
-            self.applied_bytes - self.snapshot_mark,
-            self.snapshot_bytes,
-        ) || applied < self.snapshot_not_before
-        {
+        let Some(job) = self.replica.snapshot_job() else {
             return;
-        }
-        if let Err(e) = self.start_snapshot() {
-            warn!("automatic snapshot skipped: {e}");
-            self.snapshot_not_before = applied.saturating_add(every);
-        }
-    }
-
-    /// Starts a snapshot for the admin requests waiting; fails them all if
-    /// it cannot start.
-    fn snapshot_for_waiters(&mut self) {
-        if let Err(e) = self.start_snapshot() {
-            for (_, reply) in self.snapshot_waiters.drain(..) {
-                let _ = reply.send(Err(NodeError::Rejected(e.to_string())));
-            }
+        };
+        let index = job.meta.index;
+        if let Err(e) = self.start_snapshot(job) {
+            warn!(index, "cannot start the snapshot thread: {e}");
+            self.replica
+                .snapshot_failed(index, format!("the snapshot thread could not start: {e}"));
+            self.route_outcomes();
         }
     }
 
-    /// Starts a snapshot of the state machine at the applied index, unless
-    /// one is being written. The state machine is cloned in O(1) (persistent
-    /// maps), then serialized and written on a thread of its own, so the
-    /// Raft loop keeps serving; [`Node::on_snapshot_written`] records it and
-    /// compacts the log.
-    fn start_snapshot(&mut self) -> Result<(), NotAccepted> {
-        if self.snapshot_running.is_some() {
-            return Ok(());
-        }
-        let index = self.kv.applied_index();
-        let meta = self.raw.snapshot_meta(index)?;
-        let kv = self.kv.clone();
+    fn start_snapshot(&mut self, job: SnapshotJob) -> std::io::Result<()> {
         let writer = self.storage.snapshot_writer();
         let done = self.snapshot_done.clone();
         let started = std::time::Instant::now();
-        let applied_bytes = self.applied_bytes;
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
-                let snapshot = Snapshot {
-                    meta,
-                    data: kv.snapshot(),
-                };
+                let snapshot = job.snapshot();
                 let result = writer.write(&snapshot);
                 let _ = done.send(SnapshotWritten {
                     snapshot,
                     result,
                     started,
-                    applied_bytes,
+                    applied_bytes: job.applied_bytes,
                 });
-            });
-        if let Err(e) = spawned {
-            warn!("cannot start the snapshot thread: {e}");
-            return Err(NotAccepted::BadSnapshot {
-                index,
-                reason: "the snapshot thread could not start",
-            });
-        }
-        self.snapshot_running = Some(index);
-        Ok(())
+            })
+            .map(|_| ())
     }
 
-    /// Records a snapshot written by the snapshot thread, compacts the log
-    /// and answers the admin requests it satisfies.
+    /// Records a snapshot written by the snapshot thread (the WAL's mark,
+    /// then the replica compacts its log) and answers the requests it
+    /// satisfies.
     fn on_snapshot_written(&mut self, written: SnapshotWritten) -> Result<(), FatalError> {
-        self.snapshot_running = None;
         let SnapshotWritten {
             snapshot,
             result,
@@ -1033,74 +852,45 @@ impl Node {
             applied_bytes,
         } = written;
         let index = snapshot.meta.index;
-        let outcome = match result {
+        let bytes = snapshot.data.len();
+        match result {
             // The file is not referenced by the log yet: a failed write
             // leaves the node as it was.
             Err(e) => {
                 error!(index, "writing the snapshot failed: {e}");
-                self.snapshot_not_before = self
-                    .kv
-                    .applied_index()
-                    .saturating_add(self.opts.snapshot_every);
-                Err(NodeError::Rejected(format!("snapshot failed: {e}")))
+                self.replica
+                    .snapshot_failed(index, format!("snapshot failed: {e}"));
             }
-            Ok(()) => {
-                match self.storage.record_snapshot(&snapshot) {
-                    Ok(()) => self.compact(snapshot, started, applied_bytes),
-                    Err(StorageError::SnapshotOutOfDate { current, .. }) => {
-                        // A newer snapshot from the leader arrived meanwhile.
-                        warn!(index, current, "snapshot overtaken by a newer one; dropped");
-                        Ok(self.snapshot_index)
+            Ok(()) => match self.storage.record_snapshot(&snapshot) {
+                Ok(()) => match self.replica.snapshot_recorded(snapshot, applied_bytes) {
+                    Ok(()) => {
+                        Metrics::inc(&self.metrics.snapshots);
+                        info!(
+                            index,
+                            bytes,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "snapshot taken"
+                        );
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => warn!(index, "snapshot not installed in the log: {e}"),
+                },
+                Err(StorageError::SnapshotOutOfDate { current, .. }) => {
+                    // A newer snapshot from the leader arrived meanwhile;
+                    // the replica drops this one (it is not newer).
+                    warn!(index, current, "snapshot overtaken by a newer one; dropped");
+                    let _ = self.replica.snapshot_recorded(snapshot, applied_bytes);
                 }
-            }
-        };
-        // Answer whom this snapshot satisfies; start another for the rest.
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.snapshot_waiters)
-            .into_iter()
-            .partition(|(wanted, _)| outcome.is_err() || *wanted <= self.snapshot_index);
-        for (_, reply) in done {
-            let _ = reply.send(outcome.clone().map(|_| self.snapshot_index));
+                Err(e) => return Err(e.into()),
+            },
         }
-        self.snapshot_waiters = waiting;
-        if !self.snapshot_waiters.is_empty() {
-            self.snapshot_for_waiters();
-        }
+        self.route_outcomes();
+        // Requests not covered yet get the next one.
+        self.maybe_snapshot();
         Ok(())
     }
 
-    /// Hands a recorded snapshot to the core, which drops the log it covers
-    /// and keeps it for followers that need InstallSnapshot.
-    fn compact(
-        &mut self,
-        snapshot: Snapshot,
-        started: std::time::Instant,
-        applied_bytes: u64,
-    ) -> Result<Index, NodeError> {
-        let index = snapshot.meta.index;
-        let bytes = snapshot.data.len();
-        if let Err(e) = self.raw.compact(snapshot) {
-            warn!(index, "snapshot not installed in the log: {e}");
-            return Err(NodeError::Rejected(e.to_string()));
-        }
-        if index > self.snapshot_index {
-            self.snapshot_index = index;
-            self.snapshot_bytes = bytes as u64;
-            self.snapshot_mark = applied_bytes;
-        }
-        Metrics::inc(&self.metrics.snapshots);
-        info!(
-            index,
-            bytes,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "snapshot taken"
-        );
-        Ok(index)
-    }
-
     fn status(&self) -> StatusResponse {
-        let s = self.raw.status();
+        let s = self.replica.raw().status();
         let last = s.last_index;
         let followers = (s.role == Role::Leader).then(|| {
             let tick_ms = self.opts.tick.as_millis() as u64;
@@ -1118,6 +908,7 @@ impl Node {
                 })
                 .collect()
         });
+        let kv = self.replica.kv();
         StatusResponse {
             id: s.id,
             url: self.opts.url.clone(),
@@ -1127,32 +918,14 @@ impl Node {
             vote: (s.vote != 0).then_some(s.vote),
             last_index: s.last_index,
             commit_index: s.commit,
-            applied_index: self.kv.applied_index(),
+            applied_index: kv.applied_index(),
             snapshot_index: s.snapshot_index,
             members: s.membership.voters.clone(),
             learners: s.membership.learners.clone(),
             outgoing: s.membership.outgoing.clone(),
             cluster_id: crate::identity::hex(self.opts.directory.identity.cluster_id),
-            keys: self.kv.len() as u64,
+            keys: kv.len() as u64,
             followers,
-        }
-    }
-
-    fn fail_all(&mut self, err: NodeError) {
-        for (_, w) in std::mem::take(&mut self.writes) {
-            let _ = w.reply.send(Err(err.clone()));
-        }
-        for (_, w) in std::mem::take(&mut self.conf_changes) {
-            let _ = w.reply.send(Err(err.clone()));
-        }
-        for reply in self.conf_leaving.drain(..) {
-            let _ = reply.send(Err(err.clone()));
-        }
-        for (_, r) in self.reads_pending.drain() {
-            let _ = r.reply.send(Err(err.clone()));
-        }
-        for (_, r) in std::mem::take(&mut self.reads_applying) {
-            let _ = r.reply.send(Err(err.clone()));
         }
     }
 }
@@ -1183,7 +956,8 @@ mod tests {
     use super::*;
     use crate::storage::MemoryStorage;
     use crate::transport::Partition;
-    use raft_core::Op;
+    use raft_core::{Op, OpResult};
+    use std::collections::BTreeMap;
     use std::sync::atomic::Ordering;
 
     fn single_node(snapshot_every: u64) -> (Node, NodeHandle, NodeInbox) {
@@ -1247,22 +1021,6 @@ mod tests {
                 value: v.into(),
             },
         }
-    }
-
-    #[test]
-    fn a_snapshot_waits_for_entries_and_for_half_its_size_in_log() {
-        // Off.
-        assert!(!snapshot_due(0, 1_000_000, 1 << 30, 0));
-        // The first snapshot (nothing to compare with): entries alone.
-        assert!(!snapshot_due(100, 99, 1 << 20, 0));
-        assert!(snapshot_due(100, 100, 0, 0));
-        // A 100 MB state is not rewritten after 100 small entries...
-        assert!(!snapshot_due(100, 100, 13_000, 100 << 20));
-        // ...but once the log holds half of it.
-        assert!(!snapshot_due(100, 400_000, (50 << 20) - 1, 100 << 20));
-        assert!(snapshot_due(100, 400_000, 50 << 20, 100 << 20));
-        // Large entries: the count rule still applies.
-        assert!(!snapshot_due(100, 10, 1 << 30, 1 << 20));
     }
 
     #[tokio::test]
