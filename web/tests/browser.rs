@@ -1,10 +1,15 @@
 //! End to end in headless Chromium: a real 3-node cluster serves the
 //! dashboard; the test drives the Live view (members, leader, put/get
-//! through the form, SIGKILL of the leader) and the Simulator view (crash
-//! the leader and see a new one; load a seed from the URL twice and compare
-//! the trace hashes; force a follower's election timeout and see it lead;
-//! put and get by hand through a follower; inspect a message in flight and
-//! drop it; drag across two nodes to split them off). Screenshots of both views go to `docs/`.
+//! through the form, SIGKILL of the leader, a fourth member added: first a
+//! learner that does not count for the fault tolerance, then a voter) and
+//! the Simulator view (crash the leader and see a new one; load a seed from
+//! the URL twice and compare the trace hashes; force a follower's election
+//! timeout and see it lead; put and get by hand through a follower; inspect
+//! a message in flight and drop it; drag across two nodes to split them
+//! off; add a node, see it a learner, promote it through the joint phase,
+//! remove the leader and stop it for good). Screenshots of both views go to
+//! `docs/`; the simulator's joint phase goes to the target's temporary
+//! directory.
 //!
 //! Needs `/usr/bin/chromedriver`, `/usr/bin/chromium` and a built
 //! `web/dist` (`web/build.sh`); without them it prints why and passes,
@@ -289,7 +294,15 @@ async fn fill(c: &Client, id: &str, value: &str) {
     e.send_keys(value).await.expect("send_keys");
 }
 
+/// Clicks the element with `id`, scrolled to the middle of the window
+/// first (at the top, the sticky header would take the click).
 async fn click(c: &Client, id: &str) {
+    c.execute(
+        "document.getElementById(arguments[0]).scrollIntoView({block: 'center'})",
+        vec![json!(id)],
+    )
+    .await
+    .expect("scroll into view");
     c.find(Locator::Id(id))
         .await
         .expect(id)
@@ -422,7 +435,74 @@ async fn live_view(c: &Client) {
     .await;
     println!("live view: leader {leader} killed, page shows new leader {new_leader}");
 
+    live_membership(c, &mut cluster, page_node).await;
     sim_view(c, &base).await;
+}
+
+/// Adds node 4 through the membership API: the page shows it as a learner
+/// (down: not started yet) that the fault tolerance does not count; started
+/// with `--join`, it catches up, is promoted, and the page shows four
+/// voters.
+async fn live_membership(c: &Client, cluster: &mut Cluster, page_node: u64) {
+    cluster.add_node(4);
+    let body = json!({"id": 4, "url": cluster.url(4)});
+    // Through the leader; refused (and retried) while a new leader has not
+    // committed an entry of its term yet.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let added = loop {
+        let leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
+        let r = cluster
+            .http()
+            .post(format!("{}/cluster/members", cluster.url(leader)))
+            .json(&body)
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status().is_success() => break leader,
+            other => {
+                let why = match other {
+                    Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+                    Err(e) => e.to_string(),
+                };
+                assert!(Instant::now() < deadline, "cannot add node 4: {why}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let card = "#live-members .node-card[data-node-id=\"4\"]";
+    wait_for(
+        Duration::from_secs(15),
+        "node 4 on the page as a learner",
+        || async { (attr(c, card, "data-member").await? == "learner").then_some(()) },
+    )
+    .await;
+    let ft = text(c, "#live-ft").await.unwrap_or_default();
+    assert!(
+        ft.contains("of 3 voters") && ft.contains("1 learner, not counted"),
+        "only voters count: {ft:?}"
+    );
+    let config = text(c, "#live-config").await.unwrap_or_default();
+    assert!(config.contains("learners {4"), "{config:?}");
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshot-live-learner.png");
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(&shot, png).expect("write the learner screenshot");
+    println!("live view: node 4 added through n{added}, shown as a learner; {ft}");
+
+    let args = cluster.join_args(4, page_node);
+    cluster.spawn_with(4, args);
+    wait_for(
+        Duration::from_secs(60),
+        "node 4 promoted to voter on the page",
+        || async {
+            let member = attr(c, card, "data-member").await?;
+            let config = text(c, "#live-config").await?;
+            (member == "voter" && config == "voters {1,2,3,4}").then_some(())
+        },
+    )
+    .await;
+    let ft = text(c, "#live-ft").await.unwrap_or_default();
+    assert!(ft.contains("of 4 voters"), "{ft:?}");
+    println!("live view: node 4 caught up and promoted; {ft}");
 }
 
 async fn sim_leader(c: &Client) -> Option<u64> {
@@ -489,12 +569,199 @@ async fn sim_view(c: &Client, base: &str) {
     sim_hand_ops(c, base).await;
     sim_inspect_message(c, base).await;
     sim_drag_split(c, base).await;
+    sim_membership(c, base).await;
+}
+
+/// Whether the button is disabled (so it can be neither pressed nor
+/// focused).
+async fn disabled(c: &Client, id: &str) -> bool {
+    attr(c, &format!("#{id}"), "disabled").await.is_some()
+}
+
+/// The configuration pill's `data-*` attribute.
+async fn sim_config(c: &Client, name: &str) -> Option<String> {
+    attr(c, "#sim-config", name).await
+}
+
+async fn sim_member(c: &Client, id: u64) -> Option<String> {
+    attr(
+        c,
+        &format!("#sim-ring .sim-node[data-node-id=\"{id}\"]"),
+        "data-member",
+    )
+    .await
+}
+
+/// Plays until `what` holds, then pauses.
+async fn play_until<F, Fut>(c: &Client, what: &str, f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<()>>,
+{
+    click(c, "sim-play").await;
+    wait_for(Duration::from_secs(60), what, f).await;
+    click(c, "sim-play").await;
+    wait_for(Duration::from_secs(10), "the run paused", || async {
+        (text(c, "#sim-play").await? == "Play").then_some(())
+    })
+    .await;
+}
+
+/// Membership in the simulator: add n6 (a learner, dashed), promote it
+/// (the joint phase shows both voter sets and both majorities), remove the
+/// leader (it steps down, a new leader is elected, it is shown removed) and
+/// stop it for good (it leaves the ring). While a change is in progress the
+/// buttons are disabled and say why.
+async fn sim_membership(c: &Client, base: &str) {
+    paused_run(c, base, "seed=3&nodes=5&speed=1000", 800).await;
+    wait_for(Duration::from_secs(10), "Add enabled", || async {
+        (!disabled(c, "sim-add").await).then_some(())
+    })
+    .await;
+    assert!(disabled(c, "sim-promote").await, "nothing selected");
+    click(c, "sim-add").await;
+    wait_for(
+        Duration::from_secs(10),
+        "n6 on the ring as a learner",
+        || async { (sim_member(c, 6).await? == "learner").then_some(()) },
+    )
+    .await;
+    assert_eq!(sim_config(c, "data-learners").await.as_deref(), Some("6"));
+    assert_eq!(
+        attr(c, "#sim-conf-result", "data-status").await.as_deref(),
+        Some("ok")
+    );
+    // Paused: the learner's entry is not committed, so no other change may
+    // start; the buttons say so.
+    assert!(disabled(c, "sim-add").await, "one change at a time");
+    let hint = text(c, "#sim-conf-hint").await.unwrap_or_default();
+    assert!(hint.contains("in progress"), "{hint:?}");
+    let ft = text(c, "#sim-ft").await.unwrap_or_default();
+    assert!(
+        ft.contains("of 5 voters") && ft.contains("1 learner"),
+        "{ft:?}"
+    );
+    play_until(c, "the learner's entry committed", || async {
+        (attr(c, "#sim-conf-hint", "data-blocked").await? == "false").then_some(())
+    })
+    .await;
+
+    select_node(c, 6).await;
+    wait_for(Duration::from_secs(10), "Promote enabled", || async {
+        (!disabled(c, "sim-promote").await).then_some(())
+    })
+    .await;
+    click(c, "sim-promote").await;
+    wait_for(Duration::from_secs(10), "the joint phase", || async {
+        (sim_config(c, "data-joint").await? == "true").then_some(())
+    })
+    .await;
+    assert_eq!(
+        sim_config(c, "data-outgoing").await.as_deref(),
+        Some("1 2 3 4 5")
+    );
+    assert_eq!(
+        sim_config(c, "data-voters").await.as_deref(),
+        Some("1 2 3 4 5 6")
+    );
+    let pill = text(c, "#sim-config").await.unwrap_or_default();
+    assert!(
+        pill.starts_with("joint: {1,2,3,4,5} → {1,2,3,4,5,6}"),
+        "{pill:?}"
+    );
+    assert_eq!(sim_member(c, 6).await.as_deref(), Some("joining"));
+    assert_eq!(
+        attr(c, "#sim-ft", "data-joint").await.as_deref(),
+        Some("true")
+    );
+    let ft = text(c, "#sim-ft").await.unwrap_or_default();
+    assert!(ft.contains("both majorities"), "{ft:?}");
+    let centre = text(c, "#sim-ring .ring-config").await.unwrap_or_default();
+    assert!(
+        centre.to_lowercase().contains("joint consensus"),
+        "{centre:?}"
+    );
+    assert!(disabled(c, "sim-add").await && disabled(c, "sim-remove").await);
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshot-sim-joint.png");
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(&shot, png).expect("write the joint-phase screenshot");
+    println!(
+        "simulator: joint phase {pill}; screenshot {}",
+        shot.display()
+    );
+
+    play_until(c, "n6 a voter in the new configuration", || async {
+        let done = sim_config(c, "data-joint").await? == "false"
+            && sim_config(c, "data-voters").await? == "1 2 3 4 5 6"
+            && sim_member(c, 6).await? == "voter"
+            && attr(c, "#sim-conf-hint", "data-blocked").await? == "false";
+        done.then_some(())
+    })
+    .await;
+    let configs = text(c, "#sim-configs").await.unwrap_or_default();
+    assert!(
+        configs.contains("joint: {1,2,3,4,5} → {1,2,3,4,5,6}"),
+        "{configs}"
+    );
+
+    // Remove the leader: it steps down once the change commits.
+    let leader = sim_leader(c).await.expect("a leader");
+    select_node(c, leader).await;
+    click(c, "sim-remove").await;
+    wait_for(Duration::from_secs(10), "the leader leaving", || async {
+        (sim_member(c, leader).await? == "leaving").then_some(())
+    })
+    .await;
+    let rest: Vec<String> = (1..=6)
+        .filter(|&n| n != leader)
+        .map(|n| n.to_string())
+        .collect();
+    let rest = rest.join(" ");
+    play_until(c, "the leader removed and another elected", || async {
+        let done = sim_config(c, "data-joint").await? == "false"
+            && sim_config(c, "data-voters").await? == rest
+            && sim_member(c, leader).await? == "removed"
+            && sim_leader(c).await.is_some_and(|l| l != leader);
+        done.then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(10), "Stop for good enabled", || async {
+        (!disabled(c, "sim-retire").await).then_some(())
+    })
+    .await;
+    click(c, "sim-retire").await;
+    let gone = format!("#sim-ring .sim-node[data-node-id=\"{leader}\"]");
+    wait_for(
+        Duration::from_secs(10),
+        "the removed node off the ring",
+        || async { (count(c, &gone).await == 0).then_some(()) },
+    )
+    .await;
+    assert_eq!(count(c, "#sim-ring .sim-node").await, 5);
+    let url = c.current_url().await.expect("url");
+    let frag = url.fragment().unwrap_or_default().to_string();
+    for code in [
+        ":a6".to_string(),
+        ":v6".into(),
+        format!(":o{leader}"),
+        format!(":z{leader}"),
+    ] {
+        assert!(frag.contains(&code), "{code} in the URL: {frag}");
+    }
+    println!("simulator: n6 added and promoted; leader n{leader} removed and stopped for good");
 }
 
 /// Pressing on one node, dragging across another and releasing splits the
 /// two off from the rest: every link between the groups is cut.
 async fn sim_drag_split(c: &Client, base: &str) {
     paused_run(c, base, "seed=9&nodes=5", 600).await;
+    // Pointer actions do not scroll: bring the ring into view.
+    c.execute(
+        "document.getElementById('sim-ring').scrollIntoView({block: 'center'})",
+        vec![],
+    )
+    .await
+    .expect("scroll to the ring");
     let node = |id: u64| async move {
         c.find(Locator::Css(&format!(
             "#sim-ring .sim-node[data-node-id=\"{id}\"] .body"
