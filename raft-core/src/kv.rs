@@ -100,6 +100,14 @@ pub enum OpResult {
     /// The command's `seq` is older than the client's latest applied write:
     /// a late retry whose result is no longer kept. It was not applied again.
     Stale,
+    /// The client's `seq` equals its latest applied write's, but the
+    /// command differs: a client reused a sequence number. Not applied.
+    SeqReused,
+    /// The client is unknown and this is not its first write (`seq` > 1):
+    /// its session was forgotten (more than [`MAX_CLIENTS`] clients wrote
+    /// since) or never opened, so a retry cannot be told from a new write.
+    /// Not applied; the client must start over with a new id (thesis §6.3).
+    SessionExpired,
 }
 
 /// The result of applying one log entry.
@@ -117,9 +125,25 @@ pub struct Applied {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct ClientRecord {
     seq: u64,
+    /// [`digest`] of the command's operation: a retry must be the same
+    /// command, not another one under the same number.
+    digest: u64,
     result: OpResult,
     index: Index,
 }
+
+/// A deterministic 64-bit digest of an operation (FNV-1a over its postcard
+/// encoding): the same on every member and every platform.
+fn digest(op: &Op) -> u64 {
+    let bytes = postcard::to_stdvec(op).expect("serializing an Op to memory cannot fail");
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The first byte of a state-machine image: its format. Format 2 added the
+/// command digest to the client table.
+const IMAGE_FORMAT: u8 = 2;
 
 /// How many clients' newest writes are remembered. When more clients write,
 /// the one that wrote longest ago is forgotten (its late retries get `Stale`).
@@ -246,16 +270,24 @@ impl KvStore {
     }
 
     fn apply_command(&mut self, cmd: &Command, index: Index) -> OpResult {
-        if cmd.client_id != 0 {
-            if let Some(rec) = self.clients.get(&cmd.client_id) {
-                if cmd.seq == rec.seq {
+        let digest = if cmd.client_id != 0 {
+            let digest = digest(&cmd.op);
+            match self.clients.get(&cmd.client_id) {
+                // A retry: the first result, not a second application.
+                Some(rec) if cmd.seq == rec.seq && rec.digest == digest => {
                     return rec.result.clone();
                 }
-                if cmd.seq < rec.seq {
-                    return OpResult::Stale;
-                }
+                Some(rec) if cmd.seq == rec.seq => return OpResult::SeqReused,
+                Some(rec) if cmd.seq < rec.seq => return OpResult::Stale,
+                // A client's writes are numbered from 1: an unknown client
+                // past its first write had a session that was forgotten,
+                // and this may be a late retry of a write already applied.
+                None if cmd.seq > 1 => return OpResult::SessionExpired,
+                _ => digest,
             }
-        }
+        } else {
+            0
+        };
         let result = match &cmd.op {
             Op::Put { key, value } => OpResult::Put {
                 prev: self.map.insert(key.clone(), value.clone()),
@@ -280,16 +312,20 @@ impl KvStore {
             }
         };
         if cmd.client_id != 0 {
-            self.remember(cmd.client_id, cmd.seq, result.clone(), index);
+            let rec = ClientRecord {
+                seq: cmd.seq,
+                digest,
+                result: result.clone(),
+                index,
+            };
+            self.remember(cmd.client_id, rec);
         }
         result
     }
 
-    fn remember(&mut self, client_id: u64, seq: u64, result: OpResult, index: Index) {
-        if let Some(old) = self
-            .clients
-            .insert(client_id, ClientRecord { seq, result, index })
-        {
+    fn remember(&mut self, client_id: u64, rec: ClientRecord) {
+        let index = rec.index;
+        if let Some(old) = self.clients.insert(client_id, rec) {
             self.client_age.remove(&old.index);
         }
         self.client_age.insert(index, client_id);
@@ -305,15 +341,23 @@ impl KvStore {
     /// Serializes the whole state (map, client table, applied index/term).
     /// The encoding is deterministic: the same state gives the same bytes.
     pub fn snapshot(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("serializing a KvStore to memory cannot fail")
+        let mut out = vec![IMAGE_FORMAT];
+        postcard::to_io(self, &mut out).expect("serializing a KvStore to memory cannot fail");
+        out
     }
 
     /// Rebuilds a store from [`KvStore::snapshot`]'s bytes.
     pub fn restore(data: &[u8]) -> Result<Self, SnapshotDecodeError> {
-        if data.is_empty() {
+        let Some((&format, image)) = data.split_first() else {
             return Ok(Self::default());
+        };
+        if format != IMAGE_FORMAT {
+            return Err(SnapshotDecodeError(format!(
+                "state-machine image format {format} is not supported (this build reads \
+                 format {IMAGE_FORMAT})"
+            )));
         }
-        postcard::from_bytes(data).map_err(|e| SnapshotDecodeError(e.to_string()))
+        postcard::from_bytes(image).map_err(|e| SnapshotDecodeError(e.to_string()))
     }
 }
 
@@ -343,7 +387,7 @@ mod tests {
     #[test]
     fn a_huge_length_prefix_is_an_error_not_an_allocation() {
         // The map's length says 2^35 entries; the data has none.
-        let bytes = [0x80, 0x80, 0x80, 0x80, 0x80, 0x01];
+        let bytes = [IMAGE_FORMAT, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01];
         assert!(KvStore::restore(&bytes).is_err());
     }
 
@@ -419,13 +463,15 @@ mod tests {
     fn snapshot_round_trip_is_exact_and_deterministic() {
         let mut kv = KvStore::new();
         for i in 1..=50 {
-            kv.apply(&entry(i, put(i % 5, i, &format!("key{i}"), "v")));
+            kv.apply(&entry(i, put(i % 5, i / 5 + 1, &format!("key{i}"), "v")));
         }
         let bytes = kv.snapshot();
         let back = KvStore::restore(&bytes).unwrap();
         assert_eq!(back, kv);
         assert_eq!(back.snapshot(), bytes);
         assert!(KvStore::restore(&[0xff, 0xff, 0xff]).is_err());
+        let err = KvStore::restore(&[1, 0, 0, 0, 0]).unwrap_err();
+        assert!(err.0.contains("format 1 is not supported"), "{err}");
     }
 
     #[test]
@@ -437,5 +483,36 @@ mod tests {
         let keys: Vec<_> = kv.list("a", 2).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["a1", "a2"]);
         assert_eq!(kv.list("", 10).len(), 4);
+    }
+
+    #[test]
+    fn a_reused_sequence_number_with_another_command_is_refused() {
+        let mut kv = KvStore::new();
+        kv.apply(&entry(1, put(7, 1, "k", "a")));
+        // Same client, same number, another key: not a retry.
+        let other = kv.apply(&entry(2, put(7, 1, "x", "b")));
+        assert_eq!(other.result, Some(OpResult::SeqReused));
+        assert_eq!(kv.get("x"), None);
+        // The real retry still gets its first result.
+        let retry = kv.apply(&entry(3, put(7, 1, "k", "a")));
+        assert_eq!(retry.result, Some(OpResult::Put { prev: None }));
+    }
+
+    #[test]
+    fn a_forgotten_client_is_refused_not_applied_again() {
+        let mut kv = KvStore::new();
+        kv.apply(&entry(1, put(1, 1, "k", "first")));
+        kv.apply(&entry(2, put(1, 2, "k", "second")));
+        // MAX_CLIENTS other clients write: client 1 is forgotten.
+        for c in 0..MAX_CLIENTS as u64 {
+            kv.apply(&entry(3 + c, put(1_000 + c, 1, "other", "v")));
+        }
+        assert_eq!(kv.clients.len(), MAX_CLIENTS);
+        assert!(!kv.clients.contains_key(&1));
+        kv.apply(&entry(10 + MAX_CLIENTS as u64, put(9, 1, "k", "third")));
+        // A late retry of its second write must not bring "second" back.
+        let late = kv.apply(&entry(11 + MAX_CLIENTS as u64, put(1, 2, "k", "second")));
+        assert_eq!(late.result, Some(OpResult::SessionExpired));
+        assert_eq!(kv.get("k"), Some("third"));
     }
 }

@@ -695,6 +695,28 @@ async fn write(
                             ),
                         )
                     }
+                    OpResult::SeqReused => {
+                        return error(
+                            StatusCode::CONFLICT,
+                            format!(
+                                "client {} already used sequence number {} for another write; \
+                                 nothing was applied (number each write anew)",
+                                command.client_id, command.seq
+                            ),
+                        )
+                    }
+                    OpResult::SessionExpired => {
+                        return error(
+                            StatusCode::CONFLICT,
+                            format!(
+                                "client {} is not known to the cluster (its session was \
+                                 forgotten, or its writes did not start at sequence 1); \
+                                 nothing was applied: it may have been applied before, so \
+                                 check, then write again under a new client id",
+                                command.client_id
+                            ),
+                        )
+                    }
                 };
                 return Json(WriteResponse {
                     key,

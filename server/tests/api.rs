@@ -639,15 +639,35 @@ async fn retried_writes_apply_once() {
             .send()
     };
     let first: WriteResponse = put("1", "a").await.unwrap().json().await.unwrap();
-    // A retry of seq 1 (even with another value) gets the first result and changes nothing.
-    let retry: WriteResponse = put("1", "b").await.unwrap().json().await.unwrap();
+    // A retry of seq 1 gets the first result and changes nothing.
+    let retry: WriteResponse = put("1", "a").await.unwrap().json().await.unwrap();
     assert_eq!(retry.prev, first.prev);
+    // The same number with another command is no retry: refused, not applied.
+    let reused = put("1", "b").await.unwrap();
+    assert_eq!(reused.status(), 409);
+    let body: ErrorBody = reused.json().await.unwrap();
+    assert!(body.error.contains("sequence number 1"), "{}", body.error);
     assert_eq!(c.local_value(1, "counter").await.as_deref(), Some("a"));
     let second: WriteResponse = put("2", "c").await.unwrap().json().await.unwrap();
     assert_eq!(second.prev.as_deref(), Some("a"));
     // A late retry of seq 1 is refused as stale.
     let r = put("1", "a").await.unwrap();
     assert_eq!(r.status(), 409);
+    assert_eq!(c.local_value(1, "counter").await.as_deref(), Some("c"));
+    // A client the cluster does not know, past its first write, cannot be
+    // told from a late retry of a forgotten session: refused.
+    let r = c
+        .http()
+        .put(format!("{}/key/counter", c.url(1)))
+        .header("x-raft-client-id", "43")
+        .header("x-raft-client-seq", "5")
+        .json(&serde_json::json!({ "value": "z" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let body: ErrorBody = r.json().await.unwrap();
+    assert!(body.error.contains("not known"), "{}", body.error);
     assert_eq!(c.local_value(1, "counter").await.as_deref(), Some("c"));
 }
 

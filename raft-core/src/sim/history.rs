@@ -72,6 +72,8 @@ impl std::fmt::Display for OpOutput {
                 write!(f, "swapped={swapped} (prev {prev:?})")
             }
             OpOutput::Write(OpResult::Stale) => f.write_str("stale"),
+            OpOutput::Write(OpResult::SeqReused) => f.write_str("sequence number reused"),
+            OpOutput::Write(OpResult::SessionExpired) => f.write_str("session expired"),
         }
     }
 }

@@ -248,7 +248,9 @@ impl Partition {
                 }
                 // A stale answer or no answer: the write may or may not
                 // have taken effect.
-                Outcome::Ok(OpOutput::Write(OpResult::Stale))
+                Outcome::Ok(OpOutput::Write(
+                    OpResult::Stale | OpResult::SeqReused | OpResult::SessionExpired,
+                ))
                 | Outcome::Pending
                 | Outcome::Unknown => None,
             };
