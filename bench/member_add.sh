@@ -104,7 +104,7 @@ until [ "$(is_voter4)" = yes ]; do
 done
 t_voter=$(date +%s.%N)
 phase=after
-t_end=$(awk -v t="$t_voter" -v a="$AFTER" 'BEGIN { print t + a }')
+t_end=$(awk -v t="$t_voter" -v a="$AFTER" 'BEGIN { printf "%.3f", t + a }')
 while awk -v now="$(date +%s.%N)" -v end="$t_end" 'BEGIN { exit !(now < end) }'; do sample; sleep 0.5; done
 kill "$bench_pid" 2>/dev/null || true
 bench_pid=""
