@@ -104,10 +104,11 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
     match target {
         "wal_segment" => vec![segment],
         "wal_record" => {
-            // The first frame after the 24-byte segment header: u32 length,
-            // u32 CRC32, then the record body.
-            let len = u32::from_le_bytes(segment[24..28].try_into().unwrap()) as usize;
-            vec![segment[32..32 + len].to_vec()]
+            // The first frame after the 32-byte segment header: a 20-byte
+            // header (u32 length, u32 payload CRC32, u64 number, u32 header
+            // CRC32), then the record body.
+            let len = u32::from_le_bytes(segment[32..36].try_into().unwrap()) as usize;
+            vec![segment[52..52 + len].to_vec()]
         }
         "snapshot_file" => {
             let data = decode::snapshot_file(&snapshot)

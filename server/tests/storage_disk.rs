@@ -109,6 +109,65 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A put of `value` at `index`.
+fn put_entry(index: Index, value: String) -> Entry {
+    Entry {
+        term: 1,
+        index,
+        payload: Payload::command(Command {
+            client_id: 9,
+            seq: index,
+            op: Op::Put {
+                key: format!("key-{index}"),
+                value,
+            },
+        }),
+    }
+}
+
+/// The record `DiskStorage` would write in `dir` as the record after its
+/// next one: a frame made by the real encoder, in the last segment's salt
+/// and with the right number, so more than a client could ever forge. Made
+/// in copies of `dir` (one filler record, then the record taken), retried
+/// until it is valid UTF-8, so that a put value (a string) can hold it
+/// verbatim.
+fn forge_record_after_next(dir: &Path) -> String {
+    for attempt in 0..100_000 {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        copy_dir(dir, scratch.path());
+        let mut s = open(scratch.path(), fast(1 << 20));
+        let next = s
+            .load()
+            .expect("load")
+            .entries
+            .last()
+            .map_or(1, |e| e.index + 1);
+        s.persist(None, &[entry(next, 1)], None).expect("filler");
+        let seg = segments(scratch.path()).pop().expect("a segment");
+        let before = len(&seg) as usize;
+        s.persist(
+            None,
+            &[put_entry(next + 1, format!("forged {attempt}"))],
+            None,
+        )
+        .expect("the record taken");
+        drop(s);
+        let bytes = fs::read(&seg).expect("read");
+        if let Ok(frame) = String::from_utf8(bytes[before..].to_vec()) {
+            return frame;
+        }
+    }
+    panic!("no UTF-8 frame");
+}
+
+fn truncate_to(path: &Path, len: u64) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(len))
+        .expect("truncate");
+}
+
 #[test]
 fn append_and_replay_round_trip() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -227,6 +286,129 @@ fn torn_tail_at_every_byte_offset_is_cut_off() {
 }
 
 #[test]
+fn a_value_holding_a_record_does_not_turn_a_torn_tail_into_corruption() {
+    // A client can put any string, including the bytes of a whole, valid
+    // WAL record. Record 2 holds (in its value) exactly the record that
+    // would follow it; the last write, record 3, holds the one that would
+    // follow it, and is torn at every offset. Recovery cuts only the torn
+    // write and keeps every complete record, the one holding a record too.
+    let template = tempfile::tempdir().expect("tempdir");
+    let mut s = open(template.path(), fast(1 << 20));
+    s.persist(None, &ents(1, &[1, 1]), Some(hs(1, 1, 0)))
+        .expect("persist");
+    drop(s);
+    let kept = put_entry(3, forge_record_after_next(template.path()));
+    let mut s = open(template.path(), fast(1 << 20));
+    s.persist(None, std::slice::from_ref(&kept), Some(hs(1, 1, 2)))
+        .expect("persist");
+    drop(s);
+    let seg = segments(template.path()).remove(0);
+    let before_last = len(&seg);
+    let torn = put_entry(4, forge_record_after_next(template.path()));
+    let mut s = open(template.path(), fast(1 << 20));
+    s.persist(None, &[torn], Some(hs(1, 1, 3)))
+        .expect("persist");
+    drop(s);
+    let full = len(&seg);
+    let mut expected = ents(1, &[1, 1]);
+    expected.push(kept);
+
+    for cut in before_last..full {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(template.path(), dir.path());
+        let seg = segments(dir.path()).remove(0);
+        truncate_to(&seg, cut);
+        let mut s = DiskStorage::open(dir.path(), fast(1 << 20))
+            .unwrap_or_else(|e| panic!("cut at {cut}: a torn tail is not corruption: {e}"));
+        let state = s.load().expect("load");
+        assert_eq!(state.entries, expected, "cut at {cut}");
+        assert_eq!(state.hard_state, hs(1, 1, 2), "cut at {cut}");
+        assert_eq!(
+            len(&seg),
+            before_last,
+            "only the torn write is cut, at {cut}"
+        );
+        s.persist(None, &ents(4, &[2]), Some(hs(2, 0, 3)))
+            .expect("append after repair");
+        drop(s);
+        let state = reload(dir.path(), fast(1 << 20));
+        assert_eq!(state.entries.len(), 4, "cut at {cut}");
+        assert_eq!(state.entries[3], entry(4, 2), "cut at {cut}");
+    }
+}
+
+#[test]
+fn any_flipped_byte_of_a_record_followed_by_records_is_refused_with_file_and_offset() {
+    // Records 1 and 2 of the last segment, every byte of them (header or
+    // payload), record 2 holding in its value the record that follows it.
+    let template = tempfile::tempdir().expect("tempdir");
+    let mut s = open(template.path(), fast(1 << 20));
+    let seg = segments(template.path()).remove(0);
+    let start1 = len(&seg);
+    s.persist(None, &ents(1, &[1]), Some(hs(1, 1, 0)))
+        .expect("persist");
+    drop(s);
+    let start2 = len(&seg);
+    let holder = put_entry(2, forge_record_after_next(template.path()));
+    let mut s = open(template.path(), fast(1 << 20));
+    s.persist(None, &[holder], None).expect("persist");
+    let start3 = len(&seg);
+    s.persist(None, &ents(3, &[1]), None).expect("persist");
+    drop(s);
+
+    for (start, end) in [(start1, start2), (start2, start3)] {
+        for at in start..end {
+            let dir = tempfile::tempdir().expect("tempdir");
+            copy_dir(template.path(), dir.path());
+            let seg = segments(dir.path()).remove(0);
+            flip_bit(&seg, at);
+            let err =
+                DiskStorage::open(dir.path(), fast(1 << 20)).expect_err("damage in the middle");
+            match &err {
+                StorageError::Corrupt { path, offset, .. } => {
+                    assert_eq!(path, &seg, "byte {at}");
+                    assert_eq!(*offset, start, "byte {at}");
+                }
+                other => panic!("byte {at}: expected Corrupt, got {other:?}"),
+            }
+            let message = err.to_string();
+            assert!(message.contains("wal-0000000000000001.log"), "{message}");
+            assert!(message.contains(&format!("offset {start}")), "{message}");
+            assert!(message.contains("valid records follow"), "{message}");
+        }
+    }
+}
+
+#[test]
+fn megabytes_of_garbage_after_the_last_record_are_a_torn_tail() {
+    // Garbage in which every 16th offset reads, in the record header
+    // layout, as a 1 MiB record carrying the number of the record after the
+    // next one (records 0, 1 and 2 are written: the one sought is 4). A scan
+    // that checksums a candidate's payload at every offset would do ~256 GB
+    // of work here; recovery reads headers only and returns.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path(), fast(1 << 20));
+    s.persist(None, &ents(1, &[1, 1]), Some(hs(1, 1, 0)))
+        .expect("persist");
+    s.persist(None, &ents(3, &[1]), Some(hs(1, 1, 2)))
+        .expect("persist");
+    drop(s);
+    let seg = segments(dir.path()).remove(0);
+    let good = len(&seg);
+    let mut bytes = fs::read(&seg).expect("read");
+    while bytes.len() < 4 << 20 {
+        bytes.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        bytes.extend_from_slice(&[0xab; 4]);
+        bytes.extend_from_slice(&4u64.to_le_bytes());
+    }
+    fs::write(&seg, bytes).expect("write");
+    let state = reload(dir.path(), fast(1 << 20));
+    assert_eq!(state.entries, ents(1, &[1, 1, 1]));
+    assert_eq!(state.hard_state, hs(1, 1, 2));
+    assert_eq!(len(&seg), good);
+}
+
+#[test]
 fn zeroed_tail_is_a_torn_tail() {
     // Some file systems leave zeroes where an interrupted append was going.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -329,7 +511,7 @@ fn wrong_magic_or_version_is_refused() {
             err,
             StorageError::UnsupportedVersion {
                 found: 9,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -344,6 +526,40 @@ fn wrong_magic_or_version_is_refused() {
         matches!(&err, StorageError::Corrupt { offset: 0, path, .. } if path == &seg),
         "{err}"
     );
+}
+
+/// A segment written by the previous format (version 2: `len | crc32 |
+/// payload` frames, no salt), as that build wrote it: one put, with its
+/// hard state.
+const V2_SEGMENT: &str = "524146544b56574c0200000001000000000000006aa7879a070000001bb8d02500\
+     00000100000011000000baf26642000001010101070100016b017601010101";
+
+#[test]
+fn a_directory_of_the_previous_format_is_refused_naming_the_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seg = dir.path().join("wal-0000000000000001.log");
+    let bytes: Vec<u8> = (0..V2_SEGMENT.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&V2_SEGMENT[i..i + 2], 16).expect("hex"))
+        .collect();
+    fs::write(&seg, &bytes).expect("write");
+    let err = DiskStorage::open(dir.path(), fast(1 << 20)).expect_err("old format");
+    assert!(
+        matches!(
+            &err,
+            StorageError::UnsupportedVersion {
+                found: 2,
+                supported: 3,
+                path,
+            } if path == &seg
+        ),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("wal-0000000000000001.log"), "{message}");
+    assert!(message.contains("format version 2"), "{message}");
+    assert!(message.contains("older format"), "{message}");
+    assert_eq!(fs::read(&seg).expect("read"), bytes, "left untouched");
 }
 
 #[test]

@@ -55,7 +55,7 @@ impl DiskStorage {
                 }
                 let hard_state = HardState::default();
                 let active =
-                    SegmentWriter::create(dir, 1, &opening_record(hard_state)?, opts.sync)?;
+                    SegmentWriter::create(dir, 1, &mut opening_record(hard_state)?, opts.sync)?;
                 Ok(DiskStorage {
                     dir: dir.to_path_buf(),
                     opts,
@@ -78,10 +78,10 @@ impl DiskStorage {
                         path: dir.to_path_buf(),
                         reason: "recovery returned no segment".into(),
                     })?;
-                if r.torn_tail {
-                    wal::truncate(&last.path, r.last_len, opts.sync)?;
+                if r.last.file_len > r.last.valid_len {
+                    wal::truncate(&last.path, r.last.valid_len, opts.sync)?;
                 }
-                let active = SegmentWriter::open(&last.path, last.seq, r.last_len, opts.sync)?;
+                let active = SegmentWriter::open(&last.path, last.seq, &r.last, opts.sync)?;
                 let snap_base = r
                     .state
                     .snapshot
@@ -224,7 +224,7 @@ impl DiskStorage {
         if self.must_roll(mark.map(|m| m.index)) {
             self.roll()?;
         }
-        self.active.append(&self.buf)?;
+        self.active.append(&mut self.buf)?;
 
         if let Some(m) = mark {
             self.log.apply_snapshot(m.index, m.term);
@@ -263,11 +263,11 @@ impl DiskStorage {
     /// Starts the next segment. Its first record is the current hard state,
     /// so that deleting older segments never loses the hard state.
     fn roll(&mut self) -> Result<(), StorageError> {
-        let first = opening_record(self.hard_state)?;
+        let mut first = opening_record(self.hard_state)?;
         let next = self.active.seq().checked_add(1).ok_or_else(|| {
             StorageError::corrupt(self.active.path(), 0, "no segment number follows this one")
         })?;
-        self.active = SegmentWriter::create(&self.dir, next, &first, self.opts.sync)?;
+        self.active = SegmentWriter::create(&self.dir, next, &mut first, self.opts.sync)?;
         self.segments.push_back(meta_of(&self.active));
         Ok(())
     }
@@ -355,7 +355,7 @@ impl fmt::Debug for DiskStorage {
     }
 }
 
-/// The record a new segment starts with.
+/// The record a new segment starts with (its frame, sealed by the segment).
 fn opening_record(hard_state: HardState) -> Result<Vec<u8>, StorageError> {
     let mut buf = Vec::new();
     let record = RecordRef::Ready {

@@ -33,10 +33,13 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
-    /// A file was written by a newer (or unknown) version of the format.
+    /// A file was written in another version of its format (older, or newer
+    /// or unknown). Refused before any of its content is read: never
+    /// misread.
     #[error(
-        "{} has format version {found}, but this build reads version {supported}",
-        path.display()
+        "{} has format version {found}, but this build reads only version {supported} ({})",
+        path.display(),
+        version_hint(*found, *supported)
     )]
     UnsupportedVersion {
         /// The file.
@@ -147,6 +150,15 @@ impl StorageError {
             offset,
             reason: reason.into(),
         }
+    }
+}
+
+/// Says which side of the version gap a file is on.
+fn version_hint(found: u32, supported: u32) -> &'static str {
+    if found < supported {
+        "an older format: this build does not convert it"
+    } else {
+        "a newer or unknown format"
     }
 }
 

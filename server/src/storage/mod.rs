@@ -3,8 +3,9 @@
 //!
 //! [`Storage`] is what the driver calls; [`DiskStorage`] is the real
 //! implementation (a segmented write-ahead log plus snapshot files; the file
-//! formats are described in `wal`, `record` and `snapshot_file`, the start-up
-//! rules in `recovery`), [`MemoryStorage`] the in-memory one for tests and the
+//! formats are described in `wal`, `record` and `snapshot_file`, the rule
+//! that tells a torn WAL tail from damage in `wal`, the other start-up rules
+//! in `recovery`), [`MemoryStorage`] the in-memory one for tests and the
 //! reference model the disk store is tested against.
 //!
 //! Semantics shared by both (the disk store's tests check it against the

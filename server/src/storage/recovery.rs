@@ -40,10 +40,9 @@ pub(crate) struct Recovered {
     pub state: PersistedState,
     /// All segments, ascending; never empty.
     pub segments: Vec<SegmentMeta>,
-    /// The valid length of the last segment, and whether the file is longer
-    /// (a torn tail to cut off).
-    pub last_len: u64,
-    pub torn_tail: bool,
+    /// How the last segment ends: its valid length (a torn tail when the
+    /// file is longer), its salt and its number of records, to append after.
+    pub last: wal::ScanEnd,
     /// A snapshot file newer than the WAL's last mark (a crash between saving
     /// the file and writing the mark): the mark to write.
     pub repair: Option<SnapshotMark>,
@@ -114,16 +113,17 @@ pub(crate) fn recover(dir: &Path) -> Result<Found, StorageError> {
         segments.push(meta);
         end = Some(scanned);
     }
-    let end = end.unwrap_or(wal::ScanEnd {
-        valid_len: 0,
-        file_len: 0,
-    });
+    let Some(last) = end else {
+        return Err(StorageError::MissingSegment {
+            path: dir.join(segment_name(first_seq)),
+            reason: "no segment was read".into(),
+        });
+    };
     let (state, repair) = replay.finish(dir, first_seq, snapshot)?;
     Ok(Found::Existing(Box::new(Recovered {
         state,
         segments,
-        last_len: end.valid_len,
-        torn_tail: end.file_len > end.valid_len,
+        last,
         repair,
         stale,
     })))
