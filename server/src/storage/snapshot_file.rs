@@ -19,7 +19,9 @@ use super::layout::{snapshot_name, sync_dir, tmp_path};
 pub(crate) const SNAP_MAGIC: [u8; 8] = *b"RAFTKVSN";
 /// The snapshot format this build reads and writes.
 /// 2: configurations carry learners, the joint phase and member addresses.
-pub(crate) const SNAP_VERSION: u32 = 2;
+/// 3: the state-machine image starts with its own format byte and its
+/// client table keeps each write's command digest.
+pub(crate) const SNAP_VERSION: u32 = 3;
 
 /// Writes `snap` durably into `dir` and returns its path.
 pub(crate) fn write(dir: &Path, snap: &Snapshot, sync: bool) -> Result<PathBuf, StorageError> {
