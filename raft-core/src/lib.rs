@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod describe;
 pub mod kv;
 mod log;
 pub mod message;
@@ -27,6 +28,7 @@ pub mod wire;
 #[cfg(feature = "faults")]
 pub use config::Faults;
 pub use config::{Config, ConfigError, NotAccepted, StepError};
+pub use describe::{describe_entry, describe_membership, describe_message, describe_ready};
 pub use kv::{Applied, Command, KvStore, Op, OpResult};
 pub use message::{Message, MessageBody};
 pub use progress::ProgressState;

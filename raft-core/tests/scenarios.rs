@@ -4,7 +4,8 @@
 //!
 //! Commands (node ids are numbers; `L` is the node asked, usually the leader):
 //! `cluster N [prevote=off] [checkquorum=off] [batch=1]`, `campaign ID`,
-//! `tick ID [N]`, `process`, `deliver`, `stabilize`, `drop`,
+//! `tick ID [N]`, `process [ID...]` (carry out the nodes' `Ready`s without
+//! delivering), `deliver`, `stabilize`, `drop`,
 //! `propose L KEY VALUE`, `read L CTX`, `transfer L TO`, `compact ID`,
 //! `crash ID`, `restart ID`, `isolate ID`, `cut FROM TO`, `heal`, `status`,
 //! `log ID...`, `get ID KEY`, `fault ID NAME`; membership:
@@ -14,6 +15,14 @@
 //! `replace L REMOVE PROMOTE` (each with an optional `force`),
 //! `config [ID...]` (the configuration in force on each node) and
 //! `progress L` (the leader's view of each member).
+//!
+//! `ready-verbose on|off`: from then on, `process` and `stabilize` print
+//! each `Ready` in full through `Ready::describe` (`ID: Ready`, then the
+//! soft and hard state, whether it must be persisted, the snapshot and
+//! entries to persist, the messages sent now and those sent after the
+//! write, the committed entries, reads and lost logs) instead of the
+//! one-line summaries (`became`, `applied`, `read`, ...). Messages on the
+//! wire and the `log` command use the same formatter.
 //!
 //! Rewrite the expected output after a deliberate change with
 //! `RAFT_SCENARIO_REWRITE=1 cargo test -p raft-core --test scenarios`
@@ -105,8 +114,17 @@ fn run(h: &mut Option<Harness>, command: &str) -> Result<String, String> {
         }
         "stabilize" => h.stabilize(&mut out),
         "process" => {
-            h.process_readies(&mut out);
+            let ids = args[1..]
+                .iter()
+                .map(|a| id(Some(a)))
+                .collect::<Result<Vec<_>, _>>()?;
+            h.process_readies(&ids, &mut out);
         }
+        "ready-verbose" => match args.get(1) {
+            Some(&"on") => h.set_verbose_ready(true),
+            Some(&"off") => h.set_verbose_ready(false),
+            _ => return Err("ready-verbose on|off".into()),
+        },
         "deliver" => {
             h.deliver(&mut out);
         }

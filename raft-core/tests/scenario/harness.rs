@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use raft_core::{
-    Command, ConfChange, Config, Entry, HardState, KvStore, Membership, Message, MessageBody,
-    NodeId, Op, Payload, PersistedState, ProgressState, RawNode, Ready, Snapshot,
+    describe_entry, describe_membership, describe_message, Command, ConfChange, Config, Entry,
+    HardState, KvStore, Membership, Message, NodeId, Op, PersistedState, ProgressState, RawNode,
+    Ready, Snapshot,
 };
 
 /// What a node has on "disk".
@@ -75,6 +76,9 @@ pub struct Harness {
     queue: Vec<Message>,
     /// Directed links that drop everything: (from, to).
     cut: BTreeSet<(NodeId, NodeId)>,
+    /// Print every `Ready` in full (`Ready::describe`) instead of the
+    /// one-line summaries (became, applied, read, ...).
+    verbose_ready: bool,
 }
 
 impl Harness {
@@ -94,6 +98,7 @@ impl Harness {
             template,
             queue: Vec::new(),
             cut: BTreeSet::new(),
+            verbose_ready: false,
         };
         for id in 1..=n {
             let founders = PersistedState::bootstrap(h.founders.clone());
@@ -171,17 +176,38 @@ impl Harness {
         Ok(())
     }
 
-    /// Runs every node's `Ready` loop once; returns what happened.
-    pub fn process_readies(&mut self, out: &mut String) -> bool {
+    /// With `on`, each `Ready` is printed in full through
+    /// `Ready::describe` (what is persisted, what leaves before and after
+    /// the write, ...); otherwise as one-line summaries of what changed.
+    pub fn set_verbose_ready(&mut self, on: bool) {
+        self.verbose_ready = on;
+    }
+
+    /// Runs the `Ready` loop of every node (or of the nodes in `only`, when
+    /// not empty) until it has nothing more; returns whether anything
+    /// happened. Each `Ready` is carried out as its contract says: early
+    /// messages queued, the write if `must_persist`, then the messages that
+    /// waited for it, then apply.
+    pub fn process_readies(&mut self, only: &[NodeId], out: &mut String) -> bool {
         let mut any = false;
+        let verbose = self.verbose_ready;
         for (&id, node) in self.nodes.iter_mut() {
+            if !only.is_empty() && !only.contains(&id) {
+                continue;
+            }
             let Some(raw) = node.raw.as_mut() else {
                 continue;
             };
             while raw.has_ready() {
                 any = true;
                 let ready = raw.ready();
-                if let Some(soft) = ready.soft_state {
+                if verbose {
+                    let _ = writeln!(out, "{id}: Ready");
+                    for line in ready.describe().lines() {
+                        let _ = writeln!(out, "  {line}");
+                    }
+                }
+                if let (Some(soft), false) = (ready.soft_state, verbose) {
                     let leader = if soft.leader == 0 {
                         "none".to_string()
                     } else {
@@ -200,12 +226,20 @@ impl Harness {
                 }
                 if let Some(s) = &ready.snapshot {
                     node.kv = KvStore::restore(&s.data).expect("snapshot decodes");
-                    let _ = writeln!(out, "{id}: installed snapshot at {}", s.meta.index);
+                    if !verbose {
+                        let _ = writeln!(out, "{id}: installed snapshot at {}", s.meta.index);
+                    }
                 }
                 self.queue.extend(ready.persisted_messages.iter().cloned());
                 for e in &ready.committed_entries {
                     node.kv.apply(e);
-                    let _ = writeln!(out, "{id}: applied {}", describe_entry(e));
+                    if !verbose {
+                        let _ = writeln!(out, "{id}: applied {}", describe_entry(e));
+                    }
+                }
+                if verbose {
+                    raw.advance(ready);
+                    continue;
                 }
                 for rs in &ready.read_states {
                     let _ = writeln!(
@@ -270,7 +304,7 @@ impl Harness {
     /// Readies and deliveries until nothing moves.
     pub fn stabilize(&mut self, out: &mut String) {
         for _ in 0..1000 {
-            let a = self.process_readies(out);
+            let a = self.process_readies(&[], out);
             let b = self.deliver(out);
             if !a && !b {
                 return;
@@ -504,107 +538,5 @@ impl Harness {
         let node = self.nodes.get(&id).ok_or("no such node")?;
         let _ = writeln!(out, "{id}: {key}={}", node.kv.get(key).unwrap_or("(none)"));
         Ok(())
-    }
-}
-
-fn describe_entry(e: &Entry) -> String {
-    let what = match &e.payload {
-        Payload::Noop => "noop".to_string(),
-        Payload::Command(c) => match &c.op {
-            Op::Put { key, value } => format!("put {key}={value}"),
-            Op::Delete { key } => format!("del {key}"),
-            Op::Cas { key, .. } => format!("cas {key}"),
-        },
-        Payload::Config(m) => format!("config {}", describe_membership(m)),
-    };
-    format!("{}/{}:{what}", e.index, e.term)
-}
-
-/// `[1, 2, 3]`, with the learners if any; a joint configuration shows the
-/// voters being left and the voters being entered: `joint [1, 2, 3]->[1, 2, 4]`.
-fn describe_membership(m: &Membership) -> String {
-    let mut s = if m.is_joint() {
-        format!("joint {:?}->{:?}", m.outgoing, m.voters)
-    } else {
-        format!("{:?}", m.voters)
-    };
-    if !m.learners.is_empty() {
-        let _ = write!(s, " learners={:?}", m.learners);
-    }
-    if !m.auto_promote.is_empty() {
-        let _ = write!(s, " auto-promote={:?}", m.auto_promote);
-    }
-    s
-}
-
-fn describe_message(m: &Message) -> String {
-    let body = match &m.body {
-        MessageBody::PreVote {
-            last_index,
-            last_term,
-        } => format!("PreVote last={last_index}@{last_term}"),
-        MessageBody::PreVoteResponse { granted } => {
-            format!("PreVoteResponse {}", grant(*granted))
-        }
-        MessageBody::Vote {
-            last_index,
-            last_term,
-            transfer,
-        } => format!(
-            "Vote last={last_index}@{last_term}{}",
-            if *transfer { " transfer" } else { "" }
-        ),
-        MessageBody::VoteResponse { granted } => format!("VoteResponse {}", grant(*granted)),
-        MessageBody::Append {
-            prev_index,
-            prev_term,
-            entries,
-            commit,
-        } => {
-            let es: Vec<String> = entries.iter().map(describe_entry).collect();
-            format!(
-                "Append prev={prev_index}@{prev_term} commit={commit} [{}]",
-                es.join(" ")
-            )
-        }
-        MessageBody::AppendResponse {
-            success,
-            index,
-            hint_index,
-            hint_term,
-        } => {
-            if *success {
-                format!("AppendResponse ok index={index}")
-            } else {
-                format!("AppendResponse reject index={index} hint={hint_index}@{hint_term}")
-            }
-        }
-        MessageBody::Heartbeat {
-            commit, read_ctx, ..
-        } => {
-            format!("Heartbeat commit={commit} read_ctx={read_ctx}")
-        }
-        MessageBody::HeartbeatResponse { read_ctx, .. } => {
-            format!("HeartbeatResponse read_ctx={read_ctx}")
-        }
-        MessageBody::InstallSnapshot { snapshot } => format!(
-            "InstallSnapshot index={}@{}",
-            snapshot.meta.index, snapshot.meta.term
-        ),
-        MessageBody::ReadIndex { ctx } => format!("ReadIndex ctx={ctx}"),
-        MessageBody::ReadIndexResponse { ctx, index } => match index {
-            Some(i) => format!("ReadIndexResponse ctx={ctx} index={i}"),
-            None => format!("ReadIndexResponse ctx={ctx} refused"),
-        },
-        MessageBody::TimeoutNow => "TimeoutNow".to_string(),
-    };
-    format!("{}->{} t{} {body}", m.from, m.to, m.term)
-}
-
-fn grant(g: bool) -> &'static str {
-    if g {
-        "granted"
-    } else {
-        "rejected"
     }
 }
