@@ -421,6 +421,12 @@ impl RawNode {
         self.raft.id()
     }
 
+    /// The configured election timeout, in ticks (the randomized one a
+    /// follower waits is between this and twice this).
+    pub fn election_tick(&self) -> u64 {
+        self.raft.cfg.election_tick
+    }
+
     /// Its role.
     pub fn role(&self) -> Role {
         self.raft.role

@@ -62,8 +62,10 @@ pub struct AppState {
     pub partition: Arc<Partition>,
     /// Limits, timeouts, token.
     pub settings: Arc<Settings>,
-    /// HTTP client for forwarding and `/cluster`.
+    /// HTTP client for `/cluster` and the start-up checks.
     pub http: reqwest::Client,
+    /// HTTP client relaying requests to the leader (targets byte for byte).
+    pub forwarder: crate::forward::ForwardClient,
     /// Slots of the requests forwarded at once ([`crate::forward::MAX_FORWARDS_IN_FLIGHT`]).
     pub forward_slots: tokio::sync::Semaphore,
     /// Snapshots arriving in chunks.
@@ -161,6 +163,7 @@ pub fn router(state: Shared) -> Router {
         .route("/status", get(status))
         .route("/cluster", get(cluster))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/snapshot", post(admin_snapshot))
         .route("/admin/transfer-leader", post(admin_transfer))
@@ -262,8 +265,18 @@ async fn common(State(s): State<Shared>, req: Request, next: Next) -> Response {
         None if resp.status() == StatusCode::NOT_FOUND => "unmatched",
         None => "static",
     };
+    // Labels come from closed sets only: a made-up method must not add a
+    // series (routes are templates or "unmatched"/"static").
+    let method = match method {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    };
     s.metrics
-        .observe_request(method.as_str(), route, started.elapsed());
+        .observe_request(method, route, resp.status().as_u16(), started.elapsed());
     resp
 }
 
@@ -740,7 +753,7 @@ async fn write(
                     return s.unavailable(format!("the leader {leader} has no known address"));
                 };
                 Metrics::inc(&s.metrics.forwarded);
-                match forward(&s.http, &s.forward_slots, &url, &fwd(), at.deadline).await {
+                match forward(&s.forwarder, &s.forward_slots, &url, &fwd(), at.deadline).await {
                     Ok(resp) if resp.status() != StatusCode::SERVICE_UNAVAILABLE => return resp,
                     Ok(resp) => {
                         debug!(leader, "leader answered 503; waiting for a new leader");
@@ -918,8 +931,20 @@ async fn cluster(State(s): State<Shared>) -> Response {
     .into_response()
 }
 
+/// `GET /healthz`: the process is alive and its Raft loop answers.
 async fn healthz() -> Response {
     Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// `GET /readyz`: this node can serve linearizable requests now (a member
+/// with a leader heard from within an election timeout, not far behind the
+/// committed log); 503 with the reason otherwise.
+async fn readyz(State(s): State<Shared>) -> Response {
+    match s.node.readiness().await {
+        Ok(Ok(())) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Ok(Err(why)) => s.unavailable(format!("not ready: {why}")),
+        Err(_) => s.unavailable("not ready: the node is shutting down"),
+    }
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
@@ -971,7 +996,8 @@ async fn admin_transfer(
                     return s.unavailable(format!("the leader {leader} has no known address"));
                 };
                 let fwd = ForwardRequest::new(Method::POST, path_and_query(&uri), &headers, body);
-                return match forward(&s.http, &s.forward_slots, &url, &fwd, at.deadline).await {
+                return match forward(&s.forwarder, &s.forward_slots, &url, &fwd, at.deadline).await
+                {
                     Ok(resp) => resp,
                     Err(ForwardError::NotSent(e) | ForwardError::Unknown(e)) => {
                         s.unavailable(format!("cannot reach the leader (node {leader}): {e}"))
@@ -1041,7 +1067,10 @@ async fn get_partition(State(s): State<Shared>) -> Response {
 
 /// `POST /raft/snapshot`: one chunk of an InstallSnapshot message. The
 /// reassembled snapshot is stepped into Raft like any peer message.
-async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    // The token and the sender's identity are checked on the headers,
+    // before a byte of the body is read: an unauthenticated client cannot
+    // make the node buffer a chunk.
     if let Err(r) = s.check_token(&headers) {
         Metrics::inc(&s.metrics.peer_unauthorized);
         return r.into_response();
@@ -1049,6 +1078,15 @@ async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Bytes)
     let sender = match peer_stream::check_identity(&s, &headers) {
         Ok(from) => from,
         Err(resp) => return *resp,
+    };
+    let body = match axum::body::to_bytes(body, s.settings.peer_body_limit()).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the snapshot chunk could not be read whole: {e}"),
+            )
+        }
     };
     let chunk = match SnapshotChunk::decode(&body) {
         Ok(c) => c,

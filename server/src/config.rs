@@ -196,6 +196,17 @@ pub fn parse_peer(s: &str) -> Result<PeerSpec, String> {
     Ok(PeerSpec { id, url })
 }
 
+/// The port of a normalized `http://host:port` URL (80 when it names none).
+fn url_port(url: &str) -> u16 {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.rsplit_once(':') {
+        // An IPv6 literal without a port ends with `]`.
+        Some((_, port)) if !port.ends_with(']') => port.parse().unwrap_or(0),
+        _ => 80,
+    }
+}
+
 /// Checks and normalizes a base URL (`http://host:port`, no trailing slash).
 pub fn normalize_url(u: &str) -> Result<String, String> {
     // Plain http only: peers talk over a plain TCP stream (no TLS).
@@ -326,7 +337,29 @@ impl Args {
         for p in self.peers {
             if p.id == self.node_id {
                 // The same list on every member: our own entry names our URL.
-                advertise_url.get_or_insert(p.url);
+                // It must be where this node listens (or what it advertises):
+                // otherwise the others would send our traffic to another
+                // member's port.
+                match &advertise_url {
+                    Some(adv) if *adv != p.url => {
+                        return Err(ConfigError(format!(
+                            "--peers names this node ({}) at {}, but --advertise-url is {adv}",
+                            p.id, p.url
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        // Port 0 binds any port: nothing to compare yet.
+                        if port != 0 && url_port(&p.url) != port {
+                            return Err(ConfigError(format!(
+                                "--peers names this node ({}) at {}, but it listens on port \
+                                 {port}; fix the list or give --advertise-url",
+                                p.id, p.url
+                            )));
+                        }
+                        advertise_url = Some(p.url);
+                    }
+                }
                 continue;
             }
             if let Some(old) = peers.insert(p.id, p.url.clone()) {
@@ -450,11 +483,13 @@ mod tests {
         let s = args(&[
             "--node-id",
             "2",
+            "--port",
+            "4000",
             "--peers",
             "1=http://10.0.0.1:4000/,2=http://10.0.0.2:4000,3=http://h:1",
         ])
         .unwrap();
-        assert_eq!(s.port, 3002);
+        assert_eq!(s.port, 4000);
         assert_eq!(s.peers.len(), 2);
         assert_eq!(s.peers[&1], "http://10.0.0.1:4000");
         assert_eq!(s.advertise_url.as_deref(), Some("http://10.0.0.2:4000"));
@@ -476,6 +511,37 @@ mod tests {
         assert!(args(&["--node-id", "1", "--peers", "0"]).is_err());
         assert!(args(&["--node-id", "1", "--idle-timeout-ms", "10"]).is_err());
         assert!(args(&["--node-id", "1", "--heartbeat-ticks", "10"]).is_err());
+        // Our own entry in --peers must be where we listen.
+        let e = args(&[
+            "--node-id",
+            "3",
+            "--port",
+            "3003",
+            "--peers",
+            "1=http://127.0.0.1:3001,3=http://127.0.0.1:3002",
+        ])
+        .unwrap_err();
+        assert!(e.contains("listens on port 3003"), "{e}");
+        let ok = args(&[
+            "--node-id",
+            "3",
+            "--port",
+            "3003",
+            "--peers",
+            "1=http://127.0.0.1:3001,3=http://127.0.0.1:3003",
+        ])
+        .unwrap();
+        assert_eq!(ok.advertise_url.as_deref(), Some("http://127.0.0.1:3003"));
+        let e = args(&[
+            "--node-id",
+            "3",
+            "--advertise-url",
+            "http://10.0.0.3:80",
+            "--peers",
+            "3=http://10.0.0.3:3003",
+        ])
+        .unwrap_err();
+        assert!(e.contains("--advertise-url is"), "{e}");
         assert!(args(&["--node-id", "1", "--cluster-token", " "]).is_err());
         assert!(args(&["--node-id", "1", "--peers", "2=http://a:1,2=http://b:1"]).is_err());
     }

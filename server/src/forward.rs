@@ -2,12 +2,21 @@
 //! HTTP. The forwarded request carries `x-raft-forwarded: 1`, so the
 //! receiver never forwards it again; the answer is relayed to the client
 //! as it came, with `x-raft-forwarded: 1` added.
+//!
+//! The request target is relayed byte for byte: it goes out through hyper's
+//! client with an `http::Uri`, which keeps the path as it is. A URL parser
+//! (reqwest's) would resolve `..` and `%2E%2E` segments, so a follower would
+//! have the leader act on another key than the one the client named.
 
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use axum::response::Response;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use raft_core::wire::{
     HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_FORWARDED,
 };
@@ -21,6 +30,19 @@ use crate::transport::error_chain;
 /// connection to the leader, so this bounds the connections (and their
 /// buffers) an overloaded follower opens, whatever its clients do.
 pub const MAX_FORWARDS_IN_FLIGHT: usize = 256;
+
+/// The HTTP client that relays requests to the leader.
+pub type ForwardClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A [`ForwardClient`] keeping idle connections to the leader for `idle`.
+pub fn forward_client(idle: Duration) -> ForwardClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(idle)
+        .build(connector)
+}
 
 /// A client request to relay to the leader.
 #[derive(Debug, Clone)]
@@ -75,7 +97,7 @@ pub enum ForwardError {
 /// Sends `req` to the node at `base_url` and relays its answer, once one
 /// of `slots` (sized [`MAX_FORWARDS_IN_FLIGHT`]) is free.
 pub async fn forward(
-    client: &reqwest::Client,
+    client: &ForwardClient,
     slots: &Semaphore,
     base_url: &str,
     req: &ForwardRequest,
@@ -92,25 +114,46 @@ pub async fn forward(
     let remaining = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1));
-    let url = format!("{base_url}{}", req.path_and_query);
-    let result = client
-        .request(req.method.clone(), &url)
-        .headers(req.headers.clone())
-        .body(req.body.clone())
-        .timeout(remaining)
-        .send()
-        .await;
-    let resp = match result {
-        Ok(r) => r,
-        Err(e) if e.is_connect() => return Err(ForwardError::NotSent(error_chain(&e))),
-        Err(e) => return Err(ForwardError::Unknown(error_chain(&e))),
+    // The original target, unchanged: no URL parsing, no normalization.
+    let uri: Uri = format!("{base_url}{}", req.path_and_query)
+        .parse()
+        .map_err(|e| ForwardError::NotSent(format!("bad leader address {base_url}: {e}")))?;
+    let mut request = axum::http::Request::builder()
+        .method(req.method.clone())
+        .uri(uri);
+    if let Some(h) = request.headers_mut() {
+        h.extend(req.headers.clone());
+    }
+    let request = request
+        .body(Full::new(req.body.clone()))
+        .map_err(|e| ForwardError::NotSent(e.to_string()))?;
+    let exchange = async {
+        let resp = client.request(request).await.map_err(|e| {
+            if e.is_connect() {
+                ForwardError::NotSent(error_chain(&e))
+            } else {
+                ForwardError::Unknown(error_chain(&e))
+            }
+        })?;
+        let status = resp.status();
+        let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ForwardError::Unknown(error_chain(&e)))?
+            .to_bytes();
+        Ok::<_, ForwardError>((status, content_type, body))
     };
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| ForwardError::Unknown(error_chain(&e)))?;
+    let (status, content_type, body) = match tokio::time::timeout(remaining, exchange).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(ForwardError::Unknown(format!(
+                "no answer from the leader within {} ms",
+                remaining.as_millis()
+            )))
+        }
+    };
     let mut out = Response::builder().status(status);
     if let Some(ct) = content_type {
         out = out.header(header::CONTENT_TYPE, ct);
@@ -126,7 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_every_slot_taken_a_request_is_not_sent() {
-        let client = reqwest::Client::new();
+        let client = forward_client(Duration::from_secs(1));
         let slots = Semaphore::new(0);
         let req = ForwardRequest::new(
             Method::PUT,

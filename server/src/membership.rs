@@ -189,7 +189,8 @@ async fn change_membership(
                 let Some(url) = s.url_of(leader) else {
                     return s.unavailable(format!("the leader {leader} has no known address"));
                 };
-                return match forward(&s.http, &s.forward_slots, &url, &fwd, at.deadline).await {
+                return match forward(&s.forwarder, &s.forward_slots, &url, &fwd, at.deadline).await
+                {
                     Ok(resp) => resp,
                     Err(ForwardError::NotSent(e) | ForwardError::Unknown(e)) => {
                         s.unavailable(format!("cannot reach the leader (node {leader}): {e}"))

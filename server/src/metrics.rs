@@ -96,10 +96,14 @@ pub struct Metrics {
     /// Client requests refused because the node was at its connection
     /// limit (the slots left were kept for peers).
     pub connections_refused: AtomicU64,
-    /// Request latency by route, then method. Two levels so that recording
-    /// a request looks both up by `&str` without allocating.
-    latency: Mutex<BTreeMap<String, BTreeMap<String, Histogram>>>,
+    /// Request latency by route, then (method, status class). Every label
+    /// comes from a closed set: route templates, five methods and "other",
+    /// five status classes.
+    latency: Mutex<BTreeMap<String, ByMethodAndClass>>,
 }
+
+/// One route's latency histograms by (method, status class).
+type ByMethodAndClass = BTreeMap<(&'static str, &'static str), Histogram>;
 
 impl Metrics {
     /// Adds one to a counter.
@@ -112,18 +116,32 @@ impl Metrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Records one HTTP request's latency.
-    pub fn observe_request(&self, method: &str, route: &str, elapsed: Duration) {
+    /// Records one HTTP request's latency. `method` is one of a closed set
+    /// (the caller maps anything else to "other"); `status` is reduced to
+    /// its class.
+    pub fn observe_request(
+        &self,
+        method: &'static str,
+        route: &str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
         let mut map = self.latency.lock().unwrap_or_else(|e| e.into_inner());
         let by_method = match map.get_mut(route) {
             Some(m) => m,
             None => map.entry(route.to_string()).or_default(),
         };
-        let h = match by_method.get_mut(method) {
-            Some(h) => h,
-            None => by_method.entry(method.to_string()).or_default(),
-        };
-        h.observe(elapsed.as_secs_f64());
+        by_method
+            .entry((method, class))
+            .or_default()
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Renders every metric; `status` is the node's current view.
@@ -249,13 +267,16 @@ impl Metrics {
         let name = "http_request_duration_seconds";
         let _ = writeln!(
             out,
-            "# HELP {name} HTTP request latency by route and method.\n# TYPE {name} histogram"
+            "# HELP {name} HTTP request latency by route, method and status class.\n# TYPE {name} histogram"
         );
         let series = map
             .iter()
-            .flat_map(|(route, m)| m.iter().map(move |(method, h)| (route, method, h)));
-        for (route, method, h) in series {
-            let labels = format!("route=\"{}\",method=\"{}\"", escape(route), escape(method));
+            .flat_map(|(route, m)| m.iter().map(move |(key, h)| (route, key, h)));
+        for (route, (method, class), h) in series {
+            let labels = format!(
+                "route=\"{}\",method=\"{method}\",status=\"{class}\"",
+                escape(route)
+            );
             for (bound, c) in BUCKETS.iter().zip(h.counts.iter()) {
                 let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {c}");
             }
@@ -285,17 +306,17 @@ mod tests {
     fn renders_counters_and_histograms() {
         let m = Metrics::default();
         Metrics::inc(&m.proposals);
-        m.observe_request("PUT", "/key/{*key}", Duration::from_millis(3));
+        m.observe_request("PUT", "/key/{*key}", 200, Duration::from_millis(3));
         let text = m.render(None);
         assert!(text.contains("raft_proposals_total 1"));
         assert!(text.contains(
-            "http_request_duration_seconds_bucket{route=\"/key/{*key}\",method=\"PUT\",le=\"0.005\"} 1"
+            "http_request_duration_seconds_bucket{route=\"/key/{*key}\",method=\"PUT\",status=\"2xx\",le=\"0.005\"} 1"
         ));
         assert!(text.contains(
-            "http_request_duration_seconds_bucket{route=\"/key/{*key}\",method=\"PUT\",le=\"0.0025\"} 0"
+            "http_request_duration_seconds_bucket{route=\"/key/{*key}\",method=\"PUT\",status=\"2xx\",le=\"0.0025\"} 0"
         ));
         assert!(text.contains(
-            "http_request_duration_seconds_count{route=\"/key/{*key}\",method=\"PUT\"} 1"
+            "http_request_duration_seconds_count{route=\"/key/{*key}\",method=\"PUT\",status=\"2xx\"} 1"
         ));
     }
 }

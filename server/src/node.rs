@@ -34,6 +34,10 @@ use crate::snapshot_transfer::DecodedSnapshot;
 use crate::storage::{Storage, StorageError};
 use crate::transport::Transport;
 
+/// A node with more committed entries than this not yet applied is not
+/// ready (`/readyz`).
+const READY_MAX_APPLY_LAG: u64 = 10_000;
+
 /// Inputs drained per loop turn before the `Ready` is processed.
 const MAX_DRAIN: usize = 4096;
 
@@ -112,6 +116,11 @@ pub enum Request {
         linearizable: bool,
         /// Where the answer goes.
         reply: Reply<QueryResult>,
+    },
+    /// Whether the node can serve linearizable requests now.
+    Readiness {
+        /// Where the answer goes: the reason when it cannot.
+        reply: oneshot::Sender<Result<(), String>>,
     },
     /// The node's status.
     Status {
@@ -208,6 +217,16 @@ impl NodeHandle {
     /// Starts a leadership transfer.
     pub async fn transfer(&self, to: NodeId) -> Result<(), NodeError> {
         self.call(|reply| Request::Transfer { to, reply }).await
+    }
+
+    /// The node's status.
+    pub async fn readiness(&self) -> Result<Result<(), String>, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Readiness { reply: tx })
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)
     }
 
     /// The node's status.
@@ -603,6 +622,10 @@ impl Node {
             Request::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Request::Readiness { reply } => {
+                let r = self.replica.readiness(READY_MAX_APPLY_LAG);
+                let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
             Request::Snapshot { reply } => {
                 let id = self.replica.request_snapshot();
                 self.waiting.insert(id, Waiter::Snapshot(reply));
@@ -947,7 +970,7 @@ fn fail_request(req: Request, err: NodeError) {
         Request::ConfChange { reply, .. } => {
             let _ = reply.send(Err(err));
         }
-        Request::Status { .. } => {}
+        Request::Status { .. } | Request::Readiness { .. } => {}
     }
 }
 

@@ -176,6 +176,7 @@ pub async fn run_with_storage(
         partition,
         settings: settings.clone(),
         http,
+        forwarder: crate::forward::forward_client(settings.idle_timeout / 2),
         forward_slots: tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT),
         snapshot_inbox: SnapshotInbox::new(MAX_SNAPSHOT_BYTES),
         decoded_snapshot: decoded,

@@ -66,7 +66,7 @@ async fn single_node_serves_reads_writes_and_lists() {
         "raft_proposals_total ",
         "raft_leader_changes_total ",
         "raft_peer_messages_rejected_total ",
-        "http_request_duration_seconds_bucket{route=\"/key/{*key}\",method=\"PUT\"",
+        "http_request_duration_seconds_bucket{route=\"/key/{*key}\",method=\"PUT\",status=\"2xx\"",
     ] {
         assert!(metrics.contains(name), "metrics lack {name}:\n{metrics}");
     }

@@ -66,6 +66,32 @@ pub enum ReplicaError {
     },
 }
 
+/// Why a replica is not ready to serve ([`Replica::readiness`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// It is not in the cluster's configuration (removed, or joining).
+    #[error("this node is not a member of the configuration")]
+    NotMember,
+    /// An election is under way.
+    #[error("an election is under way")]
+    Election,
+    /// It knows no leader.
+    #[error("no leader is known")]
+    NoLeader,
+    /// Its leader has not been heard from for an election timeout.
+    #[error("the leader has not been heard from for {ticks} ticks")]
+    LeaderSilent {
+        /// Ticks since it last heard from the leader.
+        ticks: u64,
+    },
+    /// It lags behind the committed log.
+    #[error("{entries} committed entries are not applied yet")]
+    Behind {
+        /// Committed entries not applied.
+        entries: u64,
+    },
+}
+
 /// A snapshot the driver is asked to write: the state machine's image at
 /// `meta.index`. `kv` is a clone that shares structure with the live store
 /// (O(1)), so serializing it can happen off the driver's loop.
@@ -421,6 +447,36 @@ impl Replica {
     /// outcome will come for them.
     pub fn forget(&mut self, gone: impl Fn(RequestId) -> bool) {
         self.pending.forget(gone);
+    }
+
+    /// Whether this replica can serve linearizable requests now (a
+    /// readiness probe, as etcd's `/health`): it is a member, knows a leader
+    /// it heard from within an election timeout (a leader: CheckQuorum keeps
+    /// it honest), and has applied all but `max_apply_lag` committed entries.
+    pub fn readiness(&self, max_apply_lag: u64) -> Result<(), NotReady> {
+        let s = self.raw.status();
+        if !s.membership.contains(s.id) {
+            return Err(NotReady::NotMember);
+        }
+        match s.role {
+            crate::types::Role::Leader => {}
+            crate::types::Role::PreCandidate | crate::types::Role::Candidate => {
+                return Err(NotReady::Election);
+            }
+            crate::types::Role::Follower if s.leader == 0 => return Err(NotReady::NoLeader),
+            crate::types::Role::Follower => {
+                if s.election_elapsed >= self.raw.election_tick() {
+                    return Err(NotReady::LeaderSilent {
+                        ticks: s.election_elapsed,
+                    });
+                }
+            }
+        }
+        let behind = s.commit.saturating_sub(self.kv.applied_index());
+        if behind > max_apply_lag {
+            return Err(NotReady::Behind { entries: behind });
+        }
+        Ok(())
     }
 
     /// How many requests wait.

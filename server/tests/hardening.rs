@@ -1,0 +1,232 @@
+//! Hostile and mistaken input, with real processes: keys act on exactly
+//! the key named (through a follower too), a peer route reads no body
+//! before the token, made-up methods add no metric series, readiness
+//! follows the quorum, and a node will not advertise another member's port.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Cluster, ClusterOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LEADER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Sends one HTTP/1.1 request exactly as written (no URL parsing, so no
+/// dot-segment resolution) and returns the status and body.
+async fn raw(port: u16, method: &str, target: &str, body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 20 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn value(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["value"].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_acted_on_exactly_as_named_through_a_follower_and_the_leader() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.wait_for_leader(LEADER_TIMEOUT).await;
+    let follower = c.ids().into_iter().find(|&id| id != leader).unwrap();
+    for via in [follower, leader] {
+        let port = c.port(via);
+        // A key "a" that a resolved path would name instead.
+        let (st, _) = raw(port, "PUT", "/key/a", r#"{"value":"keep"}"#).await;
+        assert_eq!(st, 200);
+        let (st, _) = raw(
+            port,
+            "PUT",
+            "/key/x/y/%2E%2E/%2E%2E/a",
+            r#"{"value":"dots"}"#,
+        )
+        .await;
+        assert_eq!(st, 200, "via node {via}");
+        let (st, _) = raw(port, "DELETE", "/key/x/y/%2E%2E/%2E%2E/a", "").await;
+        assert_eq!(st, 200, "via node {via}");
+        let (st, body) = raw(port, "GET", "/key/a", "").await;
+        assert_eq!(
+            (st, value(&body).as_deref()),
+            (200, Some("keep")),
+            "deleting x/y/../../a through node {via} touched key a"
+        );
+        // `.` and `..` are keys like any other.
+        for (target, v) in [
+            ("/key/..", "up"),
+            ("/key/.", "here"),
+            ("/key/%2E%2E", "up2"),
+        ] {
+            let (st, body) = raw(port, "PUT", target, &format!(r#"{{"value":"{v}"}}"#)).await;
+            assert_eq!(st, 200, "PUT {target} via node {via}: {body}");
+            let (st, body) = raw(port, "GET", target, "").await;
+            assert_eq!(
+                (st, value(&body).as_deref()),
+                (200, Some(v)),
+                "GET {target} via node {via}"
+            );
+        }
+        // Escaped slashes and percent signs round-trip.
+        let (st, _) = raw(port, "PUT", "/key/100%25%2Fdone", r#"{"value":"pct"}"#).await;
+        assert_eq!(st, 200);
+        let (st, body) = raw(port, "GET", "/key/100%25/done", "").await;
+        assert_eq!((st, value(&body).as_deref()), (200, Some("pct")));
+    }
+    // Every member holds "a" and the dotted keys as written (local reads,
+    // sent raw: a URL parser would resolve the dots).
+    let cref = &c;
+    for id in c.ids() {
+        cref.wait_until(LEADER_TIMEOUT, "replicated", || async move {
+            let port = cref.port(id);
+            let (_, dots) = raw(port, "GET", "/key/..?consistency=stale", "").await;
+            let (_, a) = raw(port, "GET", "/key/a?consistency=stale", "").await;
+            value(&dots).as_deref() == Some("up2") && value(&a).as_deref() == Some("keep")
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_chunk_without_the_token_is_refused_before_its_body_is_read() {
+    let c = Cluster::start_with(
+        1,
+        ClusterOptions {
+            token: Some("s3cret".into()),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    // Declare a 60 MB body and send none of it: the answer must come at
+    // once, from the headers alone.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", c.port(1)))
+        .await
+        .unwrap();
+    s.write_all(
+        b"POST /raft/snapshot HTTP/1.1\r\nhost: x\r\ncontent-length: 60000000\r\n\
+          content-type: application/octet-stream\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("no answer without the body: the node waits to read it")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_add_no_metric_series() {
+    let c = Cluster::start(1).await;
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("http_request_duration_seconds_count"))
+            .count()
+    };
+    for i in 0..3 {
+        raw(c.port(1), "GET", &format!("/key/warm{i}"), "").await;
+    }
+    let before = series(&c.metrics_text(1).await.unwrap());
+    for i in 0..100 {
+        raw(c.port(1), &format!("BREW{i}"), "/key/k", "").await;
+        raw(c.port(1), &format!("X{i}"), "/status", "").await;
+    }
+    let text = c.metrics_text(1).await.unwrap();
+    let after = series(&text);
+    // At most one "other" series per route touched (and the metrics GET).
+    assert!(after <= before + 3, "{before} -> {after} series:\n{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
+    assert!(!text.contains("BREW"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_quorum() {
+    let mut c = Cluster::start(3).await;
+    c.wait_for_leader(LEADER_TIMEOUT).await;
+    let ready = |c: &Cluster, id: u64| {
+        let url = format!("{}/readyz", c.url(id));
+        let http = c.http().clone();
+        async move {
+            match http.get(url).send().await {
+                Ok(r) => Some((r.status().as_u16(), r.text().await.unwrap_or_default())),
+                Err(_) => None,
+            }
+        }
+    };
+    let cref = &c;
+    for id in c.ids() {
+        cref.wait_until(LEADER_TIMEOUT, "every member is ready", || async move {
+            ready(cref, id).await.is_some_and(|(st, _)| st == 200)
+        })
+        .await;
+    }
+    // Lose two of three: the survivor is not ready, and says why.
+    c.kill(1);
+    c.kill(2);
+    let cref = &c;
+    cref.wait_until(LEADER_TIMEOUT, "node 3 reports not ready", || async move {
+        ready(cref, 3)
+            .await
+            .is_some_and(|(st, body)| st == 503 && body.contains("not ready"))
+    })
+    .await;
+    // /healthz only says the process is alive.
+    let r = c
+        .http()
+        .get(format!("{}/healthz", c.url(3)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    c.restart(1).await;
+    c.restart(2).await;
+    let cref = &c;
+    for id in c.ids() {
+        cref.wait_until(LEADER_TIMEOUT, "ready again", || async move {
+            ready(cref, id).await.is_some_and(|(st, _)| st == 200)
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_listed_at_another_port_refuses_to_start() {
+    let mut c = Cluster::start(1).await;
+    c.kill(1);
+    let mut args = c.args(1);
+    let wrong = c.port(1).wrapping_add(1);
+    args.extend([
+        "--peers".into(),
+        format!("1=http://127.0.0.1:{wrong},2=http://127.0.0.1:9"),
+    ]);
+    c.spawn_with(1, args);
+    let exit = c.wait_exit(1, Duration::from_secs(20)).await;
+    assert!(!exit.success());
+    let log = c.log(1);
+    assert!(
+        log.contains(&format!("listens on port {}", c.port(1))),
+        "{log}"
+    );
+}
