@@ -190,6 +190,10 @@ pub fn router(state: Shared) -> Router {
         .merge(peer)
         .fallback(static_files)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::slow_clients::body_deadline,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), common))
         .with_state(state)
 }

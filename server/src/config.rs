@@ -130,12 +130,18 @@ pub struct Args {
     #[arg(long, default_value_t = 2000)]
     pub election_wait_ms: u64,
 
-    /// How long a client connection may stay open without sending a
-    /// request (idle keep-alive, or a request head still arriving) before
-    /// the node closes it, in milliseconds. Each open connection holds
-    /// about 25 KB of buffers; peer streams are not affected.
-    #[arg(long, default_value_t = 60_000)]
+    /// How long a client connection may stay open without sending a whole
+    /// request head (idle keep-alive, a new connection that sends nothing,
+    /// or a head still arriving) before the node closes it, in
+    /// milliseconds. Each open connection holds about 25 KB of buffers;
+    /// peer streams are not affected.
+    #[arg(long, default_value_t = 10_000)]
     pub idle_timeout_ms: u64,
+
+    /// How long a request body may take to arrive after its head, in
+    /// milliseconds (longer: 408).
+    #[arg(long, default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
 
     /// Connections (clients and peers) the node keeps open at once. The last
     /// 32 are kept for peers: a client connection that would take one is
@@ -270,6 +276,8 @@ pub struct Settings {
     pub election_wait: Duration,
     /// How long an idle client connection stays open.
     pub idle_timeout: Duration,
+    /// How long a request body may take.
+    pub body_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
     /// Dashboard directory.
@@ -447,6 +455,7 @@ impl Args {
             request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
             election_wait: Duration::from_millis(self.election_wait_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms.max(1)),
             max_connections: self.max_connections,
             web_dir: self.web_dir,
             test_hooks: self.enable_test_hooks,

@@ -16,6 +16,7 @@
 //! - [`identity`]: the cluster id, member id and data-directory incarnation.
 //! - [`directory`]: the configuration in force, shared with the handlers.
 //! - [`membership`]: `/cluster/members` and the membership changes.
+//! - [`slow_clients`]: deadlines for a request's head and body.
 //! - [`server`]: wiring and graceful shutdown.
 pub mod api;
 pub mod bootstrap;
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod node;
 pub mod peer_stream;
 pub mod server;
+pub mod slow_clients;
 pub mod snapshot_transfer;
 pub mod storage;
 pub mod transport;

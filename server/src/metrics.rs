@@ -96,6 +96,10 @@ pub struct Metrics {
     /// Client requests refused because the node was at its connection
     /// limit (the slots left were kept for peers).
     pub connections_refused: AtomicU64,
+    /// Connections closed because no request head arrived in time.
+    pub slow_heads: AtomicU64,
+    /// Requests answered 408 because their body did not arrive in time.
+    pub slow_bodies: AtomicU64,
     /// Request latency by route, then (method, status class). Every label
     /// comes from a closed set: route templates, five methods and "other",
     /// five status classes.
@@ -226,7 +230,7 @@ impl Metrics {
             "HTTP connections open to this node (clients and peers; upgraded peer streams not included).",
             self.connections_open.load(Ordering::Relaxed),
         );
-        let counters: [(&str, &str, &AtomicU64); 24] = [
+        let counters: [(&str, &str, &AtomicU64); 26] = [
             ("raft_peer_other_cluster_total", "Peer requests refused: the sender belongs to another cluster.", &self.peer_other_cluster),
             ("raft_peer_replaced_total", "Peer requests refused: the sender's data directory was replaced since this node last heard from it.", &self.peer_replaced),
             ("raft_followers_log_lost_total", "Followers found (as leader) to have lost log entries they had acknowledged.", &self.followers_log_lost),
@@ -250,6 +254,8 @@ impl Metrics {
             ("raft_persists_total", "Storage persist calls (one fsync each when fsync is on).", &self.persists),
             ("raft_entries_applied_total", "Log entries applied to the state machine.", &self.entries_applied),
             ("raft_forwarded_requests_total", "Client writes forwarded to the leader.", &self.forwarded),
+            ("http_slow_heads_total", "Client connections closed because they showed no request head within --idle-timeout-ms.", &self.slow_heads),
+            ("http_slow_bodies_total", "Requests answered 408 because the body did not arrive within --body-timeout-ms.", &self.slow_bodies),
             ("http_connections_refused_total", "Client requests refused with 503 because the node was at --max-connections (the last slots are kept for peers).", &self.connections_refused),
         ];
         for (name, help, c) in counters {

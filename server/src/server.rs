@@ -21,6 +21,7 @@ use crate::forward::MAX_FORWARDS_IN_FLIGHT;
 use crate::metrics::Metrics;
 use crate::node::{self, NodeOptions};
 use crate::peer_stream::{Credentials, PeerStreams, RefusalLog};
+use crate::slow_clients::HeadDeadline;
 use crate::snapshot_transfer::{DecodedSnapshot, SnapshotInbox, MAX_SNAPSHOT_BYTES};
 use crate::storage::{DiskOptions, DiskStorage, Storage};
 use crate::transport::{Partition, Transport, TransportOptions};
@@ -197,6 +198,7 @@ pub async fn run_with_storage(
             state.metrics.connections_open.clone(),
         ),
         settings.idle_timeout,
+        state.metrics.clone(),
         stopped(stop_rx.clone()),
     );
     let mut server_task = tokio::spawn(server);
@@ -274,6 +276,7 @@ async fn serve_http(
     apps: Apps,
     limit: ConnectionLimit,
     idle_timeout: Duration,
+    metrics: Arc<Metrics>,
     stop: impl Future<Output = ()>,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -312,11 +315,18 @@ async fn serve_http(
             },
         };
         // A router clone shares its routes (one `Arc`).
-        let (builder, app) = match limit.admission() {
-            Admission::Full => (&full, &apps.full),
-            Admission::PeersOnly => (&peers_only, &apps.peers_only),
+        let (builder, app, head_timeout) = match limit.admission() {
+            Admission::Full => (&full, &apps.full, idle_timeout),
+            Admission::PeersOnly => (
+                &peers_only,
+                &apps.peers_only,
+                idle_timeout.min(PEERS_ONLY_HEAD_TIMEOUT),
+            ),
         };
         let service = TowerToHyperService::new(app.clone());
+        // The first bytes must come within the head timeout too (hyper's
+        // timer only starts once the protocol is detected).
+        let stream = HeadDeadline::new(stream, head_timeout, metrics.clone());
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();

@@ -230,3 +230,123 @@ async fn a_node_listed_at_another_port_refuses_to_start() {
         "{log}"
     );
 }
+
+/// What happened to one slow connection.
+#[derive(Debug, PartialEq)]
+enum Fate {
+    /// The node closed it without an answer.
+    Closed,
+    /// The node answered with this status.
+    Answered(u16),
+    /// Still open at the end.
+    Open,
+}
+
+/// Opens a connection, sends `head`, then trickles `trickle` one byte every
+/// 200 ms; reports how the node dealt with it within 30 s.
+async fn slow_client(port: u16, head: &'static [u8], trickle: &'static [u8]) -> Fate {
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return Fate::Closed;
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    if s.write_all(head).await.is_err() {
+        return Fate::Closed;
+    }
+    let mut next = trickle.iter().cycle();
+    let mut buf = [0u8; 256];
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Fate::Open,
+            read = s.read(&mut buf) => {
+                return match read {
+                    Ok(n) if n >= 12 => Fate::Answered(
+                        String::from_utf8_lossy(&buf[9..12]).parse().unwrap_or(0),
+                    ),
+                    _ => Fate::Closed,
+                };
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if let Some(b) = next.next() {
+                    if s.write_all(&[*b]).await.is_err() {
+                        return Fate::Closed;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_dropped_and_counted_while_others_are_served() {
+    let c = Cluster::start_with(
+        1,
+        ClusterOptions {
+            extra_args: vec![
+                "--idle-timeout-ms".into(),
+                "1000".into(),
+                "--body-timeout-ms".into(),
+                "1000".into(),
+                "--max-connections".into(),
+                "64".into(),
+            ],
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let port = c.port(1);
+    let mut attackers = Vec::new();
+    for _ in 0..30 {
+        // Connects and sends nothing.
+        attackers.push(tokio::spawn(slow_client(port, b"", b"")));
+        // A request head, one byte at a time.
+        attackers.push(tokio::spawn(slow_client(
+            port,
+            b"GET /status HTTP/1.1\r\nx-slow: ",
+            b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        )));
+        // A whole head, then the body one byte at a time.
+        attackers.push(tokio::spawn(slow_client(
+            port,
+            b"PUT /key/slow HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+              content-length: 200\r\n\r\n{\"value\":\"",
+            b"b",
+        )));
+    }
+    // 90 slow connections against 32 client slots: an ordinary client still
+    // gets its answers within a few head timeouts.
+    let cref = &c;
+    cref.wait_until(
+        Duration::from_secs(30),
+        "an ordinary write is answered",
+        || async move {
+            cref.http()
+                .put(format!("{}/key/ordinary", cref.url(1)))
+                .timeout(Duration::from_secs(3))
+                .json(&serde_json::json!({"value": "v"}))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
+    let mut fates = Vec::new();
+    for a in attackers {
+        fates.push(a.await.unwrap());
+    }
+    assert!(
+        !fates.contains(&Fate::Open),
+        "slow connections still open after 30 s: {fates:?}"
+    );
+    assert!(fates.contains(&Fate::Answered(408)), "{fates:?}");
+    assert_eq!(
+        c.local_value(1, "slow").await,
+        None,
+        "a slow body was applied"
+    );
+    let heads = c.metric(1, "http_slow_heads_total").await.unwrap();
+    let bodies = c.metric(1, "http_slow_bodies_total").await.unwrap();
+    assert!(
+        heads >= 1.0 && bodies >= 1.0,
+        "heads {heads}, bodies {bodies}"
+    );
+}
