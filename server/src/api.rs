@@ -1077,6 +1077,17 @@ async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Body) 
     // make the node buffer a chunk.
     if let Err(r) = s.check_token(&headers) {
         Metrics::inc(&s.metrics.peer_unauthorized);
+        let peer = headers
+            .get(peer_stream::HEADER_PEER_ID)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<NodeId>().ok())
+            .unwrap_or(0);
+        s.refusals.once(peer, "snapshot token", || {
+            tracing::warn!(
+                peer,
+                "refused a snapshot chunk with a missing or wrong cluster token"
+            );
+        });
         return r.into_response();
     }
     let sender = match peer_stream::check_identity(&s, &headers) {

@@ -69,12 +69,18 @@ pub fn open_storage(settings: &Settings) -> Result<Box<dyn Storage>, ServerError
             settings.data_dir.display()
         ))
     })?;
+    let started = std::time::Instant::now();
     let storage = DiskStorage::open(&settings.data_dir, opts).map_err(|e| {
         ServerError::Start(format!(
             "cannot open the data directory {}: {e}",
             settings.data_dir.display()
         ))
     })?;
+    info!(
+        data_dir = %settings.data_dir.display(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "storage opened (snapshot and log recovered)"
+    );
     Ok(Box::new(storage))
 }
 
@@ -88,6 +94,7 @@ pub async fn run_with_storage(
     storage: Box<dyn Storage>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let started = std::time::Instant::now();
     let local = listener
         .local_addr()
         .map_err(|e| ServerError::Start(format!("listener has no address: {e}")))?;
@@ -202,15 +209,38 @@ pub async fn run_with_storage(
         stopped(stop_rx.clone()),
     );
     let mut server_task = tokio::spawn(server);
+    let members = state
+        .directory
+        .urls()
+        .iter()
+        .map(|(id, url)| format!("{id}={url}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let auth = if settings.cluster_token.is_some() {
+        "cluster token required on peer, admin and membership routes"
+    } else {
+        "NONE: no --cluster-token, so peer RPC, admin and membership routes are open to \
+         anyone who can reach this port"
+    };
     info!(
         id = settings.id,
         %url,
         listen = %local,
         cluster_id = %crate::identity::hex(identity.cluster_id),
+        members = %members,
         data_dir = %settings.data_dir.display(),
         fsync = settings.sync,
+        auth,
+        startup_ms = started.elapsed().as_millis() as u64,
         "raft-kv node started"
     );
+    if settings.cluster_token.is_none() {
+        warn!(
+            "no --cluster-token: any client that reaches {local} can send Raft messages, \
+             change the membership and call the admin routes; set a token (or keep the port \
+             on a trusted network)"
+        );
+    }
 
     tokio::pin!(shutdown);
     let node_result = tokio::select! {

@@ -135,6 +135,18 @@ async fn a_snapshot_chunk_without_the_token_is_refused_before_its_body_is_read()
         .unwrap();
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    // The start-up line says the routes need the token; the refusal is logged.
+    let cref = &c;
+    cref.wait_until(
+        Duration::from_secs(10),
+        "the refusal is logged",
+        || async move {
+            cref.log(1)
+                .contains("refused a snapshot chunk with a missing or wrong cluster token")
+        },
+    )
+    .await;
+    assert!(c.log(1).contains("cluster token required"), "{}", c.log(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,6 +171,12 @@ async fn made_up_methods_add_no_metric_series() {
     assert!(after <= before + 3, "{before} -> {after} series:\n{text}");
     assert!(text.contains("method=\"other\""), "{text}");
     assert!(!text.contains("BREW"), "{text}");
+    // Started without a token: the log says what is open.
+    let log = c.log(1);
+    assert!(
+        log.contains("auth=\"NONE") && log.contains("no --cluster-token"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
