@@ -4,6 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use raft_core::wire::{
     AddMemberRequest, ClusterResponse, ErrorBody, KeyValue, ListResponse, MembersResponse,
     PutRequest, StatusResponse, WriteResponse, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ,
@@ -118,9 +123,14 @@ struct Answer {
     retried: bool,
 }
 
+/// The HTTP client under [`ApiClient`]: hyper's, which sends a request
+/// target exactly as built. A URL parser would drop a `.` or `..` path
+/// segment, and `.` and `..` are keys like any other.
+type Http = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+
 /// The REST client used by the commands.
 pub struct ApiClient {
-    http: reqwest::Client,
+    http: Http,
     servers: Vec<Url>,
     deadline: Instant,
     timeout: Duration,
@@ -141,7 +151,11 @@ impl ApiClient {
         if servers.is_empty() {
             return Err(CliError::Usage("no server given".into()));
         }
-        let http = build_http(http_builder(timeout.min(CONNECT_TIMEOUT)))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout.min(CONNECT_TIMEOUT)));
+        let http =
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
         Ok(ApiClient {
             http,
             servers,
@@ -344,35 +358,55 @@ impl ApiClient {
                     return Err(self.gave_up(&last_error));
                 }
             }
-            let url = endpoint(&server, path, query);
-            let mut request = self
-                .http
-                .request(method.clone(), url)
-                .headers(headers.clone())
-                .timeout(self.remaining().unwrap_or(remaining));
-            if let Some(body) = &body {
-                request = request
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone());
+            let uri = format!("{}{}", base(&server), target(path, query));
+            let mut builder = hyper::Request::builder()
+                .method(method.clone())
+                .uri(uri)
+                .header(
+                    reqwest::header::USER_AGENT,
+                    concat!("raft-kv-client/", env!("CARGO_PKG_VERSION")),
+                );
+            if let Some(h) = builder.headers_mut() {
+                h.extend(headers.clone());
             }
-            let response = match request.send().await {
-                Ok(response) => response,
-                Err(e) => {
-                    last_error = format!("{}: {}", base(&server), describe(&e));
-                    retried |= !e.is_connect();
+            if body.is_some() {
+                builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json");
+            }
+            let request = builder
+                .body(Full::new(Bytes::from(body.clone().unwrap_or_default())))
+                .map_err(|e| CliError::Usage(format!("cannot build the request: {e}")))?;
+            let wait = self.remaining().unwrap_or(remaining);
+            let exchange = async {
+                let response = self.http.request(request).await.map_err(|e| {
+                    let connect = e.is_connect();
+                    (describe(&e, connect), connect)
+                })?;
+                let status = response.status();
+                let hint = leader_hint(response.headers());
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| (describe(&e, false), false))?
+                    .to_bytes();
+                Ok::<_, (String, bool)>((status, hint, body.to_vec()))
+            };
+            let (status, header_hint, body) = match tokio::time::timeout(wait, exchange).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err((detail, connect))) => {
+                    last_error = format!("{}: {detail}", base(&server));
+                    retried |= !connect;
                     if route == Route::Leader && self.leader.as_ref() == Some(&server) {
                         self.leader = None;
                     }
                     continue;
                 }
-            };
-            let status = response.status();
-            let header_hint = leader_hint(response.headers());
-            let body = match response.bytes().await {
-                Ok(bytes) => bytes.to_vec(),
-                Err(e) => {
-                    last_error = format!("{}: {}", base(&server), describe(&e));
+                Err(_) => {
+                    last_error = format!("{}: timed out", base(&server));
                     retried = true;
+                    if route == Route::Leader && self.leader.as_ref() == Some(&server) {
+                        self.leader = None;
+                    }
                     continue;
                 }
             };
@@ -499,33 +533,33 @@ impl Plan {
     }
 }
 
-/// The reqwest client settings shared by the commands and the bench: no
-/// proxy (the cluster is addressed directly), keep-alive, `TCP_NODELAY`.
-pub fn http_builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .connect_timeout(connect_timeout)
-        .user_agent(concat!("raft-kv-client/", env!("CARGO_PKG_VERSION")))
-}
+/// The bytes of a path segment or query part sent as they are: letters,
+/// digits and `-._~`. Everything else (`/`, `%`, `?`, `#`, space, non-ASCII)
+/// is percent-encoded, so a key is one segment the server decodes back.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
-/// Builds a client from `builder`.
-pub fn build_http(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, CliError> {
-    builder
-        .build()
-        .map_err(|e| CliError::Usage(format!("cannot set up the HTTP client: {e}")))
-}
-
-/// `base` with the path segments (each percent-encoded) and query appended.
-pub fn endpoint(base: &Url, path: &[&str], query: &[(&str, &str)]) -> Url {
-    let mut url = base.clone();
-    if let Ok(mut segments) = url.path_segments_mut() {
-        segments.clear().extend(path);
+/// The request target: each path segment percent-encoded, then the query.
+/// Dot segments are kept as they are (no URL normalization).
+pub fn target(path: &[&str], query: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        out.push('/');
+        out.extend(utf8_percent_encode(segment, UNRESERVED));
     }
-    if !query.is_empty() {
-        url.query_pairs_mut().extend_pairs(query);
+    if out.is_empty() {
+        out.push('/');
     }
-    url
+    for (i, (k, v)) in query.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.extend(utf8_percent_encode(k, UNRESERVED));
+        out.push('=');
+        out.extend(utf8_percent_encode(v, UNRESERVED));
+    }
+    out
 }
 
 /// The server's base URL without the trailing slash, for messages.
@@ -555,19 +589,14 @@ pub fn parse_leader_header(value: &str) -> Option<(NodeId, Url)> {
 }
 
 /// One line describing a transport error, from its innermost cause.
-pub fn describe(err: &reqwest::Error) -> String {
-    if err.is_timeout() {
-        return "timed out".into();
-    }
+pub fn describe(err: &(dyn std::error::Error + 'static), connect: bool) -> String {
     let mut cause: &dyn std::error::Error = err;
     while let Some(inner) = cause.source() {
         cause = inner;
     }
     let detail = one_line(&cause.to_string());
-    if err.is_connect() {
+    if connect {
         format!("cannot connect: {detail}")
-    } else if err.is_body() || err.is_decode() {
-        format!("cannot read the answer: {detail}")
     } else {
         format!("request failed: {detail}")
     }
@@ -684,20 +713,20 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_escape_keys() {
-        let b = url("http://127.0.0.1:3001");
+    fn targets_escape_keys_and_keep_dots() {
+        assert_eq!(target(&["key", "a/b c"], &[]), "/key/a%2Fb%20c");
         assert_eq!(
-            endpoint(&b, &["key", "a/b c"], &[]).as_str(),
-            "http://127.0.0.1:3001/key/a%2Fb%20c"
+            target(&["key", "k"], &[("consistency", "stale")]),
+            "/key/k?consistency=stale"
         );
         assert_eq!(
-            endpoint(&b, &["key", "k"], &[("consistency", "stale")]).as_str(),
-            "http://127.0.0.1:3001/key/k?consistency=stale"
+            target(&["keys"], &[("prefix", "a&b"), ("limit", "5")]),
+            "/keys?prefix=a%26b&limit=5"
         );
-        assert_eq!(
-            endpoint(&b, &["keys"], &[("prefix", "a&b"), ("limit", "5")]).as_str(),
-            "http://127.0.0.1:3001/keys?prefix=a%26b&limit=5"
-        );
+        // `.` and `..` stay single segments (a URL parser would drop them).
+        assert_eq!(target(&["key", ".."], &[]), "/key/..");
+        assert_eq!(target(&["key", "100%"], &[]), "/key/100%25");
+        assert_eq!(target(&["key", "é"], &[]), "/key/%C3%A9");
     }
 
     #[test]

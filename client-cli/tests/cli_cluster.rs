@@ -72,6 +72,27 @@ async fn cli_against_a_real_cluster() {
     ok(&client(&f_url, &["delete", "user/1"]));
     assert_eq!(client(&f_url, &["get", "user/1"]).status.code(), Some(1));
 
+    // Keys are taken as written: `.`, `..`, a dotted path and escapes
+    // round-trip through a follower and the leader, each its own key.
+    ok(&client(&f_url, &["put", "a", "plain"]));
+    for (key, value) in [
+        ("..", "up"),
+        (".", "here"),
+        ("x/y/../../a", "dots"),
+        ("100%/done", "pct"),
+    ] {
+        ok(&client(&f_url, &["put", key, value]));
+        for via in [&f_url, &c.url(leader)] {
+            let get = client(via, &["get", key]);
+            ok(&get);
+            assert_eq!(stdout(&get), value, "get {key:?} through {via}");
+        }
+    }
+    ok(&client(&f_url, &["delete", "x/y/../../a"]));
+    let get = client(&c.url(leader), &["get", "a"]);
+    ok(&get);
+    assert_eq!(stdout(&get), "plain", "deleting x/y/../../a touched key a");
+
     // The cluster table names every member and the leader.
     let table = client(&f_url, &["cluster"]);
     ok(&table);
