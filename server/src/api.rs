@@ -35,10 +35,12 @@ use crate::directory::Directory;
 use crate::forward::{forward, ForwardError, ForwardRequest};
 use crate::membership;
 use crate::metrics::Metrics;
-use crate::node::{NodeError, NodeHandle, Query as NodeQuery, QueryResult, WriteOutcome};
+use crate::node::{
+    DecodedSnapshot, NodeError, NodeHandle, Query as NodeQuery, QueryResult, WriteOutcome,
+};
 use crate::peer_stream::RefusalLog;
 use crate::peer_stream::{self, PeerStreams};
-use crate::snapshot_transfer::{ChunkError, DecodedSnapshot, SnapshotInbox};
+use crate::snapshot_transfer::{ChunkError, SnapshotInbox};
 use crate::transport::{error_chain, Partition};
 
 /// Default and maximum `limit` of `GET /keys`.

@@ -19,10 +19,10 @@ use crate::connection_limit::{Admission, ConnectionLimit};
 use crate::directory::Directory;
 use crate::forward::MAX_FORWARDS_IN_FLIGHT;
 use crate::metrics::Metrics;
-use crate::node::{self, NodeOptions};
+use crate::node::{self, DecodedSnapshot, NodeOptions};
 use crate::peer_stream::{Credentials, PeerStreams, RefusalLog};
 use crate::slow_clients::HeadDeadline;
-use crate::snapshot_transfer::{DecodedSnapshot, SnapshotInbox, MAX_SNAPSHOT_BYTES};
+use crate::snapshot_transfer::{SnapshotInbox, MAX_SNAPSHOT_BYTES};
 use crate::storage::{DiskOptions, DiskStorage, Storage};
 use crate::transport::{Partition, Transport, TransportOptions};
 
@@ -157,7 +157,7 @@ pub async fn run_with_storage(
         config,
         start.persisted,
         storage,
-        transport,
+        Box::new(transport),
         metrics.clone(),
         NodeOptions {
             tick: settings.tick,

@@ -21,10 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use raft_core::wire::SnapshotChunk;
-use raft_core::{
-    kv::SnapshotDecodeError, Index, KvStore, Message, MessageBody, NodeId, Snapshot, SnapshotMeta,
-    Term,
-};
+use raft_core::{Index, Message, MessageBody, NodeId, Snapshot, SnapshotMeta, Term};
 use thiserror::Error;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
@@ -231,52 +228,6 @@ impl SnapshotInbox {
     }
 }
 
-/// The state machine of the newest snapshot received from the leader,
-/// decoded by the task that received it, for the Raft loop to install
-/// without decoding it on its own thread (half a second for a million
-/// keys, during which it would serve nothing). The loop takes it only when
-/// the snapshot it installs is the same one (index and term); otherwise it
-/// decodes as before. It holds at most one state, cleared by the loop once
-/// the message that carried it has been stepped.
-#[derive(Clone, Default)]
-pub struct DecodedSnapshot {
-    slot: Arc<Mutex<Option<(Index, Term, KvStore)>>>,
-}
-
-impl DecodedSnapshot {
-    /// Decodes the state machine of an InstallSnapshot message (a blocking
-    /// call: run it off the async workers) and keeps it for the loop.
-    pub fn decode(&self, msg: &Message) -> Result<(), SnapshotDecodeError> {
-        let MessageBody::InstallSnapshot { snapshot } = &msg.body else {
-            return Ok(());
-        };
-        let kv = KvStore::restore(&snapshot.data)?;
-        *self.lock() = Some((snapshot.meta.index, snapshot.meta.term, kv));
-        Ok(())
-    }
-
-    /// The decoded state of the snapshot at `meta`, if it is the one kept.
-    pub fn take(&self, meta: &SnapshotMeta) -> Option<KvStore> {
-        let mut slot = self.lock();
-        match slot.take() {
-            Some((index, term, kv)) if index == meta.index && term == meta.term => Some(kv),
-            other => {
-                *slot = other;
-                None
-            }
-        }
-    }
-
-    /// Drops what is kept (the snapshot was installed, or refused by Raft).
-    pub fn clear(&self) {
-        self.lock().take();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Index, Term, KvStore)>> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// The sending side for one peer: the newest InstallSnapshot not yet sent.
 #[derive(Default)]
 pub struct SnapshotOutbox {
@@ -411,51 +362,6 @@ mod tests {
                 },
             },
         }
-    }
-
-    #[test]
-    fn a_decoded_snapshot_is_kept_for_the_same_snapshot_only() {
-        let mut kv = KvStore::new();
-        kv.apply(&raft_core::Entry {
-            term: 2,
-            index: 40,
-            payload: raft_core::Payload::command(raft_core::Command {
-                client_id: 0,
-                seq: 0,
-                op: raft_core::Op::Put {
-                    key: "k".into(),
-                    value: "v".into(),
-                },
-            }),
-        });
-        let mut msg = snapshot_msg(0);
-        let MessageBody::InstallSnapshot { snapshot } = &mut msg.body else {
-            unreachable!()
-        };
-        snapshot.data = kv.snapshot();
-        let meta = snapshot.meta.clone();
-        let decoded = DecodedSnapshot::default();
-        decoded.decode(&msg).unwrap();
-        // Another snapshot (other term) does not take it...
-        let other = SnapshotMeta {
-            term: 3,
-            ..meta.clone()
-        };
-        assert!(decoded.take(&other).is_none());
-        // ...the same one does, once.
-        assert_eq!(decoded.take(&meta), Some(kv));
-        assert!(decoded.take(&meta).is_none());
-        // Cleared: gone.
-        decoded.decode(&msg).unwrap();
-        decoded.clear();
-        assert!(decoded.take(&meta).is_none());
-        // Data that does not decode is an error and keeps nothing.
-        let MessageBody::InstallSnapshot { snapshot } = &mut msg.body else {
-            unreachable!()
-        };
-        snapshot.data = vec![0xff; 16];
-        assert!(decoded.decode(&msg).is_err());
-        assert!(decoded.take(&meta).is_none());
     }
 
     fn reassemble(inbox: &SnapshotInbox, chunks: Vec<SnapshotChunk>) -> Option<Message> {

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
+use crate::node::Outbound;
 use crate::peer_stream::{self, encode_frame, Credentials, PeerAddr, PeerStream};
 use crate::snapshot_transfer::{SnapshotOutbox, SnapshotSender};
 
@@ -213,22 +214,6 @@ impl Transport {
         }
     }
 
-    /// Makes the senders match `peers` (id → base URL, this node excluded):
-    /// starts two tasks for each new peer (message batches and snapshot
-    /// chunks), stops those of peers that left, restarts those whose URL
-    /// changed.
-    pub fn set_peers(&mut self, peers: &BTreeMap<NodeId, String>) {
-        self.links
-            .retain(|id, link| peers.get(id).is_some_and(|u| *u == link.url));
-        for (&id, url) in peers {
-            if id == self.opts.credentials.me || self.links.contains_key(&id) {
-                continue;
-            }
-            let link = self.start_link(id, url);
-            self.links.insert(id, link);
-        }
-    }
-
     fn start_link(&self, id: NodeId, url: &str) -> PeerLink {
         let mut tasks = Vec::new();
         let queue = match PeerAddr::from_url(url) {
@@ -274,15 +259,33 @@ impl Transport {
             tasks,
         }
     }
+}
+
+impl Outbound for Transport {
+    /// Makes the senders match `peers` (id → base URL, this node excluded):
+    /// starts two tasks for each new peer (message batches and snapshot
+    /// chunks), stops those of peers that left, restarts those whose URL
+    /// changed.
+    fn set_peers(&mut self, peers: &BTreeMap<NodeId, String>) {
+        self.links
+            .retain(|id, link| peers.get(id).is_some_and(|u| *u == link.url));
+        for (&id, url) in peers {
+            if id == self.opts.credentials.me || self.links.contains_key(&id) {
+                continue;
+            }
+            let link = self.start_link(id, url);
+            self.links.insert(id, link);
+        }
+    }
 
     /// Whether messages were queued since the last call: the loop then
     /// yields, so that its thread's senders write them.
-    pub fn take_queued(&self) -> bool {
+    fn take_queued(&self) -> bool {
         self.queued.replace(false)
     }
 
     /// Queues messages for sending; never blocks.
-    pub fn send(&self, messages: Vec<Message>) {
+    fn send(&self, messages: Vec<Message>) {
         for msg in messages {
             if self.partition.blocks(msg.to) {
                 Metrics::inc(&self.metrics.peer_messages_dropped);

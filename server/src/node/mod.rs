@@ -10,29 +10,44 @@
 //! proposals share one `Ready`: one fsync, one network round), then carries
 //! out every `Ready` in the order the core demands: persist, send, apply,
 //! serve reads, advance.
+//!
+//! - [`handle`]: [`NodeHandle`], the [`Request`]s it sends, and how the loop
+//!   answers them.
+//! - [`snapshot`]: the snapshot thread, and [`DecodedSnapshot`] (a leader's
+//!   snapshot decoded off the loop).
+//! - [`error`]: [`NodeError`], [`FatalError`], [`StartError`].
+//!
+//! The loop sends through an [`Outbound`] (the peer transport implements
+//! it), so this module knows nothing of how messages travel.
 
-use std::collections::HashMap;
+mod error;
+mod handle;
+mod snapshot;
+
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft_core::replica::{
-    Outcome, Replica, ReplicaError, RequestError, RequestId, SnapshotJob, SnapshotPolicy,
-};
-use raft_core::wire::{FollowerStatus, PeerBatch, StatusResponse};
+use raft_core::replica::{Replica, ReplicaError, RequestId, SnapshotPolicy};
+use raft_core::wire::PeerBatch;
 use raft_core::{
-    Command, ConfChange, ConfChangeError, Config, Index, Membership, MessageBody, NodeId,
-    NotAccepted, Payload, PersistedState, Ready, Role, Snapshot, SoftState, StepError, Term,
+    Config, Index, Membership, Message, MessageBody, NodeId, Payload, PersistedState, Ready,
+    SoftState, StepError,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
 use crate::directory::Directory;
 use crate::metrics::Metrics;
-use crate::snapshot_transfer::DecodedSnapshot;
-use crate::storage::{Storage, StorageError};
-use crate::transport::Transport;
+use crate::storage::Storage;
+
+pub use error::{FatalError, NodeError, StartError};
+use handle::{fail_request, Waiter};
+pub use handle::{NodeHandle, NodeView, Request};
+pub use snapshot::DecodedSnapshot;
+use snapshot::SnapshotWritten;
 
 /// A node with more committed entries than this not yet applied is not
 /// ready (`/readyz`).
@@ -41,223 +56,7 @@ const READY_MAX_APPLY_LAG: u64 = 10_000;
 /// Inputs drained per loop turn before the `Ready` is processed.
 const MAX_DRAIN: usize = 4096;
 
-/// What a client request can fail with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NodeError {
-    /// This node cannot serve it; `leader` is the one it knows of.
-    #[error("not the leader")]
-    NotLeader {
-        /// The known leader.
-        leader: Option<NodeId>,
-    },
-    /// A leadership transfer is in progress.
-    #[error("leadership transfer in progress")]
-    Transferring,
-    /// Another entry was committed where the write was proposed: the write
-    /// was not applied and can be retried safely.
-    #[error("leadership changed before the write committed")]
-    LeadershipChanged,
-    /// The outcome of the write cannot be known here (a snapshot replaced
-    /// the log around it). Retry with the same client id and sequence.
-    #[error("the outcome of the write is unknown: {0}")]
-    OutcomeUnknown(&'static str),
-    /// The request is invalid for the node (e.g. an unknown transfer target).
-    #[error("{0}")]
-    Rejected(String),
-    /// A membership change was refused.
-    #[error("{0}")]
-    ConfChange(ConfChangeError),
-    /// The node is shutting down (or its storage failed).
-    #[error("the node is shutting down")]
-    ShuttingDown,
-}
-
-impl From<NotAccepted> for NodeError {
-    fn from(e: NotAccepted) -> Self {
-        match e {
-            NotAccepted::NotLeader { leader } => NodeError::NotLeader { leader },
-            NotAccepted::Transferring => NodeError::Transferring,
-            NotAccepted::ConfChange(e) => NodeError::ConfChange(e),
-            other => NodeError::Rejected(other.to_string()),
-        }
-    }
-}
-
 pub use raft_core::replica::{Query, QueryResult, WriteOutcome};
-
-impl From<RequestError> for NodeError {
-    fn from(e: RequestError) -> Self {
-        match e {
-            RequestError::NotLeader { leader } => NodeError::NotLeader { leader },
-            RequestError::NotApplied => NodeError::LeadershipChanged,
-            RequestError::Unknown(why) => NodeError::OutcomeUnknown(why),
-            RequestError::Snapshot(why) => NodeError::Rejected(why),
-        }
-    }
-}
-
-type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
-
-/// A request to the Raft loop.
-#[derive(Debug)]
-pub enum Request {
-    /// Propose a write; answered once applied.
-    Propose {
-        /// The command.
-        command: Command,
-        /// Where the outcome goes.
-        reply: Reply<WriteOutcome>,
-    },
-    /// Read; linearizable (ReadIndex) or local.
-    Read {
-        /// What to read.
-        query: Query,
-        /// Linearizable (true) or stale (false).
-        linearizable: bool,
-        /// Where the answer goes.
-        reply: Reply<QueryResult>,
-    },
-    /// Whether the node can serve linearizable requests now.
-    Readiness {
-        /// Where the answer goes: the reason when it cannot.
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// The node's status.
-    Status {
-        /// Where the answer goes.
-        reply: oneshot::Sender<StatusResponse>,
-    },
-    /// Take a snapshot now; answers its index.
-    Snapshot {
-        /// Where the answer goes.
-        reply: Reply<Index>,
-    },
-    /// Change the membership; answered once the change is committed and
-    /// applied (for a change of voters: once the joint phase is over).
-    ConfChange {
-        /// The change.
-        change: ConfChange,
-        /// Skip the quorum-of-members-up check.
-        force: bool,
-        /// Where the configuration after the change goes.
-        reply: Reply<(Membership, Index)>,
-    },
-    /// Hand leadership to another member.
-    Transfer {
-        /// The target.
-        to: NodeId,
-        /// Where the answer goes.
-        reply: Reply<()>,
-    },
-}
-
-/// The role, term and leader, as the Raft loop last published them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NodeView {
-    /// This node's role.
-    pub role: Role,
-    /// Its term.
-    pub term: Term,
-    /// The leader it knows of.
-    pub leader: Option<NodeId>,
-}
-
-/// A cheap, cloneable handle for talking to the Raft loop.
-#[derive(Clone)]
-pub struct NodeHandle {
-    requests: mpsc::Sender<Request>,
-    peers: mpsc::Sender<PeerBatch>,
-    view: watch::Receiver<NodeView>,
-}
-
-impl NodeHandle {
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, NodeError> {
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(make(tx))
-            .await
-            .map_err(|_| NodeError::ShuttingDown)?;
-        rx.await.map_err(|_| NodeError::ShuttingDown)?
-    }
-
-    /// Proposes a write and waits until it is applied.
-    pub async fn propose(&self, command: Command) -> Result<WriteOutcome, NodeError> {
-        self.call(|reply| Request::Propose { command, reply }).await
-    }
-
-    /// Reads.
-    pub async fn read(&self, query: Query, linearizable: bool) -> Result<QueryResult, NodeError> {
-        self.call(|reply| Request::Read {
-            query,
-            linearizable,
-            reply,
-        })
-        .await
-    }
-
-    /// Takes a snapshot.
-    pub async fn snapshot(&self) -> Result<Index, NodeError> {
-        self.call(|reply| Request::Snapshot { reply }).await
-    }
-
-    /// Proposes a membership change and waits until it is in force.
-    pub async fn change_membership(
-        &self,
-        change: ConfChange,
-        force: bool,
-    ) -> Result<(Membership, Index), NodeError> {
-        self.call(|reply| Request::ConfChange {
-            change,
-            force,
-            reply,
-        })
-        .await
-    }
-
-    /// Starts a leadership transfer.
-    pub async fn transfer(&self, to: NodeId) -> Result<(), NodeError> {
-        self.call(|reply| Request::Transfer { to, reply }).await
-    }
-
-    /// The node's status.
-    pub async fn readiness(&self) -> Result<Result<(), String>, NodeError> {
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Readiness { reply: tx })
-            .await
-            .map_err(|_| NodeError::ShuttingDown)?;
-        rx.await.map_err(|_| NodeError::ShuttingDown)
-    }
-
-    /// The node's status.
-    pub async fn status(&self) -> Result<StatusResponse, NodeError> {
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Status { reply: tx })
-            .await
-            .map_err(|_| NodeError::ShuttingDown)?;
-        rx.await.map_err(|_| NodeError::ShuttingDown)
-    }
-
-    /// Delivers a batch of peer messages (waits when the loop is behind:
-    /// back-pressure on the sending peer).
-    pub async fn deliver(&self, batch: PeerBatch) -> Result<(), NodeError> {
-        self.peers
-            .send(batch)
-            .await
-            .map_err(|_| NodeError::ShuttingDown)
-    }
-
-    /// The latest published view.
-    pub fn view(&self) -> NodeView {
-        *self.view.borrow()
-    }
-
-    /// A receiver of view changes.
-    pub fn watch(&self) -> watch::Receiver<NodeView> {
-        self.view.clone()
-    }
-}
 
 /// What the Raft loop needs besides the protocol state.
 pub struct NodeOptions {
@@ -273,68 +72,18 @@ pub struct NodeOptions {
     pub directory: Arc<Directory>,
 }
 
-/// A failure that stops the node: its durable state can no longer be trusted.
-#[derive(Debug, thiserror::Error)]
-pub enum FatalError {
-    /// The storage failed.
-    #[error("storage failure: {0}")]
-    Storage(#[from] StorageError),
-    /// A snapshot from the leader does not decode.
-    #[error("{0}")]
-    BadSnapshot(String),
-    /// The leader sent entries that contradict this node's committed log.
-    #[error("{0}")]
-    Diverged(String),
-}
+/// Where the Raft loop's outgoing messages go: the peer transport
+/// (`peer::Transport`). Its peers follow the configuration in the log.
+pub trait Outbound: Send {
+    /// Makes the senders match `peers` (id → base URL, this node excluded).
+    fn set_peers(&mut self, peers: &BTreeMap<NodeId, String>);
 
-/// Who waits for a request the replica decides.
-enum Waiter {
-    Write(Reply<WriteOutcome>),
-    Read(Reply<QueryResult>),
-    Conf(Reply<(Membership, Index)>),
-    Snapshot(Reply<Index>),
-}
+    /// Queues messages for sending; never blocks.
+    fn send(&self, messages: Vec<Message>);
 
-impl Waiter {
-    fn is_closed(&self) -> bool {
-        match self {
-            Waiter::Write(r) => r.is_closed(),
-            Waiter::Read(r) => r.is_closed(),
-            Waiter::Conf(r) => r.is_closed(),
-            Waiter::Snapshot(r) => r.is_closed(),
-        }
-    }
-
-    /// Sends the outcome the replica decided.
-    fn answer(self, outcome: Outcome) {
-        let sent = match (self, outcome) {
-            (Waiter::Write(r), Outcome::Write(o)) => r.send(o.map_err(NodeError::from)).is_ok(),
-            (Waiter::Read(r), Outcome::Read(o)) => r.send(o.map_err(NodeError::from)).is_ok(),
-            (Waiter::Conf(r), Outcome::Conf(o)) => r.send(o.map_err(NodeError::from)).is_ok(),
-            (Waiter::Snapshot(r), Outcome::Snapshot(o)) => {
-                r.send(o.map_err(NodeError::from)).is_ok()
-            }
-            (w, o) => {
-                error!(?o, "an outcome of another kind than its request");
-                w.fail(NodeError::Rejected(
-                    "internal error: mismatched outcome".into(),
-                ));
-                true
-            }
-        };
-        if !sent {
-            debug!("a client gave up before its request was decided");
-        }
-    }
-
-    fn fail(self, err: NodeError) {
-        let _ = match self {
-            Waiter::Write(r) => r.send(Err(err)).is_ok(),
-            Waiter::Read(r) => r.send(Err(err)).is_ok(),
-            Waiter::Conf(r) => r.send(Err(err)).is_ok(),
-            Waiter::Snapshot(r) => r.send(Err(err)).is_ok(),
-        };
-    }
+    /// Whether messages were queued since the last call: the loop then
+    /// yields, so that the senders on its thread write them.
+    fn take_queued(&self) -> bool;
 }
 
 /// The Raft loop's state. Create with [`create`], run with [`Node::run`].
@@ -342,7 +91,7 @@ pub struct Node {
     /// The replica: Raft, the state machine and every request's lifecycle.
     replica: Replica,
     storage: Box<dyn Storage>,
-    transport: Transport,
+    transport: Box<dyn Outbound>,
     metrics: Arc<Metrics>,
     opts: NodeOptions,
     view_tx: watch::Sender<NodeView>,
@@ -360,21 +109,12 @@ pub struct Node {
     leader: Option<NodeId>,
 }
 
-/// A snapshot whose file the snapshot thread finished writing.
-struct SnapshotWritten {
-    snapshot: Snapshot,
-    result: Result<(), StorageError>,
-    started: std::time::Instant,
-    /// The replica's applied-bytes mark at the snapshot's index.
-    applied_bytes: u64,
-}
-
 /// Builds the Raft loop from what the node persisted.
 pub fn create(
     config: Config,
     persisted: PersistedState,
     storage: Box<dyn Storage>,
-    transport: Transport,
+    transport: Box<dyn Outbound>,
     metrics: Arc<Metrics>,
     opts: NodeOptions,
 ) -> Result<(Node, NodeHandle, NodeInbox), StartError> {
@@ -445,17 +185,6 @@ pub struct NodeInbox {
     requests: mpsc::Receiver<Request>,
     peers: mpsc::Receiver<PeerBatch>,
     snapshots: mpsc::UnboundedReceiver<SnapshotWritten>,
-}
-
-/// The node could not be built from its persisted state.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartError(pub String);
-
-impl From<StorageError> for StartError {
-    fn from(e: StorageError) -> Self {
-        StartError(e.to_string())
-    }
 }
 
 impl Node {
@@ -827,292 +556,7 @@ impl Node {
             changed
         });
     }
-
-    /// Starts the snapshot the replica asks for (by its policy or a
-    /// request), if any: the state machine was cloned in O(1) (persistent
-    /// maps), and is serialized and written on a thread of its own, so the
-    /// Raft loop keeps serving; [`Node::on_snapshot_written`] records it.
-    fn maybe_snapshot(&mut self) {
-        let Some(job) = self.replica.snapshot_job() else {
-            return;
-        };
-        let index = job.meta.index;
-        if let Err(e) = self.start_snapshot(job) {
-            warn!(index, "cannot start the snapshot thread: {e}");
-            self.replica
-                .snapshot_failed(index, format!("the snapshot thread could not start: {e}"));
-            self.route_outcomes();
-        }
-    }
-
-    fn start_snapshot(&mut self, job: SnapshotJob) -> std::io::Result<()> {
-        let writer = self.storage.snapshot_writer();
-        let done = self.snapshot_done.clone();
-        let started = std::time::Instant::now();
-        std::thread::Builder::new()
-            .name("snapshot".into())
-            .spawn(move || {
-                let snapshot = job.snapshot();
-                let result = writer.write(&snapshot);
-                let _ = done.send(SnapshotWritten {
-                    snapshot,
-                    result,
-                    started,
-                    applied_bytes: job.applied_bytes,
-                });
-            })
-            .map(|_| ())
-    }
-
-    /// Records a snapshot written by the snapshot thread (the WAL's mark,
-    /// then the replica compacts its log) and answers the requests it
-    /// satisfies.
-    fn on_snapshot_written(&mut self, written: SnapshotWritten) -> Result<(), FatalError> {
-        let SnapshotWritten {
-            snapshot,
-            result,
-            started,
-            applied_bytes,
-        } = written;
-        let index = snapshot.meta.index;
-        let bytes = snapshot.data.len();
-        match result {
-            // The file is not referenced by the log yet: a failed write
-            // leaves the node as it was.
-            Err(e) => {
-                error!(index, "writing the snapshot failed: {e}");
-                self.replica
-                    .snapshot_failed(index, format!("snapshot failed: {e}"));
-            }
-            Ok(()) => match self.storage.record_snapshot(&snapshot) {
-                Ok(()) => match self.replica.snapshot_recorded(snapshot, applied_bytes) {
-                    Ok(()) => {
-                        Metrics::inc(&self.metrics.snapshots);
-                        info!(
-                            index,
-                            bytes,
-                            elapsed_ms = started.elapsed().as_millis() as u64,
-                            "snapshot taken"
-                        );
-                    }
-                    Err(e) => warn!(index, "snapshot not installed in the log: {e}"),
-                },
-                Err(StorageError::SnapshotOutOfDate { current, .. }) => {
-                    // A newer snapshot from the leader arrived meanwhile;
-                    // the replica drops this one (it is not newer).
-                    warn!(index, current, "snapshot overtaken by a newer one; dropped");
-                    let _ = self.replica.snapshot_recorded(snapshot, applied_bytes);
-                }
-                Err(e) => return Err(e.into()),
-            },
-        }
-        self.route_outcomes();
-        // Requests not covered yet get the next one.
-        self.maybe_snapshot();
-        Ok(())
-    }
-
-    fn status(&self) -> StatusResponse {
-        let s = self.replica.raw().status();
-        let last = s.last_index;
-        let followers = (s.role == Role::Leader).then(|| {
-            let tick_ms = self.opts.tick.as_millis() as u64;
-            s.followers
-                .iter()
-                .filter(|f| f.id != s.id)
-                .map(|f| FollowerStatus {
-                    id: f.id,
-                    match_index: f.match_index,
-                    next_index: f.next_index,
-                    state: f.state.name().to_string(),
-                    lag: last.saturating_sub(f.match_index),
-                    ticks_since_contact: f.ticks_since_contact,
-                    ms_since_contact: f.ticks_since_contact.saturating_mul(tick_ms),
-                })
-                .collect()
-        });
-        let kv = self.replica.kv();
-        StatusResponse {
-            id: s.id,
-            url: self.opts.url.clone(),
-            role: s.role,
-            term: s.term,
-            leader: (s.leader != 0).then_some(s.leader),
-            vote: (s.vote != 0).then_some(s.vote),
-            last_index: s.last_index,
-            commit_index: s.commit,
-            applied_index: kv.applied_index(),
-            snapshot_index: s.snapshot_index,
-            members: s.membership.voters.clone(),
-            learners: s.membership.learners.clone(),
-            outgoing: s.membership.outgoing.clone(),
-            cluster_id: crate::identity::hex(self.opts.directory.identity.cluster_id),
-            keys: kv.len() as u64,
-            followers,
-        }
-    }
-}
-
-fn fail_request(req: Request, err: NodeError) {
-    match req {
-        Request::Propose { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Request::Read { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Request::Snapshot { reply } => {
-            let _ = reply.send(Err(err));
-        }
-        Request::Transfer { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Request::ConfChange { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Request::Status { .. } | Request::Readiness { .. } => {}
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::MemoryStorage;
-    use crate::transport::Partition;
-    use raft_core::{Op, OpResult};
-    use std::collections::BTreeMap;
-    use std::sync::atomic::Ordering;
-
-    fn single_node(snapshot_every: u64) -> (Node, NodeHandle, NodeInbox) {
-        let metrics = Arc::new(Metrics::default());
-        let credentials = crate::peer_stream::Credentials {
-            me: 1,
-            cluster_id: 1,
-            incarnation: 1,
-            token: None,
-        };
-        let transport = Transport::new(
-            crate::transport::TransportOptions {
-                credentials,
-                snapshot_chunk_bytes: crate::snapshot_transfer::DEFAULT_CHUNK_BYTES,
-                pool_idle: Duration::from_secs(30),
-            },
-            Arc::new(Partition::default()),
-            metrics.clone(),
-            &tokio::runtime::Handle::current(),
-        );
-        let identity = crate::identity::Identity {
-            cluster_id: 1,
-            node_id: 1,
-            incarnation: 1,
-            origin: crate::identity::Origin::Founder,
-        };
-        let directory = Arc::new(Directory::new(
-            identity,
-            "http://test".into(),
-            crate::identity::PeerIncarnations::load(None).unwrap(),
-            BTreeMap::new(),
-        ));
-        let mut storage = MemoryStorage::new();
-        let founders = PersistedState::bootstrap(Membership::new(vec![1]));
-        storage
-            .persist(None, &founders.entries, Some(founders.hard_state))
-            .unwrap();
-        create(
-            Config::new(1),
-            founders,
-            Box::new(storage),
-            transport,
-            metrics,
-            NodeOptions {
-                tick: Duration::from_millis(10),
-                snapshot_every,
-                url: "http://test".into(),
-                decoded: DecodedSnapshot::default(),
-                directory,
-            },
-        )
-        .unwrap()
-    }
-
-    fn put(k: &str, v: &str) -> Command {
-        Command {
-            client_id: 0,
-            seq: 0,
-            op: Op::Put {
-                key: k.into(),
-                value: v.into(),
-            },
-        }
-    }
-
-    #[tokio::test]
-    async fn single_node_commits_reads_and_snapshots() {
-        let (node, handle, inbox) = single_node(5);
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(node.run(inbox, async {
-            let _ = stop_rx.await;
-        }));
-        for i in 0..12 {
-            let out = handle.propose(put(&format!("k{i}"), "v")).await.unwrap();
-            assert_eq!(out.result, OpResult::Put { prev: None });
-        }
-        let r = handle.read(Query::Get("k3".into()), true).await.unwrap();
-        assert_eq!(r, QueryResult::Value(Some("v".into())));
-        let r = handle
-            .read(
-                Query::List {
-                    prefix: "k1".into(),
-                    limit: 2,
-                },
-                false,
-            )
-            .await
-            .unwrap();
-        let QueryResult::List { items, truncated } = r else {
-            panic!()
-        };
-        assert_eq!(items.len(), 2);
-        assert!(truncated);
-        // Automatic snapshots are written off the loop: wait for one.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            let status = handle.status().await.unwrap();
-            if status.snapshot_index >= 5 || tokio::time::Instant::now() > deadline {
-                break status;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        assert_eq!(status.role, Role::Leader);
-        assert!(status.snapshot_index >= 5, "{status:?}");
-        // An admin snapshot answers once its snapshot is recorded.
-        let idx = handle.snapshot().await.unwrap();
-        assert_eq!(idx, status.applied_index);
-        stop_tx.send(()).unwrap();
-        task.await.unwrap().unwrap();
-        assert_eq!(
-            handle.propose(put("x", "y")).await,
-            Err(NodeError::ShuttingDown)
-        );
-    }
-
-    #[tokio::test]
-    async fn a_write_costs_one_persist_and_moving_the_commit_index_none() {
-        let (node, handle, inbox) = single_node(0);
-        let metrics = node.metrics.clone();
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(node.run(inbox, async {
-            let _ = stop_rx.await;
-        }));
-        handle.propose(put("warm", "up")).await.unwrap();
-        let before = metrics.persists.load(Ordering::Relaxed);
-        for i in 0..10 {
-            handle.propose(put(&format!("k{i}"), "v")).await.unwrap();
-        }
-        // One persist per entry; the Ready that commits it (a new commit
-        // index in the hard state) is not written on its own.
-        assert_eq!(metrics.persists.load(Ordering::Relaxed) - before, 10);
-        stop_tx.send(()).unwrap();
-        task.await.unwrap().unwrap();
-    }
-}
+mod tests;
