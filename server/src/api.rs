@@ -38,10 +38,10 @@ use crate::metrics::Metrics;
 use crate::node::{
     DecodedSnapshot, NodeError, NodeHandle, Query as NodeQuery, QueryResult, WriteOutcome,
 };
-use crate::peer_stream::RefusalLog;
-use crate::peer_stream::{self, PeerStreams};
-use crate::snapshot_transfer::{ChunkError, SnapshotInbox};
-use crate::transport::{error_chain, Partition};
+use crate::peer::chunks::{ChunkError, SnapshotInbox};
+use crate::peer::receiver::RefusalLog;
+use crate::peer::receiver::{self, PeerStreams};
+use crate::peer::transport::{error_chain, Partition};
 
 /// Default and maximum `limit` of `GET /keys`.
 const LIST_DEFAULT: usize = 1000;
@@ -183,7 +183,7 @@ pub fn router(state: Shared) -> Router {
         .layer(middleware::from_fn_with_state(client_limit, limit_body))
         .layer(DefaultBodyLimit::max(client_limit));
     let peer = Router::new()
-        .route(peer_stream::PATH, get(peer_stream::accept))
+        .route(receiver::PATH, get(receiver::accept))
         .route("/raft/snapshot", post(peer_snapshot))
         .route("/raft/identity", get(membership::identity))
         .layer(middleware::from_fn_with_state(peer_limit, limit_body))
@@ -1069,7 +1069,7 @@ async fn get_partition(State(s): State<Shared>) -> Response {
     .into_response()
 }
 
-// ----- peer RPC (the message stream is `peer_stream::accept`) -----
+// ----- peer RPC (the message stream is `receiver::accept`) -----
 
 /// `POST /raft/snapshot`: one chunk of an InstallSnapshot message. The
 /// reassembled snapshot is stepped into Raft like any peer message.
@@ -1080,7 +1080,7 @@ async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Body) 
     if let Err(r) = s.check_token(&headers) {
         Metrics::inc(&s.metrics.peer_unauthorized);
         let peer = headers
-            .get(peer_stream::HEADER_PEER_ID)
+            .get(receiver::HEADER_PEER_ID)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<NodeId>().ok())
             .unwrap_or(0);
@@ -1092,7 +1092,7 @@ async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Body) 
         });
         return r.into_response();
     }
-    let sender = match peer_stream::check_identity(&s, &headers) {
+    let sender = match receiver::check_identity(&s, &headers) {
         Ok(from) => from,
         Err(resp) => return *resp,
     };

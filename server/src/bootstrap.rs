@@ -27,8 +27,8 @@ use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::identity::{self, Identity, Origin, PeerIncarnations};
+use crate::peer::transport::error_chain;
 use crate::storage::Storage;
-use crate::transport::error_chain;
 
 /// `GET /raft/identity`: what a node tells a starting peer about itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,11 +20,11 @@ use crate::directory::Directory;
 use crate::forward::MAX_FORWARDS_IN_FLIGHT;
 use crate::metrics::Metrics;
 use crate::node::{self, DecodedSnapshot, NodeOptions};
-use crate::peer_stream::{Credentials, PeerStreams, RefusalLog};
+use crate::peer::chunks::{SnapshotInbox, MAX_SNAPSHOT_BYTES};
+use crate::peer::receiver::{Credentials, PeerStreams, RefusalLog};
+use crate::peer::transport::{Partition, Transport, TransportOptions};
 use crate::slow_clients::HeadDeadline;
-use crate::snapshot_transfer::{SnapshotInbox, MAX_SNAPSHOT_BYTES};
 use crate::storage::{DiskOptions, DiskStorage, Storage};
-use crate::transport::{Partition, Transport, TransportOptions};
 
 /// How long the HTTP server may take to finish in-flight requests after
 /// the shutdown signal.
@@ -375,7 +375,7 @@ async fn serve_http(
 
 /// The runtime of the Raft loop's thread: single-threaded, with its own IO
 /// driver and timers. The peer senders run on it too (see
-/// [`crate::transport`]), so handing them a message wakes no other thread.
+/// [`crate::peer::transport`]), so handing them a message wakes no other thread.
 fn raft_loop_runtime() -> Result<LoopRuntime, ServerError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
-use crate::transport::{post_peer, Partition};
+use crate::peer::transport::{post_peer, Partition};
 
 /// Default chunk size.
 pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
@@ -278,7 +278,7 @@ pub struct SnapshotSender {
     /// `{peer}/raft/snapshot`.
     pub url: String,
     /// Who this node says it is.
-    pub creds: crate::peer_stream::Credentials,
+    pub creds: crate::peer::receiver::Credentials,
     /// Where the Raft loop leaves snapshot messages.
     pub outbox: Arc<SnapshotOutbox>,
     /// Test partition switch.

@@ -1,6 +1,6 @@
 //! The peer transport's sending side: one task per peer writes that peer's
 //! messages, in batches, to a persistent one-way stream
-//! ([`crate::peer_stream`]: `GET /raft/stream` upgraded to length-prefixed
+//! ([`crate::peer::receiver`]: `GET /raft/stream` upgraded to length-prefixed
 //! postcard [`PeerBatch`] frames, on the peer's ordinary listener).
 //!
 //! The Raft loop only ever pushes onto a per-peer queue ([`Transport::send`]
@@ -16,7 +16,7 @@
 //! was queued when a connect fails is dropped, and a queue over its bound
 //! drops its oldest messages: Raft retransmits. InstallSnapshot messages go
 //! their own way, in chunks, on a second connection per peer
-//! ([`crate::snapshot_transfer`]).
+//! ([`crate::peer::chunks`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -31,8 +31,8 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
 use crate::node::Outbound;
-use crate::peer_stream::{self, encode_frame, Credentials, PeerAddr, PeerStream};
-use crate::snapshot_transfer::{SnapshotOutbox, SnapshotSender};
+use crate::peer::chunks::{SnapshotOutbox, SnapshotSender};
+use crate::peer::receiver::{self, encode_frame, Credentials, PeerAddr, PeerStream};
 
 /// Largest batch the sender assembles (one message may exceed it).
 const MAX_BATCH_BYTES: usize = 4 << 20;
@@ -378,7 +378,7 @@ impl PeerSender {
     async fn run(self) {
         let mut failures: u32 = 0;
         loop {
-            let error = match peer_stream::connect(&self.addr, &self.creds).await {
+            let error = match receiver::connect(&self.addr, &self.creds).await {
                 Ok(mut stream) => {
                     if failures > 0 {
                         info!(peer = self.peer, "peer reachable again");

@@ -1,7 +1,7 @@
 //! The peer message stream: the wire protocol that carries one node's Raft
 //! messages to another, and its receiving side.
 //!
-//! A sender ([`crate::transport`]) opens one TCP connection per peer to the
+//! A sender ([`crate::peer::transport`]) opens one TCP connection per peer to the
 //! peer's ordinary HTTP listener (the one port per node serves clients and
 //! peers alike) and asks to switch protocols:
 //!

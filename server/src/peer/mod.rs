@@ -1,0 +1,4 @@
+//! The peer network.
+pub mod chunks;
+pub mod receiver;
+pub mod transport;
