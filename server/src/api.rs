@@ -17,6 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use hyper::upgrade::OnUpgrade;
 use raft_core::wire::{
     ClusterResponse, ErrorBody, KeyValue, ListResponse, MemberStatus, PeerBatch, PutRequest,
     SnapshotChunk, SnapshotResponse, StatusResponse, TransferLeaderRequest, WriteResponse,
@@ -32,16 +33,16 @@ use tracing::{debug, warn};
 
 use crate::config::Settings;
 use crate::directory::Directory;
+use crate::error_chain::error_chain;
 use crate::forward::{forward, ForwardError, ForwardRequest};
 use crate::membership;
 use crate::metrics::Metrics;
 use crate::node::{
     DecodedSnapshot, NodeError, NodeHandle, Query as NodeQuery, QueryResult, WriteOutcome,
 };
-use crate::peer::chunks::{ChunkError, SnapshotInbox};
-use crate::peer::receiver::RefusalLog;
-use crate::peer::receiver::{self, PeerStreams};
-use crate::peer::transport::{error_chain, Partition};
+use crate::peer::credentials::HEADER_PEER_ID;
+use crate::peer::handshake::{is_upgrade_to_protocol, PATH, PROTOCOL};
+use crate::peer::{check_identity, ChunkError, Partition, PeerStreams, RefusalLog, SnapshotInbox};
 
 /// Default and maximum `limit` of `GET /keys`.
 const LIST_DEFAULT: usize = 1000;
@@ -75,7 +76,7 @@ pub struct AppState {
     /// Where a received snapshot's decoded state waits for the Raft loop.
     pub decoded_snapshot: DecodedSnapshot,
     /// The open peer message streams.
-    pub peer_streams: PeerStreams,
+    pub peer_streams: Arc<PeerStreams>,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -183,7 +184,7 @@ pub fn router(state: Shared) -> Router {
         .layer(middleware::from_fn_with_state(client_limit, limit_body))
         .layer(DefaultBodyLimit::max(client_limit));
     let peer = Router::new()
-        .route(receiver::PATH, get(receiver::accept))
+        .route(PATH, get(peer_stream))
         .route("/raft/snapshot", post(peer_snapshot))
         .route("/raft/identity", get(membership::identity))
         .layer(middleware::from_fn_with_state(peer_limit, limit_body))
@@ -1069,7 +1070,68 @@ async fn get_partition(State(s): State<Shared>) -> Response {
     .into_response()
 }
 
-// ----- peer RPC (the message stream is `receiver::accept`) -----
+// ----- peer RPC -----
+
+/// `GET /raft/stream`: checks the handshake, answers 101 and hands the
+/// upgraded connection to a receiving task.
+async fn peer_stream(State(s): State<Shared>, mut req: Request) -> Response {
+    if let Err(r) = s.check_token(req.headers()) {
+        Metrics::inc(&s.metrics.peer_unauthorized);
+        let peer = req
+            .headers()
+            .get(HEADER_PEER_ID)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<NodeId>().ok())
+            .unwrap_or(0);
+        s.refusals.once(peer, "token", || {
+            warn!(
+                peer,
+                "refused a peer stream with a missing or wrong cluster token"
+            );
+        });
+        return r.into_response();
+    }
+    if !is_upgrade_to_protocol(req.headers()) {
+        let mut resp = error(
+            StatusCode::UPGRADE_REQUIRED,
+            format!(
+                "{PATH} is the peer message stream: send `connection: upgrade` and \
+                 `upgrade: {PROTOCOL}`"
+            ),
+        );
+        resp.headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static(PROTOCOL));
+        return resp;
+    }
+    let from = match peer_sender(&s, req.headers()) {
+        Ok(from) => from,
+        Err(resp) => return *resp,
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
+        return error(
+            StatusCode::UPGRADE_REQUIRED,
+            "this connection cannot be upgraded (HTTP/1.1 is required)",
+        );
+    };
+    if !s.peer_streams.open(from, on_upgrade) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
+    }
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, HeaderValue::from_static("upgrade")),
+            (header::UPGRADE, HeaderValue::from_static(PROTOCOL)),
+        ],
+    )
+        .into_response()
+}
+
+/// The sender a peer request's identity headers name, once checked
+/// ([`check_identity`]); the JSON refusal otherwise.
+fn peer_sender(s: &AppState, headers: &HeaderMap) -> Result<NodeId, Box<Response>> {
+    check_identity(s.id, &s.directory, &s.metrics, &s.refusals, headers)
+        .map_err(|r| Box::new(error(r.status, r.message)))
+}
 
 /// `POST /raft/snapshot`: one chunk of an InstallSnapshot message. The
 /// reassembled snapshot is stepped into Raft like any peer message.
@@ -1080,7 +1142,7 @@ async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Body) 
     if let Err(r) = s.check_token(&headers) {
         Metrics::inc(&s.metrics.peer_unauthorized);
         let peer = headers
-            .get(receiver::HEADER_PEER_ID)
+            .get(HEADER_PEER_ID)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<NodeId>().ok())
             .unwrap_or(0);
@@ -1092,7 +1154,7 @@ async fn peer_snapshot(State(s): State<Shared>, headers: HeaderMap, body: Body) 
         });
         return r.into_response();
     }
-    let sender = match receiver::check_identity(&s, &headers) {
+    let sender = match peer_sender(&s, &headers) {
         Ok(from) => from,
         Err(resp) => return *resp,
     };

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::Settings;
+use crate::error_chain::error_chain;
 use crate::identity::{self, Identity, Origin, PeerIncarnations};
-use crate::peer::transport::error_chain;
 use crate::storage::Storage;
 
 /// `GET /raft/identity`: what a node tells a starting peer about itself.

@@ -100,7 +100,7 @@ pub struct Args {
 
     /// Size of the chunks a snapshot is sent to a lagging follower in (bytes,
     /// 1 KiB to 64 MiB).
-    #[arg(long, default_value_t = crate::peer::chunks::DEFAULT_CHUNK_BYTES)]
+    #[arg(long, default_value_t = crate::peer::DEFAULT_CHUNK_BYTES)]
     pub snapshot_chunk_bytes: usize,
 
     /// Shared secret of the cluster. When set, the peer RPC and the admin

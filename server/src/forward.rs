@@ -23,7 +23,7 @@ use raft_core::wire::{
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::peer::transport::error_chain;
+use crate::error_chain::error_chain;
 
 /// The most requests a node forwards to the leader at once; more wait for
 /// a slot (until their deadline). Each one in flight holds an HTTP/1.1

@@ -23,6 +23,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod connection_limit;
 pub mod directory;
+pub mod error_chain;
 pub mod forward;
 pub mod identity;
 pub mod membership;

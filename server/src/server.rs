@@ -20,9 +20,10 @@ use crate::directory::Directory;
 use crate::forward::MAX_FORWARDS_IN_FLIGHT;
 use crate::metrics::Metrics;
 use crate::node::{self, DecodedSnapshot, NodeOptions};
-use crate::peer::chunks::{SnapshotInbox, MAX_SNAPSHOT_BYTES};
-use crate::peer::receiver::{Credentials, PeerStreams, RefusalLog};
-use crate::peer::transport::{Partition, Transport, TransportOptions};
+use crate::peer::{
+    Credentials, Partition, PeerStreams, RefusalLog, SnapshotInbox, Transport, TransportOptions,
+    MAX_SNAPSHOT_BYTES,
+};
 use crate::slow_clients::HeadDeadline;
 use crate::storage::{DiskOptions, DiskStorage, Storage};
 
@@ -175,6 +176,16 @@ pub async fn run_with_storage(
     };
     let mut node_task = spawn_raft_loop(loop_runtime, node, inbox, stopped(stop_rx.clone()))?;
 
+    // Upgraded peer streams outlive their HTTP connection, so the graceful
+    // shutdown below does not wait for them: they close on the same stop
+    // signal instead.
+    let peer_streams = Arc::new(PeerStreams::new(
+        stop_rx.clone(),
+        handle.clone(),
+        metrics.clone(),
+        partition.clone(),
+        settings.peer_body_limit(),
+    ));
     let state = Arc::new(AppState {
         id: settings.id,
         directory,
@@ -188,10 +199,7 @@ pub async fn run_with_storage(
         forward_slots: tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT),
         snapshot_inbox: SnapshotInbox::new(MAX_SNAPSHOT_BYTES),
         decoded_snapshot: decoded,
-        // Upgraded peer streams outlive their HTTP connection, so the
-        // graceful shutdown below does not wait for them: they close on the
-        // same stop signal instead.
-        peer_streams: PeerStreams::new(stop_rx.clone()),
+        peer_streams,
     });
     let app = api::router(state.clone());
     let server = serve_http(

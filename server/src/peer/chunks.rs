@@ -1,33 +1,22 @@
 //! InstallSnapshot in chunks (paper §7: the leader sends the snapshot in
-//! pieces, the follower reassembles it before it replaces its log).
-//!
-//! Sending: the transport hands every InstallSnapshot message to the peer's
-//! [`SnapshotOutbox`] instead of its batch queue. One [`SnapshotSender`] task
-//! per peer sends the newest one as [`SnapshotChunk`]s, in order, one chunk in
-//! flight, on its own connection: heartbeats and appends keep flowing on the
-//! batch connection meanwhile, so a large snapshot does not cost the
-//! follower its leader. A chunk that fails abandons the transfer; the Raft
-//! core sends the snapshot again when the follower does not answer.
+//! pieces, the follower reassembles it before it replaces its log): how a
+//! snapshot message is split ([`split`]), and reassembled on the receiving
+//! side. The sending task is [`super::snapshot_sender`].
 //!
 //! Receiving: [`SnapshotInbox`] keeps one partial snapshot per sender. A
 //! chunk at offset 0 starts a transfer; any other chunk must continue the
 //! current one exactly where it ended. When the last byte arrives and the
 //! checksum matches, the receiving task decodes the state machine from it
-//! off the Raft loop ([`DecodedSnapshot`]) and the whole InstallSnapshot
+//! off the Raft loop ([`DecodedSnapshot`](crate::node::DecodedSnapshot)) and the whole InstallSnapshot
 //! message goes to Raft; a snapshot that does not decode is refused there,
 //! and the leader sends it again later.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use raft_core::wire::SnapshotChunk;
-use raft_core::{Index, Message, MessageBody, NodeId, Snapshot, SnapshotMeta, Term};
+use raft_core::{Message, MessageBody, NodeId, Snapshot, SnapshotMeta, Term};
 use thiserror::Error;
-use tokio::sync::Notify;
-use tracing::{debug, info, warn};
-
-use crate::metrics::Metrics;
-use crate::peer::transport::{post_peer, Partition};
 
 /// Default chunk size.
 pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
@@ -228,120 +217,6 @@ impl SnapshotInbox {
     }
 }
 
-/// The sending side for one peer: the newest InstallSnapshot not yet sent.
-#[derive(Default)]
-pub struct SnapshotOutbox {
-    pending: Mutex<Option<Message>>,
-    notify: Notify,
-}
-
-impl SnapshotOutbox {
-    /// Queues a snapshot message, replacing an older one not yet started.
-    pub fn offer(&self, msg: Message) {
-        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
-        self.notify.notify_one();
-    }
-
-    async fn take(&self) -> Message {
-        loop {
-            if let Some(m) = self
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
-                return m;
-            }
-            self.notify.notified().await;
-        }
-    }
-
-    /// Forgets a queued resend of the snapshot just delivered: Raft re-sends
-    /// a snapshot when the follower has not answered for a while, which is
-    /// normal while a large one is still on its way.
-    fn forget_resend_of(&self, term: Term, index: Index) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = pending.as_ref() {
-            if let MessageBody::InstallSnapshot { snapshot } = &m.body {
-                if m.term == term && snapshot.meta.index == index {
-                    *pending = None;
-                }
-            }
-        }
-    }
-}
-
-/// The task sending one peer's snapshots.
-pub struct SnapshotSender {
-    /// The peer.
-    pub peer: NodeId,
-    /// `{peer}/raft/snapshot`.
-    pub url: String,
-    /// Who this node says it is.
-    pub creds: crate::peer::receiver::Credentials,
-    /// Where the Raft loop leaves snapshot messages.
-    pub outbox: Arc<SnapshotOutbox>,
-    /// Test partition switch.
-    pub partition: Arc<Partition>,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    /// Chunk size.
-    pub chunk_bytes: usize,
-    /// The HTTP client.
-    pub client: reqwest::Client,
-}
-
-impl SnapshotSender {
-    /// Sends snapshots until the task is aborted.
-    pub async fn run(self) {
-        loop {
-            let msg = self.outbox.take().await;
-            let MessageBody::InstallSnapshot { snapshot } = &msg.body else {
-                continue;
-            };
-            let index = snapshot.meta.index;
-            let count = snapshot.data.len().div_ceil(self.chunk_bytes.max(1)).max(1);
-            let Some(chunks) = split(&msg, self.chunk_bytes) else {
-                continue;
-            };
-            match self.send_all(chunks).await {
-                Ok(()) => {
-                    Metrics::inc(&self.metrics.snapshots_sent);
-                    info!(
-                        peer = self.peer,
-                        index,
-                        chunks = count,
-                        "snapshot sent to the peer"
-                    );
-                    self.outbox.forget_resend_of(msg.term, index);
-                }
-                Err(e) => {
-                    Metrics::inc(&self.metrics.snapshot_transfers_failed);
-                    warn!(
-                        peer = self.peer,
-                        index, "snapshot transfer abandoned (Raft will resend): {e}"
-                    );
-                }
-            }
-        }
-    }
-
-    async fn send_all(&self, chunks: impl Iterator<Item = SnapshotChunk>) -> Result<(), String> {
-        for chunk in chunks {
-            if self.partition.blocks(self.peer) {
-                return Err("the peer is cut off by the test partition".into());
-            }
-            let offset = chunk.offset;
-            post_peer(&self.client, &self.url, &self.creds, chunk.encode())
-                .await
-                .map_err(|e| format!("chunk at offset {offset}: {e}"))?;
-            Metrics::inc(&self.metrics.snapshot_chunks_sent);
-            debug!(peer = self.peer, offset, "snapshot chunk sent");
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,21 +335,5 @@ mod tests {
             inbox.accept(flipped[2].clone()),
             Err(ChunkError::Checksum { .. })
         ));
-    }
-
-    #[tokio::test]
-    async fn outbox_keeps_the_newest_and_forgets_a_resend_of_a_delivered_one() {
-        let outbox = SnapshotOutbox::default();
-        let mut older = snapshot_msg(5);
-        older.term = 2;
-        outbox.offer(older);
-        outbox.offer(snapshot_msg(5));
-        assert_eq!(outbox.take().await.term, 3);
-        outbox.offer(snapshot_msg(5));
-        outbox.forget_resend_of(3, 40);
-        assert!(outbox.pending.lock().unwrap().is_none());
-        outbox.offer(snapshot_msg(5));
-        outbox.forget_resend_of(3, 41);
-        assert!(outbox.pending.lock().unwrap().is_some());
     }
 }

@@ -1,13 +1,14 @@
 //! The peer transport's sending side: one task per peer writes that peer's
 //! messages, in batches, to a persistent one-way stream
-//! ([`crate::peer::receiver`]: `GET /raft/stream` upgraded to length-prefixed
-//! postcard [`PeerBatch`] frames, on the peer's ordinary listener).
+//! ([`super::handshake`]: `GET /raft/stream` upgraded to length-prefixed
+//! postcard [`PeerBatch`] frames, [`super::codec`], on the peer's ordinary
+//! listener).
 //!
-//! The Raft loop only ever pushes onto a per-peer queue ([`Transport::send`]
-//! never blocks and never awaits). The message senders run on the loop's
+//! The Raft loop only ever pushes onto a per-peer queue (`send`, of
+//! [`Outbound`], never blocks and never awaits). The message senders run on the loop's
 //! own single-threaded runtime: a push wakes a task on the same thread, not
 //! another thread, and the write happens when the loop next yields (it
-//! yields between a leader's appends and its fsync, see `node.rs`). Each
+//! yields between a leader's appends and its fsync, see `node/mod.rs`). Each
 //! peer task takes everything queued (up to a byte bound) as one batch,
 //! writes it as one frame, and at once takes the next: no answer per batch,
 //! so whatever queued while a frame was being written travels together in
@@ -16,10 +17,10 @@
 //! was queued when a connect fails is dropped, and a queue over its bound
 //! drops its oldest messages: Raft retransmits. InstallSnapshot messages go
 //! their own way, in chunks, on a second connection per peer
-//! ([`crate::peer::chunks`]).
+//! ([`super::snapshot_sender`]).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use raft_core::wire::PeerBatch;
@@ -29,10 +30,13 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::codec::encode_frame;
+use super::credentials::Credentials;
+use super::handshake::{self, PeerAddr, PeerStream};
+use super::snapshot_sender::{SnapshotOutbox, SnapshotSender};
+use super::Partition;
 use crate::metrics::Metrics;
 use crate::node::Outbound;
-use crate::peer::chunks::{SnapshotOutbox, SnapshotSender};
-use crate::peer::receiver::{self, encode_frame, Credentials, PeerAddr, PeerStream};
 
 /// Largest batch the sender assembles (one message may exceed it).
 const MAX_BATCH_BYTES: usize = 4 << 20;
@@ -54,33 +58,6 @@ pub fn message_size(m: &Message) -> usize {
         MessageBody::Append { entries, .. } => entries.iter().map(|e| e.approx_size()).sum(),
         MessageBody::InstallSnapshot { snapshot } => snapshot.data.len(),
         _ => 0,
-    }
-}
-
-/// The test-only partition switch: peers whose traffic this node drops, in
-/// both directions.
-#[derive(Debug, Default)]
-pub struct Partition {
-    blocked: RwLock<BTreeSet<NodeId>>,
-}
-
-impl Partition {
-    /// Replaces the set of blocked peers.
-    pub fn set(&self, peers: impl IntoIterator<Item = NodeId>) {
-        let mut b = self.blocked.write().unwrap_or_else(|e| e.into_inner());
-        *b = peers.into_iter().collect();
-    }
-
-    /// Whether traffic to or from `peer` is dropped.
-    pub fn blocks(&self, peer: NodeId) -> bool {
-        let b = self.blocked.read().unwrap_or_else(|e| e.into_inner());
-        !b.is_empty() && b.contains(&peer)
-    }
-
-    /// The blocked peers.
-    pub fn blocked(&self) -> Vec<NodeId> {
-        let b = self.blocked.read().unwrap_or_else(|e| e.into_inner());
-        b.iter().copied().collect()
     }
 }
 
@@ -346,39 +323,13 @@ fn peer_http_client(pool_idle: Duration) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// Posts one peer RPC body (postcard) to `url`; any answer but 2xx is an
-/// error, described with the peer's JSON message when it sent one.
-pub async fn post_peer(
-    client: &reqwest::Client,
-    url: &str,
-    creds: &Credentials,
-    body: Vec<u8>,
-) -> Result<(), String> {
-    let mut req = client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-        .body(body);
-    for (name, value) in creds.headers() {
-        req = req.header(name, value);
-    }
-    match req.send().await {
-        Ok(resp) if resp.status().is_success() => Ok(()),
-        Ok(resp) => {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            Err(format!("peer answered {status}: {}", text.trim()))
-        }
-        Err(e) => Err(error_chain(&e)),
-    }
-}
-
 impl PeerSender {
     /// Connects, writes frames until the stream fails, reconnects; forever
     /// (the task is aborted when the [`Transport`] is dropped).
     async fn run(self) {
         let mut failures: u32 = 0;
         loop {
-            let error = match receiver::connect(&self.addr, &self.creds).await {
+            let error = match handshake::connect(&self.addr, &self.creds).await {
                 Ok(mut stream) => {
                     if failures > 0 {
                         info!(peer = self.peer, "peer reachable again");
@@ -467,21 +418,6 @@ impl PeerSender {
     }
 }
 
-/// An error with its causes, on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let c_s = c.to_string();
-        if !s.contains(&c_s) {
-            s.push_str(": ");
-            s.push_str(&c_s);
-        }
-        cur = c.source();
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,15 +444,5 @@ mod tests {
         let batch = q.take_batch().await;
         assert_eq!(batch.len(), MAX_QUEUE_MESSAGES);
         assert!(q.queue.lock().unwrap().msgs.is_empty());
-    }
-
-    #[test]
-    fn partition_blocks_listed_peers() {
-        let p = Partition::default();
-        assert!(!p.blocks(2));
-        p.set([2, 3]);
-        assert!(p.blocks(2) && p.blocks(3) && !p.blocks(4));
-        p.set([]);
-        assert!(!p.blocks(2));
     }
 }

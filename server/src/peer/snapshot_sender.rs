@@ -1,0 +1,204 @@
+//! Sending InstallSnapshot in chunks (paper §7: the leader sends the
+//! snapshot in pieces, the follower reassembles it before it replaces its
+//! log; the pieces are [`super::chunks`]).
+//!
+//! Sending: the transport hands every InstallSnapshot message to the peer's
+//! [`SnapshotOutbox`] instead of its batch queue. One [`SnapshotSender`] task
+//! per peer sends the newest one as [`SnapshotChunk`]s, in order, one chunk in
+//! flight, on its own connection: heartbeats and appends keep flowing on the
+//! batch connection meanwhile, so a large snapshot does not cost the
+//! follower its leader. A chunk that fails abandons the transfer; the Raft
+//! core sends the snapshot again when the follower does not answer.
+
+use std::sync::{Arc, Mutex};
+
+use raft_core::wire::SnapshotChunk;
+use raft_core::{Index, Message, MessageBody, NodeId, Term};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use super::chunks::split;
+use super::credentials::Credentials;
+use super::Partition;
+use crate::error_chain::error_chain;
+use crate::metrics::Metrics;
+
+/// The sending side for one peer: the newest InstallSnapshot not yet sent.
+#[derive(Default)]
+pub struct SnapshotOutbox {
+    pending: Mutex<Option<Message>>,
+    notify: Notify,
+}
+
+impl SnapshotOutbox {
+    /// Queues a snapshot message, replacing an older one not yet started.
+    pub fn offer(&self, msg: Message) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+        self.notify.notify_one();
+    }
+
+    async fn take(&self) -> Message {
+        loop {
+            if let Some(m) = self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                return m;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Forgets a queued resend of the snapshot just delivered: Raft re-sends
+    /// a snapshot when the follower has not answered for a while, which is
+    /// normal while a large one is still on its way.
+    fn forget_resend_of(&self, term: Term, index: Index) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = pending.as_ref() {
+            if let MessageBody::InstallSnapshot { snapshot } = &m.body {
+                if m.term == term && snapshot.meta.index == index {
+                    *pending = None;
+                }
+            }
+        }
+    }
+}
+
+/// The task sending one peer's snapshots.
+pub struct SnapshotSender {
+    /// The peer.
+    pub peer: NodeId,
+    /// `{peer}/raft/snapshot`.
+    pub url: String,
+    /// Who this node says it is.
+    pub creds: Credentials,
+    /// Where the Raft loop leaves snapshot messages.
+    pub outbox: Arc<SnapshotOutbox>,
+    /// Test partition switch.
+    pub partition: Arc<Partition>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Chunk size.
+    pub chunk_bytes: usize,
+    /// The HTTP client.
+    pub client: reqwest::Client,
+}
+
+impl SnapshotSender {
+    /// Sends snapshots until the task is aborted.
+    pub async fn run(self) {
+        loop {
+            let msg = self.outbox.take().await;
+            let MessageBody::InstallSnapshot { snapshot } = &msg.body else {
+                continue;
+            };
+            let index = snapshot.meta.index;
+            let count = snapshot.data.len().div_ceil(self.chunk_bytes.max(1)).max(1);
+            let Some(chunks) = split(&msg, self.chunk_bytes) else {
+                continue;
+            };
+            match self.send_all(chunks).await {
+                Ok(()) => {
+                    Metrics::inc(&self.metrics.snapshots_sent);
+                    info!(
+                        peer = self.peer,
+                        index,
+                        chunks = count,
+                        "snapshot sent to the peer"
+                    );
+                    self.outbox.forget_resend_of(msg.term, index);
+                }
+                Err(e) => {
+                    Metrics::inc(&self.metrics.snapshot_transfers_failed);
+                    warn!(
+                        peer = self.peer,
+                        index, "snapshot transfer abandoned (Raft will resend): {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    async fn send_all(&self, chunks: impl Iterator<Item = SnapshotChunk>) -> Result<(), String> {
+        for chunk in chunks {
+            if self.partition.blocks(self.peer) {
+                return Err("the peer is cut off by the test partition".into());
+            }
+            let offset = chunk.offset;
+            post_peer(&self.client, &self.url, &self.creds, chunk.encode())
+                .await
+                .map_err(|e| format!("chunk at offset {offset}: {e}"))?;
+            Metrics::inc(&self.metrics.snapshot_chunks_sent);
+            debug!(peer = self.peer, offset, "snapshot chunk sent");
+        }
+        Ok(())
+    }
+}
+
+/// Posts one peer RPC body (postcard) to `url`; any answer but 2xx is an
+/// error, described with the peer's JSON message when it sent one.
+pub async fn post_peer(
+    client: &reqwest::Client,
+    url: &str,
+    creds: &Credentials,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let mut req = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+        .body(body);
+    for (name, value) in creds.headers() {
+        req = req.header(name, value);
+    }
+    match req.send().await {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            Err(format!("peer answered {status}: {}", text.trim()))
+        }
+        Err(e) => Err(error_chain(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft_core::{Snapshot, SnapshotMeta};
+
+    fn snapshot_msg(len: usize) -> Message {
+        Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            body: MessageBody::InstallSnapshot {
+                snapshot: Snapshot {
+                    meta: SnapshotMeta {
+                        index: 40,
+                        term: 2,
+                        membership: Default::default(),
+                    },
+                    data: (0..len).map(|i| (i * 7 % 251) as u8).collect(),
+                },
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn outbox_keeps_the_newest_and_forgets_a_resend_of_a_delivered_one() {
+        let outbox = SnapshotOutbox::default();
+        let mut older = snapshot_msg(5);
+        older.term = 2;
+        outbox.offer(older);
+        outbox.offer(snapshot_msg(5));
+        assert_eq!(outbox.take().await.term, 3);
+        outbox.offer(snapshot_msg(5));
+        outbox.forget_resend_of(3, 40);
+        assert!(outbox.pending.lock().unwrap().is_none());
+        outbox.offer(snapshot_msg(5));
+        outbox.forget_resend_of(3, 41);
+        assert!(outbox.pending.lock().unwrap().is_some());
+    }
+}
