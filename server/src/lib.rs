@@ -18,15 +18,13 @@
 //! - [`membership`]: `/cluster/members` and the membership changes.
 //! - [`slow_clients`]: deadlines for a request's head and body.
 //! - [`server`]: wiring and graceful shutdown.
-pub mod api;
 pub mod bootstrap;
 pub mod config;
 pub mod connection_limit;
 pub mod directory;
 pub mod error_chain;
-pub mod forward;
+pub mod http;
 pub mod identity;
-pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod peer;

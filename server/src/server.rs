@@ -12,12 +12,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::api::{self, AppState};
 use crate::bootstrap;
 use crate::config::Settings;
 use crate::connection_limit::{Admission, ConnectionLimit};
 use crate::directory::Directory;
-use crate::forward::MAX_FORWARDS_IN_FLIGHT;
+use crate::http::forward::MAX_FORWARDS_IN_FLIGHT;
+use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::node::{self, DecodedSnapshot, NodeOptions};
 use crate::peer::{
@@ -195,17 +195,17 @@ pub async fn run_with_storage(
         partition,
         settings: settings.clone(),
         http,
-        forwarder: crate::forward::forward_client(settings.idle_timeout / 2),
+        forwarder: crate::http::forward::forward_client(settings.idle_timeout / 2),
         forward_slots: tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT),
         snapshot_inbox: SnapshotInbox::new(MAX_SNAPSHOT_BYTES),
         decoded_snapshot: decoded,
         peer_streams,
     });
-    let app = api::router(state.clone());
+    let app = http::router(state.clone());
     let server = serve_http(
         listener,
         Apps {
-            peers_only: api::peers_only(app.clone(), state.clone()),
+            peers_only: http::peers_only(app.clone(), state.clone()),
             full: app,
         },
         ConnectionLimit::new(

@@ -26,7 +26,7 @@ use axum::response::Response;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use crate::api::{error, Shared};
+use crate::http::{error, Shared};
 use crate::metrics::Metrics;
 
 /// The first bytes of an HTTP/2 connection.

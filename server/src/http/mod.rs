@@ -31,11 +31,14 @@ use tower::ServiceExt;
 use tower_http::services::ServeDir;
 use tracing::{debug, warn};
 
+pub mod cluster;
+pub mod forward;
+
 use crate::config::Settings;
 use crate::directory::Directory;
 use crate::error_chain::error_chain;
-use crate::forward::{forward, ForwardError, ForwardRequest};
-use crate::membership;
+use crate::http::cluster as membership;
+use crate::http::forward::{forward, ForwardError, ForwardRequest};
 use crate::metrics::Metrics;
 use crate::node::{
     DecodedSnapshot, NodeError, NodeHandle, Query as NodeQuery, QueryResult, WriteOutcome,
@@ -68,8 +71,8 @@ pub struct AppState {
     /// HTTP client for `/cluster` and the start-up checks.
     pub http: reqwest::Client,
     /// HTTP client relaying requests to the leader (targets byte for byte).
-    pub forwarder: crate::forward::ForwardClient,
-    /// Slots of the requests forwarded at once ([`crate::forward::MAX_FORWARDS_IN_FLIGHT`]).
+    pub forwarder: crate::http::forward::ForwardClient,
+    /// Slots of the requests forwarded at once ([`crate::http::forward::MAX_FORWARDS_IN_FLIGHT`]).
     pub forward_slots: tokio::sync::Semaphore,
     /// Snapshots arriving in chunks.
     pub snapshot_inbox: SnapshotInbox,

@@ -16,8 +16,8 @@ use raft_core::wire::{
 use raft_core::{ConfChange, ConfChangeError, Index, Membership, NodeId};
 use serde::Deserialize;
 
-use crate::api::{error, json_body, no_leader, node_error, path_and_query, Attempts, Shared};
-use crate::forward::{forward, ForwardError, ForwardRequest};
+use crate::http::forward::{forward, ForwardError, ForwardRequest};
+use crate::http::{error, json_body, no_leader, node_error, path_and_query, Attempts, Shared};
 use crate::identity::hex;
 use crate::node::NodeError;
 
