@@ -22,24 +22,12 @@ use std::time::Duration;
 
 use raft_core::wire::{MembersResponse, HEADER_CLUSTER_TOKEN};
 use raft_core::{Entry, Index, Membership, NodeId, Payload, PersistedState};
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::error_chain::error_chain;
-use crate::identity::{self, Identity, Origin, PeerIncarnations};
+use crate::identity::{self, Identity, IdentityResponse, Origin, PeerIncarnations};
 use crate::storage::Storage;
-
-/// `GET /raft/identity`: what a node tells a starting peer about itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdentityResponse {
-    /// Its cluster id (16 hex digits).
-    pub cluster_id: String,
-    /// Its member id.
-    pub node_id: NodeId,
-    /// The data-directory incarnations it knows, by member id.
-    pub incarnations: BTreeMap<NodeId, String>,
-}
 
 /// How long a starting node waits for each peer's answer.
 const PEER_QUERY_TIMEOUT: Duration = Duration::from_millis(1500);

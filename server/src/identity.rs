@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use raft_core::{Membership, NodeId};
+use serde::{Deserialize, Serialize};
 
 const IDENTITY_FILE: &str = "IDENTITY";
 const PEERS_FILE: &str = "PEERS";
@@ -57,6 +58,17 @@ pub struct Identity {
     pub incarnation: u64,
     /// Founder or joiner.
     pub origin: Origin,
+}
+
+/// `GET /raft/identity`: what a node tells a starting peer about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityResponse {
+    /// Its cluster id (16 hex digits).
+    pub cluster_id: String,
+    /// Its member id.
+    pub node_id: NodeId,
+    /// The data-directory incarnations it knows, by member id.
+    pub incarnations: BTreeMap<NodeId, String>,
 }
 
 /// Formats a cluster id or incarnation for logs, headers and the API.

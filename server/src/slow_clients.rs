@@ -7,26 +7,20 @@
 //!   hyper-util's protocol detection is done, so without this a client
 //!   that connects and sends nothing (or `P`) holds its slot forever.
 //!   After that, hyper's `header_read_timeout` bounds the rest of the head.
-//! - [`body_deadline`]: a request body must arrive whole within
-//!   `--body-timeout-ms` of its head; otherwise 408.
+//!
+//! A request body's deadline (`--body-timeout-ms`, 408) is an HTTP layer:
+//! `http::middleware::body_deadline`.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::Response;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use crate::http::{error, Shared};
 use crate::metrics::Metrics;
 
 /// The first bytes of an HTTP/2 connection.
@@ -134,72 +128,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<S> {
     }
 }
 
-/// A request body that fails once its deadline passes.
-struct DeadlineBody {
-    inner: Body,
-    deadline: Pin<Box<Sleep>>,
-    fired: Arc<AtomicBool>,
-}
-
-impl HttpBody for DeadlineBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        let this = self.get_mut();
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            return Poll::Ready(frame);
-        }
-        if this.deadline.as_mut().poll(cx).is_ready() {
-            this.fired.store(true, Ordering::Relaxed);
-            return Poll::Ready(Some(Err(axum::Error::new(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request body timeout",
-            )))));
-        }
-        Poll::Pending
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Middleware: the body must arrive within `--body-timeout-ms`; a request
-/// whose body did not is answered 408 and counted.
-pub async fn body_deadline(State(s): State<Shared>, req: Request, next: Next) -> Response {
-    let timeout = s.settings.body_timeout;
-    let fired = Arc::new(AtomicBool::new(false));
-    let (parts, body) = req.into_parts();
-    let body = Body::new(DeadlineBody {
-        inner: body,
-        deadline: Box::pin(tokio::time::sleep(timeout)),
-        fired: fired.clone(),
-    });
-    let resp = next.run(Request::from_parts(parts, body)).await;
-    if fired.load(Ordering::Relaxed) {
-        Metrics::inc(&s.metrics.slow_bodies);
-        return error(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "the request body did not arrive within {} ms",
-                timeout.as_millis()
-            ),
-        );
-    }
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
     use tokio::io::AsyncReadExt;
 
     #[tokio::test]

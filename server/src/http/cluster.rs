@@ -1,9 +1,13 @@
-//! `/cluster/members`: the configuration as this node sees it, and the
-//! membership changes (add a learner, promote, remove). Changes are
-//! token-protected like the admin routes and carried out by the leader; a
-//! follower forwards them. Each answers with the configuration once the
-//! change is committed (for a change of voters: once the joint phase is
-//! over).
+//! The cluster as this node sees it: `GET /status`, `GET /cluster` (every
+//! member's status, asked for in parallel), and `/cluster/members`: the
+//! configuration and the membership changes (add a learner, promote,
+//! remove). Changes are token-protected like the admin routes and carried
+//! out by the leader; a follower forwards them. Each answers with the
+//! configuration once the change is committed (for a change of voters:
+//! once the joint phase is over).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, Query, State};
@@ -11,15 +15,116 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use raft_core::wire::{
-    AddMemberRequest, MemberInfo, MemberRole, MembersResponse, HEADER_FORWARDED,
+    AddMemberRequest, ClusterResponse, MemberInfo, MemberRole, MemberStatus, MembersResponse,
+    StatusResponse, HEADER_FORWARDED,
 };
 use raft_core::{ConfChange, ConfChangeError, Index, Membership, NodeId};
 use serde::Deserialize;
 
-use crate::http::forward::{forward, ForwardError, ForwardRequest};
-use crate::http::{error, json_body, no_leader, node_error, path_and_query, Attempts, Shared};
+use super::error::{error, json_body, no_leader, node_error};
+use super::forward::{forward, path_and_query, ForwardError, ForwardRequest};
+use super::state::{Attempts, Shared};
+use crate::error_chain::error_chain;
 use crate::identity::hex;
 use crate::node::NodeError;
+
+pub(super) async fn status(State(s): State<Shared>) -> Response {
+    match s.node.status().await {
+        Ok(st) => Json(st).into_response(),
+        Err(e) => node_error(&s, e),
+    }
+}
+
+pub(super) async fn cluster(State(s): State<Shared>) -> Response {
+    let local = match s.node.status().await {
+        Ok(st) => st,
+        Err(e) => return node_error(&s, e),
+    };
+    let urls = s.directory.urls();
+    let mut ids: Vec<NodeId> = local
+        .members
+        .iter()
+        .chain(&local.learners)
+        .chain(&local.outgoing)
+        .chain(urls.keys())
+        .copied()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut tasks = tokio::task::JoinSet::new();
+    for &id in &ids {
+        if id == s.id {
+            continue;
+        }
+        let Some(url) = urls.get(&id).cloned() else {
+            continue;
+        };
+        let http = s.http.clone();
+        tasks.spawn(async move {
+            let r = async {
+                let resp = http
+                    .get(format!("{url}/status"))
+                    .timeout(Duration::from_millis(1000))
+                    .send()
+                    .await
+                    .map_err(|e| error_chain(&e))?;
+                if !resp.status().is_success() {
+                    return Err(format!("answered {}", resp.status()));
+                }
+                resp.json::<StatusResponse>()
+                    .await
+                    .map_err(|e| error_chain(&e))
+            }
+            .await;
+            (id, r)
+        });
+    }
+    let mut answers = BTreeMap::new();
+    while let Some(Ok((id, r))) = tasks.join_next().await {
+        answers.insert(id, r);
+    }
+    let leader = local.leader;
+    let members = ids
+        .into_iter()
+        .map(|id| {
+            let url = urls.get(&id).cloned().unwrap_or_default();
+            if id == s.id {
+                return MemberStatus {
+                    id,
+                    url,
+                    status: Some(local.clone()),
+                    error: None,
+                };
+            }
+            match answers.remove(&id) {
+                Some(Ok(st)) => MemberStatus {
+                    id,
+                    url,
+                    status: Some(st),
+                    error: None,
+                },
+                Some(Err(e)) => MemberStatus {
+                    id,
+                    url,
+                    status: None,
+                    error: Some(e),
+                },
+                None => MemberStatus {
+                    id,
+                    url,
+                    status: None,
+                    error: Some("no address known".into()),
+                },
+            }
+        })
+        .collect();
+    Json(ClusterResponse {
+        served_by: s.id,
+        leader,
+        members,
+    })
+    .into_response()
+}
 
 /// The wire shape of a configuration.
 pub fn members_response(
@@ -233,25 +338,4 @@ fn conf_change_error(e: ConfChangeError) -> Response {
         _ => "",
     };
     error(status, format!("{e}{hint}"))
-}
-
-/// `GET /raft/identity` (peer RPC): this node's cluster id, member id and
-/// the peers' incarnations it knows, for a founder checking at start-up
-/// that its empty data directory is not a wiped member's.
-pub async fn identity(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(r) = s.check_token(&headers) {
-        return r.into_response();
-    }
-    Json(crate::bootstrap::IdentityResponse {
-        cluster_id: hex(s.directory.identity.cluster_id),
-        node_id: s.id,
-        incarnations: s
-            .directory
-            .incarnations
-            .all()
-            .into_iter()
-            .map(|(id, inc)| (id, hex(inc)))
-            .collect(),
-    })
-    .into_response()
 }

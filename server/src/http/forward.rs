@@ -163,6 +163,13 @@ pub async fn forward(
         .map_err(|e| ForwardError::Unknown(e.to_string()))
 }
 
+/// The request target (path and query) as the client sent it.
+pub(crate) fn path_and_query(uri: &axum::http::Uri) -> String {
+    uri.path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| uri.path().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,67 @@
+//! The admin routes (token-protected): `POST /admin/snapshot` and
+//! `POST /admin/transfer-leader` (forwarded to the leader by a follower).
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use raft_core::wire::{SnapshotResponse, TransferLeaderRequest, HEADER_FORWARDED};
+
+use super::error::{json_body, no_leader, node_error};
+use super::forward::{forward, path_and_query, ForwardError, ForwardRequest};
+use super::state::{Attempts, Shared};
+use crate::node::NodeError;
+
+pub(super) async fn admin_snapshot(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(r) = s.check_token(&headers) {
+        return r.into_response();
+    }
+    match s.node.snapshot().await {
+        Ok(index) => Json(SnapshotResponse { index }).into_response(),
+        Err(e) => node_error(&s, e),
+    }
+}
+
+pub(super) async fn admin_transfer(
+    State(s): State<Shared>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = s.check_token(&headers) {
+        return r.into_response();
+    }
+    let req: TransferLeaderRequest = match json_body(&headers, &body, "{\"to\": <node id>}") {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let mut at = Attempts::new(&s);
+    loop {
+        at.pause().await;
+        match s.node.transfer(req.to).await {
+            Ok(()) => return Json(serde_json::json!({"ok": true})).into_response(),
+            Err(NodeError::NotLeader {
+                leader: Some(leader),
+            }) if leader != s.id && !headers.contains_key(HEADER_FORWARDED) => {
+                let Some(url) = s.url_of(leader) else {
+                    return s.unavailable(format!("the leader {leader} has no known address"));
+                };
+                let fwd = ForwardRequest::new(Method::POST, path_and_query(&uri), &headers, body);
+                return match forward(&s.forwarder, &s.forward_slots, &url, &fwd, at.deadline).await
+                {
+                    Ok(resp) => resp,
+                    Err(ForwardError::NotSent(e) | ForwardError::Unknown(e)) => {
+                        s.unavailable(format!("cannot reach the leader (node {leader}): {e}"))
+                    }
+                };
+            }
+            Err(NodeError::NotLeader { leader: None }) => {
+                if !at.wait_for_leader(&s.node, None).await {
+                    return no_leader(&s);
+                }
+            }
+            Err(e) => return node_error(&s, e),
+        }
+    }
+}

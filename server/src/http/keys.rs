@@ -1,0 +1,376 @@
+//! The key-value API: `GET/PUT/DELETE /key/{key}` and `GET /keys`. A
+//! follower forwards writes to the leader ([`super::forward`]); reads are
+//! linearizable (ReadIndex) on any node, or `?consistency=stale`.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use raft_core::wire::{
+    ErrorBody, KeyValue, ListResponse, PutRequest, WriteResponse, HEADER_CLIENT_ID,
+    HEADER_CLIENT_SEQ, HEADER_FORWARDED,
+};
+use raft_core::{Command, Op, OpResult};
+use serde::Deserialize;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::error::{error, json_body, no_leader, node_error, reject, Rejection};
+use super::forward::{forward, path_and_query, ForwardError, ForwardRequest};
+use super::state::{AppState, Attempts, Shared};
+use crate::metrics::Metrics;
+use crate::node::{NodeError, Query as NodeQuery, QueryResult, WriteOutcome};
+
+/// Default and maximum `limit` of `GET /keys`.
+const LIST_DEFAULT: usize = 1000;
+const LIST_MAX: usize = 10_000;
+
+pub(super) async fn empty_key() -> Response {
+    error(StatusCode::BAD_REQUEST, "the key must not be empty")
+}
+
+fn check_key(s: &AppState, key: &str) -> Result<(), Rejection> {
+    if key.is_empty() {
+        return Err(reject(StatusCode::BAD_REQUEST, "the key must not be empty"));
+    }
+    if key.len() > s.settings.max_key_bytes {
+        return Err(reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the key is {} bytes; the limit is {}",
+                key.len(),
+                s.settings.max_key_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ReadParams {
+    consistency: Option<String>,
+}
+
+fn linearizable(consistency: Option<&str>) -> Result<bool, Rejection> {
+    match consistency {
+        None | Some("linearizable") | Some("") => Ok(true),
+        Some("stale") => Ok(false),
+        Some(other) => Err(reject(
+            StatusCode::BAD_REQUEST,
+            format!("unknown consistency `{other}`: use `linearizable` or `stale`"),
+        )),
+    }
+}
+
+pub(super) async fn get_key(
+    State(s): State<Shared>,
+    Path(key): Path<String>,
+    Query(p): Query<ReadParams>,
+) -> Response {
+    if let Err(r) = check_key(&s, &key) {
+        return r.into_response();
+    }
+    let lin = match linearizable(p.consistency.as_deref()) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    match read(&s, NodeQuery::Get(key.clone()), lin).await {
+        Ok(QueryResult::Value(Some(value))) => Json(KeyValue { key, value }).into_response(),
+        Ok(_) => error(StatusCode::NOT_FOUND, format!("key `{key}` not found")),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct ListParams {
+    prefix: Option<String>,
+    limit: Option<usize>,
+    consistency: Option<String>,
+}
+
+pub(super) async fn list_keys(State(s): State<Shared>, Query(p): Query<ListParams>) -> Response {
+    let lin = match linearizable(p.consistency.as_deref()) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    let limit = p.limit.unwrap_or(LIST_DEFAULT).min(LIST_MAX);
+    let query = NodeQuery::List {
+        prefix: p.prefix.unwrap_or_default(),
+        limit,
+    };
+    match read(&s, query, lin).await {
+        Ok(QueryResult::List { items, truncated }) => Json(ListResponse {
+            items: items
+                .into_iter()
+                .map(|(key, value)| KeyValue { key, value })
+                .collect(),
+            truncated,
+        })
+        .into_response(),
+        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected read result"),
+        Err(r) => r,
+    }
+}
+
+/// Parses the optional `(client_id, seq)` headers.
+fn client_ids(headers: &HeaderMap) -> Result<(u64, u64), Rejection> {
+    let parse = |name: &str| -> Result<Option<u64>, Rejection> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    reject(
+                        StatusCode::BAD_REQUEST,
+                        format!("header {name} must be an unsigned integer"),
+                    )
+                }),
+        }
+    };
+    match (parse(HEADER_CLIENT_ID)?, parse(HEADER_CLIENT_SEQ)?) {
+        (None, None) => Ok((0, 0)),
+        (Some(0), _) => Err(reject(
+            StatusCode::BAD_REQUEST,
+            format!("header {HEADER_CLIENT_ID} must be non-zero"),
+        )),
+        (Some(id), Some(seq)) => Ok((id, seq)),
+        _ => Err(reject(
+            StatusCode::BAD_REQUEST,
+            format!("headers {HEADER_CLIENT_ID} and {HEADER_CLIENT_SEQ} go together"),
+        )),
+    }
+}
+
+pub(super) async fn put_key(
+    State(s): State<Shared>,
+    Path(key): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = check_key(&s, &key) {
+        return r.into_response();
+    }
+    let put: PutRequest = match json_body(&headers, &body, "{\"value\": \"...\"}") {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    if put.value.len() > s.settings.max_value_bytes {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the value is {} bytes; the limit is {}",
+                put.value.len(),
+                s.settings.max_value_bytes
+            ),
+        );
+    }
+    let (client_id, seq) = match client_ids(&headers) {
+        Ok(ids) => ids,
+        Err(r) => return r.into_response(),
+    };
+    let command = Command {
+        client_id,
+        seq,
+        op: Op::Put {
+            key: key.clone(),
+            value: put.value,
+        },
+    };
+    let forwarded_in = headers.contains_key(HEADER_FORWARDED);
+    // Built only if this node has to forward the write.
+    let fwd =
+        move || ForwardRequest::new(Method::PUT, path_and_query(&uri), &headers, body.clone());
+    write(&s, key, command, fwd, forwarded_in).await
+}
+
+pub(super) async fn delete_key(
+    State(s): State<Shared>,
+    Path(key): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_key(&s, &key) {
+        return r.into_response();
+    }
+    let (client_id, seq) = match client_ids(&headers) {
+        Ok(ids) => ids,
+        Err(r) => return r.into_response(),
+    };
+    let command = Command {
+        client_id,
+        seq,
+        op: Op::Delete { key: key.clone() },
+    };
+    let forwarded_in = headers.contains_key(HEADER_FORWARDED);
+    let fwd =
+        move || ForwardRequest::new(Method::DELETE, path_and_query(&uri), &headers, Bytes::new());
+    write(&s, key, command, fwd, forwarded_in).await
+}
+
+fn write_timeout(s: &AppState) -> Response {
+    let (leader, leader_url) = s.leader();
+    let body = ErrorBody {
+        error: format!(
+            "timed out after {} ms waiting for the write to commit; it may still be applied: \
+             retry with the same {HEADER_CLIENT_ID}/{HEADER_CLIENT_SEQ} to apply it at most once",
+            s.settings.request_timeout.as_millis()
+        ),
+        leader,
+        leader_url,
+    };
+    (StatusCode::GATEWAY_TIMEOUT, Json(body)).into_response()
+}
+
+async fn write(
+    s: &AppState,
+    key: String,
+    command: Command,
+    fwd: impl Fn() -> ForwardRequest,
+    forwarded_in: bool,
+) -> Response {
+    let mut at = Attempts::new(s);
+    loop {
+        at.pause().await;
+        let outcome = tokio::time::timeout_at(at.deadline, s.node.propose(command.clone())).await;
+        let err = match outcome {
+            Err(_) => return write_timeout(s),
+            Ok(Ok(WriteOutcome { index, result })) => {
+                let prev = match result {
+                    OpResult::Put { prev } | OpResult::Delete { prev } => prev,
+                    OpResult::Cas { prev, .. } => prev,
+                    OpResult::Stale => {
+                        return error(
+                            StatusCode::CONFLICT,
+                            format!(
+                                "stale retry: a newer write of client {} was already applied",
+                                command.client_id
+                            ),
+                        )
+                    }
+                    OpResult::SeqReused => {
+                        return error(
+                            StatusCode::CONFLICT,
+                            format!(
+                                "client {} already used sequence number {} for another write; \
+                                 nothing was applied (number each write anew)",
+                                command.client_id, command.seq
+                            ),
+                        )
+                    }
+                    OpResult::SessionExpired => {
+                        return error(
+                            StatusCode::CONFLICT,
+                            format!(
+                                "client {} is not known to the cluster (its session was \
+                                 forgotten, or its writes did not start at sequence 1); \
+                                 nothing was applied: it may have been applied before, so \
+                                 check, then write again under a new client id",
+                                command.client_id
+                            ),
+                        )
+                    }
+                };
+                return Json(WriteResponse {
+                    key,
+                    index,
+                    prev,
+                    served_by: s.id,
+                })
+                .into_response();
+            }
+            Ok(Err(e)) => e,
+        };
+        match err {
+            NodeError::NotLeader {
+                leader: Some(leader),
+            } if leader != s.id => {
+                if forwarded_in {
+                    // Never forward twice: tell the forwarding node who leads.
+                    return s.unavailable(format!("not the leader; node {leader} is"));
+                }
+                let Some(url) = s.url_of(leader) else {
+                    return s.unavailable(format!("the leader {leader} has no known address"));
+                };
+                Metrics::inc(&s.metrics.forwarded);
+                match forward(&s.forwarder, &s.forward_slots, &url, &fwd(), at.deadline).await {
+                    Ok(resp) if resp.status() != StatusCode::SERVICE_UNAVAILABLE => return resp,
+                    Ok(resp) => {
+                        debug!(leader, "leader answered 503; waiting for a new leader");
+                        if !at.wait_for_leader(&s.node, Some(leader)).await {
+                            return resp;
+                        }
+                    }
+                    Err(ForwardError::NotSent(e)) => {
+                        debug!(leader, "cannot reach the leader: {e}");
+                        if !at.wait_for_leader(&s.node, Some(leader)).await {
+                            return s.unavailable(format!(
+                                "cannot reach the leader (node {leader} at {url}): {e}"
+                            ));
+                        }
+                    }
+                    Err(ForwardError::Unknown(e)) => {
+                        warn!(leader, "forwarding failed mid-request: {e}");
+                        return s.unavailable(format!(
+                            "forwarding to the leader (node {leader}) failed: {e}; the write may \
+                             have been applied: retry with the same {HEADER_CLIENT_ID}/{HEADER_CLIENT_SEQ}"
+                        ));
+                    }
+                }
+            }
+            NodeError::NotLeader { .. } => {
+                if !at.wait_for_leader(&s.node, None).await {
+                    return no_leader(s);
+                }
+            }
+            NodeError::Transferring => {
+                if !at.wait_for_change(&s.node).await {
+                    return node_error(s, NodeError::Transferring);
+                }
+            }
+            // Another entry took the write's place: it was not applied.
+            NodeError::LeadershipChanged => {}
+            e => return node_error(s, e),
+        }
+        if Instant::now() >= at.deadline {
+            return write_timeout(s);
+        }
+    }
+}
+
+async fn read(s: &AppState, query: NodeQuery, linearizable: bool) -> Result<QueryResult, Response> {
+    let mut at = Attempts::new(s);
+    loop {
+        at.pause().await;
+        let outcome =
+            tokio::time::timeout_at(at.deadline, s.node.read(query.clone(), linearizable)).await;
+        match outcome {
+            Err(_) => {
+                let (leader, leader_url) = s.leader();
+                let body = ErrorBody {
+                    error: format!(
+                        "timed out after {} ms waiting for the leader to confirm the read \
+                         (no quorum reachable?); retry, or read with ?consistency=stale",
+                        s.settings.request_timeout.as_millis()
+                    ),
+                    leader,
+                    leader_url,
+                };
+                return Err((StatusCode::GATEWAY_TIMEOUT, Json(body)).into_response());
+            }
+            Ok(Ok(r)) => return Ok(r),
+            // The leader changed under the read: retry with the new one.
+            Ok(Err(NodeError::NotLeader { leader: Some(_) })) => {}
+            Ok(Err(NodeError::NotLeader { leader: None })) => {
+                if !at.wait_for_leader(&s.node, None).await {
+                    return Err(no_leader(s));
+                }
+            }
+            Ok(Err(e)) => return Err(node_error(s, e)),
+        }
+    }
+}
