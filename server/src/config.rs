@@ -395,11 +395,11 @@ impl Args {
         if self.idle_timeout_ms < 100 {
             return Err(ConfigError("--idle-timeout-ms must be at least 100".into()));
         }
-        if self.max_connections < crate::connection_limit::MIN_CONNECTIONS {
+        if self.max_connections < crate::net::connection_limit::MIN_CONNECTIONS {
             return Err(ConfigError(format!(
                 "--max-connections must be at least {} ({} are kept for peers)",
-                crate::connection_limit::MIN_CONNECTIONS,
-                crate::connection_limit::PEER_RESERVE
+                crate::net::connection_limit::MIN_CONNECTIONS,
+                crate::net::connection_limit::PEER_RESERVE
             )));
         }
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 {

@@ -18,22 +18,21 @@
 //! - [`membership`]: `/cluster/members` and the membership changes.
 //! - [`slow_clients`]: deadlines for a request's head and body.
 //! - [`server`]: wiring and graceful shutdown.
+pub mod app;
 pub mod bootstrap;
 pub mod config;
-pub mod connection_limit;
 pub mod directory;
 pub mod error_chain;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod net;
 pub mod node;
 pub mod peer;
-pub mod server;
-pub mod slow_clients;
 pub mod storage;
 
+pub use app::{run, run_with_storage, shutdown_signal, ServerError};
 pub use config::{Args, Settings};
 /// The snapshot chunk reassembly under its former path (the fuzz targets
 /// use it).
 pub use peer::chunks as snapshot_transfer;
-pub use server::{run, run_with_storage, shutdown_signal, ServerError};

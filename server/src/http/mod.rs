@@ -97,7 +97,7 @@ pub fn router(state: Shared) -> Router {
 }
 
 /// `app` for a connection accepted into the slots kept for peers (see
-/// [`crate::connection_limit`]): the peer routes are served, any other
+/// [`crate::net::connection_limit`]): the peer routes are served, any other
 /// request is answered 503 and its connection closed.
 pub fn peers_only(app: Router, state: Shared) -> Router {
     app.layer(from_fn_with_state(state, middleware::refuse_clients))

@@ -420,7 +420,7 @@ impl Node {
         // commit rides along with the next write.
         if ready.must_persist {
             // The fsync blocks this thread: the loop has one of its own
-            // (see `server::spawn_raft_loop`).
+            // (see `app::spawn_raft_loop`).
             self.storage
                 .persist(ready.snapshot.as_ref(), &ready.entries, ready.hard_state)?;
             Metrics::inc(&self.metrics.persists);
