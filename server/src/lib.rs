@@ -2,22 +2,28 @@
 //! node with real time (a tick timer), real disks ([`storage`]) and real
 //! sockets (an axum HTTP listener for clients and peers).
 //!
-//! - [`node`]: the one task that owns the Raft node, the state machine and
-//!   the storage (persist → send → apply for every `Ready`).
-//! - [`transport`]: per-peer batching senders.
-//! - [`peer_stream`]: the peer message stream's handshake, framing and
-//!   receiving side.
-//! - [`snapshot_transfer`]: InstallSnapshot sent and reassembled in chunks.
-//! - [`api`]: the REST API, peer RPC, metrics, admin and static files.
-//! - [`forward`]: follower → leader forwarding of writes.
-//! - [`connection_limit`]: the bound on open connections, with room kept
-//!   for peers.
+//! The modules, by audience; each imports only from those listed after it
+//! (`app` from all of them):
+//!
+//! - [`app`]: wiring and ordered graceful shutdown (`run`).
+//! - [`http`]: the one router table, and a file per audience: keys,
+//!   cluster and members, admin, metrics, health, dashboard, test hooks,
+//!   the peer RPC endpoints; follower → leader forwarding; JSON errors.
 //! - [`bootstrap`]: start-up: found a cluster, restart, or join one.
-//! - [`identity`]: the cluster id, member id and data-directory incarnation.
+//! - [`config`]: flags and their validation.
+//! - [`net`]: the accept loop, the bound on open connections with room kept
+//!   for peers, the deadline of a request head.
+//! - [`peer`]: the peer network: per-peer batching senders, the message
+//!   stream's handshake, frames and receiving side, InstallSnapshot in
+//!   chunks.
+//! - [`node`]: the one task that owns the Raft node, the state machine and
+//!   the storage (persist → send → apply for every `Ready`), and the
+//!   [`node::NodeHandle`] everyone talks to it through.
 //! - [`directory`]: the configuration in force, shared with the handlers.
-//! - [`membership`]: `/cluster/members` and the membership changes.
-//! - [`slow_clients`]: deadlines for a request's head and body.
-//! - [`server`]: wiring and graceful shutdown.
+//! - [`identity`]: the cluster id, member id and data-directory incarnation.
+//! - [`metrics`]: the counters everyone bumps, rendered for Prometheus.
+//! - [`storage`]: the WAL and snapshot files.
+//! - [`error_chain`]: an error and its causes on one line.
 pub mod app;
 pub mod bootstrap;
 pub mod config;

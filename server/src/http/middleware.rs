@@ -1,5 +1,5 @@
 //! The layers around every route: latency and identity headers, JSON for
-//! every error ([`common`]), body limits, the body deadline, and the
+//! every error (`common`), body limits, the body deadline, and the
 //! peers-only admission.
 
 use std::future::Future;

@@ -11,12 +11,12 @@
 //! - [`test_hooks`]: the test-only partition switch.
 //! - [`peer`]: the peer RPC's endpoints (`/raft/*`).
 //! - [`forward`]: follower → leader forwarding.
-//! - [`state`]: what every handler shares; [`error`]: the JSON errors;
+//! - [`state`]: what every handler shares; [`error`](mod@error): the JSON errors;
 //!   [`middleware`]: the layers around every route.
 //!
 //! Every error is JSON ([`ErrorBody`]): axum's own plain-text rejections
 //! (bad path, bad query, body too large, unknown route, wrong method) are
-//! rewritten by the [`middleware::common`] middleware, which also sets the
+//! rewritten by the `middleware::common` layer, which also sets the
 //! `x-raft-served-by` / `x-raft-leader` headers and records latency.
 //!
 //! [`ErrorBody`]: raft_core::wire::ErrorBody
@@ -97,7 +97,7 @@ pub fn router(state: Shared) -> Router {
 }
 
 /// `app` for a connection accepted into the slots kept for peers (see
-/// [`crate::net::connection_limit`]): the peer routes are served, any other
+/// `net::connection_limit`): the peer routes are served, any other
 /// request is answered 503 and its connection closed.
 pub fn peers_only(app: Router, state: Shared) -> Router {
     app.layer(from_fn_with_state(state, middleware::refuse_clients))

@@ -1,4 +1,4 @@
-//! What every handler shares: the node's [`AppState`], and [`Attempts`],
+//! What every handler shares: the node's [`AppState`], and `Attempts`,
 //! one request's deadline and its waits for a leader.
 
 use std::sync::Arc;

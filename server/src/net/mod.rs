@@ -21,7 +21,7 @@ use slow_clients::HeadDeadline;
 pub struct Apps {
     /// Every route.
     pub full: axum::Router,
-    /// The peer routes only ([`crate::http::peers_only`]).
+    /// The peer routes only (`http::peers_only`).
     pub peers_only: axum::Router,
 }
 

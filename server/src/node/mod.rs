@@ -11,11 +11,11 @@
 //! out every `Ready` in the order the core demands: persist, send, apply,
 //! serve reads, advance.
 //!
-//! - [`handle`]: [`NodeHandle`], the [`Request`]s it sends, and how the loop
+//! - `handle`: [`NodeHandle`], the [`Request`]s it sends, and how the loop
 //!   answers them.
-//! - [`snapshot`]: the snapshot thread, and [`DecodedSnapshot`] (a leader's
+//! - `snapshot`: the snapshot thread, and [`DecodedSnapshot`] (a leader's
 //!   snapshot decoded off the loop).
-//! - [`error`]: [`NodeError`], [`FatalError`], [`StartError`].
+//! - `error`: [`NodeError`], [`FatalError`], [`StartError`].
 //!
 //! The loop sends through an [`Outbound`] (the peer transport implements
 //! it), so this module knows nothing of how messages travel.
