@@ -1008,8 +1008,10 @@ impl Cluster {
         self.repair_all();
     }
 
-    /// Stops the nemesis, heals the network, restores its settings and
-    /// restarts every crashed node.
+    /// Stops the nemesis, heals the network, restores its settings,
+    /// restarts every crashed node and calls off every crash at a next
+    /// write that has not struck yet (its scheduled repair is forgotten
+    /// with the nemesis's others, so nothing else would).
     pub fn repair_all(&mut self) {
         self.cfg.nemesis.enabled = false;
         self.nemesis.clear();
@@ -1026,7 +1028,8 @@ impl Cluster {
         }
         for id in 1..=self.nodes.len() as u64 {
             let n = &self.nodes[id as usize - 1];
-            if !n.is_up() && !n.is_retired() {
+            // A restart of a running node disarms its crash at write.
+            if (!n.is_up() && !n.is_retired()) || n.crash_at_write_armed() {
                 self.restart(id);
             }
         }
@@ -1559,6 +1562,42 @@ mod tests {
             changed += a.1;
         }
         assert!(changed > 0);
+    }
+
+    /// A crash at a node's next write that has not struck when everything
+    /// is repaired is called off: the node neither stays armed nor dies at
+    /// its first write after the repair.
+    #[test]
+    fn repair_all_disarms_crash_at_write() {
+        let mut c = quiet(10, true);
+        let f = a_follower(&c);
+        // A quiet follower writes nothing (heartbeats only move the commit
+        // index), so the crash stays pending.
+        c.apply_fault(FaultAction::CrashAtWrite(f));
+        c.run_until(c.now() + 200);
+        assert!(c.node(f).unwrap().is_up());
+        assert!(c.node(f).unwrap().crash_at_write_armed());
+        c.repair_all();
+        assert!(
+            c.nodes().iter().all(|n| !n.crash_at_write_armed()),
+            "a node is still armed after repair_all"
+        );
+        assert_eq!(
+            c.fault_log().last(),
+            Some(&(c.now(), FaultAction::Restart(f)))
+        );
+        // Its next write (a client's put) goes through.
+        let put = ClientOp::Write(Op::Put {
+            key: "after".into(),
+            value: "repair".into(),
+        });
+        let id = c.submit(f, put).unwrap();
+        run_until_answered(&mut c, id);
+        c.run_until(c.now() + 500);
+        assert!(c.node(f).unwrap().is_up(), "it died at its next write");
+        assert_eq!(c.node(f).unwrap().stats().crashes, 0);
+        assert_eq!(c.node(f).unwrap().kv().get("after"), Some("repair"));
+        assert!(c.violations().is_empty(), "{:?}", c.violations());
     }
 
     impl Cluster {

@@ -345,6 +345,12 @@ impl SimNode {
         self.crash_at_write
     }
 
+    /// Whether it is set to die in the middle of its next durable write
+    /// ([`super::FaultAction::CrashAtWrite`] not yet fired or called off).
+    pub fn crash_at_write_armed(&self) -> bool {
+        self.crash_at_write
+    }
+
     /// Disarms a pending [`SimNode::arm_crash_at_write`]; returns whether
     /// one was pending.
     pub(crate) fn disarm_crash_at_write(&mut self) -> bool {
