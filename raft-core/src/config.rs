@@ -102,6 +102,10 @@ pub struct Faults {
     /// a new change before the previous one committed: two changes in
     /// flight can make two disjoint majorities.
     pub unsafe_conf_change: bool,
+    /// Let the state machine ignore its session table: every command is
+    /// applied as new, so a retried write (the same client id and sequence
+    /// number in a later log entry) changes the map a second time.
+    pub ignore_sessions: bool,
 }
 
 /// An invalid [`Config`].

@@ -253,6 +253,24 @@ impl KvStore {
     /// Applies one committed entry. Entries must come in log order; an entry
     /// at or below the applied index is ignored (it is already reflected).
     pub fn apply(&mut self, entry: &Entry) -> Applied {
+        self.apply_with(entry, true)
+    }
+
+    /// [`KvStore::apply`] with the session table ignored: every command is
+    /// applied as new, a retry a second time (`Faults::ignore_sessions`).
+    #[cfg(feature = "faults")]
+    pub(crate) fn apply_ignoring_sessions(&mut self, entry: &Entry) -> Applied {
+        self.apply_with(entry, false)
+    }
+
+    /// The newest write of `client_id` its session remembers: its sequence
+    /// number and the index of the entry that applied it (the one entry
+    /// that changed the map for it; retries leave the record alone).
+    pub(crate) fn session(&self, client_id: u64) -> Option<(u64, Index)> {
+        self.clients.get(&client_id).map(|r| (r.seq, r.index))
+    }
+
+    fn apply_with(&mut self, entry: &Entry, sessions: bool) -> Applied {
         let mut applied = Applied {
             index: entry.index,
             term: entry.term,
@@ -264,15 +282,17 @@ impl KvStore {
         self.applied_index = entry.index;
         self.applied_term = entry.term;
         if let Payload::Command(cmd) = &entry.payload {
-            applied.result = Some(self.apply_command(cmd, entry.index));
+            applied.result = Some(self.apply_command(cmd, entry.index, sessions));
         }
         applied
     }
 
-    fn apply_command(&mut self, cmd: &Command, index: Index) -> OpResult {
+    fn apply_command(&mut self, cmd: &Command, index: Index, sessions: bool) -> OpResult {
         let digest = if cmd.client_id != 0 {
             let digest = digest(&cmd.op);
             match self.clients.get(&cmd.client_id) {
+                // Test-only fault: every command is new.
+                _ if !sessions => digest,
                 // A retry: the first result, not a second application.
                 Some(rec) if cmd.seq == rec.seq && rec.digest == digest => {
                     return rec.result.clone();

@@ -3,6 +3,13 @@
 //! simulator finds a violation of the matching kind within a bounded number
 //! of seeds. Runs are deterministic, so the seed that finds each bug is
 //! always the same; the bound leaves room for harmless changes.
+//!
+//! Four checkers watch a rule where it is kept (a write applied at most
+//! once, one vote per node and term, commits durable on a quorum, fresh
+//! read indices; `SimConfig::check_direct_rules`). Each has a test that its
+//! fault is caught by it first, and the faults that existed before them
+//! keep a test with those checks off, showing that the damage is still
+//! caught by Raft's properties or the linearizability checker.
 
 use raft_core::sim::{Cluster, SimConfig, ViolationKind};
 use raft_core::Faults;
@@ -47,6 +54,21 @@ fn with_faults(seed: u64, faults: Faults) -> SimConfig {
     cfg
 }
 
+/// The seeds each fault's scenario must run clean without the fault.
+const CLEAN_SEEDS: u64 = 60;
+
+/// Runs seeds `0..seeds` of the scenario and requires no violation.
+fn clean(name: &str, seeds: u64, scenario: impl Fn(u64) -> SimConfig) {
+    for seed in 0..seeds {
+        let report = Cluster::new(scenario(seed)).unwrap().run_to_end();
+        assert!(
+            report.violations.is_empty(),
+            "{name} without its fault, seed {seed}: {}",
+            report.violations[0]
+        );
+    }
+}
+
 /// Figure 8: a leader that commits an entry of an earlier term by counting
 /// replicas lets a later leader overwrite it. Found as a committed entry
 /// that changed or was lost, or as two nodes applying different entries.
@@ -78,53 +100,82 @@ fn commit_previous_term_is_caught() {
     );
 }
 
-/// A node that forgets its vote across a restart can vote twice in one
-/// term: two leaders.
+const FORGET_VOTE: Faults = Faults {
+    forget_vote: true,
+    ..NO_FAULTS
+};
+
+/// Many short crashes while elections run; no pre-vote or lease to shield
+/// voters.
+fn forget_vote_scenario(seed: u64, faults: Faults, direct_rules: bool) -> SimConfig {
+    let mut cfg = with_faults(seed, faults);
+    cfg.raft.pre_vote = false;
+    cfg.raft.check_quorum = false;
+    cfg.nemesis.weights = [10, 1, 1, 0, 1, 1, 1];
+    cfg.nemesis.down_time = (1, 30);
+    cfg.nemesis.max_down = Some(cfg.nodes);
+    // Crashes after the vote left: one during the write would stop the
+    // vote from being sent at all.
+    cfg.nemesis.crash_at_write = 0.0;
+    cfg.check_direct_rules = direct_rules;
+    cfg
+}
+
+/// A node that forgets its vote across a restart votes again in the same
+/// term: the vote check sees the second vote when it leaves.
+#[test]
+fn forget_vote_is_caught_as_a_double_vote() {
+    hunt(
+        "forget_vote (one vote per term)",
+        |seed| forget_vote_scenario(seed, FORGET_VOTE, true),
+        &[ViolationKind::DoubleVote],
+    );
+}
+
+/// Without the vote check, the damage: two leaders in one term.
 #[test]
 fn forget_vote_is_caught() {
-    let faults = Faults {
-        forget_vote: true,
-        ..Faults::default()
-    };
     hunt(
-        "forget_vote",
-        |seed| {
-            let mut cfg = with_faults(seed, faults);
-            // Many short crashes while elections run; no pre-vote or lease
-            // to shield voters.
-            cfg.raft.pre_vote = false;
-            cfg.raft.check_quorum = false;
-            cfg.nemesis.weights = [10, 1, 1, 0, 1, 1, 1];
-            cfg.nemesis.down_time = (1, 30);
-            cfg.nemesis.max_down = Some(cfg.nodes);
-            // Crashes after the vote left: one during the write would stop
-            // the vote from being sent at all.
-            cfg.nemesis.crash_at_write = 0.0;
-            cfg
-        },
+        "forget_vote (election safety)",
+        |seed| forget_vote_scenario(seed, FORGET_VOTE, false),
         &[ViolationKind::ElectionSafety],
     );
 }
 
+const EARLY_ACKS: Faults = Faults {
+    early_acks: true,
+    ..NO_FAULTS
+};
+
+/// Every single-node crash hits a write; frequent, short crashes.
+fn early_acks_scenario(seed: u64, faults: Faults, direct_rules: bool) -> SimConfig {
+    let mut cfg = with_faults(seed, faults);
+    cfg.nemesis.crash_at_write = 1.0;
+    cfg.nemesis.weights = [10, 1, 1, 0, 1, 1, 2];
+    cfg.nemesis.down_time = (1, 60);
+    cfg.check_direct_rules = direct_rules;
+    cfg
+}
+
 /// A follower that acknowledges entries before its write is durable lets
-/// the leader count a copy that a crash during the write then loses: a
-/// later leader without the entry overwrites it.
+/// the leader count a copy that a crash during the write loses: when the
+/// leader commits with it, the entry is on the disks of too few voters.
+#[test]
+fn early_acks_are_caught_as_commits_not_durable() {
+    hunt(
+        "early_acks (durable commits)",
+        |seed| early_acks_scenario(seed, EARLY_ACKS, true),
+        &[ViolationKind::CommitNotDurable],
+    );
+}
+
+/// Without the durable-commit check, the damage: a later leader without
+/// the entry overwrites it.
 #[test]
 fn early_acks_are_caught() {
-    let faults = Faults {
-        early_acks: true,
-        ..Faults::default()
-    };
     hunt(
-        "early_acks",
-        |seed| {
-            let mut cfg = with_faults(seed, faults);
-            // Every single-node crash hits a write; frequent, short crashes.
-            cfg.nemesis.crash_at_write = 1.0;
-            cfg.nemesis.weights = [10, 1, 1, 0, 1, 1, 2];
-            cfg.nemesis.down_time = (1, 60);
-            cfg
-        },
+        "early_acks (safety properties)",
+        |seed| early_acks_scenario(seed, EARLY_ACKS, false),
         &[
             ViolationKind::CommittedEntryLost,
             ViolationKind::CommittedEntryChanged,
@@ -135,26 +186,96 @@ fn early_acks_are_caught() {
     );
 }
 
+const STALE_READS: Faults = Faults {
+    stale_reads: true,
+    ..NO_FAULTS
+};
+
+/// Partitions that isolate the leader, which stays leader without
+/// CheckQuorum and keeps answering reads from its clients.
+fn stale_reads_scenario(seed: u64, faults: Faults, direct_rules: bool) -> SimConfig {
+    let mut cfg = with_faults(seed, faults);
+    cfg.raft.check_quorum = false;
+    cfg.nemesis.weights = [1, 8, 2, 0, 0, 0, 0];
+    cfg.check_direct_rules = direct_rules;
+    cfg
+}
+
 /// A leader that answers reads without confirming its leadership serves
-/// stale data once a newer leader has taken writes.
+/// them at its own commit index, below what a newer leader has committed.
+#[test]
+fn stale_reads_are_caught_as_stale_read_indices() {
+    hunt(
+        "stale_reads (read indices)",
+        |seed| stale_reads_scenario(seed, STALE_READS, true),
+        &[ViolationKind::StaleRead],
+    );
+}
+
+/// Without the read-index check, the damage: a read that misses a write
+/// acknowledged before it began, which makes the history not linearizable.
 #[test]
 fn stale_reads_are_caught() {
-    let faults = Faults {
-        stale_reads: true,
-        ..Faults::default()
-    };
     hunt(
-        "stale_reads",
-        |seed| {
-            let mut cfg = with_faults(seed, faults);
-            // Partitions that isolate the leader, which stays leader without
-            // CheckQuorum and keeps answering reads from its clients.
-            cfg.raft.check_quorum = false;
-            cfg.nemesis.weights = [1, 8, 2, 0, 0, 0, 0];
-            cfg
-        },
+        "stale_reads (linearizability)",
+        |seed| stale_reads_scenario(seed, STALE_READS, false),
         &[ViolationKind::Linearizability],
     );
+}
+
+const IGNORE_SESSIONS: Faults = Faults {
+    ignore_sessions: true,
+    ..NO_FAULTS
+};
+
+/// Crashes and partitions while clients write, so that writes are retried
+/// and land in the log more than once.
+fn ignore_sessions_scenario(seed: u64, faults: Faults, direct_rules: bool) -> SimConfig {
+    let mut cfg = with_faults(seed, faults);
+    cfg.nemesis.weights = [6, 6, 2, 0, 1, 1, 1];
+    cfg.clients.mix = [20, 50, 15, 15];
+    cfg.check_direct_rules = direct_rules;
+    cfg
+}
+
+/// A state machine that ignores its session table applies a retried write
+/// a second time: its record of the write moves to the retry's index.
+#[test]
+fn ignore_sessions_is_caught_as_a_write_applied_twice() {
+    hunt(
+        "ignore_sessions (applied at most once)",
+        |seed| ignore_sessions_scenario(seed, IGNORE_SESSIONS, true),
+        &[ViolationKind::AppliedTwice],
+    );
+}
+
+/// Without the at-most-once check, the damage: a retried write changes a
+/// key again after later writes, which no order of the history explains.
+#[test]
+fn ignore_sessions_is_caught() {
+    hunt(
+        "ignore_sessions (linearizability)",
+        |seed| ignore_sessions_scenario(seed, IGNORE_SESSIONS, false),
+        &[ViolationKind::Linearizability],
+    );
+}
+
+/// The scenarios of the four direct checks run clean without their faults.
+#[test]
+fn the_direct_rule_scenarios_are_clean_without_faults() {
+    let none = Faults::default();
+    clean("forget_vote", CLEAN_SEEDS, |seed| {
+        forget_vote_scenario(seed, none, true)
+    });
+    clean("early_acks", CLEAN_SEEDS, |seed| {
+        early_acks_scenario(seed, none, true)
+    });
+    clean("stale_reads", CLEAN_SEEDS, |seed| {
+        stale_reads_scenario(seed, none, true)
+    });
+    clean("ignore_sessions", CLEAN_SEEDS, |seed| {
+        ignore_sessions_scenario(seed, none, true)
+    });
 }
 
 /// With no fault switched on, the same scenarios find nothing.
@@ -199,12 +320,19 @@ fn churn_scenario(seed: u64, faults: Faults, membership_rules: bool) -> SimConfi
     cfg
 }
 
-const UNSAFE_CONF_CHANGE: Faults = Faults {
+/// No fault (`Faults::default()` in a constant).
+const NO_FAULTS: Faults = Faults {
     commit_previous_term: false,
     forget_vote: false,
     stale_reads: false,
     early_acks: false,
+    unsafe_conf_change: false,
+    ignore_sessions: false,
+};
+
+const UNSAFE_CONF_CHANGE: Faults = Faults {
     unsafe_conf_change: true,
+    ..NO_FAULTS
 };
 
 /// Voters changed in one step, with changes in flight at once: the joint

@@ -124,6 +124,9 @@ pub struct Replica {
     next_request: RequestId,
     next_ctx: u64,
     snapshots: SnapshotState,
+    /// `Faults::ignore_sessions`: the state machine applies retries again.
+    #[cfg(feature = "faults")]
+    ignore_sessions: bool,
 }
 
 /// Spreads a seed over 64 bits (splitmix64's finalizer): request ids and
@@ -165,6 +168,8 @@ impl Replica {
         policy: SnapshotPolicy,
     ) -> Result<Self, ReplicaError> {
         let seed = config.seed;
+        #[cfg(feature = "faults")]
+        let ignore_sessions = config.faults.ignore_sessions;
         let snapshot = persisted
             .snapshot
             .as_ref()
@@ -183,6 +188,8 @@ impl Replica {
             next_request: mix(seed),
             next_ctx: mix(seed ^ 0x5EED_C0DE),
             snapshots: SnapshotState::new(policy, snapshot.0, snapshot.1),
+            #[cfg(feature = "faults")]
+            ignore_sessions,
         })
     }
 
@@ -235,6 +242,13 @@ impl Replica {
         let id = self.request_id();
         self.pending.reads_asked.insert(ctx, (id, query));
         Ok(id)
+    }
+
+    /// The read waiting for its read index under context `ctx` (the
+    /// `ReadState::ctx` of a `Ready`), so the simulator can tell which
+    /// request a read index serves.
+    pub(crate) fn read_request(&self, ctx: u64) -> Option<RequestId> {
+        self.pending.reads_asked.get(&ctx).map(|(id, _)| *id)
     }
 
     /// Answers a query from the local state machine (a stale read).
@@ -318,6 +332,13 @@ impl Replica {
         }
         for entry in &ready.committed_entries {
             self.snapshots.applied(entry.approx_size() as u64);
+            #[cfg(feature = "faults")]
+            let applied = if self.ignore_sessions {
+                self.kv.apply_ignoring_sessions(entry)
+            } else {
+                self.kv.apply(entry)
+            };
+            #[cfg(not(feature = "faults"))]
             let applied = self.kv.apply(entry);
             match &entry.payload {
                 Payload::Config(m) => {

@@ -187,6 +187,7 @@ impl Cluster {
         let nemesis = Nemesis::new(&cfg.nemesis, cfg.network.clone(), &mut nemesis_rng);
         let mut checker = Checker::new();
         checker.set_membership_rules(cfg.check_membership_rules);
+        checker.set_direct_rules(cfg.check_direct_rules);
         checker.on_bootstrap(&members);
         Ok(Cluster {
             net: Network::new(cfg.network.clone()),
@@ -1077,7 +1078,11 @@ impl Cluster {
             replies: &mut self.replies,
             trace: &mut self.trace,
         };
-        if self.nodes[i].drive(&mut env) {
+        let crashed = self.nodes[i].drive(&mut env);
+        // A commit index reported for the first time, against the disks
+        // as they are now.
+        self.checker.check_commit_claims(&self.nodes);
+        if crashed {
             let id = self.nodes[i].id();
             self.after_crash(id);
         }
@@ -1167,7 +1172,8 @@ impl Cluster {
             ClientOp::Get { key } => {
                 let ctx = self.next_ctx;
                 self.next_ctx += 1;
-                let r = self.nodes[i].read(ctx, key).map(|()| ctx);
+                let known_commit = self.checker.known_commit();
+                let r = self.nodes[i].read(ctx, key, known_commit).map(|()| ctx);
                 if r.is_ok() {
                     self.reads.insert(ctx, (ci, cur.op_id));
                 }

@@ -71,6 +71,13 @@ pub struct SimConfig {
     /// Whether the checker enforces the membership rules
     /// ([`super::Violation::Membership`]); on by default.
     pub check_membership_rules: bool,
+    /// Whether the checker enforces the direct rules: a write applied at
+    /// most once, one vote per node and term, commits durable on a quorum,
+    /// fresh read indices ([`super::Violation::AppliedTwice`],
+    /// [`super::Violation::DoubleVote`],
+    /// [`super::Violation::CommitNotDurable`],
+    /// [`super::Violation::StaleRead`]); on by default.
+    pub check_direct_rules: bool,
 }
 
 impl SimConfig {
@@ -90,6 +97,7 @@ impl SimConfig {
             nemesis: NemesisConfig::default(),
             max_time: 400_000,
             check_membership_rules: true,
+            check_direct_rules: true,
         }
     }
 

@@ -37,11 +37,48 @@
 //!   else after a joint one); a leader's log never holds more than one
 //!   configuration entry above the committed prefix (one change at a time);
 //!   and only a voter of its configuration becomes leader.
+//!
+//! Four more rules are checked directly where they are kept, rather than
+//! through the damage their breach does later (they can be switched off
+//! with [`Checker::set_direct_rules`] to see what the properties above
+//! catch alone):
+//!
+//! * **At-most-once application**: a client's write `(client_id, seq)`
+//!   (client id not 0) changes the state machine once in the whole run. The
+//!   same command may sit in several log entries (retries); only the first
+//!   one applied may change the map, the others get its result from the
+//!   session table. The session table records the index of the entry that
+//!   changed the map for a `(client_id, seq)`: after each `Ready`'s entries
+//!   are applied, every node's record for the clients it just applied must
+//!   name the index first recorded for that `(client_id, seq)` anywhere.
+//!   The record is seen once per `Ready` (per entry with `max_apply_bytes`
+//!   1): a second application whose record a later write of the same
+//!   client in the same `Ready` replaces on every node goes unseen here,
+//!   though its effect on the history may not.
+//! * **One vote per node and term**, across restarts: every vote a node
+//!   sends (a granted `VoteResponse`, and its own vote as a candidate, seen
+//!   in its `Vote` requests) is remembered by `(node, term)` for the whole
+//!   run, so a node that votes for A, crashes, restarts and votes for B in
+//!   the same term is caught at the second vote, before any second leader.
+//! * **Commits are durable on a quorum**: when a commit index is reported
+//!   for the first time, the entry there is in the durable store (the
+//!   [`DurableStore`] each node's `Ready`s wrote, not its memory) of a
+//!   quorum of the configuration it was committed under (both majorities
+//!   while joint), checked right after the reporting node's `Ready`s are
+//!   carried out. Normally the leader reports first, with the configuration
+//!   it counted with; a follower reports first only when the leader died
+//!   at the write of the `Ready` that committed it, and is then held to
+//!   any configuration that leader may have counted with.
+//! * **Read indices are fresh**: a linearizable read is served at a read
+//!   index at least the highest commit index any node had reported when
+//!   the read reached the node serving it.
 
 use std::collections::BTreeMap;
 
 use super::node::{DurableStore, SimNode};
 use super::Time;
+use crate::kv::KvStore;
+use crate::message::{Message, MessageBody};
 use crate::raw_node::RawNode;
 use crate::types::{Entry, Index, Membership, NodeId, Payload, SnapshotMeta, Term};
 
@@ -142,6 +179,59 @@ pub enum Violation {
         /// The checker's explanation.
         detail: String,
     },
+    /// A client's write changed the state machine twice: a node's session
+    /// table records `(client, seq)` as applied at another index than the
+    /// one first recorded.
+    AppliedTwice {
+        /// The node whose state machine shows it.
+        node: NodeId,
+        /// The client id.
+        client: u64,
+        /// The write's sequence number.
+        seq: u64,
+        /// The index it was first recorded as applied at.
+        first: Index,
+        /// The index recorded now.
+        again: Index,
+    },
+    /// A node voted for two candidates in one term.
+    DoubleVote {
+        /// The voter.
+        node: NodeId,
+        /// The term.
+        term: Term,
+        /// The candidate it voted for first.
+        first: NodeId,
+        /// The other one.
+        second: NodeId,
+    },
+    /// A node reported an entry committed that a quorum of the
+    /// configuration it was committed under did not hold durably.
+    CommitNotDurable {
+        /// The node that reported it first.
+        node: NodeId,
+        /// Whether that node is the leader that committed it.
+        leader: bool,
+        /// Its new commit index.
+        index: Index,
+        /// The term of the entry there.
+        term: Term,
+        /// The voters whose durable store held it.
+        holders: Vec<NodeId>,
+        /// The configuration counted with (for a follower's report, the
+        /// one in force at the entry).
+        membership: Membership,
+    },
+    /// A read was served at a read index below a commit index known before
+    /// it reached the node serving it.
+    StaleRead {
+        /// The node that served it.
+        node: NodeId,
+        /// The read index it was served at.
+        read_index: Index,
+        /// The highest commit index any node had reported when it arrived.
+        known_commit: Index,
+    },
 }
 
 /// The kind of a [`Violation`], for matching in tests and for display.
@@ -165,6 +255,14 @@ pub enum ViolationKind {
     DriverContract,
     /// [`Violation::Linearizability`].
     Linearizability,
+    /// [`Violation::AppliedTwice`].
+    AppliedTwice,
+    /// [`Violation::DoubleVote`].
+    DoubleVote,
+    /// [`Violation::CommitNotDurable`].
+    CommitNotDurable,
+    /// [`Violation::StaleRead`].
+    StaleRead,
 }
 
 impl Violation {
@@ -180,6 +278,10 @@ impl Violation {
             Violation::Membership { .. } => ViolationKind::Membership,
             Violation::DriverContract { .. } => ViolationKind::DriverContract,
             Violation::Linearizability { .. } => ViolationKind::Linearizability,
+            Violation::AppliedTwice { .. } => ViolationKind::AppliedTwice,
+            Violation::DoubleVote { .. } => ViolationKind::DoubleVote,
+            Violation::CommitNotDurable { .. } => ViolationKind::CommitNotDurable,
+            Violation::StaleRead { .. } => ViolationKind::StaleRead,
         }
     }
 }
@@ -257,6 +359,50 @@ impl std::fmt::Display for Violation {
                 write!(f, "node {node} broke the driver contract: {detail}")
             }
             Violation::Linearizability { detail } => write!(f, "linearizability: {detail}"),
+            Violation::AppliedTwice {
+                node,
+                client,
+                seq,
+                first,
+                again,
+            } => write!(
+                f,
+                "applied twice: client {client}'s write {seq}, applied at index {first}, is \
+                 recorded by node {node} as applied again at index {again}"
+            ),
+            Violation::DoubleVote {
+                node,
+                term,
+                first,
+                second,
+            } => write!(
+                f,
+                "double vote: node {node} voted for {first} and for {second} in term {term}"
+            ),
+            Violation::CommitNotDurable {
+                node,
+                leader,
+                index,
+                term,
+                holders,
+                membership,
+            } => write!(
+                f,
+                "commit not durable: {} {node} reported entry {index} of term {term} \
+                 committed, but only {holders:?} of voters {:?} (outgoing {:?}) hold it on disk",
+                if *leader { "leader" } else { "follower" },
+                membership.voters,
+                membership.outgoing
+            ),
+            Violation::StaleRead {
+                node,
+                read_index,
+                known_commit,
+            } => write!(
+                f,
+                "stale read: node {node} served a read at read index {read_index}, but index \
+                 {known_commit} was known committed when the read reached it"
+            ),
         }
     }
 }
@@ -301,6 +447,20 @@ struct Committed {
     term: Term,
 }
 
+/// A commit index reported for the first time, to check against the
+/// durable stores.
+#[derive(Debug)]
+struct CommitClaim {
+    node: NodeId,
+    leader: bool,
+    index: Index,
+    term: Term,
+    /// The configurations a quorum of which may have committed it: the
+    /// leader's own; for a follower, every one the committing leader may
+    /// have counted with. The first is reported.
+    memberships: Vec<Membership>,
+}
+
 /// The invariant checker's memory of the whole run.
 #[derive(Debug)]
 pub struct Checker {
@@ -328,6 +488,20 @@ pub struct Checker {
     new_commits: Vec<(Index, Term)>,
     /// Whether the membership rules are checked.
     membership_rules: bool,
+    /// Whether the direct rules (applied twice, double votes, durable
+    /// commits, stale read indices) are checked.
+    direct_rules: bool,
+    /// Per `(client_id, seq)`: the index a session table first recorded it
+    /// applied at, and the node seen with it.
+    sessions: BTreeMap<(u64, u64), (Index, NodeId)>,
+    /// Every vote sent: `(voter, term) -> candidate`.
+    votes: BTreeMap<(NodeId, Term), NodeId>,
+    /// The highest commit index any node reported.
+    known_commit: Index,
+    /// Leaders' new commit indices not yet checked against the disks.
+    commit_claims: Vec<CommitClaim>,
+    /// The highest commit index found durable on a quorum.
+    durable_commit: Index,
     violations: Vec<Detected>,
 }
 
@@ -345,6 +519,12 @@ impl Default for Checker {
             new_leaders: Vec::new(),
             new_commits: Vec::new(),
             membership_rules: true,
+            direct_rules: true,
+            sessions: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            known_commit: 0,
+            commit_claims: Vec::new(),
+            durable_commit: 0,
             violations: Vec::new(),
         }
     }
@@ -361,6 +541,19 @@ impl Checker {
     /// broken membership change violates.
     pub fn set_membership_rules(&mut self, on: bool) {
         self.membership_rules = on;
+    }
+
+    /// Checks the direct rules ([`Violation::AppliedTwice`],
+    /// [`Violation::DoubleVote`], [`Violation::CommitNotDurable`],
+    /// [`Violation::StaleRead`]) or not (on by default). Off, a test can
+    /// show what the other properties catch of the same bug.
+    pub fn set_direct_rules(&mut self, on: bool) {
+        self.direct_rules = on;
+    }
+
+    /// The highest commit index any node reported so far.
+    pub fn known_commit(&self) -> Index {
+        self.known_commit
     }
 
     /// The violations found so far (at most 64 are kept).
@@ -414,6 +607,8 @@ impl Checker {
             },
         );
         self.committed.insert(1, Committed { entry, term: 0 });
+        // On every founder's disk before anything runs.
+        self.durable_commit = 1;
     }
 
     /// `node` became leader of `term`, with `membership` in force.
@@ -638,6 +833,23 @@ impl Checker {
         old: Index,
         new: Index,
     ) {
+        self.known_commit = self.known_commit.max(new);
+        if self.direct_rules && new > self.durable_commit {
+            if let Some(e) = raw.entry(new) {
+                let memberships = if raw.is_leader() {
+                    vec![raw.membership().clone()]
+                } else {
+                    self.commit_configs(new, e.term, raw.membership())
+                };
+                self.commit_claims.push(CommitClaim {
+                    node,
+                    leader: raw.is_leader(),
+                    index: new,
+                    term: e.term,
+                    memberships,
+                });
+            }
+        }
         for index in (old + 1).max(snap_index + 1)..=new {
             let Some(e) = raw.entry(index) else {
                 continue;
@@ -723,8 +935,164 @@ impl Checker {
         }
     }
 
+    /// `node` sends `messages`: remembers the votes among them (a granted
+    /// `VoteResponse` is a vote for its recipient, a `Vote` request the
+    /// candidate's vote for itself) and reports a second candidate voted
+    /// for in a term.
+    pub(crate) fn on_sent(&mut self, node: NodeId, messages: &[Message]) {
+        if !self.direct_rules {
+            return;
+        }
+        for m in messages.iter().filter(|m| m.from == node) {
+            let candidate = match m.body {
+                MessageBody::Vote { .. } => node,
+                MessageBody::VoteResponse { granted: true } => m.to,
+                _ => continue,
+            };
+            match self.votes.get(&(node, m.term)) {
+                Some(&first) if first != candidate => self.report(Violation::DoubleVote {
+                    node,
+                    term: m.term,
+                    first,
+                    second: candidate,
+                }),
+                Some(_) => {}
+                None => {
+                    self.votes.insert((node, m.term), candidate);
+                }
+            }
+        }
+    }
+
+    /// `node` applied entries with commands of `clients`; `kv` is its state
+    /// machine now. Each such client's session record names the write it
+    /// applied last and the index of the entry that applied it: for one
+    /// `(client_id, seq)` that index must never change, on any node.
+    pub(crate) fn on_sessions(&mut self, node: NodeId, kv: &KvStore, clients: &[u64]) {
+        if !self.direct_rules {
+            return;
+        }
+        for &client in clients {
+            let Some((seq, index)) = kv.session(client) else {
+                continue;
+            };
+            match self.sessions.get(&(client, seq)) {
+                Some(&(first, _)) if first != index => {
+                    self.report(Violation::AppliedTwice {
+                        node,
+                        client,
+                        seq,
+                        first,
+                        again: index,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    self.sessions.insert((client, seq), (index, node));
+                }
+            }
+        }
+    }
+
+    /// `node` serves a read at `read_index`; `known_commit` was
+    /// [`Checker::known_commit`] when the read reached it.
+    pub(crate) fn on_read_served(&mut self, node: NodeId, known_commit: Index, read_index: Index) {
+        if self.direct_rules && read_index < known_commit {
+            self.report(Violation::StaleRead {
+                node,
+                read_index,
+                known_commit,
+            });
+        }
+    }
+
+    /// The configurations a leader may have counted with when it committed
+    /// entry `(index, term)`, for a follower (whose configuration is `own`)
+    /// that reports it committed first (the leader died at the write of the
+    /// `Ready` that committed it, after its appends carried the news). A
+    /// leader counts with the newest configuration in its log, which may be
+    /// above the entry and not on this follower yet: the one in force at
+    /// the entry, every one seen on any node above it in a term not before
+    /// the entry's, and the follower's own.
+    fn commit_configs(&self, index: Index, term: Term, own: &Membership) -> Vec<Membership> {
+        let at = self
+            .registry
+            .get(&(index, term))
+            .and_then(|r| r.config)
+            .and_then(|k| self.configs.get(&k));
+        let above = self
+            .configs
+            .range((index + 1, 0)..)
+            .filter(|((_, t), _)| *t >= term)
+            .map(|(_, m)| m);
+        let mut all: Vec<Membership> = Vec::new();
+        for m in at.into_iter().chain(above).chain([own]) {
+            if !all.contains(m) {
+                all.push(m.clone());
+            }
+        }
+        all
+    }
+
+    /// Checks the commit indices reported for the first time since the
+    /// last call against what the nodes hold on disk: the entry at a
+    /// leader's new commit index is durable on a quorum of the
+    /// configuration it counted with (by Log Matching, so is every entry
+    /// before it); at a follower's, on a quorum of one of the
+    /// configurations its leader may have counted with. An entry under a
+    /// node's durable snapshot counts as held.
+    pub(crate) fn check_commit_claims(&mut self, nodes: &[SimNode]) {
+        if self.commit_claims.is_empty() {
+            return;
+        }
+        let durable = |id: NodeId| {
+            let i = (id as usize).checked_sub(1)?;
+            nodes
+                .get(i)
+                .filter(|n| n.id() == id)
+                .or_else(|| nodes.iter().find(|n| n.id() == id))
+                .map(SimNode::durable)
+        };
+        for claim in std::mem::take(&mut self.commit_claims) {
+            if claim.index <= self.durable_commit {
+                continue;
+            }
+            let holds = |id: NodeId| {
+                durable(id).is_some_and(|d| {
+                    d.snapshot_index() > claim.index || d.term(claim.index) == Some(claim.term)
+                })
+            };
+            if claim.memberships.iter().any(|m| m.has_quorum(holds)) {
+                self.durable_commit = claim.index;
+                continue;
+            }
+            let Some(m) = claim.memberships.first() else {
+                continue;
+            };
+            let mut holders: Vec<NodeId> = m
+                .voters
+                .iter()
+                .chain(&m.outgoing)
+                .copied()
+                .filter(|&id| holds(id))
+                .collect();
+            holders.sort_unstable();
+            holders.dedup();
+            let membership = m.clone();
+            self.report(Violation::CommitNotDurable {
+                node: claim.node,
+                leader: claim.leader,
+                index: claim.index,
+                term: claim.term,
+                holders,
+                membership,
+            });
+        }
+    }
+
     /// The checks that look at several nodes at once; run after every step.
     pub fn after_step(&mut self, nodes: &[SimNode]) {
+        self.check_commit_claims(nodes);
         // Leader Completeness: a new leader holds every entry committed in
         // an earlier term.
         for (id, term) in std::mem::take(&mut self.new_leaders) {
@@ -886,6 +1254,61 @@ mod tests {
             outgoing,
             ..Membership::new(voters)
         }
+    }
+
+    fn msg(from: NodeId, to: NodeId, term: Term, body: MessageBody) -> Message {
+        Message {
+            from,
+            to,
+            term,
+            body,
+        }
+    }
+
+    /// Votes are remembered by node and term for the whole run, whatever
+    /// happened to the node in between; pre-votes are not votes.
+    #[test]
+    fn one_vote_per_node_and_term() {
+        let mut c = Checker::new();
+        let grant = MessageBody::VoteResponse { granted: true };
+        let vote = MessageBody::Vote {
+            last_index: 1,
+            last_term: 0,
+            transfer: false,
+        };
+        let pre = MessageBody::PreVoteResponse { granted: true };
+        // Node 1 votes for 2 in term 3, twice (a duplicated request), and
+        // would vote for 3 in a pre-vote: fine.
+        c.on_sent(1, &[msg(1, 2, 3, grant.clone())]);
+        c.on_sent(1, &[msg(1, 2, 3, grant.clone()), msg(1, 3, 3, pre)]);
+        c.on_sent(
+            1,
+            &[msg(1, 3, 3, MessageBody::VoteResponse { granted: false })],
+        );
+        assert!(c.violations().is_empty());
+        // ... then, say after a restart that forgot it, for 3.
+        c.on_sent(1, &[msg(1, 3, 3, grant.clone())]);
+        // Node 2 campaigns in term 4 (its own vote), then grants node 3.
+        c.on_sent(2, &[msg(2, 1, 4, vote.clone()), msg(2, 3, 4, vote)]);
+        c.on_sent(2, &[msg(2, 3, 4, grant)]);
+        let found: Vec<_> = c.violations().iter().map(|d| &d.violation).collect();
+        assert_eq!(
+            found,
+            [
+                &Violation::DoubleVote {
+                    node: 1,
+                    term: 3,
+                    first: 2,
+                    second: 3
+                },
+                &Violation::DoubleVote {
+                    node: 2,
+                    term: 4,
+                    first: 2,
+                    second: 3
+                },
+            ]
+        );
     }
 
     #[test]

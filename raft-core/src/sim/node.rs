@@ -171,8 +171,18 @@ pub(crate) struct Env<'a> {
 /// Who waits for a request at a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tag {
-    Write { client: u64, seq: u64 },
-    Read { ctx: u64 },
+    Write {
+        client: u64,
+        seq: u64,
+    },
+    Read {
+        ctx: u64,
+        /// The highest commit index any node had reported when the read
+        /// arrived ([`Checker::known_commit`]).
+        known_commit: Index,
+        /// Its read index, once known.
+        read_index: Option<Index>,
+    },
 }
 
 /// One simulated server.
@@ -409,13 +419,25 @@ impl SimNode {
     }
 
     /// Starts a linearizable read of `key`; the client knows it by `ctx`.
-    pub(crate) fn read(&mut self, ctx: u64, key: &str) -> Result<(), crate::config::NotAccepted> {
+    /// `known_commit` is the highest commit index any node reported so far:
+    /// the read index must not be lower.
+    pub(crate) fn read(
+        &mut self,
+        ctx: u64,
+        key: &str,
+        known_commit: Index,
+    ) -> Result<(), crate::config::NotAccepted> {
         let replica = self
             .replica
             .as_mut()
             .ok_or(crate::config::NotAccepted::NotLeader { leader: None })?;
         let id = replica.read(Query::Get(key.to_string()))?;
-        self.requests.insert(id, Tag::Read { ctx });
+        let tag = Tag::Read {
+            ctx,
+            known_commit,
+            read_index: None,
+        };
+        self.requests.insert(id, tag);
         Ok(())
     }
 
@@ -442,6 +464,7 @@ impl SimNode {
             self.stats.lost_logs += rd.lost_logs.len() as u64;
             // 1. What may leave before the write (a leader's appends and
             // heartbeats).
+            env.checker.on_sent(self.id, &rd.messages);
             send(env, std::mem::take(&mut rd.messages));
             if rd.must_persist && self.crash_at_write {
                 // Killed during the fsync: nothing of this Ready is durable,
@@ -493,16 +516,33 @@ impl SimNode {
                 }
             }
             // 3. What depends on the write: votes, acknowledgements.
+            env.checker.on_sent(self.id, &rd.persisted_messages);
             send(env, std::mem::take(&mut rd.persisted_messages));
             // 4. Apply, settle, read: the replica's part.
+            let mut clients = Vec::new();
             for e in &rd.committed_entries {
                 env.checker.on_apply(self.id, e);
                 env.trace.mix(e.index ^ (e.term << 32));
                 self.stats.applied += 1;
+                if let Payload::Command(cmd) = &e.payload {
+                    if cmd.client_id != 0 && !clients.contains(&cmd.client_id) {
+                        clients.push(cmd.client_id);
+                    }
+                }
+            }
+            // The read index each read will be served at.
+            for rs in &rd.read_states {
+                let tag = replica
+                    .read_request(rs.ctx)
+                    .and_then(|id| self.requests.get_mut(&id));
+                if let Some(Tag::Read { read_index, .. }) = tag {
+                    *read_index = Some(rs.index);
+                }
             }
             if let Err(e) = replica.advance(rd, None) {
                 env.checker.driver(self.id, e.to_string());
             }
+            env.checker.on_sessions(self.id, replica.kv(), &clients);
             self.route_outcomes(env);
             self.maybe_compact(env);
         }
@@ -524,10 +564,23 @@ impl SimNode {
                     result: w.result,
                 },
                 (Tag::Write { client, seq }, _) => Reply::WriteLost { client, seq },
-                (Tag::Read { ctx }, Outcome::Read(Ok(QueryResult::Value(value)))) => {
+                (
+                    Tag::Read {
+                        ctx,
+                        known_commit,
+                        read_index,
+                    },
+                    Outcome::Read(Ok(QueryResult::Value(value))),
+                ) => {
+                    match read_index {
+                        Some(index) => env.checker.on_read_served(self.id, known_commit, index),
+                        None => env
+                            .checker
+                            .driver(self.id, format!("read {ctx} served without a read index")),
+                    }
                     Reply::Read { ctx, value }
                 }
-                (Tag::Read { ctx }, _) => Reply::ReadFailed { ctx },
+                (Tag::Read { ctx, .. }, _) => Reply::ReadFailed { ctx },
             };
             env.replies.push((self.id, reply));
         }
