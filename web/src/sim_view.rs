@@ -1250,6 +1250,26 @@ impl SimUi {
                 "Durability",
                 "committed entries are never lost or changed",
             ),
+            (
+                ViolationKind::CommitNotDurable,
+                "Commit on disk",
+                "a committed entry is on a majority's disks",
+            ),
+            (
+                ViolationKind::DoubleVote,
+                "One vote per term",
+                "no node votes twice in a term, across restarts",
+            ),
+            (
+                ViolationKind::AppliedTwice,
+                "At most once",
+                "a client's write changes the state once",
+            ),
+            (
+                ViolationKind::StaleRead,
+                "Fresh reads",
+                "a read is served at or after the commit index it started at",
+            ),
         ];
         if list.child_element_count() as usize != checks.len() {
             clear(&list);
