@@ -135,6 +135,23 @@ async fn a_snapshot_chunk_without_the_token_is_refused_before_its_body_is_read()
         .unwrap();
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    // The same for the admin and membership routes: the token first.
+    for target in ["/cluster/members", "/admin/transfer-leader"] {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", c.port(1)))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\
+             content-type: application/json\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{target}: no answer before the body"))
+            .unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(head.starts_with("HTTP/1.1 401"), "{target}: {head}");
+    }
     // The start-up line says the routes need the token; the refusal is logged.
     let cref = &c;
     cref.wait_until(

@@ -1,5 +1,6 @@
-//! The admin routes (token-protected): `POST /admin/snapshot` and
-//! `POST /admin/transfer-leader` (forwarded to the leader by a follower).
+//! The admin routes: `POST /admin/snapshot` and `POST /admin/transfer-leader`
+//! (forwarded to the leader by a follower). The token is checked by the
+//! router's `require_token` layer, before the body is read.
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
@@ -13,10 +14,7 @@ use super::forward::{forward, path_and_query, ForwardError, ForwardRequest};
 use super::state::{Attempts, Shared};
 use crate::node::NodeError;
 
-pub(super) async fn admin_snapshot(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(r) = s.check_token(&headers) {
-        return r.into_response();
-    }
+pub(super) async fn admin_snapshot(State(s): State<Shared>) -> Response {
     match s.node.snapshot().await {
         Ok(index) => Json(SnapshotResponse { index }).into_response(),
         Err(e) => node_error(&s, e),
@@ -29,9 +27,6 @@ pub(super) async fn admin_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = s.check_token(&headers) {
-        return r.into_response();
-    }
     let req: TransferLeaderRequest = match json_body(&headers, &body, "{\"to\": <node id>}") {
         Ok(r) => r,
         Err(r) => return r.into_response(),

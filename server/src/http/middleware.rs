@@ -13,7 +13,7 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use raft_core::wire::{ErrorBody, HEADER_LEADER, HEADER_SERVED_BY};
 use tokio::time::Sleep;
 
@@ -195,4 +195,14 @@ pub async fn body_deadline(State(s): State<Shared>, req: Request, next: Next) ->
         );
     }
     resp
+}
+
+/// Route layer on the admin and membership routes: the cluster token is
+/// checked on the headers before the handler runs, so no body is read for
+/// a request without it.
+pub async fn require_token(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    if let Err(r) = s.check_token(req.headers()) {
+        return r.into_response();
+    }
+    next.run(req).await
 }

@@ -66,6 +66,16 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route(
+            "/test/partition",
+            post(test_hooks::test_partition).get(test_hooks::get_partition),
+        )
+        .route("/", get(dashboard::index))
+        .layer(from_fn_with_state(client_limit, middleware::limit_body))
+        .layer(DefaultBodyLimit::max(client_limit));
+    // Token-protected: checked on the headers before any handler (and so
+    // before any body) runs.
+    let admin = Router::new()
         .route("/admin/snapshot", post(admin::admin_snapshot))
         .route("/admin/transfer-leader", post(admin::admin_transfer))
         .route("/cluster/members", get(cluster::list).post(cluster::add))
@@ -74,11 +84,7 @@ pub fn router(state: Shared) -> Router {
             axum::routing::delete(cluster::remove),
         )
         .route("/cluster/members/{id}/promote", post(cluster::promote))
-        .route(
-            "/test/partition",
-            post(test_hooks::test_partition).get(test_hooks::get_partition),
-        )
-        .route("/", get(dashboard::index))
+        .route_layer(from_fn_with_state(state.clone(), middleware::require_token))
         .layer(from_fn_with_state(client_limit, middleware::limit_body))
         .layer(DefaultBodyLimit::max(client_limit));
     let peer = Router::new()
@@ -88,6 +94,7 @@ pub fn router(state: Shared) -> Router {
         .layer(from_fn_with_state(peer_limit, middleware::limit_body))
         .layer(DefaultBodyLimit::max(peer_limit));
     client
+        .merge(admin)
         .merge(peer)
         .fallback(dashboard::static_files)
         .method_not_allowed_fallback(method_not_allowed)
