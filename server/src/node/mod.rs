@@ -47,6 +47,27 @@ pub use error::{FatalError, NodeError, StartError};
 use handle::{fail_request, Waiter};
 pub use handle::{NodeHandle, NodeView, Request};
 pub use snapshot::DecodedSnapshot;
+
+/// Tests of the node and of the peer side that carries snapshots share one
+/// InstallSnapshot message: `len` bytes of state at index 40, term 2.
+#[cfg(test)]
+pub(crate) fn test_snapshot_msg(len: usize) -> raft_core::Message {
+    raft_core::Message {
+        from: 1,
+        to: 2,
+        term: 3,
+        body: raft_core::MessageBody::InstallSnapshot {
+            snapshot: raft_core::Snapshot {
+                meta: raft_core::SnapshotMeta {
+                    index: 40,
+                    term: 2,
+                    membership: Default::default(),
+                },
+                data: (0..len).map(|i| (i * 7 % 251) as u8).collect(),
+            },
+        },
+    }
+}
 use snapshot::SnapshotWritten;
 
 /// A node with more committed entries than this not yet applied is not

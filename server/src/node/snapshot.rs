@@ -162,24 +162,7 @@ impl DecodedSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn snapshot_msg(len: usize) -> Message {
-        Message {
-            from: 1,
-            to: 2,
-            term: 3,
-            body: MessageBody::InstallSnapshot {
-                snapshot: Snapshot {
-                    meta: SnapshotMeta {
-                        index: 40,
-                        term: 2,
-                        membership: Default::default(),
-                    },
-                    data: (0..len).map(|i| (i * 7 % 251) as u8).collect(),
-                },
-            },
-        }
-    }
+    use crate::node::test_snapshot_msg as snapshot_msg;
 
     #[test]
     fn a_decoded_snapshot_is_kept_for_the_same_snapshot_only() {

@@ -220,24 +220,7 @@ impl SnapshotInbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn snapshot_msg(len: usize) -> Message {
-        Message {
-            from: 1,
-            to: 2,
-            term: 3,
-            body: MessageBody::InstallSnapshot {
-                snapshot: Snapshot {
-                    meta: SnapshotMeta {
-                        index: 40,
-                        term: 2,
-                        membership: Default::default(),
-                    },
-                    data: (0..len).map(|i| (i * 7 % 251) as u8).collect(),
-                },
-            },
-        }
-    }
+    use crate::node::test_snapshot_msg as snapshot_msg;
 
     fn reassemble(inbox: &SnapshotInbox, chunks: Vec<SnapshotChunk>) -> Option<Message> {
         let mut out = None;

@@ -166,25 +166,7 @@ pub async fn post_peer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft_core::{Snapshot, SnapshotMeta};
-
-    fn snapshot_msg(len: usize) -> Message {
-        Message {
-            from: 1,
-            to: 2,
-            term: 3,
-            body: MessageBody::InstallSnapshot {
-                snapshot: Snapshot {
-                    meta: SnapshotMeta {
-                        index: 40,
-                        term: 2,
-                        membership: Default::default(),
-                    },
-                    data: (0..len).map(|i| (i * 7 % 251) as u8).collect(),
-                },
-            },
-        }
-    }
+    use crate::node::test_snapshot_msg as snapshot_msg;
 
     #[tokio::test]
     async fn outbox_keeps_the_newest_and_forgets_a_resend_of_a_delivered_one() {
