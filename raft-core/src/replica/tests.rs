@@ -220,3 +220,119 @@ fn a_requested_snapshot_is_answered_once_recorded() {
         vec![(again, Outcome::Snapshot(Ok(applied)))]
     );
 }
+
+#[test]
+fn a_membership_change_is_answered_once_its_configuration_is_applied() {
+    let mut r = replica(vec![1]);
+    drain(&mut r);
+    r.take_outcomes();
+    let id = r
+        .change_membership(
+            crate::types::ConfChange::AddLearner {
+                id: 2,
+                address: "http://n2".into(),
+                promote: false,
+            },
+            false,
+        )
+        .unwrap();
+    assert!(
+        r.take_outcomes().is_empty(),
+        "answered before it is applied"
+    );
+    drain(&mut r);
+    let out = r.take_outcomes();
+    match written(&out, id) {
+        Some(Outcome::Conf(Ok((m, index)))) => {
+            assert_eq!(m.learners, vec![2]);
+            assert_eq!(*index, r.raw().config_index());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn only_a_lone_voter_campaigns_at_start() {
+    let r = replica(vec![1, 2, 3]);
+    assert_eq!(r.raw().role(), crate::types::Role::Follower);
+    let mut r = replica(vec![1]);
+    drain(&mut r);
+    assert!(r.raw().is_leader());
+}
+
+#[test]
+fn transfer_to_itself_on_a_leader_is_done_and_to_a_stranger_is_refused() {
+    let mut r = replica(vec![1, 2, 3]);
+    win(&mut r, 1, &[2]);
+    assert_eq!(r.transfer_leader(1), Ok(()));
+    assert!(r.raw().is_leader());
+    assert!(r.transfer_leader(9).is_err(), "node 9 is no member");
+    let mut f = replica(vec![1, 2, 3]);
+    assert!(f.transfer_leader(1).is_err(), "a follower cannot hand over");
+}
+
+#[test]
+fn a_decoded_snapshot_is_used_only_when_it_is_the_one_installed() {
+    use crate::types::{Snapshot, SnapshotMeta};
+    let state_at_5 = |key: &str| {
+        let mut kv = KvStore::new();
+        kv.apply(&Entry {
+            term: 1,
+            index: 5,
+            payload: Payload::Command(std::sync::Arc::new(put(0, key))),
+        });
+        kv
+    };
+    let snapshot = Snapshot {
+        meta: SnapshotMeta {
+            index: 5,
+            term: 1,
+            membership: Membership::new(vec![1, 2, 3]),
+        },
+        data: state_at_5("from-data").snapshot(),
+    };
+    for (decoded, want) in [
+        // Decoded by the driver for this index: used as it is.
+        (state_at_5("decoded"), "decoded"),
+        // Decoded for another index: ignored, the data is decoded instead.
+        (KvStore::new(), "from-data"),
+    ] {
+        let mut r = replica(vec![1, 2, 3]);
+        r.step(msg(
+            2,
+            1,
+            MessageBody::InstallSnapshot {
+                snapshot: snapshot.clone(),
+            },
+        ))
+        .unwrap();
+        let ready = r.ready();
+        assert!(ready.snapshot.is_some());
+        r.advance(ready, Some(decoded)).unwrap();
+        assert_eq!(r.kv().get(want), Some("v"), "want {want}");
+        assert_eq!(r.kv().applied_index(), 5);
+    }
+}
+
+#[test]
+fn an_overtaken_snapshot_job_is_dropped_without_error() {
+    let mut r = replica(vec![1]);
+    drain(&mut r);
+    r.propose(put(0, "k")).unwrap();
+    drain(&mut r);
+    r.take_outcomes();
+    let id = r.request_snapshot();
+    let job = r.snapshot_job().expect("a job for the request");
+    let stale = job.clone();
+    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+        .unwrap();
+    let index = r.snapshot_index();
+    assert_eq!(r.take_outcomes(), vec![(id, Outcome::Snapshot(Ok(index)))]);
+    // The same job reported again, as when a newer snapshot overtook it:
+    // dropped, not an error, nothing changes.
+    assert_eq!(
+        r.snapshot_recorded(stale.snapshot(), stale.applied_bytes),
+        Ok(())
+    );
+    assert_eq!(r.snapshot_index(), index);
+}

@@ -585,10 +585,12 @@ impl Cluster {
         let l = self.leader().ok_or("no leader")?;
         let i = l as usize - 1;
         let replica = self.nodes[i].replica_mut().ok_or("no leader")?;
-        let index = replica
-            .raw_mut()
-            .propose_conf_change(change, false)
+        // Through the replica, as the server's membership routes do; the
+        // change's entry is the last one appended.
+        replica
+            .change_membership(change, false)
             .map_err(|e| e.to_string())?;
+        let index = replica.raw().status().last_index;
         if let Some(id) = new_id {
             self.add_node(id)?;
         }
