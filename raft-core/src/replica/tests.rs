@@ -336,3 +336,125 @@ fn an_overtaken_snapshot_job_is_dropped_without_error() {
     );
     assert_eq!(r.snapshot_index(), index);
 }
+
+#[test]
+fn readiness_needs_membership_a_recent_leader_and_little_lag() {
+    // A lone voter leads: ready.
+    let mut r = replica(vec![1]);
+    drain(&mut r);
+    assert_eq!(r.readiness(0), Ok(()));
+    // A follower that never heard of a leader.
+    let f = replica(vec![1, 2, 3]);
+    assert_eq!(f.readiness(0), Err(NotReady::NoLeader));
+    // A follower of leader 2 is ready until the leader goes silent for an
+    // election timeout.
+    let mut f = replica(vec![1, 2, 3]);
+    f.step(msg(
+        2,
+        1,
+        MessageBody::Heartbeat {
+            commit: 1,
+            read_ctx: 0,
+            seq: 1,
+        },
+    ))
+    .unwrap();
+    drain(&mut f);
+    assert_eq!(f.readiness(0), Ok(()));
+    for _ in 0..f.raw().election_tick() {
+        f.tick();
+    }
+    drain(&mut f);
+    assert!(f.readiness(0).is_err(), "{:?}", f.readiness(0));
+    // A node outside the configuration (a joiner before it learns it).
+    let joiner = Replica::new(
+        Config::new(4),
+        PersistedState::default(),
+        SnapshotPolicy::default(),
+    )
+    .unwrap();
+    assert_eq!(joiner.readiness(0), Err(NotReady::NotMember));
+}
+
+#[test]
+fn readiness_counts_committed_entries_not_yet_applied() {
+    let mut f = replica(vec![1, 2, 3]);
+    let entry = |index| Entry {
+        term: 1,
+        index,
+        payload: Payload::Command(std::sync::Arc::new(put(0, "k"))),
+    };
+    f.step(msg(
+        2,
+        1,
+        MessageBody::Append {
+            prev_index: 1,
+            prev_term: 0,
+            entries: vec![entry(2), entry(3), entry(4)],
+            commit: 4,
+        },
+    ))
+    .unwrap();
+    // Committed up to 4, nothing applied yet (the bootstrap entry 1
+    // neither): four behind.
+    let ready = f.ready();
+    assert_eq!(f.readiness(4), Ok(()));
+    assert_eq!(f.readiness(3), Err(NotReady::Behind { entries: 4 }));
+    f.advance(ready, None).unwrap();
+    drain(&mut f);
+    assert_eq!(f.readiness(0), Ok(()));
+}
+
+#[test]
+fn a_failed_snapshot_answers_its_request_and_waits_before_the_next() {
+    let mut r = Replica::new(
+        Config::new(1),
+        PersistedState::bootstrap(Membership::new(vec![1])),
+        SnapshotPolicy {
+            every: 2,
+            log_percent: 0,
+        },
+    )
+    .unwrap();
+    drain(&mut r);
+    r.propose(put(0, "a")).unwrap();
+    drain(&mut r);
+    r.take_outcomes();
+    let id = r.request_snapshot();
+    let job = r.snapshot_job().expect("a job");
+    assert!(r.snapshot_running());
+    r.snapshot_failed(job.meta.index, "disk full".into());
+    assert!(!r.snapshot_running());
+    assert_eq!(
+        r.take_outcomes(),
+        vec![(
+            id,
+            Outcome::Snapshot(Err(RequestError::Snapshot("disk full".into())))
+        )]
+    );
+    // The next automatic attempt waits for `every` more entries.
+    assert!(
+        r.snapshot_job().is_none(),
+        "retried at once after a failure"
+    );
+    r.propose(put(0, "b")).unwrap();
+    r.propose(put(0, "c")).unwrap();
+    drain(&mut r);
+    assert!(r.snapshot_job().is_some());
+}
+
+#[test]
+fn forgotten_requests_get_no_outcome() {
+    let mut r = replica(vec![1]);
+    drain(&mut r);
+    r.take_outcomes();
+    let kept = r.propose(put(0, "kept")).unwrap();
+    let gone = r.propose(put(0, "gone")).unwrap();
+    assert_eq!(r.pending_requests(), 2);
+    r.forget(|id| id == gone);
+    assert_eq!(r.pending_requests(), 1);
+    drain(&mut r);
+    let out = r.take_outcomes();
+    assert!(written(&out, kept).is_some());
+    assert!(written(&out, gone).is_none(), "{out:?}");
+}
