@@ -352,4 +352,119 @@ mod tests {
         assert!(matches!(out[1].1, Outcome::Read(Err(_))));
         assert_eq!(p.len(), 0);
     }
+
+    fn conf(voters: Vec<u64>, outgoing: Vec<u64>) -> Membership {
+        let mut m = Membership::new(voters);
+        m.outgoing = outgoing;
+        m
+    }
+
+    #[test]
+    fn a_change_of_voters_is_answered_when_its_joint_phase_ends() {
+        let mut p = Pending::default();
+        p.confs.insert((7, 2), 1);
+        p.confs.insert((7, 1), 2);
+        let mut out = Vec::new();
+        // The joint entry of term 2 is applied at 7: request 1 waits for
+        // the end of the joint phase, request 2 (term 1) lost its index.
+        let joint = conf(vec![1, 2, 4], vec![1, 2, 3]);
+        p.settle_conf(7, 2, &joint, &mut out);
+        assert_eq!(out, vec![(2, Outcome::Conf(Err(RequestError::NotApplied)))]);
+        assert_eq!(p.leaving, vec![1]);
+        out.clear();
+        let done = conf(vec![1, 2, 4], vec![]);
+        p.settle_conf(8, 2, &done, &mut out);
+        assert_eq!(out, vec![(1, Outcome::Conf(Ok((done, 8))))]);
+        assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn a_change_whose_index_gets_another_entry_did_not_happen() {
+        let mut p = Pending::default();
+        p.confs.insert((5, 1), 1);
+        p.confs.insert((6, 1), 2);
+        let mut out = Vec::new();
+        p.settle_confs_at(4, &mut out);
+        assert!(out.is_empty(), "nothing at or below 4 waits");
+        p.settle_confs_at(5, &mut out);
+        assert_eq!(out, vec![(1, Outcome::Conf(Err(RequestError::NotApplied)))]);
+        assert_eq!(p.confs.len(), 1, "the change at 6 still waits");
+    }
+
+    #[test]
+    fn a_snapshot_over_a_write_leaves_its_outcome_unknown() {
+        let mut p = Pending::default();
+        p.writes.insert((5, 1), 1);
+        p.writes.insert((9, 1), 2);
+        p.confs.insert((5, 1), 3);
+        p.confs.insert((9, 1), 4);
+        let mut out = Vec::new();
+        p.snapshot_installed(5, &mut out);
+        let why = "a snapshot from the leader replaced the log around it";
+        assert_eq!(
+            out,
+            vec![
+                (1, Outcome::Write(Err(RequestError::Unknown(why)))),
+                (3, Outcome::Conf(Err(RequestError::Unknown(why)))),
+            ]
+        );
+        assert_eq!(
+            (p.writes.len(), p.confs.len()),
+            (1, 1),
+            "past 5 still waits"
+        );
+    }
+
+    #[test]
+    fn a_list_query_says_whether_it_was_cut() {
+        let mut kv = KvStore::new();
+        for (i, k) in ["a1", "a2", "a3"].iter().enumerate() {
+            kv.apply(&crate::types::Entry {
+                term: 1,
+                index: i as u64 + 1,
+                payload: crate::types::Payload::command(crate::kv::Command {
+                    client_id: 0,
+                    seq: 0,
+                    op: crate::kv::Op::Put {
+                        key: (*k).into(),
+                        value: "v".into(),
+                    },
+                }),
+            });
+        }
+        let list = |limit| {
+            Query::List {
+                prefix: "a".into(),
+                limit,
+            }
+            .run(&kv)
+        };
+        let QueryResult::List { items, truncated } = list(2) else {
+            panic!()
+        };
+        assert_eq!((items.len(), truncated), (2, true));
+        let QueryResult::List { items, truncated } = list(3) else {
+            panic!()
+        };
+        assert_eq!((items.len(), truncated), (3, false));
+    }
+
+    #[test]
+    fn forget_drops_only_the_requests_picked() {
+        let mut p = Pending::default();
+        p.writes.insert((1, 1), 1);
+        p.confs.insert((2, 1), 2);
+        p.leaving.push(3);
+        p.reads_asked.insert(9, (4, Query::Get("k".into())));
+        p.reads_applying.insert((3, 8), (5, Query::Get("k".into())));
+        p.snapshots.push((3, 6));
+        assert_eq!(p.len(), 6);
+        p.forget(|id| id % 2 == 0);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.writes.len(), 1);
+        assert_eq!(p.leaving, vec![3]);
+        assert!(p.reads_asked.is_empty());
+        assert_eq!(p.reads_applying.len(), 1);
+        assert!(p.snapshots.is_empty());
+    }
 }
