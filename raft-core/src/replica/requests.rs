@@ -125,6 +125,22 @@ pub(super) struct Pending {
     pub snapshots: Vec<(Index, RequestId)>,
 }
 
+/// Removes the requests proposed at or below `index` from `map`, in order
+/// (nothing is allocated when there are none: the common case per entry).
+fn take_through(
+    map: &mut BTreeMap<(Index, Term), RequestId>,
+    index: Index,
+) -> Vec<((Index, Term), RequestId)> {
+    let mut taken = Vec::new();
+    while let Some(e) = map.first_entry() {
+        if e.key().0 > index {
+            break;
+        }
+        taken.push(e.remove_entry());
+    }
+    taken
+}
+
 impl Pending {
     /// Settles the writes proposed at `index` by the entry applied there.
     pub fn settle_writes(
@@ -137,8 +153,7 @@ impl Pending {
         // Writes proposed below this index whose entry was never applied
         // here lost their index to a snapshot or were settled already; any
         // still waiting at or below it are decided now.
-        let later = self.writes.split_off(&(index + 1, 0));
-        for ((i, t), id) in std::mem::replace(&mut self.writes, later) {
+        for ((i, t), id) in take_through(&mut self.writes, index) {
             let answer = match result {
                 Some(r) if i == index && t == term => Ok(WriteOutcome {
                     index,
@@ -155,13 +170,11 @@ impl Pending {
         }
     }
 
-    /// A snapshot installed up to `index` (whose last entry has `term`):
-    /// writes at or below it can no longer be told apart, except the one
-    /// at exactly `index` in `term`, which is known to be committed but
-    /// whose result is gone.
+    /// A snapshot installed up to `index`: the writes and changes waiting
+    /// at or below it cannot be told apart from the entries it replaced
+    /// (it keeps no terms but its last), so their outcome is unknown.
     pub fn snapshot_installed(&mut self, index: Index, out: &mut Vec<(RequestId, Outcome)>) {
-        let later = self.writes.split_off(&(index + 1, 0));
-        for (_, id) in std::mem::replace(&mut self.writes, later) {
+        for (_, id) in take_through(&mut self.writes, index) {
             out.push((
                 id,
                 Outcome::Write(Err(RequestError::Unknown(
@@ -169,8 +182,7 @@ impl Pending {
                 ))),
             ));
         }
-        let later = self.confs.split_off(&(index + 1, 0));
-        for (_, id) in std::mem::replace(&mut self.confs, later) {
+        for (_, id) in take_through(&mut self.confs, index) {
             out.push((
                 id,
                 Outcome::Conf(Err(RequestError::Unknown(
@@ -193,8 +205,7 @@ impl Pending {
                 out.push((id, Outcome::Conf(Ok((m.clone(), index)))));
             }
         }
-        let later = self.confs.split_off(&(index + 1, 0));
-        for ((i, t), id) in std::mem::replace(&mut self.confs, later) {
+        for ((i, t), id) in take_through(&mut self.confs, index) {
             if i == index && t == term {
                 if m.is_joint() {
                     self.leaving.push(id);
@@ -210,15 +221,7 @@ impl Pending {
     /// An entry that is not a configuration was applied at `index`: a
     /// membership change proposed there (in any term) did not happen.
     pub fn settle_confs_at(&mut self, index: Index, out: &mut Vec<(RequestId, Outcome)>) {
-        if self
-            .confs
-            .first_key_value()
-            .is_none_or(|(&(i, _), _)| i > index)
-        {
-            return;
-        }
-        let later = self.confs.split_off(&(index + 1, 0));
-        for (_, id) in std::mem::replace(&mut self.confs, later) {
+        for (_, id) in take_through(&mut self.confs, index) {
             out.push((id, Outcome::Conf(Err(RequestError::NotApplied))));
         }
     }

@@ -196,7 +196,7 @@ fn request_ids_and_read_contexts_differ_between_runs() {
 }
 
 #[test]
-fn a_requested_snapshot_is_answered_once_recorded() {
+fn a_requested_snapshot_is_answered_once_recorded_and_an_overtaken_one_dropped() {
     let mut r = replica(vec![1]);
     drain(&mut r);
     r.propose(put(0, "k")).unwrap();
@@ -205,6 +205,7 @@ fn a_requested_snapshot_is_answered_once_recorded() {
     let id = r.request_snapshot();
     let job = r.snapshot_job().expect("a job for the request");
     assert!(r.snapshot_job().is_none(), "one at a time");
+    let stale = job.clone();
     let applied = job.meta.index;
     r.snapshot_recorded(job.snapshot(), job.applied_bytes)
         .unwrap();
@@ -219,6 +220,13 @@ fn a_requested_snapshot_is_answered_once_recorded() {
         r.take_outcomes(),
         vec![(again, Outcome::Snapshot(Ok(applied)))]
     );
+    // The same job reported again, as when a newer snapshot overtook it:
+    // dropped, not an error, nothing changes.
+    assert_eq!(
+        r.snapshot_recorded(stale.snapshot(), stale.applied_bytes),
+        Ok(())
+    );
+    assert_eq!(r.snapshot_index(), applied);
 }
 
 #[test]
@@ -312,29 +320,6 @@ fn a_decoded_snapshot_is_used_only_when_it_is_the_one_installed() {
         assert_eq!(r.kv().get(want), Some("v"), "want {want}");
         assert_eq!(r.kv().applied_index(), 5);
     }
-}
-
-#[test]
-fn an_overtaken_snapshot_job_is_dropped_without_error() {
-    let mut r = replica(vec![1]);
-    drain(&mut r);
-    r.propose(put(0, "k")).unwrap();
-    drain(&mut r);
-    r.take_outcomes();
-    let id = r.request_snapshot();
-    let job = r.snapshot_job().expect("a job for the request");
-    let stale = job.clone();
-    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
-        .unwrap();
-    let index = r.snapshot_index();
-    assert_eq!(r.take_outcomes(), vec![(id, Outcome::Snapshot(Ok(index)))]);
-    // The same job reported again, as when a newer snapshot overtook it:
-    // dropped, not an error, nothing changes.
-    assert_eq!(
-        r.snapshot_recorded(stale.snapshot(), stale.applied_bytes),
-        Ok(())
-    );
-    assert_eq!(r.snapshot_index(), index);
 }
 
 #[test]
