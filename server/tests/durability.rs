@@ -47,30 +47,8 @@ fn options(snapshot_every: u64) -> ClusterOptions {
     }
 }
 
-/// Tries one write on each running node in turn (the leader first, when
-/// known); returns whether one was acknowledged.
-async fn put_anywhere(c: &mut Cluster, key: &str, value: &str) -> bool {
-    let mut order: Vec<u64> = c.ids().into_iter().filter(|&id| c.is_running(id)).collect();
-    if let Some(l) = c.leader().await {
-        order.retain(|&id| id != l);
-        order.insert(0, l);
-    }
-    for id in order {
-        let r = c
-            .http()
-            .put(format!("{}/key/{key}", c.url(id)))
-            .json(&serde_json::json!({ "value": value }))
-            .send()
-            .await;
-        if r.is_ok_and(|r| r.status() == 200) {
-            return true;
-        }
-    }
-    false
-}
-
 async fn write(c: &mut Cluster, keys: &mut BTreeMap<String, KeyHistory>, key: &str, value: &str) {
-    let ok = put_anywhere(c, key, value).await;
+    let ok = c.put_anywhere(key, value).await;
     let h = keys.entry(key.to_string()).or_default();
     if ok {
         h.acked = Some(value.to_string());

@@ -30,23 +30,7 @@ fn options() -> ClusterOptions {
 /// failed attempt may still commit, so every attempt writes the same value).
 async fn put_acked(c: &mut Cluster, key: &str, value: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut order: Vec<u64> = c.ids().into_iter().filter(|&id| c.is_running(id)).collect();
-        if let Some(l) = c.leader().await {
-            order.retain(|&id| id != l);
-            order.insert(0, l);
-        }
-        for id in order {
-            let r = c
-                .http()
-                .put(format!("{}/key/{key}", c.url(id)))
-                .json(&serde_json::json!({ "value": value }))
-                .send()
-                .await;
-            if matches!(&r, Ok(r) if r.status() == 200) {
-                return;
-            }
-        }
+    while !c.put_anywhere(key, value).await {
         assert!(
             std::time::Instant::now() < deadline,
             "no node acknowledged {key}"

@@ -558,6 +558,33 @@ impl Cluster {
             .expect("PUT request")
     }
 
+    /// Tries `PUT /key/{key}` on each running node in turn (the leader
+    /// first, when known); returns whether one was acknowledged. A failed
+    /// attempt may still commit: retry with the same value.
+    pub async fn put_anywhere(&mut self, key: &str, value: &str) -> bool {
+        let mut order: Vec<u64> = self
+            .ids()
+            .into_iter()
+            .filter(|&id| self.is_running(id))
+            .collect();
+        if let Some(l) = self.leader().await {
+            order.retain(|&id| id != l);
+            order.insert(0, l);
+        }
+        for id in order {
+            let r = self
+                .http
+                .put(format!("{}/key/{key}", self.url(id)))
+                .json(&serde_json::json!({ "value": value }))
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status() == 200) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// `GET /key/{key}` on node `id` (linearizable, or local when `stale`).
     pub async fn get(&self, id: u64, key: &str, stale: bool) -> reqwest::Response {
         let q = if stale { "?consistency=stale" } else { "" };
