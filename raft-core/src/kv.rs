@@ -135,10 +135,22 @@ struct ClientRecord {
 /// A deterministic 64-bit digest of an operation (FNV-1a over its postcard
 /// encoding): the same on every member and every platform.
 fn digest(op: &Op) -> u64 {
-    let bytes = postcard::to_stdvec(op).expect("serializing an Op to memory cannot fail");
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    // Hashed as it is encoded: no buffer per applied command.
+    struct Fnv1a(u64);
+    impl std::io::Write for Fnv1a {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            for b in bytes {
+                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Fnv1a(0xcbf2_9ce4_8422_2325);
+    postcard::to_io(op, &mut h).expect("hashing an Op cannot fail");
+    h.0
 }
 
 /// The first byte of a state-machine image: its format. Format 2 added the
@@ -534,5 +546,18 @@ mod tests {
         let late = kv.apply(&entry(11 + MAX_CLIENTS as u64, put(1, 2, "k", "second")));
         assert_eq!(late.result, Some(OpResult::SessionExpired));
         assert_eq!(kv.get("k"), Some("third"));
+    }
+
+    #[test]
+    fn the_command_digest_is_fnv1a_of_the_encoding() {
+        let op = Op::Put {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        let bytes = postcard::to_stdvec(&op).unwrap();
+        let want = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        assert_eq!(digest(&op), want);
     }
 }
