@@ -170,6 +170,10 @@ impl Replica {
         let seed = config.seed;
         #[cfg(feature = "faults")]
         let ignore_sessions = config.faults.ignore_sessions;
+        #[cfg(feature = "faults")]
+        let reuse_read_contexts = config.faults.reuse_read_contexts;
+        #[cfg(not(feature = "faults"))]
+        let reuse_read_contexts = false;
         let snapshot = persisted
             .snapshot
             .as_ref()
@@ -186,7 +190,13 @@ impl Replica {
             pending: Pending::default(),
             outcomes: Vec::new(),
             next_request: mix(seed),
-            next_ctx: mix(seed ^ 0x5EED_C0DE),
+            // Unique across restarts: an answer to an earlier incarnation's
+            // read must not match a read of this one.
+            next_ctx: if reuse_read_contexts {
+                1
+            } else {
+                mix(seed ^ 0x5EED_C0DE)
+            },
             snapshots: SnapshotState::new(policy, snapshot.0, snapshot.1),
             #[cfg(feature = "faults")]
             ignore_sessions,

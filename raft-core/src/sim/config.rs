@@ -57,6 +57,10 @@ pub struct SimConfig {
     pub raft: Config,
     /// Virtual time between two ticks of a node.
     pub tick_interval: Time,
+    /// Each node's clock runs up to this many percent fast or slow (its
+    /// ticks come every `tick_interval * (100 ± d) / 100`, `d` fixed per
+    /// node and drawn from the seed); 0: every clock keeps time.
+    pub clock_drift_percent: u64,
     /// Latency, loss and duplication.
     pub network: NetworkConfig,
     /// Each node snapshots and compacts its log every this many applied
@@ -91,6 +95,7 @@ impl SimConfig {
             nodes,
             raft,
             tick_interval: 10,
+            clock_drift_percent: 0,
             network: NetworkConfig::default(),
             snapshot_every: 20,
             clients: ClientConfig::default(),
@@ -131,6 +136,11 @@ impl SimConfig {
         cfg.clients.think = (0, rng.range(5, 40));
         cfg.nemesis = NemesisConfig::active();
         cfg.nemesis.interval = (rng.range(40, 120), rng.range(150, 350));
+        // Drawn last, so that every knob above is drawn as before they
+        // existed.
+        cfg.clock_drift_percent = [0, 10, 30][rng.range(0, 3) as usize];
+        cfg.nemesis.pause = [0.0, 0.2][rng.range(0, 2) as usize];
+        cfg.network.redeliver_after_restart = [0.0, 0.5][rng.range(0, 2) as usize];
         cfg
     }
 
