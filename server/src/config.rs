@@ -58,6 +58,15 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub join: Option<String>,
 
+    /// Recover from the loss of a quorum: restart this surviving member as
+    /// the only voter of its cluster, keeping (and committing) every entry
+    /// it holds. Then add members back with `raft-kv-client member add`.
+    /// Only for a data directory that holds a log; use it on ONE survivor
+    /// and remove the flag afterwards (a later start with it is refused
+    /// once the configuration has changed).
+    #[arg(long, conflicts_with = "join")]
+    pub force_new_cluster: bool,
+
     /// Directory of the write-ahead log and snapshots (default: ./data/node-<id>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -244,6 +253,8 @@ pub struct Settings {
     pub peers_given: bool,
     /// `--join`: a member of the cluster to join.
     pub join: Option<String>,
+    /// `--force-new-cluster`: restart as the only voter.
+    pub force_new_cluster: bool,
     /// Data directory.
     pub data_dir: PathBuf,
     /// fsync the log.
@@ -439,6 +450,7 @@ impl Args {
             peers,
             peers_given,
             join,
+            force_new_cluster: self.force_new_cluster,
             data_dir,
             sync: !self.no_fsync,
             segment_bytes: self.segment_bytes.max(4096),
