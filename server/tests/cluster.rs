@@ -259,12 +259,15 @@ async fn sigterm_fails_waiting_requests_and_exits_zero() {
 
 /// Open peer streams do not hold a stopping node up: with every member
 /// streaming to every other, SIGTERM on the leader ends it well inside the
-/// HTTP drain timeout (10 s), and the others keep serving.
+/// HTTP drain timeout (10 s), and the others keep serving. Before it stops,
+/// the leader hands leadership to a caught-up follower (TimeoutNow): the
+/// successor leads the very next term, with no election timeout waited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_open_peer_streams_exits_promptly() {
     let mut c = Cluster::start(3).await;
     let leader = c.wait_for_leader(ELECTION).await;
     assert_eq!(c.put(leader, "k", "v").await.status(), 200);
+    let term = c.status(leader).await.expect("leader status").term;
     for id in c.ids() {
         c.wait_until(
             Duration::from_secs(10),
@@ -281,6 +284,16 @@ async fn sigterm_with_open_peer_streams_exits_promptly() {
     assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
     let new = c.wait_for_leader(ELECTION).await;
     assert_ne!(new, leader);
+    let log = c.log(leader);
+    assert!(
+        log.contains("handing leadership to node") && log.contains("leadership handed over"),
+        "{}",
+        c.log_tail(leader, 10)
+    );
+    assert_eq!(
+        c.status(new).await.expect("new leader status").term,
+        term + 1
+    );
     assert_eq!(c.put(new, "k", "w").await.status(), 200);
 }
 

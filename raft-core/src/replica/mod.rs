@@ -287,6 +287,31 @@ impl Replica {
         self.raw.transfer_leader(to)
     }
 
+    /// The member to hand leadership to before this leader stops (a
+    /// graceful shutdown, so that a rolling restart has no election gap):
+    /// the voter of the configuration in force, other than this node,
+    /// with the most of the log, among those heard from within an election
+    /// timeout (one that went quiet may be down; a transfer to it would
+    /// only stall writes until it times out). `None` when this node is not
+    /// the leader or no voter qualifies.
+    pub fn successor(&self) -> Option<NodeId> {
+        if !self.raw.is_leader() {
+            return None;
+        }
+        let status = self.raw.status();
+        let membership = self.raw.membership();
+        let quiet_after = self.raw.election_tick();
+        status
+            .followers
+            .iter()
+            .filter(|f| membership.is_voter(f.id) && f.id != self.raw.id())
+            .filter(|f| f.ticks_since_contact < quiet_after)
+            // The highest match; among equals the lowest id, so the choice
+            // is deterministic.
+            .max_by_key(|f| (f.match_index, std::cmp::Reverse(f.id)))
+            .map(|f| f.id)
+    }
+
     /// Asks for a snapshot covering everything applied now; its
     /// [`Outcome::Snapshot`] names the index of the snapshot that does.
     /// Pick the job up with [`Replica::snapshot_job`].
