@@ -168,6 +168,11 @@ pub struct Args {
     #[arg(long)]
     pub log_level: Option<String>,
 
+    /// Log line format: `text` for people, `json` (one object per line:
+    /// timestamp, level, target, message and fields) for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// TEST ONLY: enables `POST /test/partition`, which makes this node drop
     /// peer traffic. Never use in production.
     #[arg(long)]
@@ -235,6 +240,15 @@ pub fn normalize_url(u: &str) -> Result<String, String> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// The validated configuration a node runs with.
 #[derive(Debug, Clone)]

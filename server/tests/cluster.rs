@@ -635,3 +635,26 @@ fn json_body(answer: &str) -> serde_json::Value {
     let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"))
 }
+
+/// `--log-format json`: every line the node writes is one JSON object with
+/// a level, and the start-up line carries its fields at the top level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let opts = ClusterOptions {
+        extra_args: vec!["--log-format".into(), "json".into()],
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start_with(1, opts).await;
+    c.wait_for_leader(ELECTION).await;
+    let log = c.log(1);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().all(|l| l["level"].is_string()), "{log}");
+    let started = lines
+        .iter()
+        .find(|l| l["message"] == "raft-kv node started")
+        .unwrap_or_else(|| panic!("no start-up line in:\n{log}"));
+    assert!(started["startup_ms"].is_u64(), "{started}");
+}
