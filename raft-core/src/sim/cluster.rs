@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use super::client::{Client, ClientView, Current, Phase};
 use super::config::SimConfig;
+use super::disk::{ArmedFault, WriteCut};
 use super::history::{ClientOp, History, OpOutput, Outcome};
 use super::invariants::{Checker, Detected, Violation};
 use super::linearizability::{check_linearizability, CheckStats, LinearizabilityError};
 use super::nemesis::{ChurnView, FaultAction, Nemesis, NodeBrief};
 use super::network::{DroppedMessage, InFlight, Network, NetworkStats};
-use super::node::{Env, Reply, SimNode};
+use super::node::{Env, Reply, SimNode, Stopped};
 use super::{Time, TraceHash};
 use crate::config::{ConfigError, NotAccepted};
 use crate::kv::{Command, Op, OpResult};
@@ -496,10 +497,13 @@ impl Cluster {
         match action {
             FaultAction::Crash(id) => self.do_crash(id),
             FaultAction::CrashAtWrite(id) => {
-                if let Some(i) = self.index(id) {
-                    self.nodes[i].arm_crash_at_write();
-                }
+                self.arm(id, ArmedFault::Crash(Some(WriteCut::Nothing)));
             }
+            FaultAction::TornWrite(id) => self.arm(id, ArmedFault::Crash(None)),
+            FaultAction::CrashAfterSnapshotFile(id) => {
+                self.arm(id, ArmedFault::CrashAfterSnapshotFile);
+            }
+            FaultAction::DiskError { node, kind } => self.arm(node, ArmedFault::Error(kind)),
             FaultAction::Restart(id) => self.do_restart(id),
             FaultAction::Cut(links) => {
                 for (a, b) in links {
@@ -551,6 +555,14 @@ impl Cluster {
         }
         self.dispatch_replies();
         self.collect_drops();
+    }
+
+    /// Arms a disk fault on node `id`'s next durable write (nothing if it
+    /// is down).
+    fn arm(&mut self, id: NodeId, fault: ArmedFault) {
+        if let Some(i) = self.index(id) {
+            self.nodes[i].arm(fault);
+        }
     }
 
     fn record_conf(&mut self, action: FaultAction, result: Result<Option<Index>, String>) {
@@ -736,8 +748,8 @@ impl Cluster {
             return;
         }
         if self.nodes[i].is_up() {
-            // A crash at its next write that never came: called off.
-            self.nodes[i].disarm_crash_at_write();
+            // A disk fault at its next write that never came: called off.
+            self.nodes[i].disarm();
             return;
         }
         let config = self.cfg.node_config(id, self.nodes[i].restarts() + 1);
@@ -1031,8 +1043,8 @@ impl Cluster {
         }
         for id in 1..=self.nodes.len() as u64 {
             let n = &self.nodes[id as usize - 1];
-            // A restart of a running node disarms its crash at write.
-            if (!n.is_up() && !n.is_retired()) || n.crash_at_write_armed() {
+            // A restart of a running node disarms its disk fault.
+            if (!n.is_up() && !n.is_retired()) || n.disk_fault_armed() {
                 self.restart(id);
             }
         }
@@ -1080,11 +1092,16 @@ impl Cluster {
             replies: &mut self.replies,
             trace: &mut self.trace,
         };
-        let crashed = self.nodes[i].drive(&mut env);
+        let stopped = self.nodes[i].drive(&mut env);
         // A commit index reported for the first time, against the disks
         // as they are now.
         self.checker.check_commit_claims(&self.nodes);
-        if crashed {
+        if let Some(stopped) = stopped {
+            if stopped == Stopped::Halted {
+                // A halted node answered its waiting clients first (they
+                // retry at once, with the same sequence numbers).
+                self.dispatch_replies();
+            }
             let id = self.nodes[i].id();
             self.after_crash(id);
         }
@@ -1584,10 +1601,10 @@ mod tests {
         c.apply_fault(FaultAction::CrashAtWrite(f));
         c.run_until(c.now() + 200);
         assert!(c.node(f).unwrap().is_up());
-        assert!(c.node(f).unwrap().crash_at_write_armed());
+        assert!(c.node(f).unwrap().disk_fault_armed());
         c.repair_all();
         assert!(
-            c.nodes().iter().all(|n| !n.crash_at_write_armed()),
+            c.nodes().iter().all(|n| !n.disk_fault_armed()),
             "a node is still armed after repair_all"
         );
         assert_eq!(
