@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::client::{Client, ClientView, Current, Phase};
+use super::client::{slot, Client, ClientView, Current, Phase};
 use super::config::SimConfig;
 use super::disk::{ArmedFault, WriteCut};
 use super::history::{ClientOp, History, OpOutput, Outcome};
@@ -1252,6 +1252,7 @@ impl Cluster {
     }
 
     fn finish(&mut self, ci: usize, output: OpOutput, node: NodeId) {
+        let expired = matches!(output, OpOutput::Write(OpResult::SessionExpired));
         let think = self.think_of(ci);
         let client = &mut self.clients[ci];
         let Some(cur) = client.current.take() else {
@@ -1278,6 +1279,9 @@ impl Cluster {
         if self.record_events {
             self.events.push(SimEvent::Completed(cur.op_id));
         }
+        if expired {
+            client.new_session();
+        }
         client.leader_hint = Some(node);
         client.rest(self.now + think);
     }
@@ -1297,15 +1301,20 @@ impl Cluster {
                 seq,
                 result,
             } => {
-                let ci = client as usize - 1;
-                let waiting = self.clients.get(ci).and_then(|c| c.current.as_ref());
+                let ci = slot(client);
+                // For its current session only (a new one numbers from 1).
+                let waiting = self
+                    .clients
+                    .get(ci)
+                    .filter(|c| c.id == client)
+                    .and_then(|c| c.current.as_ref());
                 if waiting.is_some_and(|cur| !cur.op.is_read() && cur.seq == seq) {
                     self.finish(ci, OpOutput::Write(result), node);
                 }
             }
             Reply::WriteLost { client, seq } => {
-                let ci = client as usize - 1;
-                let Some(c) = self.clients.get_mut(ci) else {
+                let ci = slot(client);
+                let Some(c) = self.clients.get_mut(ci).filter(|c| c.id == client) else {
                     return;
                 };
                 let current = c.current.as_ref().is_some_and(|cur| cur.seq == seq);
