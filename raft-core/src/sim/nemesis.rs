@@ -407,7 +407,19 @@ impl Nemesis {
                 // Half the crashes hit in the middle of a write, after the
                 // messages that may leave before it.
                 if cfg.crash_at_write > 0.0 && rng.chance(cfg.crash_at_write) {
-                    vec![disk_fault(&cfg.disk_faults, victim, rng)]
+                    let fault = disk_fault(&cfg.disk_faults, victim, rng);
+                    if fault == FaultAction::CrashAfterSnapshotFile(victim) && rng.chance(0.5) {
+                        // Half of these wait for the node to come back from
+                        // a plain crash: a node that was down while the
+                        // leader compacted is sent a snapshot, so its next
+                        // snapshot file is more often a received one than
+                        // its own.
+                        if let Some(&(at, _)) = self.repairs.last() {
+                            self.repairs.push((at, fault));
+                        }
+                        return vec![FaultAction::Crash(victim)];
+                    }
+                    vec![fault]
                 } else {
                     vec![FaultAction::Crash(victim)]
                 }

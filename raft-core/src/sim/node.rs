@@ -11,7 +11,9 @@ use super::{Time, TraceHash};
 use crate::config::Config;
 use crate::kv::{KvStore, OpResult};
 use crate::raw_node::{RawNode, Status};
-use crate::replica::{Outcome, Query, QueryResult, Replica, RequestId, SnapshotPolicy};
+use crate::replica::{
+    Outcome, Query, QueryResult, Replica, RequestError, RequestId, SnapshotPolicy,
+};
 use crate::rng::Rng;
 use crate::types::{Entry, Index, Membership, NodeId, Payload, PersistedState, Role, Term};
 
@@ -70,9 +72,12 @@ pub struct NodeStats {
     /// Disk errors it met ([`super::FaultAction::DiskError`]): halts, and
     /// own snapshot files that could not be written.
     pub disk_errors: u64,
-    /// Times it halted on a disk error (its waiting clients were answered
-    /// with unknown outcomes).
+    /// Times it halted on a disk error.
     pub disk_halts: u64,
+    /// Writes waiting on it when it halted, answered with an unknown
+    /// outcome (`Replica::stop`): their clients retry with the same
+    /// sequence number.
+    pub writes_unknown_at_halt: u64,
 }
 
 /// Why a node's driver loop stopped early.
@@ -382,9 +387,7 @@ impl SimNode {
     /// [`SimNode::arm`]).
     pub(crate) fn drive(&mut self, env: &mut Env) -> Option<Stopped> {
         loop {
-            let Some(replica) = self.replica.as_mut() else {
-                return None;
-            };
+            let replica = self.replica.as_mut()?;
             if !replica.has_ready() {
                 return None;
             }
@@ -525,6 +528,11 @@ impl SimNode {
                 self.stats.disk_halts += 1;
                 if let Some(replica) = self.replica.as_mut() {
                     let outcomes = replica.stop("the node stopped on a storage failure");
+                    let writes = outcomes
+                        .iter()
+                        .filter(|(_, o)| matches!(o, Outcome::Write(Err(RequestError::Unknown(_)))))
+                        .count();
+                    self.stats.writes_unknown_at_halt += writes as u64;
                     self.route(env, outcomes);
                 }
                 self.stop();
