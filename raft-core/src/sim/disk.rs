@@ -401,6 +401,18 @@ impl Disk {
     /// Puts what `cut` leaves of `write` on disk (validated by
     /// [`Disk::decide`]).
     pub fn apply(&mut self, write: Write, cut: WriteCut) {
+        self.apply_observed(write, cut, |_| {});
+    }
+
+    /// As [`Disk::apply`], calling `before_entries` with the store as it is
+    /// right before a record's entries are appended (after its snapshot
+    /// mark), for the checker to judge them against what they attach to.
+    pub fn apply_observed(
+        &mut self,
+        write: Write,
+        cut: WriteCut,
+        before_entries: impl FnOnce(&DurableStore),
+    ) {
         match cut {
             WriteCut::Nothing => {}
             WriteCut::SnapshotFile => {
@@ -418,6 +430,7 @@ impl Disk {
                         self.store.mark_snapshot(s.clone());
                     }
                     if let Some(first) = entries.first().map(|e| e.index) {
+                        before_entries(&self.store);
                         let keep = first - self.store.snapshot_index() - 1;
                         self.store.entries.truncate(keep as usize);
                         self.store.entries.extend_from_slice(entries);

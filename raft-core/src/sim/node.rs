@@ -415,44 +415,39 @@ impl SimNode {
                     hard_state: rd.hard_state,
                 };
                 let result = match self.disk.decide(write, env.rng) {
-                    Ok(result) => result,
+                    Ok(result) => {
+                        let cut = result.cut();
+                        if let Some(snap) =
+                            rd.snapshot.as_ref().filter(|_| cut != WriteCut::Nothing)
+                        {
+                            env.checker.on_snapshot(self.id, &snap.meta);
+                        }
+                        let (id, commit_seen) = (self.id, self.commit_seen);
+                        let checker = &mut *env.checker;
+                        self.disk.apply_observed(write, cut, |store| {
+                            // Checked against the commit known before this
+                            // Ready: entries it commits are the ones being
+                            // written now.
+                            checker.on_entries(id, store, commit_seen, &rd.entries);
+                        });
+                        if cut == WriteCut::Everything {
+                            // What is durable now counts toward the
+                            // checker's own judgement of what a quorum
+                            // holds.
+                            env.checker.on_durable(self.id, &self.disk.store);
+                        }
+                        result
+                    }
                     Err(e) => {
-                        // Refused before anything is written (the server's
-                        // `plan`): a driver bug, the write goes on as if it
-                        // had not been asked for.
+                        // Refused before anything is written, as the
+                        // server's storage refuses a `persist` that does
+                        // not attach: a driver bug, reported.
                         env.checker.driver(self.id, e);
                         WriteResult::Done
                     }
                 };
-                let cut = result.cut();
-                if let Some(snap) = rd.snapshot.as_ref().filter(|_| cut != WriteCut::Nothing) {
-                    env.checker.on_snapshot(self.id, &snap.meta);
-                }
-                if cut == WriteCut::Everything && !rd.entries.is_empty() {
-                    // Checked against the commit known before this Ready:
-                    // entries it commits are the ones being written now.
-                    env.checker.on_entries(
-                        self.id,
-                        &self.disk.store,
-                        self.commit_seen,
-                        &rd.entries,
-                    );
-                }
-                if self
-                    .disk
-                    .store
-                    .check_record(rd.snapshot.as_ref(), &rd.entries)
-                    .is_ok()
-                {
-                    self.disk.apply(write, cut);
-                }
-                if cut == WriteCut::Everything {
-                    // What is durable now counts toward the checker's own
-                    // judgement of what a quorum holds.
-                    env.checker.on_durable(self.id, &self.disk.store);
-                }
                 if result != WriteResult::Done {
-                    let file = rd.snapshot.is_some() && cut == WriteCut::SnapshotFile;
+                    let file = rd.snapshot.is_some() && result.cut() == WriteCut::SnapshotFile;
                     self.stats.received_snapshot_file_crashes += u64::from(file);
                     return Some(self.strike(env, result));
                 }
