@@ -414,8 +414,11 @@ impl Nemesis {
                         // leader compacted is sent a snapshot, so its next
                         // snapshot file is more often a received one than
                         // its own.
+                        // Restarted and disarmed (or restarted again if
+                        // it struck) a down time after it comes back.
                         if let Some(&(at, _)) = self.repairs.last() {
                             self.repairs.push((at, fault));
+                            self.later(at, cfg.down_time, rng, FaultAction::Restart(victim));
                         }
                         return vec![FaultAction::Crash(victim)];
                     }
