@@ -1598,40 +1598,53 @@ mod tests {
         assert!(changed > 0);
     }
 
-    /// A crash at a node's next write that has not struck when everything
-    /// is repaired is called off: the node neither stays armed nor dies at
-    /// its first write after the repair.
+    /// A disk fault at a node's next write that has not struck when
+    /// everything is repaired is called off: the node neither stays armed
+    /// nor dies (or halts) at its first write after the repair.
     #[test]
-    fn repair_all_disarms_crash_at_write() {
-        let mut c = quiet(10, true);
-        let f = a_follower(&c);
-        // A quiet follower writes nothing (heartbeats only move the commit
-        // index), so the crash stays pending.
-        c.apply_fault(FaultAction::CrashAtWrite(f));
-        c.run_until(c.now() + 200);
-        assert!(c.node(f).unwrap().is_up());
-        assert!(c.node(f).unwrap().disk_fault_armed());
-        c.repair_all();
-        assert!(
-            c.nodes().iter().all(|n| !n.disk_fault_armed()),
-            "a node is still armed after repair_all"
-        );
-        assert_eq!(
-            c.fault_log().last(),
-            Some(&(c.now(), FaultAction::Restart(f)))
-        );
-        // Its next write (a client's put) goes through.
-        let put = ClientOp::Write(Op::Put {
-            key: "after".into(),
-            value: "repair".into(),
-        });
-        let id = c.submit(f, put).unwrap();
-        run_until_answered(&mut c, id);
-        c.run_until(c.now() + 500);
-        assert!(c.node(f).unwrap().is_up(), "it died at its next write");
-        assert_eq!(c.node(f).unwrap().stats().crashes, 0);
-        assert_eq!(c.node(f).unwrap().kv().get("after"), Some("repair"));
-        assert!(c.violations().is_empty(), "{:?}", c.violations());
+    fn repair_all_disarms_the_disk_faults() {
+        let faults: [fn(NodeId) -> FaultAction; 4] = [
+            FaultAction::CrashAtWrite,
+            FaultAction::TornWrite,
+            FaultAction::CrashAfterSnapshotFile,
+            |node| FaultAction::DiskError {
+                node,
+                kind: crate::sim::DiskErrorKind::Enospc,
+            },
+        ];
+        for fault in faults {
+            let mut c = quiet(10, true);
+            let f = a_follower(&c);
+            let fault = fault(f);
+            // A quiet follower writes nothing (heartbeats only move the
+            // commit index), so the fault stays pending.
+            c.apply_fault(fault.clone());
+            c.run_until(c.now() + 200);
+            assert!(c.node(f).unwrap().is_up(), "{fault}");
+            assert!(c.node(f).unwrap().disk_fault_armed(), "{fault}");
+            c.repair_all();
+            assert!(
+                c.nodes().iter().all(|n| !n.disk_fault_armed()),
+                "{fault}: a node is still armed after repair_all"
+            );
+            assert_eq!(
+                c.fault_log().last(),
+                Some(&(c.now(), FaultAction::Restart(f)))
+            );
+            // Its next write (a client's put) goes through.
+            let put = ClientOp::Write(Op::Put {
+                key: "after".into(),
+                value: "repair".into(),
+            });
+            let id = c.submit(f, put).unwrap();
+            run_until_answered(&mut c, id);
+            c.run_until(c.now() + 500);
+            let n = c.node(f).unwrap();
+            assert!(n.is_up(), "{fault}: it died at its next write");
+            assert_eq!((n.stats().crashes, n.stats().disk_halts), (0, 0));
+            assert_eq!(n.kv().get("after"), Some("repair"));
+            assert!(c.violations().is_empty(), "{:?}", c.violations());
+        }
     }
 
     impl Cluster {

@@ -43,7 +43,16 @@
 //! mark (the simulator takes snapshots synchronously); a crash between
 //! them leaves the file unmarked, which recovery marks. Since the log holds
 //! every entry the snapshot covers, the repaired state is the one the mark
-//! would have written; the fault still runs the repair path.
+//! would have written; the fault still runs the repair path. The server's
+//! other interleavings add no outcome: records written while the thread
+//! writes the file are whole or cut as above, and a received snapshot that
+//! overtakes it makes the own file older than the newest one (ignored, or
+//! deleted by compaction).
+//!
+//! A power loss instead of a process crash loses what was written but not
+//! yet fsynced: the record not yet synced is cut (`Nothing`), and since the
+//! snapshot file is fsynced (directory included) before the record is
+//! written, `SnapshotFile` stays possible. No new outcome either.
 //!
 //! # Disk errors ([`DiskErrorKind`])
 //!
