@@ -123,6 +123,14 @@ pub struct RunReport {
     /// Followers a leader declared to have lost their log
     /// ([`super::node::NodeStats::lost_logs`]; false alarms here).
     pub lost_logs: u64,
+    /// Crashes in the middle of a durable write
+    /// ([`super::node::NodeStats::torn_writes`]).
+    pub torn_writes: u64,
+    /// Crashes or halts between a snapshot file (received or its own) and
+    /// the record marking it.
+    pub snapshot_file_crashes: u64,
+    /// Nodes halted by a disk error.
+    pub disk_halts: u64,
     /// The run's trace hash.
     pub trace_hash: u64,
 }
@@ -1002,6 +1010,16 @@ impl Cluster {
             nodes_added: self.nodes.len() - self.cfg.nodes,
             nodes_retired: self.nodes.iter().filter(|n| n.is_retired()).count(),
             lost_logs: self.nodes.iter().map(|n| n.stats().lost_logs).sum(),
+            torn_writes: self.nodes.iter().map(|n| n.stats().torn_writes).sum(),
+            snapshot_file_crashes: self
+                .nodes
+                .iter()
+                .map(|n| {
+                    let s = n.stats();
+                    s.received_snapshot_file_crashes + s.own_snapshot_file_crashes
+                })
+                .sum(),
+            disk_halts: self.nodes.iter().map(|n| n.stats().disk_halts).sum(),
             trace_hash: self.trace.0,
         }
     }
