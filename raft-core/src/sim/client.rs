@@ -18,6 +18,15 @@ use crate::kv::Op;
 use crate::rng::Rng;
 use crate::types::NodeId;
 
+/// The ids of one client's successive sessions differ by this much
+/// ([`Client::new_session`]); the first is its slot + 1.
+pub(crate) const SESSION_STRIDE: u64 = 1 << 32;
+
+/// The slot (index among the clients) of client id `id`.
+pub(crate) fn slot(id: u64) -> usize {
+    (id % SESSION_STRIDE) as usize - 1
+}
+
 /// The operation a client is working on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Current {
@@ -106,6 +115,16 @@ impl Client {
         } else {
             Phase::Idle(next_at)
         };
+    }
+
+    /// Starts a new session under a new id in the same slot: the state
+    /// machine forgot its session or never opened it (its first write was
+    /// abandoned and never applied), so it refuses every later write
+    /// (`SessionExpired`); a client then starts over with a new id (thesis
+    /// §6.3).
+    pub fn new_session(&mut self) {
+        self.id += SESSION_STRIDE;
+        self.next_seq = 1;
     }
 
     /// The sequence number of its next write.
