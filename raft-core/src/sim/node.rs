@@ -105,6 +105,8 @@ enum Tag {
     Write {
         client: u64,
         seq: u64,
+        /// The entry `(index, term)` it was proposed as.
+        at: (Index, Term),
     },
     Read {
         ctx: u64,
@@ -405,11 +407,15 @@ impl SimNode {
             .replica
             .as_mut()
             .ok_or(crate::config::NotAccepted::NotLeader { leader: None })?;
-        let tag = Tag::Write {
-            client: cmd.client_id,
-            seq: cmd.seq,
-        };
+        let (client, seq) = (cmd.client_id, cmd.seq);
         let id = replica.propose(cmd)?;
+        // The proposal is the last entry now, in the current term.
+        let raw = replica.raw();
+        let tag = Tag::Write {
+            client,
+            seq,
+            at: (raw.status().last_index, raw.term()),
+        };
         self.requests.insert(id, tag);
         Ok(())
     }
@@ -616,12 +622,23 @@ impl SimNode {
                 continue;
             };
             let reply = match (tag, outcome) {
-                (Tag::Write { client, seq }, Outcome::Write(Ok(w))) => Reply::Write {
+                (Tag::Write { client, seq, .. }, Outcome::Write(Ok(w))) => Reply::Write {
                     client,
                     seq,
                     result: w.result,
                 },
-                (Tag::Write { client, seq }, _) => Reply::WriteLost { client, seq },
+                (
+                    Tag::Write {
+                        client,
+                        seq,
+                        at: (index, term),
+                    },
+                    Outcome::Write(Err(RequestError::NotApplied)),
+                ) => {
+                    env.checker.on_not_applied(self.id, index, term);
+                    Reply::WriteLost { client, seq }
+                }
+                (Tag::Write { client, seq, .. }, _) => Reply::WriteLost { client, seq },
                 (
                     Tag::Read {
                         ctx,
