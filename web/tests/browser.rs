@@ -41,6 +41,20 @@ fn dist_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("dist")
 }
 
+/// The bundle directory `web/build.sh` names by its content (`pkg-<hash>`).
+fn bundle_dir() -> Option<PathBuf> {
+    std::fs::read_dir(dist_dir())
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("pkg-"))
+        })
+}
+
 fn docs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs")
 }
@@ -55,7 +69,12 @@ fn missing() -> Option<String> {
         ),
         (PathBuf::from(CHROMIUM), "apt-get install -y chromium"),
         (dist.join("index.html"), "web/build.sh"),
-        (dist.join("pkg/web_bg.wasm"), "web/build.sh"),
+        (
+            bundle_dir()
+                .unwrap_or_else(|| dist.join("pkg-<hash>"))
+                .join("web_bg.wasm"),
+            "web/build.sh",
+        ),
     ]
     .into_iter()
     .find(|(p, _)| !p.exists())
