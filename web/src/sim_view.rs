@@ -186,8 +186,7 @@ pub fn show(visible: bool, hash: &str) {
         with_ui(|ui| {
             // A bare `#sim` (the nav link) returns to the current run.
             if hash.trim_start_matches('#') == "sim" {
-                let h = ui.last_hash.clone();
-                ui.write_hash(&h);
+                ui.write_hash();
             } else if hash != ui.last_hash {
                 ui.load(hash);
             }
@@ -300,16 +299,16 @@ impl SimUi {
     fn load(&mut self, hash: &str) {
         let settings = SimSettings::parse(hash);
         let at = settings.at;
-        if let Some(speed) = hash
+        // `speed=` (time units per second) or the default.
+        self.speed = hash
             .split(['?', '&'])
             .find_map(|kv| kv.strip_prefix("speed="))
             .and_then(|v| v.parse::<f64>().ok())
-        {
-            self.speed = speed.clamp(
+            .unwrap_or(DEFAULT_SPEED * UNITS_PER_SECOND_AT_1X)
+            .clamp(
                 SLOWEST * UNITS_PER_SECOND_AT_1X,
                 FASTEST * UNITS_PER_SECOND_AT_1X,
             );
-        }
         self.run = SimRun::new(settings);
         if let Some(at) = at {
             self.run.seek(at);
@@ -331,14 +330,15 @@ impl SimUi {
         self.feed.clear();
         self.narrated = None;
         self.action_note.clear();
-        self.write_hash(hash);
+        self.write_hash();
         self.sync_controls();
     }
 
-    /// Keeps the URL in step with the run (without a hashchange event).
-    fn write_hash(&mut self, original: &str) {
+    /// Keeps the URL in step with the run (without a hashchange event); a
+    /// speed other than the default is in it too.
+    fn write_hash(&mut self) {
         let h = self.run.settings.to_hash(self.run.settings.at);
-        let keep_extra = original.contains("speed=");
+        let keep_extra = (self.speed - DEFAULT_SPEED * UNITS_PER_SECOND_AT_1X).abs() > 1e-9;
         let h = if keep_extra {
             format!("{h}&speed={}", self.speed)
         } else {
@@ -414,8 +414,7 @@ impl SimUi {
             }],
         );
         self.action_note = note;
-        let h = self.last_hash.clone();
-        self.write_hash(&h);
+        self.write_hash();
         self.render(true);
     }
 
@@ -1923,6 +1922,7 @@ fn mount_controls() {
             with_ui(|ui| {
                 ui.speed = speed_at(pos) * UNITS_PER_SECOND_AT_1X;
                 ui.show_speed();
+                ui.write_hash();
             });
         }
     });
@@ -2112,4 +2112,22 @@ fn mount_controls() {
             ui.render(true);
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_speed_slider_spans_a_hundredth_to_fifty() {
+        assert!((speed_at(0.0) - SLOWEST).abs() < 1e-12);
+        assert!((speed_at(SLIDER_MAX) - FASTEST).abs() < 1e-9);
+        let default = position_of(DEFAULT_SPEED);
+        assert!((speed_at(default) - DEFAULT_SPEED).abs() < 0.002);
+        assert_eq!(speed_label(speed_at(default)), "0.1×");
+        assert_eq!(speed_label(0.01), "0.01×");
+        assert_eq!(speed_label(2.5), "2.5×");
+        assert_eq!(speed_label(50.0), "50×");
+        assert_eq!(speed_label(1.0), "1×");
+    }
 }
