@@ -169,7 +169,11 @@ impl Live {
         let mut bases = vec![self.base.clone(), String::new()];
         for url in self.members.values() {
             let u = url.trim_end_matches('/');
-            bases.push(if u == origin { String::new() } else { u.to_string() });
+            bases.push(if u == origin {
+                String::new()
+            } else {
+                u.to_string()
+            });
         }
         let mut out: Vec<(String, String)> = Vec::new();
         for b in bases {
@@ -222,12 +226,17 @@ impl Live {
             }
         };
         self.blind = false;
-        let view = ClusterView::from_wire(&cluster);
+        let mut view = ClusterView::from_wire(&cluster);
         for m in &cluster.members {
             self.members.insert(m.id, m.url.clone());
         }
         if polled.base.is_empty() && self.origin_id.is_none() {
             self.origin_id = Some(cluster.served_by);
+        }
+        // "this page" marks the node the page was loaded from, not the
+        // member answering now.
+        for n in &mut view.nodes {
+            n.serving = Some(n.id) == self.origin_id;
         }
         let switched = polled.base != self.base;
         self.base = polled.base.clone();
@@ -251,7 +260,9 @@ impl Live {
         let failover = if self.base.is_empty() {
             None
         } else {
-            let origin = self.origin_id.map_or("this page's node".to_string(), |id| format!("n{id}"));
+            let origin = self
+                .origin_id
+                .map_or("this page's node".to_string(), |id| format!("n{id}"));
             let why = self
                 .origin_id
                 .and_then(|id| view.node(id))
@@ -419,7 +430,6 @@ impl Live {
         }
     }
 }
-
 
 /// What the result panel shows.
 struct Shown {

@@ -120,9 +120,9 @@ fn node_changes(p: &NodeView, n: &NodeView, source: Source, out: &mut Vec<Line>)
         out.push(Line::new(
             LineKind::Fault,
             match source {
-                Source::Sim => format!(
-                    "n{id} crashed: it loses everything but its disk (term, vote and log)"
-                ),
+                Source::Sim => {
+                    format!("n{id} crashed: it loses everything but its disk (term, vote and log)")
+                }
                 Source::Live => format!(
                     "n{id} unreachable ({})",
                     n.error
@@ -434,7 +434,8 @@ mod tests {
         ]);
         let mut down = up.clone();
         down.nodes[1].role = RoleView::Down;
-        down.nodes[1].error = Some("error sending request: tcp connect error (os error 111)".into());
+        down.nodes[1].error =
+            Some("error sending request: tcp connect error (os error 111)".into());
         assert_eq!(
             texts(&narrate(&up, &down, Source::Live)),
             vec!["n2 unreachable (connection refused)"]
@@ -445,7 +446,10 @@ mod tests {
         assert!(narrate(&down, &up, Source::Live)[0]
             .text
             .starts_with("n2 answers again"));
-        assert_eq!(human_error("TypeError: Failed to fetch"), "the browser could not connect");
+        assert_eq!(
+            human_error("TypeError: Failed to fetch"),
+            "the browser could not connect"
+        );
         assert_eq!(human_error("operation timed out"), "no answer in time");
     }
 

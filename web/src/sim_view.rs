@@ -32,7 +32,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Element, Event, HtmlInputElement, HtmlSelectElement};
 
-use crate::components::{FeedList, NodeCard, TimelineStrip};
+use crate::components::{FeedList, LogGrid, NodeCard, TimelineStrip};
 use crate::dom::{
     append, by_id, clear, document, el_class, el_text, input, now_ms, on, page_hidden, set_attr,
     set_enabled, set_hidden, set_text, svg, toggle_class, window,
@@ -147,6 +147,8 @@ struct SimUi {
     /// What happened, in words.
     feed: Feed,
     feed_list: FeedList,
+    /// Every node's log tail, aligned by index, under the ring.
+    log_grid: LogGrid,
     /// The view last narrated, and its step.
     narrated: Option<(u64, ClusterView)>,
     /// What the last button did, or why it did nothing.
@@ -286,11 +288,13 @@ impl SimUi {
             lin_checked_step: u64::MAX,
             feed: Feed::default(),
             feed_list: FeedList::new(),
+            log_grid: LogGrid::new(),
             narrated: None,
             action_note: String::new(),
         };
         append(&by_id("sim-timeline"), &ui.timeline.root);
         append(&by_id("sim-feed"), &ui.feed_list.root);
+        append(&by_id("sim-log-grid"), &ui.log_grid.root);
         ui.load(hash);
         ui
     }
@@ -483,7 +487,9 @@ impl SimUi {
                     &when,
                     vec![Line {
                         kind: LineKind::Action,
-                        text: format!("you went back in time to step {step}: the run replays from its seed"),
+                        text: format!(
+                            "you went back in time to step {step}: the run replays from its seed"
+                        ),
                     }],
                 );
             }
@@ -763,6 +769,7 @@ impl SimUi {
         self.render_status(&view);
         self.render_membership(&view);
         self.render_ring(&view);
+        self.log_grid.update(&view);
         self.render_cards(&view);
         if self.run.timeline.events.len() != self.timeline_len || force {
             self.timeline_len = self.run.timeline.events.len();

@@ -477,16 +477,22 @@ async fn live_view(c: &Client) {
 /// The guided tour shows on the first visit, steps forward, and once
 /// skipped stays away on a reload.
 async fn tour_once(c: &Client) {
-    wait_for(Duration::from_secs(30), "the tour on the first visit", || async {
-        (attr(c, "#tour", "hidden").await.is_none()
-            && text(c, "#tour-count").await? == "1 of 5")
-            .then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the tour on the first visit",
+        || async {
+            (attr(c, "#tour", "hidden").await.is_none()
+                && text(c, "#tour-count").await? == "1 of 5")
+                .then_some(())
+        },
+    )
     .await;
     click(c, "tour-next").await;
-    wait_for(Duration::from_secs(10), "the tour's second card", || async {
-        (text(c, "#tour-count").await? == "2 of 5").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the tour's second card",
+        || async { (text(c, "#tour-count").await? == "2 of 5").then_some(()) },
+    )
     .await;
     click(c, "tour-skip").await;
     wait_for(Duration::from_secs(10), "the tour gone", || async {
@@ -495,11 +501,15 @@ async fn tour_once(c: &Client) {
     .await;
     c.refresh().await.expect("reload");
     // Once the page has polled (the wasm runs), the tour must still be away.
-    wait_for(Duration::from_secs(30), "the page after the reload", || async {
-        text(c, "#live-updated")
-            .await
-            .filter(|t| t.starts_with("served by"))
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the page after the reload",
+        || async {
+            text(c, "#live-updated")
+                .await
+                .filter(|t| t.starts_with("served by"))
+        },
+    )
     .await;
     assert!(
         attr(c, "#tour", "hidden").await.is_some(),
@@ -558,9 +568,7 @@ async fn wasm_served_compressed(base: &str) {
         .get("cache-control")
         .and_then(|v| v.to_str().ok().map(str::to_string));
     assert_eq!(index_cache.as_deref(), Some("no-cache"));
-    println!(
-        "wasm: {raw} bytes raw, {served} bytes as served (gzip, {bundle}, immutable)"
-    );
+    println!("wasm: {raw} bytes raw, {served} bytes as served (gzip, {bundle}, immutable)");
 }
 
 /// Fails if the page recorded an error (see `index.html`).
@@ -589,13 +597,18 @@ async fn sim_keyboard(c: &Client, base: &str) {
         .find(Locator::Css("#sim-ring .sim-node[data-node-id=\"2\"]"))
         .await
         .expect("n2 on the ring");
-    assert_eq!(node.attr("tabindex").await.ok().flatten().as_deref(), Some("0"));
+    assert_eq!(
+        node.attr("tabindex").await.ok().flatten().as_deref(),
+        Some("0")
+    );
     node.send_keys(&char::from(Key::Enter).to_string())
         .await
         .expect("Enter on n2");
-    wait_for(Duration::from_secs(10), "n2 selected by keyboard", || async {
-        (text(c, "#sim-selected").await? == "n2").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "n2 selected by keyboard",
+        || async { (text(c, "#sim-selected").await? == "n2").then_some(()) },
+    )
     .await;
     let press = |key: String| async move {
         c.active_element()
@@ -605,28 +618,39 @@ async fn sim_keyboard(c: &Client, base: &str) {
             .await
             .expect("a key press");
     };
-    let role = || async {
-        attr(c, "#sim-ring .sim-node[data-node-id=\"2\"]", "data-role").await
-    };
+    let role = || async { attr(c, "#sim-ring .sim-node[data-node-id=\"2\"]", "data-role").await };
     press("c".into()).await;
-    wait_for(Duration::from_secs(10), "n2 crashed by the c key", || async {
-        (role().await? == "down").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "n2 crashed by the c key",
+        || async { (role().await? == "down").then_some(()) },
+    )
     .await;
     assert_eq!(text(c, "#sim-step").await.as_deref(), Some("800"));
     press(char::from(Key::Left).to_string()).await;
-    wait_for(Duration::from_secs(30), "← scrubbed back 10 steps", || async {
-        (text(c, "#sim-step").await? == "790" && role().await? != "down").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "← scrubbed back 10 steps",
+        || async {
+            (text(c, "#sim-step").await? == "790" && role().await? != "down").then_some(())
+        },
+    )
     .await;
     press(char::from(Key::Right).to_string()).await;
     wait_for(Duration::from_secs(30), "→ back at the crash", || async {
         (text(c, "#sim-step").await? == "800" && role().await? == "down").then_some(())
     })
     .await;
-    assert_eq!(text(c, "#sim-play").await.as_deref(), Some("Play"), "scrubbing pauses");
+    assert_eq!(
+        text(c, "#sim-play").await.as_deref(),
+        Some("Play"),
+        "scrubbing pauses"
+    );
     let feed = text(c, "#sim-feed").await.unwrap_or_default();
-    assert!(feed.contains("n2 crashed"), "the feed tells the crash: {feed}");
+    assert!(
+        feed.contains("n2 crashed"),
+        "the feed tells the crash: {feed}"
+    );
     println!("simulator: default speed 0.1×; n2 selected, crashed and scrubbed by keyboard");
 }
 
@@ -673,11 +697,15 @@ async fn serving_node_killed(c: &Client, cluster: &mut Cluster, killed_before: u
     cluster.restart(killed_before).await;
     let serving = cluster.wait_for_leader(Duration::from_secs(30)).await;
     navigate(c, &format!("{}/#live", cluster.url(serving))).await;
-    wait_for(Duration::from_secs(30), "the page showing its node leading", || async {
-        let l = attr(c, "#live-leader", "data-leader").await?;
-        let up = text(c, "#live-ft").await?;
-        (l == serving.to_string() && up.contains("4 of 4")).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the page showing its node leading",
+        || async {
+            let l = attr(c, "#live-leader", "data-leader").await?;
+            let up = text(c, "#live-ft").await?;
+            (l == serving.to_string() && up.contains("4 of 4")).then_some(())
+        },
+    )
     .await;
     let card = format!("#live-members .node-card[data-node-id=\"{serving}\"]");
     let commit_before = text(c, &format!("{card} dd[data-stat=commit]"))
@@ -703,11 +731,15 @@ async fn serving_node_killed(c: &Client, cluster: &mut Cluster, killed_before: u
         banner.contains(&format!("n{serving}")) && banner.contains("unreachable"),
         "the banner says which node went and why: {banner}"
     );
-    wait_for(Duration::from_secs(10), "the dead node's card greyed", || async {
-        (attr(c, &card, "data-stale").await? == "true"
-            && attr(c, &card, "data-role").await? == "down")
-            .then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the dead node's card greyed",
+        || async {
+            (attr(c, &card, "data-stale").await? == "true"
+                && attr(c, &card, "data-role").await? == "down")
+                .then_some(())
+        },
+    )
     .await;
     let commit_after = text(c, &format!("{card} dd[data-stat=commit]"))
         .await
@@ -717,8 +749,13 @@ async fn serving_node_killed(c: &Client, cluster: &mut Cluster, killed_before: u
         "the dead node keeps its last-known commit index: {commit_after:?}"
     );
     let ft = text(c, "#live-ft").await.unwrap_or_default();
-    assert!(ft.contains("3 of 4"), "the pill counts the dead node out: {ft}");
-    let error = text(c, &format!("{card} .node-error")).await.unwrap_or_default();
+    assert!(
+        ft.contains("3 of 4"),
+        "the pill counts the dead node out: {ft}"
+    );
+    let error = text(c, &format!("{card} .node-error"))
+        .await
+        .unwrap_or_default();
     assert!(
         error.contains("connection refused"),
         "the reason in words: {error:?}"

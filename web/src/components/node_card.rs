@@ -62,7 +62,7 @@ impl NodeCard {
         let member = el_class("span", "member-badge");
         append(&head, &member);
         let serving = el_text("span", "serving-tag", "this page");
-        set_attr(&serving, "title", "the node this page is served from");
+        set_attr(&serving, "title", "the node this page was loaded from");
         append(&head, &serving);
         let term = el_class("span", "term-chip");
         set_attr(
