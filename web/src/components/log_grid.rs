@@ -97,7 +97,7 @@ impl LogGrid {
             // Every fourth index is labelled; each cell's tooltip has its own.
             set_text(
                 h,
-                &if ix % 4 == 0 {
+                &if ix.is_multiple_of(4) {
                     ix.to_string()
                 } else {
                     String::new()
