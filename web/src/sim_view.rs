@@ -334,6 +334,23 @@ impl SimUi {
         self.feed.clear();
         self.narrated = None;
         self.action_note.clear();
+        let cfg = self.run.cluster.config();
+        let on = |b: bool| if b { "on" } else { "off" };
+        self.feed.push(
+            &self.when(),
+            vec![Line {
+                kind: LineKind::Action,
+                text: format!(
+                    "run of seed {}: {} nodes, PreVote {}, CheckQuorum {}; {} automatic clients keep putting and getting {} keys through random nodes",
+                    self.run.settings.seed,
+                    self.run.settings.nodes,
+                    on(cfg.raft.pre_vote),
+                    on(cfg.raft.check_quorum),
+                    cfg.clients.count,
+                    cfg.clients.keys
+                ),
+            }],
+        );
         self.write_hash();
         self.sync_controls();
     }

@@ -659,10 +659,24 @@ async fn sim_keyboard(c: &Client, base: &str) {
 async fn screenshots_at_sizes(c: &Client, base: &str) {
     for (w, h) in [(1400u32, 1000u32), (1024, 768), (390, 844)] {
         c.set_window_size(w, h).await.expect("window size");
-        for (view, hash) in [("live", "#live"), ("sim", "#sim?seed=3&nodes=5&at=1400")] {
+        for (view, hash) in [
+            ("live", "#live"),
+            ("sim", "#sim?seed=3&nodes=5&at=1400&speed=300"),
+        ] {
             navigate(c, &format!("{base}/{hash}")).await;
             if view == "sim" {
                 trace_at(c, 1400).await;
+                // Play a little, so the feed has a story to show.
+                click(c, "sim-play").await;
+                wait_for(Duration::from_secs(60), "a few hundred steps", || async {
+                    let step: u64 = text(c, "#sim-step").await?.parse().ok()?;
+                    (step >= 1700).then_some(())
+                })
+                .await;
+                click(c, "sim-play").await;
+                c.execute("window.scrollTo(0, 0)", vec![])
+                    .await
+                    .expect("scroll to the top");
             } else {
                 wait_for(Duration::from_secs(30), "the live cards", || async {
                     (count(c, "#live-members .node-card").await >= 3).then_some(())

@@ -118,8 +118,17 @@ impl LogGrid {
                 let (state, title) = match entry {
                     Some(e) => {
                         let term = e.term.unwrap_or(0);
-                        set_style(cell, "--term", term_color(term));
-                        set_text(cell, &term.to_string());
+                        match e.term {
+                            Some(t) => {
+                                set_style(cell, "--term", term_color(t));
+                                set_text(cell, &t.to_string());
+                            }
+                            // The live API does not report entry terms.
+                            None => {
+                                set_style(cell, "--term", "#e6e8ec");
+                                set_text(cell, "");
+                            }
+                        }
                         let committed = ix <= n.commit_index;
                         (
                             if committed {
