@@ -288,7 +288,7 @@ impl Live {
                 });
             }
         }
-        self.feed.push(&clock(), lines);
+        self.feed.push_folding_commits(&clock(), lines);
         self.feed_list.update(&self.feed);
         self.prev = Some(view.clone());
 

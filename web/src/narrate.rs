@@ -234,15 +234,23 @@ fn commit_line(prev: &ClusterView, next: &ClusterView) -> Option<Line> {
                     .any(|f| f.id == v && f.match_index >= to)
         })
         .count();
+    let content = leader
+        .log
+        .cells
+        .iter()
+        .find(|c| c.index == to)
+        .map(|c| c.text.as_str())
+        .filter(|t| !t.is_empty())
+        .map_or(String::new(), |t| format!(" ({t})"));
     let what = if from == to {
-        format!("entry {to} committed")
+        format!("entry {to}{content} committed")
     } else {
         format!("entries {from}–{to} committed")
     };
     Some(Line::new(
         LineKind::Commit,
         format!(
-            "{what}: stored on {stored} of {} voters, a majority, so it can never be lost",
+            "{what}: stored on {stored} of {} voters, a majority, so it is safe",
             voters.len()
         ),
     ))
@@ -298,6 +306,23 @@ impl Feed {
         }
         self.lines.truncate(FEED_MAX);
         self.version += 1;
+    }
+
+    /// Adds `lines` like [`Feed::push`], but a commit line replaces a
+    /// commit line at the top instead of piling up under it (the live view,
+    /// where every poll under load commits something).
+    pub fn push_folding_commits(&mut self, when: &str, lines: Vec<Line>) {
+        let commits_only_new = lines.iter().all(|l| l.kind == LineKind::Commit);
+        if commits_only_new
+            && !lines.is_empty()
+            && self
+                .lines
+                .front()
+                .is_some_and(|(_, l)| l.kind == LineKind::Commit)
+        {
+            self.lines.pop_front();
+        }
+        self.push(when, lines);
     }
 
     /// Forgets every line (a new run, or a jump in time).
@@ -466,5 +491,18 @@ mod tests {
         assert_eq!(f.lines[0].1.text, format!("line {}", FEED_MAX + 4));
         f.push("x", Vec::new());
         assert_eq!(f.version as usize, FEED_MAX + 5);
+        // Live: commits fold into the newest commit line.
+        let mut f = Feed::default();
+        let commit = |t: &str| vec![Line::new(LineKind::Commit, t.into())];
+        f.push_folding_commits("1", commit("entry 5 committed"));
+        f.push_folding_commits("2", commit("entries 6–9 committed"));
+        assert_eq!(f.lines.len(), 1);
+        assert_eq!(f.lines[0].1.text, "entries 6–9 committed");
+        f.push(
+            "3",
+            vec![Line::new(LineKind::Fault, "n2 unreachable".into())],
+        );
+        f.push_folding_commits("4", commit("entry 10 committed"));
+        assert_eq!(f.lines.len(), 3);
     }
 }
