@@ -3,9 +3,11 @@
 //! not come back; the header's "Tour" button shows it again.
 //!
 //! The card is not modal: it sits in a corner and the page stays usable
-//! under it.
+//! under it; Escape closes it.
 
 use std::cell::Cell;
+
+use wasm_bindgen::JsCast;
 
 use crate::dom::{by_id, on, set_attr, set_enabled, set_hidden, set_text, window};
 
@@ -94,6 +96,14 @@ pub fn mount() {
     });
     on(&by_id("tour-skip"), "click", |_| close());
     on(&by_id("tour-open"), "click", |_| show_step(0));
+    on(&crate::dom::document(), "keydown", |e| {
+        let escape = e
+            .dyn_ref::<web_sys::KeyboardEvent>()
+            .is_some_and(|k| k.key() == "Escape");
+        if escape && !by_id("tour").has_attribute("hidden") {
+            close();
+        }
+    });
     if !seen() {
         show_step(0);
     }
