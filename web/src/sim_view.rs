@@ -105,6 +105,8 @@ struct RingNode {
     term: Element,
     role: Element,
     votes: Element,
+    /// The node's tooltip (an SVG `<title>`).
+    tip: Element,
 }
 
 struct SimUi {
@@ -654,7 +656,17 @@ impl SimUi {
                 "y",
                 &format!("{}", ry + if y > CENTER { 14.0 } else { -14.0 }),
             );
-            for e in [&member_ring, &arc, &circle, &label, &term, &role, &votes] {
+            let tip = svg("title");
+            for e in [
+                &tip,
+                &member_ring,
+                &arc,
+                &circle,
+                &label,
+                &term,
+                &role,
+                &votes,
+            ] {
                 append(&g, e);
             }
             // Reachable by keyboard: Tab to it, Enter or Space selects it.
@@ -717,6 +729,7 @@ impl SimUi {
                 term,
                 role,
                 votes,
+                tip,
             });
         }
     }
@@ -1128,6 +1141,12 @@ impl SimUi {
                 title.push_str(&format!(" · term {t}"));
             }
             set_attr(&rn.group, "aria-label", &title);
+            set_text(
+                &rn.tip,
+                &format!(
+                    "{title}. Fill: the term's colour; arc: its election timer. Click or press Enter to select; then c crashes or restarts it, t fires its timer"
+                ),
+            );
             set_attr(
                 &rn.group,
                 "aria-pressed",

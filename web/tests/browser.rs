@@ -465,6 +465,7 @@ async fn live_view(c: &Client) {
     )
     .await;
     println!("live view: leader {leader} killed, page shows new leader {new_leader}");
+    no_page_errors(c, "the live view").await;
 
     live_membership(c, &mut cluster, page_node).await;
     sim_view(c, &base).await;
