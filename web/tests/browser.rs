@@ -647,6 +647,37 @@ async fn sim_keyboard(c: &Client, base: &str) {
         Some("Play"),
         "scrubbing pauses"
     );
+    assert_eq!(
+        text(c, "#sim-restart-all").await.as_deref(),
+        Some("Restart crashed (1)"),
+        "the button says what it restarts"
+    );
+    // A forced timeout under PreVote says why it changes nothing: select a
+    // follower by its number, press t.
+    let leader = sim_leader(c).await.expect("a leader");
+    let follower = (1..=5)
+        .find(|&n| n != leader && n != 2)
+        .expect("a follower");
+    press(follower.to_string()).await;
+    wait_for(
+        Duration::from_secs(10),
+        "the follower selected by its number",
+        || async { (text(c, "#sim-selected").await? == format!("n{follower}")).then_some(()) },
+    )
+    .await;
+    assert!(
+        disabled(c, "sim-restart").await,
+        "a running node cannot be restarted"
+    );
+    press("t".into()).await;
+    let note = wait_for(Duration::from_secs(10), "the timeout explained", || async {
+        text(c, "#sim-action-note").await.filter(|t| !t.is_empty())
+    })
+    .await;
+    assert!(
+        note.contains("PreVote") && note.contains("nothing changes"),
+        "{note}"
+    );
     let feed = text(c, "#sim-feed").await.unwrap_or_default();
     assert!(
         feed.contains("n2 crashed"),
@@ -675,15 +706,15 @@ async fn screenshots_at_sizes(c: &Client, base: &str) {
                 })
                 .await;
                 click(c, "sim-play").await;
-                c.execute("window.scrollTo(0, 0)", vec![])
-                    .await
-                    .expect("scroll to the top");
             } else {
                 wait_for(Duration::from_secs(30), "the live cards", || async {
                     (count(c, "#live-members .node-card").await >= 3).then_some(())
                 })
                 .await;
             }
+            c.execute("window.scrollTo(0, 0)", vec![])
+                .await
+                .expect("scroll to the top");
             let overflow = c
                 .execute(
                     "return document.documentElement.scrollWidth - window.innerWidth",
