@@ -250,7 +250,7 @@ fn commit_line(prev: &ClusterView, next: &ClusterView) -> Option<Line> {
     Some(Line::new(
         LineKind::Commit,
         format!(
-            "{what}: stored on {stored} of {} voters, a majority, so it is safe",
+            "{what}: stored on {stored} of {} voters, a majority",
             voters.len()
         ),
     ))

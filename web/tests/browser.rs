@@ -690,7 +690,20 @@ async fn sim_keyboard(c: &Client, base: &str) {
 /// size; at each the page must not be wider than the window.
 async fn screenshots_at_sizes(c: &Client, base: &str) {
     for (w, h) in [(1400u32, 1000u32), (1024, 768), (390, 844)] {
+        // The window's frame takes room: size the window so that the page
+        // itself gets w x h.
         c.set_window_size(w, h).await.expect("window size");
+        let inner = c
+            .execute("return [window.innerWidth, window.innerHeight]", vec![])
+            .await
+            .expect("the viewport");
+        let (iw, ih) = (
+            inner[0].as_u64().unwrap_or(u64::from(w)) as u32,
+            inner[1].as_u64().unwrap_or(u64::from(h)) as u32,
+        );
+        c.set_window_size(w + w.saturating_sub(iw), h + h.saturating_sub(ih))
+            .await
+            .expect("window size");
         for (view, hash) in [
             ("live", "#live"),
             ("sim", "#sim?seed=3&nodes=5&at=1400&speed=300"),
