@@ -313,6 +313,7 @@ mod tests {
             soft_state: Some(SoftState {
                 role: Role::Leader,
                 leader: 1,
+                cause: crate::types::RoleCause::ElectionWon,
             }),
             lost_logs: vec![LostLog {
                 id: 3,

@@ -37,5 +37,5 @@ pub use raft::ReadState;
 pub use raw_node::{FollowerProgress, LostLog, RawNode, Ready, SoftState, Status};
 pub use types::{
     ConfChange, ConfChangeError, Entry, HardState, Index, Membership, NodeId, Payload,
-    PersistedState, Role, Snapshot, SnapshotMeta, Term,
+    PersistedState, Role, RoleCause, Snapshot, SnapshotMeta, Term,
 };

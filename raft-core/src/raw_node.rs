@@ -36,7 +36,7 @@ use crate::progress::ProgressState;
 use crate::raft::{Raft, ReadState};
 use crate::types::{
     ConfChange, Entry, HardState, Index, Membership, NodeId, Payload, PersistedState, Role,
-    Snapshot, SnapshotMeta, Term,
+    RoleCause, Snapshot, SnapshotMeta, Term,
 };
 
 /// What the driver must do next, in this order:
@@ -115,6 +115,16 @@ pub struct SoftState {
     pub role: Role,
     /// The leader it knows (0: none).
     pub leader: NodeId,
+    /// Why it took that role or follows that leader.
+    pub cause: RoleCause,
+}
+
+impl SoftState {
+    /// What a change is reported for: the role and the leader (a new
+    /// cause alone is no change).
+    fn key(&self) -> (Role, NodeId) {
+        (self.role, self.leader)
+    }
 }
 
 /// A follower's replication state as the leader sees it.
@@ -205,6 +215,7 @@ impl RawNode {
         let prev_soft_state = SoftState {
             role: raft.role,
             leader: raft.leader,
+            cause: raft.cause,
         };
         Ok(RawNode {
             raft,
@@ -320,13 +331,14 @@ impl RawNode {
             || !r.reads.dropped.is_empty()
             || !r.lost_logs.is_empty()
             || self.reported_hard_state() != self.prev_hard_state
-            || self.soft_state() != self.prev_soft_state
+            || self.soft_state().key() != self.prev_soft_state.key()
     }
 
     fn soft_state(&self) -> SoftState {
         SoftState {
             role: self.raft.role,
             leader: self.raft.leader,
+            cause: self.raft.cause,
         }
     }
 
@@ -387,7 +399,7 @@ impl RawNode {
             committed_entries,
             read_states: std::mem::take(&mut self.raft.reads.ready),
             dropped_reads: std::mem::take(&mut self.raft.reads.dropped),
-            soft_state: (soft != self.prev_soft_state).then_some(soft),
+            soft_state: (soft.key() != self.prev_soft_state.key()).then_some(soft),
             lost_logs: std::mem::take(&mut self.raft.lost_logs)
                 .into_iter()
                 .map(|(id, acknowledged, reported)| LostLog {

@@ -462,6 +462,77 @@ impl PersistedState {
     }
 }
 
+/// Why a node took its current role (or follows its current leader): what
+/// operators read in the log beside each leader change and step-down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleCause {
+    /// It (re)started.
+    Start,
+    /// Its election timer fired: no leader heard for this many ticks.
+    ElectionTimeout {
+        /// The randomized timeout that ran out, in ticks.
+        ticks: u64,
+    },
+    /// The leader asked it to take over (TimeoutNow, a leadership transfer).
+    TransferRequested {
+        /// The leader that asked.
+        from: NodeId,
+    },
+    /// Its driver made it campaign (a lone voter at start, an operator).
+    Campaign,
+    /// A majority granted its pre-vote; the real election follows.
+    PreVoteWon,
+    /// A majority voted for it.
+    ElectionWon,
+    /// A majority refused its (pre-)vote.
+    ElectionLost,
+    /// A message of a higher term arrived.
+    HigherTerm {
+        /// Its sender.
+        from: NodeId,
+        /// Its term.
+        term: Term,
+    },
+    /// The leader of its term was heard from.
+    LeaderHeard {
+        /// That leader.
+        from: NodeId,
+    },
+    /// As leader, it did not hear from a majority for an election timeout
+    /// (CheckQuorum).
+    QuorumLost,
+    /// The configuration no longer has it as a voter.
+    NoLongerVoter,
+}
+
+impl std::fmt::Display for RoleCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoleCause::Start => f.write_str("started"),
+            RoleCause::ElectionTimeout { ticks } => {
+                write!(f, "election timeout: no leader heard for {ticks} ticks")
+            }
+            RoleCause::TransferRequested { from } => {
+                write!(f, "leader {from} handed leadership over (TimeoutNow)")
+            }
+            RoleCause::Campaign => f.write_str("asked to campaign"),
+            RoleCause::PreVoteWon => f.write_str("a majority granted the pre-vote"),
+            RoleCause::ElectionWon => f.write_str("a majority voted for it"),
+            RoleCause::ElectionLost => f.write_str("a majority refused its vote request"),
+            RoleCause::HigherTerm { from, term } => {
+                write!(f, "node {from} sent a message of higher term {term}")
+            }
+            RoleCause::LeaderHeard { from } => write!(f, "heard from leader {from}"),
+            RoleCause::QuorumLost => f.write_str(
+                "check quorum: no word from a majority of the voters for an election timeout",
+            ),
+            RoleCause::NoLongerVoter => {
+                f.write_str("the configuration no longer has it as a voter")
+            }
+        }
+    }
+}
+
 /// A node's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -294,6 +294,9 @@ async fn sigterm_with_open_peer_streams_exits_promptly() {
         c.status(new).await.expect("new leader status").term,
         term + 1
     );
+    // The successor's log says why it campaigned.
+    let why = format!("leader {leader} handed leadership over (TimeoutNow)");
+    assert!(c.log(new).contains(&why), "{}", c.log_tail(new, 10));
     assert_eq!(c.put(new, "k", "w").await.status(), 200);
 }
 

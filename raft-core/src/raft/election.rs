@@ -4,20 +4,20 @@
 use super::Raft;
 use crate::message::MessageBody;
 use crate::quorum;
-use crate::types::{Index, NodeId, Role, Term};
+use crate::types::{Index, NodeId, Role, RoleCause, Term};
 
 impl Raft {
     /// Starts an election: with PreVote, first a pre-vote round that changes
     /// no state; after a leadership transfer, a real election at once.
-    pub(super) fn hup(&mut self, transfer: bool) {
+    pub(super) fn hup(&mut self, transfer: bool, cause: RoleCause) {
         if self.role == Role::Leader || !self.is_voter() {
             return;
         }
         if self.cfg.pre_vote && !transfer {
-            self.become_pre_candidate();
+            self.become_pre_candidate(cause);
             self.request_votes(true, false);
         } else {
-            self.become_candidate();
+            self.become_candidate(cause);
             self.request_votes(false, transfer);
         }
     }
@@ -90,7 +90,7 @@ impl Raft {
         if result == quorum::VoteResult::Won {
             match self.role {
                 Role::PreCandidate => {
-                    self.become_candidate();
+                    self.become_candidate(RoleCause::PreVoteWon);
                     self.request_votes(false, false);
                 }
                 Role::Candidate => self.become_leader(),
@@ -99,7 +99,7 @@ impl Raft {
             true
         } else if result == quorum::VoteResult::Lost {
             let term = self.term;
-            self.become_follower(term, 0);
+            self.become_follower(term, 0, RoleCause::ElectionLost);
             true
         } else {
             false

@@ -20,7 +20,9 @@ use super::Raft;
 use crate::config::NotAccepted;
 use crate::message::MessageBody;
 use crate::progress::{Progress, ProgressState};
-use crate::types::{ConfChange, ConfChangeError, Index, Membership, NodeId, Payload, Role};
+use crate::types::{
+    ConfChange, ConfChangeError, Index, Membership, NodeId, Payload, Role, RoleCause,
+};
 
 impl Raft {
     /// Proposes `change`; returns the index of its configuration entry.
@@ -125,7 +127,7 @@ impl Raft {
             }
             Role::Candidate | Role::PreCandidate if !self.membership.is_voter(me) => {
                 let term = self.term;
-                self.become_follower(term, 0);
+                self.become_follower(term, 0, RoleCause::NoLongerVoter);
             }
             _ => {}
         }
@@ -156,7 +158,7 @@ impl Raft {
                 self.send(heir, MessageBody::TimeoutNow);
             }
             let term = self.term;
-            self.become_follower(term, 0);
+            self.become_follower(term, 0, RoleCause::NoLongerVoter);
         }
     }
 

@@ -13,7 +13,9 @@ use crate::log::RaftLog;
 use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
 use crate::rng::Rng;
-use crate::types::{Entry, HardState, Index, Membership, NodeId, Payload, Role, Snapshot, Term};
+use crate::types::{
+    Entry, HardState, Index, Membership, NodeId, Payload, Role, RoleCause, Snapshot, Term,
+};
 
 pub use read_index::ReadState;
 use read_index::Reads;
@@ -25,6 +27,8 @@ pub struct Raft {
     pub(crate) vote: NodeId,
     pub(crate) role: Role,
     pub(crate) leader: NodeId,
+    /// Why it took its role (or follows `leader`).
+    pub(crate) cause: RoleCause,
     pub(crate) log: RaftLog,
     pub(crate) membership: Membership,
     /// The log index of the entry `membership` comes from (the snapshot's
@@ -64,6 +68,7 @@ impl Raft {
             vote: hard_state.vote,
             role: Role::Follower,
             leader: 0,
+            cause: RoleCause::Start,
             log,
             membership,
             config_index,
@@ -145,7 +150,8 @@ impl Raft {
 
     // ----- role transitions: every one of them is here -----
 
-    pub(crate) fn become_follower(&mut self, term: Term, leader: NodeId) {
+    pub(crate) fn become_follower(&mut self, term: Term, leader: NodeId, cause: RoleCause) {
+        self.cause = cause;
         if term > self.term {
             self.term = term;
             self.vote = 0;
@@ -168,7 +174,8 @@ impl Raft {
         self.reset_election_timer();
     }
 
-    fn become_pre_candidate(&mut self) {
+    fn become_pre_candidate(&mut self, cause: RoleCause) {
+        self.cause = cause;
         // A pre-candidate changes neither its term nor its vote (thesis §9.6).
         self.reads.forget_asked();
         self.role = Role::PreCandidate;
@@ -177,7 +184,8 @@ impl Raft {
         self.reset_election_timer();
     }
 
-    fn become_candidate(&mut self) {
+    fn become_candidate(&mut self, cause: RoleCause) {
+        self.cause = cause;
         self.reads.forget_asked();
         self.term += 1;
         self.vote = self.id();
@@ -188,6 +196,7 @@ impl Raft {
     }
 
     fn become_leader(&mut self) {
+        self.cause = RoleCause::ElectionWon;
         self.role = Role::Leader;
         self.leader = self.id();
         self.votes.clear();
@@ -213,7 +222,8 @@ impl Raft {
             self.election_elapsed += 1;
             if self.election_elapsed >= self.randomized_timeout {
                 self.election_elapsed = 0;
-                self.hup(false);
+                let ticks = self.randomized_timeout;
+                self.hup(false, RoleCause::ElectionTimeout { ticks });
             }
         }
     }
@@ -231,7 +241,7 @@ impl Raft {
             // whole election timeout steps down (thesis §6.2).
             if self.cfg.check_quorum && !self.quorum_active() {
                 let term = self.term;
-                self.become_follower(term, 0);
+                self.become_follower(term, 0, RoleCause::QuorumLost);
                 return;
             }
             for pr in self.progress.values_mut() {
@@ -287,8 +297,20 @@ impl Raft {
                 MessageBody::PreVote { .. } | MessageBody::PreVoteResponse { granted: true } => {}
                 MessageBody::Append { .. }
                 | MessageBody::Heartbeat { .. }
-                | MessageBody::InstallSnapshot { .. } => self.become_follower(m.term, m.from),
-                _ => self.become_follower(m.term, 0),
+                | MessageBody::InstallSnapshot { .. } => {
+                    let cause = RoleCause::HigherTerm {
+                        from: m.from,
+                        term: m.term,
+                    };
+                    self.become_follower(m.term, m.from, cause)
+                }
+                _ => {
+                    let cause = RoleCause::HigherTerm {
+                        from: m.from,
+                        term: m.term,
+                    };
+                    self.become_follower(m.term, 0, cause)
+                }
             }
         } else if m.term < self.term {
             match &m.body {
@@ -395,7 +417,7 @@ impl Raft {
                 // The leader picked us to take over: campaign at once, without
                 // a pre-vote and past the voters' lease (thesis §3.10).
                 if self.role != Role::Leader && self.is_voter() {
-                    self.hup(true);
+                    self.hup(true, RoleCause::TransferRequested { from: m.from });
                 }
             }
         }
@@ -407,7 +429,7 @@ impl Raft {
     fn hear_from_leader(&mut self, from: NodeId) {
         if self.role != Role::Follower || self.leader != from {
             let term = self.term;
-            self.become_follower(term, from);
+            self.become_follower(term, from, RoleCause::LeaderHeard { from });
         }
         self.election_elapsed = 0;
     }
@@ -586,7 +608,7 @@ impl Raft {
 
     pub(crate) fn campaign(&mut self) {
         if self.role != Role::Leader {
-            self.hup(false);
+            self.hup(false, RoleCause::Campaign);
         }
     }
 }

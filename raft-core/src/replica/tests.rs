@@ -3,7 +3,7 @@
 use super::*;
 use crate::kv::{Op, OpResult};
 use crate::message::MessageBody;
-use crate::types::{Entry, Membership, Term};
+use crate::types::{Entry, Membership, Role, RoleCause, Term};
 
 fn replica(voters: Vec<NodeId>) -> Replica {
     Replica::new(
@@ -560,4 +560,61 @@ fn applied_indices(r: &mut Replica) -> Vec<crate::types::Index> {
         r.advance(ready, None).expect("advance");
     }
     applied
+}
+
+/// Every role change carries its cause, for the operator's log.
+#[test]
+fn role_changes_say_why() {
+    let mut r = replica(vec![1, 2, 3]);
+    let mut causes = Vec::new();
+    let collect = |r: &mut Replica, causes: &mut Vec<(Role, RoleCause)>| {
+        while r.has_ready() {
+            let rd = r.ready();
+            if let Some(s) = rd.soft_state {
+                causes.push((s.role, s.cause));
+            }
+            r.advance(rd, None).unwrap();
+        }
+    };
+    // The election timer runs out: a pre-vote round, then the election.
+    for _ in 0..2 * r.raw().election_tick() {
+        r.tick();
+        collect(&mut r, &mut causes);
+    }
+    assert!(
+        matches!(causes.first(), Some((Role::PreCandidate, RoleCause::ElectionTimeout { ticks })) if *ticks >= r.raw().election_tick()),
+        "{causes:?}"
+    );
+    let term = r.raw().term() + 1;
+    r.step(msg(2, term, MessageBody::PreVoteResponse { granted: true }))
+        .unwrap();
+    collect(&mut r, &mut causes);
+    r.step(msg(2, term, MessageBody::VoteResponse { granted: true }))
+        .unwrap();
+    collect(&mut r, &mut causes);
+    assert_eq!(
+        &causes[1..],
+        &[
+            (Role::Candidate, RoleCause::PreVoteWon),
+            (Role::Leader, RoleCause::ElectionWon),
+        ]
+    );
+    // A message of a higher term deposes it.
+    r.step(msg(
+        3,
+        term + 1,
+        MessageBody::VoteResponse { granted: false },
+    ))
+    .unwrap();
+    collect(&mut r, &mut causes);
+    assert_eq!(
+        causes.last(),
+        Some(&(
+            Role::Follower,
+            RoleCause::HigherTerm {
+                from: 3,
+                term: term + 1
+            }
+        ))
+    );
 }

@@ -609,12 +609,13 @@ impl Node {
 
     fn on_soft_state(&mut self, soft: SoftState) {
         let leader = (soft.leader != 0).then_some(soft.leader);
+        let term = self.replica.raw().term();
         if leader != self.leader {
             Metrics::inc(&self.metrics.leader_changes);
-            info!(term = self.replica.raw().term(), role = %soft.role, leader = ?leader, "leader changed");
+            info!(term, role = %soft.role, leader = ?leader, cause = %soft.cause, "leader changed");
             self.leader = leader;
         } else {
-            debug!(role = %soft.role, "role changed");
+            info!(term, role = %soft.role, cause = %soft.cause, "role changed");
         }
     }
 
