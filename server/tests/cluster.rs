@@ -640,15 +640,20 @@ fn json_body(answer: &str) -> serde_json::Value {
 }
 
 /// `--log-format json`: every line the node writes is one JSON object with
-/// a level, and the start-up line carries its fields at the top level.
+/// a level, and the start-up line carries its fields at the top level. The
+/// access log (debug, target `raft_kv_server::access`) names each request's
+/// method, path and status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line() {
     let opts = ClusterOptions {
+        // The helper runs nodes at `info,raft_kv_server=debug`, which
+        // includes the access log.
         extra_args: vec!["--log-format".into(), "json".into()],
         ..ClusterOptions::default()
     };
     let mut c = Cluster::start_with(1, opts).await;
     c.wait_for_leader(ELECTION).await;
+    assert_eq!(c.put(1, "logged", "v").await.status(), 200);
     let log = c.log(1);
     let lines: Vec<serde_json::Value> = log
         .lines()
@@ -660,4 +665,11 @@ async fn json_logs_are_one_object_per_line() {
         .find(|l| l["message"] == "raft-kv node started")
         .unwrap_or_else(|| panic!("no start-up line in:\n{log}"));
     assert!(started["startup_ms"].is_u64(), "{started}");
+    assert!(
+        lines.iter().any(|l| l["target"] == "raft_kv_server::access"
+            && l["method"] == "PUT"
+            && l["path"] == "/key/logged"
+            && l["status"] == 200),
+        "no access line for the put in:\n{log}"
+    );
 }

@@ -16,7 +16,10 @@ use crate::node::NodeError;
 
 pub(super) async fn admin_snapshot(State(s): State<Shared>) -> Response {
     match s.node.snapshot().await {
-        Ok(index) => Json(SnapshotResponse { index }).into_response(),
+        Ok(index) => {
+            tracing::info!(index, "admin: snapshot requested");
+            Json(SnapshotResponse { index }).into_response()
+        }
         Err(e) => node_error(&s, e),
     }
 }
@@ -35,7 +38,10 @@ pub(super) async fn admin_transfer(
     loop {
         at.pause().await;
         match s.node.transfer(req.to).await {
-            Ok(()) => return Json(serde_json::json!({"ok": true})).into_response(),
+            Ok(()) => {
+                tracing::info!(to = req.to, "admin: leadership transfer requested");
+                return Json(serde_json::json!({"ok": true})).into_response();
+            }
             Err(NodeError::NotLeader {
                 leader: Some(leader),
             }) if leader != s.id && !headers.contains_key(HEADER_FORWARDED) => {

@@ -65,6 +65,7 @@ pub(super) async fn backup(State(s): State<Shared>) -> Response {
                 .into_response()
         }
     };
+    tracing::info!(index = at, bytes = len, "admin: backup streamed");
     let stream = ReaderStream::new(tokio::fs::File::from_std(file));
     (
         [

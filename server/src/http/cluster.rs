@@ -263,6 +263,14 @@ async fn change_membership(
                 ))
             }
             Ok(Ok((m, index))) => {
+                tracing::info!(
+                    ?change,
+                    force,
+                    index,
+                    voters = ?m.voters,
+                    learners = ?m.learners,
+                    "admin: membership change committed"
+                );
                 let leader = s.node.view().leader;
                 return Json(members_response(
                     s.directory.identity.cluster_id,

@@ -60,7 +60,21 @@ pub(super) async fn common(State(s): State<Shared>, req: Request, next: Next) ->
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
+    // For the access log (at debug, target `raft_kv_server::access`): the
+    // path only, never the query (it may carry a prefix or a key).
+    let path = tracing::enabled!(target: "raft_kv_server::access", tracing::Level::DEBUG)
+        .then(|| req.uri().path().to_string());
     let mut resp = next.run(req).await;
+    if let Some(path) = path {
+        tracing::debug!(
+            target: "raft_kv_server::access",
+            method = %method,
+            path,
+            status = resp.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
     let status = resp.status();
     let is_json = resp
         .headers()
