@@ -49,6 +49,7 @@ impl Node {
         std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
+                lower_priority();
                 let snapshot = job.snapshot();
                 let result = writer.write(&snapshot);
                 let _ = done.send(SnapshotWritten {
@@ -110,6 +111,18 @@ impl Node {
         // Requests not covered yet get the next one.
         self.maybe_snapshot();
         Ok(())
+    }
+}
+
+/// Makes the calling thread (the snapshot thread) the last to get a CPU:
+/// nice 19, so that serializing tens of megabytes never takes a core from
+/// the Raft loop or the HTTP workers while they have work. On Linux the
+/// nice value of a thread id is the thread's own. Best effort: a failure
+/// only costs the priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        warn!("cannot lower the snapshot thread's priority: {e}");
     }
 }
 
