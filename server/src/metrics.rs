@@ -75,6 +75,9 @@ pub struct Metrics {
     pub peer_send_errors: AtomicU64,
     /// Snapshots taken by this node.
     pub snapshots: AtomicU64,
+    /// Bytes of state-machine image in the snapshot files this node wrote
+    /// (its snapshots' write amplification, against the client data).
+    pub snapshot_bytes_written: AtomicU64,
     /// Snapshot chunks sent to followers.
     pub snapshot_chunks_sent: AtomicU64,
     /// Snapshots sent whole to followers (every chunk accepted).
@@ -230,7 +233,7 @@ impl Metrics {
             "HTTP connections open to this node (clients and peers; upgraded peer streams not included).",
             self.connections_open.load(Ordering::Relaxed),
         );
-        let counters: [(&str, &str, &AtomicU64); 26] = [
+        let counters: [(&str, &str, &AtomicU64); 27] = [
             ("raft_peer_other_cluster_total", "Peer requests refused: the sender belongs to another cluster.", &self.peer_other_cluster),
             ("raft_peer_replaced_total", "Peer requests refused: the sender's data directory was replaced since this node last heard from it.", &self.peer_replaced),
             ("raft_followers_log_lost_total", "Followers found (as leader) to have lost log entries they had acknowledged.", &self.followers_log_lost),
@@ -246,6 +249,7 @@ impl Metrics {
             ("raft_peer_messages_dropped_total", "Outgoing peer messages dropped (queue bound, send failure, test partition).", &self.peer_messages_dropped),
             ("raft_peer_send_errors_total", "Failed peer stream connects and writes (snapshot transfers count in raft_snapshot_transfers_failed_total).", &self.peer_send_errors),
             ("raft_snapshots_total", "Snapshots taken by this node.", &self.snapshots),
+            ("raft_snapshot_bytes_written_total", "Bytes of state-machine image in the snapshot files this node wrote.", &self.snapshot_bytes_written),
             ("raft_snapshot_chunks_sent_total", "Snapshot chunks sent to followers.", &self.snapshot_chunks_sent),
             ("raft_snapshots_sent_total", "Snapshots sent whole to followers.", &self.snapshots_sent),
             ("raft_snapshot_transfers_failed_total", "Snapshot transfers abandoned after a failed chunk (Raft resends).", &self.snapshot_transfers_failed),

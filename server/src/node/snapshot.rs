@@ -89,6 +89,7 @@ impl Node {
                 Ok(()) => match self.replica.snapshot_recorded(snapshot, applied_bytes) {
                     Ok(()) => {
                         Metrics::inc(&self.metrics.snapshots);
+                        Metrics::add(&self.metrics.snapshot_bytes_written, bytes as u64);
                         info!(
                             index,
                             bytes,
