@@ -319,7 +319,11 @@ mod tests {
         let whole = fs::read(write_paced(dir.path(), &s, false, 0).expect("write")).expect("read");
         for every in [1, 4096, 100_000, BUF_BYTES as u64, 1 << 30] {
             let path = write_paced(dir.path(), &s, true, every).expect("paced write");
-            assert_eq!(fs::read(&path).expect("read"), whole, "pushed every {every}");
+            assert_eq!(
+                fs::read(&path).expect("read"),
+                whole,
+                "pushed every {every}"
+            );
             assert_eq!(read(&path, 9).expect("read"), s);
         }
     }
