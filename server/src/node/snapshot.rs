@@ -88,6 +88,7 @@ impl Node {
             Ok(()) => match self.storage.record_snapshot(&snapshot) {
                 Ok(()) => match self.replica.snapshot_recorded(snapshot, applied_bytes) {
                     Ok(()) => {
+                        free_off_loop(self.replica.take_compacted());
                         Metrics::inc(&self.metrics.snapshots);
                         Metrics::add(&self.metrics.snapshot_bytes_written, bytes as u64);
                         info!(
@@ -112,6 +113,25 @@ impl Node {
         // Requests not covered yet get the next one.
         self.maybe_snapshot();
         Ok(())
+    }
+}
+
+/// Frees what a compaction removed (up to a million entries and the old
+/// snapshot's image: tens of milliseconds of `free`) on a thread of its
+/// own, not on the Raft loop.
+fn free_off_loop(compacted: Option<raft_core::Compacted>) {
+    let Some(compacted) = compacted else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("snapshot-free".into())
+        .spawn(move || {
+            lower_priority();
+            drop(compacted);
+        });
+    // No thread: the closure, and what it holds, is freed here after all.
+    if let Err(e) = spawned {
+        warn!("cannot start a thread to free the compacted log: {e}");
     }
 }
 
