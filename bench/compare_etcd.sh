@@ -189,7 +189,7 @@ done
 
 # --- growth run ---------------------------------------------------------
 # Rounds of puts of new keys (a fresh prefix per round over a key space of
-# a billion: practically every put adds a key) until raft-kv holds
+# 100 million: nearly every put adds a key) until raft-kv holds
 # GROW_KEYS keys; every system gets the same rounds, alternating.
 rk_keys() { curl -fsS "http://127.0.0.1:${rk_ports[0]}/status" | jq -r .keys; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -207,7 +207,7 @@ if [ "$GROW_KEYS" -gt 0 ]; then
             for system in "${systems[@]}"; do
                 log "growth round $round  c=$conns  $system (raft-kv holds $keys_now keys)"
                 f=$dir/grow-$round-$conns-$system.json
-                bench "$system" "$conns" put "$f" --keys 1000000000 \
+                bench "$system" "$conns" put "$f" --keys 100000000 \
                     --key-prefix "grow-$round-$conns-" --duration "$DURATION" --warmup "$WARMUP"
                 row+=" $(cell "$f") |"
                 [ "$system" != raft-kv ] || keys_now=$(rk_keys || echo "$keys_now")
@@ -218,7 +218,7 @@ if [ "$GROW_KEYS" -gt 0 ]; then
         done
     done
     # Memory and snapshot write amplification at the end of the growth.
-    key_len=21 # "grow-R-CCC-" and about 9 digits
+    key_len=20 # "grow-R-CCC-" and about 8 digits
     raw_bytes=$(( keys_now * (key_len + VALUE_SIZE) ))
     mem_lines=()
     snap_total=0
@@ -243,7 +243,7 @@ if [ "$GROW_KEYS" -gt 0 ]; then
         echo
         echo "$grow_header raft-kv keys after |"
         echo "$grow_rule---:|"
-        printf '%s\n' "${grow_rows[@]}"
+        [ "${#grow_rows[@]}" = 0 ] || printf '%s\n' "${grow_rows[@]}"
         echo
         echo "At the end: $keys_now keys of about $key_len + $VALUE_SIZE bytes = $((raw_bytes / 1048576)) MiB of raw key+value bytes per member."
         printf '%s\n' "${mem_lines[@]}"
