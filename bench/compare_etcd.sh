@@ -27,6 +27,16 @@
 #                          the SVG beside OUT; 0: no plot. The figures are
 #                          always written as CSV beside OUT (results.csv for
 #                          results.md; with OUT=- into BENCH_DIR only)
+#   GROW_KEYS=1000000      then a run whose state grows: rounds of puts of new keys
+#                          (DURATION each, at GROW_CONNS, alternating the systems)
+#                          until raft-kv holds GROW_KEYS keys (0: no growth run);
+#                          its table has the keys after each round, and at the end
+#                          each member's RSS against the raw key+value bytes and
+#                          raft-kv's snapshot write amplification
+#   GROW_CONNS="64 256"    connection counts of the growth rounds
+#   GROW_MAX_ROUNDS=40     stop growing after this many rounds anyway
+#   RAFT_KV_ARGS="..."     extra raft-kv-server flags, e.g. "--snapshot-every 0"
+#                          to measure without snapshots
 #   BENCH_DIR=...          data and logs (default: a fresh dir in /var/tmp)
 #   KEEP=1                 keep the default BENCH_DIR after the run
 #   RAFT_KV_PORTS="4001 4002 4003"
@@ -49,6 +59,10 @@ GET_KEYS=${GET_KEYS:-1000}
 OUT=${OUT:-docs/bench/results.md}
 ETCD_GRPC=${ETCD_GRPC:-1}
 PLOT=${PLOT:-1}
+GROW_KEYS=${GROW_KEYS:-1000000}
+GROW_CONNS=${GROW_CONNS:-"64 256"}
+GROW_MAX_ROUNDS=${GROW_MAX_ROUNDS:-40}
+read -r -a RK_ARGS <<<"${RAFT_KV_ARGS:-}"
 ports_from_env "4001 4002 4003" "2379 12379 22379" "2380 12380 22380"
 
 ensure_etcd
@@ -112,28 +126,34 @@ for system in raft-kv etcd-gateway; do
 done
 
 ms() { awk -v u="$1" 'BEGIN { if (u == "" || u == "null") print "-"; else printf "%.2f", u / 1000 }'; }
-cell() { # json -> "ops p50 p99" cells
+cell() { # json -> "ops p50 p99 p99.9 max" cells
     local f=$1
-    if [ ! -s "$f" ]; then echo "failed | - | -"; return; fi
-    local tput p50 p99 errs
+    if [ ! -s "$f" ]; then echo "failed | - | - | - | -"; return; fi
+    local tput p50 p99 p999 max errs
     tput=$(jget .throughput "$f"); p50=$(jget .latency_us.p50 "$f")
-    p99=$(jget .latency_us.p99 "$f"); errs=$(jget .errors "$f")
+    p99=$(jget .latency_us.p99 "$f"); p999=$(jget .latency_us.p999 "$f")
+    max=$(jget .latency_us.max "$f"); errs=$(jget .errors "$f")
     local ops
     ops=$(awk -v t="$tput" 'BEGIN { printf "%.0f", t }')
     [ "$errs" != 0 ] && ops+=" ($errs err)"
-    echo "$ops | $(ms "$p50") | $(ms "$p99")"
+    echo "$ops | $(ms "$p50") | $(ms "$p99") | $(ms "$p999") | $(ms "$max")"
 }
 # The figures, one line per run, for the plotter and other tools.
 csv=$dir/results.csv
-echo "workload,connections,system,throughput,p50_ms,p99_ms,errors" >"$csv"
-csv_row() { # workload conns system json
-    local f=$4 figures=",,,"
+echo "workload,connections,system,throughput,p50_ms,p99_ms,p999_ms,max_ms,errors" >"$csv"
+figures() { # json -> "throughput,p50,p99,p99.9,max,errors" (empty fields when it failed)
+    local f=$1
     if [ -s "$f" ]; then
-        figures=$(jq -r 'def ms: if . == null then "" else (. | round / 1000 | tostring) end;
+        jq -r 'def ms: if . == null then "" else (. | round / 1000 | tostring) end;
             [(.throughput * 10 | round / 10 | tostring), (.latency_us.p50 | ms),
-             (.latency_us.p99 | ms), (.errors | tostring)] | join(",")' "$f")
+             (.latency_us.p99 | ms), (.latency_us.p999 | ms), (.latency_us.max | ms),
+             (.errors | tostring)] | join(",")' "$f"
+    else
+        echo ",,,,,"
     fi
-    echo "$1,$2,$3,$figures" >>"$csv"
+}
+csv_row() { # workload conns system json
+    echo "$1,$2,$3,$(figures "$4")" >>"$csv"
 }
 ratio() { # raft-kv.json other.json -> throughput ratio
     if [ -s "$1" ] && [ -s "$2" ]; then
@@ -167,12 +187,77 @@ for workload in $WORKLOADS; do
     done
 done
 
+# --- growth run ---------------------------------------------------------
+# Rounds of puts of new keys (a fresh prefix per round over a key space of
+# 100 million: nearly every put adds a key) until raft-kv holds
+# GROW_KEYS keys; every system gets the same rounds, alternating.
+rk_keys() { curl -fsS "http://127.0.0.1:${rk_ports[0]}/status" | jq -r .keys; }
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+grow_table=""
+if [ "$GROW_KEYS" -gt 0 ]; then
+    grow_csv=$dir/grow.csv
+    echo "round,connections,system,keys_after,throughput,p50_ms,p99_ms,p999_ms,max_ms,errors" >"$grow_csv"
+    grow_rows=()
+    round=0
+    keys_now=$(rk_keys || echo 0)
+    while [ "$keys_now" -lt "$GROW_KEYS" ] && [ "$round" -lt "$GROW_MAX_ROUNDS" ]; do
+        round=$((round + 1))
+        for conns in $GROW_CONNS; do
+            row="| $round | $conns |"
+            for system in "${systems[@]}"; do
+                log "growth round $round  c=$conns  $system (raft-kv holds $keys_now keys)"
+                f=$dir/grow-$round-$conns-$system.json
+                bench "$system" "$conns" put "$f" --keys 100000000 \
+                    --key-prefix "grow-$round-$conns-" --duration "$DURATION" --warmup "$WARMUP"
+                row+=" $(cell "$f") |"
+                [ "$system" != raft-kv ] || keys_now=$(rk_keys || echo "$keys_now")
+                echo "$round,$conns,$system,$keys_now,$(figures "$f")" >>"$grow_csv"
+            done
+            grow_rows+=("$row $keys_now |")
+            echo "$row $keys_now |" >&2
+        done
+    done
+    # Memory and snapshot write amplification at the end of the growth.
+    key_len=20 # "grow-R-CCC-" and about 8 digits
+    raw_bytes=$(( keys_now * (key_len + VALUE_SIZE) ))
+    mem_lines=()
+    snap_total=0
+    for i in 1 2 3; do
+        kb=$(rss_kb "${pid[raft-kv:$i]}")
+        sb=$(curl -fsS "http://127.0.0.1:${rk_ports[$((i - 1))]}/metrics" |
+            awk '/^raft_snapshot_bytes_written_total / { print $2 }')
+        snap_total=$(( snap_total + ${sb:-0} ))
+        mem_lines+=("- raft-kv node $i: RSS $((kb / 1024)) MiB = $(awk -v r="$kb" -v b="$raw_bytes" 'BEGIN { printf "%.2f", r * 1024 / b }')x the raw bytes; snapshots wrote $(( ${sb:-0} / 1048576 )) MiB")
+    done
+    for i in 1 2 3; do
+        kb=$(rss_kb "${pid[etcd:$i]}")
+        mem_lines+=("- etcd member $i: RSS $((kb / 1024)) MiB")
+    done
+    grow_header="| round | connections |" grow_rule="|---:|---:|"
+    for system in "${systems[@]}"; do
+        grow_header+=" ${label[$system]} ops/s | p50 | p99 | p99.9 | max |"
+        grow_rule+="---:|---:|---:|---:|---:|"
+    done
+    grow_table=$(
+        echo "Growth run: puts of new keys, $DURATION per round and system, until raft-kv held $GROW_KEYS keys (it held $keys_now)."
+        echo
+        echo "$grow_header raft-kv keys after |"
+        echo "$grow_rule---:|"
+        [ "${#grow_rows[@]}" = 0 ] || printf '%s\n' "${grow_rows[@]}"
+        echo
+        echo "At the end: $keys_now keys of about $key_len + $VALUE_SIZE bytes = $((raw_bytes / 1048576)) MiB of raw key+value bytes per member."
+        printf '%s\n' "${mem_lines[@]}"
+        echo "- raft-kv snapshot write amplification: $(awk -v s="$snap_total" -v b="$raw_bytes" 'BEGIN { printf "%.2f", s / 3 / b }') bytes of snapshot file written per byte of client data, per member (all members: $((snap_total / 1048576)) MiB)"
+    )
+    [ "$OUT" = - ] || { mkdir -p "$(dirname "$OUT")"; cp "$grow_csv" "${OUT%.md}-grow.csv"; }
+fi
+
 # --- the table ----------------------------------------------------------
 raft_kv_version=$("$client_bin" --version 2>/dev/null || echo raft-kv)
 header="| workload | connections |" rule="|---|---:|"
 for system in "${systems[@]}"; do
-    header+=" ${label[$system]} ops/s | p50 | p99 |"
-    rule+="---:|---:|---:|"
+    header+=" ${label[$system]} ops/s | p50 | p99 | p99.9 | max |"
+    rule+="---:|---:|---:|---:|---:|"
 done
 for system in "${systems[@]:1}"; do
     header+=" raft-kv/${label[$system]} |"
@@ -192,6 +277,8 @@ table=$(
     echo "$header"
     echo "$rule"
     printf '%s\n' "${rows[@]}"
+    [ -z "${RAFT_KV_ARGS:-}" ] || { echo; echo "raft-kv-server ran with: $RAFT_KV_ARGS"; }
+    [ -z "${grow_table:-}" ] || { echo; echo "$grow_table"; }
 )
 echo
 echo "$table"

@@ -36,6 +36,6 @@ pub use progress::ProgressState;
 pub use raft::ReadState;
 pub use raw_node::{FollowerProgress, LostLog, RawNode, Ready, SoftState, Status};
 pub use types::{
-    ConfChange, ConfChangeError, Entry, HardState, Index, Membership, NodeId, Payload,
+    Compacted, ConfChange, ConfChangeError, Entry, HardState, Index, Membership, NodeId, Payload,
     PersistedState, Role, RoleCause, Snapshot, SnapshotMeta, Term,
 };

@@ -4,7 +4,7 @@
 //! The whole uncompacted suffix lives in memory; the driver keeps it bounded
 //! by taking snapshots ([`crate::RawNode::compact`]).
 
-use crate::types::{Entry, Index, Membership, Payload, Snapshot, SnapshotMeta, Term};
+use crate::types::{Compacted, Entry, Index, Membership, Payload, Snapshot, SnapshotMeta, Term};
 
 /// The log and its cursors. Invariant:
 /// `snapshot.index <= applied <= commit <= last_index()` and
@@ -245,11 +245,16 @@ impl RaftLog {
         self.unstable_from = index + 1;
     }
 
-    /// Drops entries up to `meta.index`, covered by a snapshot the driver took.
-    pub fn compact(&mut self, meta: SnapshotMeta, data: Vec<u8>) {
+    /// Drops entries up to `meta.index`, covered by a snapshot the driver
+    /// took, and returns them with the snapshot replaced (nothing is freed
+    /// here).
+    pub fn compact(&mut self, meta: SnapshotMeta, data: Vec<u8>) -> Compacted {
         let drop = (meta.index - self.snapshot.meta.index) as usize;
-        self.entries.drain(..drop.min(self.entries.len()));
-        self.snapshot = Snapshot { meta, data };
+        let kept = self.entries.split_off(drop.min(self.entries.len()));
+        Compacted {
+            entries: std::mem::replace(&mut self.entries, kept),
+            snapshot: std::mem::replace(&mut self.snapshot, Snapshot { meta, data }),
+        }
     }
 }
 
@@ -313,7 +318,7 @@ mod tests {
     #[test]
     fn compaction_keeps_terms_answerable() {
         let mut l = log(&[1, 2, 3]);
-        l.compact(
+        let gone = l.compact(
             SnapshotMeta {
                 index: 2,
                 term: 2,
@@ -321,6 +326,12 @@ mod tests {
             },
             vec![],
         );
+        assert_eq!(
+            gone.entries,
+            vec![e(1, 1), e(2, 2)],
+            "handed back, not freed"
+        );
+        assert_eq!(gone.snapshot, Snapshot::default());
         assert_eq!(l.first_index(), 3);
         assert_eq!(l.term(2), Some(2));
         assert_eq!(l.term(1), None);

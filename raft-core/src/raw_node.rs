@@ -35,8 +35,8 @@ use crate::message::{Message, MessageBody};
 use crate::progress::ProgressState;
 use crate::raft::{Raft, ReadState};
 use crate::types::{
-    ConfChange, Entry, HardState, Index, Membership, NodeId, Payload, PersistedState, Role,
-    RoleCause, Snapshot, SnapshotMeta, Term,
+    Compacted, ConfChange, Entry, HardState, Index, Membership, NodeId, Payload, PersistedState,
+    Role, RoleCause, Snapshot, SnapshotMeta, Term,
 };
 
 /// What the driver must do next, in this order:
@@ -308,6 +308,12 @@ impl RawNode {
     /// the log entries it covers. The snapshot is also what lagging
     /// followers will be sent.
     pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), NotAccepted> {
+        self.compact_returning(snapshot).map(drop)
+    }
+
+    /// [`RawNode::compact`], handing back what it removed (the entries and
+    /// the old snapshot) for the driver to free off its loop.
+    pub fn compact_returning(&mut self, snapshot: Snapshot) -> Result<Compacted, NotAccepted> {
         let meta = self.snapshot_meta(snapshot.meta.index)?;
         if meta != snapshot.meta {
             return Err(NotAccepted::BadSnapshot {
@@ -315,8 +321,7 @@ impl RawNode {
                 reason: "metadata does not match the log",
             });
         }
-        self.raft.log.compact(snapshot.meta, snapshot.data);
-        Ok(())
+        Ok(self.raft.log.compact(snapshot.meta, snapshot.data))
     }
 
     /// Whether [`RawNode::ready`] has anything to hand out.

@@ -71,7 +71,7 @@ pub fn open_storage(settings: &Settings) -> Result<Box<dyn Storage>, ServerError
         ))
     })?;
     let started = std::time::Instant::now();
-    let storage = DiskStorage::open(&settings.data_dir, opts).map_err(|e| {
+    let mut storage = DiskStorage::open(&settings.data_dir, opts).map_err(|e| {
         ServerError::Start(format!(
             "cannot open the data directory {}: {e}",
             settings.data_dir.display()
@@ -82,6 +82,10 @@ pub fn open_storage(settings: &Settings) -> Result<Box<dyn Storage>, ServerError
         took_ms = started.elapsed().as_millis() as u64,
         "storage opened (snapshot and log recovered)"
     );
+    // Compaction's unlinks and directory fsyncs off the Raft loop.
+    if let Err(e) = storage.remove_in_background() {
+        warn!("compacted files are removed on the Raft loop: no thread for it: {e}");
+    }
     Ok(Box::new(storage))
 }
 

@@ -132,7 +132,7 @@ counters! {
         peer_messages_dropped => "raft_peer_messages_dropped_total", "Outgoing peer messages dropped (queue bound, send failure, test partition).";
         peer_send_errors => "raft_peer_send_errors_total", "Failed peer stream connects and writes (snapshot transfers count in raft_snapshot_transfers_failed_total).";
         snapshots => "raft_snapshots_total", "Snapshots taken by this node.";
-        snapshot_bytes => "raft_snapshot_bytes_total", "Bytes of the snapshots this node wrote (its own), for write amplification.";
+        snapshot_bytes_written => "raft_snapshot_bytes_written_total", "Bytes of the snapshot files this node wrote (its own), for write amplification.";
         snapshot_chunks_sent => "raft_snapshot_chunks_sent_total", "Snapshot chunks sent to followers.";
         snapshots_sent => "raft_snapshots_sent_total", "Snapshots sent whole to followers.";
         snapshot_transfers_failed => "raft_snapshot_transfers_failed_total", "Snapshot transfers abandoned after a failed chunk (Raft resends).";
@@ -246,7 +246,7 @@ impl Metrics {
     /// Records one snapshot this node took and the bytes it wrote.
     pub fn observe_snapshot(&self, elapsed: Duration, bytes: u64) {
         lock(&self.snapshot_duration).observe(elapsed.as_secs_f64());
-        Self::add(&self.snapshot_bytes, bytes);
+        Self::add(&self.snapshot_bytes_written, bytes);
     }
 
     /// Records one HTTP request's latency. `method` is one of a closed set

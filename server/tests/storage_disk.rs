@@ -703,6 +703,62 @@ fn save_snapshot_compacts_segments_and_older_snapshots() {
 }
 
 #[test]
+fn compaction_removing_in_the_background_leaves_the_same_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = sync_on(300);
+    let mut s = DiskStorage::open(dir.path(), opts).expect("open");
+    s.remove_in_background().expect("remover thread");
+    s.persist(None, &[], Some(hs(1, 2, 0))).expect("vote");
+    for i in 1..=40 {
+        s.persist(None, &[entry(i, 1)], None).expect("persist");
+    }
+    let before = segments(dir.path());
+    // Two snapshots in a row: the second compaction lists the first's old
+    // snapshot file again while its removal may still be queued.
+    s.save_snapshot(&snap(30, 1)).expect("snapshot");
+    s.save_snapshot(&snap(35, 1)).expect("second snapshot");
+    s.stop_background_removal();
+    let after = segments(dir.path());
+    assert!(after.len() < before.len(), "{before:?} -> {after:?}");
+    assert_eq!(
+        files(dir.path(), "snap-"),
+        [dir.path().join("snap-0000000000000023.snap")],
+        "only the newest snapshot is kept"
+    );
+    // Removing inline again from here on.
+    s.persist(None, &[entry(41, 2)], None).expect("append");
+    s.save_snapshot(&snap(41, 2)).expect("third snapshot");
+    assert_eq!(
+        files(dir.path(), "snap-"),
+        [dir.path().join("snap-0000000000000029.snap")]
+    );
+    drop(s);
+    let state = reload(dir.path(), opts);
+    assert_eq!(state.snapshot, Some(snap(41, 2)));
+    assert!(state.entries.is_empty());
+}
+
+#[test]
+fn a_store_dropped_with_removals_queued_finishes_them_and_reopens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = sync_on(300);
+    let mut s = DiskStorage::open(dir.path(), opts).expect("open");
+    s.remove_in_background().expect("remover thread");
+    for i in 1..=40 {
+        s.persist(None, &[entry(i, 1)], Some(hs(1, 1, i)))
+            .expect("persist");
+    }
+    s.save_snapshot(&snap(30, 1)).expect("snapshot");
+    drop(s);
+    let state = reload(dir.path(), opts);
+    assert_eq!(state.snapshot, Some(snap(30, 1)));
+    assert_eq!(
+        state.entries,
+        (31..=40).map(|i| entry(i, 1)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn snapshot_covering_the_whole_log_leaves_one_small_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = open(dir.path(), fast(300));

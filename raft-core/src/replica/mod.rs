@@ -42,7 +42,9 @@ use crate::config::{Config, ConfigError, NotAccepted, StepError};
 use crate::kv::{Command, KvStore, SnapshotDecodeError};
 use crate::message::Message;
 use crate::raw_node::{RawNode, Ready};
-use crate::types::{ConfChange, Index, NodeId, Payload, PersistedState, Snapshot, SnapshotMeta};
+use crate::types::{
+    Compacted, ConfChange, Index, NodeId, Payload, PersistedState, Snapshot, SnapshotMeta,
+};
 
 pub use requests::{Outcome, Query, QueryResult, RequestError, RequestId, WriteOutcome};
 pub use snapshot_policy::SnapshotPolicy;
@@ -124,6 +126,8 @@ pub struct Replica {
     next_request: RequestId,
     next_ctx: u64,
     snapshots: SnapshotState,
+    /// What the newest compaction removed, until the driver takes it.
+    compacted: Option<Compacted>,
     /// `Faults::ignore_sessions`: the state machine applies retries again.
     #[cfg(feature = "faults")]
     ignore_sessions: bool,
@@ -204,6 +208,7 @@ impl Replica {
                 mix(seed ^ 0x5EED_C0DE)
             },
             snapshots: SnapshotState::new(policy, snapshot.0, snapshot.1),
+            compacted: None,
             #[cfg(feature = "faults")]
             ignore_sessions,
             #[cfg(feature = "faults")]
@@ -471,7 +476,8 @@ impl Replica {
         let bytes = snapshot.data.len() as u64;
         self.snapshots.finished();
         let r = if index > self.snapshots.index {
-            self.raw.compact(snapshot).map(|()| {
+            self.raw.compact_returning(snapshot).map(|gone| {
+                self.compacted = Some(gone);
                 self.snapshots.taken(index, bytes, applied_bytes);
             })
         } else {
@@ -479,6 +485,14 @@ impl Replica {
         };
         self.answer_snapshot_requests(r.as_ref().err().map(|e| e.to_string()));
         r
+    }
+
+    /// What the newest [`Replica::snapshot_recorded`] removed from the log
+    /// (the entries its snapshot covers and the snapshot it replaced), for
+    /// the driver to free where that costs its loop nothing. Not taken, it
+    /// is freed at the next compaction.
+    pub fn take_compacted(&mut self) -> Option<Compacted> {
+        self.compacted.take()
     }
 
     /// Writing a job's snapshot failed (or it was overtaken and dropped, with

@@ -618,3 +618,32 @@ fn role_changes_say_why() {
         ))
     );
 }
+
+#[test]
+fn a_compaction_hands_back_what_it_removed_once() {
+    let mut r = replica(vec![1]);
+    drain(&mut r);
+    r.propose(put(0, "k")).unwrap();
+    drain(&mut r);
+    r.take_outcomes();
+    assert!(r.take_compacted().is_none(), "nothing compacted yet");
+    r.request_snapshot();
+    let job = r.snapshot_job().expect("a job for the request");
+    let stale = job.clone();
+    let applied = job.meta.index;
+    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+        .unwrap();
+    let gone = r.take_compacted().expect("the compaction's leftovers");
+    let indices: Vec<_> = gone.entries.iter().map(|e| e.index).collect();
+    assert_eq!(
+        indices,
+        (1..=applied).collect::<Vec<_>>(),
+        "every covered entry"
+    );
+    assert_eq!(gone.snapshot.meta.index, 0, "the snapshot it replaced");
+    assert!(r.take_compacted().is_none(), "handed out once");
+    // An overtaken job compacts nothing.
+    r.snapshot_recorded(stale.snapshot(), stale.applied_bytes)
+        .unwrap();
+    assert!(r.take_compacted().is_none());
+}

@@ -135,3 +135,17 @@ async fn a_write_costs_one_persist_and_moving_the_commit_index_none() {
     stop_tx.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+#[test]
+fn members_snapshot_at_staggered_points() {
+    let p: Vec<_> = (1..=4).map(|id| staggered_policy(id, 600)).collect();
+    assert_eq!(
+        (p[0].every, p[0].log_percent),
+        (600, 50),
+        "node 1: the flag as given"
+    );
+    assert_eq!((p[1].every, p[1].log_percent), (800, 66));
+    assert_eq!((p[2].every, p[2].log_percent), (1000, 83));
+    assert_eq!(p[3], p[0], "node 4 as node 1");
+    assert_eq!(staggered_policy(2, 0).every, 0, "0 stays off");
+}

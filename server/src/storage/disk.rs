@@ -39,6 +39,9 @@ pub struct DiskStorage {
     poisoned: Option<String>,
     /// Reused encoding buffer.
     buf: Vec<u8>,
+    /// Removes compacted files off the caller's thread, when set up
+    /// ([`DiskStorage::remove_in_background`]).
+    remover: Option<Remover>,
 }
 
 impl DiskStorage {
@@ -68,6 +71,7 @@ impl DiskStorage {
                     recovered: Some(PersistedState::default()),
                     poisoned: None,
                     buf: Vec::new(),
+                    remover: None,
                 })
             }
             Found::Existing(r) => {
@@ -99,6 +103,7 @@ impl DiskStorage {
                     recovered: Some(r.state),
                     poisoned: None,
                     buf: Vec::new(),
+                    remover: None,
                 };
                 if let Some(mark) = r.repair {
                     // The snapshot file is newer than the WAL: record it, so
@@ -285,17 +290,101 @@ impl DiskStorage {
             .count();
         for _ in 0..deletable {
             if let Some(seg) = self.segments.front() {
-                remove_durably(&self.dir, &seg.path, self.opts.sync)?;
+                self.remove(&seg.path)?;
                 tracing::debug!(segment = %seg.path.display(), snapshot = index, "compacted WAL segment");
             }
             self.segments.pop_front();
         }
         for (older, path) in layout::list(&self.dir)?.snapshots {
             if older < index {
-                remove_durably(&self.dir, &path, self.opts.sync)?;
+                self.remove(&path)?;
             }
         }
         Ok(())
+    }
+
+    /// Removes a file compaction no longer needs, durably, here or on the
+    /// remover's thread (in the same order: segments oldest first).
+    fn remove(&self, path: &Path) -> Result<(), StorageError> {
+        match &self.remover {
+            Some(r) if r.tx.send(path.to_path_buf()).is_ok() => Ok(()),
+            _ => remove_durably(&self.dir, path, self.opts.sync),
+        }
+    }
+
+    /// From now on compaction's file removals (each an unlink and a
+    /// directory fsync; tens of milliseconds for a few large segments)
+    /// happen on a thread of their own, in the same order, instead of
+    /// holding up the caller (the Raft loop). Safe because a removal is
+    /// only housekeeping: a file compaction dropped is never read again,
+    /// recovery already finishes a compaction a crash interrupted (segments
+    /// and snapshot files covered by the newest snapshot are removed at
+    /// `open`), and the removals stay in order, oldest segment first, each
+    /// durable before the next, so a crash leaves the segments contiguous.
+    /// Dropping the store waits for the removals queued.
+    pub fn remove_in_background(&mut self) -> std::io::Result<()> {
+        if self.remover.is_none() {
+            self.remover = Some(Remover::start(self.dir.clone(), self.opts.sync)?);
+        }
+        Ok(())
+    }
+
+    /// Stops removing in the background: waits for the removals queued;
+    /// later ones happen on the caller's thread again.
+    pub fn stop_background_removal(&mut self) {
+        if let Some(r) = self.remover.take() {
+            r.finish();
+        }
+    }
+}
+
+/// The thread that removes compacted files for a [`DiskStorage`].
+struct Remover {
+    tx: std::sync::mpsc::Sender<PathBuf>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Remover {
+    fn start(dir: PathBuf, sync: bool) -> std::io::Result<Remover> {
+        let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+        let thread = std::thread::Builder::new()
+            .name("wal-remover".into())
+            .spawn(move || {
+                for path in rx {
+                    // Queued twice (listed again by a later compaction
+                    // before its turn came): gone already.
+                    if !path.exists() {
+                        continue;
+                    }
+                    if let Err(e) = remove_durably(&dir, &path, sync) {
+                        // Left behind: the next start removes it.
+                        tracing::warn!("cannot remove the compacted file {}: {e}", path.display());
+                    }
+                }
+            })?;
+        Ok(Remover {
+            tx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Closes the queue and waits for the removals in it.
+    fn finish(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
+        let (tx, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Remover {
+    fn drop(&mut self) {
+        self.join();
     }
 }
 
