@@ -87,8 +87,11 @@ fn commit_previous_term_is_caught() {
             cfg.raft.max_batch_bytes = 1;
             cfg.nemesis.weights = [6, 3, 1, 1, 1, 1, 1];
             cfg.nemesis.down_time = (10, 150);
-            // Plain crashes: the schedule this bound was tuned for.
+            // Plain crashes and the full session table: the schedule this
+            // bound was tuned for (the figure 8 interleaving is rare, and
+            // which seeds show it moves with the client workload).
             cfg.nemesis.crash_at_write = 0.0;
+            cfg.raft.session_limit = raft_core::kv::MAX_CLIENTS;
             cfg
         },
         &[

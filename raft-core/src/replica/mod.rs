@@ -164,10 +164,11 @@ impl Replica {
     pub fn with_state(
         config: Config,
         persisted: PersistedState,
-        kv: KvStore,
+        mut kv: KvStore,
         policy: SnapshotPolicy,
     ) -> Result<Self, ReplicaError> {
         let seed = config.seed;
+        kv.set_session_limit(config.session_limit);
         #[cfg(feature = "faults")]
         let ignore_sessions = config.faults.ignore_sessions;
         let snapshot = persisted
@@ -316,6 +317,8 @@ impl Replica {
     ) -> Result<(), ReplicaError> {
         if let Some(snapshot) = &ready.snapshot {
             let meta = &snapshot.meta;
+            // The session limit is the replica's, not the image's.
+            let session_limit = self.kv.session_limit();
             self.kv = match decoded {
                 Some(kv) if kv.applied_index() == meta.index => kv,
                 _ => {
@@ -325,6 +328,7 @@ impl Replica {
                     })?
                 }
             };
+            self.kv.set_session_limit(session_limit);
             self.pending
                 .snapshot_installed(meta.index, &mut self.outcomes);
             self.snapshots

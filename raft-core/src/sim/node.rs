@@ -10,7 +10,9 @@ use super::{Time, TraceHash};
 use crate::config::Config;
 use crate::kv::{KvStore, OpResult};
 use crate::raw_node::{RawNode, Status};
-use crate::replica::{Outcome, Query, QueryResult, Replica, RequestId, SnapshotPolicy};
+use crate::replica::{
+    Outcome, Query, QueryResult, Replica, RequestError, RequestId, SnapshotPolicy,
+};
 use crate::rng::Rng;
 use crate::types::{
     Entry, HardState, Index, Membership, NodeId, Payload, PersistedState, Role, Snapshot, Term,
@@ -123,16 +125,13 @@ impl DurableStore {
 /// An answer from a node to a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
-    /// The write `(client, seq)` was applied with this result.
-    Write {
-        client: u64,
-        seq: u64,
-        result: OpResult,
-    },
-    /// The write `(client, seq)` was not applied here, or its outcome is
-    /// unknown: retry it with the same sequence number (applied at most
-    /// once).
-    WriteLost { client: u64, seq: u64 },
+    /// The write the client knows by `ctx` was applied with this result.
+    Write { ctx: u64, result: OpResult },
+    /// The write `ctx` was not applied here (`not_applied`: provably never,
+    /// so even a write without a session may be sent again), or its
+    /// outcome is unknown: retry it with the same `(client_id, seq)`
+    /// (applied at most once).
+    WriteLost { ctx: u64, not_applied: bool },
     /// The read `ctx` returned `value`.
     Read { ctx: u64, value: Option<String> },
     /// The read `ctx` was refused (leadership lost): retry.
@@ -172,8 +171,7 @@ pub(crate) struct Env<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tag {
     Write {
-        client: u64,
-        seq: u64,
+        ctx: u64,
     },
     Read {
         ctx: u64,
@@ -400,19 +398,18 @@ impl SimNode {
         Ok(())
     }
 
-    /// Starts a write here; the client hears back through a [`Reply`].
+    /// Starts a write here; the client knows it by `ctx` and hears back
+    /// through a [`Reply`].
     pub(crate) fn propose(
         &mut self,
+        ctx: u64,
         cmd: crate::kv::Command,
     ) -> Result<(), crate::config::NotAccepted> {
         let replica = self
             .replica
             .as_mut()
             .ok_or(crate::config::NotAccepted::NotLeader { leader: None })?;
-        let tag = Tag::Write {
-            client: cmd.client_id,
-            seq: cmd.seq,
-        };
+        let tag = Tag::Write { ctx };
         let id = replica.propose(cmd)?;
         self.requests.insert(id, tag);
         Ok(())
@@ -558,12 +555,19 @@ impl SimNode {
                 continue;
             };
             let reply = match (tag, outcome) {
-                (Tag::Write { client, seq }, Outcome::Write(Ok(w))) => Reply::Write {
-                    client,
-                    seq,
+                (Tag::Write { ctx }, Outcome::Write(Ok(w))) => Reply::Write {
+                    ctx,
                     result: w.result,
                 },
-                (Tag::Write { client, seq }, _) => Reply::WriteLost { client, seq },
+                (Tag::Write { ctx }, outcome) => Reply::WriteLost {
+                    ctx,
+                    not_applied: matches!(
+                        outcome,
+                        Outcome::Write(Err(
+                            RequestError::NotApplied | RequestError::NotLeader { .. }
+                        ))
+                    ),
+                },
                 (
                     Tag::Read {
                         ctx,
