@@ -225,7 +225,7 @@ impl ApiClient {
         let answer = self
             .send(Request::write(Method::PUT, &["key", key], Some(body)))
             .await?;
-        decode(answer)
+        decode(answer).map_err(explain_write_error)
     }
 
     /// `DELETE /key/{key}`, retried with one `(client_id, seq)`.
@@ -237,7 +237,7 @@ impl ApiClient {
         if answer.status == StatusCode::NOT_FOUND {
             return Err(CliError::NotFound(key.to_string()));
         }
-        decode(answer)
+        decode(answer).map_err(explain_write_error)
     }
 
     /// `GET /keys?prefix=&limit=`.
@@ -693,6 +693,26 @@ fn decode<T: DeserializeOwned>(answer: Answer) -> Result<T, CliError> {
         server: base(&answer.server),
         message: one_line(&e.to_string()),
     })
+}
+
+/// A write refused because the cluster has no session for this process
+/// (409): never resent under a new session, since an unanswered earlier
+/// attempt may have been applied; the user is told what to do.
+fn explain_write_error(err: CliError) -> CliError {
+    match err {
+        CliError::Server {
+            status: 409,
+            message,
+        } if message.contains("no session") => CliError::Server {
+            status: 409,
+            message: format!(
+                "{message} [the cluster forgot this run's session; the write was not applied \
+                 by this request and is not resent: check the key, then run the command again \
+                 (a new run registers a new session)]"
+            ),
+        },
+        other => other,
+    }
 }
 
 /// `?force=true` when `force`, else no query.
