@@ -462,7 +462,7 @@ fn sessions_are_registered_through_the_log_and_limited_by_the_config() {
     .unwrap();
     drain(&mut r);
     assert!(r.raw().is_leader());
-    let mut run = |r: &mut Replica, cmd: Command| -> OpResult {
+    let run = |r: &mut Replica, cmd: Command| -> OpResult {
         let id = r.propose(cmd).unwrap();
         drain(r);
         match written(&r.take_outcomes(), id) {
