@@ -66,6 +66,7 @@ for i in 1 2 3; do
         --web-dir web/dist \
         >>"$data/node-$i.log" 2>&1 &
     pids+=($!)
+    echo $! >"$data/node-$i.pid"
 done
 
 deadline=$((SECONDS + 30))

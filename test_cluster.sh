@@ -39,8 +39,11 @@ show $cli --server http://127.0.0.1:3001 cluster
 
 leader=$($cli --server http://127.0.0.1:3001 --json status | sed -n 's/.*"leader":\([0-9]*\).*/\1/p')
 echo
-echo "==> killing the leader, node $leader (SIGKILL)"
-pkill -KILL -f "raft-kv-server --node-id $leader " || true
+# By the process id run_cluster.sh recorded: only the node this demo
+# started, never another raft-kv-server on the machine.
+leader_pid=$(cat "$work/data/node-$leader.pid")
+echo "==> killing the leader, node $leader (pid $leader_pid, SIGKILL)"
+kill -KILL "$leader_pid"
 
 survivors=()
 for i in 1 2 3; do [ "$i" != "$leader" ] && survivors+=("http://127.0.0.1:300$i"); done

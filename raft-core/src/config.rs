@@ -116,6 +116,11 @@ pub struct Faults {
     /// applied as new, so a retried write (the same client id and sequence
     /// number in a later log entry) changes the map a second time.
     pub ignore_sessions: bool,
+    /// Number read contexts from 1 on every boot instead of from the
+    /// boot's seed: an answer to the previous incarnation's read `n`,
+    /// delivered after a restart, then serves the new read `n` with a read
+    /// index from before the restart.
+    pub reuse_read_contexts: bool,
 }
 
 /// An invalid [`Config`].

@@ -17,6 +17,7 @@ mod log;
 pub mod message;
 pub mod progress;
 pub mod quorum;
+pub mod quorum_loss;
 mod raft;
 pub mod raw_node;
 pub mod replica;

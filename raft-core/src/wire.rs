@@ -106,6 +106,16 @@ pub struct FollowerStatus {
     pub ms_since_contact: u64,
 }
 
+/// `GET /version` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionResponse {
+    /// The server's release (its crate version).
+    pub version: String,
+    /// The source commit it was built from ("unknown" outside a git
+    /// checkout).
+    pub commit: String,
+}
+
 /// `GET /status` answer: one node's view.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusResponse {

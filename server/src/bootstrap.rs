@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use raft_core::quorum_loss::Standalone;
 use raft_core::wire::{MembersResponse, HEADER_CLUSTER_TOKEN};
 use raft_core::{Entry, Index, Membership, NodeId, Payload, PersistedState};
 use tracing::{info, warn};
@@ -70,9 +71,16 @@ pub async fn prepare(
                     settings.id
                 ));
             }
-            let persisted = if has_log {
+            let persisted = if has_log && settings.force_new_cluster {
+                force_new_cluster(settings, storage, persisted)?
+            } else if has_log {
                 warn_about_ignored_flags(settings, &persisted, &founding);
                 persisted
+            } else if settings.force_new_cluster {
+                return Err(format!(
+                    "--force-new-cluster needs the data directory of a surviving member, and {}                      holds no log",
+                    dir.display()
+                ));
             } else if identity.origin == Origin::Founder {
                 // Stopped between writing the identity and the first entry.
                 if identity::founding_cluster_id(&founding) != identity.cluster_id {
@@ -110,6 +118,10 @@ pub async fn prepare(
                 known_urls,
             })
         }
+        None if settings.force_new_cluster => Err(format!(
+            "--force-new-cluster needs the data directory of a surviving member, and {} holds              no raft-kv node",
+            dir.display()
+        )),
         None if has_log => Err(format!(
             "the data directory {} holds a Raft log but no IDENTITY file (written by an older \
              raft-kv?); move it away to start this node afresh",
@@ -156,6 +168,62 @@ pub async fn prepare(
             }
         },
     }
+}
+
+/// Records in the data directory the index of the configuration entry
+/// `--force-new-cluster` wrote, so that a later start that still carries
+/// the flag does not throw away the members added back since.
+const FORCED_FILE: &str = "FORCED_NEW_CLUSTER";
+
+/// `--force-new-cluster` on a directory with a log: rewrites the
+/// configuration to this node alone ([`Standalone`]), durably, before the
+/// node starts. A second start with the flag changes nothing while the
+/// configuration is still the forced one, and is refused once it changed.
+fn force_new_cluster(
+    settings: &Settings,
+    storage: &mut dyn Storage,
+    persisted: PersistedState,
+) -> Result<PersistedState, String> {
+    let marker = settings.data_dir.join(FORCED_FILE);
+    let (config_index, current) = persisted_membership(&persisted);
+    match std::fs::read_to_string(&marker) {
+        Ok(text) => {
+            let forced: Index = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("{} is damaged ({text:?}); remove it", marker.display()))?;
+            if forced == config_index {
+                warn!(
+                    forced_at = forced,
+                    "--force-new-cluster was already applied (the configuration is still this                      node alone); nothing to do. Remove the flag."
+                );
+                return Ok(persisted);
+            }
+            return Err(format!(
+                "--force-new-cluster was already applied at index {forced}, and the                  configuration changed since (now {} at index {config_index}); starting with the                  flag again would drop those members. Remove the flag.",
+                describe(&current)
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", marker.display())),
+    }
+    let forced = Standalone::for_node(&persisted, settings.id)
+        .map_err(|e| format!("--force-new-cluster: {e}"))?;
+    storage
+        .persist(
+            None,
+            std::slice::from_ref(&forced.entry),
+            Some(forced.hard_state),
+        )
+        .map_err(|e| format!("--force-new-cluster: cannot write the new configuration: {e}"))?;
+    identity::write_durably(&marker, format!("{}\n", forced.entry.index).as_bytes())?;
+    warn!(
+        previous = %describe(&current),
+        index = forced.entry.index,
+        term = forced.entry.term,
+        "FORCED A NEW CLUSTER: this node is now the only voter; every entry it held is          committed. The other members are no longer part of the cluster: add members back with          `raft-kv-client member add`, each with an empty data directory, and remove          --force-new-cluster from this node's command line"
+    );
+    Ok(forced.apply_to(&persisted))
 }
 
 /// The founding configuration the flags describe: `--peers` and this node.

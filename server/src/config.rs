@@ -58,6 +58,15 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub join: Option<String>,
 
+    /// Recover from the loss of a quorum: restart this surviving member as
+    /// the only voter of its cluster, keeping (and committing) every entry
+    /// it holds. Then add members back with `raft-kv-client member add`.
+    /// Only for a data directory that holds a log; use it on ONE survivor
+    /// and remove the flag afterwards (a later start with it is refused
+    /// once the configuration has changed).
+    #[arg(long, conflicts_with = "join")]
+    pub force_new_cluster: bool,
+
     /// Directory of the write-ahead log and snapshots (default: ./data/node-<id>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -159,6 +168,11 @@ pub struct Args {
     #[arg(long)]
     pub log_level: Option<String>,
 
+    /// Log line format: `text` for people, `json` (one object per line:
+    /// timestamp, level, target, message and fields) for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// TEST ONLY: enables `POST /test/partition`, which makes this node drop
     /// peer traffic. Never use in production.
     #[arg(long)]
@@ -227,6 +241,15 @@ pub fn normalize_url(u: &str) -> Result<String, String> {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// The validated configuration a node runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -244,6 +267,8 @@ pub struct Settings {
     pub peers_given: bool,
     /// `--join`: a member of the cluster to join.
     pub join: Option<String>,
+    /// `--force-new-cluster`: restart as the only voter.
+    pub force_new_cluster: bool,
     /// Data directory.
     pub data_dir: PathBuf,
     /// fsync the log.
@@ -439,6 +464,7 @@ impl Args {
             peers,
             peers_given,
             join,
+            force_new_cluster: self.force_new_cluster,
             data_dir,
             sync: !self.no_fsync,
             segment_bytes: self.segment_bytes.max(4096),

@@ -170,7 +170,7 @@ impl Identity {
     }
 }
 
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(err)?;

@@ -38,7 +38,7 @@ pub mod peer;
 pub mod storage;
 
 pub use app::{run, run_with_storage, shutdown_signal, ServerError};
-pub use config::{Args, Settings};
+pub use config::{Args, LogFormat, Settings};
 /// The snapshot chunk reassembly under its former path (the fuzz targets
 /// use it).
 pub use peer::chunks as snapshot_transfer;

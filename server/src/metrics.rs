@@ -151,6 +151,13 @@ impl Metrics {
     /// Renders every metric; `status` is the node's current view.
     pub fn render(&self, status: Option<&StatusResponse>) -> String {
         let mut out = String::with_capacity(4096);
+        let build = crate::http::health::version_info();
+        let _ = writeln!(
+            out,
+            "# HELP raft_kv_build_info The running build (always 1).\n# TYPE raft_kv_build_info gauge\n\
+             raft_kv_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            build.version, build.commit
+        );
         if let Some(s) = status {
             gauge(&mut out, "raft_node_id", "This node's id.", s.id);
             gauge(&mut out, "raft_term", "Current Raft term.", s.term);

@@ -281,12 +281,15 @@ async fn sigterm_fails_waiting_requests_and_exits_zero() {
 
 /// Open peer streams do not hold a stopping node up: with every member
 /// streaming to every other, SIGTERM on the leader ends it well inside the
-/// HTTP drain timeout (10 s), and the others keep serving.
+/// HTTP drain timeout (10 s), and the others keep serving. Before it stops,
+/// the leader hands leadership to a caught-up follower (TimeoutNow): the
+/// successor leads the very next term, with no election timeout waited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_open_peer_streams_exits_promptly() {
     let mut c = Cluster::start(3).await;
     let leader = c.wait_for_leader(ELECTION).await;
     assert_eq!(c.put(leader, "k", "v").await.status(), 200);
+    let term = c.status(leader).await.expect("leader status").term;
     for id in c.ids() {
         c.wait_until(
             Duration::from_secs(10),
@@ -303,6 +306,16 @@ async fn sigterm_with_open_peer_streams_exits_promptly() {
     assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
     let new = c.wait_for_leader(ELECTION).await;
     assert_ne!(new, leader);
+    let log = c.log(leader);
+    assert!(
+        log.contains("handing leadership to node") && log.contains("leadership handed over"),
+        "{}",
+        c.log_tail(leader, 10)
+    );
+    assert_eq!(
+        c.status(new).await.expect("new leader status").term,
+        term + 1
+    );
     assert_eq!(c.put(new, "k", "w").await.status(), 200);
 }
 
@@ -643,4 +656,27 @@ async fn at_its_connection_limit_a_node_refuses_clients_and_still_admits_peers()
 fn json_body(answer: &str) -> serde_json::Value {
     let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"))
+}
+
+/// `--log-format json`: every line the node writes is one JSON object with
+/// a level, and the start-up line carries its fields at the top level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let opts = ClusterOptions {
+        extra_args: vec!["--log-format".into(), "json".into()],
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start_with(1, opts).await;
+    c.wait_for_leader(ELECTION).await;
+    let log = c.log(1);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().all(|l| l["level"].is_string()), "{log}");
+    let started = lines
+        .iter()
+        .find(|l| l["message"] == "raft-kv node started")
+        .unwrap_or_else(|| panic!("no start-up line in:\n{log}"));
+    assert!(started["startup_ms"].is_u64(), "{started}");
 }

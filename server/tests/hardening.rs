@@ -385,3 +385,18 @@ async fn slow_clients_are_dropped_and_counted_while_others_are_served() {
         "heads {heads}, bodies {bodies}"
     );
 }
+
+/// `GET /version` names the build, and the metrics carry the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_names_the_build_in_the_api_and_the_metrics() {
+    let c = Cluster::start(1).await;
+    let v: raft_core::wire::VersionResponse = c.get_json(1, "/version").await;
+    assert_eq!(v.version, env!("CARGO_PKG_VERSION"));
+    assert!(!v.commit.is_empty());
+    let metrics = c.metrics_text(1).await.expect("metrics");
+    let line = format!(
+        "raft_kv_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        v.version, v.commit
+    );
+    assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
+}

@@ -299,3 +299,106 @@ async fn add_promote_remove_and_keep_every_acknowledged_write() {
     // And writes still go through.
     put_acked(&mut c, "after-removed-node-returned", "yes").await;
 }
+
+/// Quorum loss: two of three members are lost for good. The survivor,
+/// restarted with `--force-new-cluster`, leads alone with every key it
+/// held; a new member is added back and gets them all; starting the
+/// survivor with the flag again, once the configuration changed, is
+/// refused instead of dropping the member added back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survivor_forced_into_a_new_cluster_keeps_every_key() {
+    let mut c = Cluster::start_with(3, options()).await;
+    let mut acked = BTreeMap::new();
+    for n in 0..30 {
+        let (k, v) = (format!("q{n:02}"), format!("v{n}"));
+        put_acked(&mut c, &k, &v).await;
+        acked.insert(k, v);
+    }
+    let leader = c.wait_for_leader(LEADER_TIMEOUT).await;
+    let survivor = c.ids().into_iter().find(|&id| id != leader).unwrap();
+    // The survivor has every acknowledged key before the others are lost
+    // (an entry acknowledged was on a majority, not necessarily on it).
+    for (k, v) in &acked {
+        let cref = &c;
+        cref.wait_until(
+            LEADER_TIMEOUT,
+            &format!("{survivor} holds {k}"),
+            || async move { cref.local_value(survivor, k).await.as_ref() == Some(v) },
+        )
+        .await;
+    }
+    for id in c.ids() {
+        c.kill(id);
+    }
+    let mut args = c.args(survivor);
+    args.push("--force-new-cluster".into());
+    c.spawn_with(survivor, args.clone());
+    c.wait_healthy(survivor, Duration::from_secs(20))
+        .await
+        .expect("the survivor starts alone");
+    assert!(
+        c.log(survivor).contains("FORCED A NEW CLUSTER"),
+        "the rewrite is logged loudly:\n{}",
+        c.log_tail(survivor, 20)
+    );
+    let cref = &c;
+    cref.wait_until(LEADER_TIMEOUT, "the survivor leads alone", || async move {
+        cref.status(survivor)
+            .await
+            .is_some_and(|s| s.role == Role::Leader && s.members == vec![survivor])
+    })
+    .await;
+    for (k, v) in &acked {
+        let r = c.get(survivor, k, false).await;
+        assert_eq!(r.status(), 200, "linearizable read of {k}");
+        assert!(r.text().await.unwrap().contains(v.as_str()), "{k}");
+    }
+    assert_eq!(c.put(survivor, "after", "alone").await.status(), 200);
+    acked.insert("after".into(), "alone".into());
+
+    // A new member is added back and receives everything.
+    c.add_node(4);
+    let r = c
+        .http()
+        .post(format!("{}/cluster/members", c.url(survivor)))
+        .json(&serde_json::json!({"id": 4, "url": c.url(4)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let args4 = c.join_args(4, survivor);
+    c.spawn_with(4, args4);
+    c.wait_healthy(4, Duration::from_secs(20))
+        .await
+        .expect("node 4 starts");
+    for (k, v) in &acked {
+        let cref = &c;
+        cref.wait_until(
+            LEADER_TIMEOUT,
+            &format!("node 4 holds {k}"),
+            || async move { cref.local_value(4, k).await.as_ref() == Some(v) },
+        )
+        .await;
+    }
+
+    // The flag left on the survivor's command line: refused, not applied.
+    c.kill(survivor);
+    c.spawn_with(survivor, args);
+    let status = c.wait_exit(survivor, Duration::from_secs(20)).await;
+    assert!(!status.success());
+    let log = c.log(survivor);
+    assert!(
+        log.contains("already applied") && log.contains("Remove the flag"),
+        "{}",
+        c.log_tail(survivor, 10)
+    );
+    // Without it, the survivor starts with the configuration it had: node
+    // 4 is still its member.
+    let plain = c.args(survivor);
+    c.spawn_with(survivor, plain);
+    c.wait_healthy(survivor, Duration::from_secs(20))
+        .await
+        .expect("the survivor restarts without the flag");
+    let s = c.status(survivor).await.expect("status");
+    assert!(s.members.contains(&4) || s.learners.contains(&4), "{s:?}");
+}

@@ -20,7 +20,9 @@
 //!
 //! let persisted = PersistedState::bootstrap(Membership::new(vec![1]));
 //! let mut r = Replica::new(Config::new(1), persisted, SnapshotPolicy::default()).unwrap();
-//! let put = Command { client_id: 7, seq: 1, op: Op::Put { key: "k".into(), value: "v".into() } };
+//! // Client id 0: no session (a client wanting at-most-once writes
+//! // proposes `Op::Register` first and numbers its writes under the id).
+//! let put = Command { client_id: 0, seq: 0, op: Op::Put { key: "k".into(), value: "v".into() } };
 //! let id = r.propose(put).unwrap();
 //! while r.has_ready() {
 //!     let mut ready = r.ready();
@@ -171,6 +173,10 @@ impl Replica {
         kv.set_session_limit(config.session_limit);
         #[cfg(feature = "faults")]
         let ignore_sessions = config.faults.ignore_sessions;
+        #[cfg(feature = "faults")]
+        let reuse_read_contexts = config.faults.reuse_read_contexts;
+        #[cfg(not(feature = "faults"))]
+        let reuse_read_contexts = false;
         let snapshot = persisted
             .snapshot
             .as_ref()
@@ -187,7 +193,13 @@ impl Replica {
             pending: Pending::default(),
             outcomes: Vec::new(),
             next_request: mix(seed),
-            next_ctx: mix(seed ^ 0x5EED_C0DE),
+            // Unique across restarts: an answer to an earlier incarnation's
+            // read must not match a read of this one.
+            next_ctx: if reuse_read_contexts {
+                1
+            } else {
+                mix(seed ^ 0x5EED_C0DE)
+            },
             snapshots: SnapshotState::new(policy, snapshot.0, snapshot.1),
             #[cfg(feature = "faults")]
             ignore_sessions,
@@ -276,6 +288,31 @@ impl Replica {
             return Ok(());
         }
         self.raw.transfer_leader(to)
+    }
+
+    /// The member to hand leadership to before this leader stops (a
+    /// graceful shutdown, so that a rolling restart has no election gap):
+    /// the voter of the configuration in force, other than this node,
+    /// with the most of the log, among those heard from within an election
+    /// timeout (one that went quiet may be down; a transfer to it would
+    /// only stall writes until it times out). `None` when this node is not
+    /// the leader or no voter qualifies.
+    pub fn successor(&self) -> Option<NodeId> {
+        if !self.raw.is_leader() {
+            return None;
+        }
+        let status = self.raw.status();
+        let membership = self.raw.membership();
+        let quiet_after = self.raw.election_tick();
+        status
+            .followers
+            .iter()
+            .filter(|f| membership.is_voter(f.id) && f.id != self.raw.id())
+            .filter(|f| f.ticks_since_contact < quiet_after)
+            // The highest match; among equals the lowest id, so the choice
+            // is deterministic.
+            .max_by_key(|f| (f.match_index, std::cmp::Reverse(f.id)))
+            .map(|f| f.id)
     }
 
     /// Asks for a snapshot covering everything applied now; its

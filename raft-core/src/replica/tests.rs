@@ -499,3 +499,41 @@ fn sessions_are_registered_through_the_log_and_limited_by_the_config() {
     assert_eq!(run(&mut r, with_id(12_345, 1)), OpResult::SessionExpired);
     assert_eq!(r.kv().session_limit(), 1);
 }
+
+#[test]
+fn the_successor_is_the_most_caught_up_voter_heard_from_recently() {
+    let mut r = replica(vec![1, 2, 3, 4]);
+    assert_eq!(r.successor(), None, "a follower hands nothing over");
+    win(&mut r, 1, &[2, 3]);
+    r.propose(put(0, "a")).unwrap();
+    drain(&mut r);
+    let last = r.raw().status().last_index;
+    let ack = |from: NodeId, index: Index| {
+        msg(
+            from,
+            1,
+            MessageBody::AppendResponse {
+                success: true,
+                index,
+                hint_index: 0,
+                hint_term: 0,
+            },
+        )
+    };
+    r.step(ack(2, last - 1)).unwrap();
+    r.step(ack(3, last)).unwrap();
+    r.step(ack(4, last)).unwrap();
+    drain(&mut r);
+    assert_eq!(
+        r.successor(),
+        Some(3),
+        "3 and 4 hold everything: the lower id"
+    );
+    // 3 and 4 go quiet for an election timeout; 2 keeps answering.
+    for _ in 0..r.raw().election_tick() {
+        r.tick();
+        r.step(ack(2, last - 1)).unwrap();
+        drain(&mut r);
+    }
+    assert_eq!(r.successor(), Some(2), "the quiet ones may be down");
+}

@@ -20,8 +20,8 @@
 //!
 //! The hand client ([`super::Cluster::submit`]) behaves the same way but
 //! draws no operations of its own: it carries out the ones given to it, one
-//! at a time, and is otherwise done. It writes without a session, as the
-//! dashboard's Live view does.
+//! at a time, and is otherwise done. It registers its session before its
+//! first write (the write waits, already invoked in the history).
 
 use std::collections::BTreeMap;
 
@@ -138,6 +138,9 @@ pub(crate) struct Client {
     seen: BTreeMap<String, Option<String>>,
     /// The hand client: operations come from [`super::Cluster::submit`].
     pub by_hand: bool,
+    /// The hand client's write that waits for its registration: history
+    /// id, operation, the node to ask first, deadline.
+    pub queued: Option<(usize, ClientOp, NodeId, Time)>,
 }
 
 /// What the dashboard sees of a client.
@@ -168,6 +171,7 @@ impl Client {
             phase: Phase::Idle(start),
             seen: BTreeMap::new(),
             by_hand: false,
+            queued: None,
         }
     }
 

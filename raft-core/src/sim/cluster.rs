@@ -10,7 +10,7 @@ use super::invariants::{Checker, Detected, Violation};
 use super::linearizability::{check_linearizability, CheckStats, LinearizabilityError};
 use super::nemesis::{ChurnView, FaultAction, Nemesis, NodeBrief};
 use super::network::{DroppedMessage, InFlight, Network, NetworkStats};
-use super::node::{Env, Reply, SimNode};
+use super::node::{Deferred, Env, Reply, SimNode};
 use super::{Time, TraceHash};
 use crate::config::{ConfigError, NotAccepted};
 use crate::kv::{Command, Op, OpResult};
@@ -102,6 +102,8 @@ pub struct RunReport {
     pub faults: usize,
     /// Crashes among them.
     pub crashes: usize,
+    /// Pauses among them ([`FaultAction::Pause`]).
+    pub pauses: usize,
     /// Partitions and link cuts among them.
     pub partitions: usize,
     /// Network counters.
@@ -437,8 +439,8 @@ impl Cluster {
     }
 
     /// Issues a client operation by hand through node `via`. The hand
-    /// client (its own number, after the simulated clients'; its writes
-    /// carry no session) carries it out like any client: it asks `via` first, follows "not the leader,
+    /// client (its own number, after the simulated clients'; it registers
+    /// its session before its first write) carries it out like any client: it asks `via` first, follows "not the leader,
     /// try N" redirects, retries elsewhere after silence and abandons it
     /// after the operation timeout. The operation is in the history, and so
     /// checked for linearizability, like every other. Returns its history
@@ -451,7 +453,7 @@ impl Cluster {
         let ci = match self.hand_client {
             Some(ci) => ci,
             None => {
-                self.sessions.push(Session::new(false));
+                self.sessions.push(Session::new(true));
                 let session = self.sessions.len() - 1;
                 self.clients
                     .push(Client::by_hand(self.clients.len() as u64 + 1, session));
@@ -462,24 +464,58 @@ impl Cluster {
         if let Some(cur) = &self.clients[ci].current {
             return Err(format!("operation #{} is still pending", cur.op_id));
         }
+        // A write needs the session: the registration goes first, the
+        // operation waits for it (invoked now, so its interval covers it).
+        let session = self.clients[ci].session;
+        let register = op.is_write() && self.sessions[session].needs_registration();
+        let register_id = register.then(|| {
+            let id = self.clients[ci].id;
+            self.history
+                .invoke(id, ClientOp::Write(Op::Register), 0, self.now)
+        });
         let client = &mut self.clients[ci];
         let op_id = self.history.invoke(client.id, op.clone(), 0, self.now);
         self.trace
             .mix(op_id as u64 ^ (client.id << 32) ^ (via << 56));
         self.trace.mix_str(&op.to_string());
         if self.record_events {
+            self.events.extend(register_id.map(SimEvent::Invoked));
             self.events.push(SimEvent::Invoked(op_id));
         }
         client.leader_hint = None;
-        client.current = Some(Current {
-            op_id,
-            op,
-            client_id: 0,
-            seq: 0,
-            deadline: self.now + self.cfg.clients.op_timeout,
-            attempts: 0,
-            maybe_in_log: false,
-        });
+        let deadline = self.now + self.cfg.clients.op_timeout;
+        match register_id {
+            Some(register_id) => {
+                self.sessions[session].registering = true;
+                client.queued = Some((op_id, op, via, deadline));
+                client.current = Some(Current {
+                    op_id: register_id,
+                    op: ClientOp::Write(Op::Register),
+                    client_id: 0,
+                    seq: 0,
+                    deadline,
+                    attempts: 0,
+                    maybe_in_log: false,
+                });
+            }
+            None => {
+                let (client_id, seq) = if op.is_write() {
+                    self.sessions[session].take_seq()
+                } else {
+                    (0, 0)
+                };
+                self.history.set_session(op_id, client_id, seq);
+                client.current = Some(Current {
+                    op_id,
+                    op,
+                    client_id,
+                    seq,
+                    deadline,
+                    attempts: 0,
+                    maybe_in_log: false,
+                });
+            }
+        }
         self.attempt(ci, Some(via));
         self.dispatch_replies();
         self.collect_drops();
@@ -535,7 +571,9 @@ impl Cluster {
             }
             FaultAction::SetLatency(lo, hi) => self.net.config.latency = (lo.max(1), hi.max(lo)),
             FaultAction::TransferLeader(to) => {
-                if let Some(l) = self.leader() {
+                // A frozen leader cannot act on the request.
+                let awake = |l: &NodeId| self.nodes[*l as usize - 1].paused_until().is_none();
+                if let Some(l) = self.leader().filter(awake) {
                     let i = l as usize - 1;
                     if let Some(r) = self.nodes[i].replica_mut() {
                         let _ = r.transfer_leader(to);
@@ -544,7 +582,8 @@ impl Cluster {
                 }
             }
             FaultAction::ElectionTimeout(id) => {
-                if let Some(i) = self.index(id) {
+                let awake = |i: &usize| self.nodes[*i].paused_until().is_none();
+                if let Some(i) = self.index(id).filter(awake) {
                     if let Some(r) = self.nodes[i].replica_mut() {
                         r.raw_mut().campaign();
                         self.drive(i);
@@ -565,6 +604,11 @@ impl Cluster {
             FaultAction::Retire(id) => {
                 let result = self.do_retire(id);
                 self.record_conf(action, result);
+            }
+            FaultAction::Pause { node, time } => {
+                if let Some(i) = self.index(node) {
+                    self.nodes[i].pause(self.now + time.max(1));
+                }
             }
         }
         self.dispatch_replies();
@@ -602,6 +646,9 @@ impl Cluster {
         };
         let l = self.leader().ok_or("no leader")?;
         let i = l as usize - 1;
+        if self.nodes[i].paused_until().is_some() {
+            return Err(format!("the leader, {l}, is paused"));
+        }
         let replica = self.nodes[i].replica_mut().ok_or("no leader")?;
         // Through the replica, as the server's membership routes do; the
         // change's entry is the last one appended.
@@ -672,7 +719,8 @@ impl Cluster {
             .filter(|n| !n.is_retired())
             .map(|n| NodeBrief {
                 id: n.id(),
-                up: n.is_up(),
+                // A paused node counts as down: it cannot take part.
+                up: n.is_up() && n.paused_until().is_none(),
                 leader: n.is_leader(),
                 voter: m.is_voter(n.id()),
             })
@@ -737,7 +785,10 @@ impl Cluster {
     /// What a crash does around the node: messages to it die, clients'
     /// connections to it break.
     fn after_crash(&mut self, id: NodeId) {
-        self.net.drop_to(id, self.now);
+        self.net.drop_to(id, self.now, &mut self.net_rng);
+        if self.index(id).is_some_and(|i| self.nodes[i].is_retired()) {
+            self.net.forget_held(id);
+        }
         // The clients' connections to it break.
         let backoff = self.cfg.clients.backoff;
         for c in &mut self.clients {
@@ -765,6 +816,69 @@ impl Cluster {
         }
         self.nodes[i].next_tick = self.now + self.net_rng.range(1, self.cfg.tick_interval + 1);
         self.drive(i);
+        // What its peers' transports held for it arrives on the new
+        // connections: messages meant for its previous incarnation.
+        self.net.release_held(id, self.now, &mut self.net_rng);
+    }
+
+    /// Virtual time between two ticks of node `id`: the configured
+    /// interval, off by up to [`SimConfig::clock_drift_percent`] either
+    /// way, fixed per node (its clock runs fast or slow for the whole run).
+    fn tick_period(&self, id: NodeId) -> Time {
+        let base = self.cfg.tick_interval;
+        let drift = self.cfg.clock_drift_percent.min(90);
+        if drift == 0 {
+            return base;
+        }
+        // A hash of (seed, id), not a draw: schedules without drift stay
+        // those of a run without this knob.
+        let mut h = Rng::new(self.cfg.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let percent = 100 - drift + h.range(0, 2 * drift + 1);
+        (base * percent / 100).max(1)
+    }
+
+    /// Wakes node `i` from a pause: its overdue timer fires once, then it
+    /// reads what queued for it, in arrival order.
+    fn resume(&mut self, i: usize) {
+        let backlog = self.nodes[i].resume();
+        let id = self.nodes[i].id();
+        if let Some(r) = self.nodes[i].replica_mut() {
+            r.tick();
+        }
+        self.nodes[i].next_tick = self.now + self.tick_period(id);
+        self.drive(i);
+        for d in backlog {
+            match d {
+                Deferred::Message(msg) => {
+                    if let Some(r) = self.nodes[i].replica_mut() {
+                        self.net.stats.delivered += 1;
+                        self.trace.mix(msg.from ^ (msg.to << 8) ^ (msg.term << 16));
+                        let _ = r.step(msg);
+                    }
+                }
+                Deferred::Write { ctx, cmd } => {
+                    // Refused by the woken node: never in its log.
+                    if self.nodes[i].propose(ctx, cmd).is_err() {
+                        let lost = Reply::WriteLost {
+                            ctx,
+                            not_applied: true,
+                        };
+                        self.replies.push((id, lost));
+                    }
+                }
+                Deferred::Read {
+                    ctx,
+                    key,
+                    known_commit,
+                } => {
+                    if self.nodes[i].read(ctx, &key, known_commit).is_err() {
+                        self.replies.push((id, Reply::ReadFailed { ctx }));
+                    }
+                }
+            }
+            self.drive(i);
+            self.dispatch_replies();
+        }
     }
 
     fn index(&self, id: NodeId) -> Option<usize> {
@@ -775,7 +889,11 @@ impl Cluster {
     // ----- running -----
 
     fn next_event_time(&self) -> Option<Time> {
-        let ticks = self.nodes.iter().filter(|n| n.is_up()).map(|n| n.next_tick);
+        let ticks = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_up())
+            .map(|n| n.paused_until().unwrap_or(n.next_tick));
         let clients = self.clients.iter().filter_map(Client::wake_at);
         ticks
             .chain(clients)
@@ -823,16 +941,24 @@ impl Cluster {
         }
         self.maybe_calm();
 
+        // Paused nodes whose pause is over.
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].paused_until().is_some_and(|t| t <= now) {
+                self.resume(i);
+            }
+        }
+
         // Ticks.
         for i in 0..self.nodes.len() {
-            if self.nodes[i].next_tick > now {
+            if self.nodes[i].next_tick > now || self.nodes[i].paused_until().is_some() {
                 continue;
             }
             let Some(r) = self.nodes[i].replica_mut() else {
                 continue;
             };
             r.tick();
-            self.nodes[i].next_tick += self.cfg.tick_interval;
+            let period = self.tick_period(self.nodes[i].id());
+            self.nodes[i].next_tick += period;
             self.drive(i);
         }
         self.dispatch_replies();
@@ -984,6 +1110,11 @@ impl Cluster {
                 .iter()
                 .filter(|(_, a)| matches!(a, FaultAction::Crash(_)))
                 .count(),
+            pauses: self
+                .fault_log
+                .iter()
+                .filter(|(_, a)| matches!(a, FaultAction::Pause { .. }))
+                .count(),
             partitions: self
                 .fault_log
                 .iter()
@@ -1062,6 +1193,10 @@ impl Cluster {
         };
         if !self.nodes[i].is_up() {
             self.net.lost_at_down_node(&m, self.now);
+            return;
+        }
+        if self.nodes[i].paused_until().is_some() {
+            self.nodes[i].defer(Deferred::Message(m.msg));
             return;
         }
         let msg = m.msg;
@@ -1270,6 +1405,7 @@ impl Cluster {
         }
         client.leader_hint = None;
         client.rest(self.now + think);
+        self.start_queued(ci);
     }
 
     /// The pause before client `ci`'s next operation (the hand client has
@@ -1323,6 +1459,37 @@ impl Cluster {
         }
         client.leader_hint = Some(node);
         client.rest(self.now + think);
+        self.start_queued(ci);
+    }
+
+    /// The hand client's operation that waited for its registration: sent
+    /// once the session has an id, abandoned if the registration failed.
+    fn start_queued(&mut self, ci: usize) {
+        let Some((op_id, op, via, deadline)) = self.clients[ci].queued.take() else {
+            return;
+        };
+        let session = &mut self.sessions[self.clients[ci].session];
+        if session.needs_registration() {
+            self.history.give_up(op_id, self.now);
+            self.trace.mix(op_id as u64 ^ 0xAB);
+            if self.record_events {
+                self.events.push(SimEvent::Abandoned(op_id));
+            }
+            return;
+        }
+        let (client_id, seq) = session.take_seq();
+        self.history.set_session(op_id, client_id, seq);
+        let client = &mut self.clients[ci];
+        client.current = Some(Current {
+            op_id,
+            op,
+            client_id,
+            seq,
+            deadline,
+            attempts: 0,
+            maybe_in_log: false,
+        });
+        self.attempt(ci, Some(via));
     }
 
     fn dispatch_replies(&mut self) {
@@ -1388,6 +1555,7 @@ impl Cluster {
 mod tests {
     use super::*;
     use crate::sim::network::DropCause;
+    use crate::types::Role;
 
     /// A quiet 5-node cluster (no simulated clients) with a leader.
     /// `guarded`: PreVote and CheckQuorum on.
@@ -1501,6 +1669,88 @@ mod tests {
         assert!(c.violations().is_empty(), "{:?}", c.violations());
         check_linearizability(c.history().ops()).unwrap();
         assert!(c.submit(9, ClientOp::Get { key: "x".into() }).is_err());
+    }
+
+    /// A leader frozen for longer than an election timeout wakes up in a
+    /// cluster with a newer leader: what queued for it while it slept (its
+    /// peers' messages and a client's write) is handled in arrival order,
+    /// it steps down, and the write is answered once, by the new leader.
+    #[test]
+    fn a_paused_leader_wakes_to_a_newer_term() {
+        let mut c = Cluster::new(SimConfig::new(11, 3)).unwrap();
+        c.run_until(3_000);
+        let old = c.leader().unwrap();
+        let term = c.node(old).unwrap().term().unwrap();
+        c.apply_fault(FaultAction::Pause {
+            node: old,
+            time: 2_000,
+        });
+        assert_eq!(c.node(old).unwrap().paused_until(), Some(c.now() + 2_000));
+        let put = ClientOp::Write(Op::Put {
+            key: "frozen".into(),
+            value: "v".into(),
+        });
+        let id = c.submit(old, put).unwrap();
+        c.run_until(c.now() + 1_500);
+        let new = c.leader().unwrap();
+        assert_ne!(new, old, "the others elected a leader while it slept");
+        assert!(c.node(new).unwrap().term().unwrap() > term);
+        assert_eq!(
+            c.node(old).unwrap().role(),
+            Some(Role::Leader),
+            "still frozen in its old role"
+        );
+        let out = run_until_answered(&mut c, id);
+        assert_eq!(out, OpOutput::Write(OpResult::Put { prev: None }));
+        c.run_until(c.now() + 1_500);
+        let woken = c.node(old).unwrap();
+        assert_eq!(woken.paused_until(), None);
+        assert_eq!(woken.role(), Some(Role::Follower));
+        assert_eq!(woken.term(), c.node(new).unwrap().term());
+        assert_eq!(woken.kv().get("frozen"), Some("v"));
+        assert!(c.violations().is_empty(), "{:?}", c.violations());
+        check_linearizability(c.history().ops()).unwrap();
+    }
+
+    /// Drifting clocks tick at their own fixed rates, within the bound; no
+    /// drift keeps every node on the configured interval.
+    #[test]
+    fn clocks_drift_within_their_bound() {
+        let mut cfg = SimConfig::new(12, 5);
+        let c = Cluster::new(cfg.clone()).unwrap();
+        assert!((1..=5).all(|id| c.tick_period(id) == cfg.tick_interval));
+        cfg.tick_interval = 100;
+        cfg.clock_drift_percent = 30;
+        let c = Cluster::new(cfg).unwrap();
+        let periods: Vec<Time> = (1..=5).map(|id| c.tick_period(id)).collect();
+        assert!(
+            periods.iter().all(|p| (70..=130).contains(p)),
+            "{periods:?}"
+        );
+        assert!(periods.windows(2).any(|w| w[0] != w[1]), "{periods:?}");
+        assert_eq!(periods[0], c.tick_period(1), "fixed per node");
+    }
+
+    /// Randomized runs draw the time faults (pauses, drifting clocks) and
+    /// deliver old messages to restarted nodes, and stay clean.
+    #[test]
+    fn randomized_runs_pause_drift_and_redeliver() {
+        let (mut pauses, mut redelivered, mut drifting) = (0, 0, 0);
+        for seed in 0..120 {
+            let cfg = SimConfig::randomized(seed);
+            drifting += usize::from(cfg.clock_drift_percent > 0);
+            let report = Cluster::new(cfg).unwrap().run_to_end();
+            assert!(
+                report.violations.is_empty(),
+                "seed {seed}: {}",
+                report.violations[0]
+            );
+            pauses += report.pauses;
+            redelivered += report.network.redelivered_after_restart;
+        }
+        assert!(pauses >= 20, "{pauses} pauses");
+        assert!(redelivered >= 20, "{redelivered} messages redelivered");
+        assert!(drifting >= 40, "{drifting} runs with drifting clocks");
     }
 
     #[test]

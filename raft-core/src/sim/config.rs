@@ -80,6 +80,10 @@ pub struct SimConfig {
     pub raft: Config,
     /// Virtual time between two ticks of a node.
     pub tick_interval: Time,
+    /// Each node's clock runs up to this many percent fast or slow (its
+    /// ticks come every `tick_interval * (100 ± d) / 100`, `d` fixed per
+    /// node and drawn from the seed); 0: every clock keeps time.
+    pub clock_drift_percent: u64,
     /// Latency, loss and duplication.
     pub network: NetworkConfig,
     /// Each node snapshots and compacts its log every this many applied
@@ -114,6 +118,7 @@ impl SimConfig {
             nodes,
             raft,
             tick_interval: 10,
+            clock_drift_percent: 0,
             network: NetworkConfig::default(),
             snapshot_every: 20,
             clients: ClientConfig::default(),
@@ -154,9 +159,15 @@ impl SimConfig {
         cfg.clients.think = (0, rng.range(5, 40));
         cfg.nemesis = NemesisConfig::active();
         cfg.nemesis.interval = (rng.range(40, 120), rng.range(150, 350));
-        // Sessions: some clients without ids, some pipelining, and in some
-        // runs a session table smaller than the clients, so sessions are
-        // forgotten, writes refused and clients registered again.
+        // Drawn last, so that every knob above is drawn as before they
+        // existed.
+        cfg.clock_drift_percent = [0, 10, 30][rng.range(0, 3) as usize];
+        cfg.nemesis.pause = [0.0, 0.2][rng.range(0, 2) as usize];
+        cfg.network.redeliver_after_restart = [0.0, 0.5][rng.range(0, 2) as usize];
+        // Sessions, drawn after those for the same reason: some clients
+        // without ids, some pipelining, and in some runs a session table
+        // smaller than the clients, so sessions are forgotten, writes
+        // refused and clients registered again.
         cfg.clients.without_session = rng.range(0, 2) as usize;
         cfg.clients.pipelined = rng.range(0, 3) as usize;
         cfg.clients.pipeline_depth = rng.range(2, 5) as usize;
@@ -170,8 +181,19 @@ impl SimConfig {
             *total = *total * lanes / cfg.clients.count;
         }
         cfg.clients.keys = cfg.clients.keys * lanes / cfg.clients.count;
+        // One session short: each registration forgets the least recently
+        // used, whose next write is refused and who registers again, and
+        // so on around the clients (a smaller table refuses most writes,
+        // and their unknown outcomes swamp the linearizability search).
         if rng.chance(0.3) {
-            cfg.raft.session_limit = rng.range(2, 6) as usize;
+            cfg.raft.session_limit = cfg.clients.count.saturating_sub(1).max(1);
+        }
+        // Writes whose outcome stays unknown (without ids, or refused as
+        // their session expired) are spread over more keys, for the same
+        // reason.
+        cfg.clients.keys += cfg.clients.without_session;
+        if cfg.raft.session_limit < cfg.clients.count {
+            cfg.clients.keys += 2;
         }
         cfg
     }

@@ -181,6 +181,15 @@ impl History {
         id
     }
 
+    /// Sets the session a write invoked before its session was known
+    /// (the hand client's first write) is sent with.
+    pub(crate) fn set_session(&mut self, id: usize, client_id: u64, seq: u64) {
+        if let Some(op) = self.ops.get_mut(id) {
+            op.client_id = client_id;
+            op.seq = seq;
+        }
+    }
+
     /// Records that operation `id` returned `output` (from `node`) at `now`.
     /// An operation that already finished is left alone.
     pub fn complete(&mut self, id: usize, output: OpOutput, node: Option<NodeId>, now: Time) {

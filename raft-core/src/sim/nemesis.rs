@@ -63,6 +63,17 @@ pub enum FaultAction {
     },
     /// Stop a removed node for good. Refused while it is a member.
     Retire(NodeId),
+    /// Freeze a running node for `time` (SIGSTOP, a long GC pause, a VM
+    /// migration): it neither ticks nor reads what reaches it, which queues
+    /// and is handled in arrival order when it wakes; then its overdue
+    /// timer fires once, as the server's ticker (missed ticks delayed, not
+    /// replayed) does. Nothing is lost, unlike a crash.
+    Pause {
+        /// The frozen node.
+        node: NodeId,
+        /// For how long.
+        time: Time,
+    },
 }
 
 impl std::fmt::Display for FaultAction {
@@ -111,6 +122,7 @@ impl std::fmt::Display for FaultAction {
                 write!(f, "re-add removed node {old} as {new}{auto}")
             }
             FaultAction::Retire(n) => write!(f, "stop removed node {n} for good"),
+            FaultAction::Pause { node, time } => write!(f, "pause {node} for {time}"),
         }
     }
 }
@@ -141,6 +153,10 @@ pub struct NemesisConfig {
     /// node's next durable write ([`FaultAction::CrashAtWrite`]); 0 draws
     /// nothing, so schedules are those of a nemesis without the fault.
     pub crash_at_write: f64,
+    /// The share of single-node crashes that are pauses instead
+    /// ([`FaultAction::Pause`], as long as a crash would be down); 0 draws
+    /// nothing, so schedules are those of a nemesis without pauses.
+    pub pause: f64,
     /// Membership churn (off by default).
     pub churn: ChurnConfig,
 }
@@ -197,6 +213,7 @@ impl Default for NemesisConfig {
             calm_after: 0.85,
             min_faults: 3,
             crash_at_write: 0.5,
+            pause: 0.0,
             churn: ChurnConfig::default(),
         }
     }
@@ -356,6 +373,10 @@ impl Nemesis {
                     Some(l) if rng.chance(0.5) => l,
                     _ => pick(rng, &up),
                 };
+                if cfg.pause > 0.0 && rng.chance(cfg.pause) {
+                    let time = rng.range(cfg.down_time.0, cfg.down_time.1 + 1).max(1);
+                    return vec![FaultAction::Pause { node: victim, time }];
+                }
                 self.later(now, cfg.down_time, rng, FaultAction::Restart(victim));
                 // Half the crashes hit in the middle of a write, after the
                 // messages that may leave before it.

@@ -18,6 +18,12 @@ pub struct NetworkConfig {
     pub drop_rate: f64,
     /// Probability that a message is delivered twice (with its own latency).
     pub duplicate_rate: f64,
+    /// Probability that a message in flight to a node that crashes is not
+    /// lost but held by its sender's transport and delivered after the node
+    /// restarts (a peer's outbound queue outlives the connection it was
+    /// built for and resends on the next one): the new incarnation then
+    /// receives messages its predecessor's state caused. 0 draws nothing.
+    pub redeliver_after_restart: f64,
 }
 
 impl Default for NetworkConfig {
@@ -26,6 +32,7 @@ impl Default for NetworkConfig {
             latency: (1, 10),
             drop_rate: 0.0,
             duplicate_rate: 0.0,
+            redeliver_after_restart: 0.0,
         }
     }
 }
@@ -138,6 +145,9 @@ pub struct NetworkStats {
     pub to_down_node: u64,
     /// InstallSnapshot messages delivered.
     pub snapshots_delivered: u64,
+    /// Messages held when their recipient crashed and put back on the wire
+    /// when it restarted ([`NetworkConfig::redeliver_after_restart`]).
+    pub redelivered_after_restart: u64,
 }
 
 /// The network between the nodes.
@@ -148,6 +158,8 @@ pub struct Network {
     queue: BTreeMap<(Time, u64), InFlight>,
     cuts: BTreeSet<(NodeId, NodeId)>,
     next_id: u64,
+    /// Messages to crashed nodes, held for their next incarnation.
+    held: BTreeMap<NodeId, Vec<Message>>,
     /// What happened to messages so far.
     pub stats: NetworkStats,
     record_drops: bool,
@@ -162,6 +174,7 @@ impl Network {
             queue: BTreeMap::new(),
             cuts: BTreeSet::new(),
             next_id: 0,
+            held: BTreeMap::new(),
             stats: NetworkStats::default(),
             record_drops: false,
             dropped: Vec::new(),
@@ -260,19 +273,42 @@ impl Network {
         self.queue.len()
     }
 
-    /// Drops every message in flight to `node` (it crashed at `now`).
-    pub fn drop_to(&mut self, node: NodeId, now: Time) {
-        let before = self.queue.len();
-        let record = self.record_drops;
-        let dropped = &mut self.dropped;
+    /// Drops every message in flight to `node` (it crashed at `now`), but
+    /// holds each with probability [`NetworkConfig::redeliver_after_restart`]
+    /// for [`Network::release_held`].
+    pub fn drop_to(&mut self, node: NodeId, now: Time, rng: &mut Rng) {
+        let p = self.config.redeliver_after_restart;
+        let mut dying = Vec::new();
         self.queue.retain(|_, m| {
             let keep = m.msg.to != node;
-            if !keep && record {
-                dropped.push(DroppedMessage::in_flight(m, now, DropCause::RecipientDown));
+            if !keep {
+                dying.push(m.clone());
             }
             keep
         });
-        self.stats.to_down_node += (before - self.queue.len()) as u64;
+        for m in dying {
+            if p > 0.0 && rng.chance(p) {
+                self.held.entry(node).or_default().push(m.msg);
+            } else {
+                self.stats.to_down_node += 1;
+                self.note_drop(|| DroppedMessage::in_flight(&m, now, DropCause::RecipientDown));
+            }
+        }
+    }
+
+    /// Puts the messages held for `node` back on the wire (it restarted at
+    /// `now`), each with a new latency, in the order they were sent. The
+    /// network's current cuts and loss apply to them as to any message.
+    pub fn release_held(&mut self, node: NodeId, now: Time, rng: &mut Rng) {
+        for msg in self.held.remove(&node).unwrap_or_default() {
+            self.stats.redelivered_after_restart += 1;
+            self.send(msg, now, rng);
+        }
+    }
+
+    /// Forgets the messages held for `node` (it was stopped for good).
+    pub fn forget_held(&mut self, node: NodeId) {
+        self.held.remove(&node);
     }
 
     /// Notes that `m` reached a node that is down (the cluster found it
@@ -382,6 +418,7 @@ mod tests {
             latency: (10, 10),
             drop_rate: 1.0,
             duplicate_rate: 0.0,
+            redeliver_after_restart: 0.0,
         });
         let mut rng = Rng::new(5);
         net.send(msg(1, 2), 0, &mut rng);
@@ -391,7 +428,7 @@ mod tests {
         net.config.drop_rate = 0.0;
         net.send(msg(1, 3), 0, &mut rng);
         net.send(msg(2, 3), 0, &mut rng);
-        net.drop_to(3, 5);
+        net.drop_to(3, 5, &mut rng);
         let dropped = net.take_dropped();
         let causes: Vec<_> = dropped.iter().map(|d| d.cause).collect();
         assert_eq!(
@@ -418,6 +455,7 @@ mod tests {
             latency: (1, 50),
             drop_rate: 0.0,
             duplicate_rate: 1.0,
+            redeliver_after_restart: 0.0,
         });
         let mut rng = Rng::new(3);
         for _ in 0..10 {

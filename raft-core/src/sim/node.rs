@@ -206,6 +206,27 @@ pub struct SimNode {
     crash_at_write: bool,
     /// Stopped for good after its removal from the cluster; never restarts.
     retired: bool,
+    /// Frozen until then (a stop-the-world pause: SIGSTOP, a long GC, a
+    /// VM migration): it neither ticks nor reads its sockets.
+    paused_until: Option<Time>,
+    /// What reached it while paused, in arrival order: its sockets' and
+    /// listen queue's contents, handled when it resumes.
+    inbox: Vec<Deferred>,
+}
+
+/// A message or request that reached a paused node.
+#[derive(Clone, Debug)]
+pub(crate) enum Deferred {
+    /// A message from a peer.
+    Message(crate::message::Message),
+    /// A client's write, which the client knows by `ctx`.
+    Write { ctx: u64, cmd: crate::kv::Command },
+    /// A client's linearizable read (see [`SimNode::read`]).
+    Read {
+        ctx: u64,
+        key: String,
+        known_commit: Index,
+    },
 }
 
 impl SimNode {
@@ -262,6 +283,8 @@ impl SimNode {
             commit_seen: 0,
             crash_at_write: false,
             retired: false,
+            paused_until: None,
+            inbox: Vec::new(),
         })
     }
 
@@ -365,6 +388,30 @@ impl SimNode {
         std::mem::take(&mut self.crash_at_write)
     }
 
+    /// Freezes it until `until` (no effect when it is down).
+    pub(crate) fn pause(&mut self, until: Time) {
+        if self.is_up() {
+            let until = self.paused_until.map_or(until, |t| t.max(until));
+            self.paused_until = Some(until);
+        }
+    }
+
+    /// Until when it is frozen, if it is.
+    pub fn paused_until(&self) -> Option<Time> {
+        self.paused_until
+    }
+
+    /// Queues a message that reached it while paused.
+    pub(crate) fn defer(&mut self, d: Deferred) {
+        self.inbox.push(d);
+    }
+
+    /// Wakes it up: returns what queued while it was frozen, oldest first.
+    pub(crate) fn resume(&mut self) -> Vec<Deferred> {
+        self.paused_until = None;
+        std::mem::take(&mut self.inbox)
+    }
+
     /// Loses everything not persisted.
     pub(crate) fn crash(&mut self) {
         self.stop();
@@ -379,6 +426,10 @@ impl SimNode {
 
     fn stop(&mut self) {
         self.crash_at_write = false;
+        // A frozen process that is killed never wakes up: what queued for it
+        // dies with its sockets.
+        self.paused_until = None;
+        self.inbox.clear();
         // The process is gone: nobody hears from it again (its clients time
         // out, as a server's clients would).
         self.replica = None;
@@ -405,6 +456,11 @@ impl SimNode {
         ctx: u64,
         cmd: crate::kv::Command,
     ) -> Result<(), crate::config::NotAccepted> {
+        if self.is_up() && self.paused_until.is_some() {
+            // Accepted by the kernel, not yet read by the frozen process.
+            self.inbox.push(Deferred::Write { ctx, cmd });
+            return Ok(());
+        }
         let replica = self
             .replica
             .as_mut()
@@ -424,6 +480,14 @@ impl SimNode {
         key: &str,
         known_commit: Index,
     ) -> Result<(), crate::config::NotAccepted> {
+        if self.is_up() && self.paused_until.is_some() {
+            self.inbox.push(Deferred::Read {
+                ctx,
+                key: key.to_string(),
+                known_commit,
+            });
+            return Ok(());
+        }
         let replica = self
             .replica
             .as_mut()

@@ -1,4 +1,5 @@
-//! `GET /healthz` and `GET /readyz`, for orchestrators and load balancers.
+//! `GET /healthz` and `GET /readyz`, for orchestrators and load balancers,
+//! and `GET /version`.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -20,4 +21,17 @@ pub(super) async fn readyz(State(s): State<Shared>) -> Response {
         Ok(Err(why)) => s.unavailable(format!("not ready: {why}")),
         Err(_) => s.unavailable("not ready: the node is shutting down"),
     }
+}
+
+/// The server's release and source commit.
+pub(crate) fn version_info() -> raft_core::wire::VersionResponse {
+    raft_core::wire::VersionResponse {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        commit: env!("RAFT_KV_COMMIT").to_string(),
+    }
+}
+
+/// `GET /version`: which build answers.
+pub(super) async fn version() -> Response {
+    Json(version_info()).into_response()
 }

@@ -66,6 +66,7 @@ pub fn router(state: Shared) -> Router {
         .route("/cluster", get(cluster::cluster))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/version", get(health::version))
         .route("/metrics", get(metrics::metrics))
         .route(
             "/test/partition",

@@ -223,11 +223,24 @@ impl Node {
         let mut ticker = tokio::time::interval(self.opts.tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        // Once shutdown is asked for, a leader first hands leadership over
+        // and serves until the successor took it or this deadline passes.
+        let mut handoff: Option<tokio::time::Instant> = None;
         // Publish the initial state (a single node may already lead).
         let mut result = self.process_ready().await;
         while result.is_ok() {
             tokio::select! {
-                _ = &mut shutdown => break,
+                _ = &mut shutdown, if handoff.is_none() => {
+                    match self.start_handoff() {
+                        Some(deadline) => handoff = Some(deadline),
+                        None => break,
+                    }
+                }
+                _ = tokio::time::sleep_until(handoff.unwrap_or_else(tokio::time::Instant::now)),
+                    if handoff.is_some() => {
+                    warn!("the leadership handoff did not finish in time; stopping anyway");
+                    break;
+                }
                 _ = ticker.tick() => self.on_tick(),
                 Some(batch) = peers.recv() => self.on_peer_batch(batch),
                 Some(req) = requests.recv() => self.on_request(req),
@@ -261,6 +274,13 @@ impl Node {
                 // Installed by now, or refused: either way not needed.
                 self.opts.decoded.clear();
             }
+            if handoff.is_some() && !self.replica.raw().is_leader() {
+                info!(
+                    leader = ?self.replica.raw().leader(),
+                    "leadership handed over; stopping"
+                );
+                break;
+            }
         }
         // A snapshot still being written finishes and is recorded, so the
         // next start has less log to replay.
@@ -293,6 +313,31 @@ impl Node {
         }
         info!("raft loop stopped");
         result
+    }
+
+    /// On shutdown: a leader with a caught-up voter to hand over to asks
+    /// it to take leadership now (TimeoutNow), so the cluster does not wait
+    /// an election timeout for a new leader; returns the deadline to give
+    /// up by (two election timeouts). `None`: nothing to hand over, stop now.
+    fn start_handoff(&mut self) -> Option<tokio::time::Instant> {
+        let to = self.replica.successor()?;
+        match self.replica.transfer_leader(to) {
+            Ok(()) => {
+                info!(
+                    to,
+                    "shutdown requested: handing leadership to node {to} first"
+                );
+                let election = self.opts.tick * self.replica.raw().election_tick() as u32;
+                Some(tokio::time::Instant::now() + 2 * election)
+            }
+            Err(e) => {
+                warn!(
+                    to,
+                    "shutdown requested: cannot hand leadership over ({e}); stopping"
+                );
+                None
+            }
+        }
     }
 
     fn on_tick(&mut self) {
