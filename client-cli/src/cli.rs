@@ -96,9 +96,13 @@ pub enum Command {
     Status,
     /// Print every member's status as a table.
     Cluster,
-    /// Ask the server to take a snapshot now (admin; needs --token when the
-    /// cluster has one).
-    Snapshot,
+    /// Ask the server to take a snapshot now, or with `save FILE` back the
+    /// whole state up (admin; needs --token when the cluster has one).
+    Snapshot {
+        /// `save FILE`: write a consistent backup to FILE.
+        #[command(subcommand)]
+        action: Option<SnapshotCommand>,
+    },
     /// Ask the leader to hand leadership to node ID (admin; needs --token
     /// when the cluster has one).
     TransferLeader {
@@ -115,6 +119,20 @@ pub enum Command {
     },
     /// Generate load and report throughput and latency.
     Bench(BenchArgs),
+}
+
+/// The subcommands of `snapshot`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Stream a consistent snapshot of the whole state (every write
+    /// acknowledged before the command started) into FILE, checked against
+    /// its CRC32 before it is put in place. Restore it with
+    /// `raft-kv-server --restore FILE`.
+    Save {
+        /// Where to write the backup (replaced only once the new one is
+        /// whole and verified).
+        file: std::path::PathBuf,
+    },
 }
 
 /// The subcommands of `member`. A change prints the configuration once it

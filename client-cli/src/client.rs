@@ -274,6 +274,15 @@ impl ApiClient {
         decode(answer)
     }
 
+    /// `GET /admin/backup` from the first server that answers: the bytes
+    /// of a snapshot file holding every write acknowledged before the call.
+    pub async fn backup(&mut self) -> Result<Vec<u8>, CliError> {
+        let answer = self
+            .send(Request::admin(Route::AnyNode, &["admin", "backup"], None).method(Method::GET))
+            .await?;
+        Ok(check_status(answer)?.body)
+    }
+
     /// `POST /admin/transfer-leader` to the leader. Returns the server's
     /// answer body as JSON (`null` when it sent none).
     pub async fn transfer_leader(&mut self, to: NodeId) -> Result<serde_json::Value, CliError> {

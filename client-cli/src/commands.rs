@@ -4,7 +4,7 @@ use raft_core::wire::AddMemberRequest;
 use serde_json::json;
 
 use crate::bench;
-use crate::cli::{Cli, Command, MemberCommand};
+use crate::cli::{Cli, Command, MemberCommand, SnapshotCommand};
 use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::output::{self, print, print_json};
@@ -81,7 +81,22 @@ async fn run_api(command: Command, client: &mut ApiClient, json: bool) -> Result
                 print(&output::cluster_text(&cluster))
             }
         }
-        Command::Snapshot => {
+        Command::Snapshot {
+            action: Some(SnapshotCommand::Save { file }),
+        } => {
+            let saved = crate::backup::save(client, &file).await?;
+            if json {
+                print_json(&saved)
+            } else {
+                print(&format!(
+                    "saved a snapshot at index {} ({} bytes) to {}\n",
+                    saved.index,
+                    saved.bytes,
+                    file.display()
+                ))
+            }
+        }
+        Command::Snapshot { action: None } => {
             let snapshot = client.snapshot().await?;
             if json {
                 print_json(&snapshot)

@@ -1,7 +1,9 @@
 //! Randomized deterministic simulation: thousands of seeds, each a cluster
 //! of 3 to 9 nodes with its own timing, batching, PreVote/CheckQuorum,
 //! network quality and snapshot frequency, at least 200 client operations,
-//! and a nemesis crashing nodes, cutting links and degrading the network.
+//! and a nemesis crashing nodes (also in the middle of a write, between a
+//! snapshot file and its record, or halting them with a disk error),
+//! cutting links and degrading the network.
 //! One seed in [`CHURN_EVERY`] also churns the membership among 3 to 7
 //! voters ([`SimConfig::randomized_churn`]): learners joining under new ids,
 //! promotions, removals, replacements, removed members re-added under new
@@ -95,6 +97,7 @@ fn run_chunk(chunk: u64) {
     let (mut crashes, mut partitions, mut snapshots, mut ops) = (0usize, 0usize, 0u64, 0usize);
     let mut few_faults = 0u64;
     let (mut churn_seeds, mut changes, mut added, mut retired) = (0u64, 0usize, 0usize, 0usize);
+    let (mut torn, mut snapshot_files, mut halts) = (0u64, 0u64, 0u64);
     for seed in seeds.clone() {
         let r = run_seed(seed);
         if let Some(why) = failure(&r) {
@@ -116,6 +119,9 @@ fn run_chunk(chunk: u64) {
         partitions += r.partitions;
         snapshots += r.snapshots_installed;
         ops += r.ops_ok;
+        torn += r.torn_writes;
+        snapshot_files += r.snapshot_file_crashes;
+        halts += r.disk_halts;
         if churns(seed) {
             churn_seeds += 1;
             changes += r.conf_changes;
@@ -127,7 +133,8 @@ fn run_chunk(chunk: u64) {
         "seeds {seeds:?}: {productive} committed at least half of their writes, {converged} \
          converged, {finished} finished, {few_faults} had fewer than 3 faults; {ops} ops \
          answered, {crashes} crashes, {partitions} partitions, {snapshots} snapshots installed; \
-         {churn_seeds} churned the membership: {changes} changes accepted, {added} nodes added, \
+         {torn} crashes in the middle of a write, {snapshot_files} crashes between a snapshot file and its record, \
+         {halts} disk-error halts; {churn_seeds} churned the membership: {changes} changes accepted, {added} nodes added, \
          {retired} removed nodes stopped"
     );
     println!("{summary}");
@@ -150,6 +157,13 @@ fn run_chunk(chunk: u64) {
         snapshots >= n,
         "InstallSnapshot is not exercised: {summary}"
     );
+    // The disk faults strike (averages: too few seeds prove nothing).
+    if n >= 100 {
+        assert!(
+            torn >= n && snapshot_files * 25 >= n && halts * 5 >= n,
+            "too few disk faults: {summary}"
+        );
+    }
     // Membership churn must really happen where it is on.
     let churn = churn_seeds as usize;
     assert!(

@@ -62,7 +62,23 @@ pub async fn prepare(
     let has_log = persisted.snapshot.is_some() || !persisted.entries.is_empty();
     let founding = founding_membership(settings, own_url);
     match Identity::load(dir)? {
+        Some(identity)
+            if settings.restore.is_some()
+                && restored_cluster_id(settings, &founding)? != identity.cluster_id =>
+        {
+            Err(format!(
+                "--restore founds a new cluster and needs an empty data directory; {} already \
+                 holds a node of another cluster",
+                dir.display()
+            ))
+        }
         Some(identity) => {
+            if settings.restore.is_some() {
+                warn!(
+                    "--restore is ignored: this data directory was restored from that backup \
+                     already; the node restarts from its own data"
+                );
+            }
             if identity.node_id != settings.id {
                 return Err(format!(
                     "the data directory {} belongs to node {}, not node {} (--node-id)",
@@ -78,7 +94,7 @@ pub async fn prepare(
                 persisted
             } else if settings.force_new_cluster {
                 return Err(format!(
-                    "--force-new-cluster needs the data directory of a surviving member, and {}                      holds no log",
+                    "--force-new-cluster needs the data directory of a surviving member, and {} holds no log",
                     dir.display()
                 ));
             } else if identity.origin == Origin::Founder {
@@ -119,7 +135,7 @@ pub async fn prepare(
             })
         }
         None if settings.force_new_cluster => Err(format!(
-            "--force-new-cluster needs the data directory of a surviving member, and {} holds              no raft-kv node",
+            "--force-new-cluster needs the data directory of a surviving member, and {} holds no raft-kv node",
             dir.display()
         )),
         None if has_log => Err(format!(
@@ -142,6 +158,9 @@ pub async fn prepare(
                     persisted: PersistedState::default(),
                     known_urls,
                 })
+            }
+            None if settings.restore.is_some() => {
+                restore(settings, storage, founding, incarnations, http).await
             }
             None => {
                 let cluster_id = identity::founding_cluster_id(&founding);
@@ -195,12 +214,12 @@ fn force_new_cluster(
             if forced == config_index {
                 warn!(
                     forced_at = forced,
-                    "--force-new-cluster was already applied (the configuration is still this                      node alone); nothing to do. Remove the flag."
+                    "--force-new-cluster was already applied (the configuration is still this node alone); nothing to do. Remove the flag."
                 );
                 return Ok(persisted);
             }
             return Err(format!(
-                "--force-new-cluster was already applied at index {forced}, and the                  configuration changed since (now {} at index {config_index}); starting with the                  flag again would drop those members. Remove the flag.",
+                "--force-new-cluster was already applied at index {forced}, and the configuration changed since (now {} at index {config_index}); starting with the flag again would drop those members. Remove the flag.",
                 describe(&current)
             ));
         }
@@ -221,9 +240,96 @@ fn force_new_cluster(
         previous = %describe(&current),
         index = forced.entry.index,
         term = forced.entry.term,
-        "FORCED A NEW CLUSTER: this node is now the only voter; every entry it held is          committed. The other members are no longer part of the cluster: add members back with          `raft-kv-client member add`, each with an empty data directory, and remove          --force-new-cluster from this node's command line"
+        "FORCED A NEW CLUSTER: this node is now the only voter; every entry it held is committed. The other members are no longer part of the cluster: add members back with `raft-kv-client member add`, each with an empty data directory, and remove --force-new-cluster from this node's command line"
     );
     Ok(forced.apply_to(&persisted))
+}
+
+/// The backup `--restore` names, verified, and the id of the cluster
+/// restored from it with the founding configuration `founding`.
+fn read_backup(
+    file: &std::path::Path,
+    founding: &Membership,
+) -> Result<(raft_core::Snapshot, u64), String> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| format!("--restore: cannot read {}: {e}", file.display()))?;
+    let snapshot = crate::storage::decode::snapshot_file(&bytes)
+        .map_err(|e| format!("--restore: {} is not a usable backup: {e}", file.display()))?;
+    // The file's last four bytes are its CRC32 (checked just above).
+    let crc = bytes
+        .len()
+        .checked_sub(4)
+        .and_then(|at| bytes.get(at..))
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .unwrap_or(0);
+    let id = identity::restored_cluster_id(founding, crc, snapshot.meta.index);
+    Ok((snapshot, id))
+}
+
+/// The cluster id `--restore` gives with these flags.
+fn restored_cluster_id(settings: &Settings, founding: &Membership) -> Result<u64, String> {
+    let file = settings.restore.as_ref().ok_or("no --restore")?;
+    read_backup(file, founding).map(|(_, id)| id)
+}
+
+/// `--restore FILE` on an empty data directory: founds a new cluster whose
+/// starting state is the backup's. The backup becomes the node's snapshot,
+/// with the founding configuration in place of the one it was taken under;
+/// the log starts after it. Every founder restoring the same file with the
+/// same `--peers` writes the same snapshot, so they agree from the start.
+async fn restore(
+    settings: &Settings,
+    storage: &mut dyn Storage,
+    founding: Membership,
+    incarnations: PeerIncarnations,
+    http: &reqwest::Client,
+) -> Result<Start, String> {
+    let file = settings
+        .restore
+        .as_ref()
+        .ok_or("restore without --restore")?;
+    let (mut snapshot, cluster_id) = read_backup(file, &founding)?;
+    raft_core::KvStore::restore(&snapshot.data).map_err(|e| {
+        format!(
+            "--restore: {} holds no valid state machine: {e}",
+            file.display()
+        )
+    })?;
+    check_not_known_to_peers(settings, cluster_id, http).await?;
+    let identity = Identity {
+        cluster_id,
+        node_id: settings.id,
+        incarnation: identity::new_incarnation(),
+        origin: Origin::Founder,
+    };
+    identity.save(&settings.data_dir)?;
+    snapshot.meta.membership = founding.clone();
+    let hard_state = raft_core::HardState {
+        term: snapshot.meta.term,
+        vote: 0,
+        commit: snapshot.meta.index,
+    };
+    storage
+        .persist(Some(&snapshot), &[], Some(hard_state))
+        .map_err(|e| format!("--restore: cannot write the restored state: {e}"))?;
+    info!(
+        cluster_id = %identity::hex(cluster_id),
+        voters = ?founding.voters,
+        backup = %file.display(),
+        index = snapshot.meta.index,
+        "founding a new cluster from a backup"
+    );
+    Ok(Start {
+        identity,
+        incarnations,
+        persisted: PersistedState {
+            hard_state,
+            snapshot: Some(snapshot),
+            entries: Vec::new(),
+        },
+        known_urls: BTreeMap::new(),
+    })
 }
 
 /// The founding configuration the flags describe: `--peers` and this node.

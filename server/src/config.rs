@@ -67,6 +67,13 @@ pub struct Args {
     #[arg(long, conflicts_with = "join")]
     pub force_new_cluster: bool,
 
+    /// Found a new cluster from a backup (`raft-kv-client snapshot save`):
+    /// start every member of the new cluster with the same FILE and the
+    /// same `--peers`, each on an empty data directory. The new cluster
+    /// gets its own id; the backup's data is its starting state.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["join", "force_new_cluster"])]
+    pub restore: Option<PathBuf>,
+
     /// Directory of the write-ahead log and snapshots (default: ./data/node-<id>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -269,6 +276,8 @@ pub struct Settings {
     pub join: Option<String>,
     /// `--force-new-cluster`: restart as the only voter.
     pub force_new_cluster: bool,
+    /// `--restore`: the backup a new cluster starts from.
+    pub restore: Option<PathBuf>,
     /// Data directory.
     pub data_dir: PathBuf,
     /// fsync the log.
@@ -465,6 +474,7 @@ impl Args {
             peers_given,
             join,
             force_new_cluster: self.force_new_cluster,
+            restore: self.restore,
             data_dir,
             sync: !self.no_fsync,
             segment_bytes: self.segment_bytes.max(4096),

@@ -105,6 +105,25 @@ pub fn founding_cluster_id(membership: &Membership) -> u64 {
     h.max(1)
 }
 
+/// The id of a cluster restored from a backup: the founding
+/// configuration's id mixed with the backup's checksum and index, so that
+/// every member restored from the same file with the same `--peers` agrees
+/// on it, and it differs from the cluster the backup came from (whose
+/// members must not mistake the restored ones for their own).
+pub fn restored_cluster_id(membership: &Membership, backup_crc: u32, index: u64) -> u64 {
+    let mut h = founding_cluster_id(membership);
+    for b in backup_crc
+        .to_le_bytes()
+        .into_iter()
+        .chain(index.to_le_bytes())
+        .chain(*b"restored")
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h.max(1)
+}
+
 /// A fresh random incarnation (std's hasher keys are drawn from the OS).
 pub fn new_incarnation() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

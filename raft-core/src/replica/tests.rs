@@ -537,3 +537,83 @@ fn the_successor_is_the_most_caught_up_voter_heard_from_recently() {
     }
     assert_eq!(r.successor(), Some(2), "the quiet ones may be down");
 }
+
+/// What the server's recovery hands a node that died after a received
+/// snapshot's file was durable but before the record (mark, entries, hard
+/// state): the snapshot, no entries, and the hard state from before, whose
+/// commit (and even term) lie below the snapshot's. The replica starts at
+/// the snapshot — commit and applied there, the state machine the
+/// snapshot's, nothing applied twice or below it — and takes the leader's
+/// next entries after it.
+#[test]
+fn a_restart_from_a_snapshot_above_the_durable_commit_and_term_starts_at_the_snapshot() {
+    let mut image = crate::kv::KvStore::new();
+    image.apply(&Entry {
+        term: 5,
+        index: 10,
+        payload: Payload::command(put(1, "k")),
+    });
+    let snapshot = crate::types::Snapshot {
+        meta: crate::types::SnapshotMeta {
+            index: 10,
+            term: 5,
+            membership: Membership::new(vec![1, 2, 3]),
+        },
+        data: image.snapshot(),
+    };
+    let persisted = PersistedState {
+        hard_state: crate::types::HardState {
+            term: 3,
+            vote: 2,
+            commit: 2,
+        },
+        snapshot: Some(snapshot),
+        entries: Vec::new(),
+    };
+    let policy = SnapshotPolicy {
+        every: 0,
+        log_percent: 0,
+    };
+    let mut r = Replica::new(Config::new(1), persisted, policy).expect("restarts");
+    let s = r.raw().status();
+    assert_eq!((s.snapshot_index, s.commit, s.applied), (10, 10, 10));
+    assert_eq!((s.term, s.vote), (3, 2), "the old hard state");
+    assert_eq!(r.kv().applied_index(), 10);
+    assert_eq!(r.kv().get("k"), Some("v"));
+    // Nothing to apply: the snapshot is the state.
+    assert_eq!(applied_indices(&mut r), Vec::<u64>::new());
+    // The leader of term 6 goes on after the snapshot.
+    r.step(msg(
+        2,
+        6,
+        MessageBody::Append {
+            prev_index: 10,
+            prev_term: 5,
+            entries: vec![Entry {
+                term: 6,
+                index: 11,
+                payload: Payload::Noop,
+            }],
+            commit: 11,
+        },
+    ))
+    .unwrap();
+    assert_eq!(
+        applied_indices(&mut r),
+        vec![11],
+        "applied once, above the snapshot"
+    );
+    let s = r.raw().status();
+    assert_eq!((s.term, s.commit, s.applied), (6, 11, 11));
+}
+
+/// Carries out every `Ready` as [`drain`] does; the indices applied.
+fn applied_indices(r: &mut Replica) -> Vec<crate::types::Index> {
+    let mut applied = Vec::new();
+    while r.has_ready() {
+        let ready = r.ready();
+        applied.extend(ready.committed_entries.iter().map(|e| e.index));
+        r.advance(ready, None).expect("advance");
+    }
+    applied
+}

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use super::client::{Client, ClientView, Current, Phase, Session};
 use super::config::SimConfig;
+use super::disk::{ArmedFault, WriteCut};
 use super::history::{ClientOp, History, OpOutput, Outcome};
 use super::invariants::{Checker, Detected, Violation};
 use super::linearizability::{check_linearizability, CheckStats, LinearizabilityError};
 use super::nemesis::{ChurnView, FaultAction, Nemesis, NodeBrief};
 use super::network::{DroppedMessage, InFlight, Network, NetworkStats};
-use super::node::{Deferred, Env, Reply, SimNode};
+use super::node::{Deferred, Env, Reply, SimNode, Stopped};
 use super::{Time, TraceHash};
 use crate::config::{ConfigError, NotAccepted};
 use crate::kv::{Command, Op, OpResult};
@@ -124,6 +125,14 @@ pub struct RunReport {
     /// Followers a leader declared to have lost their log
     /// ([`super::node::NodeStats::lost_logs`]; false alarms here).
     pub lost_logs: u64,
+    /// Crashes in the middle of a durable write
+    /// ([`super::node::NodeStats::torn_writes`]).
+    pub torn_writes: u64,
+    /// Crashes or halts between a snapshot file (received or its own) and
+    /// the record marking it.
+    pub snapshot_file_crashes: u64,
+    /// Nodes halted by a disk error.
+    pub disk_halts: u64,
     /// The run's trace hash.
     pub trace_hash: u64,
 }
@@ -550,10 +559,13 @@ impl Cluster {
         match action {
             FaultAction::Crash(id) => self.do_crash(id),
             FaultAction::CrashAtWrite(id) => {
-                if let Some(i) = self.index(id) {
-                    self.nodes[i].arm_crash_at_write();
-                }
+                self.arm(id, ArmedFault::Crash(Some(WriteCut::Nothing)));
             }
+            FaultAction::TornWrite(id) => self.arm(id, ArmedFault::Crash(None)),
+            FaultAction::CrashAfterSnapshotFile(id) => {
+                self.arm(id, ArmedFault::CrashAfterSnapshotFile);
+            }
+            FaultAction::DiskError { node, kind } => self.arm(node, ArmedFault::Error(kind)),
             FaultAction::Restart(id) => self.do_restart(id),
             FaultAction::Cut(links) => {
                 for (a, b) in links {
@@ -613,6 +625,14 @@ impl Cluster {
         }
         self.dispatch_replies();
         self.collect_drops();
+    }
+
+    /// Arms a disk fault on node `id`'s next durable write (nothing if it
+    /// is down).
+    fn arm(&mut self, id: NodeId, fault: ArmedFault) {
+        if let Some(i) = self.index(id) {
+            self.nodes[i].arm(fault);
+        }
     }
 
     fn record_conf(&mut self, action: FaultAction, result: Result<Option<Index>, String>) {
@@ -805,8 +825,8 @@ impl Cluster {
             return;
         }
         if self.nodes[i].is_up() {
-            // A crash at its next write that never came: called off.
-            self.nodes[i].disarm_crash_at_write();
+            // A disk fault at its next write that never came: called off.
+            self.nodes[i].disarm();
             return;
         }
         let config = self.cfg.node_config(id, self.nodes[i].restarts() + 1);
@@ -1139,6 +1159,16 @@ impl Cluster {
             nodes_added: self.nodes.len() - self.cfg.nodes,
             nodes_retired: self.nodes.iter().filter(|n| n.is_retired()).count(),
             lost_logs: self.nodes.iter().map(|n| n.stats().lost_logs).sum(),
+            torn_writes: self.nodes.iter().map(|n| n.stats().torn_writes).sum(),
+            snapshot_file_crashes: self
+                .nodes
+                .iter()
+                .map(|n| {
+                    let s = n.stats();
+                    s.received_snapshot_file_crashes + s.own_snapshot_file_crashes
+                })
+                .sum(),
+            disk_halts: self.nodes.iter().map(|n| n.stats().disk_halts).sum(),
             trace_hash: self.trace.0,
         }
     }
@@ -1180,8 +1210,8 @@ impl Cluster {
         }
         for id in 1..=self.nodes.len() as u64 {
             let n = &self.nodes[id as usize - 1];
-            // A restart of a running node disarms its crash at write.
-            if (!n.is_up() && !n.is_retired()) || n.crash_at_write_armed() {
+            // A restart of a running node disarms its disk fault.
+            if (!n.is_up() && !n.is_retired()) || n.disk_fault_armed() {
                 self.restart(id);
             }
         }
@@ -1233,11 +1263,16 @@ impl Cluster {
             replies: &mut self.replies,
             trace: &mut self.trace,
         };
-        let crashed = self.nodes[i].drive(&mut env);
+        let stopped = self.nodes[i].drive(&mut env);
         // A commit index reported for the first time, against the disks
         // as they are now.
         self.checker.check_commit_claims(&self.nodes);
-        if crashed {
+        if let Some(stopped) = stopped {
+            if stopped == Stopped::Halted {
+                // A halted node answered its waiting clients first (they
+                // retry at once, with the same sequence numbers).
+                self.dispatch_replies();
+            }
             let id = self.nodes[i].id();
             self.after_crash(id);
         }
@@ -1886,40 +1921,53 @@ mod tests {
         assert!(changed > 0);
     }
 
-    /// A crash at a node's next write that has not struck when everything
-    /// is repaired is called off: the node neither stays armed nor dies at
-    /// its first write after the repair.
+    /// A disk fault at a node's next write that has not struck when
+    /// everything is repaired is called off: the node neither stays armed
+    /// nor dies (or halts) at its first write after the repair.
     #[test]
-    fn repair_all_disarms_crash_at_write() {
-        let mut c = quiet(10, true);
-        let f = a_follower(&c);
-        // A quiet follower writes nothing (heartbeats only move the commit
-        // index), so the crash stays pending.
-        c.apply_fault(FaultAction::CrashAtWrite(f));
-        c.run_until(c.now() + 200);
-        assert!(c.node(f).unwrap().is_up());
-        assert!(c.node(f).unwrap().crash_at_write_armed());
-        c.repair_all();
-        assert!(
-            c.nodes().iter().all(|n| !n.crash_at_write_armed()),
-            "a node is still armed after repair_all"
-        );
-        assert_eq!(
-            c.fault_log().last(),
-            Some(&(c.now(), FaultAction::Restart(f)))
-        );
-        // Its next write (a client's put) goes through.
-        let put = ClientOp::Write(Op::Put {
-            key: "after".into(),
-            value: "repair".into(),
-        });
-        let id = c.submit(f, put).unwrap();
-        run_until_answered(&mut c, id);
-        c.run_until(c.now() + 500);
-        assert!(c.node(f).unwrap().is_up(), "it died at its next write");
-        assert_eq!(c.node(f).unwrap().stats().crashes, 0);
-        assert_eq!(c.node(f).unwrap().kv().get("after"), Some("repair"));
-        assert!(c.violations().is_empty(), "{:?}", c.violations());
+    fn repair_all_disarms_the_disk_faults() {
+        let faults: [fn(NodeId) -> FaultAction; 4] = [
+            FaultAction::CrashAtWrite,
+            FaultAction::TornWrite,
+            FaultAction::CrashAfterSnapshotFile,
+            |node| FaultAction::DiskError {
+                node,
+                kind: crate::sim::DiskErrorKind::Enospc,
+            },
+        ];
+        for fault in faults {
+            let mut c = quiet(10, true);
+            let f = a_follower(&c);
+            let fault = fault(f);
+            // A quiet follower writes nothing (heartbeats only move the
+            // commit index), so the fault stays pending.
+            c.apply_fault(fault.clone());
+            c.run_until(c.now() + 200);
+            assert!(c.node(f).unwrap().is_up(), "{fault}");
+            assert!(c.node(f).unwrap().disk_fault_armed(), "{fault}");
+            c.repair_all();
+            assert!(
+                c.nodes().iter().all(|n| !n.disk_fault_armed()),
+                "{fault}: a node is still armed after repair_all"
+            );
+            assert_eq!(
+                c.fault_log().last(),
+                Some(&(c.now(), FaultAction::Restart(f)))
+            );
+            // Its next write (a client's put) goes through.
+            let put = ClientOp::Write(Op::Put {
+                key: "after".into(),
+                value: "repair".into(),
+            });
+            let id = c.submit(f, put).unwrap();
+            run_until_answered(&mut c, id);
+            c.run_until(c.now() + 500);
+            let n = c.node(f).unwrap();
+            assert!(n.is_up(), "{fault}: it died at its next write");
+            assert_eq!((n.stats().crashes, n.stats().disk_halts), (0, 0));
+            assert_eq!(n.kv().get("after"), Some("repair"));
+            assert!(c.violations().is_empty(), "{:?}", c.violations());
+        }
     }
 
     impl Cluster {

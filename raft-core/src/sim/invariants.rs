@@ -75,7 +75,8 @@
 
 use std::collections::BTreeMap;
 
-use super::node::{DurableStore, SimNode};
+use super::disk::DurableStore;
+use super::node::SimNode;
 use super::Time;
 use crate::kv::KvStore;
 use crate::message::{Message, MessageBody};

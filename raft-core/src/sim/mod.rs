@@ -9,11 +9,15 @@
 //! * [`network`]: in-flight messages with latency, loss, duplication,
 //!   reordering and directed link cuts.
 //! * [`node`]: one simulated server: a [`crate::RawNode`], its
-//!   [`crate::KvStore`] and the durable store its `Ready`s persisted.
+//!   [`crate::KvStore`] and its disk.
+//! * [`disk`]: the disk model: the durable store the `Ready`s persisted,
+//!   what a crash in the middle of a write leaves of it (the outcomes the
+//!   server's recovery can produce), disk errors, and recovery.
 //! * [`client`]: clients issuing gets, puts, deletes and compare-and-sets
 //!   through any node, with retries and timeouts.
 //! * [`history`]: the invoke/complete record of every client operation.
-//! * [`nemesis`]: the random fault schedule (crashes, partitions, loss...)
+//! * [`nemesis`]: the random fault schedule (crashes, torn writes, disk
+//!   errors, partitions, loss...)
 //!   and membership churn (learners added with new ids and promoted,
 //!   members removed, replaced, re-added under new ids and stopped).
 //! * [`cluster`]: puts them together; [`Cluster::step`] advances to the next
@@ -41,6 +45,7 @@
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod disk;
 pub mod history;
 pub mod invariants;
 pub mod linearizability;
@@ -51,12 +56,13 @@ pub mod node;
 pub use client::ClientView;
 pub use cluster::{Cluster, ConfOutcome, RunReport, SimEvent, StepReport};
 pub use config::{ClientConfig, SimConfig};
+pub use disk::{DiskErrorKind, DurableStore, WriteCut};
 pub use history::{ClientOp, History, OpOutput, Operation, Outcome};
 pub use invariants::{Detected, Violation, ViolationKind};
 pub use linearizability::{check_linearizability, LinearizabilityError};
 pub use nemesis::{ChurnConfig, FaultAction, NemesisConfig};
 pub use network::{DropCause, DroppedMessage, InFlight, Network, NetworkConfig, NetworkStats};
-pub use node::{DurableStore, SimNode};
+pub use node::{NodeStats, SimNode};
 
 /// Virtual time, in abstract units (a node ticks every
 /// [`SimConfig::tick_interval`] units).

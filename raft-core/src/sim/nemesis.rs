@@ -3,6 +3,7 @@
 //! when [`ChurnConfig::weight`] is set, membership churn: learners added
 //! and promoted, members removed, replaced and re-added under new ids.
 
+use super::disk::DiskErrorKind;
 use super::network::NetworkConfig;
 use super::Time;
 use crate::rng::Rng;
@@ -16,7 +17,35 @@ pub enum FaultAction {
     /// Crash a node in the middle of its next durable write (a SIGKILL
     /// during the fsync): the messages its `Ready` may send before the
     /// write (a leader's appends and heartbeats) leave, the write is lost.
+    /// Nothing of it reaches the disk (its record is torn and cut off at
+    /// recovery; a snapshot's file is not yet in place).
     CrashAtWrite(NodeId),
+    /// Crash a node in the middle of its next durable write, leaving a
+    /// prefix of it on disk drawn among the outcomes the server's recovery
+    /// can produce for that write ([`super::disk::WriteCut`]): nothing,
+    /// the snapshot file it starts with (if any) without the record, or the
+    /// whole record, written but never acknowledged.
+    TornWrite(NodeId),
+    /// Crash a node right after the next snapshot file it writes (one
+    /// received from the leader, or its own) is durable, before the WAL
+    /// record that marks it: recovery marks the file, keeps the entries
+    /// after it only if the log holds its `(index, term)`, and starts from
+    /// the last hard state recorded. Armed until it strikes or the node
+    /// restarts.
+    CrashAfterSnapshotFile(NodeId),
+    /// The node's next durable write fails with an IO error: like the
+    /// server, the node halts (its storage is poisoned), answering its
+    /// waiting requests with unknown outcomes, and stays down until
+    /// restarted; what reached the disk before the error stays
+    /// ([`super::disk`] says which prefixes each kind can leave). A failed
+    /// write of its own snapshot's file only fails that snapshot. ENOSPC
+    /// lasts until the restart (space freed), EIO is one failed write.
+    DiskError {
+        /// The node.
+        node: NodeId,
+        /// The error.
+        kind: DiskErrorKind,
+    },
     /// Restart a crashed node from what it persisted.
     Restart(NodeId),
     /// Cut these directed links.
@@ -81,6 +110,16 @@ impl std::fmt::Display for FaultAction {
         match self {
             FaultAction::Crash(n) => write!(f, "crash {n}"),
             FaultAction::CrashAtWrite(n) => write!(f, "crash {n} at its next write"),
+            FaultAction::TornWrite(n) => write!(f, "crash {n} in its next write (torn)"),
+            FaultAction::CrashAfterSnapshotFile(n) => {
+                write!(
+                    f,
+                    "crash {n} after its next snapshot file, before its record"
+                )
+            }
+            FaultAction::DiskError { node, kind } => {
+                write!(f, "disk error {kind} at {node}'s next write")
+            }
             FaultAction::Restart(n) => write!(f, "restart {n}"),
             FaultAction::Cut(links) => {
                 f.write_str("cut")?;
@@ -149,14 +188,21 @@ pub struct NemesisConfig {
     pub calm_after: f64,
     /// Faults to inject before calming down.
     pub min_faults: usize,
-    /// The share of single-node crashes that hit in the middle of the
-    /// node's next durable write ([`FaultAction::CrashAtWrite`]); 0 draws
-    /// nothing, so schedules are those of a nemesis without the fault.
+    /// The share of single-node crashes that hit the node's next durable
+    /// write instead ([`FaultAction::CrashAtWrite`] and the other disk
+    /// faults, in the proportions of `disk_faults`); 0 draws nothing, so
+    /// schedules are those of a nemesis without the fault.
     pub crash_at_write: f64,
     /// The share of single-node crashes that are pauses instead
     /// ([`FaultAction::Pause`], as long as a crash would be down); 0 draws
     /// nothing, so schedules are those of a nemesis without pauses.
     pub pause: f64,
+    /// Relative weights, among the faults that hit a durable write, of:
+    /// [`FaultAction::CrashAtWrite`], [`FaultAction::TornWrite`],
+    /// [`FaultAction::CrashAfterSnapshotFile`], [`FaultAction::DiskError`]
+    /// with EIO, and with ENOSPC. `[1, 0, 0, 0, 0]` draws nothing more, so
+    /// schedules are those of a nemesis with only crashes at a write.
+    pub disk_faults: [u32; 5],
     /// Membership churn (off by default).
     pub churn: ChurnConfig,
 }
@@ -214,6 +260,7 @@ impl Default for NemesisConfig {
             min_faults: 3,
             crash_at_write: 0.5,
             pause: 0.0,
+            disk_faults: [4, 2, 2, 1, 1],
             churn: ChurnConfig::default(),
         }
     }
@@ -381,7 +428,22 @@ impl Nemesis {
                 // Half the crashes hit in the middle of a write, after the
                 // messages that may leave before it.
                 if cfg.crash_at_write > 0.0 && rng.chance(cfg.crash_at_write) {
-                    vec![FaultAction::CrashAtWrite(victim)]
+                    let fault = disk_fault(&cfg.disk_faults, victim, rng);
+                    if fault == FaultAction::CrashAfterSnapshotFile(victim) && rng.chance(0.5) {
+                        // Half of these wait for the node to come back from
+                        // a plain crash: a node that was down while the
+                        // leader compacted is sent a snapshot, so its next
+                        // snapshot file is more often a received one than
+                        // its own.
+                        // Restarted and disarmed (or restarted again if
+                        // it struck) a down time after it comes back.
+                        if let Some(&(at, _)) = self.repairs.last() {
+                            self.repairs.push((at, fault));
+                            self.later(at, cfg.down_time, rng, FaultAction::Restart(victim));
+                        }
+                        return vec![FaultAction::Crash(victim)];
+                    }
+                    vec![fault]
                 } else {
                     vec![FaultAction::Crash(victim)]
                 }
@@ -445,6 +507,35 @@ impl Nemesis {
                 out
             }
         }
+    }
+}
+
+/// One of the faults that hit `victim`'s next durable write, drawn by
+/// `weights` ([`NemesisConfig::disk_faults`]). Draws nothing when only
+/// the first has weight, so that such schedules stay as they were.
+fn disk_fault(weights: &[u32; 5], victim: NodeId, rng: &mut Rng) -> FaultAction {
+    let total: u32 = weights.iter().sum();
+    if total == weights[0] {
+        return FaultAction::CrashAtWrite(victim);
+    }
+    let mut roll = rng.range(0, u64::from(total)) as u32;
+    let mut kind = 0;
+    while kind < weights.len() - 1 && roll >= weights[kind] {
+        roll -= weights[kind];
+        kind += 1;
+    }
+    match kind {
+        0 => FaultAction::CrashAtWrite(victim),
+        1 => FaultAction::TornWrite(victim),
+        2 => FaultAction::CrashAfterSnapshotFile(victim),
+        3 => FaultAction::DiskError {
+            node: victim,
+            kind: DiskErrorKind::Eio,
+        },
+        _ => FaultAction::DiskError {
+            node: victim,
+            kind: DiskErrorKind::Enospc,
+        },
     }
 }
 

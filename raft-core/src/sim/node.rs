@@ -1,9 +1,10 @@
-//! One simulated server: a [`RawNode`], the [`KvStore`] it applies to, the
-//! durable store its `Ready`s asked to persist, and the driver loop that
-//! carries out each `Ready` in the documented order.
+//! One simulated server: a [`RawNode`], the [`KvStore`] it applies to, its
+//! disk ([`super::disk`]), and the driver loop that carries out each
+//! `Ready` in the documented order, as the server's Raft loop does.
 
 use std::collections::BTreeMap;
 
+use super::disk::{ArmedFault, Disk, DurableStore, Write, WriteCut, WriteResult};
 use super::invariants::Checker;
 use super::network::Network;
 use super::{Time, TraceHash};
@@ -14,113 +15,7 @@ use crate::replica::{
     Outcome, Query, QueryResult, Replica, RequestError, RequestId, SnapshotPolicy,
 };
 use crate::rng::Rng;
-use crate::types::{
-    Entry, HardState, Index, Membership, NodeId, Payload, PersistedState, Role, Snapshot, Term,
-};
-
-/// What a node persisted: all that survives a crash.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DurableStore {
-    /// The last hard state persisted.
-    pub hard_state: HardState,
-    /// The newest snapshot persisted.
-    pub snapshot: Option<Snapshot>,
-    /// The persisted entries after the snapshot, contiguous.
-    pub entries: Vec<Entry>,
-}
-
-impl DurableStore {
-    /// The snapshot's last index (0: none).
-    pub fn snapshot_index(&self) -> Index {
-        self.snapshot.as_ref().map_or(0, |s| s.meta.index)
-    }
-
-    /// The last persisted index.
-    pub fn last_index(&self) -> Index {
-        self.snapshot_index() + self.entries.len() as u64
-    }
-
-    /// The term at `index`, if persisted (the snapshot's own index included).
-    pub fn term(&self, index: Index) -> Option<Term> {
-        let snap = self.snapshot_index();
-        if index == snap {
-            return Some(self.snapshot.as_ref().map_or(0, |s| s.meta.term));
-        }
-        self.entry(index).map(|e| e.term)
-    }
-
-    /// The persisted entry at `index`.
-    pub fn entry(&self, index: Index) -> Option<&Entry> {
-        let first = self.snapshot_index() + 1;
-        if index < first {
-            return None;
-        }
-        self.entries.get((index - first) as usize)
-    }
-
-    /// The configuration in force at `index` (the newest configuration
-    /// entry at or below it, else the snapshot's), with the index and term
-    /// of the entry (or snapshot) it comes from. `None` for a node that
-    /// persisted no configuration yet (a joining node) or an index outside
-    /// what it persisted.
-    pub fn config_at(&self, index: Index) -> Option<(Index, Term, &Membership)> {
-        let snap = self.snapshot_index();
-        if index < snap || index > self.last_index() {
-            return None;
-        }
-        for e in self.entries[..(index - snap) as usize].iter().rev() {
-            if let Payload::Config(m) = &e.payload {
-                return Some((e.index, e.term, m));
-            }
-        }
-        self.snapshot
-            .as_ref()
-            .map(|s| (s.meta.index, s.meta.term, &s.meta.membership))
-    }
-
-    /// Appends entries, replacing the stored ones from the first new index
-    /// on. Fails (changing nothing) if they would leave a gap.
-    pub fn append(&mut self, entries: &[Entry]) -> Result<(), String> {
-        let Some(first) = entries.first().map(|e| e.index) else {
-            return Ok(());
-        };
-        let snap = self.snapshot_index();
-        if first <= snap || first > self.last_index() + 1 {
-            return Err(format!(
-                "entries from {first} do not attach to the durable log (snapshot {snap}, last {})",
-                self.last_index()
-            ));
-        }
-        if entries.windows(2).any(|w| w[1].index != w[0].index + 1) {
-            return Err("entries to persist are not contiguous".into());
-        }
-        self.entries.truncate((first - snap - 1) as usize);
-        self.entries.extend_from_slice(entries);
-        Ok(())
-    }
-
-    /// Persists a snapshot received from the leader: it replaces the log.
-    pub fn install_snapshot(&mut self, snapshot: Snapshot) {
-        self.entries.clear();
-        self.snapshot = Some(snapshot);
-    }
-
-    /// Persists a snapshot this node took and drops the entries it covers.
-    pub fn compact(&mut self, snapshot: Snapshot) {
-        let drop = snapshot.meta.index.saturating_sub(self.snapshot_index()) as usize;
-        self.entries.drain(..drop.min(self.entries.len()));
-        self.snapshot = Some(snapshot);
-    }
-
-    /// What a restarting node is handed.
-    pub fn persisted(&self) -> PersistedState {
-        PersistedState {
-            hard_state: self.hard_state,
-            snapshot: self.snapshot.clone(),
-            entries: self.entries.clone(),
-        }
-    }
-}
+use crate::types::{Entry, Index, Membership, NodeId, Payload, PersistedState, Role, Term};
 
 /// An answer from a node to a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,6 +50,40 @@ pub struct NodeStats {
     /// acknowledged (`Ready::lost_logs`). In the simulator no node ever
     /// loses what it acknowledged, so each one is a false alarm.
     pub lost_logs: u64,
+    /// Times it died in the middle of a durable write
+    /// ([`super::FaultAction::CrashAtWrite`], [`super::FaultAction::TornWrite`],
+    /// [`super::FaultAction::CrashAfterSnapshotFile`]), whatever reached the
+    /// disk.
+    pub torn_writes: u64,
+    /// Of those, the ones after a whole record reached the disk
+    /// ([`WriteCut::Everything`]): durable, but never acknowledged.
+    pub torn_writes_whole: u64,
+    /// Times it died (or halted on a disk error) after a snapshot received
+    /// from the leader was durable as a file, before the record marking it.
+    pub received_snapshot_file_crashes: u64,
+    /// The same for its own snapshots (file durable, mark not written).
+    pub own_snapshot_file_crashes: u64,
+    /// Restarts whose recovery marked a snapshot file newer than the WAL's
+    /// last mark.
+    pub snapshot_marks_repaired: u64,
+    /// Disk errors it met ([`super::FaultAction::DiskError`]): halts, and
+    /// own snapshot files that could not be written.
+    pub disk_errors: u64,
+    /// Times it halted on a disk error.
+    pub disk_halts: u64,
+    /// Writes waiting on it when it halted, answered with an unknown
+    /// outcome (`Replica::stop`): their clients retry with the same
+    /// sequence number.
+    pub writes_unknown_at_halt: u64,
+}
+
+/// Why a node's driver loop stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    /// It died in the middle of a write: its clients hear nothing.
+    Crashed,
+    /// Its storage failed: it halted, answering its waiting clients.
+    Halted,
 }
 
 /// The shared things a node's driver loop uses.
@@ -190,7 +119,8 @@ pub struct SimNode {
     replica: Option<Replica>,
     /// What a down node shows as its state machine.
     empty: KvStore,
-    durable: DurableStore,
+    /// What it persisted, and the disk fault armed on it.
+    disk: Disk,
     /// When it ticks next.
     pub(crate) next_tick: Time,
     restarts: u64,
@@ -201,9 +131,6 @@ pub struct SimNode {
     /// The highest commit index its Readies reported since it (re)started
     /// (the durable one may lag: commit-only changes are not written).
     commit_seen: Index,
-    /// Dies in the middle of its next durable write (armed by
-    /// [`super::FaultAction::CrashAtWrite`]).
-    crash_at_write: bool,
     /// Stopped for good after its removal from the cluster; never restarts.
     retired: bool,
     /// Frozen until then (a stop-the-world pause: SIGSTOP, a long GC, a
@@ -248,6 +175,7 @@ impl SimNode {
             hard_state,
             snapshot,
             entries,
+            unmarked_snapshot: None,
         };
         Self::start(id, config, durable, policy)
     }
@@ -274,14 +202,13 @@ impl SimNode {
             id,
             replica: Some(replica),
             empty: KvStore::new(),
-            durable,
+            disk: Disk::new(durable),
             next_tick: 0,
             restarts: 0,
             policy,
             requests: BTreeMap::new(),
             stats: NodeStats::default(),
             commit_seen: 0,
-            crash_at_write: false,
             retired: false,
             paused_until: None,
             inbox: Vec::new(),
@@ -340,7 +267,7 @@ impl SimNode {
 
     /// What it persisted.
     pub fn durable(&self) -> &DurableStore {
-        &self.durable
+        &self.disk.store
     }
 
     /// The log entries it holds in memory (after its snapshot), in order.
@@ -348,14 +275,14 @@ impl SimNode {
         let Some(raw) = self.raw() else {
             return Vec::new();
         };
-        (self.durable.snapshot_index() + 1..)
+        (self.disk.store.snapshot_index() + 1..)
             .map_while(|i| raw.entry(i).cloned())
             .collect()
     }
 
     /// The index of its newest snapshot (in memory and on disk alike).
     pub fn snapshot_index(&self) -> Index {
-        self.durable.snapshot_index()
+        self.disk.store.snapshot_index()
     }
 
     /// How many times it restarted.
@@ -368,24 +295,27 @@ impl SimNode {
         self.stats
     }
 
-    /// Makes it die in the middle of its next durable write: the messages
-    /// allowed to leave before the write go, the write is lost. Returns
-    /// false (and arms nothing) when it is down.
-    pub(crate) fn arm_crash_at_write(&mut self) -> bool {
-        self.crash_at_write = self.is_up();
-        self.crash_at_write
+    /// Arms a disk fault for its next durable write(s) (see
+    /// [`ArmedFault`]), replacing any armed one. Returns false (and arms
+    /// nothing) when it is down.
+    pub(crate) fn arm(&mut self, fault: ArmedFault) -> bool {
+        if self.is_up() {
+            self.disk.armed = Some(fault);
+        }
+        self.is_up()
     }
 
-    /// Whether it is set to die in the middle of its next durable write
-    /// ([`super::FaultAction::CrashAtWrite`] not yet fired or called off).
-    pub fn crash_at_write_armed(&self) -> bool {
-        self.crash_at_write
+    /// Whether a disk fault waits for its next durable write
+    /// ([`super::FaultAction::CrashAtWrite`] and the other disk faults, not
+    /// yet struck or called off).
+    pub fn disk_fault_armed(&self) -> bool {
+        self.disk.armed.is_some()
     }
 
-    /// Disarms a pending [`SimNode::arm_crash_at_write`]; returns whether
-    /// one was pending.
-    pub(crate) fn disarm_crash_at_write(&mut self) -> bool {
-        std::mem::take(&mut self.crash_at_write)
+    /// Calls off a disk fault that has not struck; returns whether one was
+    /// armed.
+    pub(crate) fn disarm(&mut self) -> bool {
+        self.disk.armed.take().is_some()
     }
 
     /// Freezes it until `until` (no effect when it is down).
@@ -425,7 +355,9 @@ impl SimNode {
     }
 
     fn stop(&mut self) {
-        self.crash_at_write = false;
+        // A restarted process starts on a disk with room (the operator
+        // freed space) and no fault pending.
+        self.disk.armed = None;
         // A frozen process that is killed never wakes up: what queued for it
         // dies with its sockets.
         self.paused_until = None;
@@ -442,9 +374,15 @@ impl SimNode {
             return Err("a retired node does not restart".into());
         }
         self.restarts += 1;
-        let replica = Replica::new(config, self.durable.persisted(), self.policy)
+        if self.disk.store.recover() {
+            self.stats.snapshot_marks_repaired += 1;
+        }
+        let replica = Replica::new(config, self.disk.store.persisted(), self.policy)
             .map_err(|e| e.to_string())?;
-        self.commit_seen = self.durable.hard_state.commit;
+        // Not the durable commit: that one may lie below the snapshot (a
+        // snapshot file marked by recovery), and the node starts at least
+        // at its snapshot.
+        self.commit_seen = replica.raw().status().commit;
         self.replica = Some(replica);
         Ok(())
     }
@@ -504,15 +442,13 @@ impl SimNode {
 
     /// Carries out every `Ready` the node has: send what may leave early,
     /// persist, send the rest, hand it back to the replica (apply, read).
-    /// Returns true when the node died in the middle of a write
-    /// ([`SimNode::arm_crash_at_write`]).
-    pub(crate) fn drive(&mut self, env: &mut Env) -> bool {
+    /// Returns why it stopped when a disk fault struck (armed with
+    /// [`SimNode::arm`]).
+    pub(crate) fn drive(&mut self, env: &mut Env) -> Option<Stopped> {
         loop {
-            let Some(replica) = self.replica.as_mut() else {
-                return false;
-            };
+            let replica = self.replica.as_mut()?;
             if !replica.has_ready() {
-                return false;
+                return None;
             }
             let mut rd = replica.ready();
             if let Some(soft) = rd.soft_state {
@@ -527,36 +463,56 @@ impl SimNode {
             // heartbeats).
             env.checker.on_sent(self.id, &rd.messages);
             send(env, std::mem::take(&mut rd.messages));
-            if rd.must_persist && self.crash_at_write {
-                // Killed during the fsync: nothing of this Ready is durable,
-                // but its early messages are on the wire.
-                env.trace.mix_str("crash at write");
-                self.crash();
-                return true;
-            }
-            // 2. Persist: snapshot, entries, hard state (only what must be
-            // durable: a Ready that only moves the commit writes nothing).
+            // 2. Persist: the received snapshot's file, then one record
+            // with its mark, the entries and the hard state (only what must
+            // be durable: a Ready that only moves the commit writes
+            // nothing).
             if rd.must_persist {
-                if let Some(snap) = &rd.snapshot {
-                    env.checker.on_snapshot(self.id, &snap.meta);
-                    self.durable.install_snapshot(snap.clone());
+                let write = Write::Ready {
+                    snapshot: rd.snapshot.as_ref(),
+                    entries: &rd.entries,
+                    hard_state: rd.hard_state,
+                };
+                let result = match self.disk.decide(write, env.rng) {
+                    Ok(result) => {
+                        let cut = result.cut();
+                        if let Some(snap) =
+                            rd.snapshot.as_ref().filter(|_| cut != WriteCut::Nothing)
+                        {
+                            env.checker.on_snapshot(self.id, &snap.meta);
+                        }
+                        let (id, commit_seen) = (self.id, self.commit_seen);
+                        let checker = &mut *env.checker;
+                        self.disk.apply_observed(write, cut, |store| {
+                            // Checked against the commit known before this
+                            // Ready: entries it commits are the ones being
+                            // written now.
+                            checker.on_entries(id, store, commit_seen, &rd.entries);
+                        });
+                        if cut == WriteCut::Everything {
+                            // What is durable now counts toward the
+                            // checker's own judgement of what a quorum
+                            // holds.
+                            env.checker.on_durable(self.id, &self.disk.store);
+                        }
+                        result
+                    }
+                    Err(e) => {
+                        // Refused before anything is written, as the
+                        // server's storage refuses a `persist` that does
+                        // not attach: a driver bug, reported.
+                        env.checker.driver(self.id, e);
+                        WriteResult::Done
+                    }
+                };
+                if result != WriteResult::Done {
+                    let file = rd.snapshot.is_some() && result.cut() == WriteCut::SnapshotFile;
+                    self.stats.received_snapshot_file_crashes += u64::from(file);
+                    return Some(self.strike(env, result));
+                }
+                if rd.snapshot.is_some() {
                     self.stats.snapshots_installed += 1;
                 }
-                if !rd.entries.is_empty() {
-                    // Checked against the commit known before this Ready:
-                    // entries it commits are the ones being written now.
-                    env.checker
-                        .on_entries(self.id, &self.durable, self.commit_seen, &rd.entries);
-                    if let Err(e) = self.durable.append(&rd.entries) {
-                        env.checker.driver(self.id, e);
-                    }
-                }
-                if let Some(hs) = rd.hard_state {
-                    self.durable.hard_state = hs;
-                }
-                // What is durable now counts toward the checker's own
-                // judgement of what a quorum holds.
-                env.checker.on_durable(self.id, &self.durable);
             } else if rd.snapshot.is_some() || !rd.entries.is_empty() {
                 env.checker.driver(
                     self.id,
@@ -565,7 +521,7 @@ impl SimNode {
             }
             if let Some(hs) = rd.hard_state {
                 if hs.commit > self.commit_seen {
-                    let snap = self.durable.snapshot_index();
+                    let snap = self.disk.store.snapshot_index();
                     env.checker.on_commit(
                         self.id,
                         replica.raw(),
@@ -604,17 +560,53 @@ impl SimNode {
                 env.checker.driver(self.id, e.to_string());
             }
             env.checker.on_sessions(self.id, replica.kv(), &clients);
-            self.route_outcomes(env);
-            self.maybe_compact(env);
+            let outcomes = replica.take_outcomes();
+            self.route(env, outcomes);
+            if let Some(stopped) = self.maybe_compact(env) {
+                return Some(stopped);
+            }
+        }
+    }
+
+    /// A disk fault struck the write in progress (what reached the disk is
+    /// on it already): the process dies, or halts as the server's Raft loop
+    /// does on a storage failure — the write is not reported done, nothing
+    /// held for after it is sent, and every waiting request is ended by
+    /// `Replica::stop` (writes: outcome unknown, so the client retries with
+    /// the same sequence number).
+    fn strike(&mut self, env: &mut Env, result: WriteResult) -> Stopped {
+        match result {
+            WriteResult::Failed { kind, .. } => {
+                env.trace.mix_str(&format!("disk error {kind}"));
+                self.stats.disk_errors += 1;
+                self.stats.disk_halts += 1;
+                if let Some(replica) = self.replica.as_mut() {
+                    let outcomes = replica.stop("the node stopped on a storage failure");
+                    let writes = outcomes
+                        .iter()
+                        .filter(|(_, o)| matches!(o, Outcome::Write(Err(RequestError::Unknown(_)))))
+                        .count();
+                    self.stats.writes_unknown_at_halt += writes as u64;
+                    self.route(env, outcomes);
+                }
+                self.stop();
+                Stopped::Halted
+            }
+            _ => {
+                // Killed during the write: the early messages are on the
+                // wire, the rest of the Ready dies with the process.
+                env.trace.mix_str("crash at write");
+                self.stats.torn_writes += 1;
+                self.stats.torn_writes_whole += u64::from(result.cut() == WriteCut::Everything);
+                self.crash();
+                Stopped::Crashed
+            }
         }
     }
 
     /// Hands each decided request's outcome to the client waiting for it.
-    fn route_outcomes(&mut self, env: &mut Env) {
-        let Some(replica) = self.replica.as_mut() else {
-            return;
-        };
-        for (id, outcome) in replica.take_outcomes() {
+    fn route(&mut self, env: &mut Env, outcomes: Vec<(RequestId, Outcome)>) {
+        for (id, outcome) in outcomes {
             let Some(tag) = self.requests.remove(&id) else {
                 continue;
             };
@@ -654,19 +646,48 @@ impl SimNode {
         }
     }
 
-    fn maybe_compact(&mut self, env: &mut Env) {
-        let Some(replica) = self.replica.as_mut() else {
-            return;
-        };
-        let Some(job) = replica.snapshot_job() else {
-            return;
-        };
+    /// Takes the snapshot the replica asks for, if any: its file, then its
+    /// mark, then the replica compacts. A disk fault may strike there.
+    fn maybe_compact(&mut self, env: &mut Env) -> Option<Stopped> {
+        let replica = self.replica.as_mut()?;
+        let job = replica.snapshot_job()?;
         let snapshot = job.snapshot();
-        self.durable.compact(snapshot.clone());
-        if let Err(e) = replica.snapshot_recorded(snapshot, job.applied_bytes) {
-            env.checker.driver(self.id, e.to_string());
+        let write = Write::OwnSnapshot(&snapshot);
+        let result = match self.disk.decide(write, env.rng) {
+            Ok(result) => result,
+            Err(e) => {
+                env.checker.driver(self.id, e);
+                replica.snapshot_failed(snapshot.meta.index, "refused by the disk".into());
+                let outcomes = replica.take_outcomes();
+                self.route(env, outcomes);
+                return None;
+            }
+        };
+        self.disk.apply(write, result.cut());
+        match result {
+            WriteResult::Done => {
+                if let Err(e) = replica.snapshot_recorded(snapshot, job.applied_bytes) {
+                    env.checker.driver(self.id, e.to_string());
+                }
+                self.stats.snapshots_taken += 1;
+                None
+            }
+            WriteResult::SnapshotFileFailed(kind) => {
+                // Nothing refers to the file: the node goes on without
+                // this snapshot, as the server's snapshot thread reports.
+                self.stats.disk_errors += 1;
+                let why = format!("writing the snapshot file failed: {kind}");
+                replica.snapshot_failed(snapshot.meta.index, why);
+                let outcomes = replica.take_outcomes();
+                self.route(env, outcomes);
+                None
+            }
+            _ => {
+                let file = result.cut() == WriteCut::SnapshotFile;
+                self.stats.own_snapshot_file_crashes += u64::from(file);
+                Some(self.strike(env, result))
+            }
         }
-        self.stats.snapshots_taken += 1;
     }
 }
 

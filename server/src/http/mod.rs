@@ -22,6 +22,7 @@
 //! [`ErrorBody`]: raft_core::wire::ErrorBody
 
 pub mod admin;
+pub mod backup;
 pub mod cluster;
 pub mod dashboard;
 pub mod error;
@@ -79,6 +80,7 @@ pub fn router(state: Shared) -> Router {
     // before any body) runs.
     let admin = Router::new()
         .route("/admin/snapshot", post(admin::admin_snapshot))
+        .route("/admin/backup", get(backup::backup))
         .route("/admin/transfer-leader", post(admin::admin_transfer))
         .route("/cluster/members", get(cluster::list).post(cluster::add))
         .route(

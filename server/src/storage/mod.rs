@@ -80,6 +80,28 @@ impl SnapshotWriter {
     }
 }
 
+/// The newest snapshot file in the data directory `dir` at `index` or
+/// later, if any: what a backup streams. Its contents are whole (written
+/// to a temporary file and renamed) and self-checking (see
+/// `snapshot_file`).
+pub fn newest_snapshot_file(
+    dir: &std::path::Path,
+    index: raft_core::Index,
+) -> Result<Option<(raft_core::Index, std::path::PathBuf)>, StorageError> {
+    let listing = layout::list(dir)?;
+    Ok(listing
+        .snapshots
+        .into_iter()
+        .rev()
+        .find(|(i, _)| *i >= index))
+}
+
+/// Reads and verifies the snapshot file (or backup) at `path`.
+pub fn read_snapshot_file(path: &std::path::Path) -> Result<Snapshot, StorageError> {
+    let bytes = std::fs::read(path).map_err(error::io_err(path, "read"))?;
+    snapshot_file::parse(path, &bytes)
+}
+
 /// How a [`DiskStorage`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskOptions {
