@@ -3,7 +3,8 @@
 # scenario and simulation tests, storage tests, multi-process cluster tests,
 # CLI tests and the browser end-to-end tests. Installs what it needs first
 # (wasm32 target, the pinned wasm-bindgen-cli, Debian chromium and
-# chromium-driver), so a fresh machine needs nothing else.
+# chromium-driver, promtool from Debian's prometheus package), so a fresh
+# machine needs nothing else.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -27,6 +28,21 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+step "promtool (Debian's prometheus package, unpacked, not installed as a service)"
+promtool_dir="${XDG_CACHE_HOME:-$HOME/.cache}/raft-kv/prometheus"
+if [ ! -x "$promtool_dir/usr/bin/promtool" ]; then
+    tmp=$(mktemp -d)
+    if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+        as_root apt-get update -qq
+        (cd "$tmp" && apt-get download prometheus >/dev/null)
+    fi
+    mkdir -p "$promtool_dir"
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$promtool_dir"
+    rm -rf "$tmp"
+fi
+export RAFT_KV_PROMTOOL="$promtool_dir/usr/bin/promtool"
+"$RAFT_KV_PROMTOOL" --version | head -1
+
 step "format"
 cargo fmt --all -- --check
 
@@ -40,6 +56,6 @@ step "dashboard bundle (wasm32 + pinned wasm-bindgen)"
 ./web/build.sh
 
 step "tests (unit, scenario, simulation, storage, cluster, CLI, browser)"
-RAFT_KV_REQUIRE_BROWSER=1 cargo test --workspace --no-fail-fast
+RAFT_KV_REQUIRE_BROWSER=1 RAFT_KV_REQUIRE_PROMTOOL=1 cargo test --workspace --no-fail-fast
 
 step "all tests passed"

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds the dashboard into web/dist: the wasm bundle (release, size-optimized)
-# plus the static files. Installs the pinned wasm-bindgen-cli only when the
+# plus the static files. The bundle goes to dist/pkg-<hash>/, named by its
+# content (the server caches that directory as immutable; index.html, which
+# names it, is revalidated on every load), and every text or wasm file gets a
+# gzip twin (<file>.gz) that the server sends to browsers accepting gzip. Installs the pinned wasm-bindgen-cli only when the
 # installed one differs from the crate version, so repeated runs cost nothing.
 #
 #   web/build.sh            # from anywhere
@@ -32,7 +35,13 @@ rm -rf "$DIST"
 mkdir -p "$DIST/pkg"
 wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$DIST/pkg" \
   "$TARGET_DIR/wasm32-unknown-unknown/release/web.wasm"
+hash="$(cat "$DIST/pkg/web_bg.wasm" "$DIST/pkg/web.js" | sha256sum | cut -c1-12)"
+mv "$DIST/pkg" "$DIST/pkg-$hash"
 cp "$WEB_DIR"/static/* "$DIST/"
+sed -i "s#\./pkg/web\.js#./pkg-$hash/web.js#" "$DIST/index.html"
+grep -q "pkg-$hash/web.js" "$DIST/index.html" || { echo "web/build.sh: index.html does not import ./pkg/web.js" >&2; exit 1; }
+find "$DIST" -type f \( -name '*.wasm' -o -name '*.js' -o -name '*.html' -o -name '*.css' \) -exec gzip -9 -k -n {} +
 
-size="$(stat -c %s "$DIST/pkg/web_bg.wasm")"
-echo "web/build.sh: built $DIST (web_bg.wasm: $size bytes, $((size / 1024)) KiB)"
+size="$(stat -c %s "$DIST/pkg-$hash/web_bg.wasm")"
+gz="$(stat -c %s "$DIST/pkg-$hash/web_bg.wasm.gz")"
+echo "web/build.sh: built $DIST (pkg-$hash/web_bg.wasm: $size bytes, $((size / 1024)) KiB; gzip $gz bytes, $((gz / 1024)) KiB)"

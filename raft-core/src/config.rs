@@ -121,6 +121,11 @@ pub struct Faults {
     /// delivered after a restart, then serves the new read `n` with a read
     /// index from before the restart.
     pub reuse_read_contexts: bool,
+    /// Answer a waiting write "not applied" as soon as a new proposal lands
+    /// on its index (the old driver's waiter table, keyed by index alone),
+    /// although the entry it was proposed as may still be committed by
+    /// another leader that holds it.
+    pub answer_replaced_writes: bool,
 }
 
 /// An invalid [`Config`].

@@ -273,6 +273,45 @@ fn reused_read_contexts_are_caught_as_stale_read_indices() {
     );
 }
 
+const ANSWER_REPLACED_WRITES: Faults = Faults {
+    answer_replaced_writes: true,
+    ..NO_FAULTS
+};
+
+/// Five or more members, partitions that strand leaders with a follower or
+/// two, and writes through any node: entries that reached a minority are
+/// cut from a deposed leader's log, the index is proposed again, and a later
+/// leader that still holds the old entry may commit it.
+fn answer_replaced_writes_scenario(seed: u64, faults: Faults, direct_rules: bool) -> SimConfig {
+    let mut cfg = with_faults(seed, faults);
+    cfg.nodes = 5;
+    cfg.raft.pre_vote = false;
+    cfg.raft.check_quorum = false;
+    cfg.nemesis.weights = [0, 10, 6, 0, 0, 4, 0];
+    cfg.nemesis.interval = (20, 80);
+    cfg.nemesis.fault_time = (30, 150);
+    cfg.network.latency = (5, 40);
+    cfg.clients.count = 6;
+    cfg.clients.mix = [0, 100, 0, 0];
+    cfg.check_direct_rules = direct_rules;
+    cfg
+}
+
+/// A write answered "not applied" when a new proposal takes its index (bug
+/// 1 of the issue that moved requests into the replica): its entry is later
+/// committed by another leader, so the answer was false.
+#[test]
+fn answering_replaced_writes_is_caught_as_a_false_not_applied() {
+    // Rarer than the other faults: it takes a leader that holds a write
+    // only a minority has, after its index was proposed again elsewhere.
+    hunt_within(
+        1500,
+        "answer_replaced_writes",
+        |seed| answer_replaced_writes_scenario(seed, ANSWER_REPLACED_WRITES, true),
+        &[ViolationKind::NotAppliedButApplied],
+    );
+}
+
 const IGNORE_SESSIONS: Faults = Faults {
     ignore_sessions: true,
     ..NO_FAULTS
@@ -329,6 +368,9 @@ fn the_direct_rule_scenarios_are_clean_without_faults() {
     clean("reuse_read_contexts", CLEAN_SEEDS, |seed| {
         reuse_read_contexts_scenario(seed, none, true)
     });
+    clean("answer_replaced_writes", CLEAN_SEEDS, |seed| {
+        answer_replaced_writes_scenario(seed, none, true)
+    });
 }
 
 /// The most seeds the unsafe membership change may take to be found by
@@ -363,6 +405,7 @@ const NO_FAULTS: Faults = Faults {
     unsafe_conf_change: false,
     ignore_sessions: false,
     reuse_read_contexts: false,
+    answer_replaced_writes: false,
 };
 
 const UNSAFE_CONF_CHANGE: Faults = Faults {

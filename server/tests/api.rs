@@ -740,3 +740,81 @@ async fn dashboard_placeholder_and_static_files() {
     assert_eq!(r.status(), 404);
     assert!(r.json::<ErrorBody>().await.is_ok());
 }
+
+/// The dashboard's bundle: a `.gz` twin is served to a client accepting
+/// gzip (and the plain file to one that does not), the content-named
+/// `pkg-<hash>/` is immutable, `index.html` is revalidated; a page served
+/// by a member gets CORS answers, any other origin none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_gzip_cache_headers_and_cors() {
+    let web_tmp = tempfile::tempdir().unwrap();
+    let web = web_tmp.path().join("dist");
+    std::fs::create_dir_all(web.join("pkg-0123abcd")).unwrap();
+    std::fs::write(web.join("index.html"), "<html>dash</html>").unwrap();
+    std::fs::write(web.join("pkg-0123abcd/app.wasm"), "plain wasm bytes").unwrap();
+    std::fs::write(web.join("pkg-0123abcd/app.wasm.gz"), "gzipped bytes").unwrap();
+    let web_arg = web.display().to_string();
+    let c = node_with(&["--web-dir", &web_arg], None, false).await;
+    let wasm = format!("{}/pkg-0123abcd/app.wasm", c.url(1));
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let r = c
+        .http()
+        .get(&wasm)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "content-encoding").as_deref(), Some("gzip"));
+    assert_eq!(
+        header(&r, "cache-control").as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert!(header(&r, "etag").is_some());
+    assert_eq!(r.text().await.unwrap(), "gzipped bytes");
+    let r = c.http().get(&wasm).send().await.unwrap();
+    assert_eq!(header(&r, "content-encoding"), None);
+    assert_eq!(r.text().await.unwrap(), "plain wasm bytes");
+    let r = c.http().get(c.url(1)).send().await.unwrap();
+    assert_eq!(header(&r, "cache-control").as_deref(), Some("no-cache"));
+
+    // CORS: the member's own address as the page's origin.
+    let member = c.url(1);
+    let r = c
+        .http()
+        .get(format!("{member}/cluster"))
+        .header("origin", &member)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some(member.as_str())
+    );
+    assert!(header(&r, "access-control-expose-headers")
+        .unwrap_or_default()
+        .contains("x-raft-served-by"));
+    let r = c
+        .http()
+        .request(reqwest::Method::OPTIONS, format!("{member}/key/x"))
+        .header("origin", &member)
+        .header("access-control-request-method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(header(&r, "access-control-allow-methods")
+        .unwrap_or_default()
+        .contains("PUT"));
+    let r = c
+        .http()
+        .get(format!("{member}/cluster"))
+        .header("origin", "http://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+}

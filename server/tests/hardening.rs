@@ -400,3 +400,67 @@ async fn version_names_the_build_in_the_api_and_the_metrics() {
     );
     assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
 }
+
+/// `/metrics` passes `promtool check metrics` (format and lint) on a leader
+/// and a follower that served traffic. promtool comes from Debian's
+/// prometheus package (`run_tests.sh` unpacks it and sets
+/// `RAFT_KV_PROMTOOL`); without it the test is skipped unless
+/// `RAFT_KV_REQUIRE_PROMTOOL=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool() {
+    let promtool = std::env::var("RAFT_KV_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let found = std::process::Command::new(&promtool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("RAFT_KV_REQUIRE_PROMTOOL").is_err(),
+            "RAFT_KV_REQUIRE_PROMTOOL is set but {promtool} does not run"
+        );
+        eprintln!("skipped: no promtool (set RAFT_KV_PROMTOOL)");
+        return;
+    }
+    let mut c = Cluster::start(3).await;
+    let leader = c.wait_for_leader(Duration::from_secs(20)).await;
+    for n in 0..10 {
+        assert_eq!(c.put(leader, &format!("m{n}"), "v").await.status(), 200);
+    }
+    assert_eq!(c.get(leader, "m1", false).await.status(), 200);
+    let follower = c.ids().into_iter().find(|&i| i != leader).unwrap();
+    for id in [leader, follower] {
+        let text = c.metrics_text(id).await.expect("metrics");
+        for name in [
+            "raft_has_leader 1",
+            "raft_wal_fsync_duration_seconds_count",
+            "process_resident_memory_bytes",
+            "raft_data_dir_bytes",
+        ] {
+            assert!(text.contains(name), "node {id} lacks {name}");
+        }
+        if id == leader {
+            assert!(text.contains("raft_follower_lag_entries{follower="));
+        }
+        let mut child = std::process::Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run promtool");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool on node {id}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,5 +1,12 @@
 //! The REST API as the dashboard calls it: one request, its answer, which
 //! node served it, whether it was forwarded, how long it took.
+//!
+//! Requests go to the member the page currently watches through: the page's
+//! own origin, or, once that node stopped answering, another member's
+//! address (the members answer a page served by any of them with CORS
+//! headers).
+
+use std::cell::RefCell;
 
 use gloo_net::http::{Method, RequestBuilder};
 use raft_core::wire::{ErrorBody, HEADER_FORWARDED, HEADER_LEADER, HEADER_SERVED_BY};
@@ -8,6 +15,22 @@ use wasm_bindgen::JsValue;
 use web_sys::AbortController;
 
 use crate::dom::now_ms;
+use crate::narrate::human_error;
+
+thread_local! {
+    static BASE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Sends later requests to `base` (`""`: the page's origin; else a
+/// member's address, `http://host:port`).
+pub fn set_base(base: &str) {
+    BASE.with(|b| *b.borrow_mut() = base.trim_end_matches('/').to_string());
+}
+
+/// Where requests go now (`""`: the page's origin).
+pub fn base() -> String {
+    BASE.with(|b| b.borrow().clone())
+}
 
 /// How long the dashboard waits for any answer.
 pub const TIMEOUT_MS: u32 = 5000;
@@ -65,14 +88,28 @@ impl Answer {
     }
 }
 
-/// Sends one request to the page's origin. `Err` is a network failure (the
-/// serving node is down, or did not answer in time).
+/// Sends one request to the member the page watches through (see
+/// [`set_base`]). `Err` is a network failure (the node is down, or did not
+/// answer in time), in words.
 pub async fn call(method: Method, path: &str, json_body: Option<String>) -> Result<Answer, String> {
+    call_at(&base(), method, path, json_body, TIMEOUT_MS).await
+}
+
+/// Sends one request to `base` (`""`: the page's origin), waiting at most
+/// `timeout_ms`.
+pub async fn call_at(
+    base: &str,
+    method: Method,
+    path: &str,
+    json_body: Option<String>,
+    timeout_ms: u32,
+) -> Result<Answer, String> {
+    let url = format!("{base}{path}");
     let controller = AbortController::new().map_err(js_err)?;
     let signal = controller.signal();
-    let timer = gloo_timers::callback::Timeout::new(TIMEOUT_MS, move || controller.abort());
+    let timer = gloo_timers::callback::Timeout::new(timeout_ms, move || controller.abort());
     let start = now_ms();
-    let mut builder = RequestBuilder::new(path)
+    let mut builder = RequestBuilder::new(&url)
         .method(method)
         .abort_signal(Some(&signal));
     let request = match json_body {
@@ -87,9 +124,9 @@ pub async fn call(method: Method, path: &str, json_body: Option<String>) -> Resu
     };
     let response = request.send().await.map_err(|e| {
         if signal.aborted() {
-            format!("no answer within {} s", TIMEOUT_MS / 1000)
+            format!("no answer within {:.1} s", f64::from(timeout_ms) / 1000.0)
         } else {
-            format!("cannot reach the serving node: {e}")
+            human_error(&e.to_string())
         }
     })?;
     let headers = response.headers();

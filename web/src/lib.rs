@@ -13,8 +13,10 @@ pub mod components;
 pub mod dom;
 pub mod live;
 pub mod model;
+pub mod narrate;
 pub mod sim_model;
 pub mod sim_view;
+pub mod tour;
 
 use wasm_bindgen::prelude::*;
 
@@ -63,6 +65,7 @@ fn route() {
 #[wasm_bindgen(start)]
 pub fn start() {
     live::mount();
+    tour::mount();
     route();
     on(&window(), "hashchange", |_| route());
 }

@@ -1,5 +1,10 @@
-//! The Live view: the real cluster through the REST API of the node that
-//! served the page.
+//! The Live view: the real cluster through the REST API, polled from the
+//! node that served the page, or, when that node stops answering, from
+//! another member (the page knows every member's address from the last
+//! `GET /cluster`; the members answer it with CORS headers). A member that
+//! does not answer keeps its last-known values, greyed, with the reason in
+//! words; the pills say "unknown" rather than repeat an old count when no
+//! member answers; a narration feed tells what changed between polls.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -11,15 +16,27 @@ use raft_core::NodeId;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::Event;
 
-use crate::api::{call, encode, Answer};
-use crate::components::{NodeCard, TimelineStrip};
+use crate::api::{call, call_at, encode, set_base, Answer};
+use crate::components::{FeedList, NodeCard, TimelineStrip};
 use crate::dom::{
     append, by_id, input, input_value, now_ms, on, page_hidden, set_attr, set_hidden, set_text,
+    window,
 };
-use crate::model::{config_banner, ClusterView, RoleView, Timeline};
+use crate::model::{config_banner, ClusterView, NodeView, RoleView, Timeline};
+use crate::narrate::{human_error, narrate, Feed, Line, LineKind, Source};
 
 /// How often the view polls `GET /cluster`.
-const POLL_MS: u32 = 1000;
+const POLL_MS: u32 = 700;
+/// How long one poll waits for a member before trying the next.
+const POLL_TIMEOUT_MS: u32 = 2500;
+
+/// One poll: which member answered (its base address, `""` for the page's
+/// origin) and why the ones tried before it did not.
+struct Polled {
+    base: String,
+    failed: Vec<(String, String)>,
+    answer: Result<ClusterResponse, String>,
+}
 
 struct Live {
     cards: BTreeMap<NodeId, NodeCard>,
@@ -27,6 +44,20 @@ struct Live {
     strip: TimelineStrip,
     opened_at: f64,
     last_ok: Option<f64>,
+    /// The node that served the page, once known.
+    origin_id: Option<NodeId>,
+    /// Every member's address, from the last answer.
+    members: BTreeMap<NodeId, String>,
+    /// Where polls go first (`""`: the page's origin).
+    base: String,
+    /// Each member's values when it last answered.
+    last_known: BTreeMap<NodeId, (NodeView, f64)>,
+    /// The previous answer, for narration.
+    prev: Option<ClusterView>,
+    feed: Feed,
+    feed_list: FeedList,
+    /// Whether the last poll found no member at all.
+    blind: bool,
 }
 
 /// Builds the Live view into the page's `#view-live` skeleton and starts
@@ -34,37 +65,130 @@ struct Live {
 pub fn mount() {
     let strip = TimelineStrip::new("ms");
     append(&by_id("live-timeline"), &strip.root);
+    let feed_list = FeedList::new();
+    append(&by_id("live-feed"), &feed_list.root);
     let live = Rc::new(RefCell::new(Live {
         cards: BTreeMap::new(),
         timeline: Timeline::default(),
         strip,
         opened_at: now_ms(),
         last_ok: None,
+        origin_id: None,
+        members: BTreeMap::new(),
+        base: String::new(),
+        last_known: BTreeMap::new(),
+        prev: None,
+        feed: Feed::default(),
+        feed_list,
+        blind: false,
     }));
+    {
+        let mut l = live.borrow_mut();
+        let Live {
+            feed, feed_list, ..
+        } = &mut *l;
+        feed_list.update(feed);
+    }
     mount_forms();
     spawn_local(async move {
         loop {
             if !page_hidden() {
-                let answer = call(Method::GET, "/cluster", None).await;
-                live.borrow_mut().show(answer);
+                let candidates = live.borrow().candidates();
+                let polled = poll(candidates).await;
+                live.borrow_mut().show(polled);
             }
             gloo_timers::future::TimeoutFuture::new(POLL_MS).await;
         }
     });
 }
 
-impl Live {
-    fn show(&mut self, answer: Result<Answer, String>) {
-        let banner = by_id("live-banner");
-        let cluster = answer.and_then(|a| {
-            if a.ok() {
-                a.json::<ClusterResponse>()
-            } else {
-                Err(format!("it answered /cluster with {}", a.error_message()))
+/// Asks each candidate for `/cluster` in turn until one answers.
+async fn poll(candidates: Vec<(String, String)>) -> Polled {
+    let mut failed = Vec::new();
+    for (base, name) in candidates {
+        let answer = call_at(&base, Method::GET, "/cluster", None, POLL_TIMEOUT_MS)
+            .await
+            .and_then(|a| {
+                if a.ok() {
+                    a.json::<ClusterResponse>()
+                } else {
+                    Err(a.error_message())
+                }
+            });
+        match answer {
+            Ok(c) => {
+                return Polled {
+                    base,
+                    failed,
+                    answer: Ok(c),
+                }
             }
-        });
-        let view = match cluster {
-            Ok(c) => ClusterView::from_wire(&c),
+            Err(e) => failed.push((name, e)),
+        }
+    }
+    let why = failed
+        .iter()
+        .map(|(n, e)| format!("{n} unreachable ({e})"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Polled {
+        base: String::new(),
+        failed,
+        answer: Err(why),
+    }
+}
+
+/// `HH:MM:SS` of the wall clock, for the feed.
+fn clock() -> String {
+    let d = js_sys::Date::new_0();
+    format!(
+        "{:02}:{:02}:{:02}",
+        d.get_hours(),
+        d.get_minutes(),
+        d.get_seconds()
+    )
+}
+
+impl Live {
+    /// Where to ask, in order: the member answering last time, the page's
+    /// origin, then every other member (`(base, name)`).
+    fn candidates(&self) -> Vec<(String, String)> {
+        let origin = window().location().origin().unwrap_or_default();
+        let name_of = |base: &str| -> String {
+            if base.is_empty() {
+                return match self.origin_id {
+                    Some(id) => format!("n{id} (this page's node)"),
+                    None => "this page's node".into(),
+                };
+            }
+            self.members
+                .iter()
+                .find(|(_, u)| u.trim_end_matches('/') == base)
+                .map_or(base.to_string(), |(id, _)| format!("n{id}"))
+        };
+        let mut bases = vec![self.base.clone(), String::new()];
+        for url in self.members.values() {
+            let u = url.trim_end_matches('/');
+            bases.push(if u == origin {
+                String::new()
+            } else {
+                u.to_string()
+            });
+        }
+        let mut out: Vec<(String, String)> = Vec::new();
+        for b in bases {
+            if !out.iter().any(|(x, _)| *x == b) {
+                let name = name_of(&b);
+                out.push((b, name));
+            }
+        }
+        out
+    }
+
+    fn show(&mut self, polled: Polled) {
+        let banner = by_id("live-banner");
+        let cluster = match polled.answer {
+            Ok(c) => c,
             Err(e) => {
                 let since = self
                     .last_ok
@@ -72,21 +196,110 @@ impl Live {
                     .unwrap_or_default();
                 set_text(
                     &banner,
-                    &format!("Serving node down: {e}.{since} Open the dashboard from another member to keep watching."),
+                    &format!("No member answers: {e}.{since} The values below are the last known."),
                 );
                 set_attr(&banner, "data-kind", "down");
                 set_hidden(&banner, false);
                 for card in self.cards.values() {
                     set_attr(&card.root, "data-stale", "true");
                 }
+                // Say what is known: nothing current.
+                let leader = by_id("live-leader");
+                set_text(&leader, "leader unknown (no member answers)");
+                set_attr(&leader, "data-leader", "");
+                let ft = by_id("live-ft");
+                set_text(&ft, "fault tolerance unknown");
+                set_attr(&ft, "data-quorum", "unknown");
                 set_text(&by_id("live-updated"), "not updating");
+                if !self.blind {
+                    self.blind = true;
+                    self.feed.push(
+                        &clock(),
+                        vec![Line {
+                            kind: LineKind::Fault,
+                            text: format!("no member answers: {e}"),
+                        }],
+                    );
+                    self.feed_list.update(&self.feed);
+                }
                 return;
             }
         };
+        self.blind = false;
+        let mut view = ClusterView::from_wire(&cluster);
+        for m in &cluster.members {
+            self.members.insert(m.id, m.url.clone());
+        }
+        if polled.base.is_empty() && self.origin_id.is_none() {
+            self.origin_id = Some(cluster.served_by);
+        }
+        // "this page" marks the node the page was loaded from, not the
+        // member answering now.
+        for n in &mut view.nodes {
+            n.serving = Some(n.id) == self.origin_id;
+        }
+        let switched = polled.base != self.base;
+        self.base = polled.base.clone();
+        set_base(&self.base);
         self.last_ok = Some(now_ms());
+
+        let mut lines = match &self.prev {
+            Some(prev) => narrate(prev, &view, Source::Live),
+            None => vec![Line {
+                kind: LineKind::Action,
+                text: format!(
+                    "watching {} members through n{}; a poll every {:.1} s",
+                    view.nodes.len(),
+                    cluster.served_by,
+                    f64::from(POLL_MS) / 1000.0
+                ),
+            }],
+        };
+        // The page's own node is not answering: say so, and through whom
+        // the page keeps watching.
+        let failover = if self.base.is_empty() {
+            None
+        } else {
+            let origin = self
+                .origin_id
+                .map_or("this page's node".to_string(), |id| format!("n{id}"));
+            let why = self
+                .origin_id
+                .and_then(|id| view.node(id))
+                .and_then(|n| n.error.as_deref())
+                .map(human_error)
+                .or_else(|| polled.failed.first().map(|(_, e)| e.clone()))
+                .unwrap_or_else(|| "no answer".into());
+            Some(format!(
+                "{origin}, which served this page, is unreachable ({why}); watching through n{}.",
+                cluster.served_by
+            ))
+        };
+        if switched {
+            if let Some(f) = &failover {
+                lines.push(Line {
+                    kind: LineKind::Action,
+                    text: f.clone(),
+                });
+            } else if self.prev.is_some() {
+                lines.push(Line {
+                    kind: LineKind::Action,
+                    text: format!("watching through n{} again", cluster.served_by),
+                });
+            }
+        }
+        self.feed.push_folding_commits(&clock(), lines);
+        self.feed_list.update(&self.feed);
+        self.prev = Some(view.clone());
+
         let leader = view.current_leader().map(|n| (n.id, n.term.unwrap_or(0)));
-        match leader {
-            None => {
+        match (&failover, leader) {
+            (Some(text), _) => {
+                set_text(&banner, text);
+                set_attr(&banner, "data-kind", "failover");
+                set_hidden(&banner, false);
+            }
+            (None, None) => {
                 set_text(
                     &banner,
                     "No leader: an election is under way, or too few members are up to elect one. Writes and linearizable reads wait.",
@@ -94,7 +307,7 @@ impl Live {
                 set_attr(&banner, "data-kind", "no-leader");
                 set_hidden(&banner, false);
             }
-            Some(_) => set_hidden(&banner, true),
+            (None, Some(_)) => set_hidden(&banner, true),
         }
         let summary_leader = by_id("live-leader");
         match leader {
@@ -118,17 +331,22 @@ impl Live {
                 "no"
             },
         );
+        let via = by_id("live-updated");
         set_text(
-            &by_id("live-updated"),
-            &format!("served by n{}", view.served_by.unwrap_or(0)),
+            &via,
+            &if self.base.is_empty() {
+                format!("served by n{}", cluster.served_by)
+            } else {
+                format!("via n{} (failover)", cluster.served_by)
+            },
         );
+        set_attr(&via, "data-via", &cluster.served_by.to_string());
         self.update_cards(&view);
         let at = (now_ms() - self.opened_at).max(0.0) as u64;
         if self.timeline.observe_view(at, &view) {
             self.strip.update(&self.timeline);
         }
     }
-
     /// The configuration pill, and a banner while a change is under way
     /// (joint: both voter sets; otherwise not every member reports it yet).
     fn show_config(&self, view: &ClusterView) {
@@ -176,12 +394,39 @@ impl Live {
                 append(&container, &c.root);
                 c
             });
-            set_attr(&card.root, "data-stale", "false");
             let progress = leader
                 .filter(|l| l.id != n.id && n.role != RoleView::Down)
                 .and_then(|l| l.followers.iter().find(|f| f.id == n.id))
                 .map(|f| (f.match_index, f.next_index));
-            card.update(n, progress);
+            if n.role == RoleView::Down {
+                // Keep what it said last, greyed, with the reason in words.
+                let why = n.error.as_deref().map_or("no answer".into(), human_error);
+                let shown = match self.last_known.get(&n.id) {
+                    Some((known, at)) => {
+                        let mut v = known.clone();
+                        v.role = RoleView::Down;
+                        v.followers.clear();
+                        v.serving = n.serving;
+                        v.member = n.member;
+                        v.error = Some(format!(
+                            "unreachable ({why}) · last seen {:.0} s ago, values as then",
+                            (now_ms() - at) / 1000.0
+                        ));
+                        v
+                    }
+                    None => {
+                        let mut v = n.clone();
+                        v.error = Some(format!("unreachable ({why})"));
+                        v
+                    }
+                };
+                set_attr(&card.root, "data-stale", "true");
+                card.update(&shown, None);
+            } else {
+                self.last_known.insert(n.id, (n.clone(), now_ms()));
+                set_attr(&card.root, "data-stale", "false");
+                card.update(n, progress);
+            }
         }
     }
 }

@@ -32,26 +32,60 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Element, Event, HtmlInputElement, HtmlSelectElement};
 
-use crate::components::{NodeCard, TimelineStrip};
+use crate::components::{FeedList, LogGrid, NodeCard, TimelineStrip};
 use crate::dom::{
     append, by_id, clear, document, el_class, el_text, input, now_ms, on, page_hidden, set_attr,
     set_enabled, set_hidden, set_text, svg, toggle_class, window,
 };
 use crate::model::{id_set, term_color, ClusterView, ConfigView, MemberKind, RoleView};
+use crate::narrate::{narrate, Feed, Line, LineKind, Source};
 use crate::sim_model::{outcome_class, Action, HandOp, MemberControls, SimRun, SimSettings};
+use web_sys::KeyboardEvent;
 
 const CENTER: f64 = 260.0;
 const RADIUS: f64 = 190.0;
 const NODE_R: f64 = 34.0;
-/// Virtual time units per second at each speed setting.
-const SPEEDS: [(&str, f64); 6] = [
-    ("0.25×", 25.0),
-    ("0.5×", 50.0),
-    ("1×", 100.0),
-    ("2.5×", 250.0),
-    ("10×", 1000.0),
-    ("50×", 5000.0),
-];
+/// Virtual time units per second at 1×.
+const UNITS_PER_SECOND_AT_1X: f64 = 100.0;
+/// The slowest and the fastest speed, as multiples of 1×.
+const SLOWEST: f64 = 0.01;
+const FASTEST: f64 = 50.0;
+/// The speed out of the box: slow enough to follow one message.
+pub const DEFAULT_SPEED: f64 = 0.1;
+/// The speed slider's positions (logarithmic between [`SLOWEST`] and
+/// [`FASTEST`]).
+const SLIDER_MAX: f64 = 1000.0;
+/// Arrow keys scrub this many steps (with Shift, ten times as many).
+const SCRUB_KEY_STEPS: u64 = 10;
+
+/// The speed (× of real time) at a slider position.
+pub fn speed_at(position: f64) -> f64 {
+    let f = (position / SLIDER_MAX).clamp(0.0, 1.0);
+    SLOWEST * (FASTEST / SLOWEST).powf(f)
+}
+
+/// The slider position of a speed.
+pub fn position_of(speed: f64) -> f64 {
+    let s = speed.clamp(SLOWEST, FASTEST);
+    ((s / SLOWEST).ln() / (FASTEST / SLOWEST).ln() * SLIDER_MAX).round()
+}
+
+/// `0.1×`, `0.03×`, `2.5×`, `50×`.
+pub fn speed_label(speed: f64) -> String {
+    let text = if speed < 0.095 {
+        format!("{speed:.2}")
+    } else if speed < 9.95 {
+        format!("{speed:.1}")
+    } else {
+        format!("{speed:.0}")
+    };
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    format!("{text}×")
+}
 /// At most this many simulation steps per animation frame.
 const MAX_STEPS_PER_FRAME: u32 = 5000;
 /// The history view shows this much virtual time.
@@ -71,6 +105,8 @@ struct RingNode {
     term: Element,
     role: Element,
     votes: Element,
+    /// The node's tooltip (an SVG `<title>`).
+    tip: Element,
 }
 
 struct SimUi {
@@ -110,6 +146,15 @@ struct SimUi {
     last_slow_render: f64,
     lin_checked_len: usize,
     lin_checked_step: u64,
+    /// What happened, in words.
+    feed: Feed,
+    feed_list: FeedList,
+    /// Every node's log tail, aligned by index, under the ring.
+    log_grid: LogGrid,
+    /// The view last narrated, and its step.
+    narrated: Option<(u64, ClusterView)>,
+    /// What the last button did, or why it did nothing.
+    action_note: String,
 }
 
 /// The animation-frame callback, kept alive while the loop runs.
@@ -145,8 +190,7 @@ pub fn show(visible: bool, hash: &str) {
         with_ui(|ui| {
             // A bare `#sim` (the nav link) returns to the current run.
             if hash.trim_start_matches('#') == "sim" {
-                let h = ui.last_hash.clone();
-                ui.write_hash(&h);
+                ui.write_hash();
             } else if hash != ui.last_hash {
                 ui.load(hash);
             }
@@ -219,7 +263,7 @@ impl SimUi {
             run: SimRun::new(settings),
             playing: true,
             visible: true,
-            speed: 100.0,
+            speed: DEFAULT_SPEED * UNITS_PER_SECOND_AT_1X,
             target: 0.0,
             last_ts: None,
             selected: None,
@@ -244,8 +288,15 @@ impl SimUi {
             last_slow_render: 0.0,
             lin_checked_len: usize::MAX,
             lin_checked_step: u64::MAX,
+            feed: Feed::default(),
+            feed_list: FeedList::new(),
+            log_grid: LogGrid::new(),
+            narrated: None,
+            action_note: String::new(),
         };
         append(&by_id("sim-timeline"), &ui.timeline.root);
+        append(&by_id("sim-feed"), &ui.feed_list.root);
+        append(&by_id("sim-log-grid"), &ui.log_grid.root);
         ui.load(hash);
         ui
     }
@@ -254,13 +305,16 @@ impl SimUi {
     fn load(&mut self, hash: &str) {
         let settings = SimSettings::parse(hash);
         let at = settings.at;
-        if let Some(speed) = hash
+        // `speed=` (time units per second) or the default.
+        self.speed = hash
             .split(['?', '&'])
             .find_map(|kv| kv.strip_prefix("speed="))
             .and_then(|v| v.parse::<f64>().ok())
-        {
-            self.speed = speed.clamp(1.0, 100_000.0);
-        }
+            .unwrap_or(DEFAULT_SPEED * UNITS_PER_SECOND_AT_1X)
+            .clamp(
+                SLOWEST * UNITS_PER_SECOND_AT_1X,
+                FASTEST * UNITS_PER_SECOND_AT_1X,
+            );
         self.run = SimRun::new(settings);
         if let Some(at) = at {
             self.run.seek(at);
@@ -279,14 +333,35 @@ impl SimUi {
         self.timeline_len = usize::MAX;
         self.bands_key = (usize::MAX, 0, 0);
         self.lin_checked_len = usize::MAX;
-        self.write_hash(hash);
+        self.feed.clear();
+        self.narrated = None;
+        self.action_note.clear();
+        let cfg = self.run.cluster.config();
+        let on = |b: bool| if b { "on" } else { "off" };
+        self.feed.push(
+            &self.when(),
+            vec![Line {
+                kind: LineKind::Action,
+                text: format!(
+                    "run of seed {}: {} nodes, PreVote {}, CheckQuorum {}; {} automatic clients keep putting and getting {} keys through random nodes",
+                    self.run.settings.seed,
+                    self.run.settings.nodes,
+                    on(cfg.raft.pre_vote),
+                    on(cfg.raft.check_quorum),
+                    cfg.clients.count,
+                    cfg.clients.keys
+                ),
+            }],
+        );
+        self.write_hash();
         self.sync_controls();
     }
 
-    /// Keeps the URL in step with the run (without a hashchange event).
-    fn write_hash(&mut self, original: &str) {
+    /// Keeps the URL in step with the run (without a hashchange event); a
+    /// speed other than the default is in it too.
+    fn write_hash(&mut self) {
         let h = self.run.settings.to_hash(self.run.settings.at);
-        let keep_extra = original.contains("speed=");
+        let keep_extra = (self.speed - DEFAULT_SPEED * UNITS_PER_SECOND_AT_1X).abs() > 1e-9;
         let h = if keep_extra {
             format!("{h}&speed={}", self.speed)
         } else {
@@ -329,6 +404,7 @@ impl SimUi {
     /// membership action can be refused; the form or the membership line
     /// shows why.
     fn act(&mut self, action: Action) {
+        let note = self.explain(&action);
         let by_hand = matches!(action, Action::Client { .. });
         let membership = action.is_membership().then(|| action.label());
         let done = self.run.act(action);
@@ -350,9 +426,95 @@ impl SimUi {
             });
         }
         self.run.settings.at = None;
-        let h = self.last_hash.clone();
-        self.write_hash(&h);
+        // Narrate what the user did before what follows from it.
+        self.narrate_now();
+        let when = self.when();
+        self.feed.push(
+            &when,
+            vec![Line {
+                kind: LineKind::Action,
+                text: note.clone(),
+            }],
+        );
+        self.action_note = note;
+        self.write_hash();
         self.render(true);
+    }
+
+    /// What `action` is about to do, in words; for a forced timeout, why it
+    /// may change nothing.
+    fn explain(&self, action: &Action) -> String {
+        let c = &self.run.cluster;
+        let raft = &c.config().raft;
+        let leader = c.leader();
+        let term = |id: NodeId| c.node(id).and_then(|n| n.term()).unwrap_or(0);
+        match *action {
+            Action::Timeout(n) => match leader {
+                Some(l) if l == n => format!(
+                    "you fired leader n{n}'s election timer: a leader has no election timer to fire, so nothing changes"
+                ),
+                Some(l) if raft.pre_vote => format!(
+                    "you fired n{n}'s election timer: with PreVote it first asks whether it could win, without raising its term. \
+                     The other voters still hear from leader n{l}, so they refuse and nothing changes: that is PreVote protecting a healthy leader. \
+                     Turn PreVote and CheckQuorum off (for nodes restarted afterwards) to see n{n} take over"
+                ),
+                Some(l) if raft.check_quorum => format!(
+                    "you fired n{n}'s election timer: it asks for votes in term {}, but voters that heard from leader n{l} within an election timeout ignore it \
+                     (CheckQuorum's leader lease), so nothing changes unless n{l} has lost touch with them",
+                    term(n) + 1
+                ),
+                Some(l) => format!(
+                    "you fired n{n}'s election timer: it asks for votes in term {}; without PreVote or CheckQuorum nothing protects leader n{l}, \
+                     which steps down as soon as it sees the higher term",
+                    term(n) + 1
+                ),
+                None => format!("you fired n{n}'s election timer: it campaigns now"),
+            },
+            Action::PreVote(_) | Action::CheckQuorum(_) => format!(
+                "you set {}: running nodes keep the setting they started with; it applies to each node at its next restart",
+                action.label()
+            ),
+            Action::Crash(n) => format!(
+                "you crashed n{n}: its memory is gone; its disk (term, vote, log) stays for a restart"
+            ),
+            Action::Restart(n) => format!("you restarted n{n}"),
+            _ => format!("you: {}", action.label()),
+        }
+    }
+
+    /// The moment a feed line is stamped with.
+    fn when(&self) -> String {
+        format!("step {}", self.run.step_no())
+    }
+
+    /// Narrates what changed since the last narrated moment. A jump (a
+    /// seek, or far too many steps in one frame) restarts the story.
+    fn narrate_now(&mut self) {
+        let step = self.run.step_no();
+        let view = self.run.view();
+        match &self.narrated {
+            Some((at, _)) if *at == step => return,
+            Some((at, prev)) if *at < step => {
+                let lines = narrate(prev, &view, Source::Sim);
+                let when = self.when();
+                self.feed.push(&when, lines);
+            }
+            Some(_) => {
+                self.feed.clear();
+                let when = self.when();
+                self.feed.push(
+                    &when,
+                    vec![Line {
+                        kind: LineKind::Action,
+                        text: format!(
+                            "you went back in time to step {step}: the run replays from its seed"
+                        ),
+                    }],
+                );
+            }
+            None => {}
+        }
+        self.narrated = Some((step, view));
     }
 
     /// Issues a client operation by hand through the form's node.
@@ -494,9 +656,39 @@ impl SimUi {
                 "y",
                 &format!("{}", ry + if y > CENTER { 14.0 } else { -14.0 }),
             );
-            for e in [&member_ring, &arc, &circle, &label, &term, &role, &votes] {
+            let tip = svg("title");
+            for e in [
+                &tip,
+                &member_ring,
+                &arc,
+                &circle,
+                &label,
+                &term,
+                &role,
+                &votes,
+            ] {
                 append(&g, e);
             }
+            // Reachable by keyboard: Tab to it, Enter or Space selects it.
+            set_attr(&g, "tabindex", "0");
+            set_attr(&g, "role", "button");
+            on(&g, "keydown", move |e: Event| {
+                let Some(k) = e.dyn_ref::<KeyboardEvent>() else {
+                    return;
+                };
+                if k.key() == "Enter" || k.key() == " " {
+                    e.prevent_default();
+                    e.stop_propagation();
+                    with_ui(|ui| {
+                        ui.selected = if ui.selected == Some(id) {
+                            None
+                        } else {
+                            Some(id)
+                        };
+                        ui.render(true);
+                    });
+                }
+            });
             // Dragging from a node across others draws a group to split
             // off from the rest.
             on(&g, "mousedown", move |e: Event| {
@@ -537,6 +729,7 @@ impl SimUi {
                 term,
                 role,
                 votes,
+                tip,
             });
         }
     }
@@ -599,10 +792,14 @@ impl SimUi {
 
     fn render(&mut self, force: bool) {
         self.sync_layout();
+        self.narrate_now();
+        self.feed_list.update(&self.feed);
+        set_text(&by_id("sim-action-note"), &self.action_note);
         let view = self.run.view();
         self.render_status(&view);
         self.render_membership(&view);
         self.render_ring(&view);
+        self.log_grid.update(&view);
         self.render_cards(&view);
         if self.run.timeline.events.len() != self.timeline_len || force {
             self.timeline_len = self.run.timeline.events.len();
@@ -674,7 +871,9 @@ impl SimUi {
             &sel,
             &self
                 .selected
-                .map_or("click a node on the ring".into(), |s| format!("n{s}")),
+                .map_or("click a node on the ring (or press 1–9)".into(), |s| {
+                    format!("n{s}")
+                }),
         );
         let chosen = self.selected.and_then(|id| view.node(id));
         let up = chosen.is_some_and(|n| n.role != RoleView::Down);
@@ -691,9 +890,20 @@ impl SimUi {
         set_enabled(&by_id("sim-isolate"), chosen.is_some());
         set_enabled(&by_id("sim-timeout"), voter_up);
         set_enabled(&by_id("sim-crash-leader"), view.current_leader().is_some());
-        set_enabled(
-            &by_id("sim-restart-all"),
-            view.nodes.iter().any(|n| n.role == RoleView::Down),
+        let down = view
+            .nodes
+            .iter()
+            .filter(|n| n.role == RoleView::Down)
+            .count();
+        let restart_all = by_id("sim-restart-all");
+        set_enabled(&restart_all, down > 0);
+        set_text(
+            &restart_all,
+            &if down > 0 {
+                format!("Restart crashed ({down})")
+            } else {
+                "Restart crashed".to_string()
+            },
         );
         let s = c.network().stats;
         set_text(
@@ -927,7 +1137,25 @@ impl SimUi {
             if !n.member.label().is_empty() {
                 title.push_str(&format!(" · {}", n.member.label()));
             }
+            if let Some(t) = n.term {
+                title.push_str(&format!(" · term {t}"));
+            }
             set_attr(&rn.group, "aria-label", &title);
+            set_text(
+                &rn.tip,
+                &format!(
+                    "{title}. Fill: the term's colour; arc: its election timer. Click or press Enter to select; then c crashes or restarts it, t fires its timer"
+                ),
+            );
+            set_attr(
+                &rn.group,
+                "aria-pressed",
+                if self.selected == Some(n.id) {
+                    "true"
+                } else {
+                    "false"
+                },
+            );
             toggle_class(&rn.group, "selected", self.selected == Some(n.id));
             let fill = match (n.role, n.term) {
                 (RoleView::Down, _) => "#eceef1",
@@ -1448,6 +1676,91 @@ impl SimUi {
         }
     }
 
+    /// The speed slider and its label.
+    fn show_speed(&self) {
+        let x = self.speed / UNITS_PER_SECOND_AT_1X;
+        let slider = input("sim-speed");
+        let pos = position_of(x).to_string();
+        if slider.value() != pos {
+            slider.set_value(&pos);
+        }
+        let label = speed_label(x);
+        set_attr(&slider, "aria-valuetext", &label);
+        let shown = by_id("sim-speed-val");
+        set_text(&shown, &label);
+        set_attr(&shown, "data-speed", &format!("{x:.4}"));
+    }
+
+    /// One keyboard shortcut; whether it was one.
+    fn key(&mut self, key: &str, shift: bool) -> bool {
+        match key {
+            " " | "k" => {
+                self.playing = !self.playing;
+                self.last_ts = None;
+                self.target = self.run.cluster.now() as f64;
+            }
+            "s" => {
+                self.playing = false;
+                self.run.step();
+                self.target = self.run.cluster.now() as f64;
+            }
+            "c" => {
+                let Some(id) = self.selected else {
+                    self.action_note = "select a node first (click it, or press its number)".into();
+                    self.render(true);
+                    return true;
+                };
+                let up = self.run.cluster.node(id).is_some_and(|n| n.is_up());
+                self.act(if up {
+                    Action::Crash(id)
+                } else {
+                    Action::Restart(id)
+                });
+                return true;
+            }
+            "t" => {
+                match self.selected {
+                    Some(id) => self.act(Action::Timeout(id)),
+                    None => {
+                        self.action_note =
+                            "select a node first (click it, or press its number)".into();
+                        self.render(true);
+                    }
+                }
+                return true;
+            }
+            "ArrowLeft" | "ArrowRight" => {
+                let by = if shift {
+                    SCRUB_KEY_STEPS * 10
+                } else {
+                    SCRUB_KEY_STEPS
+                };
+                let now = self.run.step_no();
+                let to = if key == "ArrowLeft" {
+                    now.saturating_sub(by)
+                } else {
+                    now + by
+                };
+                self.playing = false;
+                self.seek(to);
+            }
+            "Escape" => {
+                self.selected = None;
+                self.picked_msg = None;
+            }
+            d if d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => {
+                let slot = usize::from(d.as_bytes()[0] - b'0');
+                match slot.checked_sub(1).and_then(|i| self.ring_ids.get(i)) {
+                    Some(&id) => self.selected = Some(id),
+                    None => return false,
+                }
+            }
+            _ => return false,
+        }
+        self.render(true);
+        true
+    }
+
     fn sync_controls(&self) {
         let cfg = self.run.cluster.config();
         input("sim-prevote").set_checked(cfg.raft.pre_vote);
@@ -1456,17 +1769,7 @@ impl SimUi {
         if let Ok(sel) = by_id("sim-nodes").dyn_into::<HtmlSelectElement>() {
             sel.set_value(&self.run.settings.nodes.to_string());
         }
-        if let Ok(sel) = by_id("sim-speed").dyn_into::<HtmlSelectElement>() {
-            let v = SPEEDS
-                .iter()
-                .min_by(|a, b| {
-                    (a.1 - self.speed)
-                        .abs()
-                        .total_cmp(&(b.1 - self.speed).abs())
-                })
-                .map_or(100.0, |s| s.1);
-            sel.set_value(&v.to_string());
-        }
+        self.show_speed();
         let net = &self.run.cluster.network().config;
         input("sim-drop").set_value(&((net.drop_rate * 100.0).round() as u32).to_string());
         input("sim-latency").set_value(&net.latency.1.to_string());
@@ -1638,11 +1941,7 @@ fn new_run(seed: u64, nodes: usize, ui: &mut SimUi) {
 
 fn mount_controls() {
     let speed = by_id("sim-speed");
-    for (label, v) in SPEEDS {
-        let o = el_text("option", "", label);
-        set_attr(&o, "value", &v.to_string());
-        append(&speed, &o);
-    }
+    set_attr(&speed, "max", &SLIDER_MAX.to_string());
     let nodes = by_id("sim-nodes");
     for n in 3..=9 {
         let o = el_text("option", "", &n.to_string());
@@ -1661,13 +1960,48 @@ fn mount_controls() {
         ui.target = ui.run.cluster.now() as f64;
         ui.render(true);
     });
-    on(&speed, "change", |e: Event| {
-        let v = e
-            .target()
-            .and_then(|t| t.dyn_into::<HtmlSelectElement>().ok())
-            .and_then(|s| s.value().parse::<f64>().ok());
-        if let Some(v) = v {
-            with_ui(|ui| ui.speed = v);
+    on(&speed, "input", |_| {
+        if let Ok(pos) = input("sim-speed").value().parse::<f64>() {
+            with_ui(|ui| {
+                ui.speed = speed_at(pos) * UNITS_PER_SECOND_AT_1X;
+                ui.show_speed();
+                ui.write_hash();
+            });
+        }
+    });
+    on(&document(), "keydown", |e: Event| {
+        let Some(k) = e.dyn_ref::<KeyboardEvent>() else {
+            return;
+        };
+        if k.ctrl_key() || k.meta_key() || k.alt_key() {
+            return;
+        }
+        // Typing in a field, or a control's own keys, win.
+        let target = e.target().and_then(|t| t.dyn_into::<Element>().ok());
+        let tag = target
+            .as_ref()
+            .map(|t| t.tag_name().to_lowercase())
+            .unwrap_or_default();
+        let key = k.key();
+        let own_keys = match tag.as_str() {
+            "textarea" | "select" => true,
+            "input" => {
+                let kind = target
+                    .as_ref()
+                    .and_then(|t| t.get_attribute("type"))
+                    .unwrap_or_default();
+                kind != "checkbox" || key == " "
+            }
+            "button" | "a" => key == " " || key == "Enter",
+            _ => false,
+        };
+        if own_keys {
+            return;
+        }
+        let handled = with_ui(|ui| ui.visible && ui.key(&key, k.shift_key())).unwrap_or(false);
+        if handled {
+            e.prevent_default();
+            ensure_loop();
         }
     });
     click("sim-new", |ui| {
@@ -1821,4 +2155,22 @@ fn mount_controls() {
             ui.render(true);
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_speed_slider_spans_a_hundredth_to_fifty() {
+        assert!((speed_at(0.0) - SLOWEST).abs() < 1e-12);
+        assert!((speed_at(SLIDER_MAX) - FASTEST).abs() < 1e-9);
+        let default = position_of(DEFAULT_SPEED);
+        assert!((speed_at(default) - DEFAULT_SPEED).abs() < 0.002);
+        assert_eq!(speed_label(speed_at(default)), "0.1×");
+        assert_eq!(speed_label(0.01), "0.01×");
+        assert_eq!(speed_label(2.5), "2.5×");
+        assert_eq!(speed_label(50.0), "50×");
+        assert_eq!(speed_label(1.0), "1×");
+    }
 }

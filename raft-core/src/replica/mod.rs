@@ -129,6 +129,10 @@ pub struct Replica {
     /// `Faults::ignore_sessions`: the state machine applies retries again.
     #[cfg(feature = "faults")]
     ignore_sessions: bool,
+    /// `Faults::answer_replaced_writes`: a write whose index a new proposal
+    /// takes is answered "not applied" at once.
+    #[cfg(feature = "faults")]
+    answer_replaced_writes: bool,
 }
 
 /// Spreads a seed over 64 bits (splitmix64's finalizer): request ids and
@@ -175,6 +179,8 @@ impl Replica {
         let ignore_sessions = config.faults.ignore_sessions;
         #[cfg(feature = "faults")]
         let reuse_read_contexts = config.faults.reuse_read_contexts;
+        #[cfg(feature = "faults")]
+        let answer_replaced_writes = config.faults.answer_replaced_writes;
         #[cfg(not(feature = "faults"))]
         let reuse_read_contexts = false;
         let snapshot = persisted
@@ -203,6 +209,8 @@ impl Replica {
             snapshots: SnapshotState::new(policy, snapshot.0, snapshot.1),
             #[cfg(feature = "faults")]
             ignore_sessions,
+            #[cfg(feature = "faults")]
+            answer_replaced_writes,
         })
     }
 
@@ -242,6 +250,22 @@ impl Replica {
     pub fn propose(&mut self, command: Command) -> Result<RequestId, NotAccepted> {
         let index = self.raw.propose(command)?;
         let id = self.request_id();
+        #[cfg(feature = "faults")]
+        if self.answer_replaced_writes {
+            let replaced: Vec<_> = self
+                .pending
+                .writes
+                .keys()
+                .filter(|(i, _)| *i == index)
+                .copied()
+                .collect();
+            for key in replaced {
+                if let Some(old) = self.pending.writes.remove(&key) {
+                    self.outcomes
+                        .push((old, Outcome::Write(Err(RequestError::NotApplied))));
+                }
+            }
+        }
         self.pending.writes.insert((index, self.raw.term()), id);
         Ok(id)
     }

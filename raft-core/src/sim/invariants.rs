@@ -223,6 +223,16 @@ pub enum Violation {
         /// one in force at the entry).
         membership: Membership,
     },
+    /// A write was answered "not applied" (safe to retry as a new write),
+    /// yet the entry it was proposed as was applied.
+    NotAppliedButApplied {
+        /// The node that answered.
+        node: NodeId,
+        /// The index the write was proposed at.
+        index: Index,
+        /// The term it was proposed in.
+        term: Term,
+    },
     /// A read was served at a read index below a commit index known before
     /// it reached the node serving it.
     StaleRead {
@@ -264,6 +274,8 @@ pub enum ViolationKind {
     CommitNotDurable,
     /// [`Violation::StaleRead`].
     StaleRead,
+    /// [`Violation::NotAppliedButApplied`].
+    NotAppliedButApplied,
 }
 
 impl Violation {
@@ -283,6 +295,7 @@ impl Violation {
             Violation::DoubleVote { .. } => ViolationKind::DoubleVote,
             Violation::CommitNotDurable { .. } => ViolationKind::CommitNotDurable,
             Violation::StaleRead { .. } => ViolationKind::StaleRead,
+            Violation::NotAppliedButApplied { .. } => ViolationKind::NotAppliedButApplied,
         }
     }
 }
@@ -395,6 +408,11 @@ impl std::fmt::Display for Violation {
                 membership.voters,
                 membership.outgoing
             ),
+            Violation::NotAppliedButApplied { node, index, term } => write!(
+                f,
+                "false \"not applied\": node {node} told a client its write at index {index} of \
+                 term {term} was not applied, but that entry was applied"
+            ),
             Violation::StaleRead {
                 node,
                 read_index,
@@ -492,6 +510,9 @@ pub struct Checker {
     /// Whether the direct rules (applied twice, double votes, durable
     /// commits, stale read indices) are checked.
     direct_rules: bool,
+    /// Entries `(index, term)` whose writes were answered "not applied",
+    /// with the node that said so.
+    not_applied: BTreeMap<(Index, Term), NodeId>,
     /// Per `(client_id, seq)`: the index a session table first recorded it
     /// applied at, and the node seen with it.
     sessions: BTreeMap<(u64, u64), (Index, NodeId)>,
@@ -521,6 +542,7 @@ impl Default for Checker {
             new_commits: Vec::new(),
             membership_rules: true,
             direct_rules: true,
+            not_applied: BTreeMap::new(),
             sessions: BTreeMap::new(),
             votes: BTreeMap::new(),
             known_commit: 0,
@@ -905,7 +927,30 @@ impl Checker {
     }
 
     /// `node` applies `e`.
+    /// `node` answered the write it proposed as entry `(index, term)` "not
+    /// applied": that entry must never be applied, now or later.
+    pub(crate) fn on_not_applied(&mut self, node: NodeId, index: Index, term: Term) {
+        if !self.direct_rules {
+            return;
+        }
+        if self
+            .applied
+            .get(&index)
+            .is_some_and(|(e, _)| e.term == term)
+        {
+            self.report(Violation::NotAppliedButApplied { node, index, term });
+        }
+        self.not_applied.insert((index, term), node);
+    }
+
     pub(crate) fn on_apply(&mut self, node: NodeId, e: &Entry) {
+        if let Some(&told) = self.not_applied.get(&(e.index, e.term)) {
+            self.report(Violation::NotAppliedButApplied {
+                node: told,
+                index: e.index,
+                term: e.term,
+            });
+        }
         match self.applied.get(&e.index) {
             Some((first, other)) => {
                 if first.term != e.term || first.payload != e.payload {

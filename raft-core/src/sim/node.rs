@@ -101,6 +101,8 @@ pub(crate) struct Env<'a> {
 enum Tag {
     Write {
         ctx: u64,
+        /// The entry `(index, term)` it was proposed as.
+        at: (Index, Term),
     },
     Read {
         ctx: u64,
@@ -403,8 +405,13 @@ impl SimNode {
             .replica
             .as_mut()
             .ok_or(crate::config::NotAccepted::NotLeader { leader: None })?;
-        let tag = Tag::Write { ctx };
         let id = replica.propose(cmd)?;
+        // The proposal is the last entry now, in the current term.
+        let raw = replica.raw();
+        let tag = Tag::Write {
+            ctx,
+            at: (raw.status().last_index, raw.term()),
+        };
         self.requests.insert(id, tag);
         Ok(())
     }
@@ -611,17 +618,28 @@ impl SimNode {
                 continue;
             };
             let reply = match (tag, outcome) {
-                (Tag::Write { ctx }, Outcome::Write(Ok(w))) => Reply::Write {
+                (Tag::Write { ctx, .. }, Outcome::Write(Ok(w))) => Reply::Write {
                     ctx,
                     result: w.result,
                 },
-                (Tag::Write { ctx }, outcome) => Reply::WriteLost {
+                (
+                    Tag::Write {
+                        ctx,
+                        at: (index, term),
+                    },
+                    Outcome::Write(Err(RequestError::NotApplied)),
+                ) => {
+                    env.checker.on_not_applied(self.id, index, term);
+                    Reply::WriteLost {
+                        ctx,
+                        not_applied: true,
+                    }
+                }
+                (Tag::Write { ctx, .. }, outcome) => Reply::WriteLost {
                     ctx,
                     not_applied: matches!(
                         outcome,
-                        Outcome::Write(Err(
-                            RequestError::NotApplied | RequestError::NotLeader { .. }
-                        ))
+                        Outcome::Write(Err(RequestError::NotLeader { .. }))
                     ),
                 },
                 (

@@ -7,7 +7,7 @@
 //! - [`admin`]: snapshot and leadership transfer.
 //! - [`metrics`]: the `/metrics` handler.
 //! - [`health`]: the `/healthz` and `/readyz` probes.
-//! - [`dashboard`]: the dashboard's static files.
+//! - [`dashboard`]: the dashboard's static files and its CORS answers.
 //! - [`test_hooks`]: the test-only partition switch.
 //! - [`peer`]: the peer RPC's endpoints (`/raft/*`).
 //! - [`forward`]: follower → leader forwarding.
@@ -104,6 +104,7 @@ pub fn router(state: Shared) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), middleware::body_deadline))
         .layer(from_fn_with_state(state.clone(), middleware::common))
+        .layer(from_fn_with_state(state.clone(), dashboard::cors))
         .with_state(state)
 }
 

@@ -29,7 +29,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft_core::replica::{Replica, ReplicaError, RequestId, SnapshotPolicy};
+use raft_core::replica::{Outcome, Replica, ReplicaError, RequestId, SnapshotPolicy};
 use raft_core::wire::PeerBatch;
 use raft_core::{
     Config, Index, Membership, Message, MessageBody, NodeId, Payload, PersistedState, Ready,
@@ -487,8 +487,10 @@ impl Node {
         if ready.must_persist {
             // The fsync blocks this thread: the loop has one of its own
             // (see `app::spawn_raft_loop`).
+            let started = std::time::Instant::now();
             self.storage
                 .persist(ready.snapshot.as_ref(), &ready.entries, ready.hard_state)?;
+            self.metrics.observe_fsync(started.elapsed());
             Metrics::inc(&self.metrics.persists);
         }
         // A snapshot from the leader: its state machine was decoded off the
@@ -547,10 +549,17 @@ impl Node {
     /// Answers whoever waits for the requests the replica decided.
     fn route_outcomes(&mut self) {
         for (id, outcome) in self.replica.take_outcomes() {
+            match &outcome {
+                Outcome::Write(Err(_)) => Metrics::inc(&self.metrics.proposals_failed),
+                Outcome::Read(Err(_)) => Metrics::inc(&self.metrics.read_index_failures),
+                _ => {}
+            }
             if let Some(w) = self.waiting.remove(&id) {
                 w.answer(outcome);
             }
         }
+        let writes = self.waiting.values().filter(|w| w.is_write()).count();
+        self.metrics.set_proposals_pending(writes as u64);
     }
 
     /// A configuration entry was applied.

@@ -88,6 +88,8 @@ impl Node {
                 Ok(()) => match self.replica.snapshot_recorded(snapshot, applied_bytes) {
                     Ok(()) => {
                         Metrics::inc(&self.metrics.snapshots);
+                        self.metrics
+                            .observe_snapshot(started.elapsed(), bytes as u64);
                         info!(
                             index,
                             bytes,

@@ -33,7 +33,9 @@ impl LogStrip {
         let cells = el_class("div", "log-cells");
         let snap = el_text("span", "log-snap", "");
         let elided = el_text("span", "log-elided", "…");
-        append(&cells, &snap);
+        // The snapshot chip stays in view: it sits before the scrolling
+        // cells, not among them.
+        append(&root, &snap);
         append(&cells, &elided);
         append(&root, &cells);
         LogStrip {
@@ -95,6 +97,7 @@ impl LogStrip {
             toggle_class(cell, "committed", committed);
             toggle_class(cell, "applied", c.index <= node.applied_index);
             toggle_class(cell, "uncommitted", !committed);
+            toggle_class(cell, "commit-edge", c.index == node.commit_index);
             let (is_match, is_next) = match progress {
                 Some((m, n)) => (c.index == m, c.index == n),
                 None => (false, false),
@@ -116,10 +119,10 @@ impl LogStrip {
                 " · not committed"
             });
             if is_match {
-                title.push_str(" · leader's match index");
+                title.push_str(" · m: the leader's match index (known stored here)");
             }
             if is_next {
-                title.push_str(" · leader's next index");
+                title.push_str(" · n: the leader's next index (sent next)");
             }
             set_attr(cell, "title", &title);
         }

@@ -29,6 +29,27 @@ const STATS: [&str; 7] = [
     "leader", "vote", "last", "commit", "applied", "snap", "keys",
 ];
 
+/// What each stat means (its tooltip).
+const STAT_TITLES: [&str; 7] = [
+    "the leader this node follows in its current term",
+    "whom this node voted for in its current term (votes are written to disk before they are sent)",
+    "last: the index of the newest entry in this node's log (it may not be committed yet)",
+    "commit: the highest index known to be stored on a majority of voters; committed entries are never lost",
+    "applied: the highest index applied to this node's key-value state",
+    "snap: entries up to this index are compacted into a snapshot (0: none)",
+    "keys in this node's key-value state",
+];
+
+/// What each column of the leader's follower table means.
+const FOLLOWER_COLUMNS: [(&str, &str); 6] = [
+    ("follower", "a member the leader replicates to"),
+    ("match", "match: the highest index the leader knows is stored on this follower"),
+    ("next", "next: the index of the next entry the leader will send it"),
+    ("lag", "entries the follower is behind the leader's last index"),
+    ("state", "probe: finding where the logs agree; replicate: streaming entries; snapshot: sending a snapshot"),
+    ("contact", "time since the follower last answered"),
+];
+
 impl NodeCard {
     /// A card for node `id`.
     pub fn new(id: u64) -> NodeCard {
@@ -41,9 +62,14 @@ impl NodeCard {
         let member = el_class("span", "member-badge");
         append(&head, &member);
         let serving = el_text("span", "serving-tag", "this page");
-        set_attr(&serving, "title", "the node this page is served from");
+        set_attr(&serving, "title", "the node this page was loaded from");
         append(&head, &serving);
         let term = el_class("span", "term-chip");
+        set_attr(
+            &term,
+            "title",
+            "term: Raft's logical clock; each election starts a new term, and at most one leader wins a term",
+        );
         append(&head, &term);
         append(&root, &head);
         let url = el_class("div", "node-url");
@@ -52,8 +78,9 @@ impl NodeCard {
         append(&root, &error);
         let dl = el_class("dl", "stats");
         let mut stats = Vec::new();
-        for name in STATS {
+        for (name, title) in STATS.into_iter().zip(STAT_TITLES) {
             let cell = el_class("div", "stat");
+            set_attr(&cell, "title", title);
             append(&cell, &el_text("dt", "", name));
             let dd = el("dd");
             set_attr(&dd, "data-stat", name);
@@ -67,8 +94,10 @@ impl NodeCard {
         let followers = el_class("table", "followers");
         let thead = el("thead");
         let tr = el("tr");
-        for h in ["follower", "match", "next", "lag", "state", "contact"] {
-            append(&tr, &el_text("th", "", h));
+        for (h, title) in FOLLOWER_COLUMNS {
+            let th = el_text("th", "", h);
+            set_attr(&th, "title", title);
+            append(&tr, &th);
         }
         append(&thead, &tr);
         append(&followers, &thead);
