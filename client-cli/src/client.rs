@@ -11,8 +11,8 @@ use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use raft_core::wire::{
     AddMemberRequest, ClusterResponse, ErrorBody, KeyValue, ListResponse, MembersResponse,
-    PutRequest, StatusResponse, WriteResponse, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ,
-    HEADER_CLUSTER_TOKEN, HEADER_LEADER,
+    PutRequest, SessionResponse, StatusResponse, WriteResponse, HEADER_CLIENT_ID,
+    HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_LEADER,
 };
 pub use raft_core::wire::{SnapshotResponse, TransferLeaderRequest};
 use raft_core::NodeId;
@@ -135,7 +135,9 @@ pub struct ApiClient {
     deadline: Instant,
     timeout: Duration,
     token: Option<String>,
-    client_id: u64,
+    /// The session the cluster gave this process at its first write that
+    /// needs one (`POST /sessions`); `None` before.
+    client_id: Option<u64>,
     next_seq: u64,
     leader: Option<Url>,
 }
@@ -162,7 +164,7 @@ impl ApiClient {
             deadline: Instant::now() + timeout,
             timeout,
             token,
-            client_id: random_client_id(),
+            client_id: None,
             next_seq: 1,
             leader: None,
         })
@@ -187,8 +189,35 @@ impl ApiClient {
         decode(answer).map(Some)
     }
 
+    /// Registers this process's session (`POST /sessions`) unless it has
+    /// one: its writes then carry `(client_id, 1, 2, ...)`. A registration
+    /// retried after no answer may open a second session; it only ages out.
+    pub async fn ensure_session(&mut self) -> Result<u64, CliError> {
+        if let Some(id) = self.client_id {
+            return Ok(id);
+        }
+        let request = Request::write(Method::POST, &["sessions"], None);
+        let answer = self
+            .send(Request {
+                carries: Carries::Nothing,
+                ..request
+            })
+            .await?;
+        let session: SessionResponse = decode(answer)?;
+        if session.client_id == 0 {
+            return Err(CliError::BadResponse {
+                server: "the cluster".into(),
+                message: "the registration answered client id 0".into(),
+            });
+        }
+        self.client_id = Some(session.client_id);
+        self.next_seq = 1;
+        Ok(session.client_id)
+    }
+
     /// `PUT /key/{key}`, retried with one `(client_id, seq)`.
     pub async fn put(&mut self, key: &str, value: &str) -> Result<WriteResponse, CliError> {
+        self.ensure_session().await?;
         let body = serde_json::to_vec(&PutRequest {
             value: value.to_string(),
         })
@@ -196,18 +225,19 @@ impl ApiClient {
         let answer = self
             .send(Request::write(Method::PUT, &["key", key], Some(body)))
             .await?;
-        decode(answer)
+        decode(answer).map_err(explain_write_error)
     }
 
     /// `DELETE /key/{key}`, retried with one `(client_id, seq)`.
     pub async fn delete(&mut self, key: &str) -> Result<WriteResponse, CliError> {
+        self.ensure_session().await?;
         let answer = self
             .send(Request::write(Method::DELETE, &["key", key], None))
             .await?;
         if answer.status == StatusCode::NOT_FOUND {
             return Err(CliError::NotFound(key.to_string()));
         }
-        decode(answer)
+        decode(answer).map_err(explain_write_error)
     }
 
     /// `GET /keys?prefix=&limit=`.
@@ -465,9 +495,14 @@ impl ApiClient {
                 }
             }
             Carries::WriteId => {
+                let Some(client_id) = self.client_id else {
+                    return Err(CliError::Usage(
+                        "a write needs a session: register first".into(),
+                    ));
+                };
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                headers.insert(HEADER_CLIENT_ID, self.client_id.into());
+                headers.insert(HEADER_CLIENT_ID, client_id.into());
                 headers.insert(HEADER_CLIENT_SEQ, seq.into());
             }
         }
@@ -669,6 +704,26 @@ fn decode<T: DeserializeOwned>(answer: Answer) -> Result<T, CliError> {
     })
 }
 
+/// A write refused because the cluster has no session for this process
+/// (409): never resent under a new session, since an unanswered earlier
+/// attempt may have been applied; the user is told what to do.
+fn explain_write_error(err: CliError) -> CliError {
+    match err {
+        CliError::Server {
+            status: 409,
+            message,
+        } if message.contains("no session") => CliError::Server {
+            status: 409,
+            message: format!(
+                "{message} [the cluster forgot this run's session; the write was not applied \
+                 by this request and is not resent: check the key, then run the command again \
+                 (a new run registers a new session)]"
+            ),
+        },
+        other => other,
+    }
+}
+
 /// `?force=true` when `force`, else no query.
 fn force_query(force: bool) -> &'static [(&'static str, &'static str)] {
     if force {
@@ -842,10 +897,13 @@ mod tests {
             Some("secret".into()),
         )
         .unwrap();
-        let id = client.client_id.to_string();
+        // No write before the session is registered.
+        assert!(client.headers(Carries::WriteId).is_err());
+        client.client_id = Some(17);
+        let id = "17";
         for seq in ["1", "2"] {
             let h = client.headers(Carries::WriteId).unwrap();
-            assert_eq!(h[HEADER_CLIENT_ID], id.as_str());
+            assert_eq!(h[HEADER_CLIENT_ID], id);
             assert_eq!(h[HEADER_CLIENT_SEQ], seq);
             assert!(h.get(HEADER_CLUSTER_TOKEN).is_none());
         }

@@ -144,6 +144,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The answer to `POST /sessions`.
+fn session(client_id: u64) -> Reply {
+    Reply::Json(
+        200,
+        vec![],
+        format!(r#"{{"client_id":{client_id},"served_by":2}}"#),
+    )
+}
+
+fn is_register(r: &Request) -> bool {
+    r.method == "POST" && r.target == "/sessions"
+}
+
 fn ok_write(key: &str) -> Reply {
     Reply::Json(
         200,
@@ -159,7 +172,12 @@ fn put_follows_the_leader_hint_with_the_same_client_seq() {
         ok_write("k")
     });
     let leader_url = leader.url.clone();
-    let follower = FakeNode::start(move |_, _| {
+    // The follower registers the session (as a real one forwards it), then
+    // sends the write on to the leader.
+    let follower = FakeNode::start(move |r, _| {
+        if is_register(r) {
+            return session(41);
+        }
         Reply::Json(
             503,
             vec![],
@@ -171,31 +189,69 @@ fn put_follows_the_leader_hint_with_the_same_client_seq() {
     assert_eq!(text(&out.stdout), "OK\n");
     assert!(out.stderr.is_empty());
 
-    let first = &follower.requests()[0];
+    let register = &follower.requests()[0];
+    assert!(is_register(register), "{register:?}");
+    assert_eq!(register.header("x-raft-client-id"), None);
+    assert_eq!(register.body, "");
+    let first = &follower.requests()[1];
     let second = &leader.requests()[0];
     assert_eq!(second.target, "/key/k");
     assert_eq!(second.body, r#"{"value":"hello world"}"#);
-    let id = first.header("x-raft-client-id").expect("client id");
-    assert_ne!(id, "0");
-    assert_eq!(second.header("x-raft-client-id"), Some(id));
+    assert_eq!(first.header("x-raft-client-id"), Some("41"));
+    assert_eq!(second.header("x-raft-client-id"), Some("41"));
     assert_eq!(first.header("x-raft-client-seq"), Some("1"));
     assert_eq!(second.header("x-raft-client-seq"), Some("1"));
 }
 
 #[test]
 fn a_lost_answer_is_retried_with_the_same_client_seq() {
-    let node = FakeNode::start(|_, n| if n == 0 { Reply::Hang } else { ok_write("k") });
+    let node = FakeNode::start(|r, n| match n {
+        _ if is_register(r) => session(9),
+        1 => Reply::Hang,
+        _ => ok_write("k"),
+    });
     let out = client(&[&node.url], &["put", "k", "v", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["index"], 7);
     let seen = node.requests();
-    assert_eq!(seen.len(), 2);
-    assert_eq!(
-        seen[0].header("x-raft-client-id"),
-        seen[1].header("x-raft-client-id")
-    );
-    assert_eq!(seen[1].header("x-raft-client-seq"), Some("1"));
+    assert_eq!(seen.len(), 3, "one registration, two attempts: {seen:?}");
+    for attempt in &seen[1..] {
+        assert_eq!(attempt.header("x-raft-client-id"), Some("9"));
+        assert_eq!(attempt.header("x-raft-client-seq"), Some("1"));
+    }
+}
+
+/// A write the cluster refuses because it forgot the session: an error
+/// and a non-zero exit, and no second attempt under a new session.
+#[test]
+fn a_forgotten_session_is_an_error_not_a_silent_retry() {
+    let node = FakeNode::start(|r, _| {
+        if is_register(r) {
+            return session(5);
+        }
+        Reply::Json(
+            409,
+            vec![],
+            r#"{"error":"client 5 has no session (never registered, or forgotten after newer sessions): nothing was applied. register again (POST /sessions)"}"#
+                .into(),
+        )
+    });
+    for args in [&["put", "k", "v"][..], &["delete", "k"][..]] {
+        let out = client(&[&node.url], args);
+        assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("error: server answered 409: client 5 has no session"),
+            "{err}"
+        );
+        assert!(err.contains("run the command again"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(out.stdout.is_empty());
+    }
+    let seen = node.requests();
+    let registrations = seen.iter().filter(|r| is_register(r)).count();
+    assert_eq!((seen.len(), registrations), (4, 2), "{seen:?}");
 }
 
 #[test]
@@ -298,6 +354,7 @@ fn bench_reports_json_against_a_fake_leader() {
                     r#"{{"served_by":1,"leader":1,"members":[{{"id":1,"url":"{url}","error":"skip"}}]}}"#
                 )
             }),
+            ("POST", "/sessions") => session(u64::from(u8::MAX) + 1),
             ("PUT", _) => ok_write("x"),
             ("GET", _) => Reply::Json(200, vec![], r#"{"key":"x","value":"y"}"#.into()),
             _ => Reply::Json(404, vec![], "{}".into()),
@@ -327,6 +384,18 @@ fn bench_reports_json_against_a_fake_leader() {
         .filter(|r| r.method == "PUT")
         .count();
     assert!(writes > 0 && writes < 80, "{writes} writes of 200 at 10%");
+    // Each closed-loop worker registered once, before its first write, and
+    // its writes carry the session it was given.
+    let seen = node.requests();
+    let registrations = seen.iter().filter(|r| is_register(r)).count();
+    assert!(
+        (1..=4).contains(&registrations),
+        "{registrations} registrations"
+    );
+    assert!(seen
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .all(|r| r.header("x-raft-client-id") == Some("256")));
 
     let out = client(
         &[&node.url],

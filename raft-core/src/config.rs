@@ -31,6 +31,12 @@ pub struct Config {
     pub promote_lag: u64,
     /// Ticks a learner must stay caught up before the leader promotes it.
     pub promote_after_ticks: u64,
+    /// How many client sessions the state machine keeps before it forgets
+    /// the least recently used ([`crate::kv::KvStore::set_session_limit`]).
+    /// It decides what is applied, so every member must have the same:
+    /// the server keeps the default ([`crate::kv::MAX_CLIENTS`]); the
+    /// simulator sets one for all the nodes of a run.
+    pub session_limit: usize,
     /// Test-only protocol faults.
     #[cfg(feature = "faults")]
     pub faults: Faults,
@@ -52,6 +58,7 @@ impl Config {
             seed: id,
             promote_lag: 64,
             promote_after_ticks: 20,
+            session_limit: crate::kv::MAX_CLIENTS,
             #[cfg(feature = "faults")]
             faults: Faults::default(),
         }
@@ -75,6 +82,9 @@ impl Config {
         }
         if self.max_inflight == 0 {
             return Err(ConfigError("max_inflight must be at least 1".into()));
+        }
+        if self.session_limit == 0 {
+            return Err(ConfigError("session_limit must be at least 1".into()));
         }
         Ok(())
     }

@@ -192,6 +192,7 @@ pub fn describe_entry(e: &Entry) -> String {
             Op::Put { key, value } => format!("put {key}={value}"),
             Op::Delete { key } => format!("del {key}"),
             Op::Cas { key, .. } => format!("cas {key}"),
+            Op::Register => "register".to_string(),
         },
         Payload::Config(m) => format!("config {}", describe_membership(m)),
     };

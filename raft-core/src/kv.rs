@@ -1,9 +1,16 @@
 //! The key-value state machine that Raft replicates.
 //!
-//! Commands are applied in log order. Each command carries
-//! `(client_id, seq)`: a client numbers its writes 1, 2, 3, ... and retries a
-//! write with the same number, so a retried write is applied at most once
-//! and the retry gets the first result back (thesis §6.3).
+//! Commands are applied in log order. A client that wants its writes
+//! applied at most once first registers a session ([`Op::Register`]): the
+//! registering entry's index is its client id. It then numbers its writes
+//! 1, 2, 3, ... and retries a write with the same `(client_id, seq)`, so a
+//! retried write is applied at most once and the retry gets the first result
+//! back (thesis §6.3). A command naming a client id without a session (never
+//! registered, or forgotten after [`KvStore::session_limit`] newer sessions)
+//! is refused with [`OpResult::SessionExpired`] and never applied: a late
+//! retry of a forgotten client cannot be told from a new write. Commands
+//! with client id 0 have no session and are applied every time they are
+//! committed (at least once when retried).
 
 use imbl::OrdMap;
 
@@ -14,7 +21,8 @@ use crate::types::{Entry, Index, Payload, Term};
 /// A write a client asks the cluster to make.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
-    /// The client's id; 0 means "no duplicate detection".
+    /// The client's session id, from a registration ([`Op::Register`]);
+    /// 0 means "no session, no duplicate detection".
     pub client_id: u64,
     /// The client's sequence number for this write (1, 2, 3, ...).
     pub seq: u64,
@@ -37,6 +45,7 @@ impl Command {
                     + expected.as_ref().map_or(0, String::len)
                     + value.as_ref().map_or(0, String::len)
             }
+            Op::Register => 0,
         }
     }
 }
@@ -66,13 +75,20 @@ pub enum Op {
         /// The value to set.
         value: Option<String>,
     },
+    /// Open a client session (thesis §6.3): the result is
+    /// [`OpResult::Registered`] with the new client id, the index of this
+    /// entry (unique, increasing). The command's own `client_id` and `seq`
+    /// are ignored and a registration is never deduplicated: a retried
+    /// registration opens a second session, which simply ages out.
+    Register,
 }
 
 impl Op {
-    /// The key the operation touches.
+    /// The key the operation touches (a registration touches none: "").
     pub fn key(&self) -> &str {
         match self {
             Op::Put { key, .. } | Op::Delete { key } | Op::Cas { key, .. } => key,
+            Op::Register => "",
         }
     }
 }
@@ -103,11 +119,18 @@ pub enum OpResult {
     /// The client's `seq` equals its latest applied write's, but the
     /// command differs: a client reused a sequence number. Not applied.
     SeqReused,
-    /// The client is unknown and this is not its first write (`seq` > 1):
-    /// its session was forgotten (more than [`MAX_CLIENTS`] clients wrote
-    /// since) or never opened, so a retry cannot be told from a new write.
-    /// Not applied; the client must start over with a new id (thesis §6.3).
+    /// The command names a client id that has no session: it was never
+    /// registered, or it was forgotten (the session limit was reached and
+    /// it was the least recently used). A retry cannot be told from a new
+    /// write, so it is not applied; the client must register again and
+    /// start over with the new id (thesis §6.3). Whether an earlier attempt
+    /// of the same write was applied is unknown.
     SessionExpired,
+    /// A registration was applied: the new session's client id.
+    Registered {
+        /// The new client id (the index of the registering entry).
+        client_id: u64,
+    },
 }
 
 /// The result of applying one log entry.
@@ -121,7 +144,8 @@ pub struct Applied {
     pub result: Option<OpResult>,
 }
 
-/// The newest write of one client, kept to answer its retries.
+/// One client's session: its newest write, kept to answer its retries
+/// (right after registration: `seq` 0 and the registration's result).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct ClientRecord {
     seq: u64,
@@ -129,6 +153,8 @@ struct ClientRecord {
     /// command, not another one under the same number.
     digest: u64,
     result: OpResult,
+    /// The index of the entry that registered the session or applied its
+    /// newest write: its age for eviction.
     index: Index,
 }
 
@@ -154,15 +180,25 @@ fn digest(op: &Op) -> u64 {
 }
 
 /// The first byte of a state-machine image: its format. Format 2 added the
-/// command digest to the client table.
-const IMAGE_FORMAT: u8 = 2;
+/// command digest to the client table; format 3 means sessions are opened by
+/// registration only (a format-2 table holds sessions opened implicitly by a
+/// first write, and is refused).
+const IMAGE_FORMAT: u8 = 3;
 
-/// How many clients' newest writes are remembered. When more clients write,
-/// the one that wrote longest ago is forgotten (its late retries get `Stale`).
+/// How many client sessions are kept by default (the server's limit). When
+/// a registration would exceed the limit, the session whose registration or
+/// newest applied write is oldest in the log is forgotten (its later
+/// commands get [`OpResult::SessionExpired`]).
 pub const MAX_CLIENTS: usize = 100_000;
 
-/// The replicated map plus the duplicate-detection table.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The replicated map plus the session table.
+///
+/// The session limit ([`KvStore::session_limit`]) is not part of the image:
+/// it decides which sessions are evicted, so every member must apply with
+/// the same one. The replica sets it from [`crate::Config::session_limit`]
+/// (the server never changes the default, [`MAX_CLIENTS`]; the simulator
+/// sets a small one for every node of a run).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
     #[serde(deserialize_with = "ord_map::deserialize")]
     map: OrdMap<String, String>,
@@ -173,6 +209,25 @@ pub struct KvStore {
     client_age: OrdMap<Index, u64>,
     applied_index: Index,
     applied_term: Term,
+    #[serde(skip, default = "default_session_limit")]
+    session_limit: usize,
+}
+
+fn default_session_limit() -> usize {
+    MAX_CLIENTS
+}
+
+impl Default for KvStore {
+    fn default() -> Self {
+        KvStore {
+            map: OrdMap::new(),
+            clients: OrdMap::new(),
+            client_age: OrdMap::new(),
+            applied_index: 0,
+            applied_term: 0,
+            session_limit: MAX_CLIENTS,
+        }
+    }
 }
 
 /// Decoding of the persistent maps that trusts no length prefix: a
@@ -222,9 +277,29 @@ mod ord_map {
 pub struct SnapshotDecodeError(pub String);
 
 impl KvStore {
-    /// An empty store.
+    /// An empty store with the default session limit ([`MAX_CLIENTS`]).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many client sessions are kept before the least recently used
+    /// one is forgotten.
+    pub fn session_limit(&self) -> usize {
+        self.session_limit
+    }
+
+    /// Sets the session limit (at least 1). Every member must use the same
+    /// limit from the same point of the log, or their session tables, and
+    /// so what they apply, differ: set it when the store is created or
+    /// restored, never in the middle of a run. Sessions over a lowered limit
+    /// are forgotten at the next registration.
+    pub fn set_session_limit(&mut self, limit: usize) {
+        self.session_limit = limit.max(1);
+    }
+
+    /// The number of open client sessions.
+    pub fn sessions(&self) -> usize {
+        self.clients.len()
     }
 
     /// The value of `key`.
@@ -277,7 +352,8 @@ impl KvStore {
 
     /// The newest write of `client_id` its session remembers: its sequence
     /// number and the index of the entry that applied it (the one entry
-    /// that changed the map for it; retries leave the record alone).
+    /// that changed the map for it; retries leave the record alone). Right
+    /// after registration: `(0, the registration's index)`.
     pub(crate) fn session(&self, client_id: u64) -> Option<(u64, Index)> {
         self.clients.get(&client_id).map(|r| (r.seq, r.index))
     }
@@ -300,21 +376,21 @@ impl KvStore {
     }
 
     fn apply_command(&mut self, cmd: &Command, index: Index, sessions: bool) -> OpResult {
-        let digest = if cmd.client_id != 0 {
+        // A registration's own client id and number are ignored.
+        let digest = if cmd.client_id != 0 && cmd.op != Op::Register {
             let digest = digest(&cmd.op);
             match self.clients.get(&cmd.client_id) {
                 // Test-only fault: every command is new.
                 _ if !sessions => digest,
+                // No session: never registered, or forgotten. This may be
+                // a late retry of a write already applied.
+                None => return OpResult::SessionExpired,
                 // A retry: the first result, not a second application.
                 Some(rec) if cmd.seq == rec.seq && rec.digest == digest => {
                     return rec.result.clone();
                 }
                 Some(rec) if cmd.seq == rec.seq => return OpResult::SeqReused,
                 Some(rec) if cmd.seq < rec.seq => return OpResult::Stale,
-                // A client's writes are numbered from 1: an unknown client
-                // past its first write had a session that was forgotten,
-                // and this may be a late retry of a write already applied.
-                None if cmd.seq > 1 => return OpResult::SessionExpired,
                 _ => digest,
             }
         } else {
@@ -342,6 +418,7 @@ impl KvStore {
                 }
                 OpResult::Cas { swapped, prev }
             }
+            Op::Register => return self.register(index),
         };
         if cmd.client_id != 0 {
             let rec = ClientRecord {
@@ -355,13 +432,29 @@ impl KvStore {
         result
     }
 
+    /// Opens a session whose client id is `index`, the registering entry's.
+    fn register(&mut self, index: Index) -> OpResult {
+        let result = OpResult::Registered { client_id: index };
+        let rec = ClientRecord {
+            seq: 0,
+            digest: 0,
+            result: result.clone(),
+            index,
+        };
+        self.remember(index, rec);
+        result
+    }
+
+    /// Stores a session's record and forgets the least recently used
+    /// sessions over the limit (by the index of their newest registration or
+    /// applied write: the same order on every member).
     fn remember(&mut self, client_id: u64, rec: ClientRecord) {
         let index = rec.index;
         if let Some(old) = self.clients.insert(client_id, rec) {
             self.client_age.remove(&old.index);
         }
         self.client_age.insert(index, client_id);
-        while self.clients.len() > MAX_CLIENTS {
+        while self.clients.len() > self.session_limit {
             let Some(&(age, oldest)) = self.client_age.get_min() else {
                 break;
             };
@@ -378,7 +471,8 @@ impl KvStore {
         out
     }
 
-    /// Rebuilds a store from [`KvStore::snapshot`]'s bytes.
+    /// Rebuilds a store from [`KvStore::snapshot`]'s bytes, with the
+    /// default session limit (the caller sets its own after).
     pub fn restore(data: &[u8]) -> Result<Self, SnapshotDecodeError> {
         let Some((&format, image)) = data.split_first() else {
             return Ok(Self::default());
@@ -386,7 +480,8 @@ impl KvStore {
         if format != IMAGE_FORMAT {
             return Err(SnapshotDecodeError(format!(
                 "state-machine image format {format} is not supported (this build reads \
-                 format {IMAGE_FORMAT})"
+                 format {IMAGE_FORMAT} only: format 2 held sessions opened without \
+                 registration and is not converted)"
             )));
         }
         postcard::from_bytes(image).map_err(|e| SnapshotDecodeError(e.to_string()))
@@ -416,6 +511,22 @@ mod tests {
         }
     }
 
+    fn register() -> Payload {
+        Payload::command(Command {
+            client_id: 0,
+            seq: 0,
+            op: Op::Register,
+        })
+    }
+
+    /// Applies a registration at `index`; returns the new client id.
+    fn registered(kv: &mut KvStore, index: Index) -> u64 {
+        match kv.apply(&entry(index, register())).result {
+            Some(OpResult::Registered { client_id }) => client_id,
+            other => panic!("registration gave {other:?}"),
+        }
+    }
+
     #[test]
     fn a_huge_length_prefix_is_an_error_not_an_allocation() {
         // The map's length says 2^35 entries; the data has none.
@@ -426,17 +537,73 @@ mod tests {
     #[test]
     fn retried_write_applies_once_and_gets_first_result() {
         let mut kv = KvStore::new();
-        let a = kv.apply(&entry(1, put(7, 1, "k", "a")));
+        let c7 = registered(&mut kv, 1);
+        let c8 = registered(&mut kv, 2);
+        assert_eq!((c7, c8), (1, 2), "a client id is its registration's index");
+        let a = kv.apply(&entry(3, put(c7, 1, "k", "a")));
         assert_eq!(a.result, Some(OpResult::Put { prev: None }));
-        kv.apply(&entry(2, put(8, 1, "k", "b")));
+        kv.apply(&entry(4, put(c8, 1, "k", "b")));
         // Client 7 retries seq 1: it must not overwrite "b".
-        let retry = kv.apply(&entry(3, put(7, 1, "k", "a")));
+        let retry = kv.apply(&entry(5, put(c7, 1, "k", "a")));
         assert_eq!(retry.result, Some(OpResult::Put { prev: None }));
         assert_eq!(kv.get("k"), Some("b"));
-        kv.apply(&entry(4, put(7, 2, "k", "c")));
-        let late = kv.apply(&entry(5, put(7, 1, "k", "a")));
+        kv.apply(&entry(6, put(c7, 2, "k", "c")));
+        let late = kv.apply(&entry(7, put(c7, 1, "k", "a")));
         assert_eq!(late.result, Some(OpResult::Stale));
         assert_eq!(kv.get("k"), Some("c"));
+    }
+
+    #[test]
+    fn an_unregistered_client_id_is_refused_and_not_applied() {
+        let mut kv = KvStore::new();
+        for seq in [1, 2, 5] {
+            let r = kv.apply(&entry(seq, put(42, seq, "k", "v")));
+            assert_eq!(r.result, Some(OpResult::SessionExpired));
+        }
+        assert_eq!(kv.get("k"), None);
+        assert_eq!(kv.sessions(), 0);
+        assert_eq!(
+            kv.applied_index(),
+            5,
+            "a refused command is still applied as an entry"
+        );
+    }
+
+    #[test]
+    fn commands_without_a_client_id_are_applied_every_time() {
+        let mut kv = KvStore::new();
+        let first = kv.apply(&entry(1, put(0, 0, "k", "a")));
+        assert_eq!(first.result, Some(OpResult::Put { prev: None }));
+        // The same command again (a retry of a write without id) applies again.
+        let again = kv.apply(&entry(2, put(0, 0, "k", "a")));
+        assert_eq!(
+            again.result,
+            Some(OpResult::Put {
+                prev: Some("a".into())
+            })
+        );
+        assert_eq!(kv.sessions(), 0, "no session is opened for client 0");
+    }
+
+    #[test]
+    fn a_registration_ignores_its_own_ids_and_is_not_deduplicated() {
+        let mut kv = KvStore::new();
+        let named = Payload::command(Command {
+            client_id: 99,
+            seq: 3,
+            op: Op::Register,
+        });
+        assert_eq!(
+            kv.apply(&entry(1, named.clone())).result,
+            Some(OpResult::Registered { client_id: 1 })
+        );
+        // A retried registration opens another session.
+        assert_eq!(
+            kv.apply(&entry(2, named)).result,
+            Some(OpResult::Registered { client_id: 2 })
+        );
+        assert_eq!(kv.sessions(), 2);
+        assert_eq!(kv.session(1), Some((0, 1)));
     }
 
     #[test]
@@ -494,16 +661,49 @@ mod tests {
     #[test]
     fn snapshot_round_trip_is_exact_and_deterministic() {
         let mut kv = KvStore::new();
-        for i in 1..=50 {
-            kv.apply(&entry(i, put(i % 5, i / 5 + 1, &format!("key{i}"), "v")));
+        kv.set_session_limit(3);
+        for i in 1..=5 {
+            registered(&mut kv, i);
         }
+        for i in 6..=50 {
+            kv.apply(&entry(
+                i,
+                put(i % 5 + 1, i / 5 + 1, &format!("key{i}"), "v"),
+            ));
+        }
+        assert_eq!(kv.sessions(), 3);
         let bytes = kv.snapshot();
-        let back = KvStore::restore(&bytes).unwrap();
+        assert_eq!(bytes[0], 3, "image format 3");
+        let mut back = KvStore::restore(&bytes).unwrap();
+        assert_eq!(
+            back.session_limit(),
+            MAX_CLIENTS,
+            "the limit is not in the image"
+        );
+        back.set_session_limit(3);
         assert_eq!(back, kv);
         assert_eq!(back.snapshot(), bytes);
+        // The restored sessions answer retries and refuse forgotten clients
+        // exactly as the original does.
+        for (client, seq) in [(1, 10), (2, 10), (3, 10), (4, 10), (5, 10)] {
+            let e = entry(51, put(client, seq, "key", "v"));
+            assert_eq!(back.clone().apply(&e), kv.clone().apply(&e));
+        }
         assert!(KvStore::restore(&[0xff, 0xff, 0xff]).is_err());
         let err = KvStore::restore(&[1, 0, 0, 0, 0]).unwrap_err();
         assert!(err.0.contains("format 1 is not supported"), "{err}");
+    }
+
+    #[test]
+    fn a_format_2_image_is_refused_with_its_version() {
+        let mut kv = KvStore::new();
+        let c = registered(&mut kv, 1);
+        kv.apply(&entry(2, put(c, 1, "k", "v")));
+        let mut old = kv.snapshot();
+        old[0] = 2;
+        let err = KvStore::restore(&old).unwrap_err();
+        assert!(err.0.contains("format 2 is not supported"), "{err}");
+        assert!(err.0.contains("reads format 3"), "{err}");
     }
 
     #[test]
@@ -520,32 +720,112 @@ mod tests {
     #[test]
     fn a_reused_sequence_number_with_another_command_is_refused() {
         let mut kv = KvStore::new();
-        kv.apply(&entry(1, put(7, 1, "k", "a")));
+        let c = registered(&mut kv, 1);
+        kv.apply(&entry(2, put(c, 1, "k", "a")));
         // Same client, same number, another key: not a retry.
-        let other = kv.apply(&entry(2, put(7, 1, "x", "b")));
+        let other = kv.apply(&entry(3, put(c, 1, "x", "b")));
         assert_eq!(other.result, Some(OpResult::SeqReused));
         assert_eq!(kv.get("x"), None);
         // The real retry still gets its first result.
-        let retry = kv.apply(&entry(3, put(7, 1, "k", "a")));
+        let retry = kv.apply(&entry(4, put(c, 1, "k", "a")));
         assert_eq!(retry.result, Some(OpResult::Put { prev: None }));
     }
 
     #[test]
     fn a_forgotten_client_is_refused_not_applied_again() {
         let mut kv = KvStore::new();
-        kv.apply(&entry(1, put(1, 1, "k", "first")));
-        kv.apply(&entry(2, put(1, 2, "k", "second")));
-        // MAX_CLIENTS other clients write: client 1 is forgotten.
-        for c in 0..MAX_CLIENTS as u64 {
-            kv.apply(&entry(3 + c, put(1_000 + c, 1, "other", "v")));
+        let c = registered(&mut kv, 1);
+        kv.apply(&entry(2, put(c, 1, "k", "first")));
+        kv.apply(&entry(3, put(c, 2, "k", "second")));
+        // MAX_CLIENTS other clients register: client 1 is forgotten.
+        for i in 0..MAX_CLIENTS as u64 {
+            registered(&mut kv, 4 + i);
         }
-        assert_eq!(kv.clients.len(), MAX_CLIENTS);
-        assert!(!kv.clients.contains_key(&1));
-        kv.apply(&entry(10 + MAX_CLIENTS as u64, put(9, 1, "k", "third")));
+        assert_eq!(kv.sessions(), MAX_CLIENTS);
+        assert!(kv.session(c).is_none());
+        let other = 4;
+        kv.apply(&entry(10 + MAX_CLIENTS as u64, put(other, 1, "k", "third")));
         // A late retry of its second write must not bring "second" back.
-        let late = kv.apply(&entry(11 + MAX_CLIENTS as u64, put(1, 2, "k", "second")));
+        let late = kv.apply(&entry(11 + MAX_CLIENTS as u64, put(c, 2, "k", "second")));
         assert_eq!(late.result, Some(OpResult::SessionExpired));
         assert_eq!(kv.get("k"), Some("third"));
+    }
+
+    /// The scenario main's implicit sessions got wrong, in its own terms
+    /// (no registration): a client's first write is applied, its session
+    /// is forgotten after `MAX_CLIENTS` other clients, and a late retry of
+    /// that first write (seq 1) looked like a new client and was applied a
+    /// second time, overwriting a newer value. Now no command opens a
+    /// session, and the retry is refused.
+    #[test]
+    fn a_late_retry_of_seq_1_after_eviction_is_not_applied_again() {
+        let mut kv = KvStore::new();
+        kv.apply(&entry(1, put(1, 1, "k", "first")));
+        for c in 0..MAX_CLIENTS as u64 {
+            kv.apply(&entry(2 + c, put(1_000 + c, 1, "other", "v")));
+        }
+        kv.apply(&entry(2 + MAX_CLIENTS as u64, put(0, 0, "k", "newer")));
+        let late = kv.apply(&entry(3 + MAX_CLIENTS as u64, put(1, 1, "k", "first")));
+        assert_ne!(
+            late.result,
+            Some(OpResult::Put {
+                prev: Some("newer".into())
+            })
+        );
+        assert_eq!(
+            kv.get("k"),
+            Some("newer"),
+            "the late retry was applied again"
+        );
+    }
+
+    /// The same with registration and a small session limit: eviction
+    /// follows the order of the newest registration or applied write, and
+    /// every retry of a forgotten client, seq 1 included, is refused.
+    #[test]
+    fn eviction_forgets_the_least_recently_used_session_and_refuses_its_retries() {
+        let mut kv = KvStore::new();
+        kv.set_session_limit(3);
+        let a = registered(&mut kv, 1);
+        let b = registered(&mut kv, 2);
+        let c = registered(&mut kv, 3);
+        kv.apply(&entry(4, put(a, 1, "k", "a1")));
+        // b is now the least recently used: d's registration forgets it.
+        let d = registered(&mut kv, 5);
+        assert_eq!(kv.sessions(), 3);
+        assert!(kv.session(b).is_none());
+        for id in [a, c, d] {
+            assert!(kv.session(id).is_some(), "session {id} kept");
+        }
+        // c is next: e's registration forgets it.
+        let e = registered(&mut kv, 6);
+        assert!(kv.session(c).is_none());
+        kv.apply(&entry(7, put(e, 1, "k", "e1")));
+        // A's write is evicted with a after two more registrations.
+        registered(&mut kv, 8);
+        registered(&mut kv, 9);
+        assert!(kv.session(a).is_none());
+        let retry = kv.apply(&entry(10, put(a, 1, "k", "a1")));
+        assert_eq!(retry.result, Some(OpResult::SessionExpired));
+        assert_eq!(kv.get("k"), Some("e1"));
+        for (i, id) in [b, c].into_iter().enumerate() {
+            let r = kv.apply(&entry(11 + i as u64, put(id, 1, "x", "v"))).result;
+            assert_eq!(r, Some(OpResult::SessionExpired));
+        }
+        assert_eq!(kv.get("x"), None);
+    }
+
+    /// Pipelined writes of one client: a newer number applied first makes
+    /// a late older one stale, never applied.
+    #[test]
+    fn an_older_number_after_a_newer_one_is_stale() {
+        let mut kv = KvStore::new();
+        let c = registered(&mut kv, 1);
+        kv.apply(&entry(2, put(c, 1, "k", "1")));
+        kv.apply(&entry(3, put(c, 3, "k", "3")));
+        let late = kv.apply(&entry(4, put(c, 2, "k", "2")));
+        assert_eq!(late.result, Some(OpResult::Stale));
+        assert_eq!(kv.get("k"), Some("3"));
     }
 
     #[test]

@@ -53,6 +53,18 @@ pub struct WriteResponse {
     pub served_by: NodeId,
 }
 
+/// The answer to `POST /sessions`: a new client session (thesis §6.3).
+/// Send its `client_id` in the client-id header of every write, numbered
+/// 1, 2, 3, ... in the sequence header; a retry with the same pair is
+/// applied at most once. A write naming a forgotten session gets 409.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionResponse {
+    /// The new client id (the log index of the registration).
+    pub client_id: u64,
+    /// The node whose Raft log took the registration (the leader).
+    pub served_by: NodeId,
+}
+
 /// `GET /keys?prefix=&limit=` answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListResponse {

@@ -8,7 +8,9 @@ mod support;
 
 use std::time::Duration;
 
-use raft_core::wire::{ErrorBody, PeerBatch, SnapshotChunk, SnapshotResponse, WriteResponse};
+use raft_core::wire::{
+    ErrorBody, PeerBatch, SessionResponse, SnapshotChunk, SnapshotResponse, WriteResponse,
+};
 use raft_core::{Message, MessageBody, SnapshotMeta};
 use support::{Cluster, ClusterOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -630,10 +632,25 @@ async fn garbage_peer_input_is_refused_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_writes_apply_once() {
     let c = node_with(&[], None, false).await;
+    let register = || async {
+        let r = c
+            .http()
+            .post(format!("{}/sessions", c.url(1)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<SessionResponse>().await.unwrap()
+    };
+    let session = register().await;
+    assert_eq!(session.served_by, 1);
+    let other = register().await;
+    assert!(other.client_id > session.client_id, "ids increase");
+    let id = session.client_id.to_string();
     let put = |seq: &'static str, value: &'static str| {
         c.http()
             .put(format!("{}/key/counter", c.url(1)))
-            .header("x-raft-client-id", "42")
+            .header("x-raft-client-id", id.clone())
             .header("x-raft-client-seq", seq)
             .json(&serde_json::json!({ "value": value }))
             .send()
@@ -654,21 +671,39 @@ async fn retried_writes_apply_once() {
     let r = put("1", "a").await.unwrap();
     assert_eq!(r.status(), 409);
     assert_eq!(c.local_value(1, "counter").await.as_deref(), Some("c"));
-    // A client the cluster does not know, past its first write, cannot be
-    // told from a late retry of a forgotten session: refused.
+    // A client id without a session (never registered, or forgotten)
+    // cannot be told from a late retry of a forgotten session: refused, its
+    // first write included, with JSON saying to register again.
+    for seq in ["1", "5"] {
+        let r = c
+            .http()
+            .put(format!("{}/key/counter", c.url(1)))
+            .header("x-raft-client-id", "987654321")
+            .header("x-raft-client-seq", seq)
+            .json(&serde_json::json!({ "value": "z" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409);
+        let body: ErrorBody = r.json().await.unwrap();
+        assert!(body.error.contains("no session"), "{}", body.error);
+        assert!(body.error.contains("register again"), "{}", body.error);
+    }
+    assert_eq!(c.local_value(1, "counter").await.as_deref(), Some("c"));
+    // Writes without ids are applied each time (at least once).
+    for _ in 0..2 {
+        assert_eq!(c.put(1, "counter", "plain").await.status(), 200);
+    }
+    assert_eq!(c.local_value(1, "counter").await.as_deref(), Some("plain"));
+    // A registration takes no body and no ids; other methods are refused.
     let r = c
         .http()
-        .put(format!("{}/key/counter", c.url(1)))
-        .header("x-raft-client-id", "43")
-        .header("x-raft-client-seq", "5")
-        .json(&serde_json::json!({ "value": "z" }))
+        .get(format!("{}/sessions", c.url(1)))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 409);
-    let body: ErrorBody = r.json().await.unwrap();
-    assert!(body.error.contains("not known"), "{}", body.error);
-    assert_eq!(c.local_value(1, "counter").await.as_deref(), Some("c"));
+    assert_eq!(r.status(), 405);
+    assert!(r.json::<ErrorBody>().await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

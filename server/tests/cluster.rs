@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use raft_core::wire::{ErrorBody, KeyValue, ListResponse, WriteResponse};
+use raft_core::wire::{ErrorBody, KeyValue, ListResponse, SessionResponse, WriteResponse};
 use raft_core::Role;
 use support::{free_ports, http_client, server_binary, wait_until, Cluster, ClusterOptions};
 
@@ -111,6 +111,28 @@ async fn put_on_a_follower_is_forwarded_and_every_node_reads_it() {
         "{cluster}"
     );
     assert_eq!(cluster["leader"], leader);
+    // A session registered through a follower is forwarded to the leader
+    // and its writes are accepted anywhere.
+    let r = c
+        .http()
+        .post(format!("{}/sessions", c.url(follower)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-raft-forwarded"], "1");
+    let session: SessionResponse = r.json().await.unwrap();
+    assert_eq!(session.served_by, leader);
+    let r = c
+        .http()
+        .put(format!("{}/key/greeting", c.url(follower)))
+        .header("x-raft-client-id", session.client_id.to_string())
+        .header("x-raft-client-seq", "1")
+        .json(&serde_json::json!({ "value": "again" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// Writes `key=value` through any surviving node until one succeeds; returns

@@ -39,9 +39,10 @@ fn put(index: u64, key: &str, value: &str) -> Entry {
     Entry {
         term: 2,
         index,
+        // No session: applied as written (a client id must be registered).
         payload: Payload::command(Command {
-            client_id: 7,
-            seq: index,
+            client_id: 0,
+            seq: 0,
             op: Op::Put {
                 key: key.into(),
                 value: value.into(),

@@ -942,6 +942,7 @@ pub fn entry_text(e: &Entry) -> String {
             raft_core::Op::Put { key, value } => format!("put {key}={value}"),
             raft_core::Op::Delete { key } => format!("delete {key}"),
             raft_core::Op::Cas { key, .. } => format!("cas {key}"),
+            raft_core::Op::Register => "register".into(),
         },
     }
 }

@@ -197,8 +197,6 @@ pub async fn run(
         last_done_ns: AtomicU64::new(0),
         in_flight: AtomicU64::new(0),
         open_loop: args.rate.is_some(),
-        session_base: seed,
-        sessions_made: AtomicU64::new(0),
     });
 
     let ctrl_c = {
@@ -278,8 +276,6 @@ struct Shared {
     /// Open-loop requests in flight.
     in_flight: AtomicU64,
     open_loop: bool,
-    session_base: u64,
-    sessions_made: AtomicU64,
 }
 
 impl Shared {
@@ -334,10 +330,9 @@ impl Shared {
         }
     }
 
-    /// A fresh duplicate-detection session.
+    /// A fresh duplicate-detection session (registered at its first write).
     fn new_session(&self) -> Session {
-        let n = self.sessions_made.fetch_add(1, Ordering::Relaxed);
-        Session::new(Rng::new(self.session_base ^ n.wrapping_mul(0x9E37_79B9)).next_u64())
+        Session::unregistered()
     }
 
     /// Time from the start of measurement to the last measured completion.
@@ -422,7 +417,7 @@ async fn open_loop(
         tokio::spawn(async move {
             let mut session = match op {
                 Op::Put(_) => take_session(&sessions).unwrap_or_else(|| shared_op.new_session()),
-                _ => Session::new(1),
+                _ => Session::unregistered(),
             };
             let outcome = shared_op
                 .execute(&mut conn, op, index % spread, &mut session)
@@ -548,7 +543,7 @@ async fn preload(
         let mut conn = target.connect(ConnFor::Worker(index), timeout).await?;
         let (target, workload, body) = (Arc::clone(target), Arc::clone(workload), body.clone());
         let (next, failed) = (Arc::clone(&next), Arc::clone(&failed));
-        let mut session = Session::new(random_client_id());
+        let mut session = Session::unregistered();
         tasks.push(tokio::spawn(async move {
             loop {
                 let key = next.fetch_add(1, Ordering::Relaxed);
@@ -682,7 +677,7 @@ mod tests {
                 "k",
                 &bytes::Bytes::from_static(b"v"),
                 0,
-                &mut Session::new(1),
+                &mut Session::unregistered(),
             )
             .await;
         assert_eq!(outcome, Outcome::Error(stats::ErrorKind::Connect));

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use clap::ValueEnum;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::Method;
-use raft_core::wire::{PutRequest, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ};
+use raft_core::wire::{PutRequest, SessionResponse, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ};
 use raft_core::{NodeId, Role};
 use reqwest::{StatusCode, Url};
 
@@ -42,23 +42,23 @@ impl TargetKind {
     }
 }
 
-/// A client session for duplicate detection: writes carry `(id, seq)` with
-/// `seq` counting up; a session has at most one write in flight.
-#[derive(Clone, Copy, Debug)]
+/// A client session for duplicate detection: registered with the cluster
+/// (`POST /sessions`) before its first write, whose writes then carry
+/// `(id, seq)` with `seq` counting up; a session has at most one write in
+/// flight. A write refused because the cluster forgot the session (409)
+/// counts as rejected, and the next write registers a new one.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Session {
-    /// The non-zero client id.
+    /// The client id the cluster gave it (0: not registered yet).
     pub id: u64,
     /// The last sequence number used.
     pub seq: u64,
 }
 
 impl Session {
-    /// A new session with id `id`.
-    pub fn new(id: u64) -> Session {
-        Session {
-            id: id.max(1),
-            seq: 0,
-        }
+    /// A session not registered yet.
+    pub fn unregistered() -> Session {
+        Session::default()
     }
 }
 
@@ -331,6 +331,12 @@ impl RaftKv {
                 json: None,
             },
             Op::Put(_) => {
+                if session.id == 0 {
+                    match self.register(http).await {
+                        Ok(id) => *session = Session { id, seq: 0 },
+                        Err(outcome) => return outcome,
+                    }
+                }
                 session.seq += 1;
                 ids = [
                     (
@@ -351,7 +357,34 @@ impl RaftKv {
                 }
             }
         };
-        send(http, call, op.is_read()).await.0
+        let outcome = send(http, call, op.is_read()).await.0;
+        if op.is_read() {
+            return outcome;
+        }
+        if outcome == Outcome::Error(ErrorKind::Rejected) {
+            // Most likely 409: the session was forgotten. Never resent:
+            // the next write registers anew.
+            *session = Session::unregistered();
+        }
+        outcome
+    }
+
+    /// Registers a session at the leader; its client id, or the outcome
+    /// to record for the write that needed it.
+    async fn register(&self, http: &HttpClient) -> Result<u64, Outcome> {
+        let call = Call {
+            method: Method::POST,
+            endpoint: &self.leader_endpoint,
+            path: "/sessions".to_string(),
+            headers: &[],
+            json: None,
+        };
+        match send(http, call, false).await {
+            (Outcome::Ok, body) => serde_json::from_slice::<SessionResponse>(&body)
+                .map(|s| s.client_id)
+                .map_err(|_| Outcome::Error(ErrorKind::ServerError)),
+            (outcome, _) => Err(outcome),
+        }
     }
 }
 

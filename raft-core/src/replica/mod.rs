@@ -20,7 +20,9 @@
 //!
 //! let persisted = PersistedState::bootstrap(Membership::new(vec![1]));
 //! let mut r = Replica::new(Config::new(1), persisted, SnapshotPolicy::default()).unwrap();
-//! let put = Command { client_id: 7, seq: 1, op: Op::Put { key: "k".into(), value: "v".into() } };
+//! // Client id 0: no session (a client wanting at-most-once writes
+//! // proposes `Op::Register` first and numbers its writes under the id).
+//! let put = Command { client_id: 0, seq: 0, op: Op::Put { key: "k".into(), value: "v".into() } };
 //! let id = r.propose(put).unwrap();
 //! while r.has_ready() {
 //!     let mut ready = r.ready();
@@ -172,10 +174,11 @@ impl Replica {
     pub fn with_state(
         config: Config,
         persisted: PersistedState,
-        kv: KvStore,
+        mut kv: KvStore,
         policy: SnapshotPolicy,
     ) -> Result<Self, ReplicaError> {
         let seed = config.seed;
+        kv.set_session_limit(config.session_limit);
         #[cfg(feature = "faults")]
         let ignore_sessions = config.faults.ignore_sessions;
         #[cfg(feature = "faults")]
@@ -380,6 +383,8 @@ impl Replica {
     ) -> Result<(), ReplicaError> {
         if let Some(snapshot) = &ready.snapshot {
             let meta = &snapshot.meta;
+            // The session limit is the replica's, not the image's.
+            let session_limit = self.kv.session_limit();
             self.kv = match decoded {
                 Some(kv) if kv.applied_index() == meta.index => kv,
                 _ => {
@@ -389,6 +394,7 @@ impl Replica {
                     })?
                 }
             };
+            self.kv.set_session_limit(session_limit);
             self.pending
                 .snapshot_installed(meta.index, &mut self.outcomes);
             self.snapshots

@@ -444,6 +444,62 @@ fn forgotten_requests_get_no_outcome() {
     assert!(written(&out, gone).is_none(), "{out:?}");
 }
 
+/// Sessions through the replica, as the server and the simulator use them:
+/// a registration's outcome is the new client id; the session limit comes
+/// from the replica's configuration (and survives a snapshot install).
+#[test]
+fn sessions_are_registered_through_the_log_and_limited_by_the_config() {
+    let mut config = Config::new(1);
+    config.session_limit = 1;
+    let mut r = Replica::new(
+        config,
+        PersistedState::bootstrap(Membership::new(vec![1])),
+        SnapshotPolicy {
+            every: 0,
+            log_percent: 0,
+        },
+    )
+    .unwrap();
+    drain(&mut r);
+    assert!(r.raw().is_leader());
+    let run = |r: &mut Replica, cmd: Command| -> OpResult {
+        let id = r.propose(cmd).unwrap();
+        drain(r);
+        match written(&r.take_outcomes(), id) {
+            Some(Outcome::Write(Ok(w))) => w.result.clone(),
+            other => panic!("write {id}: {other:?}"),
+        }
+    };
+    let register = Command {
+        client_id: 0,
+        seq: 0,
+        op: Op::Register,
+    };
+    let OpResult::Registered { client_id: a } = run(&mut r, register.clone()) else {
+        panic!("not registered");
+    };
+    let with_id = |client_id, seq| Command {
+        client_id,
+        ..put(seq, "k")
+    };
+    assert_eq!(run(&mut r, with_id(a, 1)), OpResult::Put { prev: None });
+    // A second session over the limit of 1 forgets the first.
+    let OpResult::Registered { client_id: b } = run(&mut r, register) else {
+        panic!("not registered");
+    };
+    assert!(b > a);
+    assert_eq!(r.kv().sessions(), 1);
+    assert_eq!(run(&mut r, with_id(a, 1)), OpResult::SessionExpired);
+    assert_eq!(
+        run(&mut r, with_id(b, 1)),
+        OpResult::Put {
+            prev: Some("v".into())
+        }
+    );
+    assert_eq!(run(&mut r, with_id(12_345, 1)), OpResult::SessionExpired);
+    assert_eq!(r.kv().session_limit(), 1);
+}
+
 #[test]
 fn the_successor_is_the_most_caught_up_voter_heard_from_recently() {
     let mut r = replica(vec![1, 2, 3, 4]);

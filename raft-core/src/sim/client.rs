@@ -5,9 +5,23 @@
 //! after [`super::ClientConfig::op_timeout`] (a write's outcome is then
 //! unknown).
 //!
+//! Sessions (thesis §6.3): a client's writes go through a [`Session`]. A
+//! session with ids registers first ([`crate::kv::Op::Register`], through
+//! the replica like any write; the answer is its client id), numbers its
+//! writes 1, 2, 3, ..., and registers again when a write comes back
+//! `SessionExpired` (the state machine forgot it). A pipelining client is
+//! several clients (lanes) sharing one session: they have several writes
+//! outstanding with increasing numbers, so a late retry of an older number
+//! meets a newer one already applied (`Stale`, never applied twice). A
+//! session without ids sends client id 0: its writes are applied each time
+//! they are committed, so such a client sends a write again only while no
+//! node has accepted it, or after a node proved it was not applied; once
+//! it may be in the log and no answer comes, its outcome is unknown.
+//!
 //! The hand client ([`super::Cluster::submit`]) behaves the same way but
 //! draws no operations of its own: it carries out the ones given to it, one
-//! at a time, and is otherwise done.
+//! at a time, and is otherwise done. It registers its session before its
+//! first write (the write waits, already invoked in the history).
 
 use std::collections::BTreeMap;
 
@@ -18,23 +32,77 @@ use crate::kv::Op;
 use crate::rng::Rng;
 use crate::types::NodeId;
 
-/// The ids of one client's successive sessions differ by this much
-/// ([`Client::new_session`]); the first is its slot + 1.
-pub(crate) const SESSION_STRIDE: u64 = 1 << 32;
-
-/// The slot (index among the clients) of client id `id`.
-pub(crate) fn slot(id: u64) -> usize {
-    (id % SESSION_STRIDE) as usize - 1
-}
-
 /// The operation a client is working on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Current {
     pub op_id: usize,
     pub op: ClientOp,
+    /// The session id its attempts carry (0: none).
+    pub client_id: u64,
     pub seq: u64,
     pub deadline: Time,
     pub attempts: u32,
+    /// A node accepted an attempt and has not proved it unapplied: the
+    /// write may be in the log (what forbids resending a write without a
+    /// session).
+    pub maybe_in_log: bool,
+}
+
+/// The session the writes of one client (all lanes of a pipelining client)
+/// go through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Session {
+    /// Whether its writes carry a client id at all.
+    pub with_ids: bool,
+    /// The client id from its newest registration; `None` before the first
+    /// and after the state machine forgot it.
+    pub client_id: Option<u64>,
+    /// One of its lanes is registering.
+    pub registering: bool,
+    next_seq: u64,
+}
+
+impl Session {
+    pub fn new(with_ids: bool) -> Self {
+        Session {
+            with_ids,
+            client_id: None,
+            registering: false,
+            next_seq: 1,
+        }
+    }
+
+    /// Whether a write must wait for a registration.
+    pub fn needs_registration(&self) -> bool {
+        self.with_ids && self.client_id.is_none()
+    }
+
+    /// A registration answered: the new id, numbers from 1 again.
+    pub fn registered(&mut self, client_id: u64) {
+        self.client_id = Some(client_id);
+        self.registering = false;
+        self.next_seq = 1;
+    }
+
+    /// A write sent with `client_id` came back `SessionExpired`: the
+    /// session registers again (unless a lane already did).
+    pub fn expired(&mut self, client_id: u64) {
+        if self.client_id == Some(client_id) {
+            self.client_id = None;
+        }
+    }
+
+    /// The `(client_id, seq)` of its next write (`(0, 0)` without ids).
+    pub fn take_seq(&mut self) -> (u64, u64) {
+        match self.client_id {
+            Some(id) if self.with_ids => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                (id, seq)
+            }
+            _ => (0, 0),
+        }
+    }
 }
 
 /// Where a client stands.
@@ -57,8 +125,12 @@ pub(crate) enum Phase {
 /// One client.
 #[derive(Clone, Debug)]
 pub(crate) struct Client {
+    /// Its number in the run (the `client` of its history operations).
     pub id: u64,
-    next_seq: u64,
+    /// The index of its session in the cluster's sessions.
+    pub session: usize,
+    /// Numbers its written values (`c<id>.<n>`), unique in the run.
+    next_value: u64,
     pub leader_hint: Option<NodeId>,
     pub current: Option<Current>,
     pub phase: Phase,
@@ -66,12 +138,15 @@ pub(crate) struct Client {
     seen: BTreeMap<String, Option<String>>,
     /// The hand client: operations come from [`super::Cluster::submit`].
     pub by_hand: bool,
+    /// The hand client's write that waits for its registration: history
+    /// id, operation, the node to ask first, deadline.
+    pub queued: Option<(usize, ClientOp, NodeId, Time)>,
 }
 
 /// What the dashboard sees of a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientView {
-    /// Its id (the `client_id` of its writes).
+    /// Its number in the run (not a session id).
     pub id: u64,
     /// The history id and text of the operation in progress.
     pub current: Option<(usize, String)>,
@@ -86,24 +161,26 @@ pub struct ClientView {
 }
 
 impl Client {
-    pub fn new(id: u64, start: Time) -> Self {
+    pub fn new(id: u64, session: usize, start: Time) -> Self {
         Client {
             id,
-            next_seq: 1,
+            session,
+            next_value: 1,
             leader_hint: None,
             current: None,
             phase: Phase::Idle(start),
             seen: BTreeMap::new(),
             by_hand: false,
+            queued: None,
         }
     }
 
     /// The hand client: idle (done) until it is given an operation.
-    pub fn by_hand(id: u64) -> Self {
+    pub fn by_hand(id: u64, session: usize) -> Self {
         Client {
             phase: Phase::Done,
             by_hand: true,
-            ..Client::new(id, 0)
+            ..Client::new(id, session, 0)
         }
     }
 
@@ -115,23 +192,6 @@ impl Client {
         } else {
             Phase::Idle(next_at)
         };
-    }
-
-    /// Starts a new session under a new id in the same slot: the state
-    /// machine forgot its session or never opened it (its first write was
-    /// abandoned and never applied), so it refuses every later write
-    /// (`SessionExpired`); a client then starts over with a new id (thesis
-    /// §6.3).
-    pub fn new_session(&mut self) {
-        self.id += SESSION_STRIDE;
-        self.next_seq = 1;
-    }
-
-    /// The sequence number of its next write.
-    pub fn take_seq(&mut self) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        seq
     }
 
     /// When it wants to act next.
@@ -157,8 +217,8 @@ impl Client {
         }
     }
 
-    /// Draws its next operation; returns it with its write sequence number.
-    pub fn next_op(&mut self, cfg: &ClientConfig, rng: &mut Rng) -> (ClientOp, u64) {
+    /// Draws its next operation.
+    pub fn next_op(&mut self, cfg: &ClientConfig, rng: &mut Rng) -> ClientOp {
         let key = format!("k{}", rng.range(0, cfg.keys.max(1) as u64));
         let total: u32 = cfg.mix.iter().sum();
         let mut roll = rng.range(0, total.max(1) as u64) as u32;
@@ -168,10 +228,10 @@ impl Client {
             kind += 1;
         }
         if kind == 0 {
-            return (ClientOp::Get { key }, 0);
+            return ClientOp::Get { key };
         }
-        let seq = self.take_seq();
-        let value = format!("c{}.{}", self.id, seq);
+        let value = format!("c{}.{}", self.id, self.next_value);
+        self.next_value += 1;
         let op = match kind {
             1 => Op::Put { key, value },
             2 => Op::Delete { key },
@@ -189,7 +249,7 @@ impl Client {
                 }
             }
         };
-        (ClientOp::Write(op), seq)
+        ClientOp::Write(op)
     }
 
     /// Remembers what it learned about a key's value.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::client::{slot, Client, ClientView, Current, Phase};
+use super::client::{Client, ClientView, Current, Phase, Session};
 use super::config::SimConfig;
 use super::disk::{ArmedFault, WriteCut};
 use super::history::{ClientOp, History, OpOutput, Outcome};
@@ -153,13 +153,15 @@ pub struct Cluster {
     nemesis_rng: Rng,
     nemesis: Nemesis,
     clients: Vec<Client>,
+    /// The clients' sessions (a pipelining client's lanes share one).
+    sessions: Vec<Session>,
     /// The index in `clients` of the hand client, once it exists.
     hand_client: Option<usize>,
     history: History,
     checker: Checker,
     replies: Vec<(NodeId, Reply)>,
-    /// Read contexts: `ctx -> (client index, op id)`.
-    reads: BTreeMap<u64, (usize, usize)>,
+    /// Attempt contexts of reads and writes: `ctx -> (client index, op id)`.
+    attempts: BTreeMap<u64, (usize, usize)>,
     next_ctx: u64,
     issued: usize,
     calm: bool,
@@ -192,9 +194,21 @@ impl Cluster {
             node.next_tick = net_rng.range(1, cfg.tick_interval + 1);
             nodes.push(node);
         }
-        let clients = (0..cfg.clients.count)
-            .map(|i| Client::new(i as u64 + 1, client_rng.range(0, 2 * cfg.tick_interval)))
-            .collect();
+        let mut clients = Vec::new();
+        let mut sessions = Vec::new();
+        let c = &cfg.clients;
+        for s in 0..c.count {
+            sessions.push(Session::new(s + c.without_session < c.count));
+            let lanes = if s < c.pipelined {
+                c.pipeline_depth.max(1)
+            } else {
+                1
+            };
+            for _ in 0..lanes {
+                let start = client_rng.range(0, 2 * cfg.tick_interval);
+                clients.push(Client::new(clients.len() as u64 + 1, s, start));
+            }
+        }
         let nemesis = Nemesis::new(&cfg.nemesis, cfg.network.clone(), &mut nemesis_rng);
         let mut checker = Checker::new();
         checker.set_membership_rules(cfg.check_membership_rules);
@@ -212,11 +226,12 @@ impl Cluster {
             nemesis_rng,
             nemesis,
             clients,
+            sessions,
             hand_client: None,
             history: History::new(),
             checker,
             replies: Vec::new(),
-            reads: BTreeMap::new(),
+            attempts: BTreeMap::new(),
             next_ctx: 1,
             issued: 0,
             calm: false,
@@ -433,8 +448,8 @@ impl Cluster {
     }
 
     /// Issues a client operation by hand through node `via`. The hand
-    /// client (its own client id, after the simulated clients') carries it
-    /// out like any client: it asks `via` first, follows "not the leader,
+    /// client (its own number, after the simulated clients'; it registers
+    /// its session before its first write) carries it out like any client: it asks `via` first, follows "not the leader,
     /// try N" redirects, retries elsewhere after silence and abandons it
     /// after the operation timeout. The operation is in the history, and so
     /// checked for linearizability, like every other. Returns its history
@@ -447,8 +462,10 @@ impl Cluster {
         let ci = match self.hand_client {
             Some(ci) => ci,
             None => {
+                self.sessions.push(Session::new(true));
+                let session = self.sessions.len() - 1;
                 self.clients
-                    .push(Client::by_hand(self.clients.len() as u64 + 1));
+                    .push(Client::by_hand(self.clients.len() as u64 + 1, session));
                 self.clients.len() - 1
             }
         };
@@ -456,23 +473,58 @@ impl Cluster {
         if let Some(cur) = &self.clients[ci].current {
             return Err(format!("operation #{} is still pending", cur.op_id));
         }
+        // A write needs the session: the registration goes first, the
+        // operation waits for it (invoked now, so its interval covers it).
+        let session = self.clients[ci].session;
+        let register = op.is_write() && self.sessions[session].needs_registration();
+        let register_id = register.then(|| {
+            let id = self.clients[ci].id;
+            self.history
+                .invoke(id, ClientOp::Write(Op::Register), 0, self.now)
+        });
         let client = &mut self.clients[ci];
-        let seq = if op.is_read() { 0 } else { client.take_seq() };
-        let op_id = self.history.invoke(client.id, op.clone(), seq, self.now);
+        let op_id = self.history.invoke(client.id, op.clone(), 0, self.now);
         self.trace
             .mix(op_id as u64 ^ (client.id << 32) ^ (via << 56));
         self.trace.mix_str(&op.to_string());
         if self.record_events {
+            self.events.extend(register_id.map(SimEvent::Invoked));
             self.events.push(SimEvent::Invoked(op_id));
         }
         client.leader_hint = None;
-        client.current = Some(Current {
-            op_id,
-            op,
-            seq,
-            deadline: self.now + self.cfg.clients.op_timeout,
-            attempts: 0,
-        });
+        let deadline = self.now + self.cfg.clients.op_timeout;
+        match register_id {
+            Some(register_id) => {
+                self.sessions[session].registering = true;
+                client.queued = Some((op_id, op, via, deadline));
+                client.current = Some(Current {
+                    op_id: register_id,
+                    op: ClientOp::Write(Op::Register),
+                    client_id: 0,
+                    seq: 0,
+                    deadline,
+                    attempts: 0,
+                    maybe_in_log: false,
+                });
+            }
+            None => {
+                let (client_id, seq) = if op.is_write() {
+                    self.sessions[session].take_seq()
+                } else {
+                    (0, 0)
+                };
+                self.history.set_session(op_id, client_id, seq);
+                client.current = Some(Current {
+                    op_id,
+                    op,
+                    client_id,
+                    seq,
+                    deadline,
+                    attempts: 0,
+                    maybe_in_log: false,
+                });
+            }
+        }
         self.attempt(ci, Some(via));
         self.dispatch_replies();
         self.collect_drops();
@@ -824,10 +876,14 @@ impl Cluster {
                         let _ = r.step(msg);
                     }
                 }
-                Deferred::Write(cmd) => {
-                    let (client, seq) = (cmd.client_id, cmd.seq);
-                    if self.nodes[i].propose(cmd).is_err() {
-                        self.replies.push((id, Reply::WriteLost { client, seq }));
+                Deferred::Write { ctx, cmd } => {
+                    // Refused by the woken node: never in its log.
+                    if self.nodes[i].propose(ctx, cmd).is_err() {
+                        let lost = Reply::WriteLost {
+                            ctx,
+                            not_applied: true,
+                        };
+                        self.replies.push((id, lost));
                     }
                 }
                 Deferred::Read {
@@ -1040,7 +1096,7 @@ impl Cluster {
         linearizability: Result<CheckStats, LinearizabilityError>,
     ) -> RunReport {
         let ops = self.history.ops();
-        let is_write = |o: &&super::history::Operation| !o.op.is_read();
+        let is_write = |o: &&super::history::Operation| o.op.is_write();
         let ok = |o: &&super::history::Operation| matches!(o.outcome, Outcome::Ok(_));
         let members = self.member_nodes();
         let kv0 = members.first().map(|n| n.kv());
@@ -1247,10 +1303,32 @@ impl Cluster {
             self.clients[ci].phase = Phase::Done;
             return;
         }
-        self.issued += 1;
+        let s = self.clients[ci].session;
+        let session = &mut self.sessions[s];
+        let (op, client_id, seq) = if session.needs_registration() {
+            if session.registering {
+                // Another lane registers the session: wait for it.
+                let backoff = self.cfg.clients.backoff;
+                self.clients[ci].phase = Phase::Idle(self.now + backoff);
+                return;
+            }
+            // Registration first; it is not one of the run's operations.
+            session.registering = true;
+            (ClientOp::Write(Op::Register), 0, 0)
+        } else {
+            self.issued += 1;
+            let op = self.clients[ci].next_op(&self.cfg.clients, &mut self.client_rng);
+            let (client_id, seq) = if op.is_read() {
+                (0, 0)
+            } else {
+                self.sessions[s].take_seq()
+            };
+            (op, client_id, seq)
+        };
         let client = &mut self.clients[ci];
-        let (op, seq) = client.next_op(&self.cfg.clients, &mut self.client_rng);
-        let op_id = self.history.invoke(client.id, op.clone(), seq, self.now);
+        let op_id = self
+            .history
+            .invoke_in_session(client.id, op.clone(), client_id, seq, self.now);
         self.trace.mix(op_id as u64 ^ (client.id << 32));
         self.trace.mix_str(&op.to_string());
         if self.record_events {
@@ -1259,9 +1337,11 @@ impl Cluster {
         client.current = Some(Current {
             op_id,
             op,
+            client_id,
             seq,
             deadline: self.now + self.cfg.clients.op_timeout,
             attempts: 0,
+            maybe_in_log: false,
         });
         self.attempt(ci, None);
     }
@@ -1274,6 +1354,12 @@ impl Cluster {
             return;
         };
         if now >= cur.deadline {
+            self.abandon(ci);
+            return;
+        }
+        // A write without a session that may be in the log is not sent
+        // again: a second copy would be applied a second time.
+        if cur.maybe_in_log && cur.client_id == 0 && cur.op.is_write() {
             self.abandon(ci);
             return;
         }
@@ -1294,30 +1380,32 @@ impl Cluster {
             c.attempts += 1;
         }
         let i = target as usize - 1;
-        let client_id = self.clients[ci].id;
+        let ctx = self.next_ctx;
+        self.next_ctx += 1;
         let result = match &cur.op {
-            ClientOp::Write(op) => self.nodes[i]
-                .propose(Command {
-                    client_id,
+            ClientOp::Write(op) => self.nodes[i].propose(
+                ctx,
+                Command {
+                    client_id: cur.client_id,
                     seq: cur.seq,
                     op: op.clone(),
-                })
-                .map(|()| 0),
+                },
+            ),
             ClientOp::Get { key } => {
-                let ctx = self.next_ctx;
-                self.next_ctx += 1;
                 let known_commit = self.checker.known_commit();
-                let r = self.nodes[i].read(ctx, key, known_commit).map(|()| ctx);
-                if r.is_ok() {
-                    self.reads.insert(ctx, (ci, cur.op_id));
-                }
-                r
+                self.nodes[i].read(ctx, key, known_commit)
             }
         };
+        if result.is_ok() {
+            self.attempts.insert(ctx, (ci, cur.op_id));
+        }
         let up = self.nodes[i].is_up();
         let client = &mut self.clients[ci];
         match result {
-            Ok(ctx) => {
+            Ok(()) => {
+                if let Some(c) = client.current.as_mut() {
+                    c.maybe_in_log = !c.op.is_read();
+                }
                 client.phase = Phase::Sent {
                     node: target,
                     ctx,
@@ -1341,6 +1429,9 @@ impl Cluster {
         let think = self.think_of(ci);
         let client = &mut self.clients[ci];
         if let Some(cur) = client.current.take() {
+            if cur.op.is_register() {
+                self.sessions[client.session].registering = false;
+            }
             self.history.give_up(cur.op_id, self.now);
             self.trace.mix(cur.op_id as u64 ^ 0xAB);
             if self.record_events {
@@ -1349,6 +1440,7 @@ impl Cluster {
         }
         client.leader_hint = None;
         client.rest(self.now + think);
+        self.start_queued(ci);
     }
 
     /// The pause before client `ci`'s next operation (the hand client has
@@ -1367,7 +1459,6 @@ impl Cluster {
     }
 
     fn finish(&mut self, ci: usize, output: OpOutput, node: NodeId) {
-        let expired = matches!(output, OpOutput::Write(OpResult::SessionExpired));
         let think = self.think_of(ci);
         let client = &mut self.clients[ci];
         let Some(cur) = client.current.take() else {
@@ -1387,6 +1478,13 @@ impl Cluster {
         if let Some(v) = seen {
             client.saw(cur.op.key(), v);
         }
+        let session = &mut self.sessions[client.session];
+        match &output {
+            OpOutput::Write(OpResult::Registered { client_id }) => session.registered(*client_id),
+            OpOutput::Write(OpResult::SessionExpired) => session.expired(cur.client_id),
+            _ if cur.op.is_register() => session.registering = false,
+            _ => {}
+        }
         self.trace.mix(cur.op_id as u64 ^ (node << 40));
         self.trace.mix_str(&output.to_string());
         self.history
@@ -1394,11 +1492,39 @@ impl Cluster {
         if self.record_events {
             self.events.push(SimEvent::Completed(cur.op_id));
         }
-        if expired {
-            client.new_session();
-        }
         client.leader_hint = Some(node);
         client.rest(self.now + think);
+        self.start_queued(ci);
+    }
+
+    /// The hand client's operation that waited for its registration: sent
+    /// once the session has an id, abandoned if the registration failed.
+    fn start_queued(&mut self, ci: usize) {
+        let Some((op_id, op, via, deadline)) = self.clients[ci].queued.take() else {
+            return;
+        };
+        let session = &mut self.sessions[self.clients[ci].session];
+        if session.needs_registration() {
+            self.history.give_up(op_id, self.now);
+            self.trace.mix(op_id as u64 ^ 0xAB);
+            if self.record_events {
+                self.events.push(SimEvent::Abandoned(op_id));
+            }
+            return;
+        }
+        let (client_id, seq) = session.take_seq();
+        self.history.set_session(op_id, client_id, seq);
+        let client = &mut self.clients[ci];
+        client.current = Some(Current {
+            op_id,
+            op,
+            client_id,
+            seq,
+            deadline,
+            attempts: 0,
+            maybe_in_log: false,
+        });
+        self.attempt(ci, Some(via));
     }
 
     fn dispatch_replies(&mut self) {
@@ -1411,35 +1537,34 @@ impl Cluster {
 
     fn on_reply(&mut self, node: NodeId, reply: Reply) {
         match reply {
-            Reply::Write {
-                client,
-                seq,
-                result,
-            } => {
-                let ci = slot(client);
-                // For its current session only (a new one numbers from 1).
-                let waiting = self
-                    .clients
-                    .get(ci)
-                    .filter(|c| c.id == client)
-                    .and_then(|c| c.current.as_ref());
-                if waiting.is_some_and(|cur| !cur.op.is_read() && cur.seq == seq) {
+            Reply::Write { ctx, result } => {
+                let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
+                    return;
+                };
+                let current = self.clients[ci].current.as_ref();
+                if current.is_some_and(|cur| cur.op_id == op_id) {
                     self.finish(ci, OpOutput::Write(result), node);
                 }
             }
-            Reply::WriteLost { client, seq } => {
-                let ci = slot(client);
-                let Some(c) = self.clients.get_mut(ci).filter(|c| c.id == client) else {
+            Reply::WriteLost { ctx, not_applied } => {
+                let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
                     return;
                 };
-                let current = c.current.as_ref().is_some_and(|cur| cur.seq == seq);
-                if current && matches!(c.phase, Phase::Sent { node: n, .. } if n == node) {
+                let c = &mut self.clients[ci];
+                let Some(cur) = c.current.as_mut().filter(|cur| cur.op_id == op_id) else {
+                    return;
+                };
+                if matches!(c.phase, Phase::Sent { ctx: x, .. } if x == ctx) {
+                    // Proved unapplied: even without a session it may go again.
+                    if not_applied {
+                        cur.maybe_in_log = false;
+                    }
                     c.leader_hint = None;
                     c.phase = Phase::Retry(self.now + 1, None);
                 }
             }
             Reply::Read { ctx, value } => {
-                let Some((ci, op_id)) = self.reads.remove(&ctx) else {
+                let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let current = self.clients[ci].current.as_ref();
@@ -1448,7 +1573,7 @@ impl Cluster {
                 }
             }
             Reply::ReadFailed { ctx } => {
-                let Some((ci, _)) = self.reads.remove(&ctx) else {
+                let Some((ci, _)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let c = &mut self.clients[ci];

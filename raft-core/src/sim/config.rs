@@ -10,8 +10,19 @@ use crate::rng::Rng;
 /// The clients' workload.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientConfig {
-    /// Number of concurrent clients (each has one operation at a time).
+    /// Number of clients, each with its own session (a client has one
+    /// operation at a time, a pipelining one `pipeline_depth`).
     pub count: usize,
+    /// How many of them (the last ones) write without a session: client
+    /// id 0, applied each time committed, never resent once possibly in
+    /// the log (an unanswered write's outcome is unknown).
+    pub without_session: usize,
+    /// How many of them (the first ones) pipeline: `pipeline_depth` lanes
+    /// share the session, each with one operation at a time, so several
+    /// numbered writes of the session are outstanding at once.
+    pub pipelined: usize,
+    /// Operations a pipelining client has outstanding at once (at least 1).
+    pub pipeline_depth: usize,
     /// Number of distinct keys (`k0`, `k1`, ...); few keys, many conflicts.
     pub keys: usize,
     /// Operations to issue in total (across all clients); `None`: forever.
@@ -29,10 +40,22 @@ pub struct ClientConfig {
     pub mix: [u32; 4],
 }
 
+impl ClientConfig {
+    /// The clients' lanes: one per client, `pipeline_depth` per pipelining
+    /// client.
+    pub fn lanes(&self) -> usize {
+        let pipelined = self.pipelined.min(self.count);
+        self.count - pipelined + pipelined * self.pipeline_depth.max(1)
+    }
+}
+
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             count: 4,
+            without_session: 0,
+            pipelined: 0,
+            pipeline_depth: 3,
             keys: 3,
             total_ops: Some(200),
             think: (0, 20),
@@ -141,6 +164,37 @@ impl SimConfig {
         cfg.clock_drift_percent = [0, 10, 30][rng.range(0, 3) as usize];
         cfg.nemesis.pause = [0.0, 0.2][rng.range(0, 2) as usize];
         cfg.network.redeliver_after_restart = [0.0, 0.5][rng.range(0, 2) as usize];
+        // Sessions, drawn after those for the same reason: some clients
+        // without ids, some pipelining, and in some runs a session table
+        // smaller than the clients, so sessions are forgotten, writes
+        // refused and clients registered again.
+        cfg.clients.without_session = rng.range(0, 2) as usize;
+        cfg.clients.pipelined = rng.range(0, 3) as usize;
+        cfg.clients.pipeline_depth = rng.range(2, 5) as usize;
+        // Each lane issues about as many operations as a client, so
+        // pipelining adds load without shortening the run (and its faults).
+        // The keys grow with the lanes too, so each key sees about as many
+        // operations, as concurrent, as without pipelining (the
+        // linearizability search is exponential in a key's concurrency).
+        let lanes = cfg.clients.lanes();
+        if let Some(total) = cfg.clients.total_ops.as_mut() {
+            *total = *total * lanes / cfg.clients.count;
+        }
+        cfg.clients.keys = cfg.clients.keys * lanes / cfg.clients.count;
+        // One session short: each registration forgets the least recently
+        // used, whose next write is refused and who registers again, and
+        // so on around the clients (a smaller table refuses most writes,
+        // and their unknown outcomes swamp the linearizability search).
+        if rng.chance(0.3) {
+            cfg.raft.session_limit = cfg.clients.count.saturating_sub(1).max(1);
+        }
+        // Writes whose outcome stays unknown (without ids, or refused as
+        // their session expired) are spread over more keys, for the same
+        // reason.
+        cfg.clients.keys += cfg.clients.without_session;
+        if cfg.raft.session_limit < cfg.clients.count {
+            cfg.clients.keys += 2;
+        }
         cfg
     }
 

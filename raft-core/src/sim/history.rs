@@ -18,7 +18,8 @@ pub enum ClientOp {
         /// The key.
         key: String,
     },
-    /// A write (put, delete or compare-and-set), carried as a command.
+    /// A write (put, delete or compare-and-set), or a client's session
+    /// registration ([`Op::Register`]), carried as a command.
     Write(Op),
 }
 
@@ -35,6 +36,17 @@ impl ClientOp {
     pub fn is_read(&self) -> bool {
         matches!(self, ClientOp::Get { .. })
     }
+
+    /// Whether it is a session registration (no key; not checked for
+    /// linearizability).
+    pub fn is_register(&self) -> bool {
+        matches!(self, ClientOp::Write(Op::Register))
+    }
+
+    /// Whether it changes a key (put, delete, compare-and-set).
+    pub fn is_write(&self) -> bool {
+        matches!(self, ClientOp::Write(op) if *op != Op::Register)
+    }
 }
 
 impl std::fmt::Display for ClientOp {
@@ -48,6 +60,7 @@ impl std::fmt::Display for ClientOp {
                 expected,
                 value,
             }) => write!(f, "cas({key}, {expected:?} -> {value:?})"),
+            ClientOp::Write(Op::Register) => f.write_str("register"),
         }
     }
 }
@@ -74,6 +87,9 @@ impl std::fmt::Display for OpOutput {
             OpOutput::Write(OpResult::Stale) => f.write_str("stale"),
             OpOutput::Write(OpResult::SeqReused) => f.write_str("sequence number reused"),
             OpOutput::Write(OpResult::SessionExpired) => f.write_str("session expired"),
+            OpOutput::Write(OpResult::Registered { client_id }) => {
+                write!(f, "registered as client {client_id}")
+            }
         }
     }
 }
@@ -95,12 +111,17 @@ pub enum Outcome {
 pub struct Operation {
     /// Its position in [`History::ops`].
     pub id: usize,
-    /// The client that issued it.
+    /// The simulated client that issued it (its number in the run, not a
+    /// session id).
     pub client: u64,
     /// What was asked.
     pub op: ClientOp,
-    /// The write's `(client, seq)` sequence number (0 for reads).
+    /// The write's `(client_id, seq)` sequence number (0 for reads,
+    /// registrations and writes without a session).
     pub seq: u64,
+    /// The session id the write was sent with (0: none; always 0 for reads
+    /// and registrations).
+    pub client_id: u64,
     /// When it was invoked.
     pub invoked_at: Time,
     /// Its place in the order of client events.
@@ -130,6 +151,18 @@ impl History {
 
     /// Records that `client` invoked `op` at `now`; returns the operation's id.
     pub fn invoke(&mut self, client: u64, op: ClientOp, seq: u64, now: Time) -> usize {
+        self.invoke_in_session(client, op, 0, seq, now)
+    }
+
+    /// [`History::invoke`] for a write sent with session `client_id`.
+    pub fn invoke_in_session(
+        &mut self,
+        client: u64,
+        op: ClientOp,
+        client_id: u64,
+        seq: u64,
+        now: Time,
+    ) -> usize {
         let id = self.ops.len();
         self.order += 1;
         self.ops.push(Operation {
@@ -137,6 +170,7 @@ impl History {
             client,
             op,
             seq,
+            client_id,
             invoked_at: now,
             invoke_order: self.order,
             completed_at: None,
@@ -145,6 +179,15 @@ impl History {
             outcome: Outcome::Pending,
         });
         id
+    }
+
+    /// Sets the session a write invoked before its session was known
+    /// (the hand client's first write) is sent with.
+    pub(crate) fn set_session(&mut self, id: usize, client_id: u64, seq: u64) {
+        if let Some(op) = self.ops.get_mut(id) {
+            op.client_id = client_id;
+            op.seq = seq;
+        }
     }
 
     /// Records that operation `id` returned `output` (from `node`) at `now`.

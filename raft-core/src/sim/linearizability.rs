@@ -105,6 +105,9 @@ pub fn check_with_budget(
         if op.op.is_read() && !matches!(op.outcome, Outcome::Ok(_)) {
             continue; // an abandoned read returned nothing to explain
         }
+        if op.op.is_register() {
+            continue; // opens a session; touches no key
+        }
         by_key.entry(op.op.key()).or_default().push(op);
     }
     let mut stats = CheckStats::default();
@@ -234,6 +237,7 @@ impl Partition {
                     expected: vals.val(expected),
                     value: vals.val(value),
                 },
+                ClientOp::Write(Op::Register) => continue,
             };
             let out = match &o.outcome {
                 Outcome::Ok(OpOutput::Value(v)) => Some(ModelOut::Get(vals.val(v))),
@@ -247,9 +251,13 @@ impl Partition {
                     })
                 }
                 // A stale answer or no answer: the write may or may not
-                // have taken effect.
+                // have taken effect (a refused retry's first attempt may
+                // have been applied before its session was forgotten).
                 Outcome::Ok(OpOutput::Write(
-                    OpResult::Stale | OpResult::SeqReused | OpResult::SessionExpired,
+                    OpResult::Stale
+                    | OpResult::SeqReused
+                    | OpResult::SessionExpired
+                    | OpResult::Registered { .. },
                 ))
                 | Outcome::Pending
                 | Outcome::Unknown => None,

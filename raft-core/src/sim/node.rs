@@ -20,16 +20,13 @@ use crate::types::{Entry, Index, Membership, NodeId, Payload, PersistedState, Ro
 /// An answer from a node to a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
-    /// The write `(client, seq)` was applied with this result.
-    Write {
-        client: u64,
-        seq: u64,
-        result: OpResult,
-    },
-    /// The write `(client, seq)` was not applied here, or its outcome is
-    /// unknown: retry it with the same sequence number (applied at most
-    /// once).
-    WriteLost { client: u64, seq: u64 },
+    /// The write the client knows by `ctx` was applied with this result.
+    Write { ctx: u64, result: OpResult },
+    /// The write `ctx` was not applied here (`not_applied`: provably never,
+    /// so even a write without a session may be sent again), or its
+    /// outcome is unknown: retry it with the same `(client_id, seq)`
+    /// (applied at most once).
+    WriteLost { ctx: u64, not_applied: bool },
     /// The read `ctx` returned `value`.
     Read { ctx: u64, value: Option<String> },
     /// The read `ctx` was refused (leadership lost): retry.
@@ -103,8 +100,7 @@ pub(crate) struct Env<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tag {
     Write {
-        client: u64,
-        seq: u64,
+        ctx: u64,
         /// The entry `(index, term)` it was proposed as.
         at: (Index, Term),
     },
@@ -152,8 +148,8 @@ pub struct SimNode {
 pub(crate) enum Deferred {
     /// A message from a peer.
     Message(crate::message::Message),
-    /// A client's write.
-    Write(crate::kv::Command),
+    /// A client's write, which the client knows by `ctx`.
+    Write { ctx: u64, cmd: crate::kv::Command },
     /// A client's linearizable read (see [`SimNode::read`]).
     Read {
         ctx: u64,
@@ -393,27 +389,27 @@ impl SimNode {
         Ok(())
     }
 
-    /// Starts a write here; the client hears back through a [`Reply`].
+    /// Starts a write here; the client knows it by `ctx` and hears back
+    /// through a [`Reply`].
     pub(crate) fn propose(
         &mut self,
+        ctx: u64,
         cmd: crate::kv::Command,
     ) -> Result<(), crate::config::NotAccepted> {
         if self.is_up() && self.paused_until.is_some() {
             // Accepted by the kernel, not yet read by the frozen process.
-            self.inbox.push(Deferred::Write(cmd));
+            self.inbox.push(Deferred::Write { ctx, cmd });
             return Ok(());
         }
         let replica = self
             .replica
             .as_mut()
             .ok_or(crate::config::NotAccepted::NotLeader { leader: None })?;
-        let (client, seq) = (cmd.client_id, cmd.seq);
         let id = replica.propose(cmd)?;
         // The proposal is the last entry now, in the current term.
         let raw = replica.raw();
         let tag = Tag::Write {
-            client,
-            seq,
+            ctx,
             at: (raw.status().last_index, raw.term()),
         };
         self.requests.insert(id, tag);
@@ -622,23 +618,30 @@ impl SimNode {
                 continue;
             };
             let reply = match (tag, outcome) {
-                (Tag::Write { client, seq, .. }, Outcome::Write(Ok(w))) => Reply::Write {
-                    client,
-                    seq,
+                (Tag::Write { ctx, .. }, Outcome::Write(Ok(w))) => Reply::Write {
+                    ctx,
                     result: w.result,
                 },
                 (
                     Tag::Write {
-                        client,
-                        seq,
+                        ctx,
                         at: (index, term),
                     },
                     Outcome::Write(Err(RequestError::NotApplied)),
                 ) => {
                     env.checker.on_not_applied(self.id, index, term);
-                    Reply::WriteLost { client, seq }
+                    Reply::WriteLost {
+                        ctx,
+                        not_applied: true,
+                    }
                 }
-                (Tag::Write { client, seq, .. }, _) => Reply::WriteLost { client, seq },
+                (Tag::Write { ctx, .. }, outcome) => Reply::WriteLost {
+                    ctx,
+                    not_applied: matches!(
+                        outcome,
+                        Outcome::Write(Err(RequestError::NotLeader { .. }))
+                    ),
+                },
                 (
                     Tag::Read {
                         ctx,

@@ -1,6 +1,7 @@
-//! The key-value API: `GET/PUT/DELETE /key/{key}` and `GET /keys`. A
-//! follower forwards writes to the leader ([`super::forward`]); reads are
-//! linearizable (ReadIndex) on any node, or `?consistency=stale`.
+//! The key-value API: `GET/PUT/DELETE /key/{key}`, `GET /keys` and
+//! `POST /sessions` (a client session for at-most-once writes). A follower
+//! forwards writes and registrations to the leader ([`super::forward`]);
+//! reads are linearizable (ReadIndex) on any node, or `?consistency=stale`.
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, Query, State};
@@ -8,8 +9,8 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use raft_core::wire::{
-    ErrorBody, KeyValue, ListResponse, PutRequest, WriteResponse, HEADER_CLIENT_ID,
-    HEADER_CLIENT_SEQ, HEADER_FORWARDED,
+    ErrorBody, KeyValue, ListResponse, PutRequest, SessionResponse, WriteResponse,
+    HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_FORWARDED,
 };
 use raft_core::{Command, Op, OpResult};
 use serde::Deserialize;
@@ -188,6 +189,40 @@ pub(super) async fn put_key(
     write(&s, key, command, fwd, forwarded_in).await
 }
 
+/// `POST /sessions`: registers a client session through the log; the
+/// answer's `client_id` is the registration's index. Like any write it is
+/// forwarded to the leader. A registration is not deduplicated: a retried
+/// one opens another session, which simply ages out.
+pub(super) async fn register_session(
+    State(s): State<Shared>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
+    let command = Command {
+        client_id: 0,
+        seq: 0,
+        op: Op::Register,
+    };
+    let forwarded_in = headers.contains_key(HEADER_FORWARDED);
+    let fwd =
+        move || ForwardRequest::new(Method::POST, path_and_query(&uri), &headers, Bytes::new());
+    match commit(&s, &command, fwd, forwarded_in).await {
+        Ok(WriteOutcome {
+            result: OpResult::Registered { client_id },
+            ..
+        }) => Json(SessionResponse {
+            client_id,
+            served_by: s.id,
+        })
+        .into_response(),
+        Ok(other) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected result of a registration: {:?}", other.result),
+        ),
+        Err(r) => r,
+    }
+}
+
 pub(super) async fn delete_key(
     State(s): State<Shared>,
     Path(key): Path<String>,
@@ -226,6 +261,7 @@ fn write_timeout(s: &AppState) -> Response {
     (StatusCode::GATEWAY_TIMEOUT, Json(body)).into_response()
 }
 
+/// Commits a key write and answers with its result.
 async fn write(
     s: &AppState,
     key: String,
@@ -233,56 +269,77 @@ async fn write(
     fwd: impl Fn() -> ForwardRequest,
     forwarded_in: bool,
 ) -> Response {
+    let WriteOutcome { index, result } = match commit(s, &command, fwd, forwarded_in).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let prev = match result {
+        OpResult::Put { prev } | OpResult::Delete { prev } => prev,
+        OpResult::Cas { prev, .. } => prev,
+        OpResult::Stale => {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "stale retry: a newer write of client {} was already applied",
+                    command.client_id
+                ),
+            )
+        }
+        OpResult::SeqReused => {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "client {} already used sequence number {} for another write; \
+                                 nothing was applied (number each write anew)",
+                    command.client_id, command.seq
+                ),
+            )
+        }
+        OpResult::SessionExpired => {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "client {} has no session (never registered, or forgotten \
+                                 after newer sessions): nothing was applied. If an earlier \
+                                 attempt of this write got no answer it may have been \
+                                 applied: check, then register again (POST /sessions) and \
+                                 write under the new client id",
+                    command.client_id
+                ),
+            )
+        }
+        OpResult::Registered { .. } => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "a key write was answered as a registration",
+            )
+        }
+    };
+    Json(WriteResponse {
+        key,
+        index,
+        prev,
+        served_by: s.id,
+    })
+    .into_response()
+}
+
+/// Proposes `command` until it is applied (here, or at the leader a
+/// follower forwards to: then the leader's answer is the `Err` response),
+/// the deadline passes or the outcome cannot be known.
+async fn commit(
+    s: &AppState,
+    command: &Command,
+    fwd: impl Fn() -> ForwardRequest,
+    forwarded_in: bool,
+) -> Result<WriteOutcome, Response> {
     let mut at = Attempts::new(s);
     loop {
         at.pause().await;
         let outcome = tokio::time::timeout_at(at.deadline, s.node.propose(command.clone())).await;
         let err = match outcome {
-            Err(_) => return write_timeout(s),
-            Ok(Ok(WriteOutcome { index, result })) => {
-                let prev = match result {
-                    OpResult::Put { prev } | OpResult::Delete { prev } => prev,
-                    OpResult::Cas { prev, .. } => prev,
-                    OpResult::Stale => {
-                        return error(
-                            StatusCode::CONFLICT,
-                            format!(
-                                "stale retry: a newer write of client {} was already applied",
-                                command.client_id
-                            ),
-                        )
-                    }
-                    OpResult::SeqReused => {
-                        return error(
-                            StatusCode::CONFLICT,
-                            format!(
-                                "client {} already used sequence number {} for another write; \
-                                 nothing was applied (number each write anew)",
-                                command.client_id, command.seq
-                            ),
-                        )
-                    }
-                    OpResult::SessionExpired => {
-                        return error(
-                            StatusCode::CONFLICT,
-                            format!(
-                                "client {} is not known to the cluster (its session was \
-                                 forgotten, or its writes did not start at sequence 1); \
-                                 nothing was applied: it may have been applied before, so \
-                                 check, then write again under a new client id",
-                                command.client_id
-                            ),
-                        )
-                    }
-                };
-                return Json(WriteResponse {
-                    key,
-                    index,
-                    prev,
-                    served_by: s.id,
-                })
-                .into_response();
-            }
+            Err(_) => return Err(write_timeout(s)),
+            Ok(Ok(w)) => return Ok(w),
             Ok(Err(e)) => e,
         };
         match err {
@@ -291,53 +348,55 @@ async fn write(
             } if leader != s.id => {
                 if forwarded_in {
                     // Never forward twice: tell the forwarding node who leads.
-                    return s.unavailable(format!("not the leader; node {leader} is"));
+                    return Err(s.unavailable(format!("not the leader; node {leader} is")));
                 }
                 let Some(url) = s.url_of(leader) else {
-                    return s.unavailable(format!("the leader {leader} has no known address"));
+                    return Err(s.unavailable(format!("the leader {leader} has no known address")));
                 };
                 Metrics::inc(&s.metrics.forwarded);
                 match forward(&s.forwarder, &s.forward_slots, &url, &fwd(), at.deadline).await {
-                    Ok(resp) if resp.status() != StatusCode::SERVICE_UNAVAILABLE => return resp,
+                    Ok(resp) if resp.status() != StatusCode::SERVICE_UNAVAILABLE => {
+                        return Err(resp)
+                    }
                     Ok(resp) => {
                         debug!(leader, "leader answered 503; waiting for a new leader");
                         if !at.wait_for_leader(&s.node, Some(leader)).await {
-                            return resp;
+                            return Err(resp);
                         }
                     }
                     Err(ForwardError::NotSent(e)) => {
                         debug!(leader, "cannot reach the leader: {e}");
                         if !at.wait_for_leader(&s.node, Some(leader)).await {
-                            return s.unavailable(format!(
+                            return Err(s.unavailable(format!(
                                 "cannot reach the leader (node {leader} at {url}): {e}"
-                            ));
+                            )));
                         }
                     }
                     Err(ForwardError::Unknown(e)) => {
                         warn!(leader, "forwarding failed mid-request: {e}");
-                        return s.unavailable(format!(
+                        return Err(s.unavailable(format!(
                             "forwarding to the leader (node {leader}) failed: {e}; the write may \
                              have been applied: retry with the same {HEADER_CLIENT_ID}/{HEADER_CLIENT_SEQ}"
-                        ));
+                        )));
                     }
                 }
             }
             NodeError::NotLeader { .. } => {
                 if !at.wait_for_leader(&s.node, None).await {
-                    return no_leader(s);
+                    return Err(no_leader(s));
                 }
             }
             NodeError::Transferring => {
                 if !at.wait_for_change(&s.node).await {
-                    return node_error(s, NodeError::Transferring);
+                    return Err(node_error(s, NodeError::Transferring));
                 }
             }
             // Another entry took the write's place: it was not applied.
             NodeError::LeadershipChanged => {}
-            e => return node_error(s, e),
+            e => return Err(node_error(s, e)),
         }
         if Instant::now() >= at.deadline {
-            return write_timeout(s);
+            return Err(write_timeout(s));
         }
     }
 }

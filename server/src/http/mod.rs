@@ -62,6 +62,7 @@ pub fn router(state: Shared) -> Router {
         .route("/key", any(keys::empty_key))
         .route("/key/", any(keys::empty_key))
         .route("/keys", get(keys::list_keys))
+        .route("/sessions", post(keys::register_session))
         .route("/status", get(cluster::status))
         .route("/cluster", get(cluster::cluster))
         .route("/healthz", get(health::healthz))
