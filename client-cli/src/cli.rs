@@ -94,8 +94,11 @@ pub enum Command {
     },
     /// Print the status of the first server that answers.
     Status,
-    /// Print every member's status as a table.
+    /// Print every member's status as a table (exit 3 when a member did
+    /// not answer).
     Cluster,
+    /// Print the client's version and the server's (`GET /version`).
+    Version,
     /// Ask the server to take a snapshot now, or with `save FILE` back the
     /// whole state up (admin; needs --token when the cluster has one).
     Snapshot {

@@ -258,6 +258,14 @@ impl ApiClient {
         decode(answer)
     }
 
+    /// `GET /version` of the first server that answers.
+    pub async fn version(&mut self) -> Result<raft_core::wire::VersionResponse, CliError> {
+        let answer = self
+            .send(Request::read(Route::AnyNode, &["version"]))
+            .await?;
+        decode(answer)
+    }
+
     /// `GET /cluster` from the first server that answers.
     pub async fn cluster(&mut self) -> Result<ClusterResponse, CliError> {
         let answer = self

@@ -76,10 +76,45 @@ async fn run_api(command: Command, client: &mut ApiClient, json: bool) -> Result
         Command::Cluster => {
             let cluster = client.cluster().await?;
             if json {
-                print_json(&cluster)
+                print_json(&cluster)?;
             } else {
-                print(&output::cluster_text(&cluster))
+                print(&output::cluster_text(&cluster))?;
             }
+            // A member that did not answer is a failure a script must see.
+            let silent: Vec<String> = cluster
+                .members
+                .iter()
+                .filter(|m| m.status.is_none())
+                .map(|m| m.id.to_string())
+                .collect();
+            if silent.is_empty() {
+                Ok(())
+            } else {
+                Err(CliError::Unavailable(format!(
+                    "{} of {} members did not answer (node {})",
+                    silent.len(),
+                    cluster.members.len(),
+                    silent.join(", node ")
+                )))
+            }
+        }
+        Command::Version => {
+            let client_version = env!("CARGO_PKG_VERSION");
+            let server = client.version().await;
+            if json {
+                let server = server.as_ref().ok();
+                print_json(&json!({"client": client_version, "server": server}))?;
+            } else {
+                let line = match &server {
+                    Ok(v) => format!(
+                        "client {client_version}\nserver {} ({})\n",
+                        v.version, v.commit
+                    ),
+                    Err(_) => format!("client {client_version}\n"),
+                };
+                print(&line)?;
+            }
+            server.map(drop)
         }
         Command::Snapshot {
             action: Some(SnapshotCommand::Save { file }),

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         );
     }));
     let cli = cli::Cli::parse();
+    let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,7 +35,13 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::from(error::EXIT_OK),
         Err(e) => {
-            eprintln!("error: {e}");
+            if json {
+                // Scripts that asked for JSON get their errors as JSON too.
+                let body = serde_json::json!({"error": e.to_string(), "exit_code": e.exit_code()});
+                eprintln!("{body}");
+            } else {
+                eprintln!("error: {e}");
+            }
             ExitCode::from(e.exit_code())
         }
     }

@@ -241,3 +241,39 @@ async fn a_backup_restores_into_a_new_cluster() {
         new.log_tail(9, 5)
     );
 }
+
+/// Script habits: `version` names both sides; `cluster` exits 3 when a
+/// member does not answer (after printing what it has); with `--json`, an
+/// error is a JSON object on stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_cluster_exit_code_and_json_errors() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.wait_for_leader(Duration::from_secs(20)).await;
+    let url = c.url(leader);
+    let v = client(&url, &["version"]);
+    ok(&v);
+    let text = stdout(&v);
+    assert!(
+        text.contains(&format!("client {}", env!("CARGO_PKG_VERSION"))) && text.contains("server "),
+        "{text}"
+    );
+    ok(&client(&url, &["cluster"]));
+    let down = c.ids().into_iter().find(|&i| i != leader).unwrap();
+    c.kill(down);
+    let cluster = client(&url, &["cluster"]);
+    assert_eq!(cluster.status.code(), Some(3), "{}", stdout(&cluster));
+    assert!(
+        String::from_utf8_lossy(&cluster.stderr).contains("did not answer"),
+        "{}",
+        String::from_utf8_lossy(&cluster.stderr)
+    );
+    let missing = client(&url, &["--json", "get", "no-such-key"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let err: serde_json::Value =
+        serde_json::from_slice(&missing.stderr).expect("a JSON error on stderr");
+    assert_eq!(err["exit_code"], 1);
+    assert!(
+        err["error"].as_str().unwrap().contains("no-such-key"),
+        "{err}"
+    );
+}
