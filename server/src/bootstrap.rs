@@ -164,14 +164,7 @@ pub async fn prepare(
             }
             None => {
                 let cluster_id = identity::founding_cluster_id(&founding);
-                check_not_known_to_peers(settings, cluster_id, http).await?;
-                let identity = Identity {
-                    cluster_id,
-                    node_id: settings.id,
-                    incarnation: identity::new_incarnation(),
-                    origin: Origin::Founder,
-                };
-                identity.save(dir)?;
+                let identity = new_founder(settings, cluster_id, http).await?;
                 info!(
                     cluster_id = %identity::hex(cluster_id),
                     voters = ?founding.voters,
@@ -267,6 +260,25 @@ fn read_backup(
     Ok((snapshot, id))
 }
 
+/// A founder's identity in cluster `cluster_id`, saved once the listed
+/// peers confirmed they do not know this node already (see
+/// [`check_not_known_to_peers`]).
+async fn new_founder(
+    settings: &Settings,
+    cluster_id: u64,
+    http: &reqwest::Client,
+) -> Result<Identity, String> {
+    check_not_known_to_peers(settings, cluster_id, http).await?;
+    let identity = Identity {
+        cluster_id,
+        node_id: settings.id,
+        incarnation: identity::new_incarnation(),
+        origin: Origin::Founder,
+    };
+    identity.save(&settings.data_dir)?;
+    Ok(identity)
+}
+
 /// The cluster id `--restore` gives with these flags.
 fn restored_cluster_id(settings: &Settings, founding: &Membership) -> Result<u64, String> {
     let file = settings.restore.as_ref().ok_or("no --restore")?;
@@ -296,14 +308,7 @@ async fn restore(
             file.display()
         )
     })?;
-    check_not_known_to_peers(settings, cluster_id, http).await?;
-    let identity = Identity {
-        cluster_id,
-        node_id: settings.id,
-        incarnation: identity::new_incarnation(),
-        origin: Origin::Founder,
-    };
-    identity.save(&settings.data_dir)?;
+    let identity = new_founder(settings, cluster_id, http).await?;
     snapshot.meta.membership = founding.clone();
     let hard_state = raft_core::HardState {
         term: snapshot.meta.term,
