@@ -502,7 +502,18 @@ fn sessions_are_registered_through_the_log_and_limited_by_the_config() {
 
 #[test]
 fn the_successor_is_the_most_caught_up_voter_heard_from_recently() {
-    let mut r = replica(vec![1, 2, 3, 4]);
+    // Voters 1-4 and learner 5, which never takes over.
+    let mut members = Membership::new(vec![1, 2, 3, 4]);
+    members.learners = vec![5];
+    let mut r = Replica::new(
+        Config::new(1),
+        PersistedState::bootstrap(members),
+        SnapshotPolicy {
+            every: 0,
+            log_percent: 0,
+        },
+    )
+    .unwrap();
     assert_eq!(r.successor(), None, "a follower hands nothing over");
     win(&mut r, 1, &[2, 3]);
     r.propose(put(0, "a")).unwrap();
@@ -523,16 +534,19 @@ fn the_successor_is_the_most_caught_up_voter_heard_from_recently() {
     r.step(ack(2, last - 1)).unwrap();
     r.step(ack(3, last)).unwrap();
     r.step(ack(4, last)).unwrap();
+    r.step(ack(5, last)).unwrap();
     drain(&mut r);
     assert_eq!(
         r.successor(),
         Some(3),
         "3 and 4 hold everything: the lower id"
     );
-    // 3 and 4 go quiet for an election timeout; 2 keeps answering.
+    // 3 and 4 go quiet for an election timeout; 2 (and learner 5) keep
+    // answering.
     for _ in 0..r.raw().election_tick() {
         r.tick();
         r.step(ack(2, last - 1)).unwrap();
+        r.step(ack(5, last)).unwrap();
         drain(&mut r);
     }
     assert_eq!(r.successor(), Some(2), "the quiet ones may be down");
