@@ -1315,31 +1315,44 @@ async fn sim_hand_ops(c: &Client, base: &str) {
     println!("simulator: put and get by hand through n{follower}: {shown}");
 }
 
-/// Clicks a message in flight (the one farthest from every node, so no
-/// node covers it), reads it, drops it.
+/// Clicks a message in flight that no node covers (stepping the paused run
+/// until one flies clear of every node's circle), reads it, drops it.
 async fn sim_inspect_message(c: &Client, base: &str) {
     paused_run(c, base, "seed=7&nodes=5", 1200).await;
-    let pick = c
-        .execute(
-            r#"
-            const centers = [...document.querySelectorAll('#sim-ring .sim-node .body')].map(e => {
-              const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2];
-            });
-            let best = null, far = 0;
-            for (const d of document.querySelectorAll('#sim-ring circle.msg')) {
-              const r = d.getBoundingClientRect();
-              if (r.width === 0) continue;
-              const x = r.x + r.width / 2, y = r.y + r.height / 2;
-              const near = Math.min(...centers.map(([a, b]) => Math.hypot(a - x, b - y)));
-              if (near > far) { far = near; best = d.getAttribute('data-msg-id'); }
-            }
-            return best;
-            "#,
-            vec![],
-        )
-        .await
-        .expect("find a message");
-    let id = pick.as_str().expect("a message in flight").to_string();
+    // The message farthest from every node, if it is clear of all of them
+    // (its centre outside every node's circle, with a margin).
+    let find_clear = r#"
+        const bodies = [...document.querySelectorAll('#sim-ring .sim-node .body')].map(e => {
+          const r = e.getBoundingClientRect();
+          return [r.x + r.width / 2, r.y + r.height / 2, r.width / 2];
+        });
+        let best = null, clearance = 0;
+        for (const d of document.querySelectorAll('#sim-ring circle.msg')) {
+          const r = d.getBoundingClientRect();
+          if (r.width === 0) continue;
+          const x = r.x + r.width / 2, y = r.y + r.height / 2;
+          const gap = Math.min(...bodies.map(([a, b, rad]) => Math.hypot(a - x, b - y) - rad));
+          if (gap > clearance) { clearance = gap; best = d.getAttribute('data-msg-id'); }
+        }
+        return clearance > 8 ? best : null;
+    "#;
+    let mut id = None;
+    for _ in 0..200 {
+        let pick = c
+            .execute(find_clear, vec![])
+            .await
+            .expect("look for a message");
+        if let Some(found) = pick.as_str() {
+            id = Some(found.to_string());
+            break;
+        }
+        // One event further (the button's own handler; the sticky header
+        // may cover the button where the page is scrolled to).
+        c.execute("document.getElementById('sim-step-btn').click()", vec![])
+            .await
+            .expect("step");
+    }
+    let id = id.expect("a message in flight clear of every node within 200 steps");
     c.find(Locator::Css(&format!(
         "#sim-ring circle.msg[data-msg-id=\"{id}\"]"
     )))
