@@ -68,14 +68,23 @@ pub enum Command {
         /// `stale` answers from the first server's local state.
         #[arg(long, value_enum, default_value_t = Consistency::Linearizable)]
         consistency: Consistency,
+        /// Print the value exactly as stored, without a newline after it.
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
     },
-    /// Set KEY to VALUE; prints `OK` once the write is committed.
+    /// Set KEY to VALUE (`-`: read it from stdin); prints `OK` once the
+    /// write is committed.
     Put {
         /// The key.
         #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
         key: String,
-        /// The value.
-        value: String,
+        /// The value; `-` reads it from stdin.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from this file (UTF-8, up to the server's
+        /// --max-value-bytes).
+        #[arg(long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
     },
     /// Remove KEY; prints `OK` (also when the key was absent).
     Delete {

@@ -30,12 +30,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 /// Runs one request-and-answer command.
 async fn run_api(command: Command, client: &mut ApiClient, json: bool) -> Result<(), CliError> {
     match command {
-        Command::Get { key, consistency } => match client.get(&key, consistency).await? {
+        Command::Get {
+            key,
+            consistency,
+            raw,
+        } => match client.get(&key, consistency).await? {
             None => Err(CliError::NotFound(key)),
             Some(kv) if json => print_json(&kv),
+            Some(kv) if raw => print(&kv.value),
             Some(kv) => print(&format!("{}\n", kv.value)),
         },
-        Command::Put { key, value } => {
+        Command::Put { key, value, file } => {
+            let value = read_value(value, file)?;
             let written = client.put(&key, &value).await?;
             if json {
                 print_json(&written)
@@ -181,4 +187,27 @@ async fn run_api(command: Command, client: &mut ApiClient, json: bool) -> Result
         }
         Command::Bench(_) => Err(CliError::Usage("bench is not a request command".into())),
     }
+}
+
+/// The value of `put`: the argument, stdin for `-`, or `--file`. A value
+/// must be UTF-8 (values are JSON strings on the wire).
+fn read_value(value: Option<String>, file: Option<std::path::PathBuf>) -> Result<String, CliError> {
+    use std::io::Read as _;
+    let (bytes, from) = match (value, file) {
+        (Some(v), None) if v != "-" => return Ok(v),
+        (_, Some(path)) => {
+            let bytes = std::fs::read(&path)
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+            (bytes, path.display().to_string())
+        }
+        _ => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| CliError::Usage(format!("cannot read stdin: {e}")))?;
+            (bytes, "stdin".to_string())
+        }
+    };
+    String::from_utf8(bytes)
+        .map_err(|_| CliError::Usage(format!("the value from {from} is not UTF-8 text")))
 }

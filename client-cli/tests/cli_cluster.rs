@@ -277,3 +277,55 @@ async fn version_cluster_exit_code_and_json_errors() {
         "{err}"
     );
 }
+
+/// Values from stdin (`put k -`) and from a file (`--file`), read back
+/// byte for byte with `get --raw`; a value that is not UTF-8 is refused
+/// before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_from_stdin_and_files_and_raw_reads() {
+    use std::io::Write as _;
+    let mut c = Cluster::start(1).await;
+    c.wait_for_leader(Duration::from_secs(20)).await;
+    let url = c.url(1);
+    let text = "line one\nline two\n";
+    let mut put = Command::new(env!("CARGO_BIN_EXE_raft-kv-client"))
+        .args([
+            "--server",
+            &url,
+            "--timeout",
+            "10s",
+            "put",
+            "from-stdin",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run raft-kv-client");
+    put.stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    ok(&put.wait_with_output().unwrap());
+    let raw = client(&url, &["get", "--raw", "from-stdin"]);
+    ok(&raw);
+    assert_eq!(raw.stdout, text.as_bytes());
+
+    let file = c.dir().join("value.txt");
+    std::fs::write(&file, "from a file").unwrap();
+    ok(&client(
+        &url,
+        &["put", "from-file", "--file", file.to_str().unwrap()],
+    ));
+    let raw = client(&url, &["get", "--raw", "from-file"]);
+    assert_eq!(raw.stdout, b"from a file");
+
+    let binary = c.dir().join("binary.bin");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+    let refused = client(&url, &["put", "bin", "--file", binary.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not UTF-8"));
+    assert_eq!(client(&url, &["get", "bin"]).status.code(), Some(1));
+}
