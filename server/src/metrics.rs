@@ -129,6 +129,8 @@ counters! {
         followers_log_lost => "raft_followers_log_lost_total", "Followers found (as leader) to have lost log entries they had acknowledged.";
         peer_messages_received => "raft_peer_messages_received_total", "Peer messages received.";
         peer_messages_sent => "raft_peer_messages_sent_total", "Peer messages sent.";
+        peer_bytes_sent => "raft_peer_bytes_sent_total", "Bytes of peer message frames written to the other members' streams (snapshot chunks not included).";
+        peer_bytes_received => "raft_peer_bytes_received_total", "Bytes of peer message frames read from the other members' streams (snapshot chunks not included).";
         peer_messages_dropped => "raft_peer_messages_dropped_total", "Outgoing peer messages dropped (queue bound, send failure, test partition).";
         peer_send_errors => "raft_peer_send_errors_total", "Failed peer stream connects and writes (snapshot transfers count in raft_snapshot_transfers_failed_total).";
         snapshots => "raft_snapshots_total", "Snapshots taken by this node.";

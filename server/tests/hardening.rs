@@ -428,6 +428,11 @@ async fn metrics_pass_promtool() {
     }
     assert_eq!(c.get(leader, "m1", false).await.status(), 200);
     let follower = c.ids().into_iter().find(|&i| i != leader).unwrap();
+    // Peer traffic is counted in bytes on both ends of the streams.
+    let sent = c.metric(leader, "raft_peer_bytes_sent_total").await;
+    assert!(sent.is_some_and(|b| b > 0.0), "leader sent {sent:?}");
+    let got = c.metric(follower, "raft_peer_bytes_received_total").await;
+    assert!(got.is_some_and(|b| b > 0.0), "follower received {got:?}");
     for id in [leader, follower] {
         let text = c.metrics_text(id).await.expect("metrics");
         for name in [

@@ -175,7 +175,11 @@ async fn read_batches(
     let mut buf = Vec::new();
     loop {
         let batch = match read_frame(&mut r, limit, &mut buf).await {
-            Ok(Some(b)) => b,
+            Ok(Some(b)) => {
+                // The frame: its 4-byte length and the payload read into `buf`.
+                Metrics::add(&s.metrics.peer_bytes_received, 4 + buf.len() as u64);
+                b
+            }
             Ok(None) => return Ok(()),
             // A connection lost, even inside a frame, is not a broken rule
             // (a sender killed mid-write): nothing came of it.

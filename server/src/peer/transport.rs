@@ -404,7 +404,10 @@ impl PeerSender {
                 }
             };
             match tokio::time::timeout(SEND_TIMEOUT, stream.write_all(&frame)).await {
-                Ok(Ok(())) => Metrics::add(&self.metrics.peer_messages_sent, n),
+                Ok(Ok(())) => {
+                    Metrics::add(&self.metrics.peer_messages_sent, n);
+                    Metrics::add(&self.metrics.peer_bytes_sent, frame.len() as u64);
+                }
                 Ok(Err(e)) => {
                     Metrics::add(&self.metrics.peer_messages_dropped, n);
                     return format!("write: {e}");
