@@ -350,17 +350,21 @@ pub struct NodeView {
 }
 
 impl NodeView {
-    /// The vote tally while campaigning: `votes 2/3`, or while joint
-    /// `votes old 2/2 · new 1/2`; empty otherwise.
+    /// The vote tally while campaigning: `2 votes, 3 needed`, or while
+    /// joint `old: 2 votes, 2 needed · new: 1 vote, 2 needed`; empty
+    /// otherwise. (Not `2/3`: that reads as "2 of 3 members".)
     pub fn votes_text(&self) -> String {
+        let tally =
+            |g: usize, q: usize| format!("{g} vote{}, {q} needed", if g == 1 { "" } else { "s" });
         match self.votes.as_slice() {
             [] => String::new(),
-            [(g, q)] => format!("votes {g}/{q}"),
-            [(og, oq), (ng, nq)] => format!("votes old {og}/{oq} · new {ng}/{nq}"),
-            more => {
-                let parts: Vec<String> = more.iter().map(|(g, q)| format!("{g}/{q}")).collect();
-                format!("votes {}", parts.join(" · "))
-            }
+            [(g, q)] => tally(*g, *q),
+            [(og, oq), (ng, nq)] => format!("old: {} · new: {}", tally(*og, *oq), tally(*ng, *nq)),
+            more => more
+                .iter()
+                .map(|(g, q)| tally(*g, *q))
+                .collect::<Vec<_>>()
+                .join(" · "),
         }
     }
 }
@@ -376,6 +380,8 @@ pub struct ClusterView {
     pub served_by: Option<NodeId>,
     /// The configuration in force, when known.
     pub config: Option<ConfigView>,
+    /// Directed links cut by a partition (simulator only; empty live).
+    pub cut: Vec<(NodeId, NodeId)>,
 }
 
 /// One voter set and how much of it is up.
@@ -538,6 +544,7 @@ impl ClusterView {
             leader: c.leader,
             served_by: Some(c.served_by),
             config,
+            cut: Vec::new(),
         }
     }
 
@@ -560,10 +567,56 @@ impl ClusterView {
         self.nodes.iter().filter_map(|n| n.term).max()
     }
 
+    /// The running nodes a majority can be made of: with links cut, the
+    /// group of running nodes that can all talk to each other (both ways)
+    /// and holds the most voters (the leader's group on a tie). A voter cut
+    /// off from it cannot help commit, however healthy it is.
+    fn reachable(&self) -> Vec<NodeId> {
+        let running: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.role != RoleView::Down)
+            .map(|n| n.id)
+            .collect();
+        if self.cut.is_empty() {
+            return running;
+        }
+        let linked =
+            |a: NodeId, b: NodeId| !self.cut.contains(&(a, b)) && !self.cut.contains(&(b, a));
+        let voter = |id: NodeId| self.config.as_ref().is_none_or(|c| c.voters.contains(&id));
+        let mut groups: Vec<Vec<NodeId>> = Vec::new();
+        let mut seen: Vec<NodeId> = Vec::new();
+        for &start in &running {
+            if seen.contains(&start) {
+                continue;
+            }
+            let mut group = vec![start];
+            let mut i = 0;
+            while i < group.len() {
+                let at = group[i];
+                for &other in &running {
+                    if !group.contains(&other) && linked(at, other) {
+                        group.push(other);
+                    }
+                }
+                i += 1;
+            }
+            seen.extend(&group);
+            groups.push(group);
+        }
+        let score = |g: &Vec<NodeId>| {
+            let voters = g.iter().filter(|&&id| voter(id)).count();
+            (voters, self.leader.is_some_and(|l| g.contains(&l)))
+        };
+        groups.into_iter().max_by_key(score).unwrap_or_default()
+    }
+
     /// Fault tolerance right now, by the configuration in force (every
-    /// node a voter when none is known).
+    /// node a voter when none is known). A voter counts as up when it runs
+    /// and is in the group a majority can be made of ([`Self::reachable`]).
     pub fn fault_tolerance(&self) -> FaultTolerance {
-        let is_up = |id: NodeId| self.node(id).is_some_and(|n| n.role != RoleView::Down);
+        let reachable = self.reachable();
+        let is_up = |id: NodeId| reachable.contains(&id);
         match &self.config {
             Some(c) => FaultTolerance {
                 majorities: c
@@ -849,6 +902,41 @@ mod tests {
             learners: 0,
         };
         assert!(lost.describe().starts_with("no quorum"));
+    }
+
+    /// With every node running but the links between {1} and {2, 3} cut,
+    /// only the larger side can form a majority: 2 of 3 count, although
+    /// nobody is down.
+    #[test]
+    fn a_partition_counts_only_the_side_a_majority_can_form_on() {
+        let mut c = cluster();
+        c.members[2].status = Some(status(3, Role::Follower, 3, 40));
+        c.members[2].error = None;
+        let mut v = ClusterView::from_wire(&c);
+        assert_eq!(v.fault_tolerance().can_lose(), 1, "all three up and linked");
+        v.cut = vec![(1, 2), (2, 1), (1, 3), (3, 1)];
+        let ft = v.fault_tolerance();
+        assert_eq!(ft.majorities[0].up, 2, "{}", ft.describe());
+        assert_eq!(ft.can_lose(), 0, "{}", ft.describe());
+        // A cut between two followers leaves all three together: each
+        // still talks both ways with leader 1.
+        v.cut = vec![(2, 3)];
+        assert_eq!(v.fault_tolerance().majorities[0].up, 3);
+        // Cut off both ways from everyone, 3 is out of the count.
+        v.cut = vec![(3, 1), (2, 3)];
+        assert_eq!(v.fault_tolerance().majorities[0].up, 2);
+    }
+
+    #[test]
+    fn vote_tallies_name_what_is_needed() {
+        let mut n = ClusterView::from_wire(&cluster()).nodes[0].clone();
+        n.votes = vec![(5, 3)];
+        assert_eq!(n.votes_text(), "5 votes, 3 needed");
+        n.votes = vec![(1, 2), (2, 2)];
+        assert_eq!(
+            n.votes_text(),
+            "old: 1 vote, 2 needed · new: 2 votes, 2 needed"
+        );
     }
 
     /// A 3-voter cluster with learner 4 (which answers) and voter 3 down.

@@ -371,6 +371,7 @@ mod tests {
                 .map(|n| n.id),
             nodes,
             served_by: None,
+            cut: Vec::new(),
             config: Some(ConfigView {
                 voters: ids,
                 ..ConfigView::default()

@@ -896,6 +896,7 @@ impl SimRun {
             leader,
             served_by: None,
             config: Some(config),
+            cut: self.cluster.network().cuts().collect(),
         }
     }
 
