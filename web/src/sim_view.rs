@@ -1875,7 +1875,12 @@ fn message_fields(m: &InFlight) -> Vec<(&'static str, String)> {
             rows.push(("prev term", prev_term.to_string()));
             rows.push(("entries", entries.len().to_string()));
             if let (Some(a), Some(b)) = (entries.first(), entries.last()) {
-                rows.push(("indexes", format!("{}..={}", a.index, b.index)));
+                let span = if a.index == b.index {
+                    a.index.to_string()
+                } else {
+                    format!("{} to {}", a.index, b.index)
+                };
+                rows.push(("indexes", span));
             }
             rows.push(("commit", commit.to_string()));
         }
