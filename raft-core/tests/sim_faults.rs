@@ -4,9 +4,10 @@
 //! of seeds. Runs are deterministic, so the seed that finds each bug is
 //! always the same; the bound leaves room for harmless changes.
 //!
-//! Four checkers watch a rule where it is kept (a write applied at most
+//! Five checkers watch a rule where it is kept (a write applied at most
 //! once, one vote per node and term, commits durable on a quorum, fresh
-//! read indices; `SimConfig::check_direct_rules`). Each has a test that its
+//! read indices, no write answered "not applied" applied after all;
+//! `SimConfig::check_direct_rules`). Each has a test that its
 //! fault is caught by it first, and the faults that existed before them
 //! keep a test with those checks off, showing that the damage is still
 //! caught by Raft's properties or the linearizability checker.
@@ -349,7 +350,7 @@ fn ignore_sessions_is_caught() {
     );
 }
 
-/// The scenarios of the four direct checks run clean without their faults.
+/// The scenarios of the direct checks run clean without their faults.
 #[test]
 fn the_direct_rule_scenarios_are_clean_without_faults() {
     let none = Faults::default();
