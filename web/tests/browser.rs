@@ -324,20 +324,35 @@ async fn fill(c: &Client, id: &str, value: &str) {
 }
 
 /// Clicks the element with `id`, scrolled to the middle of the window
-/// first (at the top, the sticky header would take the click).
+/// first (at the top, the sticky header would take the click). The page
+/// keeps redrawing (the feed, the ring), so the element may move between
+/// the scroll and the click: an intercepted click is tried again after the
+/// next animation frame, a bounded number of times.
 async fn click(c: &Client, id: &str) {
-    c.execute(
-        "document.getElementById(arguments[0]).scrollIntoView({block: 'center'})",
-        vec![json!(id)],
-    )
-    .await
-    .expect("scroll into view");
-    c.find(Locator::Id(id))
+    const ATTEMPTS: usize = 20;
+    for attempt in 1..=ATTEMPTS {
+        c.execute(
+            "document.getElementById(arguments[0]).scrollIntoView({block: 'center'})",
+            vec![json!(id)],
+        )
         .await
-        .expect(id)
-        .click()
-        .await
-        .expect("click");
+        .expect("scroll into view");
+        match c.find(Locator::Id(id)).await.expect(id).click().await {
+            Ok(()) => return,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::ElementClickIntercepted
+                    && attempt < ATTEMPTS =>
+            {
+                c.execute_async(
+                    "const done = arguments[arguments.length - 1]; requestAnimationFrame(() => done())",
+                    vec![],
+                )
+                .await
+                .expect("wait for a frame");
+            }
+            Err(e) => panic!("click {id}: {e}"),
+        }
+    }
 }
 
 async fn screenshot(c: &Client, name: &str) {
