@@ -74,6 +74,19 @@ async fn add_and_join(c: &mut Cluster, id: u64, via: u64) -> MembersResponse {
     m
 }
 
+/// Waits until node `id` holds every key of `acked` with its value, on its
+/// own disk (local reads).
+async fn wait_holds(c: &Cluster, id: u64, acked: &BTreeMap<String, String>) {
+    for (k, v) in acked {
+        c.wait_until(
+            LEADER_TIMEOUT,
+            &format!("node {id} holds {k}"),
+            || async move { c.local_value(id, k).await.as_ref() == Some(v) },
+        )
+        .await;
+    }
+}
+
 /// `GET /cluster/members` on node `id`.
 async fn members(c: &Cluster, id: u64) -> Option<MembersResponse> {
     let r = c
@@ -263,15 +276,7 @@ async fn add_promote_remove_and_keep_every_acknowledged_write() {
     c.kill(victim);
     put_range(&mut c, "a", 80..110, &mut acked).await;
     // Node 4 holds every acknowledged key, on its own disk (local reads).
-    for (k, v) in &acked {
-        let cref = &c;
-        cref.wait_until(
-            LEADER_TIMEOUT,
-            &format!("node 4 holds {k}"),
-            || async move { cref.local_value(4, k).await.as_ref() == Some(v) },
-        )
-        .await;
-    }
+    wait_holds(&c, 4, &acked).await;
     // The removed member comes back with its old flags. It may still believe
     // it is a voter, but the members refuse its stream and ignore its
     // campaigns: the leader and its term stay.
@@ -326,15 +331,7 @@ async fn a_survivor_forced_into_a_new_cluster_keeps_every_key() {
     let survivor = c.ids().into_iter().find(|&id| id != leader).unwrap();
     // The survivor has every acknowledged key before the others are lost
     // (an entry acknowledged was on a majority, not necessarily on it).
-    for (k, v) in &acked {
-        let cref = &c;
-        cref.wait_until(
-            LEADER_TIMEOUT,
-            &format!("{survivor} holds {k}"),
-            || async move { cref.local_value(survivor, k).await.as_ref() == Some(v) },
-        )
-        .await;
-    }
+    wait_holds(&c, survivor, &acked).await;
     for id in c.ids() {
         c.kill(id);
     }
@@ -367,15 +364,7 @@ async fn a_survivor_forced_into_a_new_cluster_keeps_every_key() {
     // A new member is added back and receives everything.
     c.add_node(4);
     add_and_join(&mut c, 4, survivor).await;
-    for (k, v) in &acked {
-        let cref = &c;
-        cref.wait_until(
-            LEADER_TIMEOUT,
-            &format!("node 4 holds {k}"),
-            || async move { cref.local_value(4, k).await.as_ref() == Some(v) },
-        )
-        .await;
-    }
+    wait_holds(&c, 4, &acked).await;
 
     // The flag left on the survivor's command line: refused, not applied.
     c.kill(survivor);
