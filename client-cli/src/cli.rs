@@ -131,6 +131,12 @@ pub enum Command {
     },
     /// Generate load and report throughput and latency.
     Bench(BenchArgs),
+    /// Print a shell completion script, e.g.
+    /// `raft-kv-client completions bash > /etc/bash_completion.d/raft-kv-client`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The subcommands of `snapshot`.

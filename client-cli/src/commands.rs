@@ -104,6 +104,12 @@ async fn run_api(command: Command, client: &mut ApiClient, json: bool) -> Result
                 )))
             }
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "raft-kv-client", &mut out);
+            print(&String::from_utf8_lossy(&out))
+        }
         Command::Version => {
             let client_version = env!("CARGO_PKG_VERSION");
             let server = client.version().await;

@@ -130,3 +130,22 @@ fn every_server_of_a_list_is_tried() {
     let err = stderr(&out);
     assert!(err.contains(&a) || err.contains(&b), "{err}");
 }
+
+/// `completions SHELL` prints a script that knows the subcommands, without
+/// contacting any server (none is listening here); an unknown shell is a
+/// usage error.
+#[test]
+fn completions_are_generated_offline() {
+    let port = free_port().to_string();
+    let server = format!("http://127.0.0.1:{port}");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = client(&["--server", &server, "completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("raft-kv-client") && script.contains("snapshot"),
+            "{shell} script:\n{script}"
+        );
+    }
+    assert_eq!(client(&["completions", "tcsh"]).status.code(), Some(2));
+}
