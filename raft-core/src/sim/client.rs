@@ -48,6 +48,21 @@ pub(crate) struct Current {
     pub maybe_in_log: bool,
 }
 
+impl Current {
+    /// An operation about to make its first attempt.
+    pub fn new(op_id: usize, op: ClientOp, client_id: u64, seq: u64, deadline: Time) -> Self {
+        Current {
+            op_id,
+            op,
+            client_id,
+            seq,
+            deadline,
+            attempts: 0,
+            maybe_in_log: false,
+        }
+    }
+}
+
 /// The session the writes of one client (all lanes of a pipelining client)
 /// go through.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -497,15 +497,13 @@ impl Cluster {
             Some(register_id) => {
                 self.sessions[session].registering = true;
                 client.queued = Some((op_id, op, via, deadline));
-                client.current = Some(Current {
-                    op_id: register_id,
-                    op: ClientOp::Write(Op::Register),
-                    client_id: 0,
-                    seq: 0,
+                client.current = Some(Current::new(
+                    register_id,
+                    ClientOp::Write(Op::Register),
+                    0,
+                    0,
                     deadline,
-                    attempts: 0,
-                    maybe_in_log: false,
-                });
+                ));
             }
             None => {
                 let (client_id, seq) = if op.is_write() {
@@ -514,15 +512,7 @@ impl Cluster {
                     (0, 0)
                 };
                 self.history.set_session(op_id, client_id, seq);
-                client.current = Some(Current {
-                    op_id,
-                    op,
-                    client_id,
-                    seq,
-                    deadline,
-                    attempts: 0,
-                    maybe_in_log: false,
-                });
+                client.current = Some(Current::new(op_id, op, client_id, seq, deadline));
             }
         }
         self.attempt(ci, Some(via));
@@ -1334,15 +1324,13 @@ impl Cluster {
         if self.record_events {
             self.events.push(SimEvent::Invoked(op_id));
         }
-        client.current = Some(Current {
+        client.current = Some(Current::new(
             op_id,
             op,
             client_id,
             seq,
-            deadline: self.now + self.cfg.clients.op_timeout,
-            attempts: 0,
-            maybe_in_log: false,
-        });
+            self.now + self.cfg.clients.op_timeout,
+        ));
         self.attempt(ci, None);
     }
 
@@ -1515,15 +1503,7 @@ impl Cluster {
         let (client_id, seq) = session.take_seq();
         self.history.set_session(op_id, client_id, seq);
         let client = &mut self.clients[ci];
-        client.current = Some(Current {
-            op_id,
-            op,
-            client_id,
-            seq,
-            deadline,
-            attempts: 0,
-            maybe_in_log: false,
-        });
+        client.current = Some(Current::new(op_id, op, client_id, seq, deadline));
         self.attempt(ci, Some(via));
     }
 
