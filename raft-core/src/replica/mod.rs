@@ -583,6 +583,12 @@ impl Replica {
     pub fn pending_requests(&self) -> usize {
         self.pending.len()
     }
+
+    /// How many writes wait for the entry they were proposed as to be
+    /// settled.
+    pub fn pending_writes(&self) -> usize {
+        self.pending.writes.len()
+    }
 }
 
 #[cfg(test)]

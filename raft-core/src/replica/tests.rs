@@ -436,8 +436,10 @@ fn forgotten_requests_get_no_outcome() {
     let kept = r.propose(put(0, "kept")).unwrap();
     let gone = r.propose(put(0, "gone")).unwrap();
     assert_eq!(r.pending_requests(), 2);
+    assert_eq!(r.pending_writes(), 2);
     r.forget(|id| id == gone);
     assert_eq!(r.pending_requests(), 1);
+    assert_eq!(r.pending_writes(), 1);
     drain(&mut r);
     let out = r.take_outcomes();
     assert!(written(&out, kept).is_some());

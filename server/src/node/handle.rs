@@ -236,11 +236,6 @@ impl Waiter {
     }
 
     /// Sends the outcome the replica decided.
-    /// Whether a client's write waits on it.
-    pub(super) fn is_write(&self) -> bool {
-        matches!(self, Waiter::Write(_))
-    }
-
     pub(super) fn answer(self, outcome: Outcome) {
         let sent = match (self, outcome) {
             (Waiter::Write(r), Outcome::Write(o)) => r.send(o.map_err(NodeError::from)).is_ok(),

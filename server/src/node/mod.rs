@@ -569,8 +569,9 @@ impl Node {
                 w.answer(outcome);
             }
         }
-        let writes = self.waiting.values().filter(|w| w.is_write()).count();
-        self.metrics.set_proposals_pending(writes as u64);
+        // The replica keeps the count: no walk over the waiters per Ready.
+        self.metrics
+            .set_proposals_pending(self.replica.pending_writes() as u64);
     }
 
     /// A configuration entry was applied.

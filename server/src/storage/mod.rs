@@ -96,12 +96,6 @@ pub fn newest_snapshot_file(
         .find(|(i, _)| *i >= index))
 }
 
-/// Reads and verifies the snapshot file (or backup) at `path`.
-pub fn read_snapshot_file(path: &std::path::Path) -> Result<Snapshot, StorageError> {
-    let bytes = std::fs::read(path).map_err(error::io_err(path, "read"))?;
-    snapshot_file::parse(path, &bytes)
-}
-
 /// How a [`DiskStorage`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskOptions {
