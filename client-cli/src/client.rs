@@ -393,6 +393,11 @@ impl ApiClient {
         let mut backoff = FIRST_BACKOFF;
         let mut last_error = String::from("no attempt made");
         let mut retried = false;
+        // Servers that refused the connection since the last answer: when
+        // every configured one has, nothing listens anywhere and waiting
+        // out the deadline would only delay the same error (etcdctl fails
+        // the same way).
+        let mut refused: Vec<Url> = Vec::new();
         loop {
             let Some(remaining) = self.remaining() else {
                 return Err(self.gave_up(&last_error));
@@ -426,7 +431,7 @@ impl ApiClient {
             let exchange = async {
                 let response = self.http.request(request).await.map_err(|e| {
                     let connect = e.is_connect();
-                    (describe(&e, connect), connect)
+                    (describe(&e, connect), connect, is_refused(&e))
                 })?;
                 let status = response.status();
                 let hint = leader_hint(response.headers());
@@ -434,29 +439,41 @@ impl ApiClient {
                     .into_body()
                     .collect()
                     .await
-                    .map_err(|e| (describe(&e, false), false))?
+                    .map_err(|e| (describe(&e, false), false, false))?
                     .to_bytes();
-                Ok::<_, (String, bool)>((status, hint, body.to_vec()))
+                Ok::<_, (String, bool, bool)>((status, hint, body.to_vec()))
             };
             let (status, header_hint, body) = match tokio::time::timeout(wait, exchange).await {
                 Ok(Ok(answer)) => answer,
-                Ok(Err((detail, connect))) => {
+                Ok(Err((detail, connect, was_refused))) => {
                     last_error = format!("{}: {detail}", base(&server));
                     retried |= !connect;
                     if route == Route::Leader && self.leader.as_ref() == Some(&server) {
                         self.leader = None;
+                    }
+                    if was_refused && !refused.contains(&server) {
+                        refused.push(server);
+                        if self.servers.iter().all(|s| refused.contains(s)) {
+                            return Err(CliError::Unavailable(format!(
+                                "every server refused the connection (last error: {last_error})"
+                            )));
+                        }
+                    } else if !was_refused {
+                        refused.clear();
                     }
                     continue;
                 }
                 Err(_) => {
                     last_error = format!("{}: timed out", base(&server));
                     retried = true;
+                    refused.clear();
                     if route == Route::Leader && self.leader.as_ref() == Some(&server) {
                         self.leader = None;
                     }
                     continue;
                 }
             };
+            refused.clear();
             if is_unavailable(status) {
                 retried = true;
                 let error_body = serde_json::from_slice::<ErrorBody>(&body).ok();
@@ -638,6 +655,21 @@ pub fn parse_leader_header(value: &str) -> Option<(NodeId, Url)> {
     let (id, url) = value.trim().split_once(' ')?;
     let id: NodeId = id.parse().ok().filter(|&id| id != 0)?;
     Some((id, parse_server_url(url).ok()?))
+}
+
+/// Whether a transport error is a refused TCP connection: no process
+/// listens on the port (a member that is down, not one that is slow).
+pub fn is_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// One line describing a transport error, from its innermost cause.

@@ -131,6 +131,28 @@ fn every_server_of_a_list_is_tried() {
     assert!(err.contains(&a) || err.contains(&b), "{err}");
 }
 
+/// When every server refuses the connection (nothing listens on any of
+/// them), the CLI says so at once instead of retrying until `--timeout`:
+/// the error names the refusal, not the deadline.
+#[test]
+fn every_server_refusing_fails_without_waiting_for_the_timeout() {
+    let a = format!("127.0.0.1:{}", free_port());
+    let b = format!("127.0.0.1:{}", free_port());
+    let list = format!("{a},{b}");
+    for args in [&["get", "k"][..], &["put", "k", "v"], &["status"]] {
+        let mut full = vec!["--server", list.as_str(), "--timeout", "10m"];
+        full.extend_from_slice(args);
+        let out = client(&full);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            err.contains("every server refused the connection"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("within 10m"), "{args:?}: {err}");
+    }
+}
+
 /// `completions SHELL` prints a script that knows the subcommands, without
 /// contacting any server (none is listening here); an unknown shell is a
 /// usage error.
