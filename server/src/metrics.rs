@@ -27,6 +27,13 @@ const FSYNC_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
+/// Upper bounds (seconds) of the peer round-trip histogram: loopback and a
+/// LAN answer in well under a millisecond; a busy follower's loop or a WAN
+/// link in tens of milliseconds.
+const ROUND_TRIP_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
 /// Upper bounds (seconds) of the snapshot duration histogram.
 const SNAPSHOT_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
@@ -142,6 +149,7 @@ counters! {
         snapshots_received => "raft_snapshots_received_total", "Snapshots reassembled from chunks and handed to Raft.";
         persists => "raft_persists_total", "Storage persist calls (one fsync each when fsync is on).";
         entries_applied => "raft_entries_applied_total", "Log entries applied to the state machine.";
+        slow_applies => "raft_slow_applies_total", "Batches of committed entries (or a snapshot install) that took longer than 100 ms to apply.";
         forwarded => "raft_forwarded_requests_total", "Client writes forwarded to the leader.";
         slow_heads => "http_slow_heads_total", "Client connections closed because they showed no request head within --idle-timeout-ms.";
         slow_bodies => "http_slow_bodies_total", "Requests answered 408 because the body did not arrive within --body-timeout-ms.";
@@ -162,6 +170,8 @@ counters! {
         fsync: Mutex<Histogram> = Mutex::new(Histogram::new(FSYNC_BUCKETS)),
         /// Duration of each snapshot this node took (serialize + write + fsync).
         snapshot_duration: Mutex<Histogram> = Mutex::new(Histogram::new(SNAPSHOT_BUCKETS)),
+        /// Heartbeat round trips by peer (see `node::round_trip`).
+        peer_round_trip: Mutex<BTreeMap<u64, Histogram>> = Mutex::new(BTreeMap::new()),
     }
 }
 
@@ -249,6 +259,14 @@ impl Metrics {
     pub fn observe_snapshot(&self, elapsed: Duration, bytes: u64) {
         lock(&self.snapshot_duration).observe(elapsed.as_secs_f64());
         Self::add(&self.snapshot_bytes_written, bytes);
+    }
+
+    /// Records one heartbeat round trip to `peer`.
+    pub fn observe_peer_round_trip(&self, peer: u64, elapsed: Duration) {
+        lock(&self.peer_round_trip)
+            .entry(peer)
+            .or_insert_with(|| Histogram::new(ROUND_TRIP_BUCKETS))
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Records one HTTP request's latency. `method` is one of a closed set
@@ -339,6 +357,17 @@ impl Metrics {
             "Duration of each snapshot this node took: serialize, write and fsync.",
         );
         lock(&self.snapshot_duration).render(&mut out, name, "");
+        let name = "raft_peer_round_trip_seconds";
+        family(
+            &mut out,
+            name,
+            "histogram",
+            "Round trip of the leader's heartbeats to each follower: network, the follower's inbox and its loop.",
+        );
+        let round_trips = lock(&self.peer_round_trip).clone();
+        for (peer, h) in &round_trips {
+            h.render(&mut out, name, &format!("peer=\"{peer}\""));
+        }
         let name = "http_request_duration_seconds";
         family(
             &mut out,
@@ -513,7 +542,11 @@ mod tests {
         Metrics::inc(&m.proposals);
         m.observe_request("PUT", "/key/{*key}", 200, Duration::from_millis(3));
         m.observe_fsync(Duration::from_micros(200));
+        m.observe_peer_round_trip(3, Duration::from_micros(700));
         let text = m.render(&Scrape::default());
+        assert!(text.contains("raft_peer_round_trip_seconds_bucket{peer=\"3\",le=\"0.0005\"} 0"));
+        assert!(text.contains("raft_peer_round_trip_seconds_bucket{peer=\"3\",le=\"0.001\"} 1"));
+        assert!(text.contains("raft_peer_round_trip_seconds_count{peer=\"3\"} 1"));
         assert!(text.contains("raft_proposals_total 1"));
         assert!(text.contains(
             "http_request_duration_seconds_bucket{route=\"/key/{*key}\",method=\"PUT\",status=\"2xx\",le=\"0.005\"} 1"

@@ -433,6 +433,14 @@ async fn metrics_pass_promtool() {
     assert!(sent.is_some_and(|b| b > 0.0), "leader sent {sent:?}");
     let got = c.metric(follower, "raft_peer_bytes_received_total").await;
     assert!(got.is_some_and(|b| b > 0.0), "follower received {got:?}");
+    // The leader times its heartbeats' round trips to every follower.
+    for id in c.ids().into_iter().filter(|&i| i != leader) {
+        let series = format!("raft_peer_round_trip_seconds_count{{peer=\"{id}\"}}");
+        c.wait_until(Duration::from_secs(10), &series, || async {
+            c.metric(leader, &series).await.is_some_and(|n| n > 0.0)
+        })
+        .await;
+    }
     for id in [leader, follower] {
         let text = c.metrics_text(id).await.expect("metrics");
         for name in [
@@ -440,6 +448,7 @@ async fn metrics_pass_promtool() {
             "raft_wal_fsync_duration_seconds_count",
             "process_resident_memory_bytes",
             "raft_data_dir_bytes",
+            "raft_slow_applies_total",
         ] {
             assert!(text.contains(name), "node {id} lacks {name}");
         }

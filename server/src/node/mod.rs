@@ -22,6 +22,7 @@
 
 mod error;
 mod handle;
+mod round_trip;
 mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
@@ -73,6 +74,9 @@ use snapshot::SnapshotWritten;
 /// A node with more committed entries than this not yet applied is not
 /// ready (`/readyz`).
 const READY_MAX_APPLY_LAG: u64 = 10_000;
+/// An apply (the committed entries of one Ready, or a snapshot install)
+/// longer than this is counted and logged as slow.
+const SLOW_APPLY: Duration = Duration::from_millis(100);
 
 /// Inputs drained per loop turn before the `Ready` is processed.
 const MAX_DRAIN: usize = 4096;
@@ -128,6 +132,8 @@ pub struct Node {
     snapshot_stepped: bool,
     ticks: u64,
     leader: Option<NodeId>,
+    /// Heartbeat rounds in flight, for the peer round-trip histogram.
+    heartbeats: round_trip::HeartbeatClock,
 }
 
 /// The snapshot rule of node `id`: every `snapshot_every` entries once the
@@ -195,6 +201,7 @@ pub fn create(
         snapshot_done: snapshot_tx,
         snapshot_stepped: false,
         ticks: 0,
+        heartbeats: round_trip::HeartbeatClock::default(),
     };
     let handle = NodeHandle {
         requests: req_tx,
@@ -367,7 +374,11 @@ impl Node {
             &self.metrics.peer_messages_received,
             batch.messages.len() as u64,
         );
+        let now = std::time::Instant::now();
         for msg in batch.messages {
+            if let Some((peer, elapsed)) = self.heartbeats.on_receive(&msg, now) {
+                self.metrics.observe_peer_round_trip(peer, elapsed);
+            }
             if matches!(msg.body, MessageBody::InstallSnapshot { .. }) {
                 self.snapshot_stepped = true;
             }
@@ -472,6 +483,8 @@ impl Node {
             // peer senders run on this loop's thread: give them their turn
             // now, so these frames are on the wire while the fsync below
             // blocks the thread.
+            self.heartbeats
+                .on_send(&ready.messages, std::time::Instant::now());
             self.transport.send(std::mem::take(&mut ready.messages));
             if ready.must_persist && self.transport.take_queued() {
                 tokio::task::yield_now().await;
@@ -549,10 +562,28 @@ impl Node {
                 lost.id
             );
         }
+        let applying = ready.committed_entries.len();
+        let first = ready.committed_entries.first().map(|e| e.index);
+        let installing = ready.snapshot.is_some();
+        let started = std::time::Instant::now();
         self.replica.advance(ready, decoded).map_err(|e| match e {
             ReplicaError::BadSnapshot { .. } => FatalError::BadSnapshot(e.to_string()),
             ReplicaError::Config(_) => FatalError::BadSnapshot(e.to_string()),
         })?;
+        // The loop answers nothing while it applies: a long apply is a
+        // stall every client and follower sees (etcd counts them too).
+        let took = started.elapsed();
+        if took > SLOW_APPLY {
+            Metrics::inc(&self.metrics.slow_applies);
+            warn!(
+                entries = applying,
+                first_index = first,
+                snapshot = installing,
+                took_ms = took.as_millis() as u64,
+                "applying took longer than {} ms",
+                SLOW_APPLY.as_millis()
+            );
+        }
         self.route_outcomes();
         Ok(())
     }
@@ -609,11 +640,12 @@ impl Node {
         let me = raw.id();
         let directory = &self.opts.directory;
         directory.update(&m, status_index);
-        let peers = directory
+        let peers: BTreeMap<NodeId, String> = directory
             .urls()
             .into_iter()
             .filter(|(id, _)| *id != me)
             .collect();
+        self.heartbeats.retain(|id| peers.contains_key(&id));
         self.transport.set_peers(&peers);
         debug!(index = status_index, voters = ?m.voters, outgoing = ?m.outgoing, learners = ?m.learners, "configuration in force");
         self.published_config = Some((status_index, m));
