@@ -424,6 +424,7 @@ mod tests {
             state: "replicate".into(),
             lag: 0,
             since_contact: String::new(),
+            silent: false,
         };
         let mut before = cluster(vec![
             node(1, RoleView::Leader, 2, 4),

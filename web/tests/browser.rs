@@ -11,6 +11,11 @@
 //! `docs/`; the simulator's joint phase goes to the target's temporary
 //! directory.
 //!
+//! The Live view runs on the members' push streams: a write made through
+//! the API shows in the log grid with its term and command while the page
+//! polls nothing; a dead follower is listed by the leader as unreachable
+//! with the time it was last heard from, not as "replicate".
+//!
 //! Also: the guided tour appears on the first visit and not after it is
 //! dismissed; the simulator starts at 0.1×; a node is selected, crashed
 //! and the run scrubbed with the keyboard alone; the wasm is served
@@ -412,6 +417,7 @@ async fn live_view(c: &Client) {
     )
     .await;
     assert_eq!(shown, leader, "the page shows the cluster's leader");
+    pushed_write_in_log_grid(c, &cluster, leader).await;
 
     // Put, then get, through the forms.
     let value = "hello from chromium";
@@ -480,6 +486,27 @@ async fn live_view(c: &Client) {
     )
     .await;
     println!("live view: leader {leader} killed, page shows new leader {new_leader}");
+    // The new leader's table says the dead node is unreachable, not
+    // "replicate", once an election timeout passed without contact.
+    let row = format!(
+        "#live-members .node-card[data-node-id=\"{new_leader}\"] tr[data-follower=\"{leader}\"]"
+    );
+    let row_text = wait_for(
+        Duration::from_secs(15),
+        "the dead follower shown unreachable by the new leader",
+        || async {
+            (attr(c, &row, "data-silent").await? == "true").then_some(())?;
+            text(c, &row).await
+        },
+    )
+    .await;
+    assert!(
+        row_text.contains("unreachable")
+            && row_text.contains("last heard")
+            && !row_text.contains("replicate"),
+        "{row_text:?}"
+    );
+    println!("live view: n{new_leader} lists n{leader} as {row_text:?}");
     no_page_errors(c, "the live view").await;
 
     live_membership(c, &mut cluster, page_node).await;
@@ -488,6 +515,53 @@ async fn live_view(c: &Client) {
     no_page_errors(c, "the simulator").await;
     screenshots_at_sizes(c, &base).await;
     serving_node_killed(c, &mut cluster, leader).await;
+}
+
+/// A write made through the API (not the page) reaches the page through
+/// the push streams: the log grid shows its entry with its term and command
+/// while the page makes no poll of `/cluster` (the mode pill counts them).
+async fn pushed_write_in_log_grid(c: &Client, cluster: &Cluster, leader: u64) {
+    wait_for(Duration::from_secs(15), "the page on push", || async {
+        (attr(c, "#live-mode", "data-mode").await? == "push").then_some(())
+    })
+    .await;
+    let polls_before = attr(c, "#live-mode", "data-polls")
+        .await
+        .unwrap_or_default();
+    let r = cluster.put(leader, "pushed-key", "v").await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let w: raft_core::wire::WriteResponse = r.json().await.expect("write answer");
+    let term = cluster
+        .status(leader)
+        .await
+        .map(|s| s.term)
+        .expect("the leader's status");
+    let cell = format!(
+        "#live-log-grid .lg-row[data-node-id=\"{leader}\"] .lg-cell[title*=\"entry {} \"]",
+        w.index
+    );
+    let shown = wait_for(
+        Duration::from_secs(10),
+        "the pushed write in the log grid with its term",
+        || async {
+            let title = attr(c, &cell, "title").await?;
+            let t = text(c, &cell).await?;
+            title.contains("put pushed-key").then_some(t)
+        },
+    )
+    .await;
+    assert_eq!(shown, term.to_string(), "the cell shows the entry's term");
+    let polls_after = attr(c, "#live-mode", "data-polls")
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        polls_before, polls_after,
+        "the write arrived by push, without a poll of /cluster"
+    );
+    println!(
+        "live view: put at index {} shown in the grid (term {term}) by push; /cluster polls {polls_after}",
+        w.index
+    );
 }
 
 /// The guided tour shows on the first visit, steps forward, and once
