@@ -27,7 +27,7 @@ use raft_core::wire::{
     ClusterResponse, KeyValue, ListResponse, LogWindowResponse, MemberStatus, NodeEvent,
     PutRequest, StatusResponse, WriteResponse,
 };
-use raft_core::{Index, NodeId, Term};
+use raft_core::{Index, NodeId, Role, Term};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::Event;
 
@@ -273,19 +273,19 @@ fn on_pushed(live: &Rc<RefCell<Live>>, id: NodeId, pushed: Pushed) {
                 l.known.insert(id, Ok(status));
                 None
             }
+            // Why an election started or was won, which the statuses do
+            // not say; a node settling as follower is told by the
+            // narration of the statuses already.
             NodeEvent::RoleChanged {
                 term,
                 role,
-                leader,
+                leader: _,
                 cause,
-            } => Some(Line {
+            } if role != Role::Follower => Some(Line {
                 kind: LineKind::Election,
-                text: format!(
-                    "n{id} is {} in term {term}{} ({cause})",
-                    format!("{role:?}").to_lowercase(),
-                    leader.map_or(String::new(), |l| format!(", leader n{l}"))
-                ),
+                text: format!("n{id} became {role} in term {term}: {cause}"),
             }),
+            NodeEvent::RoleChanged { .. } => None,
             NodeEvent::MemberSilent {
                 id: f,
                 ms_since_contact,

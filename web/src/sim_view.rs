@@ -2250,24 +2250,6 @@ fn mount_controls() {
     });
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_speed_slider_spans_a_hundredth_to_fifty() {
-        assert!((speed_at(0.0) - SLOWEST).abs() < 1e-12);
-        assert!((speed_at(SLIDER_MAX) - FASTEST).abs() < 1e-9);
-        let default = position_of(DEFAULT_SPEED);
-        assert!((speed_at(default) - DEFAULT_SPEED).abs() < 0.002);
-        assert_eq!(speed_label(speed_at(default)), "0.1×");
-        assert_eq!(speed_label(0.01), "0.01×");
-        assert_eq!(speed_label(2.5), "2.5×");
-        assert_eq!(speed_label(50.0), "50×");
-        assert_eq!(speed_label(1.0), "1×");
-    }
-}
-
 /// Pauses on the message the dot behind `e` shows, and opens its details.
 fn pick_message(e: &Event) {
     let id = e
@@ -2283,5 +2265,23 @@ fn pick_message(e: &Event) {
             ui.target = ui.run.cluster.now() as f64;
             ui.render(true);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_speed_slider_spans_a_hundredth_to_fifty() {
+        assert!((speed_at(0.0) - SLOWEST).abs() < 1e-12);
+        assert!((speed_at(SLIDER_MAX) - FASTEST).abs() < 1e-9);
+        let default = position_of(DEFAULT_SPEED);
+        assert!((speed_at(default) - DEFAULT_SPEED).abs() < 0.002);
+        assert_eq!(speed_label(speed_at(default)), "0.1×");
+        assert_eq!(speed_label(0.01), "0.01×");
+        assert_eq!(speed_label(2.5), "2.5×");
+        assert_eq!(speed_label(50.0), "50×");
+        assert_eq!(speed_label(1.0), "1×");
     }
 }
