@@ -248,10 +248,9 @@ fn on_pushed(live: &Rc<RefCell<Live>>, id: NodeId, pushed: Pushed) {
             if !matches!(l.known.get(&id), Some(Err(_))) {
                 l.explain = true;
             }
-            if l.streams.get(&id).is_some_and(MemberStream::is_closed) {
-                // Never reconnected by the browser: open it anew later.
-                l.streams.remove(&id);
-            }
+            // A stream the browser closed for good (the member answered
+            // something else than an event stream: it has no `/events`)
+            // stays closed; while no stream is open the page polls.
             return;
         }
         Pushed::Event(e) => *e,

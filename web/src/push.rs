@@ -78,12 +78,6 @@ impl MemberStream {
     pub fn is_open(&self) -> bool {
         self.source.ready_state() == EventSource::OPEN
     }
-
-    /// Whether the browser gave up on it (an answer that was no event
-    /// stream, e.g. a node without `/events`): it never reconnects.
-    pub fn is_closed(&self) -> bool {
-        self.source.ready_state() == EventSource::CLOSED
-    }
 }
 
 impl Drop for MemberStream {

@@ -831,6 +831,25 @@ async fn screenshots_at_sizes(c: &Client, base: &str) {
                 "{view} at {w}x{h} is {overflow} px wider than the window"
             );
             screenshot(c, &format!("screenshot-{view}-{w}x{h}.png")).await;
+            if view == "sim" && w == 1400 {
+                // The client history with its labelled bars and time axis.
+                let history = c
+                    .find(Locator::Id("sim-history"))
+                    .await
+                    .expect("the history");
+                let axis_labels = c
+                    .find_all(Locator::Css("#sim-history .axis text"))
+                    .await
+                    .expect("the axis")
+                    .len();
+                assert!(
+                    axis_labels >= 7,
+                    "the history has a time axis: {axis_labels} labels"
+                );
+                let png = history.screenshot().await.expect("history screenshot");
+                let path = docs_dir().join("screenshot-sim-history.png");
+                std::fs::write(&path, png).expect("write the history screenshot");
+            }
         }
     }
     c.set_window_size(1280, 1000).await.expect("window size");
