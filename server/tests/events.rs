@@ -124,3 +124,40 @@ async fn events_push_status_and_log_window_summarizes_entries() {
     let deadline = Instant::now() + Duration::from_secs(5);
     while events.next(deadline).await.is_some() {}
 }
+
+/// A follower that dies: within an election timeout or so the leader's
+/// `/status` marks it silent (whatever its replication state still says)
+/// and the leader's stream says so with `member_silent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_follower_is_reported_silent_by_the_leader() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.wait_for_leader(Duration::from_secs(20)).await;
+    let follower = c
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
+    let mut events = EventReader::open(&c, leader).await;
+    c.kill(follower);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ms = loop {
+        match events.next(deadline).await.expect("the stream stays open") {
+            NodeEvent::MemberSilent {
+                id,
+                ms_since_contact,
+            } if id == follower => break ms_since_contact,
+            _ => {}
+        }
+    };
+    assert!(ms > 0);
+    let st = c.status(leader).await.expect("the leader's status");
+    let f = st
+        .followers
+        .iter()
+        .flatten()
+        .find(|f| f.id == follower)
+        .expect("the dead follower is still listed");
+    assert!(f.silent, "{f:?}");
+    let alive = st.followers.iter().flatten().find(|f| f.id != follower);
+    assert!(alive.is_some_and(|f| !f.silent), "{alive:?}");
+}
