@@ -41,7 +41,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+use fantoccini::actions::{
+    ActionSequence, InputSource, MouseActions, PointerAction, TouchActions, MOUSE_BUTTON_LEFT,
+};
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
@@ -1064,7 +1066,8 @@ async fn sim_view(c: &Client, base: &str) {
     sim_force_timeout(c, base).await;
     sim_hand_ops(c, base).await;
     sim_inspect_message(c, base).await;
-    sim_drag_split(c, base).await;
+    sim_drag_split(c, base, false).await;
+    sim_drag_split(c, base, true).await;
     sim_membership(c, base).await;
 }
 
@@ -1249,7 +1252,9 @@ async fn sim_membership(c: &Client, base: &str) {
 
 /// Pressing on one node, dragging across another and releasing splits the
 /// two off from the rest: every link between the groups is cut.
-async fn sim_drag_split(c: &Client, base: &str) {
+/// Drags from n1 across n2, with the mouse or (`touch`) a finger: the
+/// pair is split off from the rest.
+async fn sim_drag_split(c: &Client, base: &str, touch: bool) {
     paused_run(c, base, "seed=9&nodes=5", 600).await;
     // Pointer actions do not scroll: bring the ring into view.
     c.execute(
@@ -1266,25 +1271,37 @@ async fn sim_drag_split(c: &Client, base: &str) {
         .expect("a node on the ring")
     };
     let (n1, n2) = (node(1).await, node(2).await);
-    let drag = MouseActions::new("mouse".into())
-        .then(PointerAction::MoveToElement {
+    let steps = [
+        PointerAction::MoveToElement {
             element: n1,
             duration: None,
             x: 0.0,
             y: 0.0,
-        })
-        .then(PointerAction::Down {
+        },
+        PointerAction::Down {
             button: MOUSE_BUTTON_LEFT,
-        })
-        .then(PointerAction::MoveToElement {
+        },
+        PointerAction::MoveToElement {
             element: n2,
             duration: Some(Duration::from_millis(200)),
             x: 0.0,
             y: 0.0,
-        })
-        .then(PointerAction::Up {
+        },
+        PointerAction::Up {
             button: MOUSE_BUTTON_LEFT,
-        });
+        },
+    ];
+    let drag: ActionSequence = if touch {
+        steps
+            .into_iter()
+            .fold(TouchActions::new("finger".into()), TouchActions::then)
+            .into()
+    } else {
+        steps
+            .into_iter()
+            .fold(MouseActions::new("mouse".into()), MouseActions::then)
+            .into()
+    };
     c.perform_actions(drag)
         .await
         .expect("drag across n1 and n2");
@@ -1302,7 +1319,10 @@ async fn sim_drag_split(c: &Client, base: &str) {
         url.fragment().is_some_and(|f| f.contains(":s1.2")),
         "the split is in the URL: {url}"
     );
-    println!("simulator: dragged across n1 and n2, split off from the rest");
+    println!(
+        "simulator: dragged ({}) across n1 and n2, split off from the rest",
+        if touch { "touch" } else { "mouse" }
+    );
 }
 
 /// Selects node `id` on the ring.
