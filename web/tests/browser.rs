@@ -5,8 +5,9 @@
 //! the Simulator view (crash the leader and see a new one; load a seed from
 //! the URL twice and compare the trace hashes; force a follower's election
 //! timeout and see it lead; put and get by hand through a follower; inspect
-//! a message in flight and drop it; drag across two nodes to split them
-//! off; add a node, see it a learner, promote it through the joint phase,
+//! a message in flight (by Enter on the focused dot, then by a click) and
+//! drop it; drag across two nodes to split them off, with the mouse and
+//! with a finger; add a node, see it a learner, promote it through the joint phase,
 //! remove the leader and stop it for good). Screenshots of both views go to
 //! `docs/`; the simulator's joint phase goes to the target's temporary
 //! directory.
@@ -1481,6 +1482,41 @@ async fn sim_inspect_message(c: &Client, base: &str) {
             .expect("step");
     }
     let id = id.expect("a message in flight clear of every node within 200 steps");
+    // By keyboard first: the dot is in the tab order, and Enter on it opens
+    // the same inspector a click does.
+    let dot = c
+        .find(Locator::Css(&format!(
+            "#sim-ring circle.msg[data-msg-id=\"{id}\"]"
+        )))
+        .await
+        .expect("the message");
+    assert_eq!(
+        dot.attr("tabindex").await.ok().flatten().as_deref(),
+        Some("0"),
+        "a message is focusable"
+    );
+    dot.send_keys(&char::from(Key::Enter).to_string())
+        .await
+        .expect("Enter on the message");
+    wait_for(
+        Duration::from_secs(10),
+        "the inspector opened by Enter",
+        || async { (attr(c, "#sim-msg", "data-state").await? == "in-flight").then_some(()) },
+    )
+    .await;
+    click(c, "sim-msg-close").await;
+    wait_for(Duration::from_secs(10), "the inspector closed", || async {
+        attr(c, "#sim-msg", "hidden").await.map(|_| ())
+    })
+    .await;
+    // Closing scrolled to the button: bring the ring back from under the
+    // sticky header before clicking on it.
+    c.execute(
+        "document.getElementById('sim-ring').scrollIntoView({block: 'center'})",
+        vec![],
+    )
+    .await
+    .expect("scroll to the ring");
     c.find(Locator::Css(&format!(
         "#sim-ring circle.msg[data-msg-id=\"{id}\"]"
     )))
@@ -1490,7 +1526,9 @@ async fn sim_inspect_message(c: &Client, base: &str) {
     .await
     .expect("click the message");
     wait_for(Duration::from_secs(10), "the message inspector", || async {
-        (attr(c, "#sim-msg", "data-state").await? == "in-flight").then_some(())
+        (attr(c, "#sim-msg", "hidden").await.is_none()
+            && attr(c, "#sim-msg", "data-state").await? == "in-flight")
+            .then_some(())
     })
     .await;
     let kind = text(c, "#sim-msg-fields dd[data-field=type]")
