@@ -2272,6 +2272,43 @@ fn pick_message(e: &Event) {
 mod tests {
     use super::*;
 
+    /// WCAG contrast ratio of two `#rrggbb` colours.
+    fn contrast(a: &str, b: &str) -> f64 {
+        let lum = |h: &str| {
+            let ch = |i: usize| {
+                let c = f64::from(u8::from_str_radix(&h[i..i + 2], 16).unwrap()) / 255.0;
+                if c <= 0.04045 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * ch(1) + 0.7152 * ch(3) + 0.0722 * ch(5)
+        };
+        let (x, y) = (lum(a), lum(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    #[test]
+    fn pre_vote_and_vote_messages_read_apart_and_every_message_shows_on_white() {
+        let apart = contrast(msg_color("pre_vote"), msg_color("vote"));
+        assert!(apart >= 3.0, "pre-vote vs vote {apart:.2}:1");
+        for kind in [
+            "pre_vote",
+            "vote",
+            "append",
+            "heartbeat",
+            "install_snapshot",
+            "read_index",
+            "timeout_now",
+            "other",
+        ] {
+            // A response is a white dot ringed in its colour.
+            let on_white = contrast(msg_color(kind), "#ffffff");
+            assert!(on_white >= 3.0, "{kind} on white {on_white:.2}:1");
+        }
+    }
+
     #[test]
     fn the_speed_slider_spans_a_hundredth_to_fifty() {
         assert!((speed_at(0.0) - SLOWEST).abs() < 1e-12);
