@@ -107,7 +107,7 @@ struct MemberLog {
 }
 
 /// Builds the Live view into the page's `#view-live` skeleton and starts
-/// polling.
+/// following the cluster (one `GET /cluster`, then the members' streams).
 pub fn mount() {
     let strip = TimelineStrip::new("ms");
     append(&by_id("live-timeline"), &strip.root);
