@@ -287,6 +287,7 @@ mod tests {
             lag: 5,
             ticks_since_contact: 1,
             ms_since_contact: 10,
+            silent: false,
         }]);
         let c = ClusterResponse {
             served_by: 1,

@@ -475,6 +475,16 @@ impl RawNode {
         self.raft.config_index
     }
 
+    /// The index of its last log entry.
+    pub fn last_index(&self) -> Index {
+        self.raft.log.last_index()
+    }
+
+    /// Its commit index.
+    pub fn commit(&self) -> Index {
+        self.raft.log.commit
+    }
+
     /// The log entry at `index`, if held in memory.
     pub fn entry(&self, index: Index) -> Option<&Entry> {
         self.raft.log.entry(index)

@@ -104,6 +104,11 @@ pub struct FollowerStatus {
     pub ticks_since_contact: u64,
     /// Milliseconds since the leader last heard from it (ticks × tick length).
     pub ms_since_contact: u64,
+    /// The leader has not heard from it within an election timeout: down
+    /// or cut off, whatever `state` still says (a leader keeps a silent
+    /// follower in `replicate` until it answers a rejection).
+    #[serde(default)]
+    pub silent: bool,
 }
 
 /// `GET /version` answer.
@@ -324,4 +329,112 @@ pub struct SnapshotResponse {
 pub struct TransferLeaderRequest {
     /// The member that should become leader.
     pub to: NodeId,
+}
+
+/// One message of the push stream `GET /events` (server-sent events: the
+/// SSE event name is the `kind`, its data this value as JSON). The stream
+/// opens with this node's status, sends it again on every change (at most
+/// every 100 ms) and at least every second (contact ages advance), and
+/// interleaves what the node did as it happens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NodeEvent {
+    /// The node's `/status`.
+    Status {
+        /// Its status now.
+        status: StatusResponse,
+    },
+    /// The node's role or leader changed.
+    RoleChanged {
+        /// Its term now.
+        term: Term,
+        /// Its role now.
+        role: Role,
+        /// The leader it knows of now.
+        leader: Option<NodeId>,
+        /// Why, in words (`election timeout: no leader heard for 12 ticks`).
+        cause: String,
+    },
+    /// The node wrote a snapshot of its own state machine.
+    SnapshotTaken {
+        /// The last index it covers.
+        index: Index,
+        /// Its size in bytes.
+        bytes: u64,
+    },
+    /// The node installed a snapshot sent by the leader (its log jumped).
+    SnapshotInstalled {
+        /// The last index it covers.
+        index: Index,
+        /// The term of that entry.
+        term: Term,
+    },
+    /// On the leader: a follower it has not heard from within an election
+    /// timeout (down, or cut off).
+    MemberSilent {
+        /// The follower.
+        id: NodeId,
+        /// Milliseconds since the leader last heard from it.
+        ms_since_contact: u64,
+    },
+    /// On the leader: a follower it hears from again.
+    MemberHeard {
+        /// The follower.
+        id: NodeId,
+    },
+}
+
+/// One entry of `GET /log` (no values: only what the entry is).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntrySummary {
+    /// Its index.
+    pub index: Index,
+    /// The term of the leader that created it.
+    pub term: Term,
+    /// `noop`, `command` or `config`.
+    pub kind: String,
+    /// A short description without values: `put k`, `del k`, `cas k`,
+    /// `session`, `noop`, `config`.
+    pub summary: String,
+}
+
+impl From<&crate::types::Entry> for LogEntrySummary {
+    fn from(e: &crate::types::Entry) -> Self {
+        use crate::kv::Op;
+        use crate::types::Payload;
+        let (kind, summary) = match &e.payload {
+            Payload::Noop => ("noop", "noop".to_string()),
+            Payload::Config(_) => ("config", "config".to_string()),
+            Payload::Command(c) => (
+                "command",
+                match &c.op {
+                    Op::Put { key, .. } => format!("put {key}"),
+                    Op::Delete { key } => format!("del {key}"),
+                    Op::Cas { key, .. } => format!("cas {key}"),
+                    Op::Register => "session".to_string(),
+                },
+            ),
+        };
+        LogEntrySummary {
+            index: e.index,
+            term: e.term,
+            kind: kind.to_string(),
+            summary,
+        }
+    }
+}
+
+/// `GET /log?from=&limit=` answer: a window of the node's in-memory log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogWindowResponse {
+    /// The oldest index still held in memory (older ones are in the
+    /// snapshot).
+    pub first_index: Index,
+    /// The node's last index.
+    pub last_index: Index,
+    /// Its commit index.
+    pub commit_index: Index,
+    /// The entries from `max(from, first_index)`, at most `limit`, in
+    /// index order.
+    pub entries: Vec<LogEntrySummary>,
 }

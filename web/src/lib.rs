@@ -1,8 +1,8 @@
 //! The raft-kv dashboard, compiled to wasm32 and served by every node.
 //!
 //! Two views share one view model ([`model::ClusterView`]) and one set of
-//! components ([`components`]): the *Live* view polls the real cluster
-//! through the REST API, the *Simulator* view runs a deterministic cluster
+//! components ([`components`]): the *Live* view follows the real cluster
+//! through the REST API and each member's push stream, the *Simulator* view runs a deterministic cluster
 //! of raft-core nodes inside the page.
 //!
 //! The hash selects the view: `#live` (default) or
@@ -14,6 +14,7 @@ pub mod dom;
 pub mod live;
 pub mod model;
 pub mod narrate;
+pub mod push;
 pub mod sim_model;
 pub mod sim_view;
 pub mod tour;

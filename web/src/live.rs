@@ -1,31 +1,50 @@
-//! The Live view: the real cluster through the REST API, polled from the
-//! node that served the page, or, when that node stops answering, from
-//! another member (the page knows every member's address from the last
-//! `GET /cluster`; the members answer it with CORS headers). A member that
-//! does not answer keeps its last-known values, greyed, with the reason in
-//! words; the pills say "unknown" rather than repeat an old count when no
-//! member answers; a narration feed tells what changed between polls.
+//! The Live view: the real cluster through the REST API. One `GET
+//! /cluster` (through the node that served the page, or, when that node
+//! does not answer, another member) gives every member's address; then the
+//! page subscribes to every member's push stream (`GET /events`, see
+//! [`crate::push`]) and draws each change as it is pushed. Every member,
+//! not only the serving one: each stream carries its own node's status, so
+//! the page sees a follower's commit or snapshot jump without any member
+//! gathering the others' statuses, and a dead member is noticed by its own
+//! stream breaking. `GET /cluster` is asked again only when a stream breaks
+//! (it says why: "connection refused") or a member's address is unknown;
+//! when no stream is open (a node without `/events`, a proxy that buffers)
+//! the page falls back to polling it every 0.7 s. The pill `#live-mode`
+//! says which ("live: push" / "live: polling") and counts the polls.
+//! The page's requests go through the serving node, or another member
+//! once it is gone. A member that does not answer keeps its last-known
+//! values, greyed, with the reason in words; the pills say "unknown"
+//! rather than repeat an old count when no member answers; a narration
+//! feed tells what changed. Each member's newest log entries (term and a
+//! summary, `GET /log`) are read when its last index or term moves.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use gloo_net::http::Method;
-use raft_core::wire::{ClusterResponse, KeyValue, ListResponse, PutRequest, WriteResponse};
-use raft_core::NodeId;
+use raft_core::wire::{
+    ClusterResponse, KeyValue, ListResponse, LogWindowResponse, MemberStatus, NodeEvent,
+    PutRequest, StatusResponse, WriteResponse,
+};
+use raft_core::{Index, NodeId, Role, Term};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::Event;
 
 use crate::api::{call, call_at, encode, set_base, Answer};
-use crate::components::{FeedList, NodeCard, TimelineStrip};
+use crate::components::{FeedList, LogGrid, NodeCard, TimelineStrip};
 use crate::dom::{
     append, by_id, input, input_value, now_ms, on, page_hidden, set_attr, set_hidden, set_text,
     window,
 };
-use crate::model::{config_banner, ClusterView, NodeView, RoleView, Timeline};
+use crate::model::{
+    config_banner, format_ms, ClusterView, NodeView, RoleView, Timeline, LIVE_LOG_WINDOW,
+};
 use crate::narrate::{human_error, narrate, Feed, Line, LineKind, Source};
+use crate::push::{MemberStream, OnPushed, Pushed};
 
-/// How often the view polls `GET /cluster`.
+/// How often the view looks whether it must ask `GET /cluster` (no stream
+/// open: it polls at this pace).
 const POLL_MS: u32 = 700;
 /// How long one poll waits for a member before trying the next.
 const POLL_TIMEOUT_MS: u32 = 2500;
@@ -58,15 +77,44 @@ struct Live {
     feed_list: FeedList,
     /// Whether the last poll found no member at all.
     blind: bool,
+    /// Each member's push stream, by id.
+    streams: BTreeMap<NodeId, MemberStream>,
+    /// Each member as last known: its status, or why it is down.
+    known: BTreeMap<NodeId, Result<StatusResponse, String>>,
+    /// Why the members tried before the one answering did not, at the
+    /// last `GET /cluster`.
+    failed: Vec<(String, String)>,
+    /// A `GET /cluster` is wanted: a stream broke, or a member's address
+    /// is unknown.
+    explain: bool,
+    /// `GET /cluster` requests since the page opened.
+    polls: u32,
+    /// Each member's newest log entries read through `GET /log`.
+    logs: BTreeMap<NodeId, MemberLog>,
+    log_grid: LogGrid,
+}
+
+/// A member's log entries as read through `GET /log`.
+#[derive(Default)]
+struct MemberLog {
+    /// `index → (term, summary)`, the newest [`LIVE_LOG_WINDOW`] at most.
+    entries: BTreeMap<Index, (Term, String)>,
+    /// A read is under way.
+    reading: bool,
+    /// The member's term when last read (a new term may overwrite the
+    /// tail: read the whole window again).
+    term: Term,
 }
 
 /// Builds the Live view into the page's `#view-live` skeleton and starts
-/// polling.
+/// following the cluster (one `GET /cluster`, then the members' streams).
 pub fn mount() {
     let strip = TimelineStrip::new("ms");
     append(&by_id("live-timeline"), &strip.root);
     let feed_list = FeedList::new();
     append(&by_id("live-feed"), &feed_list.root);
+    let log_grid = LogGrid::new();
+    append(&by_id("live-log-grid"), &log_grid.root);
     let live = Rc::new(RefCell::new(Live {
         cards: BTreeMap::new(),
         timeline: Timeline::default(),
@@ -81,6 +129,13 @@ pub fn mount() {
         feed: Feed::default(),
         feed_list,
         blind: false,
+        streams: BTreeMap::new(),
+        known: BTreeMap::new(),
+        failed: Vec::new(),
+        explain: true,
+        polls: 0,
+        logs: BTreeMap::new(),
+        log_grid,
     }));
     {
         let mut l = live.borrow_mut();
@@ -92,14 +147,212 @@ pub fn mount() {
     mount_forms();
     spawn_local(async move {
         loop {
-            if !page_hidden() {
+            let (pushing, explain) = {
+                let l = live.borrow();
+                (l.pushing(), l.explain)
+            };
+            if explain || (!pushing && !page_hidden()) {
                 let candidates = live.borrow().candidates();
                 let polled = poll(candidates).await;
-                live.borrow_mut().show(polled);
+                {
+                    let mut l = live.borrow_mut();
+                    l.polls += 1;
+                    l.explain = false;
+                }
+                take_polled(&live, polled);
             }
             gloo_timers::future::TimeoutFuture::new(POLL_MS).await;
         }
     });
+}
+
+/// A `GET /cluster` answer: what it says of each member is taken for every
+/// member whose stream is not open (an open stream is fresher), then the
+/// view is drawn and the streams of newly known members opened.
+fn take_polled(live: &Rc<RefCell<Live>>, polled: Polled) {
+    {
+        let mut l = live.borrow_mut();
+        match &polled.answer {
+            Ok(c) => {
+                if polled.base.is_empty() && l.origin_id.is_none() {
+                    l.origin_id = Some(c.served_by);
+                }
+                for m in &c.members {
+                    if !m.url.is_empty() {
+                        l.members.insert(m.id, m.url.clone());
+                    }
+                    if l.streams.get(&m.id).is_some_and(MemberStream::is_open) {
+                        continue;
+                    }
+                    let state = match (&m.status, &m.error) {
+                        (Some(st), _) => Ok(st.clone()),
+                        (None, e) => Err(e.clone().unwrap_or_else(|| "no answer".into())),
+                    };
+                    l.known.insert(m.id, state);
+                }
+                l.failed = polled.failed.clone();
+            }
+            Err(_) if l.pushing() => {
+                // The open streams still tell the truth about their members.
+            }
+            Err(_) => {
+                l.show(polled);
+                return;
+            }
+        }
+    }
+    open_streams(live);
+    redraw(live);
+}
+
+/// Opens a stream to every member with a known address that has none.
+fn open_streams(live: &Rc<RefCell<Live>>) {
+    let weak = Rc::downgrade(live);
+    let on: OnPushed = Rc::new(move |id, pushed| {
+        if let Some(live) = weak.upgrade() {
+            on_pushed(&live, id, pushed);
+        }
+    });
+    let mut l = live.borrow_mut();
+    let origin = window().location().origin().unwrap_or_default();
+    let wanted: Vec<(NodeId, String)> = l
+        .members
+        .iter()
+        .filter(|(id, _)| !l.streams.contains_key(id))
+        .map(|(id, url)| {
+            let u = url.trim_end_matches('/');
+            (
+                *id,
+                if u == origin {
+                    String::new()
+                } else {
+                    u.to_string()
+                },
+            )
+        })
+        .collect();
+    for (id, base) in wanted {
+        if let Ok(s) = MemberStream::open(id, &base, on.clone()) {
+            l.streams.insert(id, s);
+        }
+    }
+}
+
+/// What member `id`'s stream delivered.
+fn on_pushed(live: &Rc<RefCell<Live>>, id: NodeId, pushed: Pushed) {
+    let event = match pushed {
+        Pushed::Broken => {
+            // Ask `/cluster` why (and through whom to watch now), once per
+            // break of a member thought up; its values stay until then.
+            let mut l = live.borrow_mut();
+            if !matches!(l.known.get(&id), Some(Err(_))) {
+                l.explain = true;
+            }
+            // A stream the browser closed for good (the member answered
+            // something else than an event stream: it has no `/events`)
+            // stays closed; while no stream is open the page polls.
+            return;
+        }
+        Pushed::Event(e) => *e,
+    };
+    let line = {
+        let mut l = live.borrow_mut();
+        match event {
+            NodeEvent::Status { status } => {
+                // A member this page has no address for: ask `/cluster`.
+                let unknown = status
+                    .members
+                    .iter()
+                    .chain(&status.learners)
+                    .chain(&status.outgoing)
+                    .any(|m| !l.members.contains_key(m));
+                if unknown {
+                    l.explain = true;
+                }
+                l.known.insert(id, Ok(status));
+                None
+            }
+            // Why an election started or was won, which the statuses do
+            // not say; a node settling as follower is told by the
+            // narration of the statuses already.
+            NodeEvent::RoleChanged {
+                term,
+                role,
+                leader: _,
+                cause,
+            } if role != Role::Follower => Some(Line {
+                kind: LineKind::Election,
+                text: format!("n{id} became {role} in term {term}: {cause}"),
+            }),
+            NodeEvent::RoleChanged { .. } => None,
+            NodeEvent::MemberSilent {
+                id: f,
+                ms_since_contact,
+            } => Some(Line {
+                kind: LineKind::Fault,
+                text: format!(
+                    "leader n{id} has not heard from n{f} for {} (over an election timeout): unreachable",
+                    format_ms(ms_since_contact)
+                ),
+            }),
+            NodeEvent::MemberHeard { id: f } => Some(Line {
+                kind: LineKind::Action,
+                text: format!("leader n{id} hears from n{f} again"),
+            }),
+            // The status that follows shows the snapshot index jump, and
+            // the narration says it in words.
+            NodeEvent::SnapshotTaken { .. } | NodeEvent::SnapshotInstalled { .. } => None,
+        }
+    };
+    if let Some(line) = line {
+        let mut l = live.borrow_mut();
+        let Live {
+            feed, feed_list, ..
+        } = &mut *l;
+        feed.push(&clock(), vec![line]);
+        feed_list.update(feed);
+    }
+    redraw(live);
+}
+
+/// Draws what is known, through the page's own node when its stream or its
+/// last answer is up, else through another member; then reads the log
+/// entries that members gained.
+fn redraw(live: &Rc<RefCell<Live>>) {
+    let reads = {
+        let mut l = live.borrow_mut();
+        let Some(polled) = l.assemble() else {
+            return;
+        };
+        l.show(polled);
+        l.log_reads()
+    };
+    for (id, base, from, limit) in reads {
+        let live = live.clone();
+        spawn_local(async move {
+            let path = format!("/log?from={from}&limit={limit}");
+            let answer = call_at(&base, Method::GET, &path, None, POLL_TIMEOUT_MS)
+                .await
+                .ok()
+                .filter(Answer::ok)
+                .and_then(|a| a.json::<LogWindowResponse>().ok());
+            {
+                let mut l = live.borrow_mut();
+                let log = l.logs.entry(id).or_default();
+                log.reading = false;
+                let Some(w) = answer else { return };
+                for e in w.entries {
+                    log.entries.insert(e.index, (e.term, e.summary));
+                }
+                // Entries past the member's last index were truncated away.
+                log.entries.retain(|&i, _| i <= w.last_index);
+                while log.entries.len() as u64 > LIVE_LOG_WINDOW {
+                    log.entries.pop_first();
+                }
+            }
+            redraw(&live);
+        });
+    }
 }
 
 /// Asks each candidate for `/cluster` in turn until one answers.
@@ -150,6 +403,94 @@ fn clock() -> String {
 }
 
 impl Live {
+    /// Whether any push stream is open (then the page does not poll).
+    fn pushing(&self) -> bool {
+        self.streams.values().any(MemberStream::is_open)
+    }
+
+    /// The cluster as the streams (and the last `/cluster` answer for the
+    /// members without an open stream) tell it, shaped as one `/cluster`
+    /// answer through the member the page watches through.
+    fn assemble(&self) -> Option<Polled> {
+        let up = |id: &NodeId| matches!(self.known.get(id), Some(Ok(_)));
+        let via = self
+            .origin_id
+            .filter(up)
+            .or_else(|| self.known.keys().copied().find(up))?;
+        let Some(Ok(via_status)) = self.known.get(&via) else {
+            return None;
+        };
+        let origin = window().location().origin().unwrap_or_default();
+        let base = if Some(via) == self.origin_id {
+            String::new()
+        } else {
+            let u = self.members.get(&via)?.trim_end_matches('/');
+            if u == origin {
+                String::new()
+            } else {
+                u.to_string()
+            }
+        };
+        let members = self
+            .known
+            .iter()
+            .map(|(id, k)| MemberStatus {
+                id: *id,
+                url: self.members.get(id).cloned().unwrap_or_default(),
+                status: k.as_ref().ok().cloned(),
+                error: k.as_ref().err().cloned(),
+            })
+            .collect();
+        Some(Polled {
+            base,
+            failed: self.failed.clone(),
+            answer: Ok(ClusterResponse {
+                served_by: via,
+                leader: via_status.leader,
+                members,
+            }),
+        })
+    }
+
+    /// The `GET /log` reads due: `(member, base, from, limit)` for each
+    /// member up whose last index passed what was read, or whose term moved.
+    fn log_reads(&mut self) -> Vec<(NodeId, String, Index, u64)> {
+        let origin = window().location().origin().unwrap_or_default();
+        let mut out = Vec::new();
+        for (id, k) in &self.known {
+            let Ok(st) = k else { continue };
+            let Some(url) = self.members.get(id) else {
+                continue;
+            };
+            let u = url.trim_end_matches('/');
+            let base = if u == origin {
+                String::new()
+            } else {
+                u.to_string()
+            };
+            let log = self.logs.entry(*id).or_default();
+            if log.reading || st.last_index == 0 {
+                continue;
+            }
+            let window_from = st
+                .last_index
+                .saturating_sub(LIVE_LOG_WINDOW - 1)
+                .max(st.snapshot_index + 1);
+            let newest = log.entries.keys().next_back().copied().unwrap_or(0);
+            let from = if st.term != log.term {
+                window_from
+            } else if newest < st.last_index {
+                (newest + 1).max(window_from)
+            } else {
+                continue;
+            };
+            log.reading = true;
+            log.term = st.term;
+            out.push((*id, base, from, st.last_index + 1 - from));
+        }
+        out
+    }
+
     /// Where to ask, in order: the member answering last time, the page's
     /// origin, then every other member (`(base, name)`).
     fn candidates(&self) -> Vec<(String, String)> {
@@ -227,7 +568,10 @@ impl Live {
         };
         self.blind = false;
         let mut view = ClusterView::from_wire(&cluster);
-        for m in &cluster.members {
+        for (id, log) in &self.logs {
+            view.apply_log(*id, &log.entries);
+        }
+        for m in cluster.members.iter().filter(|m| !m.url.is_empty()) {
             self.members.insert(m.id, m.url.clone());
         }
         if polled.base.is_empty() && self.origin_id.is_none() {
@@ -248,10 +592,9 @@ impl Live {
             None => vec![Line {
                 kind: LineKind::Action,
                 text: format!(
-                    "watching {} members through n{}; a poll every {:.1} s",
+                    "watching {} members through n{}; each member pushes its changes as they happen",
                     view.nodes.len(),
                     cluster.served_by,
-                    f64::from(POLL_MS) / 1000.0
                 ),
             }],
         };
@@ -342,11 +685,33 @@ impl Live {
         );
         set_attr(&via, "data-via", &cluster.served_by.to_string());
         self.update_cards(&view);
+        self.log_grid.update(&view);
+        self.show_mode();
         let at = (now_ms() - self.opened_at).max(0.0) as u64;
         if self.timeline.observe_view(at, &view) {
             self.strip.update(&self.timeline);
         }
     }
+    /// The `#live-mode` pill: push or polling, and the polls so far.
+    fn show_mode(&self) {
+        let pill = by_id("live-mode");
+        let pushing = self.pushing();
+        set_text(
+            &pill,
+            &if pushing {
+                let open = self.streams.values().filter(|s| s.is_open()).count();
+                format!(
+                    "live: push ({open} stream{})",
+                    if open == 1 { "" } else { "s" }
+                )
+            } else {
+                "live: polling every 0.7 s (no push stream open)".to_string()
+            },
+        );
+        set_attr(&pill, "data-mode", if pushing { "push" } else { "poll" });
+        set_attr(&pill, "data-polls", &self.polls.to_string());
+    }
+
     /// The configuration pill, and a banner while a change is under way
     /// (joint: both voter sets; otherwise not every member reports it yet).
     fn show_config(&self, view: &ClusterView) {

@@ -5,6 +5,8 @@
 //! strip, timeline) only ever see these types. Everything here is plain data
 //! and pure functions, tested on the host.
 
+use std::collections::BTreeMap;
+
 use raft_core::wire::{ClusterResponse, MemberStatus, StatusResponse};
 use raft_core::{Index, Membership, NodeId, Role, Term};
 
@@ -283,6 +285,9 @@ pub struct FollowerView {
     pub lag: u64,
     /// Time since last contact, already formatted (`120 ms`, `3 ticks`).
     pub since_contact: String,
+    /// The leader has not heard from it within an election timeout: shown
+    /// as unreachable, whatever `state` still says.
+    pub silent: bool,
 }
 
 /// One log cell of a [`LogView`].
@@ -548,6 +553,21 @@ impl ClusterView {
         }
     }
 
+    /// Fills in the terms and summaries of node `id`'s log cells from the
+    /// entries read through `GET /log` (`index → (term, summary)`); cells
+    /// whose entry was not read keep no term.
+    pub fn apply_log(&mut self, id: NodeId, entries: &BTreeMap<Index, (Term, String)>) {
+        let Some(n) = self.nodes.iter_mut().find(|n| n.id == id) else {
+            return;
+        };
+        for c in &mut n.log.cells {
+            if let Some((term, text)) = entries.get(&c.index) {
+                c.term = Some(*term);
+                c.text = text.clone();
+            }
+        }
+    }
+
     /// The node with `id`.
     pub fn node(&self, id: NodeId) -> Option<&NodeView> {
         self.nodes.iter().find(|n| n.id == id)
@@ -703,6 +723,7 @@ fn member_view(m: &MemberStatus, served_by: NodeId) -> NodeView {
             state: f.state.clone(),
             lag: f.lag,
             since_contact: format_ms(f.ms_since_contact),
+            silent: f.silent,
         })
         .collect();
     let first = s
@@ -788,6 +809,14 @@ impl Timeline {
         true
     }
 
+    /// The events up to time `at`: what the timeline may show at `at` (a
+    /// run scrubbed back keeps its recorded future, which must not show).
+    pub fn until(&self, at: u64) -> Timeline {
+        Timeline {
+            events: self.events.iter().filter(|e| e.at <= at).cloned().collect(),
+        }
+    }
+
     /// Records the cluster state from a view: the leader (with its term)
     /// when there is one, else the highest term seen with no leader.
     pub fn observe_view(&mut self, at: u64, v: &ClusterView) -> bool {
@@ -832,6 +861,7 @@ mod tests {
                     lag: 0,
                     ticks_since_contact: 1,
                     ms_since_contact: 1500,
+                    silent: false,
                 }]
             }),
         }
@@ -1083,6 +1113,31 @@ mod tests {
         assert_eq!(t.events.len(), 2);
         assert_eq!(t.events[0].leader, Some(2));
         assert_eq!(t.events[1].term, 2);
+    }
+
+    #[test]
+    fn a_timeline_scrubbed_back_shows_no_future_term() {
+        let mut t = Timeline::default();
+        t.observe(10, 1, Some(1));
+        t.observe(50, 2, Some(2));
+        t.observe(90, 3, Some(3));
+        let terms = |t: &Timeline| t.events.iter().map(|e| e.term).collect::<Vec<_>>();
+        assert_eq!(terms(&t.until(60)), vec![1, 2]);
+        assert_eq!(terms(&t.until(9)), Vec::<Term>::new());
+        assert_eq!(terms(&t.until(90)), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn live_log_cells_take_the_terms_read_through_the_log_route() {
+        let mut c = cluster();
+        c.members[0].status = Some(status(1, Role::Leader, 2, 5));
+        let mut v = ClusterView::from_wire(&c);
+        let entries = BTreeMap::from([(4, (2, "put k".to_string())), (5, (2, "noop".into()))]);
+        v.apply_log(1, &entries);
+        let cells = &v.node(1).unwrap().log.cells;
+        let cell = |i: Index| cells.iter().find(|c| c.index == i).unwrap();
+        assert_eq!((cell(4).term, cell(4).text.as_str()), (Some(2), "put k"));
+        assert_eq!(cell(3).term, None, "an entry not read keeps no term");
     }
 
     #[test]

@@ -416,6 +416,28 @@ mod tests {
     }
 
     #[test]
+    fn a_follower_whose_snapshot_index_jumps_installed_a_snapshot() {
+        let before = cluster(vec![
+            node(1, RoleView::Leader, 2, 40),
+            node(2, RoleView::Follower, 2, 5),
+        ]);
+        let mut after = before.clone();
+        after.nodes[1].snapshot_index = 40;
+        after.nodes[1].last_index = 40;
+        let lines = narrate(&before, &after, Source::Live);
+        let line = lines
+            .iter()
+            .find(|l| l.kind == LineKind::Snapshot)
+            .expect("a snapshot line");
+        assert!(
+            line.text
+                .starts_with("n2 installed a snapshot from the leader: entries up to 40"),
+            "{}",
+            line.text
+        );
+    }
+
+    #[test]
     fn commits_count_the_voters_holding_the_entry() {
         let follower = |id, m| FollowerView {
             id,
@@ -424,6 +446,7 @@ mod tests {
             state: "replicate".into(),
             lag: 0,
             since_contact: String::new(),
+            silent: false,
         };
         let mut before = cluster(vec![
             node(1, RoleView::Leader, 2, 4),

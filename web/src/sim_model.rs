@@ -1011,6 +1011,9 @@ pub fn node_view(n: &SimNode) -> NodeView {
                 state: format!("{:?}", f.state).to_lowercase(),
                 lag: s.last_index.saturating_sub(f.match_index),
                 since_contact: format!("{} ticks", f.ticks_since_contact),
+                silent: n
+                    .raw()
+                    .is_some_and(|r| f.ticks_since_contact > r.election_tick()),
             })
             .collect(),
         error: None,

@@ -40,7 +40,7 @@ use crate::dom::{
 use crate::model::{id_set, term_color, ClusterView, ConfigView, MemberKind, RoleView};
 use crate::narrate::{narrate, Feed, Line, LineKind, Source};
 use crate::sim_model::{outcome_class, Action, HandOp, MemberControls, SimRun, SimSettings};
-use web_sys::KeyboardEvent;
+use web_sys::{KeyboardEvent, PointerEvent};
 
 const CENTER: f64 = 260.0;
 const RADIUS: f64 = 190.0;
@@ -245,7 +245,9 @@ fn node_pos(i: usize, n: usize) -> (f64, f64) {
 
 fn msg_color(kind: &str) -> &'static str {
     match kind.trim_end_matches("_response") {
-        "pre_vote" => "#a16207",
+        // 3.0:1 against the vote colour (and 9:1 against the white of a
+        // response dot), so the two campaigns read apart.
+        "pre_vote" => "#831843",
         "vote" => "#d97706",
         "append" => "#2563eb",
         "heartbeat" => "#16a34a",
@@ -690,20 +692,22 @@ impl SimUi {
                 }
             });
             // Dragging from a node across others draws a group to split
-            // off from the rest.
-            on(&g, "mousedown", move |e: Event| {
+            // off from the rest: pointer events, so a finger works as a
+            // mouse does. A touch captures the pointer to the node it
+            // started on, so the nodes crossed are found by position
+            // (`pointermove` on the document), not by their own events.
+            on(&g, "pointerdown", move |e: Event| {
                 e.prevent_default();
+                if let (Some(p), Some(t)) = (
+                    e.dyn_ref::<PointerEvent>(),
+                    e.current_target()
+                        .and_then(|t| t.dyn_into::<Element>().ok()),
+                ) {
+                    let _ = t.release_pointer_capture(p.pointer_id());
+                }
                 with_ui(|ui| {
                     ui.grouping = vec![id];
                     ui.render_grouping();
-                });
-            });
-            on(&g, "mouseenter", move |_| {
-                with_ui(|ui| {
-                    if !ui.grouping.is_empty() && !ui.grouping.contains(&id) {
-                        ui.grouping.push(id);
-                        ui.render_grouping();
-                    }
                 });
             });
             on(&g, "click", move |_| {
@@ -801,9 +805,13 @@ impl SimUi {
         self.render_ring(&view);
         self.log_grid.update(&view);
         self.render_cards(&view);
-        if self.run.timeline.events.len() != self.timeline_len || force {
-            self.timeline_len = self.run.timeline.events.len();
-            self.timeline.update(&self.run.timeline);
+        // Only the terms seen up to the step shown: after scrubbing back,
+        // the recorded future's terms stay hidden until reached again.
+        let now = self.run.cluster.steps();
+        let shown = self.run.timeline.until(now);
+        if shown.events.len() != self.timeline_len || force {
+            self.timeline_len = shown.events.len();
+            self.timeline.update(&shown);
         }
         self.render_scrubber();
         self.render_msg_panel();
@@ -1199,21 +1207,18 @@ impl SimUi {
             if i == self.msgs.len() {
                 let dot = svg("circle");
                 // A dot shows whichever message is drawn at its place this
-                // frame; its `data-msg-id` says which.
-                on(&dot, "click", |e: Event| {
-                    let id = e
-                        .current_target()
-                        .and_then(|t| t.dyn_into::<Element>().ok())
-                        .and_then(|d| d.get_attribute("data-msg-id"))
-                        .and_then(|v| v.parse::<u64>().ok());
-                    if let Some(id) = id {
-                        with_ui(|ui| {
-                            // Pause, so the message stays to be looked at.
-                            ui.playing = false;
-                            ui.picked_msg = Some(id);
-                            ui.target = ui.run.cluster.now() as f64;
-                            ui.render(true);
-                        });
+                // frame; its `data-msg-id` says which. Clicked, or focused
+                // with Tab and Enter pressed: its details.
+                set_attr(&dot, "tabindex", "0");
+                set_attr(&dot, "role", "button");
+                on(&dot, "click", |e: Event| pick_message(&e));
+                on(&dot, "keydown", |e: Event| {
+                    if e.dyn_ref::<KeyboardEvent>()
+                        .is_some_and(|k| k.key() == "Enter")
+                    {
+                        e.prevent_default();
+                        e.stop_propagation();
+                        pick_message(&e);
                     }
                 });
                 append(&self.msg_layer, &dot);
@@ -1237,6 +1242,14 @@ impl SimUi {
                 },
             );
             set_attr(dot, "data-msg-id", &m.id.to_string());
+            set_attr(
+                dot,
+                "aria-label",
+                &format!(
+                    "message {kind} from n{} to n{}: Enter shows it",
+                    m.msg.from, m.msg.to
+                ),
+            );
             set_attr(
                 dot,
                 "class",
@@ -1596,19 +1609,19 @@ impl SimUi {
         let width = 1000.0;
         let lane_h = 26.0;
         let left = 70.0;
+        // Room under the lanes for the time axis.
+        let axis_h = 30.0;
         let x = |t: u64| {
             left + (t.saturating_sub(start)) as f64 / HISTORY_WINDOW as f64 * (width - left - 10.0)
         };
+        let lanes_h = lanes.len() as f64 * lane_h + 8.0;
         set_attr(
             &hist,
             "viewBox",
-            &format!("0 0 {width} {}", lanes.len() as f64 * lane_h + 8.0),
+            &format!("0 0 {width} {}", lanes_h + axis_h),
         );
-        set_attr(
-            &hist,
-            "height",
-            &format!("{}", lanes.len() as f64 * lane_h + 8.0),
-        );
+        set_attr(&hist, "height", &format!("{}", lanes_h + axis_h));
+        self.render_history_axis(&hist, start, lanes_h, &x);
         for (lane, (client, ops)) in lanes.iter().enumerate() {
             let y = 4.0 + lane as f64 * lane_h;
             let name = svg("text");
@@ -1662,18 +1675,73 @@ impl SimUi {
                     op.served_by.unwrap_or(0)
                 )));
                 append(&g, &title);
-                if x1 - x0 > 70.0 {
+                // Every bar wide enough for a word is labelled: the whole
+                // operation and its answer, or, on a narrow bar, its kind
+                // (`put`, `get`); the tooltip has the rest.
+                let room = x1 - x0 - 8.0;
+                let kind = label.split_whitespace().next().unwrap_or("");
+                let shown: Option<String> = if room >= 6.5 * label.chars().count() as f64 {
+                    Some(label.clone())
+                } else if room >= 6.5 * 8.0 {
+                    Some(label.chars().take((room / 6.5) as usize).collect())
+                } else if room >= 6.5 * kind.chars().count() as f64 && !kind.is_empty() {
+                    Some(kind.to_string())
+                } else {
+                    None
+                };
+                if let Some(shown) = shown {
                     let t = svg("text");
                     set_attr(&t, "x", &format!("{:.1}", x0 + 4.0));
                     set_attr(&t, "y", &format!("{:.1}", y + 14.0));
-                    let max_chars = ((x1 - x0 - 8.0) / 6.5) as usize;
-                    let shown: String = label.chars().take(max_chars).collect();
                     t.set_text_content(Some(&shown));
                     append(&g, &t);
                 }
                 append(&hist, &g);
             }
         }
+    }
+
+    /// The history's time axis under the lanes: a line, a tick with its
+    /// virtual time every sixth of the window, and what the axis measures.
+    fn render_history_axis(&self, hist: &Element, start: u64, top: f64, x: &dyn Fn(u64) -> f64) {
+        let axis = svg("g");
+        set_attr(&axis, "class", "axis");
+        let line = svg("line");
+        set_attr(&line, "x1", &format!("{:.1}", x(start)));
+        set_attr(&line, "x2", &format!("{:.1}", x(start + HISTORY_WINDOW)));
+        set_attr(&line, "y1", &format!("{top:.1}"));
+        set_attr(&line, "y2", &format!("{top:.1}"));
+        append(&axis, &line);
+        const TICKS: u64 = 6;
+        for k in 0..=TICKS {
+            let t = start + HISTORY_WINDOW * k / TICKS;
+            let tick = svg("line");
+            set_attr(&tick, "x1", &format!("{:.1}", x(t)));
+            set_attr(&tick, "x2", &format!("{:.1}", x(t)));
+            set_attr(&tick, "y1", &format!("{top:.1}"));
+            set_attr(&tick, "y2", &format!("{:.1}", top + 5.0));
+            append(&axis, &tick);
+            let label = svg("text");
+            set_attr(&label, "x", &format!("{:.1}", x(t)));
+            set_attr(&label, "y", &format!("{:.1}", top + 17.0));
+            set_attr(
+                &label,
+                "text-anchor",
+                match k {
+                    0 => "start",
+                    TICKS => "end",
+                    _ => "middle",
+                },
+            );
+            label.set_text_content(Some(&t.to_string()));
+            append(&axis, &label);
+        }
+        let unit = svg("text");
+        set_attr(&unit, "x", "4");
+        set_attr(&unit, "y", &format!("{:.1}", top + 17.0));
+        unit.set_text_content(Some("time →"));
+        append(&axis, &unit);
+        append(hist, &axis);
     }
 
     /// The speed slider and its label.
@@ -2047,14 +2115,34 @@ fn mount_controls() {
             }
         }
     });
-    on(&document(), "mouseup", |_| {
-        with_ui(|ui| {
-            if !ui.grouping.is_empty() {
-                ui.end_grouping();
-            }
-        });
-        ensure_loop();
+    on(&document(), "pointermove", |e: Event| {
+        let Some(p) = e.dyn_ref::<PointerEvent>() else {
+            return;
+        };
+        let over = document()
+            .element_from_point(p.client_x() as f32, p.client_y() as f32)
+            .and_then(|el| el.closest(".sim-node").ok().flatten())
+            .and_then(|g| g.get_attribute("data-node-id"))
+            .and_then(|v| v.parse::<NodeId>().ok());
+        if let Some(id) = over {
+            with_ui(|ui| {
+                if !ui.grouping.is_empty() && !ui.grouping.contains(&id) {
+                    ui.grouping.push(id);
+                    ui.render_grouping();
+                }
+            });
+        }
     });
+    for end in ["pointerup", "pointercancel"] {
+        on(&document(), end, |_| {
+            with_ui(|ui| {
+                if !ui.grouping.is_empty() {
+                    ui.end_grouping();
+                }
+            });
+            ensure_loop();
+        });
+    }
     click("sim-timeout", |ui| {
         if let Some(id) = ui.selected {
             ui.act(Action::Timeout(id));
@@ -2162,9 +2250,64 @@ fn mount_controls() {
     });
 }
 
+/// Pauses on the message the dot behind `e` shows, and opens its details.
+fn pick_message(e: &Event) {
+    let id = e
+        .current_target()
+        .and_then(|t| t.dyn_into::<Element>().ok())
+        .and_then(|d| d.get_attribute("data-msg-id"))
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(id) = id {
+        with_ui(|ui| {
+            // Pause, so the message stays to be looked at.
+            ui.playing = false;
+            ui.picked_msg = Some(id);
+            ui.target = ui.run.cluster.now() as f64;
+            ui.render(true);
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// WCAG contrast ratio of two `#rrggbb` colours.
+    fn contrast(a: &str, b: &str) -> f64 {
+        let lum = |h: &str| {
+            let ch = |i: usize| {
+                let c = f64::from(u8::from_str_radix(&h[i..i + 2], 16).unwrap()) / 255.0;
+                if c <= 0.04045 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * ch(1) + 0.7152 * ch(3) + 0.0722 * ch(5)
+        };
+        let (x, y) = (lum(a), lum(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    #[test]
+    fn pre_vote_and_vote_messages_read_apart_and_every_message_shows_on_white() {
+        let apart = contrast(msg_color("pre_vote"), msg_color("vote"));
+        assert!(apart >= 3.0, "pre-vote vs vote {apart:.2}:1");
+        for kind in [
+            "pre_vote",
+            "vote",
+            "append",
+            "heartbeat",
+            "install_snapshot",
+            "read_index",
+            "timeout_now",
+            "other",
+        ] {
+            // A response is a white dot ringed in its colour.
+            let on_white = contrast(msg_color(kind), "#ffffff");
+            assert!(on_white >= 3.0, "{kind} on white {on_white:.2}:1");
+        }
+    }
 
     #[test]
     fn the_speed_slider_spans_a_hundredth_to_fifty() {

@@ -5,11 +5,17 @@
 //! the Simulator view (crash the leader and see a new one; load a seed from
 //! the URL twice and compare the trace hashes; force a follower's election
 //! timeout and see it lead; put and get by hand through a follower; inspect
-//! a message in flight and drop it; drag across two nodes to split them
-//! off; add a node, see it a learner, promote it through the joint phase,
+//! a message in flight (by Enter on the focused dot, then by a click) and
+//! drop it; drag across two nodes to split them off, with the mouse and
+//! with a finger; add a node, see it a learner, promote it through the joint phase,
 //! remove the leader and stop it for good). Screenshots of both views go to
 //! `docs/`; the simulator's joint phase goes to the target's temporary
 //! directory.
+//!
+//! The Live view runs on the members' push streams: a write made through
+//! the API shows in the log grid with its term and command while the page
+//! polls nothing; a dead follower is listed by the leader as unreachable
+//! with the time it was last heard from, not as "replicate".
 //!
 //! Also: the guided tour appears on the first visit and not after it is
 //! dismissed; the simulator starts at 0.1×; a node is selected, crashed
@@ -36,7 +42,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+use fantoccini::actions::{
+    ActionSequence, InputSource, MouseActions, PointerAction, TouchActions, MOUSE_BUTTON_LEFT,
+};
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
@@ -412,6 +420,7 @@ async fn live_view(c: &Client) {
     )
     .await;
     assert_eq!(shown, leader, "the page shows the cluster's leader");
+    pushed_write_in_log_grid(c, &cluster, leader).await;
 
     // Put, then get, through the forms.
     let value = "hello from chromium";
@@ -480,6 +489,27 @@ async fn live_view(c: &Client) {
     )
     .await;
     println!("live view: leader {leader} killed, page shows new leader {new_leader}");
+    // The new leader's table says the dead node is unreachable, not
+    // "replicate", once an election timeout passed without contact.
+    let row = format!(
+        "#live-members .node-card[data-node-id=\"{new_leader}\"] tr[data-follower=\"{leader}\"]"
+    );
+    let row_text = wait_for(
+        Duration::from_secs(15),
+        "the dead follower shown unreachable by the new leader",
+        || async {
+            (attr(c, &row, "data-silent").await? == "true").then_some(())?;
+            text(c, &row).await
+        },
+    )
+    .await;
+    assert!(
+        row_text.contains("unreachable")
+            && row_text.contains("last heard")
+            && !row_text.contains("replicate"),
+        "{row_text:?}"
+    );
+    println!("live view: n{new_leader} lists n{leader} as {row_text:?}");
     no_page_errors(c, "the live view").await;
 
     live_membership(c, &mut cluster, page_node).await;
@@ -488,6 +518,53 @@ async fn live_view(c: &Client) {
     no_page_errors(c, "the simulator").await;
     screenshots_at_sizes(c, &base).await;
     serving_node_killed(c, &mut cluster, leader).await;
+}
+
+/// A write made through the API (not the page) reaches the page through
+/// the push streams: the log grid shows its entry with its term and command
+/// while the page makes no poll of `/cluster` (the mode pill counts them).
+async fn pushed_write_in_log_grid(c: &Client, cluster: &Cluster, leader: u64) {
+    wait_for(Duration::from_secs(15), "the page on push", || async {
+        (attr(c, "#live-mode", "data-mode").await? == "push").then_some(())
+    })
+    .await;
+    let polls_before = attr(c, "#live-mode", "data-polls")
+        .await
+        .unwrap_or_default();
+    let r = cluster.put(leader, "pushed-key", "v").await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let w: raft_core::wire::WriteResponse = r.json().await.expect("write answer");
+    let term = cluster
+        .status(leader)
+        .await
+        .map(|s| s.term)
+        .expect("the leader's status");
+    let cell = format!(
+        "#live-log-grid .lg-row[data-node-id=\"{leader}\"] .lg-cell[title*=\"entry {} \"]",
+        w.index
+    );
+    let shown = wait_for(
+        Duration::from_secs(10),
+        "the pushed write in the log grid with its term",
+        || async {
+            let title = attr(c, &cell, "title").await?;
+            let t = text(c, &cell).await?;
+            title.contains("put pushed-key").then_some(t)
+        },
+    )
+    .await;
+    assert_eq!(shown, term.to_string(), "the cell shows the entry's term");
+    let polls_after = attr(c, "#live-mode", "data-polls")
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        polls_before, polls_after,
+        "the write arrived by push, without a poll of /cluster"
+    );
+    println!(
+        "live view: put at index {} shown in the grid (term {term}) by push; /cluster polls {polls_after}",
+        w.index
+    );
 }
 
 /// The guided tour shows on the first visit, steps forward, and once
@@ -757,6 +834,25 @@ async fn screenshots_at_sizes(c: &Client, base: &str) {
                 "{view} at {w}x{h} is {overflow} px wider than the window"
             );
             screenshot(c, &format!("screenshot-{view}-{w}x{h}.png")).await;
+            if view == "sim" && w == 1400 {
+                // The client history with its labelled bars and time axis.
+                let history = c
+                    .find(Locator::Id("sim-history"))
+                    .await
+                    .expect("the history");
+                let axis_labels = c
+                    .find_all(Locator::Css("#sim-history .axis text"))
+                    .await
+                    .expect("the axis")
+                    .len();
+                assert!(
+                    axis_labels >= 7,
+                    "the history has a time axis: {axis_labels} labels"
+                );
+                let png = history.screenshot().await.expect("history screenshot");
+                let path = docs_dir().join("screenshot-sim-history.png");
+                std::fs::write(&path, png).expect("write the history screenshot");
+            }
         }
     }
     c.set_window_size(1280, 1000).await.expect("window size");
@@ -971,7 +1067,8 @@ async fn sim_view(c: &Client, base: &str) {
     sim_force_timeout(c, base).await;
     sim_hand_ops(c, base).await;
     sim_inspect_message(c, base).await;
-    sim_drag_split(c, base).await;
+    sim_drag_split(c, base, false).await;
+    sim_drag_split(c, base, true).await;
     sim_membership(c, base).await;
 }
 
@@ -1156,7 +1253,9 @@ async fn sim_membership(c: &Client, base: &str) {
 
 /// Pressing on one node, dragging across another and releasing splits the
 /// two off from the rest: every link between the groups is cut.
-async fn sim_drag_split(c: &Client, base: &str) {
+/// Drags from n1 across n2, with the mouse or (`touch`) a finger: the
+/// pair is split off from the rest.
+async fn sim_drag_split(c: &Client, base: &str, touch: bool) {
     paused_run(c, base, "seed=9&nodes=5", 600).await;
     // Pointer actions do not scroll: bring the ring into view.
     c.execute(
@@ -1173,25 +1272,37 @@ async fn sim_drag_split(c: &Client, base: &str) {
         .expect("a node on the ring")
     };
     let (n1, n2) = (node(1).await, node(2).await);
-    let drag = MouseActions::new("mouse".into())
-        .then(PointerAction::MoveToElement {
+    let steps = [
+        PointerAction::MoveToElement {
             element: n1,
             duration: None,
             x: 0.0,
             y: 0.0,
-        })
-        .then(PointerAction::Down {
+        },
+        PointerAction::Down {
             button: MOUSE_BUTTON_LEFT,
-        })
-        .then(PointerAction::MoveToElement {
+        },
+        PointerAction::MoveToElement {
             element: n2,
             duration: Some(Duration::from_millis(200)),
             x: 0.0,
             y: 0.0,
-        })
-        .then(PointerAction::Up {
+        },
+        PointerAction::Up {
             button: MOUSE_BUTTON_LEFT,
-        });
+        },
+    ];
+    let drag: ActionSequence = if touch {
+        steps
+            .into_iter()
+            .fold(TouchActions::new("finger".into()), TouchActions::then)
+            .into()
+    } else {
+        steps
+            .into_iter()
+            .fold(MouseActions::new("mouse".into()), MouseActions::then)
+            .into()
+    };
     c.perform_actions(drag)
         .await
         .expect("drag across n1 and n2");
@@ -1209,7 +1320,10 @@ async fn sim_drag_split(c: &Client, base: &str) {
         url.fragment().is_some_and(|f| f.contains(":s1.2")),
         "the split is in the URL: {url}"
     );
-    println!("simulator: dragged across n1 and n2, split off from the rest");
+    println!(
+        "simulator: dragged ({}) across n1 and n2, split off from the rest",
+        if touch { "touch" } else { "mouse" }
+    );
 }
 
 /// Selects node `id` on the ring.
@@ -1368,6 +1482,41 @@ async fn sim_inspect_message(c: &Client, base: &str) {
             .expect("step");
     }
     let id = id.expect("a message in flight clear of every node within 200 steps");
+    // By keyboard first: the dot is in the tab order, and Enter on it opens
+    // the same inspector a click does.
+    let dot = c
+        .find(Locator::Css(&format!(
+            "#sim-ring circle.msg[data-msg-id=\"{id}\"]"
+        )))
+        .await
+        .expect("the message");
+    assert_eq!(
+        dot.attr("tabindex").await.ok().flatten().as_deref(),
+        Some("0"),
+        "a message is focusable"
+    );
+    dot.send_keys(&char::from(Key::Enter).to_string())
+        .await
+        .expect("Enter on the message");
+    wait_for(
+        Duration::from_secs(10),
+        "the inspector opened by Enter",
+        || async { (attr(c, "#sim-msg", "data-state").await? == "in-flight").then_some(()) },
+    )
+    .await;
+    click(c, "sim-msg-close").await;
+    wait_for(Duration::from_secs(10), "the inspector closed", || async {
+        attr(c, "#sim-msg", "hidden").await.map(|_| ())
+    })
+    .await;
+    // Closing scrolled to the button: bring the ring back from under the
+    // sticky header before clicking on it.
+    c.execute(
+        "document.getElementById('sim-ring').scrollIntoView({block: 'center'})",
+        vec![],
+    )
+    .await
+    .expect("scroll to the ring");
     c.find(Locator::Css(&format!(
         "#sim-ring circle.msg[data-msg-id=\"{id}\"]"
     )))
@@ -1377,7 +1526,9 @@ async fn sim_inspect_message(c: &Client, base: &str) {
     .await
     .expect("click the message");
     wait_for(Duration::from_secs(10), "the message inspector", || async {
-        (attr(c, "#sim-msg", "data-state").await? == "in-flight").then_some(())
+        (attr(c, "#sim-msg", "hidden").await.is_none()
+            && attr(c, "#sim-msg", "data-state").await? == "in-flight")
+            .then_some(())
     })
     .await;
     let kind = text(c, "#sim-msg-fields dd[data-field=type]")

@@ -5,6 +5,8 @@
 //! - [`cluster`]: `/status`, `/cluster`, `/cluster/members` and the
 //!   membership changes.
 //! - [`admin`]: snapshot and leadership transfer.
+//! - [`events`]: `/events`, the node's push stream (server-sent events).
+//! - [`log`]: `/log`, a window of the in-memory log (no values).
 //! - [`metrics`]: the `/metrics` handler.
 //! - [`health`]: the `/healthz` and `/readyz` probes.
 //! - [`dashboard`]: the dashboard's static files and its CORS answers.
@@ -26,9 +28,11 @@ pub mod backup;
 pub mod cluster;
 pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod forward;
 pub mod health;
 pub mod keys;
+pub mod log;
 pub mod metrics;
 pub mod middleware;
 pub mod peer;
@@ -65,6 +69,8 @@ pub fn router(state: Shared) -> Router {
         .route("/sessions", post(keys::register_session))
         .route("/status", get(cluster::status))
         .route("/cluster", get(cluster::cluster))
+        .route("/events", get(events::events))
+        .route("/log", get(log::log_window))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/version", get(health::version))

@@ -4,9 +4,11 @@
 //! replica decides it.
 
 use raft_core::replica::Outcome;
-use raft_core::wire::{FollowerStatus, PeerBatch, StatusResponse};
+use raft_core::wire::{
+    FollowerStatus, LogEntrySummary, LogWindowResponse, NodeEvent, PeerBatch, StatusResponse,
+};
 use raft_core::{Command, ConfChange, Index, Membership, NodeId, Role, Term};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error};
 
 use super::{Node, NodeError, Query, QueryResult, WriteOutcome};
@@ -57,6 +59,15 @@ pub enum Request {
         /// Where the configuration after the change goes.
         reply: Reply<(Membership, Index)>,
     },
+    /// A window of the in-memory log (`GET /log`).
+    LogWindow {
+        /// The first index wanted (`None`: the newest `limit` entries).
+        from: Option<Index>,
+        /// At most this many entries ([`MAX_LOG_WINDOW`] at most).
+        limit: u64,
+        /// Where the answer goes.
+        reply: oneshot::Sender<LogWindowResponse>,
+    },
     /// Hand leadership to another member.
     Transfer {
         /// The target.
@@ -77,12 +88,35 @@ pub struct NodeView {
     pub leader: Option<NodeId>,
 }
 
+/// The most entries one [`Request::LogWindow`] answers: the loop copies
+/// no more than this per request.
+pub const MAX_LOG_WINDOW: u64 = 256;
+
+/// Events the loop keeps for a slow `/events` reader before the oldest
+/// are dropped (the reader then resends the status instead).
+pub(super) const EVENTS_KEPT: usize = 64;
+
+/// How far the log is, as the Raft loop last published it: a separate
+/// watch from [`NodeView`], so that waiting for a leader does not wake on
+/// every commit; only the `/events` readers watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogProgress {
+    /// Last log index.
+    pub last_index: Index,
+    /// Commit index.
+    pub commit_index: Index,
+    /// Snapshot index.
+    pub snapshot_index: Index,
+}
+
 /// A cheap, cloneable handle for talking to the Raft loop.
 #[derive(Clone)]
 pub struct NodeHandle {
     pub(super) requests: mpsc::Sender<Request>,
     pub(super) peers: mpsc::Sender<PeerBatch>,
     pub(super) view: watch::Receiver<NodeView>,
+    pub(super) progress: watch::Receiver<LogProgress>,
+    pub(super) events: broadcast::Sender<NodeEvent>,
 }
 
 impl NodeHandle {
@@ -154,6 +188,37 @@ impl NodeHandle {
         rx.await.map_err(|_| NodeError::ShuttingDown)
     }
 
+    /// Up to `limit` (at most [`MAX_LOG_WINDOW`]) entries of the in-memory
+    /// log from `from` on (`None`: the newest), summarized without values.
+    pub async fn log_window(
+        &self,
+        from: Option<Index>,
+        limit: u64,
+    ) -> Result<LogWindowResponse, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::LogWindow {
+                from,
+                limit: limit.min(MAX_LOG_WINDOW),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// A receiver of log progress (last, commit and snapshot index).
+    pub fn watch_progress(&self) -> watch::Receiver<LogProgress> {
+        self.progress.clone()
+    }
+
+    /// A receiver of what the node does from now on (role changes,
+    /// snapshots); it misses what it does not read within [`EVENTS_KEPT`]
+    /// events. Closed when the loop stops.
+    pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
     /// Delivers a batch of peer messages (waits when the loop is behind:
     /// back-pressure on the sending peer).
     pub async fn deliver(&self, batch: PeerBatch) -> Result<(), NodeError> {
@@ -179,6 +244,7 @@ impl Node {
     pub(super) fn status(&self) -> StatusResponse {
         let s = self.replica.raw().status();
         let last = s.last_index;
+        let election_ticks = self.replica.raw().election_tick();
         let followers = (s.role == Role::Leader).then(|| {
             let tick_ms = self.opts.tick.as_millis() as u64;
             s.followers
@@ -192,6 +258,7 @@ impl Node {
                     lag: last.saturating_sub(f.match_index),
                     ticks_since_contact: f.ticks_since_contact,
                     ms_since_contact: f.ticks_since_contact.saturating_mul(tick_ms),
+                    silent: f.ticks_since_contact > election_ticks,
                 })
                 .collect()
         });
@@ -214,6 +281,32 @@ impl Node {
             keys: kv.len() as u64,
             followers,
         }
+    }
+
+    /// The answer to [`Request::LogWindow`]: copies at most `limit`
+    /// summaries (no values), so a request holds the loop for microseconds.
+    pub(super) fn log_window(&self, from: Option<Index>, limit: u64) -> LogWindowResponse {
+        let raw = self.replica.raw();
+        let s = raw.status();
+        let limit = limit.min(MAX_LOG_WINDOW);
+        let first = s.snapshot_index + 1;
+        let from = from.unwrap_or_else(|| (s.last_index + 1).saturating_sub(limit));
+        let start = from.max(first);
+        let end = start.saturating_add(limit).min(s.last_index + 1);
+        LogWindowResponse {
+            first_index: first,
+            last_index: s.last_index,
+            commit_index: s.commit,
+            entries: (start..end)
+                .filter_map(|i| raw.entry(i))
+                .map(LogEntrySummary::from)
+                .collect(),
+        }
+    }
+
+    /// Tells the `/events` readers (none: nothing to do).
+    pub(super) fn emit(&self, event: NodeEvent) {
+        let _ = self.events.send(event);
     }
 }
 
@@ -284,6 +377,6 @@ pub(super) fn fail_request(req: Request, err: NodeError) {
         Request::ConfChange { reply, .. } => {
             let _ = reply.send(Err(err));
         }
-        Request::Status { .. } | Request::Readiness { .. } => {}
+        Request::Status { .. } | Request::Readiness { .. } | Request::LogWindow { .. } => {}
     }
 }

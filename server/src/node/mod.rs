@@ -31,12 +31,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raft_core::replica::{Outcome, Replica, ReplicaError, RequestId, SnapshotPolicy};
-use raft_core::wire::PeerBatch;
+use raft_core::wire::{NodeEvent, PeerBatch};
 use raft_core::{
     Config, Index, Membership, Message, MessageBody, NodeId, Payload, PersistedState, Ready,
     SoftState, StepError,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
@@ -46,7 +46,7 @@ use crate::storage::Storage;
 
 pub use error::{FatalError, NodeError, StartError};
 use handle::{fail_request, Waiter};
-pub use handle::{NodeHandle, NodeView, Request};
+pub use handle::{LogProgress, NodeHandle, NodeView, Request, MAX_LOG_WINDOW};
 pub use snapshot::DecodedSnapshot;
 
 /// Tests of the node and of the peer side that carries snapshots share one
@@ -120,6 +120,10 @@ pub struct Node {
     metrics: Arc<Metrics>,
     opts: NodeOptions,
     view_tx: watch::Sender<NodeView>,
+    /// What the node does, and how far its log is, for the `/events`
+    /// readers.
+    events: broadcast::Sender<NodeEvent>,
+    progress_tx: watch::Sender<LogProgress>,
     /// Whom to answer when the replica decides a request.
     waiting: HashMap<RequestId, Waiter>,
     /// The configuration the transport and the directory were last given
@@ -187,6 +191,8 @@ pub fn create(
     let (req_tx, req_rx) = mpsc::channel(8192);
     let (peer_tx, peer_rx) = mpsc::channel(1024);
     let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
+    let (events, _) = broadcast::channel(handle::EVENTS_KEPT);
+    let (progress_tx, progress_rx) = watch::channel(LogProgress::default());
     let node = Node {
         leader: raw.leader(),
         replica,
@@ -195,6 +201,8 @@ pub fn create(
         metrics,
         opts,
         view_tx,
+        events: events.clone(),
+        progress_tx,
         waiting: HashMap::new(),
         published_config: None,
         halt: None,
@@ -207,6 +215,8 @@ pub fn create(
         requests: req_tx,
         peers: peer_tx,
         view: view_rx,
+        progress: progress_rx,
+        events,
     };
     Ok((
         node,
@@ -439,6 +449,9 @@ impl Node {
             Request::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Request::LogWindow { from, limit, reply } => {
+                let _ = reply.send(self.log_window(from, limit));
+            }
             Request::Readiness { reply } => {
                 let r = self.replica.readiness(READY_MAX_APPLY_LAG);
                 let _ = reply.send(r.map_err(|e| e.to_string()));
@@ -530,6 +543,10 @@ impl Node {
                 decoded_on_loop = decoded.is_none(),
                 "installing snapshot from the leader"
             );
+            self.emit(NodeEvent::SnapshotInstalled {
+                index: s.meta.index,
+                term: s.meta.term,
+            });
         }
         // 3. What depends on the write: votes, acknowledgements.
         self.transport
@@ -654,6 +671,12 @@ impl Node {
     fn on_soft_state(&mut self, soft: SoftState) {
         let leader = (soft.leader != 0).then_some(soft.leader);
         let term = self.replica.raw().term();
+        self.emit(NodeEvent::RoleChanged {
+            term,
+            role: soft.role,
+            leader,
+            cause: soft.cause.to_string(),
+        });
         if leader != self.leader {
             Metrics::inc(&self.metrics.leader_changes);
             info!(term, role = %soft.role, leader = ?leader, cause = %soft.cause, "leader changed");
@@ -673,6 +696,16 @@ impl Node {
         self.view_tx.send_if_modified(|v| {
             let changed = *v != view;
             *v = view;
+            changed
+        });
+        let progress = LogProgress {
+            last_index: raw.last_index(),
+            commit_index: raw.commit(),
+            snapshot_index: self.replica.snapshot_index(),
+        };
+        self.progress_tx.send_if_modified(|p| {
+            let changed = *p != progress;
+            *p = progress;
             changed
         });
     }

@@ -98,6 +98,10 @@ impl Node {
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "snapshot taken"
                         );
+                        self.emit(raft_core::wire::NodeEvent::SnapshotTaken {
+                            index,
+                            bytes: bytes as u64,
+                        });
                     }
                     Err(e) => warn!(index, "snapshot not installed in the log: {e}"),
                 },

@@ -75,6 +75,12 @@ impl PeerStreams {
         }
     }
 
+    /// The node's stop signal (true once it stops), for other long-lived
+    /// responses (`/events`) that must end with it.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.clone()
+    }
+
     /// Hands `from`'s upgraded connection (its handshake checked) to a
     /// receiving task, replacing the stream it had open; `false` once the
     /// node is stopping.

@@ -197,13 +197,28 @@ impl NodeCard {
             }
         }
         for (f, row) in n.followers.iter().zip(&self.follower_rows) {
+            // A follower silent for an election timeout is shown as such:
+            // the leader's state for it ("replicate") only changes once it
+            // answers again.
+            let (state, contact) = if f.silent {
+                (
+                    "unreachable".to_string(),
+                    format!("last heard {} ago", f.since_contact),
+                )
+            } else {
+                (f.state.clone(), f.since_contact.clone())
+            };
+            if let Some(tr) = row.first().and_then(|td| td.parent_element()) {
+                set_attr(&tr, "data-follower", &f.id.to_string());
+                set_attr(&tr, "data-silent", if f.silent { "true" } else { "false" });
+            }
             let values = [
                 format!("n{}", f.id),
                 f.match_index.to_string(),
                 f.next_index.to_string(),
                 f.lag.to_string(),
-                f.state.clone(),
-                f.since_contact.clone(),
+                state,
+                contact,
             ];
             for (td, v) in row.iter().zip(values) {
                 set_text(td, &v);
