@@ -69,7 +69,16 @@ impl Authority {
     }
 }
 
-/// The names every generated certificate carries: a local cluster's.
+impl Authority {
+    /// Member `id`'s certificate, for `hosts` and [`LOCAL_HOSTS`].
+    pub fn issue_node(&self, id: u64, hosts: &[String]) -> Result<Issued, rcgen::Error> {
+        let mut all: Vec<String> = LOCAL_HOSTS.iter().map(|h| h.to_string()).collect();
+        all.extend(hosts.iter().cloned());
+        self.issue(&format!("raft-kv node {id}"), &all)
+    }
+}
+
+/// The names every generated member certificate carries: a local cluster's.
 pub const LOCAL_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 
 /// Writes, into `dir`: `ca.pem`; `node-<id>.pem` and `node-<id>-key.pem`
@@ -77,11 +86,20 @@ pub const LOCAL_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 /// `client-key.pem` (a client certificate for the CLI). Keys are written
 /// readable by the owner only. Returns the files written.
 pub fn write_dir(dir: &Path, nodes: u64, hosts: &[String]) -> Result<Vec<PathBuf>, String> {
+    let ca = Authority::new("raft-kv throwaway CA")
+        .map_err(|e| format!("cannot generate the CA: {e}"))?;
+    write_dir_with(&ca, dir, nodes, hosts)
+}
+
+/// [`write_dir`] with a given CA (a test keeps it to issue more).
+pub fn write_dir_with(
+    ca: &Authority,
+    dir: &Path,
+    nodes: u64,
+    hosts: &[String],
+) -> Result<Vec<PathBuf>, String> {
     let fail = |e: rcgen::Error| format!("cannot generate a certificate: {e}");
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let mut all: Vec<String> = LOCAL_HOSTS.iter().map(|h| h.to_string()).collect();
-    all.extend(hosts.iter().cloned());
-    let ca = Authority::new("raft-kv throwaway CA").map_err(fail)?;
     let mut written = Vec::new();
     let mut write = |name: String, text: &str, secret: bool| -> Result<(), String> {
         let path = dir.join(name);
@@ -91,7 +109,7 @@ pub fn write_dir(dir: &Path, nodes: u64, hosts: &[String]) -> Result<Vec<PathBuf
     };
     write("ca.pem".into(), &ca.cert_pem(), false)?;
     for id in 1..=nodes {
-        let issued = ca.issue(&format!("raft-kv node {id}"), &all).map_err(fail)?;
+        let issued = ca.issue_node(id, hosts).map_err(fail)?;
         write(format!("node-{id}.pem"), &issued.cert_pem, false)?;
         write(format!("node-{id}-key.pem"), &issued.key_pem, true)?;
     }
