@@ -312,7 +312,7 @@ pub fn normalize_url(u: &str) -> Result<String, String> {
 
 /// Checks that `url` uses the scheme the node speaks: the one listener is
 /// either TLS or not, so a member URL of the other scheme could not reach it.
-fn check_scheme(what: &str, url: &str, tls: bool) -> Result<(), ConfigError> {
+pub fn check_scheme(what: &str, url: &str, tls: bool) -> Result<(), ConfigError> {
     match (tls, url.starts_with("https://")) {
         (true, false) => Err(ConfigError(format!(
             "{what} {url}: with --cert-file the members speak TLS; use https://"

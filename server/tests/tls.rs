@@ -260,6 +260,16 @@ async fn a_tls_cluster_elects_serves_https_and_refuses_strangers() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // A member URL of the other scheme could not be reached: refused.
+    let r = c
+        .http()
+        .post(format!("{}/cluster/members", c.url(leader)))
+        .json(&serde_json::json!({"id": 9, "url": "http://127.0.0.1:9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("https://"));
     // The cluster still serves.
     assert_eq!(c.put(leader, "k", "v2").await.status(), 200);
 }
