@@ -39,12 +39,14 @@ pub struct Args {
     pub port: Option<u16>,
 
     /// The base URL peers and clients use to reach this node
-    /// (default: http://HOST:PORT). Sent to clients in leader hints.
+    /// (default: http://HOST:PORT, https:// with the TLS flags). Sent to
+    /// clients in leader hints.
     #[arg(long)]
     pub advertise_url: Option<String>,
 
     /// The founding members of a NEW cluster, comma-separated. `2,3` means
-    /// peer N at http://127.0.0.1:300N (the seed's convention);
+    /// peer N at http://127.0.0.1:300N (the seed's convention; https://
+    /// with the TLS flags);
     /// `2=http://10.0.0.2:3002,3=...` names each peer's base URL. This
     /// node's own id may appear (it is skipped), so every founder can be
     /// given the same list. Empty: a single-node cluster. Used only when the
