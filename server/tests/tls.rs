@@ -260,6 +260,15 @@ async fn a_tls_cluster_elects_serves_https_and_refuses_strangers() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // So is a page of another site, whatever Host it reached us under.
+    let r = c
+        .http()
+        .get(format!("{}/key/k", c.url(follower)))
+        .header("origin", "https://attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     // A member URL of the other scheme could not be reached: refused.
     let r = c
         .http()
