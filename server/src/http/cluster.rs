@@ -199,6 +199,10 @@ pub async fn add(
         Ok(u) => u,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    // The members could not reach a URL of the other scheme.
+    if let Err(e) = crate::config::check_scheme("member URL", &url, s.settings.tls.is_some()) {
+        return error(StatusCode::BAD_REQUEST, e.0);
+    }
     let change = ConfChange::AddLearner {
         id: req.id,
         address: url,
