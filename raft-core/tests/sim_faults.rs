@@ -58,6 +58,7 @@ fn plain_clients(cfg: &mut SimConfig) {
     cfg.raft.session_limit = raft_core::kv::MAX_CLIENTS;
     cfg.clients.pipelined = 0;
     cfg.clients.without_session = 0;
+    cfg.clients.conditional = 0;
 }
 
 fn with_faults(seed: u64, faults: Faults) -> SimConfig {
@@ -350,6 +351,32 @@ fn ignore_sessions_is_caught() {
     );
 }
 
+const IGNORE_CONDITIONS: Faults = Faults {
+    ignore_conditions: true,
+    ..NO_FAULTS
+};
+
+/// Many conditional writes (puts and deletes naming a modification index,
+/// sometimes a stale one, create-only puts, prefix deletes).
+fn ignore_conditions_scenario(seed: u64, faults: Faults) -> SimConfig {
+    let mut cfg = with_faults(seed, faults);
+    cfg.clients.conditional = 60;
+    cfg
+}
+
+/// A state machine that applies conditional writes unchecked lets a write
+/// based on a stale index overwrite a newer value, or a create-only put
+/// replace an existing key: the linearizability model, which keeps each
+/// key's modification index, finds no order that explains the answers.
+#[test]
+fn ignore_conditions_is_caught() {
+    hunt(
+        "ignore_conditions (linearizability)",
+        |seed| ignore_conditions_scenario(seed, IGNORE_CONDITIONS),
+        &[ViolationKind::Linearizability],
+    );
+}
+
 /// The scenarios of the direct checks run clean without their faults.
 #[test]
 fn the_direct_rule_scenarios_are_clean_without_faults() {
@@ -371,6 +398,9 @@ fn the_direct_rule_scenarios_are_clean_without_faults() {
     });
     clean("answer_replaced_writes", CLEAN_SEEDS, |seed| {
         answer_replaced_writes_scenario(seed, none, true)
+    });
+    clean("ignore_conditions", CLEAN_SEEDS, |seed| {
+        ignore_conditions_scenario(seed, none)
     });
 }
 

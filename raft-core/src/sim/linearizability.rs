@@ -866,4 +866,79 @@ mod tests {
         assert!(stats.ops >= 1_990);
         assert!(stats.steps < 1_000_000, "{stats:?}");
     }
+
+    fn put_if(k: &str, v: &str, condition: Condition) -> ClientOp {
+        ClientOp::Write(Op::PutIf {
+            key: k.into(),
+            value: v.into(),
+            condition,
+        })
+    }
+
+    fn failed(mod_index: Option<u64>) -> OpOutput {
+        OpOutput::Write(OpResult::ConditionFailed { mod_index })
+    }
+
+    #[test]
+    fn conditional_writes_are_checked_against_the_mod_index() {
+        let mut h = History::new();
+        let a = h.invoke(1, put("x", "1"), 1, 0);
+        h.complete_with_index(a, prev(None), Some(5), None, 1);
+        // A stale index fails, naming the current one; the current succeeds.
+        let b = h.invoke(1, put_if("x", "2", Condition::ModIndex(3)), 2, 2);
+        h.complete_with_index(b, failed(Some(5)), Some(6), None, 3);
+        let c = h.invoke(1, put_if("x", "2", Condition::ModIndex(5)), 3, 4);
+        h.complete_with_index(c, prev(Some("1")), Some(7), None, 5);
+        let d = h.invoke(2, get("x"), 0, 6);
+        h.complete_with_index(d, value(Some("2")), Some(7), None, 7);
+        check_linearizability(h.ops()).unwrap();
+        // Succeeding with the index the key had before c: impossible.
+        let mut bad = h.clone();
+        let e = bad.invoke(1, put_if("x", "3", Condition::ModIndex(5)), 4, 8);
+        bad.complete_with_index(e, prev(Some("2")), Some(9), None, 9);
+        assert!(check_linearizability(bad.ops()).is_err());
+        // A create-only put succeeding on an existing key: impossible.
+        let mut bad = h.clone();
+        let e = bad.invoke(1, put_if("x", "3", Condition::Absent), 4, 8);
+        bad.complete_with_index(e, prev(Some("2")), Some(9), None, 9);
+        assert!(check_linearizability(bad.ops()).is_err());
+        // A read reporting another index than the write's: impossible.
+        let mut bad = h;
+        let e = bad.invoke(2, get("x"), 0, 8);
+        bad.complete_with_index(e, value(Some("2")), Some(6), None, 9);
+        assert!(check_linearizability(bad.ops()).is_err());
+    }
+
+    #[test]
+    fn after_a_write_of_unknown_outcome_any_index_is_accepted_until_one_is_seen() {
+        let mut h = History::new();
+        let a = h.invoke(1, put("x", "1"), 1, 0);
+        h.give_up(a, 1);
+        let b = h.invoke(2, put_if("x", "2", Condition::ModIndex(40)), 1, 2);
+        h.complete_with_index(b, failed(Some(12)), Some(13), None, 3);
+        check_linearizability(h.ops()).unwrap();
+        // Once 12 is seen, the key's index is 12 until it is written.
+        let c = h.invoke(2, put_if("x", "2", Condition::ModIndex(11)), 2, 4);
+        h.complete_with_index(c, prev(Some("1")), Some(14), None, 5);
+        assert!(check_linearizability(h.ops()).is_err());
+    }
+
+    #[test]
+    fn a_prefix_delete_empties_every_key_it_covers() {
+        let mut h = History::new();
+        let a = h.invoke(1, put("k1", "1"), 1, 0);
+        h.complete_with_index(a, prev(None), Some(1), None, 1);
+        let b = h.invoke(1, put("k2", "2"), 2, 2);
+        h.complete_with_index(b, prev(None), Some(2), None, 3);
+        let del = ClientOp::Write(Op::DeletePrefix { prefix: "k".into() });
+        let c = h.invoke(1, del, 3, 4);
+        let done = OpOutput::Write(OpResult::DeletedPrefix { deleted: 2 });
+        h.complete_with_index(c, done, Some(3), None, 5);
+        let d = h.invoke(2, get("k1"), 0, 6);
+        h.complete(d, value(None), None, 7);
+        check_linearizability(h.ops()).unwrap();
+        let e = h.invoke(2, get("k2"), 0, 8);
+        h.complete_with_index(e, value(Some("2")), Some(2), None, 9);
+        assert!(check_linearizability(h.ops()).is_err());
+    }
 }
