@@ -499,18 +499,19 @@ impl Partition {
 }
 
 /// For each abandoned put, the operations that observe its value, or that
-/// a key being there at all may explain (a conditional write refused while
-/// the key existed, which says nothing of its value).
+/// the key being there at all may explain: every conditional write (one
+/// that requires the key to exist, or is refused because it does, says
+/// nothing of its value), whatever its outcome.
 fn observers(ops: &[PartOp]) -> Vec<Vec<usize>> {
     let mut by_value: BTreeMap<Val, Vec<usize>> = BTreeMap::new();
     let mut of_presence = Vec::new();
     for (j, o) in ops.iter().enumerate() {
-        match o.out {
-            Some(ModelOut::Get(v, _) | ModelOut::Prev(v) | ModelOut::Cas { prev: v, .. }) => {
-                by_value.entry(v).or_default().push(j);
-            }
-            Some(ModelOut::Failed(Some(_))) => of_presence.push(j),
-            Some(ModelOut::Failed(None) | ModelOut::Done) | None => {}
+        if let Some(ModelOut::Get(v, _) | ModelOut::Prev(v) | ModelOut::Cas { prev: v, .. }) = o.out
+        {
+            by_value.entry(v).or_default().push(j);
+        }
+        if let ModelOp::PutIf(..) | ModelOp::DeleteIf(_) = o.op {
+            of_presence.push(j);
         }
         if let ModelOp::Cas { expected, .. } = o.op {
             by_value.entry(expected).or_default().push(j);
@@ -940,5 +941,21 @@ mod tests {
         let e = h.invoke(2, get("k2"), 0, 8);
         h.complete_with_index(e, value(Some("2")), Some(2), None, 9);
         assert!(check_linearizability(h.ops()).is_err());
+    }
+
+    /// A put whose value nobody saw may still be what a conditional write
+    /// found there: it must be tried, not pruned.
+    #[test]
+    fn an_unseen_unknown_put_can_explain_a_put_if_exists() {
+        let mut h = History::new();
+        let a = h.invoke(1, get("x"), 0, 0);
+        h.complete(a, value(None), None, 1);
+        let b = h.invoke(1, put("x", "1"), 1, 2);
+        h.give_up(b, 3);
+        let c = h.invoke(2, put_if("x", "2", Condition::Exists), 1, 4);
+        h.give_up(c, 5);
+        let d = h.invoke(2, get("x"), 0, 6);
+        h.complete_with_index(d, value(Some("2")), Some(9), None, 7);
+        check_linearizability(h.ops()).unwrap();
     }
 }
