@@ -106,11 +106,7 @@ pub struct ListResponse {
     pub truncated: bool,
     /// When truncated: the token to pass as `continue=` for the next page
     /// (opaque to clients). Each page is its own linearizable read.
-    #[serde(
-        default,
-        rename = "continue",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "continue", skip_serializing_if = "Option::is_none")]
     pub continue_token: Option<String>,
 }
 
