@@ -58,12 +58,15 @@ fn plain_clients(cfg: &mut SimConfig) {
     cfg.raft.session_limit = raft_core::kv::MAX_CLIENTS;
     cfg.clients.pipelined = 0;
     cfg.clients.without_session = 0;
-    cfg.clients.conditional = 0;
 }
 
+/// A randomized run with `faults`, without conditional writes: the hunts
+/// keep the seeds they had before those existed (a scenario that wants
+/// them sets `clients.conditional`).
 fn with_faults(seed: u64, faults: Faults) -> SimConfig {
     let mut cfg = SimConfig::randomized(seed);
     cfg.raft.faults = faults;
+    cfg.clients.conditional = 0;
     cfg
 }
 

@@ -123,7 +123,7 @@ fn continue_token(last_key: &str) -> String {
 
 /// The key a continue token names, or `None` when it is not one of ours.
 fn key_after(token: &str) -> Option<String> {
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..token.len())
