@@ -203,8 +203,14 @@ impl SimConfig {
         if cfg.raft.session_limit < cfg.clients.count {
             cfg.clients.keys += 2;
         }
-        // Conditional and prefix writes in two runs of three, drawn last.
-        cfg.clients.conditional = [0, 20, 40][rng.range(0, 3) as usize];
+        // Conditional and prefix writes in two runs of three, drawn last;
+        // not with a session table smaller than the clients, whose refused
+        // writes (unknown outcomes, each of which may or may not have made
+        // the key exist for a condition) swamp the linearizability search.
+        cfg.clients.conditional = [0, 15, 30][rng.range(0, 3) as usize];
+        if cfg.raft.session_limit < cfg.clients.count {
+            cfg.clients.conditional = 0;
+        }
         cfg
     }
 

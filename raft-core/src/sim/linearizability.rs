@@ -414,7 +414,8 @@ impl Partition {
     /// keep the search from trying every subset of abandoned writes:
     /// * a no-op (`next == state`) can always be placed later instead;
     /// * a put whose value every observer has already been placed can only
-    ///   be overwritten unseen, so leaving it out reaches the same states.
+    ///   be overwritten unseen, so leaving it out reaches the same states
+    ///   (a conditional put that applies is such a put).
     fn worth_placing(&self, i: usize, state: State, next: State, linearized: &[u64]) -> bool {
         if self.ops[i].out.is_some() {
             return true;
@@ -423,7 +424,10 @@ impl Partition {
             return false;
         }
         match self.ops[i].op {
-            ModelOp::Put(_) => self.observers[i].iter().any(|&j| !bit(linearized, j)),
+            // A conditional put that applies is a put of its value.
+            ModelOp::Put(_) | ModelOp::PutIf(..) => {
+                self.observers[i].iter().any(|&j| !bit(linearized, j))
+            }
             _ => true,
         }
     }
@@ -498,28 +502,41 @@ impl Partition {
     }
 }
 
-/// For each abandoned put, the operations that observe its value, or that
-/// the key being there at all may explain: every conditional write (one
-/// that requires the key to exist, or is refused because it does, says
-/// nothing of its value), whatever its outcome.
+/// For each abandoned put (or conditional put), the operations that
+/// observe its value, or that the key being there at all may explain:
+/// a conditional write that needs the key to exist (an index or `Exists`)
+/// and did not fail, and one refused while the key existed (neither says
+/// anything of the value). An abandoned conditional put counts only when
+/// its own value is observed: otherwise it is pruned itself and needs
+/// nothing; an abandoned conditional delete always counts.
 fn observers(ops: &[PartOp]) -> Vec<Vec<usize>> {
     let mut by_value: BTreeMap<Val, Vec<usize>> = BTreeMap::new();
-    let mut of_presence = Vec::new();
     for (j, o) in ops.iter().enumerate() {
         if let Some(ModelOut::Get(v, _) | ModelOut::Prev(v) | ModelOut::Cas { prev: v, .. }) = o.out
         {
             by_value.entry(v).or_default().push(j);
         }
-        if let ModelOp::PutIf(..) | ModelOp::DeleteIf(_) = o.op {
-            of_presence.push(j);
-        }
         if let ModelOp::Cas { expected, .. } = o.op {
             by_value.entry(expected).or_default().push(j);
         }
     }
+    let mut of_presence = Vec::new();
+    for (j, o) in ops.iter().enumerate() {
+        let needs_presence = match (o.op, o.out) {
+            (_, Some(ModelOut::Failed(found))) => found.is_some(),
+            (ModelOp::PutIf(v, c), None) => {
+                c != Condition::Absent && by_value.get(&v).is_some_and(|seen| !seen.is_empty())
+            }
+            (ModelOp::PutIf(_, c) | ModelOp::DeleteIf(c), _) => c != Condition::Absent,
+            _ => false,
+        };
+        if needs_presence {
+            of_presence.push(j);
+        }
+    }
     ops.iter()
         .map(|o| match (o.out, o.op) {
-            (None, ModelOp::Put(v)) => {
+            (None, ModelOp::Put(v) | ModelOp::PutIf(v, _)) => {
                 let mut seen_by = by_value.get(&v).cloned().unwrap_or_default();
                 seen_by.extend(&of_presence);
                 seen_by
