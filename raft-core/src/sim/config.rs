@@ -207,7 +207,7 @@ impl SimConfig {
         // not with a session table smaller than the clients, whose refused
         // writes (unknown outcomes, each of which may or may not have made
         // the key exist for a condition) swamp the linearizability search.
-        cfg.clients.conditional = [0, 15, 30][rng.range(0, 3) as usize];
+        cfg.clients.conditional = [0, 10, 20][rng.range(0, 3) as usize];
         if cfg.raft.session_limit < cfg.clients.count {
             cfg.clients.conditional = 0;
         }
