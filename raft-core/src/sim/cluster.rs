@@ -93,6 +93,11 @@ pub struct RunReport {
     pub writes_ok: usize,
     /// Writes abandoned (outcome unknown).
     pub writes_unknown: usize,
+    /// Conditional writes ([`Op::PutIf`], [`Op::DeleteIf`]) answered:
+    /// applied, and refused because their condition did not hold.
+    pub conditional: (usize, usize),
+    /// Prefix deletes answered.
+    pub prefix_deletes: usize,
     /// Safety violations (invariants and linearizability).
     pub violations: Vec<Detected>,
     /// The linearizability checker's verdict.
@@ -1110,6 +1115,37 @@ impl Cluster {
                 .iter()
                 .filter(is_write)
                 .filter(|o| o.outcome == Outcome::Unknown)
+                .count(),
+            conditional: {
+                let answered = |refused: bool| {
+                    ops.iter()
+                        .filter(|o| {
+                            matches!(
+                                o.op,
+                                ClientOp::Write(Op::PutIf { .. } | Op::DeleteIf { .. })
+                            )
+                        })
+                        .filter(|o| match &o.outcome {
+                            Outcome::Ok(OpOutput::Write(OpResult::ConditionFailed { .. })) => {
+                                refused
+                            }
+                            Outcome::Ok(OpOutput::Write(
+                                OpResult::Put { .. } | OpResult::Delete { .. },
+                            )) => !refused,
+                            _ => false,
+                        })
+                        .count()
+                };
+                (answered(false), answered(true))
+            },
+            prefix_deletes: ops
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        o.outcome,
+                        Outcome::Ok(OpOutput::Write(OpResult::DeletedPrefix { .. }))
+                    )
+                })
                 .count(),
             violations: self.checker.violations().to_vec(),
             linearizability,
