@@ -63,7 +63,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the value of KEY alone on stdout (exit code 1 if it is absent).
+    /// Print the value of KEY alone on stdout (exit code 1 if it is absent;
+    /// `--json` adds its modification index, for `put --if-index`).
     Get {
         /// The key.
         #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
@@ -77,7 +78,9 @@ pub enum Command {
         raw: bool,
     },
     /// Set KEY to VALUE (`-`: read it from stdin); prints `OK` once the
-    /// write is committed.
+    /// write is committed. With `--if-index N` or `--if-absent` nothing is
+    /// written unless the condition holds (exit code 5, with the key's
+    /// current modification index).
     Put {
         /// The key.
         #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
@@ -89,14 +92,39 @@ pub enum Command {
         /// --max-value-bytes).
         #[arg(long, value_name = "FILE")]
         file: Option<std::path::PathBuf>,
+        /// Write only if the key's modification index is N (as `get
+        /// --json` shows it): nobody wrote it since you read it.
+        #[arg(long, value_name = "N", conflicts_with = "if_absent")]
+        if_index: Option<u64>,
+        /// Write only if the key is absent (create only).
+        #[arg(long)]
+        if_absent: bool,
     },
-    /// Remove KEY; prints `OK` (also when the key was absent).
+    /// Remove KEY; prints `OK` (also when the key was absent). With
+    /// `--prefix P` instead, remove every key starting with P and print how
+    /// many.
     Delete {
         /// The key.
-        #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
-        key: String,
+        #[arg(
+            value_parser = clap::builder::NonEmptyStringValueParser::new(),
+            required_unless_present = "prefix",
+            conflicts_with = "prefix"
+        )]
+        key: Option<String>,
+        /// Remove only if the key's modification index is N.
+        #[arg(long, value_name = "N", conflicts_with = "prefix")]
+        if_index: Option<u64>,
+        /// Remove every key starting with this (non-empty) prefix.
+        #[arg(
+            long,
+            value_name = "P",
+            value_parser = clap::builder::NonEmptyStringValueParser::new()
+        )]
+        prefix: Option<String>,
     },
-    /// List keys and values (`key<TAB>value` per line), in key order.
+    /// List keys and values (`key<TAB>value` per line), in key order; past
+    /// the server's page size it reads page after page (each page its own
+    /// linearizable read) until --limit keys.
     List {
         /// Only keys starting with this prefix.
         #[arg(long, default_value = "")]
@@ -485,6 +513,27 @@ mod tests {
             &["raft-kv-client", "member", "add", "4"],
             &["raft-kv-client", "member", "promote", "0"],
             &["raft-kv-client", "member", "remove", "-1"],
+            &[
+                "raft-kv-client",
+                "put",
+                "k",
+                "v",
+                "--if-index",
+                "3",
+                "--if-absent",
+            ],
+            &["raft-kv-client", "put", "k", "v", "--if-index", "x"],
+            &["raft-kv-client", "delete"],
+            &["raft-kv-client", "delete", "k", "--prefix", "a"],
+            &["raft-kv-client", "delete", "--prefix", ""],
+            &[
+                "raft-kv-client",
+                "delete",
+                "--prefix",
+                "a",
+                "--if-index",
+                "3",
+            ],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?} accepted");
         }

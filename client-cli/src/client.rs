@@ -11,11 +11,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use raft_core::wire::{
-    AddMemberRequest, ClusterResponse, ErrorBody, KeyValue, ListResponse, MembersResponse,
-    PutRequest, SessionResponse, StatusResponse, WriteResponse, HEADER_CLIENT_ID,
-    HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_LEADER,
+    AddMemberRequest, ClusterResponse, DeletePrefixResponse, ErrorBody, KeyValue, ListResponse,
+    MembersResponse, PreconditionFailed, PutRequest, SessionResponse, StatusResponse,
+    WriteResponse, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_LEADER,
 };
 pub use raft_core::wire::{SnapshotResponse, TransferLeaderRequest};
+use raft_core::Condition;
 use raft_core::NodeId;
 use reqwest::{header::HeaderMap, Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -27,6 +28,9 @@ use crate::error::{one_line, CliError};
 const MAX_BACKOFF: Duration = Duration::from_millis(1000);
 /// The first pause between two rounds of attempts.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// The most keys `list` asks for in one page (the server's own cap is
+/// larger): a long listing is several linearizable reads.
+const LIST_PAGE: u64 = 1000;
 /// How long a TCP connect may take before the next server is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The hint the server appends to a 412 of a membership change; the CLI
@@ -62,6 +66,9 @@ struct Request<'a> {
     query: &'a [(&'a str, &'a str)],
     body: Option<Vec<u8>>,
     carries: Carries,
+    /// A conditional write's condition, sent as `If-Match` /
+    /// `If-None-Match`.
+    condition: Option<Condition>,
 }
 
 impl<'a> Request<'a> {
@@ -74,6 +81,7 @@ impl<'a> Request<'a> {
             query: &[],
             body: None,
             carries: Carries::Nothing,
+            condition: None,
         }
     }
 
@@ -86,6 +94,7 @@ impl<'a> Request<'a> {
             query: &[],
             body,
             carries: Carries::WriteId,
+            condition: None,
         }
     }
 
@@ -99,6 +108,7 @@ impl<'a> Request<'a> {
             query: &[],
             body,
             carries: Carries::Token,
+            condition: None,
         }
     }
 
@@ -110,6 +120,11 @@ impl<'a> Request<'a> {
     /// The same request with `method`.
     fn method(self, method: Method) -> Self {
         Request { method, ..self }
+    }
+
+    /// The same write, applied only if `condition` holds when it is.
+    fn condition(self, condition: Option<Condition>) -> Self {
+        Request { condition, ..self }
     }
 }
 
@@ -228,39 +243,90 @@ impl ApiClient {
         Ok(session.client_id)
     }
 
-    /// `PUT /key/{key}`, retried with one `(client_id, seq)`.
-    pub async fn put(&mut self, key: &str, value: &str) -> Result<WriteResponse, CliError> {
+    /// `PUT /key/{key}`, retried with one `(client_id, seq)`; with a
+    /// condition, applied only if it holds (else
+    /// [`CliError::PreconditionFailed`]).
+    pub async fn put(
+        &mut self,
+        key: &str,
+        value: &str,
+        condition: Option<Condition>,
+    ) -> Result<WriteResponse, CliError> {
         self.ensure_session().await?;
         let body = serde_json::to_vec(&PutRequest {
             value: value.to_string(),
         })
         .map_err(|e| CliError::Usage(format!("cannot encode the value: {e}")))?;
         let answer = self
-            .send(Request::write(Method::PUT, &["key", key], Some(body)))
+            .send(Request::write(Method::PUT, &["key", key], Some(body)).condition(condition))
             .await?;
-        decode(answer).map_err(explain_write_error)
+        decode_write(key, answer)
     }
 
-    /// `DELETE /key/{key}`, retried with one `(client_id, seq)`.
-    pub async fn delete(&mut self, key: &str) -> Result<WriteResponse, CliError> {
+    /// `DELETE /key/{key}`, retried with one `(client_id, seq)`; with a
+    /// condition, applied only if it holds.
+    pub async fn delete(
+        &mut self,
+        key: &str,
+        condition: Option<Condition>,
+    ) -> Result<WriteResponse, CliError> {
         self.ensure_session().await?;
         let answer = self
-            .send(Request::write(Method::DELETE, &["key", key], None))
+            .send(Request::write(Method::DELETE, &["key", key], None).condition(condition))
             .await?;
         if answer.status == StatusCode::NOT_FOUND {
             return Err(CliError::NotFound(key.to_string()));
         }
+        decode_write(key, answer)
+    }
+
+    /// `DELETE /keys?prefix=P`, retried with one `(client_id, seq)`.
+    pub async fn delete_prefix(&mut self, prefix: &str) -> Result<DeletePrefixResponse, CliError> {
+        self.ensure_session().await?;
+        let query = [("prefix", prefix)];
+        let answer = self
+            .send(Request::write(Method::DELETE, &["keys"], None).query(&query))
+            .await?;
         decode(answer).map_err(explain_write_error)
     }
 
-    /// `GET /keys?prefix=&limit=`.
+    /// `GET /keys?prefix=&limit=`, page after page (each page its own
+    /// linearizable read, the next one asked with the `continue` token of
+    /// the last) until `limit` keys or the end of the matching keys.
     pub async fn list(&mut self, prefix: &str, limit: u64) -> Result<ListResponse, CliError> {
-        let limit = limit.to_string();
-        let query = [("prefix", prefix), ("limit", limit.as_str())];
-        let answer = self
-            .send(Request::read(Route::Leader, &["keys"]).query(&query))
-            .await?;
-        decode(answer)
+        let mut list = ListResponse {
+            items: Vec::new(),
+            truncated: false,
+            continue_token: None,
+        };
+        loop {
+            let wanted = limit.saturating_sub(list.items.len() as u64);
+            let page_limit = wanted.min(LIST_PAGE).to_string();
+            let mut query = vec![("prefix", prefix), ("limit", page_limit.as_str())];
+            if let Some(token) = list.continue_token.as_deref() {
+                query.push(("continue", token));
+            }
+            let answer = self
+                .send(Request::read(Route::Leader, &["keys"]).query(&query))
+                .await?;
+            let server = base(&answer.server);
+            let page: ListResponse = decode(answer)?;
+            list.items.extend(page.items);
+            list.truncated = page.truncated;
+            list.continue_token = page.continue_token;
+            if list.items.len() as u64 > limit {
+                return Err(CliError::BadResponse {
+                    server,
+                    message: format!("more keys than the limit {limit} asked for"),
+                });
+            }
+            // Done at the limit, at the end of the keys, or when the server
+            // gave no token to go on with (a server from before paging).
+            if list.items.len() as u64 == limit || !list.truncated || list.continue_token.is_none()
+            {
+                return Ok(list);
+            }
+        }
     }
 
     /// `GET /status` of the first server that answers.
@@ -395,8 +461,32 @@ impl ApiClient {
             query,
             body,
             carries,
+            condition,
         } = request;
-        let headers = self.headers(carries)?;
+        let mut headers = self.headers(carries)?;
+        match condition {
+            None => {}
+            Some(Condition::ModIndex(index)) => {
+                let tag = format!("\"{index}\"");
+                headers.insert(
+                    reqwest::header::IF_MATCH,
+                    tag.parse()
+                        .map_err(|_| CliError::Usage("cannot build the If-Match header".into()))?,
+                );
+            }
+            Some(Condition::Exists) => {
+                headers.insert(
+                    reqwest::header::IF_MATCH,
+                    "*".parse().expect("a valid header"),
+                );
+            }
+            Some(Condition::Absent) => {
+                headers.insert(
+                    reqwest::header::IF_NONE_MATCH,
+                    "*".parse().expect("a valid header"),
+                );
+            }
+        }
         let mut plan = Plan::new(self.servers.clone());
         if route == Route::Leader {
             if let Some(leader) = &self.leader {
@@ -755,6 +845,23 @@ fn decode<T: DeserializeOwned>(answer: Answer) -> Result<T, CliError> {
         server: base(&answer.server),
         message: one_line(&e.to_string()),
     })
+}
+
+/// Decodes the answer to a key write: a 412 is the condition that did not
+/// hold, with the key's index then.
+fn decode_write(key: &str, answer: Answer) -> Result<WriteResponse, CliError> {
+    if answer.status == StatusCode::PRECONDITION_FAILED {
+        let failed: PreconditionFailed =
+            serde_json::from_slice(&answer.body).map_err(|e| CliError::BadResponse {
+                server: base(&answer.server),
+                message: one_line(&format!("a 412 without its body: {e}")),
+            })?;
+        return Err(CliError::PreconditionFailed {
+            key: key.to_string(),
+            mod_index: failed.mod_index,
+        });
+    }
+    decode(answer).map_err(explain_write_error)
 }
 
 /// A write refused because the cluster has no session for this process

@@ -1,6 +1,7 @@
 //! One function per subcommand: call the API, render the answer.
 
 use raft_core::wire::AddMemberRequest;
+use raft_core::Condition;
 use serde_json::json;
 
 use crate::bench;
@@ -42,23 +43,56 @@ async fn run_api(command: Command, client: &mut ApiClient, json: bool) -> Result
             Some(kv) if raw => print(&kv.value),
             Some(kv) => print(&format!("{}\n", kv.value)),
         },
-        Command::Put { key, value, file } => {
+        Command::Put {
+            key,
+            value,
+            file,
+            if_index,
+            if_absent,
+        } => {
             let value = read_value(value, file)?;
-            let written = client.put(&key, &value).await?;
+            let condition = match (if_index, if_absent) {
+                (Some(index), _) => Some(Condition::ModIndex(index)),
+                (None, true) => Some(Condition::Absent),
+                (None, false) => None,
+            };
+            let written = client.put(&key, &value, condition).await?;
             if json {
                 print_json(&written)
             } else {
                 print("OK\n")
             }
         }
-        Command::Delete { key } => {
-            let written = client.delete(&key).await?;
+        Command::Delete {
+            prefix: Some(prefix),
+            ..
+        } => {
+            let deleted = client.delete_prefix(&prefix).await?;
+            if json {
+                print_json(&deleted)
+            } else {
+                print(&format!("{}\n", deleted.deleted))
+            }
+        }
+        Command::Delete {
+            key: Some(key),
+            if_index,
+            prefix: None,
+        } => {
+            let written = client
+                .delete(&key, if_index.map(Condition::ModIndex))
+                .await?;
             if json {
                 print_json(&written)
             } else {
                 print("OK\n")
             }
         }
+        Command::Delete {
+            key: None,
+            prefix: None,
+            ..
+        } => Err(CliError::Usage("delete needs a KEY or --prefix P".into())),
         Command::List { prefix, limit } => {
             let list = client.list(&prefix, limit).await?;
             if json {

@@ -12,6 +12,9 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_UNAVAILABLE: u8 = 3;
 /// Exit code: the server refused the request or failed in another way.
 pub const EXIT_SERVER_ERROR: u8 = 4;
+/// Exit code: a conditional write (`--if-index`, `--if-absent`) whose
+/// condition did not hold; nothing was written.
+pub const EXIT_PRECONDITION_FAILED: u8 = 5;
 
 /// The exit codes as shown at the end of `--help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -20,7 +23,8 @@ Exit codes:
   1  key not found (get of a missing key)
   2  usage error (bad arguments)
   3  cluster unavailable (no leader, all servers unreachable, or --timeout passed)
-  4  other server error (request rejected, unexpected answer)";
+  4  other server error (request rejected, unexpected answer)
+  5  precondition failed (--if-index/--if-absent did not hold; nothing written)";
 
 /// Why a command failed. Each variant's message is one line, printed after
 /// `error: ` on stderr.
@@ -29,6 +33,22 @@ pub enum CliError {
     /// The key does not exist.
     #[error("key {} not found", Quoted(.0))]
     NotFound(String),
+    /// A conditional write's condition did not hold (HTTP 412).
+    #[error(
+        "precondition failed: key {} {}; nothing was written",
+        Quoted(.key),
+        match .mod_index {
+            Some(i) => format!("has modification index {i}"),
+            None => "is absent".to_string(),
+        }
+    )]
+    PreconditionFailed {
+        /// The key.
+        key: String,
+        /// Its modification index when the write was applied (`None`:
+        /// absent).
+        mod_index: Option<u64>,
+    },
     /// No server could serve the request before the deadline.
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
@@ -61,6 +81,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::NotFound(_) => EXIT_NOT_FOUND,
+            CliError::PreconditionFailed { .. } => EXIT_PRECONDITION_FAILED,
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Unavailable(_) => EXIT_UNAVAILABLE,
             CliError::Server { .. } | CliError::BadResponse { .. } | CliError::Output(_) => {
@@ -114,6 +135,15 @@ mod tests {
             message: "not json".into(),
         };
         assert_eq!(bad.exit_code(), 4);
+        let failed = CliError::PreconditionFailed {
+            key: "k".into(),
+            mod_index: Some(7),
+        };
+        assert_eq!(failed.exit_code(), 5);
+        assert_eq!(
+            failed.to_string(),
+            "precondition failed: key \"k\" has modification index 7; nothing was written"
+        );
     }
 
     #[test]
@@ -132,6 +162,7 @@ mod tests {
             EXIT_USAGE,
             EXIT_UNAVAILABLE,
             EXIT_SERVER_ERROR,
+            EXIT_PRECONDITION_FAILED,
         ] {
             assert!(EXIT_CODES_HELP.contains(&format!("  {code}  ")));
         }

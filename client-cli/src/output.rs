@@ -429,13 +429,16 @@ mod tests {
                 KeyValue {
                     key: "a".into(),
                     value: "1".into(),
+                    mod_index: None,
                 },
                 KeyValue {
                     key: "b".into(),
                     value: "2".into(),
+                    mod_index: None,
                 },
             ],
             truncated: false,
+            continue_token: None,
         };
         assert_eq!(list_text(&list), "a\t1\nb\t2\n");
     }

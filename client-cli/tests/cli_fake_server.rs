@@ -747,3 +747,148 @@ fn status_shows_the_cluster_id_learners_and_outgoing_voters() {
     );
     assert!(!stdout.contains("cluster id"), "{stdout}");
 }
+
+/// `put --if-index`/`--if-absent` and `delete --if-index` send their
+/// condition; a 412 exits 5 with the key's index, and `get --json` shows it.
+#[test]
+fn conditional_writes_send_their_condition_and_a_412_exits_5() {
+    let node = FakeNode::start(|r, _| {
+        if is_register(r) {
+            return session(3);
+        }
+        match (r.method.as_str(), r.target.as_str()) {
+            ("GET", "/key/k") => Reply::Json(
+                200,
+                vec![("etag", "\"12\"".into())],
+                r#"{"key":"k","value":"v","mod_index":12}"#.into(),
+            ),
+            ("PUT", "/key/k") if r.header("if-match") == Some("\"12\"") => Reply::Json(
+                200,
+                vec![],
+                r#"{"key":"k","index":13,"prev":"v","served_by":1,"mod_index":13}"#.into(),
+            ),
+            ("PUT", "/key/k") | ("DELETE", "/key/k") => Reply::Json(
+                412,
+                vec![],
+                r#"{"error":"precondition failed: key `k` has modification index 12","mod_index":12}"#
+                    .into(),
+            ),
+            ("PUT", "/key/new") => Reply::Json(
+                412,
+                vec![],
+                r#"{"error":"precondition failed: key `new` is absent","mod_index":null}"#.into(),
+            ),
+            _ => Reply::Json(404, vec![], r#"{"error":"not found"}"#.into()),
+        }
+    });
+    // Plain get prints the bare value; --json adds the index.
+    let out = client(&[&node.url], &["get", "k"]);
+    assert_eq!(text(&out.stdout), "v\n");
+    let out = client(&[&node.url], &["get", "k", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["mod_index"], 12);
+
+    let out = client(
+        &[&node.url],
+        &["put", "k", "w", "--if-index", "12", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["mod_index"], 13);
+
+    let out = client(&[&node.url], &["put", "k", "w", "--if-index", "11"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        text(&out.stderr),
+        "error: precondition failed: key \"k\" has modification index 12; nothing was written\n"
+    );
+    let out = client(&[&node.url], &["put", "k", "w", "--if-absent"]);
+    assert_eq!(out.status.code(), Some(5));
+    let out = client(&[&node.url], &["delete", "k", "--if-index", "4"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(text(&out.stderr).contains("modification index 12"));
+    let out = client(&[&node.url], &["put", "new", "x", "--if-index", "4"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(text(&out.stderr).contains("key \"new\" is absent"));
+
+    let writes: Vec<Request> = node
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET" && !is_register(r))
+        .collect();
+    let conditions: Vec<(Option<&str>, Option<&str>)> = writes
+        .iter()
+        .map(|r| (r.header("if-match"), r.header("if-none-match")))
+        .collect();
+    assert_eq!(
+        conditions,
+        [
+            (Some("\"12\""), None),
+            (Some("\"11\""), None),
+            (None, Some("*")),
+            (Some("\"4\""), None),
+            (Some("\"4\""), None),
+        ]
+    );
+}
+
+/// `delete --prefix` prints the count; `list` follows continue tokens until
+/// its limit.
+#[test]
+fn prefix_delete_prints_the_count_and_list_follows_continue_tokens() {
+    let node = FakeNode::start(|r, _| {
+        if is_register(r) {
+            return session(3);
+        }
+        let item = |k: &str| format!(r#"{{"key":"{k}","value":"v"}}"#);
+        match (r.method.as_str(), r.target.as_str()) {
+            ("DELETE", "/keys?prefix=app%2F") => Reply::Json(
+                200,
+                vec![],
+                r#"{"deleted":3,"index":9,"served_by":1}"#.into(),
+            ),
+            ("GET", "/keys?prefix=a&limit=5") => Reply::Json(
+                200,
+                vec![],
+                format!(
+                    r#"{{"items":[{},{}],"truncated":true,"continue":"t1"}}"#,
+                    item("a1"),
+                    item("a2")
+                ),
+            ),
+            ("GET", "/keys?prefix=a&limit=3&continue=t1") => Reply::Json(
+                200,
+                vec![],
+                format!(
+                    r#"{{"items":[{},{}],"truncated":true,"continue":"t2"}}"#,
+                    item("a3"),
+                    item("a4")
+                ),
+            ),
+            ("GET", "/keys?prefix=a&limit=1&continue=t2") => Reply::Json(
+                200,
+                vec![],
+                format!(
+                    r#"{{"items":[{}],"truncated":true,"continue":"t3"}}"#,
+                    item("a5")
+                ),
+            ),
+            _ => Reply::Json(400, vec![], r#"{"error":"unexpected request"}"#.into()),
+        }
+    });
+    let out = client(&[&node.url], &["delete", "--prefix", "app/"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "3\n");
+    let deletes: Vec<Request> = node
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert_eq!(deletes[0].header("x-raft-client-id"), Some("3"));
+
+    let out = client(&[&node.url], &["list", "--prefix", "a", "--limit", "5"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a1\tv\na2\tv\na3\tv\na4\tv\na5\tv\n");
+    assert!(text(&out.stderr).contains("more keys match"));
+}

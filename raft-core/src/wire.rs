@@ -31,13 +31,18 @@ pub struct PutRequest {
     pub value: String,
 }
 
-/// `GET /key/{key}` answer.
+/// `GET /key/{key}` answer (also an item of [`ListResponse`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
     /// The key.
     pub key: String,
     /// Its value.
     pub value: String,
+    /// `GET /key/{key}` only: the key's modification index, the log index
+    /// of the write that last set it (also sent as `ETag: "<index>"`). A
+    /// conditional write names it in `If-Match`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mod_index: Option<Index>,
 }
 
 /// The answer to a committed write (`PUT` or `DELETE /key/{key}`).
@@ -51,6 +56,33 @@ pub struct WriteResponse {
     pub prev: Option<String>,
     /// The node whose Raft log took the write (the leader).
     pub served_by: NodeId,
+    /// A put only: the modification index it gave the key, the index of
+    /// the entry that applied it (for a retry answered with its first
+    /// result, that first entry's, not `index`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mod_index: Option<Index>,
+}
+
+/// The answer to `DELETE /keys?prefix=P`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletePrefixResponse {
+    /// How many keys the delete removed.
+    pub deleted: u64,
+    /// The log index at which it was applied.
+    pub index: Index,
+    /// The node whose Raft log took it (the leader).
+    pub served_by: NodeId,
+}
+
+/// The 412 answer to a conditional write (`If-Match`, `If-None-Match`)
+/// whose condition did not hold when it was applied. Nothing was written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreconditionFailed {
+    /// A one-line human-readable message.
+    pub error: String,
+    /// The key's modification index when the write was applied (`null`:
+    /// the key was absent).
+    pub mod_index: Option<Index>,
 }
 
 /// The answer to `POST /sessions`: a new client session (thesis §6.3).
@@ -65,13 +97,17 @@ pub struct SessionResponse {
     pub served_by: NodeId,
 }
 
-/// `GET /keys?prefix=&limit=` answer.
+/// `GET /keys?prefix=&limit=&continue=` answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListResponse {
     /// Matching keys with their values, in key order.
     pub items: Vec<KeyValue>,
     /// Whether more keys match than `limit` allowed.
     pub truncated: bool,
+    /// When truncated: the token to pass as `continue=` for the next page
+    /// (opaque to clients). Each page is its own linearizable read.
+    #[serde(default, rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
 }
 
 /// Every error answer: `{"error": "...", ...}`.

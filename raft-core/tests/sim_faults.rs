@@ -60,9 +60,13 @@ fn plain_clients(cfg: &mut SimConfig) {
     cfg.clients.without_session = 0;
 }
 
+/// A randomized run with `faults`, without conditional writes: the hunts
+/// keep the seeds they had before those existed (a scenario that wants
+/// them sets `clients.conditional`).
 fn with_faults(seed: u64, faults: Faults) -> SimConfig {
     let mut cfg = SimConfig::randomized(seed);
     cfg.raft.faults = faults;
+    cfg.clients.conditional = 0;
     cfg
 }
 
@@ -350,6 +354,32 @@ fn ignore_sessions_is_caught() {
     );
 }
 
+const IGNORE_CONDITIONS: Faults = Faults {
+    ignore_conditions: true,
+    ..NO_FAULTS
+};
+
+/// Many conditional writes (puts and deletes naming a modification index,
+/// sometimes a stale one, create-only puts, prefix deletes).
+fn ignore_conditions_scenario(seed: u64, faults: Faults) -> SimConfig {
+    let mut cfg = with_faults(seed, faults);
+    cfg.clients.conditional = 60;
+    cfg
+}
+
+/// A state machine that applies conditional writes unchecked lets a write
+/// based on a stale index overwrite a newer value, or a create-only put
+/// replace an existing key: the linearizability model, which keeps each
+/// key's modification index, finds no order that explains the answers.
+#[test]
+fn ignore_conditions_is_caught() {
+    hunt(
+        "ignore_conditions (linearizability)",
+        |seed| ignore_conditions_scenario(seed, IGNORE_CONDITIONS),
+        &[ViolationKind::Linearizability],
+    );
+}
+
 /// The scenarios of the direct checks run clean without their faults.
 #[test]
 fn the_direct_rule_scenarios_are_clean_without_faults() {
@@ -371,6 +401,9 @@ fn the_direct_rule_scenarios_are_clean_without_faults() {
     });
     clean("answer_replaced_writes", CLEAN_SEEDS, |seed| {
         answer_replaced_writes_scenario(seed, none, true)
+    });
+    clean("ignore_conditions", CLEAN_SEEDS, |seed| {
+        ignore_conditions_scenario(seed, none)
     });
 }
 
@@ -405,6 +438,7 @@ const NO_FAULTS: Faults = Faults {
     early_acks: false,
     unsafe_conf_change: false,
     ignore_sessions: false,
+    ignore_conditions: false,
     reuse_read_contexts: false,
     answer_replaced_writes: false,
 };

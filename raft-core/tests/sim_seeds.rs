@@ -98,6 +98,7 @@ fn run_chunk(chunk: u64) {
     let mut few_faults = 0u64;
     let (mut churn_seeds, mut changes, mut added, mut retired) = (0u64, 0usize, 0usize, 0usize);
     let (mut torn, mut snapshot_files, mut halts) = (0u64, 0u64, 0u64);
+    let (mut cond_applied, mut cond_refused, mut prefix_deletes) = (0usize, 0usize, 0usize);
     for seed in seeds.clone() {
         let r = run_seed(seed);
         if let Some(why) = failure(&r) {
@@ -122,6 +123,9 @@ fn run_chunk(chunk: u64) {
         torn += r.torn_writes;
         snapshot_files += r.snapshot_file_crashes;
         halts += r.disk_halts;
+        cond_applied += r.conditional.0;
+        cond_refused += r.conditional.1;
+        prefix_deletes += r.prefix_deletes;
         if churns(seed) {
             churn_seeds += 1;
             changes += r.conf_changes;
@@ -135,7 +139,8 @@ fn run_chunk(chunk: u64) {
          answered, {crashes} crashes, {partitions} partitions, {snapshots} snapshots installed; \
          {torn} crashes in the middle of a write, {snapshot_files} crashes between a snapshot file and its record, \
          {halts} disk-error halts; {churn_seeds} churned the membership: {changes} changes accepted, {added} nodes added, \
-         {retired} removed nodes stopped"
+         {retired} removed nodes stopped; conditional writes: {cond_applied} applied, \
+         {cond_refused} refused, {prefix_deletes} prefix deletes"
     );
     println!("{summary}");
     // A simulator where nothing happens must not pass.
@@ -162,6 +167,13 @@ fn run_chunk(chunk: u64) {
         assert!(
             torn >= n && snapshot_files * 25 >= n && halts * 5 >= n,
             "too few disk faults: {summary}"
+        );
+    }
+    // Conditional writes are exercised both ways, and prefix deletes.
+    if n >= 100 {
+        assert!(
+            cond_applied as u64 >= n && cond_refused as u64 >= n && prefix_deletes as u64 >= n / 4,
+            "too few conditional writes: {summary}"
         );
     }
     // Membership churn must really happen where it is on.

@@ -2,14 +2,16 @@
 //! input gets its 4xx and a JSON `{"error": ...}` body; the peer stream,
 //! the snapshot chunks and the admin endpoints are guarded by the cluster
 //! token; garbage peer input is refused and counted without harming the
-//! node.
+//! node. Conditional writes (ETag, If-Match, If-None-Match), prefix deletes
+//! and list paging, on one node and through a follower.
 
 mod support;
 
 use std::time::Duration;
 
 use raft_core::wire::{
-    ErrorBody, PeerBatch, SessionResponse, SnapshotChunk, SnapshotResponse, WriteResponse,
+    DeletePrefixResponse, ErrorBody, KeyValue, ListResponse, PeerBatch, PreconditionFailed,
+    SessionResponse, SnapshotChunk, SnapshotResponse, WriteResponse,
 };
 use raft_core::{Message, MessageBody, SnapshotMeta};
 use support::{Cluster, ClusterOptions};
@@ -817,4 +819,229 @@ async fn dashboard_gzip_cache_headers_and_cors() {
         .await
         .unwrap();
     assert_eq!(header(&r, "access-control-allow-origin"), None);
+}
+
+/// `PUT /key/{key}` with one extra header (a condition), on node `id`.
+async fn put_if(
+    c: &Cluster,
+    id: u64,
+    key: &str,
+    value: &str,
+    header: (&str, &str),
+) -> reqwest::Response {
+    c.http()
+        .put(format!("{}/key/{key}", c.url(id)))
+        .header(header.0, header.1)
+        .json(&serde_json::json!({ "value": value }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `DELETE /key/{key}` with one extra header, on node `id`.
+async fn delete_if(c: &Cluster, id: u64, key: &str, header: (&str, &str)) -> reqwest::Response {
+    c.http()
+        .delete(format!("{}/key/{key}", c.url(id)))
+        .header(header.0, header.1)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A 412's body, checked to name `mod_index` (`null` when absent).
+async fn precondition_failed(r: reqwest::Response) -> Option<u64> {
+    assert_eq!(r.status(), 412);
+    let raw: serde_json::Value = r.json().await.unwrap();
+    assert!(raw.get("mod_index").is_some(), "no mod_index in {raw}");
+    let body: PreconditionFailed = serde_json::from_value(raw).unwrap();
+    assert!(body.error.contains("precondition failed"), "{}", body.error);
+    body.mod_index
+}
+
+async fn written(r: reqwest::Response) -> WriteResponse {
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_writes_follow_the_modification_index() {
+    let c = node_with(&[], None, false).await;
+    let first = written(c.put(1, "k", "a").await).await;
+    let i1 = first.mod_index.expect("a put reports its mod index");
+    assert_eq!(i1, first.index);
+    // GET gives the index as an ETag and in the JSON, stale reads too.
+    for stale in [false, true] {
+        let r = c.get(1, "k", stale).await;
+        assert_eq!(r.headers()["etag"], format!("\"{i1}\"").as_str());
+        let kv: KeyValue = r.json().await.unwrap();
+        assert_eq!((kv.value.as_str(), kv.mod_index), ("a", Some(i1)));
+    }
+    // A stale index: 412 with the current one, nothing written.
+    let r = put_if(&c, 1, "k", "b", ("if-match", "\"999\"")).await;
+    assert_eq!(r.headers()["etag"], format!("\"{i1}\"").as_str());
+    assert_eq!(precondition_failed(r).await, Some(i1));
+    assert_eq!(c.local_value(1, "k").await.as_deref(), Some("a"));
+    // The current index, quoted or not, succeeds and moves it.
+    let tag = format!("\"{i1}\"");
+    let second = written(put_if(&c, 1, "k", "b", ("if-match", &tag)).await).await;
+    assert_eq!(second.prev.as_deref(), Some("a"));
+    let i2 = second.mod_index.unwrap();
+    assert!(i2 > i1);
+    let r = put_if(&c, 1, "k", "c", ("if-match", &i1.to_string())).await;
+    assert_eq!(precondition_failed(r).await, Some(i2));
+    // If-Match: * needs the key to exist; If-None-Match: * needs it absent.
+    let third = written(put_if(&c, 1, "k", "c", ("if-match", "*")).await).await;
+    let i3 = third.mod_index.unwrap();
+    let r = put_if(&c, 1, "k", "d", ("if-none-match", "*")).await;
+    assert_eq!(precondition_failed(r).await, Some(i3));
+    let created = written(put_if(&c, 1, "new", "x", ("if-none-match", "*")).await).await;
+    assert_eq!(created.prev, None);
+    let r = put_if(&c, 1, "new", "y", ("if-none-match", "*")).await;
+    assert_eq!(precondition_failed(r).await, created.mod_index);
+    let r = put_if(&c, 1, "absent", "y", ("if-match", "*")).await;
+    assert_eq!(precondition_failed(r).await, None);
+    let r = put_if(&c, 1, "absent", "y", ("if-match", "1")).await;
+    assert_eq!(precondition_failed(r).await, None);
+    // Conditional deletes.
+    let r = delete_if(&c, 1, "k", ("if-match", &i2.to_string())).await;
+    assert_eq!(precondition_failed(r).await, Some(i3));
+    let gone = written(delete_if(&c, 1, "k", ("if-match", &format!("\"{i3}\""))).await).await;
+    assert_eq!((gone.prev.as_deref(), gone.mod_index), (Some("c"), None));
+    assert_eq!(c.get(1, "k", false).await.status(), 404);
+    // Malformed conditions: 400 with a JSON error, nothing written.
+    for (what, headers) in [
+        ("not a number", vec![("if-match", "\"abc\"")]),
+        ("negative", vec![("if-match", "-3")]),
+        ("an etag list", vec![("if-match", "\"1\", \"2\"")]),
+        (
+            "if-none-match other than *",
+            vec![("if-none-match", "\"3\"")],
+        ),
+        ("both", vec![("if-match", "*"), ("if-none-match", "*")]),
+    ] {
+        let mut req = c
+            .http()
+            .put(format!("{}/key/bad", c.url(1)))
+            .json(&serde_json::json!({ "value": "v" }));
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 400, "{what}");
+        let body: ErrorBody = r.json().await.unwrap();
+        assert!(body.error.contains("If-"), "{what}: {}", body.error);
+    }
+    assert_eq!(c.get(1, "bad", false).await.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_delete_and_list_paging() {
+    let c = node_with(&[], None, false).await;
+    for i in 0..25 {
+        assert_eq!(c.put(1, &format!("p/{i:02}"), "v").await.status(), 200);
+    }
+    for key in ["p", "q/1", "o"] {
+        assert_eq!(c.put(1, key, "v").await.status(), 200);
+    }
+    // Three pages of 10, 10 and 5, each naming where the next starts.
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut url = format!("{}/keys?prefix=p/&limit=10", c.url(1));
+        if let Some(t) = &token {
+            url.push_str(&format!("&continue={t}"));
+        }
+        let page: ListResponse = c
+            .http()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pages += 1;
+        assert_eq!(page.truncated, page.continue_token.is_some());
+        keys.extend(page.items.into_iter().map(|kv| kv.key));
+        token = page.continue_token;
+        if token.is_none() {
+            break;
+        }
+        assert!(pages < 5, "paging does not end");
+    }
+    let want: Vec<String> = (0..25).map(|i| format!("p/{i:02}")).collect();
+    assert_eq!((pages, keys), (3, want));
+    let r = c
+        .http()
+        .get(format!("{}/keys?prefix=p/&continue=zz", c.url(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r
+        .json::<ErrorBody>()
+        .await
+        .unwrap()
+        .error
+        .contains("continue"));
+    // A prefix delete removes exactly the keys under it, in one write.
+    let r = c
+        .http()
+        .delete(format!("{}/keys?prefix=p/", c.url(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deleted: DeletePrefixResponse = r.json().await.unwrap();
+    assert_eq!(deleted.deleted, 25);
+    let rest: ListResponse = c.get_json(1, "/keys").await;
+    let rest: Vec<_> = rest.items.into_iter().map(|kv| kv.key).collect();
+    assert_eq!(rest, ["o", "p", "q/1"]);
+    // Deleting every key at once is refused.
+    for path in ["/keys", "/keys?prefix="] {
+        let r = c
+            .http()
+            .delete(format!("{}{path}", c.url(1)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let body: ErrorBody = r.json().await.unwrap();
+        assert!(body.error.contains("prefix"), "{}", body.error);
+    }
+}
+
+/// A follower forwards a conditional write with its condition: the leader
+/// refuses a stale index and applies the current one, through node 2 or 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_writes_and_prefix_deletes_through_a_follower() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.wait_for_leader(Duration::from_secs(15)).await;
+    let follower = c.ids().into_iter().find(|&id| id != leader).unwrap();
+    let first = written(c.put(leader, "k", "a").await).await;
+    let i1 = first.mod_index.unwrap();
+    let second = written(c.put(leader, "k", "b").await).await;
+    let i2 = second.mod_index.unwrap();
+    let r = put_if(&c, follower, "k", "c", ("if-match", &i1.to_string())).await;
+    assert_eq!(r.headers()["x-raft-forwarded"], "1");
+    assert_eq!(precondition_failed(r).await, Some(i2));
+    let r = put_if(&c, follower, "k", "c", ("if-none-match", "*")).await;
+    assert_eq!(precondition_failed(r).await, Some(i2));
+    let r = put_if(&c, follower, "k", "c", ("if-match", &format!("\"{i2}\""))).await;
+    assert_eq!(r.headers()["x-raft-forwarded"], "1");
+    let third = written(r).await;
+    assert_eq!(third.prev.as_deref(), Some("b"));
+    let r = delete_if(&c, follower, "k", ("if-match", &i2.to_string())).await;
+    assert_eq!(precondition_failed(r).await, third.mod_index);
+    assert_eq!(c.local_value(leader, "k").await.as_deref(), Some("c"));
+    let r = c
+        .http()
+        .delete(format!("{}/keys?prefix=k", c.url(follower)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-raft-forwarded"], "1");
+    assert_eq!(r.json::<DeletePrefixResponse>().await.unwrap().deleted, 1);
+    assert_eq!(c.get(follower, "k", false).await.status(), 404);
 }

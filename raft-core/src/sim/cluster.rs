@@ -93,6 +93,11 @@ pub struct RunReport {
     pub writes_ok: usize,
     /// Writes abandoned (outcome unknown).
     pub writes_unknown: usize,
+    /// Conditional writes ([`Op::PutIf`], [`Op::DeleteIf`]) answered:
+    /// applied, and refused because their condition did not hold.
+    pub conditional: (usize, usize),
+    /// Prefix deletes answered.
+    pub prefix_deletes: usize,
     /// Safety violations (invariants and linearizability).
     pub violations: Vec<Detected>,
     /// The linearizability checker's verdict.
@@ -1111,6 +1116,37 @@ impl Cluster {
                 .filter(is_write)
                 .filter(|o| o.outcome == Outcome::Unknown)
                 .count(),
+            conditional: {
+                let answered = |refused: bool| {
+                    ops.iter()
+                        .filter(|o| {
+                            matches!(
+                                o.op,
+                                ClientOp::Write(Op::PutIf { .. } | Op::DeleteIf { .. })
+                            )
+                        })
+                        .filter(|o| match &o.outcome {
+                            Outcome::Ok(OpOutput::Write(OpResult::ConditionFailed { .. })) => {
+                                refused
+                            }
+                            Outcome::Ok(OpOutput::Write(
+                                OpResult::Put { .. } | OpResult::Delete { .. },
+                            )) => !refused,
+                            _ => false,
+                        })
+                        .count()
+                };
+                (answered(false), answered(true))
+            },
+            prefix_deletes: ops
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        o.outcome,
+                        Outcome::Ok(OpOutput::Write(OpResult::DeletedPrefix { .. }))
+                    )
+                })
+                .count(),
             violations: self.checker.violations().to_vec(),
             linearizability,
             converged,
@@ -1446,7 +1482,9 @@ impl Cluster {
         self.client_rng.range(lo, hi.max(lo) + 1)
     }
 
-    fn finish(&mut self, ci: usize, output: OpOutput, node: NodeId) {
+    /// Client `ci`'s operation answered by `node`; `index` is the log index
+    /// the answer told ([`super::Operation::index`]).
+    fn finish(&mut self, ci: usize, output: OpOutput, index: Option<Index>, node: NodeId) {
         let think = self.think_of(ci);
         let client = &mut self.clients[ci];
         let Some(cur) = client.current.take() else {
@@ -1461,10 +1499,33 @@ impl Cluster {
                 OpResult::Cas { prev, .. } => Some(prev.clone()),
                 _ => None,
             },
+            (ClientOp::Write(Op::PutIf { value, .. }), OpOutput::Write(OpResult::Put { .. })) => {
+                Some(Some(value.clone()))
+            }
+            (ClientOp::Write(Op::DeleteIf { .. }), OpOutput::Write(OpResult::Delete { .. })) => {
+                Some(None)
+            }
             _ => None,
         };
         if let Some(v) = seen {
             client.saw(cur.op.key(), v);
+        }
+        // The key's modification index, for later conditional writes.
+        let mod_index = match (&cur.op, &output) {
+            (ClientOp::Get { .. }, OpOutput::Value(Some(_))) => index,
+            (
+                ClientOp::Write(Op::Put { .. } | Op::PutIf { .. }),
+                OpOutput::Write(OpResult::Put { .. }),
+            ) => index,
+            (
+                ClientOp::Write(Op::Cas { value: Some(_), .. }),
+                OpOutput::Write(OpResult::Cas { swapped: true, .. }),
+            ) => index,
+            (_, OpOutput::Write(OpResult::ConditionFailed { mod_index })) => *mod_index,
+            _ => None,
+        };
+        if let Some(i) = mod_index {
+            client.saw_index(cur.op.key(), i);
         }
         let session = &mut self.sessions[client.session];
         match &output {
@@ -1476,7 +1537,7 @@ impl Cluster {
         self.trace.mix(cur.op_id as u64 ^ (node << 40));
         self.trace.mix_str(&output.to_string());
         self.history
-            .complete(cur.op_id, output, Some(node), self.now);
+            .complete_with_index(cur.op_id, output, index, Some(node), self.now);
         if self.record_events {
             self.events.push(SimEvent::Completed(cur.op_id));
         }
@@ -1517,13 +1578,17 @@ impl Cluster {
 
     fn on_reply(&mut self, node: NodeId, reply: Reply) {
         match reply {
-            Reply::Write { ctx, result } => {
+            Reply::Write {
+                ctx,
+                result,
+                applied_at,
+            } => {
                 let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let current = self.clients[ci].current.as_ref();
                 if current.is_some_and(|cur| cur.op_id == op_id) {
-                    self.finish(ci, OpOutput::Write(result), node);
+                    self.finish(ci, OpOutput::Write(result), Some(applied_at), node);
                 }
             }
             Reply::WriteLost { ctx, not_applied } => {
@@ -1543,13 +1608,17 @@ impl Cluster {
                     c.phase = Phase::Retry(self.now + 1, None);
                 }
             }
-            Reply::Read { ctx, value } => {
+            Reply::Read {
+                ctx,
+                value,
+                mod_index,
+            } => {
                 let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let current = self.clients[ci].current.as_ref();
                 if current.is_some_and(|cur| cur.op_id == op_id) {
-                    self.finish(ci, OpOutput::Value(value), node);
+                    self.finish(ci, OpOutput::Value(value), mod_index, node);
                 }
             }
             Reply::ReadFailed { ctx } => {

@@ -13,12 +13,24 @@
 //! any point after their invocation, or never: their return is placed after
 //! every other event and the search succeeds once every *known* operation
 //! is placed. Abandoned reads are ignored.
+//!
+//! The model's state of a key is its value and its modification index (the
+//! log index of the write that last set it). A write's index is known from
+//! its answer ([`Operation::index`]); after a write whose outcome or index
+//! is unknown, the index is "any", which every condition and every read
+//! may match (the first answer that names it pins it down). That keeps the
+//! check sound: it never rejects a history the store could produce, while a
+//! conditional write that succeeds against an index the key no longer has,
+//! or fails against the one it has, is caught. A prefix delete is checked
+//! in the history of every key it covers, as a delete that happened within
+//! its call (when answered) or may have (when not); the number it reports
+//! is not checked (that would need the keys together).
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::history::{ClientOp, OpOutput, Operation, Outcome};
-use crate::kv::{Op, OpResult};
+use crate::kv::{Condition, Op, OpResult};
 
 /// The default bound on search steps per key.
 pub const DEFAULT_BUDGET: u64 = 20_000_000;
@@ -101,6 +113,7 @@ pub fn check_with_budget(
     budget: u64,
 ) -> Result<CheckStats, LinearizabilityError> {
     let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+    let mut prefix_deletes = Vec::new();
     for op in ops {
         if op.op.is_read() && !matches!(op.outcome, Outcome::Ok(_)) {
             continue; // an abandoned read returned nothing to explain
@@ -108,7 +121,19 @@ pub fn check_with_budget(
         if op.op.is_register() {
             continue; // opens a session; touches no key
         }
+        if let ClientOp::Write(Op::DeletePrefix { prefix }) = &op.op {
+            prefix_deletes.push((prefix.as_str(), op));
+            continue;
+        }
         by_key.entry(op.op.key()).or_default().push(op);
+    }
+    // A prefix delete belongs to the history of every key it covers.
+    for (key, key_ops) in by_key.iter_mut() {
+        for (prefix, op) in &prefix_deletes {
+            if key.starts_with(prefix) {
+                key_ops.push(op);
+            }
+        }
     }
     let mut stats = CheckStats::default();
     for (key, key_ops) in by_key {
@@ -143,19 +168,78 @@ pub fn check_with_budget(
 /// A value, interned: `None` is "key absent".
 type Val = Option<u32>;
 
+/// A modification index as the model knows it: 0 is "any" (written by a
+/// write whose index is unknown; log indexes start at 1).
+type Idx = u64;
+
+/// The model's state of one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct State {
+    val: Val,
+    /// Meaningless (0) while the key is absent.
+    idx: Idx,
+}
+
+impl State {
+    const ABSENT: State = State { val: None, idx: 0 };
+
+    fn new(val: Val, idx: Idx) -> Self {
+        State {
+            val,
+            idx: if val.is_some() { idx } else { 0 },
+        }
+    }
+
+    /// Whether `condition` may hold for the key in this state.
+    fn may_hold(self, condition: Condition) -> bool {
+        match condition {
+            Condition::ModIndex(n) => self.val.is_some() && (self.idx == 0 || self.idx == n),
+            Condition::Absent => self.val.is_none(),
+            Condition::Exists => self.val.is_some(),
+        }
+    }
+
+    /// The state once an answer showed the key's index is `idx` (`None`:
+    /// absent), or `None` when the state contradicts it.
+    fn pinned(self, idx: Option<Idx>) -> Option<State> {
+        match idx {
+            None => self.val.is_none().then_some(self),
+            Some(i) if self.val.is_some() && (self.idx == 0 || self.idx == i) => {
+                Some(State::new(self.val, i))
+            }
+            Some(_) => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum ModelOp {
     Get,
     Put(Val),
     Delete,
-    Cas { expected: Val, value: Val },
+    Cas {
+        expected: Val,
+        value: Val,
+    },
+    PutIf(Val, Condition),
+    DeleteIf(Condition),
+    /// A prefix delete that covers the key.
+    DeletePrefix,
 }
 
 #[derive(Clone, Copy, Debug)]
 enum ModelOut {
-    Get(Val),
+    /// A read's value and the index it reported (0: none).
+    Get(Val, Idx),
     Prev(Val),
-    Cas { swapped: bool, prev: Val },
+    Cas {
+        swapped: bool,
+        prev: Val,
+    },
+    /// A conditional write refused, with the key's index then.
+    Failed(Option<Idx>),
+    /// A prefix delete answered.
+    Done,
 }
 
 struct PartOp {
@@ -164,28 +248,59 @@ struct PartOp {
     op: ModelOp,
     /// `None`: outcome unknown.
     out: Option<ModelOut>,
+    /// For an answered write, the index of the entry that applied it (0:
+    /// not reported).
+    index: Idx,
     call: u64,
     ret: Option<u64>,
 }
 
 impl PartOp {
     /// The model's transition: the new state, or `None` when the output
-    /// contradicts the state.
-    fn apply(&self, state: Val) -> Option<Val> {
+    /// contradicts the state (or does not fit the operation at all).
+    fn apply(&self, s: State) -> Option<State> {
+        // The state a write that set `v` leaves (an unknown outcome: any index).
+        let set = |v: Val| State::new(v, if self.out.is_some() { self.index } else { 0 });
         match (self.op, self.out) {
-            (ModelOp::Get, Some(ModelOut::Get(v))) => (state == v).then_some(state),
-            (ModelOp::Get, _) => Some(state),
-            (ModelOp::Put(v), Some(ModelOut::Prev(p))) => (state == p).then_some(v),
-            (ModelOp::Put(v), _) => Some(v),
-            (ModelOp::Delete, Some(ModelOut::Prev(p))) => (state == p).then_some(None),
-            (ModelOp::Delete, _) => Some(None),
+            (ModelOp::Get, Some(ModelOut::Get(v, i))) => {
+                if s.val != v {
+                    return None;
+                }
+                if v.is_some() && i != 0 {
+                    return s.pinned(Some(i));
+                }
+                Some(s)
+            }
+            (ModelOp::Get, None) => Some(s),
+            (ModelOp::Put(v), Some(ModelOut::Prev(p))) => (s.val == p).then(|| set(v)),
+            (ModelOp::Put(v), None) => Some(set(v)),
+            (ModelOp::Delete, Some(ModelOut::Prev(p))) => (s.val == p).then_some(State::ABSENT),
+            (ModelOp::Delete, None) => Some(State::ABSENT),
             (ModelOp::Cas { expected, value }, Some(ModelOut::Cas { swapped, prev })) => {
-                let ok = prev == state && swapped == (state == expected);
-                ok.then_some(if swapped { value } else { state })
+                let ok = prev == s.val && swapped == (s.val == expected);
+                ok.then(|| if swapped { set(value) } else { s })
             }
-            (ModelOp::Cas { expected, value }, _) => {
-                Some(if state == expected { value } else { state })
+            (ModelOp::Cas { expected, value }, None) => {
+                Some(if s.val == expected { set(value) } else { s })
             }
+            (ModelOp::PutIf(v, c), Some(ModelOut::Prev(p))) => {
+                (s.val == p && s.may_hold(c)).then(|| set(v))
+            }
+            (ModelOp::DeleteIf(c), Some(ModelOut::Prev(p))) => {
+                (s.val == p && s.may_hold(c)).then_some(State::ABSENT)
+            }
+            (ModelOp::PutIf(_, c) | ModelOp::DeleteIf(c), Some(ModelOut::Failed(current))) => {
+                // The reported index must be the key's, and fail the condition.
+                (!c.holds(current)).then_some(())?;
+                s.pinned(current)
+            }
+            // Unknown: applied when it can hold (never applied is the
+            // operation left unplaced).
+            (ModelOp::PutIf(v, c), None) => Some(if s.may_hold(c) { set(v) } else { s }),
+            (ModelOp::DeleteIf(c), None) => Some(if s.may_hold(c) { State::ABSENT } else { s }),
+            (ModelOp::DeletePrefix, Some(ModelOut::Done) | None) => Some(State::ABSENT),
+            // An answer of another kind than the operation: nothing explains it.
+            _ => None,
         }
     }
 }
@@ -237,10 +352,16 @@ impl Partition {
                     expected: vals.val(expected),
                     value: vals.val(value),
                 },
+                ClientOp::Write(Op::PutIf {
+                    value, condition, ..
+                }) => ModelOp::PutIf(Some(vals.id(value)), *condition),
+                ClientOp::Write(Op::DeleteIf { condition, .. }) => ModelOp::DeleteIf(*condition),
+                ClientOp::Write(Op::DeletePrefix { .. }) => ModelOp::DeletePrefix,
                 ClientOp::Write(Op::Register) => continue,
             };
+            let index = o.index.unwrap_or(0);
             let out = match &o.outcome {
-                Outcome::Ok(OpOutput::Value(v)) => Some(ModelOut::Get(vals.val(v))),
+                Outcome::Ok(OpOutput::Value(v)) => Some(ModelOut::Get(vals.val(v), index)),
                 Outcome::Ok(OpOutput::Write(
                     OpResult::Put { prev } | OpResult::Delete { prev },
                 )) => Some(ModelOut::Prev(vals.val(prev))),
@@ -249,6 +370,12 @@ impl Partition {
                         swapped: *swapped,
                         prev: vals.val(prev),
                     })
+                }
+                Outcome::Ok(OpOutput::Write(OpResult::ConditionFailed { mod_index })) => {
+                    Some(ModelOut::Failed(*mod_index))
+                }
+                Outcome::Ok(OpOutput::Write(OpResult::DeletedPrefix { .. })) => {
+                    Some(ModelOut::Done)
                 }
                 // A stale answer or no answer: the write may or may not
                 // have taken effect (a refused retry's first attempt may
@@ -262,19 +389,11 @@ impl Partition {
                 | Outcome::Pending
                 | Outcome::Unknown => None,
             };
-            // A known output must fit the operation's kind.
-            let out = match (op, out) {
-                (ModelOp::Get, Some(ModelOut::Get(_)))
-                | (ModelOp::Put(_) | ModelOp::Delete, Some(ModelOut::Prev(_)))
-                | (ModelOp::Cas { .. }, Some(ModelOut::Cas { .. })) => out,
-                (_, None) => None,
-                // Mismatched kind: nothing can explain it.
-                (_, Some(_)) => Some(ModelOut::Get(Some(u32::MAX))),
-            };
             part.push(PartOp {
                 id: o.id,
                 op,
                 out,
+                index,
                 call: o.invoke_order,
                 ret: if out.is_some() {
                     o.complete_order
@@ -295,8 +414,9 @@ impl Partition {
     /// keep the search from trying every subset of abandoned writes:
     /// * a no-op (`next == state`) can always be placed later instead;
     /// * a put whose value every observer has already been placed can only
-    ///   be overwritten unseen, so leaving it out reaches the same states.
-    fn worth_placing(&self, i: usize, state: Val, next: Val, linearized: &[u64]) -> bool {
+    ///   be overwritten unseen, so leaving it out reaches the same states
+    ///   (a conditional put that applies is such a put).
+    fn worth_placing(&self, i: usize, state: State, next: State, linearized: &[u64]) -> bool {
         if self.ops[i].out.is_some() {
             return true;
         }
@@ -304,7 +424,10 @@ impl Partition {
             return false;
         }
         match self.ops[i].op {
-            ModelOp::Put(_) => self.observers[i].iter().any(|&j| !bit(linearized, j)),
+            // A conditional put that applies is a put of its value.
+            ModelOp::Put(_) | ModelOp::PutIf(..) => {
+                self.observers[i].iter().any(|&j| !bit(linearized, j))
+            }
             _ => true,
         }
     }
@@ -314,10 +437,10 @@ impl Partition {
         let mut list = EventList::new(ops);
         let words = ops.len().div_ceil(64).max(1);
         let mut linearized = vec![0u64; words];
-        let mut seen: HashSet<(Vec<u64>, Val), BuildHasherDefault<Fx>> = HashSet::default();
+        let mut seen: HashSet<(Vec<u64>, State), BuildHasherDefault<Fx>> = HashSet::default();
         // (event, state before it) for every call linearized so far.
-        let mut stack: Vec<(usize, Val)> = Vec::new();
-        let mut state: Val = None;
+        let mut stack: Vec<(usize, State)> = Vec::new();
+        let mut state = State::ABSENT;
         let mut remaining = ops.iter().filter(|o| o.out.is_some()).count();
         let mut longest: Vec<usize> = Vec::new();
         let mut stuck_at = None;
@@ -379,23 +502,45 @@ impl Partition {
     }
 }
 
-/// For each abandoned put, the operations that observe its value.
+/// For each abandoned put (or conditional put), the operations that
+/// observe its value, or that the key being there at all may explain:
+/// a conditional write that needs the key to exist (an index or `Exists`)
+/// and did not fail, and one refused while the key existed (neither says
+/// anything of the value). An abandoned conditional put counts only when
+/// its own value is observed: otherwise it is pruned itself and needs
+/// nothing; an abandoned conditional delete always counts.
 fn observers(ops: &[PartOp]) -> Vec<Vec<usize>> {
     let mut by_value: BTreeMap<Val, Vec<usize>> = BTreeMap::new();
     for (j, o) in ops.iter().enumerate() {
-        match o.out {
-            Some(ModelOut::Get(v) | ModelOut::Prev(v) | ModelOut::Cas { prev: v, .. }) => {
-                by_value.entry(v).or_default().push(j);
-            }
-            None => {}
+        if let Some(ModelOut::Get(v, _) | ModelOut::Prev(v) | ModelOut::Cas { prev: v, .. }) = o.out
+        {
+            by_value.entry(v).or_default().push(j);
         }
         if let ModelOp::Cas { expected, .. } = o.op {
             by_value.entry(expected).or_default().push(j);
         }
     }
+    let mut of_presence = Vec::new();
+    for (j, o) in ops.iter().enumerate() {
+        let needs_presence = match (o.op, o.out) {
+            (_, Some(ModelOut::Failed(found))) => found.is_some(),
+            (ModelOp::PutIf(v, c), None) => {
+                c != Condition::Absent && by_value.get(&v).is_some_and(|seen| !seen.is_empty())
+            }
+            (ModelOp::PutIf(_, c) | ModelOp::DeleteIf(c), _) => c != Condition::Absent,
+            _ => false,
+        };
+        if needs_presence {
+            of_presence.push(j);
+        }
+    }
     ops.iter()
         .map(|o| match (o.out, o.op) {
-            (None, ModelOp::Put(v)) => by_value.get(&v).cloned().unwrap_or_default(),
+            (None, ModelOp::Put(v) | ModelOp::PutIf(v, _)) => {
+                let mut seen_by = by_value.get(&v).cloned().unwrap_or_default();
+                seen_by.extend(&of_presence);
+                seen_by
+            }
             _ => Vec::new(),
         })
         .collect()
@@ -738,5 +883,96 @@ mod tests {
         let stats = check_linearizability(h.ops()).unwrap();
         assert!(stats.ops >= 1_990);
         assert!(stats.steps < 1_000_000, "{stats:?}");
+    }
+
+    fn put_if(k: &str, v: &str, condition: Condition) -> ClientOp {
+        ClientOp::Write(Op::PutIf {
+            key: k.into(),
+            value: v.into(),
+            condition,
+        })
+    }
+
+    fn failed(mod_index: Option<u64>) -> OpOutput {
+        OpOutput::Write(OpResult::ConditionFailed { mod_index })
+    }
+
+    #[test]
+    fn conditional_writes_are_checked_against_the_mod_index() {
+        let mut h = History::new();
+        let a = h.invoke(1, put("x", "1"), 1, 0);
+        h.complete_with_index(a, prev(None), Some(5), None, 1);
+        // A stale index fails, naming the current one; the current succeeds.
+        let b = h.invoke(1, put_if("x", "2", Condition::ModIndex(3)), 2, 2);
+        h.complete_with_index(b, failed(Some(5)), Some(6), None, 3);
+        let c = h.invoke(1, put_if("x", "2", Condition::ModIndex(5)), 3, 4);
+        h.complete_with_index(c, prev(Some("1")), Some(7), None, 5);
+        let d = h.invoke(2, get("x"), 0, 6);
+        h.complete_with_index(d, value(Some("2")), Some(7), None, 7);
+        check_linearizability(h.ops()).unwrap();
+        // Succeeding with the index the key had before c: impossible.
+        let mut bad = h.clone();
+        let e = bad.invoke(1, put_if("x", "3", Condition::ModIndex(5)), 4, 8);
+        bad.complete_with_index(e, prev(Some("2")), Some(9), None, 9);
+        assert!(check_linearizability(bad.ops()).is_err());
+        // A create-only put succeeding on an existing key: impossible.
+        let mut bad = h.clone();
+        let e = bad.invoke(1, put_if("x", "3", Condition::Absent), 4, 8);
+        bad.complete_with_index(e, prev(Some("2")), Some(9), None, 9);
+        assert!(check_linearizability(bad.ops()).is_err());
+        // A read reporting another index than the write's: impossible.
+        let mut bad = h;
+        let e = bad.invoke(2, get("x"), 0, 8);
+        bad.complete_with_index(e, value(Some("2")), Some(6), None, 9);
+        assert!(check_linearizability(bad.ops()).is_err());
+    }
+
+    #[test]
+    fn after_a_write_of_unknown_outcome_any_index_is_accepted_until_one_is_seen() {
+        let mut h = History::new();
+        let a = h.invoke(1, put("x", "1"), 1, 0);
+        h.give_up(a, 1);
+        let b = h.invoke(2, put_if("x", "2", Condition::ModIndex(40)), 1, 2);
+        h.complete_with_index(b, failed(Some(12)), Some(13), None, 3);
+        check_linearizability(h.ops()).unwrap();
+        // Once 12 is seen, the key's index is 12 until it is written.
+        let c = h.invoke(2, put_if("x", "2", Condition::ModIndex(11)), 2, 4);
+        h.complete_with_index(c, prev(Some("1")), Some(14), None, 5);
+        assert!(check_linearizability(h.ops()).is_err());
+    }
+
+    #[test]
+    fn a_prefix_delete_empties_every_key_it_covers() {
+        let mut h = History::new();
+        let a = h.invoke(1, put("k1", "1"), 1, 0);
+        h.complete_with_index(a, prev(None), Some(1), None, 1);
+        let b = h.invoke(1, put("k2", "2"), 2, 2);
+        h.complete_with_index(b, prev(None), Some(2), None, 3);
+        let del = ClientOp::Write(Op::DeletePrefix { prefix: "k".into() });
+        let c = h.invoke(1, del, 3, 4);
+        let done = OpOutput::Write(OpResult::DeletedPrefix { deleted: 2 });
+        h.complete_with_index(c, done, Some(3), None, 5);
+        let d = h.invoke(2, get("k1"), 0, 6);
+        h.complete(d, value(None), None, 7);
+        check_linearizability(h.ops()).unwrap();
+        let e = h.invoke(2, get("k2"), 0, 8);
+        h.complete_with_index(e, value(Some("2")), Some(2), None, 9);
+        assert!(check_linearizability(h.ops()).is_err());
+    }
+
+    /// A put whose value nobody saw may still be what a conditional write
+    /// found there: it must be tried, not pruned.
+    #[test]
+    fn an_unseen_unknown_put_can_explain_a_put_if_exists() {
+        let mut h = History::new();
+        let a = h.invoke(1, get("x"), 0, 0);
+        h.complete(a, value(None), None, 1);
+        let b = h.invoke(1, put("x", "1"), 1, 2);
+        h.give_up(b, 3);
+        let c = h.invoke(2, put_if("x", "2", Condition::Exists), 1, 4);
+        h.give_up(c, 5);
+        let d = h.invoke(2, get("x"), 0, 6);
+        h.complete_with_index(d, value(Some("2")), Some(9), None, 7);
+        check_linearizability(h.ops()).unwrap();
     }
 }

@@ -62,7 +62,8 @@ pub struct ForwardRequest {
     pub method: Method,
     /// Its path and query string.
     pub path_and_query: String,
-    /// The headers worth relaying (content type, client id/seq, token).
+    /// The headers worth relaying (content type, conditions, client
+    /// id/seq, token).
     pub headers: HeaderMap,
     /// Its body.
     pub body: Bytes,
@@ -74,6 +75,10 @@ impl ForwardRequest {
         let mut relay = HeaderMap::new();
         for name in [
             header::CONTENT_TYPE,
+            // A conditional write's condition: the leader turns it into
+            // the command, so it must arrive there.
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
             HeaderName::from_static(HEADER_CLIENT_ID),
             HeaderName::from_static(HEADER_CLIENT_SEQ),
             HeaderName::from_static(HEADER_CLUSTER_TOKEN),

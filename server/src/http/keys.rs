@@ -1,18 +1,27 @@
-//! The key-value API: `GET/PUT/DELETE /key/{key}`, `GET /keys` and
+//! The key-value API: `GET/PUT/DELETE /key/{key}`, `GET/DELETE /keys` and
 //! `POST /sessions` (a client session for at-most-once writes). A follower
 //! forwards writes and registrations to the leader ([`super::forward`]);
 //! reads are linearizable (ReadIndex) on any node, or `?consistency=stale`.
+//!
+//! Every key has a modification index, the log index of the write that
+//! last set it: `GET /key/{key}` sends it as `ETag: "<index>"` and in the
+//! JSON. A write with `If-Match: "<index>"` (or `*`: the key exists) or
+//! `If-None-Match: *` (create only) carries its condition inside the
+//! replicated command, which the state machine checks when it applies the
+//! entry: never this handler, whose view may be stale. A failed condition
+//! is 412 with the key's index then.
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use raft_core::types::Index;
 use raft_core::wire::{
-    ErrorBody, KeyValue, ListResponse, PutRequest, SessionResponse, WriteResponse,
-    HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_FORWARDED,
+    DeletePrefixResponse, ErrorBody, KeyValue, ListResponse, PreconditionFailed, PutRequest,
+    SessionResponse, WriteResponse, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_FORWARDED,
 };
-use raft_core::{Command, Op, OpResult};
+use raft_core::{Command, Condition, Op, OpResult};
 use serde::Deserialize;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -77,10 +86,23 @@ pub(super) async fn get_key(
         Err(r) => return r.into_response(),
     };
     match read(&s, NodeQuery::Get(key.clone()), lin).await {
-        Ok(QueryResult::Value(Some(value))) => Json(KeyValue { key, value }).into_response(),
+        Ok(QueryResult::Value(Some(v))) => (
+            [(header::ETAG, etag(v.mod_index))],
+            Json(KeyValue {
+                key,
+                value: v.value,
+                mod_index: Some(v.mod_index),
+            }),
+        )
+            .into_response(),
         Ok(_) => error(StatusCode::NOT_FOUND, format!("key `{key}` not found")),
         Err(r) => r,
     }
+}
+
+/// A modification index as an entity tag: `"<index>"`.
+fn etag(mod_index: Index) -> String {
+    format!("\"{mod_index}\"")
 }
 
 #[derive(Deserialize)]
@@ -88,6 +110,27 @@ pub(super) struct ListParams {
     prefix: Option<String>,
     limit: Option<usize>,
     consistency: Option<String>,
+    /// The token a truncated page answered with: list after it.
+    #[serde(rename = "continue")]
+    continue_token: Option<String>,
+}
+
+/// A listing's continue token: the last key returned, hex-encoded (so any
+/// key fits a query string as it is). Opaque to clients.
+fn continue_token(last_key: &str) -> String {
+    last_key.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key a continue token names, or `None` when it is not one of ours.
+fn key_after(token: &str) -> Option<String> {
+    if !token.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 pub(super) async fn list_keys(State(s): State<Shared>, Query(p): Query<ListParams>) -> Response {
@@ -96,19 +139,42 @@ pub(super) async fn list_keys(State(s): State<Shared>, Query(p): Query<ListParam
         Err(r) => return r.into_response(),
     };
     let limit = p.limit.unwrap_or(LIST_DEFAULT).min(LIST_MAX);
+    let after =
+        match p.continue_token.as_deref() {
+            None | Some("") => None,
+            Some(token) => match key_after(token) {
+                Some(key) => Some(key),
+                None => return error(
+                    StatusCode::BAD_REQUEST,
+                    "malformed continue token: pass the `continue` of the previous page as it came",
+                ),
+            },
+        };
     let query = NodeQuery::List {
         prefix: p.prefix.unwrap_or_default(),
+        after,
         limit,
     };
     match read(&s, query, lin).await {
-        Ok(QueryResult::List { items, truncated }) => Json(ListResponse {
-            items: items
-                .into_iter()
-                .map(|(key, value)| KeyValue { key, value })
-                .collect(),
-            truncated,
-        })
-        .into_response(),
+        Ok(QueryResult::List { items, truncated }) => {
+            let continue_token = items
+                .last()
+                .filter(|_| truncated)
+                .map(|(key, _)| continue_token(key));
+            Json(ListResponse {
+                items: items
+                    .into_iter()
+                    .map(|(key, value)| KeyValue {
+                        key,
+                        value,
+                        mod_index: None,
+                    })
+                    .collect(),
+                truncated,
+                continue_token,
+            })
+            .into_response()
+        }
         Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected read result"),
         Err(r) => r,
     }
@@ -146,6 +212,61 @@ fn client_ids(headers: &HeaderMap) -> Result<(u64, u64), Rejection> {
     }
 }
 
+/// One request header as text (`None`: absent).
+fn header_text<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'h str>, Rejection> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v.to_str().map(|v| Some(v.trim())).map_err(|_| {
+            reject(
+                StatusCode::BAD_REQUEST,
+                format!("header {name} must be ASCII text"),
+            )
+        }),
+    }
+}
+
+/// The condition of a conditional write: `If-Match: "<index>"` (also
+/// unquoted) the key's modification index is that, `If-Match: *` the key
+/// exists, `If-None-Match: *` the key is absent (create only).
+fn condition(headers: &HeaderMap) -> Result<Option<Condition>, Rejection> {
+    let if_match = header_text(headers, &header::IF_MATCH)?;
+    let if_none_match = header_text(headers, &header::IF_NONE_MATCH)?;
+    match (if_match, if_none_match) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(reject(
+            StatusCode::BAD_REQUEST,
+            "send If-Match or If-None-Match, not both",
+        )),
+        (Some("*"), None) => Ok(Some(Condition::Exists)),
+        (Some(tag), None) => {
+            let digits = tag
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .unwrap_or(tag);
+            digits
+                .parse::<Index>()
+                .map(|i| Some(Condition::ModIndex(i)))
+                .map_err(|_| {
+                    reject(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "If-Match must be a modification index (\"42\" or 42, as GET's \
+                             ETag gives it) or *, not `{tag}`"
+                        ),
+                    )
+                })
+        }
+        (None, Some("*")) => Ok(Some(Condition::Absent)),
+        (None, Some(tag)) => Err(reject(
+            StatusCode::BAD_REQUEST,
+            format!("If-None-Match supports only * (create only), not `{tag}`"),
+        )),
+    }
+}
+
 pub(super) async fn put_key(
     State(s): State<Shared>,
     Path(key): Path<String>,
@@ -174,14 +295,19 @@ pub(super) async fn put_key(
         Ok(ids) => ids,
         Err(r) => return r.into_response(),
     };
-    let command = Command {
-        client_id,
-        seq,
-        op: Op::Put {
+    let op = match condition(&headers) {
+        Ok(None) => Op::Put {
             key: key.clone(),
             value: put.value,
         },
+        Ok(Some(condition)) => Op::PutIf {
+            key: key.clone(),
+            value: put.value,
+            condition,
+        },
+        Err(r) => return r.into_response(),
     };
+    let command = Command { client_id, seq, op };
     let forwarded_in = headers.contains_key(HEADER_FORWARDED);
     // Built only if this node has to forward the write.
     let fwd =
@@ -236,11 +362,15 @@ pub(super) async fn delete_key(
         Ok(ids) => ids,
         Err(r) => return r.into_response(),
     };
-    let command = Command {
-        client_id,
-        seq,
-        op: Op::Delete { key: key.clone() },
+    let op = match condition(&headers) {
+        Ok(None) => Op::Delete { key: key.clone() },
+        Ok(Some(condition)) => Op::DeleteIf {
+            key: key.clone(),
+            condition,
+        },
+        Err(r) => return r.into_response(),
     };
+    let command = Command { client_id, seq, op };
     let forwarded_in = headers.contains_key(HEADER_FORWARDED);
     let fwd =
         move || ForwardRequest::new(Method::DELETE, path_and_query(&uri), &headers, Bytes::new());
@@ -261,6 +391,88 @@ fn write_timeout(s: &AppState) -> Response {
     (StatusCode::GATEWAY_TIMEOUT, Json(body)).into_response()
 }
 
+#[derive(Deserialize)]
+pub(super) struct PrefixParams {
+    prefix: Option<String>,
+}
+
+/// `DELETE /keys?prefix=P`: removes every key starting with `P` in one
+/// replicated command (a non-empty prefix: deleting every key at once is
+/// refused). Client ids work as for any write.
+pub(super) async fn delete_prefix(
+    State(s): State<Shared>,
+    Query(p): Query<PrefixParams>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
+    let prefix = p.prefix.unwrap_or_default();
+    if prefix.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "DELETE /keys needs a non-empty ?prefix= (deleting every key at once is refused)",
+        );
+    }
+    if let Err(r) = check_key(&s, &prefix) {
+        return r.into_response();
+    }
+    let (client_id, seq) = match client_ids(&headers) {
+        Ok(ids) => ids,
+        Err(r) => return r.into_response(),
+    };
+    let command = Command {
+        client_id,
+        seq,
+        op: Op::DeletePrefix { prefix },
+    };
+    let forwarded_in = headers.contains_key(HEADER_FORWARDED);
+    let fwd =
+        move || ForwardRequest::new(Method::DELETE, path_and_query(&uri), &headers, Bytes::new());
+    let applied = match commit(&s, &command, fwd, forwarded_in).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    if let Some(r) = refused(&command, &applied.result) {
+        return r;
+    }
+    match applied.result {
+        OpResult::DeletedPrefix { deleted } => Json(DeletePrefixResponse {
+            deleted,
+            index: applied.applied_at,
+            served_by: s.id,
+        })
+        .into_response(),
+        other => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected result of a prefix delete: {other:?}"),
+        ),
+    }
+}
+
+/// The 409 answer to a write the session table refused (nothing applied).
+fn refused(command: &Command, result: &OpResult) -> Option<Response> {
+    let message = match result {
+        OpResult::Stale => format!(
+            "stale retry: a newer write of client {} was already applied",
+            command.client_id
+        ),
+        OpResult::SeqReused => format!(
+            "client {} already used sequence number {} for another write; \
+             nothing was applied (number each write anew)",
+            command.client_id, command.seq
+        ),
+        OpResult::SessionExpired => format!(
+            "client {} has no session (never registered, or forgotten \
+             after newer sessions): nothing was applied. If an earlier \
+             attempt of this write got no answer it may have been \
+             applied: check, then register again (POST /sessions) and \
+             write under the new client id",
+            command.client_id
+        ),
+        _ => return None,
+    };
+    Some(error(StatusCode::CONFLICT, message))
+}
+
 /// Commits a key write and answers with its result.
 async fn write(
     s: &AppState,
@@ -269,49 +481,44 @@ async fn write(
     fwd: impl Fn() -> ForwardRequest,
     forwarded_in: bool,
 ) -> Response {
-    let WriteOutcome { index, result } = match commit(s, &command, fwd, forwarded_in).await {
+    let WriteOutcome {
+        index,
+        result,
+        applied_at,
+    } = match commit(s, &command, fwd, forwarded_in).await {
         Ok(w) => w,
         Err(r) => return r,
     };
-    let prev = match result {
-        OpResult::Put { prev } | OpResult::Delete { prev } => prev,
-        OpResult::Cas { prev, .. } => prev,
-        OpResult::Stale => {
-            return error(
-                StatusCode::CONFLICT,
-                format!(
-                    "stale retry: a newer write of client {} was already applied",
-                    command.client_id
+    if let Some(r) = refused(&command, &result) {
+        return r;
+    }
+    let (prev, mod_index) = match result {
+        OpResult::Put { prev } => (prev, Some(applied_at)),
+        OpResult::Delete { prev } => (prev, None),
+        OpResult::Cas { prev, .. } => (prev, None),
+        OpResult::ConditionFailed { mod_index } => {
+            let error = match mod_index {
+                Some(i) => format!(
+                    "precondition failed: key `{key}` has modification index {i}; nothing \
+                     was written"
                 ),
-            )
+                None => format!("precondition failed: key `{key}` is absent; nothing was written"),
+            };
+            let body = Json(PreconditionFailed { error, mod_index });
+            return match mod_index {
+                Some(i) => (
+                    StatusCode::PRECONDITION_FAILED,
+                    [(header::ETAG, etag(i))],
+                    body,
+                )
+                    .into_response(),
+                None => (StatusCode::PRECONDITION_FAILED, body).into_response(),
+            };
         }
-        OpResult::SeqReused => {
-            return error(
-                StatusCode::CONFLICT,
-                format!(
-                    "client {} already used sequence number {} for another write; \
-                                 nothing was applied (number each write anew)",
-                    command.client_id, command.seq
-                ),
-            )
-        }
-        OpResult::SessionExpired => {
-            return error(
-                StatusCode::CONFLICT,
-                format!(
-                    "client {} has no session (never registered, or forgotten \
-                                 after newer sessions): nothing was applied. If an earlier \
-                                 attempt of this write got no answer it may have been \
-                                 applied: check, then register again (POST /sessions) and \
-                                 write under the new client id",
-                    command.client_id
-                ),
-            )
-        }
-        OpResult::Registered { .. } => {
+        other => {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "a key write was answered as a registration",
+                format!("unexpected result of a key write: {other:?}"),
             )
         }
     };
@@ -320,6 +527,7 @@ async fn write(
         index,
         prev,
         served_by: s.id,
+        mod_index,
     })
     .into_response()
 }

@@ -67,7 +67,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/key", any(keys::empty_key))
         .route("/key/", any(keys::empty_key))
-        .route("/keys", get(keys::list_keys))
+        .route("/keys", get(keys::list_keys).delete(keys::delete_prefix))
         .route("/sessions", post(keys::register_session))
         .route("/status", get(cluster::status))
         .route("/cluster", get(cluster::cluster))
