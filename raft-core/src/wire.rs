@@ -430,7 +430,7 @@ pub struct LogEntrySummary {
     /// `noop`, `command` or `config`.
     pub kind: String,
     /// A short description without values: `put k`, `del k`, `cas k`,
-    /// `session`, `noop`, `config`.
+    /// `put-if k`, `del-if k`, `del-prefix p`, `session`, `noop`, `config`.
     pub summary: String,
 }
 
@@ -448,6 +448,9 @@ impl From<&crate::types::Entry> for LogEntrySummary {
                     Op::Delete { key } => format!("del {key}"),
                     Op::Cas { key, .. } => format!("cas {key}"),
                     Op::Register => "session".to_string(),
+                    Op::PutIf { key, .. } => format!("put-if {key}"),
+                    Op::DeleteIf { key, .. } => format!("del-if {key}"),
+                    Op::DeletePrefix { prefix } => format!("del-prefix {prefix}"),
                 },
             ),
         };
