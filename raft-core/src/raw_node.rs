@@ -480,6 +480,11 @@ impl RawNode {
         self.raft.log.entry(index)
     }
 
+    /// The index of the snapshot its log starts after.
+    pub fn snapshot_index(&self) -> Index {
+        self.raft.log.snapshot.meta.index
+    }
+
     /// Its full status.
     pub fn status(&self) -> Status {
         let r = &self.raft;

@@ -167,6 +167,7 @@ pub async fn run_with_storage(
         NodeOptions {
             tick: settings.tick,
             snapshot_every: settings.snapshot_every,
+            snapshot_catchup_entries: settings.snapshot_catchup_entries,
             url: url.clone(),
             decoded: decoded.clone(),
             directory: directory.clone(),

@@ -12,6 +12,7 @@ fn replica(voters: Vec<NodeId>) -> Replica {
         SnapshotPolicy {
             every: 0,
             log_percent: 0,
+            catchup_entries: 0,
         },
     )
     .expect("valid configuration")
@@ -398,6 +399,7 @@ fn a_failed_snapshot_answers_its_request_and_waits_before_the_next() {
         SnapshotPolicy {
             every: 2,
             log_percent: 0,
+            catchup_entries: 0,
         },
     )
     .unwrap();
@@ -459,6 +461,7 @@ fn sessions_are_registered_through_the_log_and_limited_by_the_config() {
         SnapshotPolicy {
             every: 0,
             log_percent: 0,
+            catchup_entries: 0,
         },
     )
     .unwrap();
@@ -513,6 +516,7 @@ fn the_successor_is_the_most_caught_up_voter_heard_from_recently() {
         SnapshotPolicy {
             every: 0,
             log_percent: 0,
+            catchup_entries: 0,
         },
     )
     .unwrap();
@@ -589,6 +593,7 @@ fn a_restart_from_a_snapshot_above_the_durable_commit_and_term_starts_at_the_sna
     let policy = SnapshotPolicy {
         every: 0,
         log_percent: 0,
+        catchup_entries: 0,
     };
     let mut r = Replica::new(Config::new(1), persisted, policy).expect("restarts");
     let s = r.raw().status();
@@ -718,4 +723,76 @@ fn a_compaction_hands_back_what_it_removed_once() {
     r.snapshot_recorded(stale.snapshot(), stale.applied_bytes)
         .unwrap();
     assert!(r.take_compacted().is_none());
+}
+
+/// The catch-up margin: a written snapshot is handed to the core (which
+/// drops the log it covers) only once `catchup_entries` more entries are
+/// applied, so the log always holds at least that many entries before the
+/// applied index and a follower less far behind is sent entries; a
+/// requested snapshot compacts at once.
+#[test]
+fn a_snapshot_compacts_the_log_only_once_the_catchup_margin_is_applied() {
+    let mut r = Replica::new(
+        Config::new(1),
+        PersistedState::bootstrap(Membership::new(vec![1])),
+        SnapshotPolicy {
+            every: 10,
+            log_percent: 0,
+            catchup_entries: 5,
+        },
+    )
+    .unwrap();
+    drain(&mut r);
+    let write = |r: &mut Replica, n: usize| {
+        for i in 0..n {
+            r.propose(put(i as u64, "k")).unwrap();
+        }
+        drain(r);
+    };
+    write(&mut r, 10);
+    let job = r.snapshot_job().expect("10 entries applied");
+    let s = job.meta.index;
+    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+        .unwrap();
+    assert_eq!(
+        r.snapshot_index(),
+        s,
+        "the newest snapshot is the written one"
+    );
+    assert_eq!(r.raw().snapshot_index(), 0, "the log is kept: margin");
+    assert!(r.take_compacted().is_none());
+    write(&mut r, 4);
+    assert_eq!(r.raw().snapshot_index(), 0, "4 entries past it: kept");
+    write(&mut r, 1);
+    let applied = r.kv().applied_index();
+    assert_eq!(applied, s + 5);
+    assert_eq!(r.raw().snapshot_index(), s, "5 entries past it: compacted");
+    let gone = r.take_compacted().expect("what the compaction removed");
+    assert_eq!(gone.entries.len() as u64, s);
+    // What a follower 5 entries behind needs is still there.
+    assert!(r.raw().entry(applied - 4).is_some());
+    assert!(
+        r.raw().entry(s).is_none(),
+        "the log starts after the snapshot"
+    );
+
+    // Another automatic snapshot within the margin, then an operator's
+    // request: the requested one compacts at once (it is asked for to cut
+    // the log now), the automatic one in between is simply overtaken.
+    write(&mut r, 10);
+    let job = r.snapshot_job().expect("due");
+    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+        .unwrap();
+    assert_eq!(r.raw().snapshot_index(), s);
+    write(&mut r, 2);
+    let id = r.request_snapshot();
+    let job = r.snapshot_job().expect("asked");
+    let asked = job.meta.index;
+    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+        .unwrap();
+    assert_eq!(r.raw().snapshot_index(), asked);
+    assert_eq!(
+        r.take_outcomes().last(),
+        Some(&(id, Outcome::Snapshot(Ok(asked))))
+    );
 }

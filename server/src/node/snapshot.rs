@@ -120,7 +120,7 @@ impl Node {
 /// Frees what a compaction removed (up to a million entries and the old
 /// snapshot's image: tens of milliseconds of `free`) on a thread of its
 /// own, not on the Raft loop.
-fn free_off_loop(compacted: Option<raft_core::Compacted>) {
+pub(super) fn free_off_loop(compacted: Option<raft_core::Compacted>) {
     let Some(compacted) = compacted else {
         return;
     };
