@@ -140,6 +140,7 @@ pub async fn run_with_storage(
                 token: settings.cluster_token.clone(),
             },
             snapshot_chunk_bytes: settings.snapshot_chunk_bytes,
+            snapshot_dir: Some(settings.data_dir.clone()),
             pool_idle: settings.idle_timeout / 2,
         },
         partition.clone(),

@@ -133,7 +133,7 @@ pub struct Replica {
     /// Snapshots written and recorded by the driver but not yet handed to
     /// the core (within the catch-up margin of the applied index), oldest
     /// first.
-    uncompacted: Vec<Snapshot>,
+    uncompacted: Vec<SnapshotMeta>,
     /// `Faults::ignore_sessions`: the state machine applies retries again.
     #[cfg(feature = "faults")]
     ignore_sessions: bool,
@@ -478,7 +478,8 @@ impl Replica {
         }
     }
 
-    /// The snapshot of a job is durable: it is the newest snapshot, and the
+    /// The snapshot of a job is durable (`bytes`: the size of its image): it
+    /// is the newest snapshot, and the
     /// log it covers is dropped once `catchup_entries` more entries are
     /// applied (at once when a [`Replica::request_snapshot`] waits for it),
     /// so a follower less than that behind still gets entries. A snapshot
@@ -486,14 +487,14 @@ impl Replica {
     /// ignored.
     pub fn snapshot_recorded(
         &mut self,
-        snapshot: Snapshot,
+        snapshot: SnapshotMeta,
+        bytes: u64,
         applied_bytes: u64,
     ) -> Result<(), NotAccepted> {
-        let index = snapshot.meta.index;
-        let bytes = snapshot.data.len() as u64;
+        let index = snapshot.index;
         self.snapshots.finished();
         let r = if index > self.snapshots.index {
-            self.check_meta(&snapshot.meta).map(|()| {
+            self.check_meta(&snapshot).map(|()| {
                 self.snapshots.taken(index, bytes, applied_bytes);
                 let asked = !self.pending.snapshots.is_empty();
                 self.uncompacted.push(snapshot);
@@ -528,7 +529,7 @@ impl Replica {
     /// `snapshot index - SnapshotCatchUpEntries` for the same reason).
     fn compact_due(&mut self, now: bool) {
         let in_core = self.raw.snapshot_index();
-        self.uncompacted.retain(|s| s.meta.index > in_core);
+        self.uncompacted.retain(|s| s.index > in_core);
         let applied = self.kv.applied_index();
         let margin = if now {
             0
@@ -538,7 +539,7 @@ impl Replica {
         let Some(due) = self
             .uncompacted
             .iter()
-            .rposition(|s| s.meta.index.saturating_add(margin) <= applied)
+            .rposition(|s| s.index.saturating_add(margin) <= applied)
         else {
             return;
         };

@@ -208,7 +208,7 @@ fn a_requested_snapshot_is_answered_once_recorded_and_an_overtaken_one_dropped()
     assert!(r.snapshot_job().is_none(), "one at a time");
     let stale = job.clone();
     let applied = job.meta.index;
-    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+    r.snapshot_recorded(job.meta.clone(), 0, job.applied_bytes)
         .unwrap();
     assert_eq!(
         r.take_outcomes(),
@@ -224,7 +224,7 @@ fn a_requested_snapshot_is_answered_once_recorded_and_an_overtaken_one_dropped()
     // The same job reported again, as when a newer snapshot overtook it:
     // dropped, not an error, nothing changes.
     assert_eq!(
-        r.snapshot_recorded(stale.snapshot(), stale.applied_bytes),
+        r.snapshot_recorded(stale.meta.clone(), 0, stale.applied_bytes),
         Ok(())
     );
     assert_eq!(r.snapshot_index(), applied);
@@ -708,7 +708,7 @@ fn a_compaction_hands_back_what_it_removed_once() {
     let job = r.snapshot_job().expect("a job for the request");
     let stale = job.clone();
     let applied = job.meta.index;
-    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+    r.snapshot_recorded(job.meta.clone(), 0, job.applied_bytes)
         .unwrap();
     let gone = r.take_compacted().expect("the compaction's leftovers");
     let indices: Vec<_> = gone.entries.iter().map(|e| e.index).collect();
@@ -717,10 +717,10 @@ fn a_compaction_hands_back_what_it_removed_once() {
         (1..=applied).collect::<Vec<_>>(),
         "every covered entry"
     );
-    assert_eq!(gone.snapshot.meta.index, 0, "the snapshot it replaced");
+    assert_eq!(gone.snapshot.index, 0, "the snapshot it replaced");
     assert!(r.take_compacted().is_none(), "handed out once");
     // An overtaken job compacts nothing.
-    r.snapshot_recorded(stale.snapshot(), stale.applied_bytes)
+    r.snapshot_recorded(stale.meta.clone(), 0, stale.applied_bytes)
         .unwrap();
     assert!(r.take_compacted().is_none());
 }
@@ -752,7 +752,7 @@ fn a_snapshot_compacts_the_log_only_once_the_catchup_margin_is_applied() {
     write(&mut r, 10);
     let job = r.snapshot_job().expect("10 entries applied");
     let s = job.meta.index;
-    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+    r.snapshot_recorded(job.meta.clone(), 0, job.applied_bytes)
         .unwrap();
     assert_eq!(
         r.snapshot_index(),
@@ -781,14 +781,14 @@ fn a_snapshot_compacts_the_log_only_once_the_catchup_margin_is_applied() {
     // the log now), the automatic one in between is simply overtaken.
     write(&mut r, 10);
     let job = r.snapshot_job().expect("due");
-    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+    r.snapshot_recorded(job.meta.clone(), 0, job.applied_bytes)
         .unwrap();
     assert_eq!(r.raw().snapshot_index(), s);
     write(&mut r, 2);
     let id = r.request_snapshot();
     let job = r.snapshot_job().expect("asked");
     let asked = job.meta.index;
-    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+    r.snapshot_recorded(job.meta.clone(), 0, job.applied_bytes)
         .unwrap();
     assert_eq!(r.raw().snapshot_index(), asked);
     assert_eq!(

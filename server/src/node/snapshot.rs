@@ -86,8 +86,15 @@ impl Node {
                     .snapshot_failed(index, format!("snapshot failed: {e}"));
             }
             Ok(()) => match self.storage.record_snapshot(&snapshot) {
-                Ok(()) => match self.replica.snapshot_recorded(snapshot, applied_bytes) {
+                Ok(()) => match self.replica.snapshot_recorded(
+                    snapshot.meta.clone(),
+                    bytes as u64,
+                    applied_bytes,
+                ) {
                     Ok(()) => {
+                        // The image is in the file now; the core keeps the
+                        // metadata, and a lagging follower is sent the file.
+                        free_image_off_loop(snapshot);
                         free_off_loop(self.replica.take_compacted());
                         Metrics::inc(&self.metrics.snapshots);
                         self.metrics
@@ -105,7 +112,12 @@ impl Node {
                     // A newer snapshot from the leader arrived meanwhile;
                     // the replica drops this one (it is not newer).
                     warn!(index, current, "snapshot overtaken by a newer one; dropped");
-                    let _ = self.replica.snapshot_recorded(snapshot, applied_bytes);
+                    let _ = self.replica.snapshot_recorded(
+                        snapshot.meta.clone(),
+                        bytes as u64,
+                        applied_bytes,
+                    );
+                    free_image_off_loop(snapshot);
                 }
                 Err(e) => return Err(e.into()),
             },
@@ -133,6 +145,17 @@ pub(super) fn free_off_loop(compacted: Option<raft_core::Compacted>) {
     // No thread: the closure, and what it holds, is freed here after all.
     if let Err(e) = spawned {
         warn!("cannot start a thread to free the compacted log: {e}");
+    }
+}
+
+/// Frees a written snapshot's image (tens of megabytes) on a thread of its
+/// own, as [`free_off_loop`] does the compacted log.
+fn free_image_off_loop(snapshot: Snapshot) {
+    let spawned = std::thread::Builder::new()
+        .name("snapshot-free".into())
+        .spawn(move || drop(snapshot));
+    if let Err(e) = spawned {
+        warn!("cannot start a thread to free a snapshot image: {e}");
     }
 }
 

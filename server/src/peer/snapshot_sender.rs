@@ -9,6 +9,16 @@
 //! batch connection meanwhile, so a large snapshot does not cost the
 //! follower its leader. A chunk that fails abandons the transfer; the Raft
 //! core sends the snapshot again when the follower does not answer.
+//!
+//! The core's InstallSnapshot carries only the snapshot's metadata (it
+//! keeps no image in memory): the sender reads the newest snapshot file of
+//! the data directory, at or after the index the core named, and sends
+//! that, metadata and image. It may be newer than the core's (the catch-up
+//! margin delays compaction, or a snapshot was recorded since): any
+//! snapshot of this leader's applied state is a committed prefix of its
+//! log, and the follower's acknowledgement of the newer index moves its
+//! progress on (`raft/replication.rs`, `send_snapshot`). The image is in
+//! memory only while it is being sent.
 
 use std::sync::{Arc, Mutex};
 
@@ -82,6 +92,8 @@ pub struct SnapshotSender {
     pub metrics: Arc<Metrics>,
     /// Chunk size.
     pub chunk_bytes: usize,
+    /// Where the snapshot files are.
+    pub snapshot_dir: Option<std::path::PathBuf>,
     /// The HTTP client.
     pub client: reqwest::Client,
 }
@@ -90,7 +102,14 @@ impl SnapshotSender {
     /// Sends snapshots until the task is aborted.
     pub async fn run(self) {
         loop {
-            let msg = self.outbox.take().await;
+            let asked = self.outbox.take().await;
+            let MessageBody::InstallSnapshot { snapshot } = &asked.body else {
+                continue;
+            };
+            let asked_index = snapshot.meta.index;
+            let Some(msg) = self.with_newest_snapshot(&asked).await else {
+                continue;
+            };
             let MessageBody::InstallSnapshot { snapshot } = &msg.body else {
                 continue;
             };
@@ -105,10 +124,11 @@ impl SnapshotSender {
                     info!(
                         peer = self.peer,
                         index,
+                        asked = asked_index,
                         chunks = count,
                         "snapshot sent to the peer"
                     );
-                    self.outbox.forget_resend_of(msg.term, index);
+                    self.outbox.forget_resend_of(msg.term, asked_index);
                 }
                 Err(e) => {
                     Metrics::inc(&self.metrics.snapshot_transfers_failed);
@@ -117,6 +137,49 @@ impl SnapshotSender {
                         index, "snapshot transfer abandoned (Raft will resend): {e}"
                     );
                 }
+            }
+        }
+    }
+
+    /// `asked` with the newest snapshot file at or after its index in
+    /// place of its image-less snapshot, read off the async workers; `None`
+    /// (logged) when there is none or it cannot be read: Raft asks again.
+    async fn with_newest_snapshot(&self, asked: &Message) -> Option<Message> {
+        let mut msg = asked.clone();
+        let wanted = msg.snapshot_to_send()?;
+        let index = wanted.meta.index;
+        let Some(dir) = self.snapshot_dir.clone() else {
+            warn!(
+                peer = self.peer,
+                index, "no data directory to send a snapshot from"
+            );
+            return None;
+        };
+        let read =
+            tokio::task::spawn_blocking(move || crate::storage::read_newest_snapshot(&dir, index))
+                .await;
+        match read {
+            Ok(Ok(Some(newest))) => {
+                *wanted = newest;
+                Some(msg)
+            }
+            Ok(Ok(None)) => {
+                warn!(
+                    peer = self.peer,
+                    index, "no snapshot file at or after the index to send"
+                );
+                None
+            }
+            Ok(Err(e)) => {
+                warn!(
+                    peer = self.peer,
+                    index, "cannot read the snapshot to send: {e}"
+                );
+                None
+            }
+            Err(e) => {
+                warn!(peer = self.peer, index, "the snapshot read failed: {e}");
+                None
             }
         }
     }

@@ -97,6 +97,27 @@ pub fn newest_snapshot_file(
 }
 
 /// How a [`DiskStorage`] writes.
+/// The newest snapshot file in `dir` at or after `index`, read whole: what
+/// a leader sends a lagging follower (the Raft core keeps no image). A
+/// file removed between the listing and the read (a newer snapshot was
+/// recorded meanwhile, and compaction removes the older files) is looked
+/// for again; `None` when there is no such file.
+pub fn read_newest_snapshot(
+    dir: &std::path::Path,
+    index: raft_core::Index,
+) -> Result<Option<Snapshot>, StorageError> {
+    loop {
+        let Some((at, path)) = newest_snapshot_file(dir, index)? else {
+            return Ok(None);
+        };
+        match snapshot_file::read(&path, at) {
+            Err(StorageError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            other => return other.map(Some),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskOptions {
     /// fsync files and the directory so that a returned call survives a
