@@ -71,6 +71,42 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
+    /// Writes the snapshot of `kv` at `meta` durably, the image serialized
+    /// straight into the file (never whole in memory); returns what
+    /// [`Storage::record_snapshot`] takes and the image's length. With a
+    /// directory that is the metadata alone (`data` empty: the image is in
+    /// the file, and recording reads only the metadata); an in-memory
+    /// store keeps the image, so it is serialized into `data`.
+    pub fn write_state(
+        &self,
+        meta: &raft_core::SnapshotMeta,
+        kv: &raft_core::KvStore,
+    ) -> Result<(Snapshot, u64), StorageError> {
+        match &self.dir {
+            Some(dir) => {
+                let (_, len) = snapshot_file::write_streamed(dir, meta, self.sync, |out| {
+                    kv.write_snapshot(out)
+                })?;
+                let snapshot = Snapshot {
+                    meta: meta.clone(),
+                    data: Vec::new(),
+                };
+                Ok((snapshot, len))
+            }
+            None => {
+                let data = kv.snapshot();
+                let len = data.len() as u64;
+                Ok((
+                    Snapshot {
+                        meta: meta.clone(),
+                        data,
+                    },
+                    len,
+                ))
+            }
+        }
+    }
+
     /// Writes `snapshot`'s file; returns once it is durable.
     pub fn write(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
         match &self.dir {

@@ -16,7 +16,7 @@
 //! most one chunk.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use raft_core::{Index, Snapshot, SnapshotMeta};
@@ -48,49 +48,90 @@ fn write_paced(
     sync: bool,
     sync_every: u64,
 ) -> Result<PathBuf, StorageError> {
-    let path = dir.join(snapshot_name(snap.meta.index));
+    write_streamed_paced(dir, &snap.meta, sync, sync_every, |out| {
+        out.write_all(&snap.data)
+    })
+    .map(|(path, _)| path)
+}
+
+/// Writes the snapshot at `meta` durably into `dir`, its image produced by
+/// `image` straight into the file (a state serialized as it is written is
+/// never whole in memory); returns the path and the image's length. The
+/// file is the one [`write`] makes of the same bytes.
+pub(crate) fn write_streamed(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    sync: bool,
+    image: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(PathBuf, u64), StorageError> {
+    write_streamed_paced(dir, meta, sync, SYNC_EVERY, image)
+}
+
+fn write_streamed_paced(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    sync: bool,
+    sync_every: u64,
+    image: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(PathBuf, u64), StorageError> {
+    let path = dir.join(snapshot_name(meta.index));
     let tmp = tmp_path(&path);
-    let meta = postcard::to_stdvec(&snap.meta).map_err(|source| StorageError::Encode {
+    let meta_bytes = postcard::to_stdvec(meta).map_err(|source| StorageError::Encode {
         what: "snapshot metadata",
         source,
     })?;
-    let meta_len = u32::try_from(meta.len()).map_err(|_| StorageError::RecordTooLarge {
-        len: meta.len(),
+    let meta_len = u32::try_from(meta_bytes.len()).map_err(|_| StorageError::RecordTooLarge {
+        len: meta_bytes.len(),
         max: u32::MAX as usize,
     })?;
     let file = File::create(&tmp).map_err(io_err(&tmp, "create"))?;
     let paced = Paced::new(file, if sync { sync_every } else { 0 });
-    let mut out = CrcWriter {
-        inner: BufWriter::with_capacity(BUF_BYTES, paced),
-        crc: crc32fast::Hasher::new(),
-    };
-    let body = [
-        &SNAP_MAGIC[..],
-        &SNAP_VERSION.to_le_bytes(),
-        &meta_len.to_le_bytes(),
-        &meta,
-        &(snap.data.len() as u64).to_le_bytes(),
-        &snap.data,
-    ];
-    for part in body {
-        out.write_all(part).map_err(io_err(&tmp, "write"))?;
-    }
-    let crc = out.crc.finalize();
-    let mut inner = out.inner;
-    inner
-        .write_all(&crc.to_le_bytes())
-        .and_then(|()| inner.flush())
+    let mut head = Vec::with_capacity(16 + meta_bytes.len());
+    head.extend_from_slice(&SNAP_MAGIC);
+    head.extend_from_slice(&SNAP_VERSION.to_le_bytes());
+    head.extend_from_slice(&meta_len.to_le_bytes());
+    head.extend_from_slice(&meta_bytes);
+    let mut out = BufWriter::with_capacity(BUF_BYTES, paced);
+    // The image's length precedes it but is known only once it is written:
+    // a placeholder now, the length written over it after.
+    out.write_all(&head)
+        .and_then(|()| out.write_all(&[0; 8]))
         .map_err(io_err(&tmp, "write"))?;
-    let file = inner
+    let mut data = CrcWriter {
+        inner: out,
+        crc: crc32fast::Hasher::new(),
+        len: 0,
+    };
+    image(&mut data).map_err(io_err(&tmp, "write"))?;
+    let CrcWriter {
+        inner: mut out,
+        crc: data_crc,
+        len: data_len,
+    } = data;
+    out.flush().map_err(io_err(&tmp, "write"))?;
+    let mut file = out
         .into_inner()
         .map_err(|e| io_err(&tmp, "write")(e.into_error()))?
         .file;
+    // The checksum covers everything before it, in file order: the head,
+    // the length, then the image (whose CRC was taken as it went by).
+    let len_bytes = data_len.to_le_bytes();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&head);
+    crc.update(&len_bytes);
+    crc.combine(&data_crc);
+    let crc = crc.finalize();
+    file.seek(SeekFrom::Start(head.len() as u64))
+        .and_then(|_| file.write_all(&len_bytes))
+        .and_then(|()| file.seek(SeekFrom::End(0)))
+        .and_then(|_| file.write_all(&crc.to_le_bytes()))
+        .map_err(io_err(&tmp, "write"))?;
     if sync {
         file.sync_all().map_err(io_err(&tmp, "fsync"))?;
     }
     fs::rename(&tmp, &path).map_err(io_err(&path, "rename into place"))?;
     sync_dir(dir, sync)?;
-    Ok(path)
+    Ok((path, data_len))
 }
 
 /// Reads and verifies the snapshot file `path`, which by its name holds the
@@ -213,12 +254,15 @@ impl Write for Paced {
 struct CrcWriter<W> {
     inner: W,
     crc: crc32fast::Hasher,
+    /// Bytes written through it.
+    len: u64,
 }
 
 impl<W: Write> Write for CrcWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.crc.update(&buf[..n]);
+        self.len += n as u64;
         Ok(n)
     }
 
@@ -325,6 +369,47 @@ mod tests {
                 "pushed every {every}"
             );
             assert_eq!(read(&path, 9).expect("read"), s);
+        }
+    }
+
+    /// A state serialized straight into the file (its length and checksum
+    /// known only at the end) makes the very file of the same image
+    /// written from memory.
+    #[test]
+    fn a_streamed_image_makes_the_same_file() {
+        let mut kv = raft_core::KvStore::new();
+        for i in 0..2_000u64 {
+            kv.apply(&raft_core::Entry {
+                term: 3,
+                index: i + 1,
+                payload: raft_core::Payload::command(raft_core::Command {
+                    client_id: 0,
+                    seq: 0,
+                    op: raft_core::Op::Put {
+                        key: format!("key{i}"),
+                        value: "v".repeat(100),
+                    },
+                }),
+            });
+        }
+        let s = Snapshot {
+            meta: snap(2_000).meta,
+            data: kv.snapshot(),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let whole = fs::read(write(dir.path(), &s, false).expect("write")).expect("read");
+        for every in [0, 4096] {
+            let (path, len) = write_streamed_paced(dir.path(), &s.meta, every != 0, every, |out| {
+                kv.write_snapshot(out)
+            })
+            .expect("streamed write");
+            assert_eq!(len, s.data.len() as u64);
+            assert_eq!(
+                fs::read(&path).expect("read"),
+                whole,
+                "pushed every {every}"
+            );
+            assert_eq!(read(&path, 2_000).expect("read"), s);
         }
     }
 
