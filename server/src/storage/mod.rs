@@ -57,7 +57,7 @@ pub trait Storage: Send + 'static {
     }
     /// What writes a snapshot's file durably, away from the Raft loop (on another thread, while `persist` goes on). The file counts only once [`Storage::record_snapshot`] recorded it.
     fn snapshot_writer(&self) -> SnapshotWriter;
-    /// Records a snapshot whose file a [`SnapshotWriter`] wrote, and compacts as [`Storage::save_snapshot`] does. A snapshot older than the one already stored is refused with [`StorageError::SnapshotOutOfDate`] (its file is removed).
+    /// Records a snapshot whose file a [`SnapshotWriter`] wrote, and compacts as [`Storage::save_snapshot`] does. A snapshot older than the one already stored is refused with [`StorageError::SnapshotOutOfDate`] (its file is removed). A directory store reads only `snapshot.meta` (the image is in the file, as [`SnapshotWriter::write_state`] leaves it); the in-memory store keeps `snapshot.data`.
     fn record_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
 }
 
