@@ -38,6 +38,7 @@ mod wal;
 pub use disk::DiskStorage;
 pub use error::StorageError;
 pub use memory::MemoryStorage;
+pub use snapshot_file::SnapshotSource;
 
 /// Where a node keeps its Raft state. One `persist` = one fsync (group commit).
 pub trait Storage: Send + 'static {
@@ -133,20 +134,21 @@ pub fn newest_snapshot_file(
 }
 
 /// How a [`DiskStorage`] writes.
-/// The newest snapshot file in `dir` at or after `index`, read whole: what
-/// a leader sends a lagging follower (the Raft core keeps no image). A
-/// file removed between the listing and the read (a newer snapshot was
-/// recorded meanwhile, and compaction removes the older files) is looked
-/// for again; `None` when there is no such file.
-pub fn read_newest_snapshot(
+/// The newest snapshot file in `dir` at or after `index`, opened and
+/// verified for its image to be read in pieces: what a leader streams to a
+/// lagging follower (the Raft core keeps no image). A file removed between
+/// the listing and the opening (a newer snapshot was recorded meanwhile,
+/// and compaction removes the older files; an open file stays readable) is
+/// looked for again; `None` when there is no such file.
+pub fn open_newest_snapshot(
     dir: &std::path::Path,
     index: raft_core::Index,
-) -> Result<Option<Snapshot>, StorageError> {
+) -> Result<Option<SnapshotSource>, StorageError> {
     loop {
         let Some((at, path)) = newest_snapshot_file(dir, index)? else {
             return Ok(None);
         };
-        match snapshot_file::read(&path, at) {
+        match SnapshotSource::open(&path, at) {
             Err(StorageError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound => {}
             other => return other.map(Some),
