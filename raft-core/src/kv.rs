@@ -704,6 +704,18 @@ impl KvStore {
     }
 }
 
+impl KvStore {
+    /// [`KvStore::snapshot`]'s bytes, written to `out` as they are
+    /// serialized: a large state is never held as one buffer beside the
+    /// live map (the server streams it into its snapshot file).
+    pub fn write_snapshot<W: std::io::Write>(&self, mut out: W) -> std::io::Result<()> {
+        out.write_all(&[IMAGE_FORMAT])?;
+        postcard::to_io(self, out)
+            .map(drop)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

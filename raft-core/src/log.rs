@@ -2,17 +2,19 @@
 //! with the commit, apply and persistence cursors.
 //!
 //! The whole uncompacted suffix lives in memory; the driver keeps it bounded
-//! by taking snapshots ([`crate::RawNode::compact`]).
+//! by taking snapshots ([`crate::RawNode::compact`]). Of the snapshot only
+//! its metadata is kept: its image is the driver's (a file), which the
+//! driver supplies when it sends the snapshot to a lagging follower.
 
-use crate::types::{Compacted, Entry, Index, Membership, Payload, Snapshot, SnapshotMeta, Term};
+use crate::types::{Compacted, Entry, Index, Membership, Payload, SnapshotMeta, Term};
 
 /// The log and its cursors. Invariant:
 /// `snapshot.index <= applied <= commit <= last_index()` and
 /// `entries[i].index == snapshot.index + 1 + i`.
 #[derive(Clone, Debug)]
 pub struct RaftLog {
-    /// The newest snapshot (its data is kept to send to lagging followers).
-    pub snapshot: Snapshot,
+    /// Where the newest snapshot sits (its image is the driver's).
+    pub snapshot: SnapshotMeta,
     entries: Vec<Entry>,
     /// The highest index known to be committed.
     pub commit: Index,
@@ -26,8 +28,8 @@ pub struct RaftLog {
 
 impl RaftLog {
     /// A log restored from persisted state: everything given is durable.
-    pub fn restore(snapshot: Snapshot, entries: Vec<Entry>, commit: Index) -> Self {
-        let first = snapshot.meta.index + 1;
+    pub fn restore(snapshot: SnapshotMeta, entries: Vec<Entry>, commit: Index) -> Self {
+        let first = snapshot.index + 1;
         // Keep only a contiguous run starting right after the snapshot.
         let entries: Vec<Entry> = entries
             .into_iter()
@@ -36,8 +38,8 @@ impl RaftLog {
             .take_while(|(i, e)| e.index == first + *i as u64)
             .map(|(_, e)| e)
             .collect();
-        let last = snapshot.meta.index + entries.len() as u64;
-        let snap_index = snapshot.meta.index;
+        let last = snapshot.index + entries.len() as u64;
+        let snap_index = snapshot.index;
         RaftLog {
             snapshot,
             entries,
@@ -50,24 +52,22 @@ impl RaftLog {
 
     /// The index just after the snapshot.
     pub fn first_index(&self) -> Index {
-        self.snapshot.meta.index + 1
+        self.snapshot.index + 1
     }
 
     /// The last index (the snapshot's when the log is empty).
     pub fn last_index(&self) -> Index {
-        self.snapshot.meta.index + self.entries.len() as u64
+        self.snapshot.index + self.entries.len() as u64
     }
 
     /// The term of the last entry.
     pub fn last_term(&self) -> Term {
-        self.entries
-            .last()
-            .map_or(self.snapshot.meta.term, |e| e.term)
+        self.entries.last().map_or(self.snapshot.term, |e| e.term)
     }
 
     /// The term of the entry at `index`; `None` when compacted or beyond the end.
     pub fn term(&self, index: Index) -> Option<Term> {
-        let snap = &self.snapshot.meta;
+        let snap = &self.snapshot;
         if index == snap.index {
             return Some(snap.term);
         }
@@ -133,7 +133,7 @@ impl RaftLog {
             }
             i -= 1;
         }
-        (self.snapshot.meta.index, &self.snapshot.meta.membership)
+        (self.snapshot.index, &self.snapshot.membership)
     }
 
     pub fn push(&mut self, entry: Entry) {
@@ -193,7 +193,7 @@ impl RaftLog {
             match self.term(i) {
                 Some(t) if t > term => i -= 1,
                 Some(t) => return (i, t),
-                None => return (self.snapshot.meta.index, self.snapshot.meta.term),
+                None => return (self.snapshot.index, self.snapshot.term),
             }
         }
     }
@@ -235,8 +235,8 @@ impl RaftLog {
     }
 
     /// Replaces the whole log with a snapshot received from the leader.
-    pub fn restore_snapshot(&mut self, snapshot: Snapshot) {
-        let index = snapshot.meta.index;
+    pub fn restore_snapshot(&mut self, snapshot: SnapshotMeta) {
+        let index = snapshot.index;
         self.entries.clear();
         self.snapshot = snapshot;
         self.commit = index;
@@ -246,14 +246,13 @@ impl RaftLog {
     }
 
     /// Drops entries up to `meta.index`, covered by a snapshot the driver
-    /// took, and returns them with the snapshot replaced (nothing is freed
-    /// here).
-    pub fn compact(&mut self, meta: SnapshotMeta, data: Vec<u8>) -> Compacted {
-        let drop = (meta.index - self.snapshot.meta.index) as usize;
+    /// took, and returns them (nothing is freed here).
+    pub fn compact(&mut self, meta: SnapshotMeta) -> Compacted {
+        let drop = (meta.index - self.snapshot.index) as usize;
         let kept = self.entries.split_off(drop.min(self.entries.len()));
         Compacted {
             entries: std::mem::replace(&mut self.entries, kept),
-            snapshot: std::mem::replace(&mut self.snapshot, Snapshot { meta, data }),
+            snapshot: std::mem::replace(&mut self.snapshot, meta),
         }
     }
 }
@@ -276,7 +275,7 @@ mod tests {
             .enumerate()
             .map(|(i, &t)| e(i as u64 + 1, t))
             .collect();
-        RaftLog::restore(Snapshot::default(), entries, 0)
+        RaftLog::restore(SnapshotMeta::default(), entries, 0)
     }
 
     #[test]
@@ -318,20 +317,17 @@ mod tests {
     #[test]
     fn compaction_keeps_terms_answerable() {
         let mut l = log(&[1, 2, 3]);
-        let gone = l.compact(
-            SnapshotMeta {
-                index: 2,
-                term: 2,
-                membership: Default::default(),
-            },
-            vec![],
-        );
+        let gone = l.compact(SnapshotMeta {
+            index: 2,
+            term: 2,
+            membership: Default::default(),
+        });
         assert_eq!(
             gone.entries,
             vec![e(1, 1), e(2, 2)],
             "handed back, not freed"
         );
-        assert_eq!(gone.snapshot, Snapshot::default());
+        assert_eq!(gone.snapshot, SnapshotMeta::default());
         assert_eq!(l.first_index(), 3);
         assert_eq!(l.term(2), Some(2));
         assert_eq!(l.term(1), None);

@@ -119,6 +119,22 @@ pub enum MessageBody {
     TimeoutNow,
 }
 
+impl Message {
+    /// The snapshot of an `InstallSnapshot` leaving the core, for the
+    /// driver to fill in: the core keeps only snapshot metadata, so its
+    /// message carries `data` empty, and the driver replaces the whole
+    /// snapshot (metadata and image) with the newest one it persisted,
+    /// whose index is at least the metadata's (see `send_snapshot` in
+    /// `raft/replication.rs` for why a newer one is as good). `None` for
+    /// other messages.
+    pub fn snapshot_to_send(&mut self) -> Option<&mut crate::types::Snapshot> {
+        match &mut self.body {
+            MessageBody::InstallSnapshot { snapshot } => Some(snapshot),
+            _ => None,
+        }
+    }
+}
+
 impl MessageBody {
     /// A short, stable name for logs, metrics and the dashboard.
     pub fn kind(&self) -> &'static str {

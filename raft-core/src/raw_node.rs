@@ -209,7 +209,11 @@ impl RawNode {
             snapshot,
             entries,
         } = persisted;
-        let log = RaftLog::restore(snapshot.unwrap_or_default(), entries, hard_state.commit);
+        let log = RaftLog::restore(
+            snapshot.map(|s| s.meta).unwrap_or_default(),
+            entries,
+            hard_state.commit,
+        );
         let raft = Raft::new(config, hard_state, log);
         let prev_hard_state = raft.hard_state();
         let prev_soft_state = SoftState {
@@ -285,7 +289,7 @@ impl RawNode {
                 reason: "not applied yet",
             });
         }
-        if index <= log.snapshot.meta.index {
+        if index <= log.snapshot.index {
             return Err(NotAccepted::BadSnapshot {
                 index,
                 reason: "not newer than the current snapshot",
@@ -304,24 +308,25 @@ impl RawNode {
         })
     }
 
-    /// Installs a snapshot the driver took (and already persisted) and drops
-    /// the log entries it covers. The snapshot is also what lagging
-    /// followers will be sent.
-    pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), NotAccepted> {
+    /// Installs a snapshot the driver took (and already persisted; the core
+    /// keeps its metadata only) and drops the log entries it covers. Lagging
+    /// followers are sent a snapshot at least this new, whose image the
+    /// driver supplies.
+    pub fn compact(&mut self, snapshot: SnapshotMeta) -> Result<(), NotAccepted> {
         self.compact_returning(snapshot).map(drop)
     }
 
     /// [`RawNode::compact`], handing back what it removed (the entries and
     /// the old snapshot) for the driver to free off its loop.
-    pub fn compact_returning(&mut self, snapshot: Snapshot) -> Result<Compacted, NotAccepted> {
-        let meta = self.snapshot_meta(snapshot.meta.index)?;
-        if meta != snapshot.meta {
+    pub fn compact_returning(&mut self, snapshot: SnapshotMeta) -> Result<Compacted, NotAccepted> {
+        let meta = self.snapshot_meta(snapshot.index)?;
+        if meta != snapshot {
             return Err(NotAccepted::BadSnapshot {
                 index: meta.index,
                 reason: "metadata does not match the log",
             });
         }
-        Ok(self.raft.log.compact(snapshot.meta, snapshot.data))
+        Ok(self.raft.log.compact(snapshot))
     }
 
     /// Whether [`RawNode::ready`] has anything to hand out.
@@ -490,6 +495,11 @@ impl RawNode {
         self.raft.log.entry(index)
     }
 
+    /// The index of the snapshot its log starts after.
+    pub fn snapshot_index(&self) -> Index {
+        self.raft.log.snapshot.index
+    }
+
     /// Its full status.
     pub fn status(&self) -> Status {
         let r = &self.raft;
@@ -504,7 +514,7 @@ impl RawNode {
             commit: r.log.commit,
             applied: r.log.applied,
             persisted: r.log.persisted,
-            snapshot_index: r.log.snapshot.meta.index,
+            snapshot_index: r.log.snapshot.index,
             membership: r.membership.clone(),
             config_index: r.config_index,
             followers: r

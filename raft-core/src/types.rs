@@ -419,6 +419,11 @@ pub struct SnapshotMeta {
 
 /// A state-machine image at `meta.index`. `data` is opaque to Raft; for this
 /// project it is [`crate::kv::KvStore::snapshot`]'s output.
+///
+/// The core keeps no image: its log holds the newest snapshot's metadata
+/// only. A leader's `InstallSnapshot` leaves the core with `data` empty
+/// ([`crate::Message::snapshot_to_send`]); the driver puts its newest
+/// persisted snapshot there (as etcd-raft's leader asks its `Storage`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Where the snapshot sits in the log.
@@ -559,13 +564,13 @@ impl std::fmt::Display for Role {
 }
 
 /// What a compaction removed from the in-memory log: the entries the new
-/// snapshot covers and the snapshot it replaced. A driver drops it where
+/// snapshot covers and the metadata of the snapshot it replaced. A driver drops it where
 /// freeing it costs its loop nothing (a million entries take tens of
 /// milliseconds to free).
 #[derive(Debug, Default)]
 pub struct Compacted {
     /// The entries dropped from the log, ascending.
     pub entries: Vec<Entry>,
-    /// The snapshot replaced.
-    pub snapshot: Snapshot,
+    /// The snapshot replaced (its image is the driver's).
+    pub snapshot: SnapshotMeta,
 }

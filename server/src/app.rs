@@ -210,6 +210,7 @@ pub async fn run_with_storage(
                 token: settings.cluster_token.clone(),
             },
             snapshot_chunk_bytes: settings.snapshot_chunk_bytes,
+            snapshot_dir: Some(settings.data_dir.clone()),
             pool_idle: settings.idle_timeout / 2,
             tls: tls.clone(),
         },
@@ -238,6 +239,7 @@ pub async fn run_with_storage(
         NodeOptions {
             tick: settings.tick,
             snapshot_every: settings.snapshot_every,
+            snapshot_catchup_entries: settings.snapshot_catchup_entries,
             url: url.clone(),
             decoded: decoded.clone(),
             directory: directory.clone(),

@@ -119,6 +119,13 @@ pub struct Args {
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
 
+    /// Keep this many applied entries in the log after a snapshot (the log
+    /// before a snapshot is dropped only once this many more are applied;
+    /// `POST /admin/snapshot` compacts at once), so that a follower briefly
+    /// behind gets entries instead of a whole snapshot.
+    #[arg(long, default_value_t = raft_core::replica::DEFAULT_CATCHUP_ENTRIES)]
+    pub snapshot_catchup_entries: u64,
+
     /// Size of the chunks a snapshot is sent to a lagging follower in (bytes,
     /// 1 KiB to 64 MiB).
     #[arg(long, default_value_t = crate::peer::DEFAULT_CHUNK_BYTES)]
@@ -380,6 +387,8 @@ pub struct Settings {
     pub promote_after_ticks: u64,
     /// Automatic snapshot threshold in applied entries (0: off).
     pub snapshot_every: u64,
+    /// Applied entries kept in the log after a snapshot (catch-up margin).
+    pub snapshot_catchup_entries: u64,
     /// Size of the chunks a snapshot travels in.
     pub snapshot_chunk_bytes: usize,
     /// The cluster token, if any.
@@ -607,6 +616,7 @@ impl Args {
             promote_lag: self.promote_lag,
             promote_after_ticks: self.promote_after_ms.div_ceil(self.tick_ms).max(1),
             snapshot_every: self.snapshot_every,
+            snapshot_catchup_entries: self.snapshot_catchup_entries,
             snapshot_chunk_bytes: self.snapshot_chunk_bytes,
             cluster_token,
             max_key_bytes: self.max_key_bytes,

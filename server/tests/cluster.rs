@@ -412,7 +412,13 @@ async fn lagging_follower_catches_up_by_snapshot_and_a_full_restart_keeps_everyt
     let mut c = Cluster::start_with(
         3,
         ClusterOptions {
-            extra_args: vec!["--snapshot-every".into(), "40".into()],
+            // No catch-up margin: the leader drops its log at each snapshot.
+            extra_args: vec![
+                "--snapshot-every".into(),
+                "40".into(),
+                "--snapshot-catchup-entries".into(),
+                "0".into(),
+            ],
             ..ClusterOptions::default()
         },
     )
@@ -462,6 +468,143 @@ async fn lagging_follower_catches_up_by_snapshot_and_a_full_restart_keeps_everyt
         let list: ListResponse = c.get_json(id, "/keys?prefix=key").await;
         assert_eq!(list.items.len(), 150, "node {id}");
         assert_eq!(list.items[7].value, "value7");
+    }
+}
+
+/// The catch-up margin: a follower stopped while the leader takes a
+/// snapshot, and a few hundred entries behind when it comes back, is sent
+/// the entries it misses, not a snapshot, because the leader keeps
+/// `--snapshot-catchup-entries` applied entries in its log after a
+/// snapshot (with 0, the test above, the same follower needs one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_briefly_behind_a_leader_snapshot_gets_entries_not_a_snapshot() {
+    let mut c = Cluster::start_with(
+        3,
+        ClusterOptions {
+            extra_args: vec![
+                "--snapshot-every".into(),
+                "100".into(),
+                "--snapshot-catchup-entries".into(),
+                "400".into(),
+            ],
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let leader = c.wait_for_leader(ELECTION).await;
+    let lagging = c.ids().into_iter().find(|&i| i != leader).unwrap();
+    put_range(&c, leader, 0..300).await;
+    let cref = &c;
+    cref.wait_until(ELECTION, "the follower applied every write", || async {
+        cref.local_value(lagging, "key0299").await.as_deref() == Some("value299")
+    })
+    .await;
+    let stopped_at = c.status(lagging).await.expect("status").last_index;
+    c.kill(lagging);
+    put_range(&c, leader, 300..600).await;
+    // The leader snapshots past the stopped follower's log (every 100 to
+    // about 166 entries here, off the loop: wait for it).
+    let cref = &c;
+    cref.wait_until(
+        ELECTION,
+        "the leader snapshots past the follower",
+        || async {
+            cref.status(leader)
+                .await
+                .is_some_and(|st| st.snapshot_index > stopped_at)
+        },
+    )
+    .await;
+    c.restart(lagging).await;
+    let cref = &c;
+    cref.wait_until(
+        Duration::from_secs(15),
+        "the stopped follower catches up",
+        || async { cref.local_value(lagging, "key0599").await.as_deref() == Some("value599") },
+    )
+    .await;
+    for id in c.ids() {
+        let sent = c.metric(id, "raft_snapshots_sent_total").await;
+        assert_eq!(sent, Some(0.0), "node {id} sent no snapshot");
+    }
+    let received = c.metric(lagging, "raft_snapshots_received_total").await;
+    assert_eq!(received, Some(0.0), "the follower got entries");
+    assert!(
+        !c.log(lagging)
+            .contains("installing snapshot from the leader"),
+        "no snapshot installed"
+    );
+}
+
+/// A follower too far behind for the catch-up margin is sent a snapshot: the
+/// newest snapshot file of the leader, which is newer than the one its Raft
+/// core compacted to (that one is at least the margin behind the applied
+/// index), and its acknowledgement of the newer index moves it on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_follower_is_sent_the_newest_snapshot_file_not_the_cores_older_one() {
+    let mut c = Cluster::start_with(
+        3,
+        ClusterOptions {
+            extra_args: vec![
+                "--snapshot-every".into(),
+                "100".into(),
+                "--snapshot-catchup-entries".into(),
+                "300".into(),
+            ],
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let leader = c.wait_for_leader(ELECTION).await;
+    let lagging = c.ids().into_iter().find(|&i| i != leader).unwrap();
+    c.kill(lagging);
+    put_range(&c, leader, 0..700).await;
+    let applied = c.status(leader).await.expect("status").applied_index;
+    // The core's snapshot is at most `applied - 300`; the newest file is
+    // more recent (node 1 to 3 snapshot every 100 to about 166 entries).
+    let cref = &c;
+    cref.wait_until(
+        ELECTION,
+        "the leader's newest snapshot is recent",
+        || async {
+            cref.status(leader)
+                .await
+                .is_some_and(|st| st.snapshot_index > applied - 300)
+        },
+    )
+    .await;
+    c.restart(lagging).await;
+    let cref = &c;
+    cref.wait_until(
+        Duration::from_secs(15),
+        "the lagging follower catches up",
+        || async { cref.local_value(lagging, "key0699").await.as_deref() == Some("value699") },
+    )
+    .await;
+    let log = c.log(lagging);
+    let installed: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("installing snapshot from the leader"))
+        .filter_map(|l| {
+            let at = l.find("index=")? + "index=".len();
+            let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect();
+    assert!(
+        installed.iter().any(|&i| i > applied - 300),
+        "installed {installed:?}, the core's snapshot is at most {}",
+        applied - 300
+    );
+}
+
+/// Writes `key{i:04}` = `value{i}` for each `i` of `range` through `leader`.
+async fn put_range(c: &Cluster, leader: u64, range: std::ops::Range<u32>) {
+    for i in range {
+        let r = c
+            .put(leader, &format!("key{i:04}"), &format!("value{i}"))
+            .await;
+        assert_eq!(r.status(), 200, "write {i}");
     }
 }
 

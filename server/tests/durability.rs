@@ -153,9 +153,14 @@ async fn acknowledged_writes_survive_kills_snapshots_and_a_whole_cluster_crash()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_follower_is_refused_then_re_added_and_caught_up_by_install_snapshot() {
     let mut opts = options(20);
-    // Small chunks, so that the snapshot has to travel in several.
-    opts.extra_args
-        .extend(["--snapshot-chunk-bytes".into(), "1024".into()]);
+    // Small chunks, so that the snapshot has to travel in several; no
+    // catch-up margin, so that the leader's log no longer starts at 1.
+    opts.extra_args.extend([
+        "--snapshot-chunk-bytes".into(),
+        "1024".into(),
+        "--snapshot-catchup-entries".into(),
+        "0".into(),
+    ]);
     let mut c = Cluster::start_with(3, opts).await;
     let leader = c.wait_for_leader(LEADER_TIMEOUT).await;
     let mut keys = BTreeMap::new();

@@ -57,8 +57,19 @@ impl Raft {
         }
     }
 
+    /// Sends the snapshot's metadata with no image: the driver fills in its
+    /// newest persisted snapshot, which may be newer than this one (the
+    /// catch-up margin keeps the core's behind the driver's newest). That is
+    /// safe: a snapshot covers only applied, hence committed, entries, and
+    /// a follower may install any committed prefix of the leader's log
+    /// (paper §7). The follower then acknowledges the newer index, which
+    /// is at least the one `become_snapshot` waits for, so its progress
+    /// moves on to replicate from there.
     fn send_snapshot(&mut self, to: NodeId) {
-        let snapshot = self.log.snapshot.clone();
+        let snapshot = Snapshot {
+            meta: self.log.snapshot.clone(),
+            data: Vec::new(),
+        };
         let index = snapshot.meta.index;
         if let Some(pr) = self.progress.get_mut(&to) {
             pr.become_snapshot(index);
@@ -187,7 +198,7 @@ impl Raft {
         }
         // Fast back-off: jump to the last index where our log can agree
         // with the follower's hint, skipping a whole term per round trip.
-        let snap_index = self.log.snapshot.meta.index;
+        let snap_index = self.log.snapshot.index;
         let probe = if hint_index < snap_index {
             hint_index
         } else {
@@ -337,7 +348,7 @@ impl Raft {
         }
         let index = meta.index;
         let membership = meta.membership.clone();
-        self.log.restore_snapshot(snapshot.clone());
+        self.log.restore_snapshot(snapshot.meta.clone());
         self.set_membership(index, membership);
         self.received_snapshot = Some(snapshot);
         debug_assert_eq!(self.role, Role::Follower);

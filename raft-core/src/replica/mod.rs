@@ -50,7 +50,7 @@ use crate::types::{
 };
 
 pub use requests::{Outcome, Query, QueryResult, RequestError, RequestId, Versioned, WriteOutcome};
-pub use snapshot_policy::SnapshotPolicy;
+pub use snapshot_policy::{SnapshotPolicy, DEFAULT_CATCHUP_ENTRIES};
 
 use requests::Pending;
 use snapshot_policy::SnapshotState;
@@ -131,6 +131,10 @@ pub struct Replica {
     snapshots: SnapshotState,
     /// What the newest compaction removed, until the driver takes it.
     compacted: Option<Compacted>,
+    /// Snapshots written and recorded by the driver but not yet handed to
+    /// the core (within the catch-up margin of the applied index), oldest
+    /// first.
+    uncompacted: Vec<SnapshotMeta>,
     /// `Faults::ignore_sessions`: the state machine applies retries again.
     #[cfg(feature = "faults")]
     ignore_sessions: bool,
@@ -218,6 +222,7 @@ impl Replica {
             },
             snapshots: SnapshotState::new(policy, snapshot.0, snapshot.1),
             compacted: None,
+            uncompacted: Vec::new(),
             #[cfg(feature = "faults")]
             ignore_sessions,
             #[cfg(feature = "faults")]
@@ -441,6 +446,9 @@ impl Replica {
         }
         self.pending.serve_reads(&self.kv, &mut self.outcomes);
         self.raw.advance(ready);
+        if !self.uncompacted.is_empty() {
+            self.compact_due(false);
+        }
         Ok(())
     }
 
@@ -476,21 +484,27 @@ impl Replica {
         }
     }
 
-    /// The snapshot of a job is durable: the log it covers is dropped and it
-    /// is what lagging followers get. A snapshot overtaken by a newer one
-    /// (installed from the leader meanwhile) is ignored.
+    /// The snapshot of a job is durable (`bytes`: the size of its image): it
+    /// is the newest snapshot, and the
+    /// log it covers is dropped once `catchup_entries` more entries are
+    /// applied (at once when a [`Replica::request_snapshot`] waits for it),
+    /// so a follower less than that behind still gets entries. A snapshot
+    /// overtaken by a newer one (installed from the leader meanwhile) is
+    /// ignored.
     pub fn snapshot_recorded(
         &mut self,
-        snapshot: Snapshot,
+        snapshot: SnapshotMeta,
+        bytes: u64,
         applied_bytes: u64,
     ) -> Result<(), NotAccepted> {
-        let index = snapshot.meta.index;
-        let bytes = snapshot.data.len() as u64;
+        let index = snapshot.index;
         self.snapshots.finished();
         let r = if index > self.snapshots.index {
-            self.raw.compact_returning(snapshot).map(|gone| {
-                self.compacted = Some(gone);
+            self.check_meta(&snapshot).map(|()| {
                 self.snapshots.taken(index, bytes, applied_bytes);
+                let asked = !self.pending.snapshots.is_empty();
+                self.uncompacted.push(snapshot);
+                self.compact_due(asked);
             })
         } else {
             Ok(())
@@ -499,7 +513,58 @@ impl Replica {
         r
     }
 
-    /// What the newest [`Replica::snapshot_recorded`] removed from the log
+    /// Whether `meta` is what a snapshot at its index must carry (the core
+    /// checks again when it compacts; this reports a wrong one at once).
+    fn check_meta(&self, meta: &SnapshotMeta) -> Result<(), NotAccepted> {
+        let expected = self.raw.snapshot_meta(meta.index)?;
+        if &expected != meta {
+            return Err(NotAccepted::BadSnapshot {
+                index: meta.index,
+                reason: "metadata does not match the log",
+            });
+        }
+        Ok(())
+    }
+
+    /// Hands the core the newest written snapshot that is at least
+    /// `catchup_entries` behind the applied index (any newest one when
+    /// `now`), which drops the log it covers; older written ones are
+    /// forgotten, and so are those a leader's snapshot overtook. The log
+    /// before a snapshot cannot be kept once the core holds it, so this
+    /// delay is what keeps the margin (etcd compacts at
+    /// `snapshot index - SnapshotCatchUpEntries` for the same reason).
+    fn compact_due(&mut self, now: bool) {
+        let in_core = self.raw.snapshot_index();
+        self.uncompacted.retain(|s| s.index > in_core);
+        let applied = self.kv.applied_index();
+        let margin = if now {
+            0
+        } else {
+            self.snapshots.catchup_entries()
+        };
+        let Some(due) = self
+            .uncompacted
+            .iter()
+            .rposition(|s| s.index.saturating_add(margin) <= applied)
+        else {
+            return;
+        };
+        let mut older = self.uncompacted.drain(..=due);
+        let Some(snapshot) = older.next_back() else {
+            return;
+        };
+        drop(older);
+        match self.raw.compact_returning(snapshot) {
+            // Not taken by the driver, the previous one is freed here.
+            Ok(gone) => self.compacted = Some(gone),
+            // Checked when recorded, and the log below the applied index
+            // never changes but by a leader's snapshot (dropped above).
+            Err(_) => debug_assert!(false, "a recorded snapshot no longer matches the log"),
+        }
+    }
+
+    /// What the newest compaction (in [`Replica::snapshot_recorded`] or,
+    /// once the catch-up margin is applied, [`Replica::advance`]) removed from the log
     /// (the entries its snapshot covers and the snapshot it replaced), for
     /// the driver to free where that costs its loop nothing. Not taken, it
     /// is freed at the next compaction.

@@ -8,6 +8,13 @@
 //! every few thousand puts); with the size rule a snapshot's cost stays
 //! proportional to the log it compacts, and the log kept stays within
 //! `log_percent` of the state's size or `every` entries, whichever is more.
+//!
+//! A third number, `catchup_entries`, is not about when to write but when
+//! to compact: a snapshot that is written and durable is handed to the
+//! Raft core (which drops the log it covers) only once that many entries
+//! are applied past it, so the log in memory always keeps the newest
+//! `catchup_entries` applied entries and a follower that is briefly behind
+//! gets entries, not a whole snapshot (etcd keeps 5,000 the same way).
 
 use crate::types::Index;
 
@@ -20,13 +27,21 @@ pub struct SnapshotPolicy {
     /// Bytes of log applied since the newest snapshot, in percent of its
     /// size, before the next (0: no size rule).
     pub log_percent: u64,
+    /// Entries applied past a written snapshot before the log it covers is
+    /// dropped (0: at once). A snapshot asked for with
+    /// `Replica::request_snapshot` compacts at once whatever this says.
+    pub catchup_entries: u64,
 }
+
+/// The catch-up margin by default: etcd's `SnapshotCatchUpEntries`.
+pub const DEFAULT_CATCHUP_ENTRIES: u64 = 5_000;
 
 impl Default for SnapshotPolicy {
     fn default() -> Self {
         SnapshotPolicy {
             every: 10_000,
             log_percent: 50,
+            catchup_entries: DEFAULT_CATCHUP_ENTRIES,
         }
     }
 }
@@ -62,6 +77,11 @@ pub(super) struct SnapshotState {
 }
 
 impl SnapshotState {
+    /// The catch-up margin.
+    pub fn catchup_entries(&self) -> u64 {
+        self.policy.catchup_entries
+    }
+
     pub fn new(policy: SnapshotPolicy, index: Index, bytes: u64) -> Self {
         SnapshotState {
             policy,
@@ -136,6 +156,7 @@ mod tests {
         let p = SnapshotPolicy {
             every: 100,
             log_percent: 50,
+            catchup_entries: 0,
         };
         assert!(!p.due(99, 1 << 30, 0), "too few entries");
         assert!(p.due(100, 0, 0), "first snapshot: entries alone");
@@ -144,7 +165,8 @@ mod tests {
         assert!(!SnapshotPolicy { every: 0, ..p }.due(1 << 40, 1 << 40, 0));
         assert!(SnapshotPolicy {
             every: 1,
-            log_percent: 0
+            log_percent: 0,
+            catchup_entries: 0,
         }
         .due(1, 0, 1 << 40));
     }
@@ -155,6 +177,7 @@ mod tests {
             SnapshotPolicy {
                 every: 10,
                 log_percent: 0,
+                catchup_entries: 0,
             },
             0,
             0,

@@ -12,6 +12,7 @@ fn replica(voters: Vec<NodeId>) -> Replica {
         SnapshotPolicy {
             every: 0,
             log_percent: 0,
+            catchup_entries: 0,
         },
     )
     .expect("valid configuration")
@@ -208,7 +209,7 @@ fn a_requested_snapshot_is_answered_once_recorded_and_an_overtaken_one_dropped()
     assert!(r.snapshot_job().is_none(), "one at a time");
     let stale = job.clone();
     let applied = job.meta.index;
-    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+    r.snapshot_recorded(job.meta.clone(), 0, job.applied_bytes)
         .unwrap();
     assert_eq!(
         r.take_outcomes(),
@@ -224,7 +225,7 @@ fn a_requested_snapshot_is_answered_once_recorded_and_an_overtaken_one_dropped()
     // The same job reported again, as when a newer snapshot overtook it:
     // dropped, not an error, nothing changes.
     assert_eq!(
-        r.snapshot_recorded(stale.snapshot(), stale.applied_bytes),
+        r.snapshot_recorded(stale.meta.clone(), 0, stale.applied_bytes),
         Ok(())
     );
     assert_eq!(r.snapshot_index(), applied);
@@ -399,6 +400,7 @@ fn a_failed_snapshot_answers_its_request_and_waits_before_the_next() {
         SnapshotPolicy {
             every: 2,
             log_percent: 0,
+            catchup_entries: 0,
         },
     )
     .unwrap();
@@ -460,6 +462,7 @@ fn sessions_are_registered_through_the_log_and_limited_by_the_config() {
         SnapshotPolicy {
             every: 0,
             log_percent: 0,
+            catchup_entries: 0,
         },
     )
     .unwrap();
@@ -514,6 +517,7 @@ fn the_successor_is_the_most_caught_up_voter_heard_from_recently() {
         SnapshotPolicy {
             every: 0,
             log_percent: 0,
+            catchup_entries: 0,
         },
     )
     .unwrap();
@@ -590,6 +594,7 @@ fn a_restart_from_a_snapshot_above_the_durable_commit_and_term_starts_at_the_sna
     let policy = SnapshotPolicy {
         every: 0,
         log_percent: 0,
+        catchup_entries: 0,
     };
     let mut r = Replica::new(Config::new(1), persisted, policy).expect("restarts");
     let s = r.raw().status();
@@ -704,7 +709,7 @@ fn a_compaction_hands_back_what_it_removed_once() {
     let job = r.snapshot_job().expect("a job for the request");
     let stale = job.clone();
     let applied = job.meta.index;
-    r.snapshot_recorded(job.snapshot(), job.applied_bytes)
+    r.snapshot_recorded(job.meta.clone(), 0, job.applied_bytes)
         .unwrap();
     let gone = r.take_compacted().expect("the compaction's leftovers");
     let indices: Vec<_> = gone.entries.iter().map(|e| e.index).collect();
@@ -713,10 +718,82 @@ fn a_compaction_hands_back_what_it_removed_once() {
         (1..=applied).collect::<Vec<_>>(),
         "every covered entry"
     );
-    assert_eq!(gone.snapshot.meta.index, 0, "the snapshot it replaced");
+    assert_eq!(gone.snapshot.index, 0, "the snapshot it replaced");
     assert!(r.take_compacted().is_none(), "handed out once");
     // An overtaken job compacts nothing.
-    r.snapshot_recorded(stale.snapshot(), stale.applied_bytes)
+    r.snapshot_recorded(stale.meta.clone(), 0, stale.applied_bytes)
         .unwrap();
     assert!(r.take_compacted().is_none());
+}
+
+/// The catch-up margin: a written snapshot is handed to the core (which
+/// drops the log it covers) only once `catchup_entries` more entries are
+/// applied, so the log always holds at least that many entries before the
+/// applied index and a follower less far behind is sent entries; a
+/// requested snapshot compacts at once.
+#[test]
+fn a_snapshot_compacts_the_log_only_once_the_catchup_margin_is_applied() {
+    let mut r = Replica::new(
+        Config::new(1),
+        PersistedState::bootstrap(Membership::new(vec![1])),
+        SnapshotPolicy {
+            every: 10,
+            log_percent: 0,
+            catchup_entries: 5,
+        },
+    )
+    .unwrap();
+    drain(&mut r);
+    let write = |r: &mut Replica, n: usize| {
+        for i in 0..n {
+            r.propose(put(i as u64, "k")).unwrap();
+        }
+        drain(r);
+    };
+    write(&mut r, 10);
+    let job = r.snapshot_job().expect("10 entries applied");
+    let s = job.meta.index;
+    r.snapshot_recorded(job.meta.clone(), 0, job.applied_bytes)
+        .unwrap();
+    assert_eq!(
+        r.snapshot_index(),
+        s,
+        "the newest snapshot is the written one"
+    );
+    assert_eq!(r.raw().snapshot_index(), 0, "the log is kept: margin");
+    assert!(r.take_compacted().is_none());
+    write(&mut r, 4);
+    assert_eq!(r.raw().snapshot_index(), 0, "4 entries past it: kept");
+    write(&mut r, 1);
+    let applied = r.kv().applied_index();
+    assert_eq!(applied, s + 5);
+    assert_eq!(r.raw().snapshot_index(), s, "5 entries past it: compacted");
+    let gone = r.take_compacted().expect("what the compaction removed");
+    assert_eq!(gone.entries.len() as u64, s);
+    // What a follower 5 entries behind needs is still there.
+    assert!(r.raw().entry(applied - 4).is_some());
+    assert!(
+        r.raw().entry(s).is_none(),
+        "the log starts after the snapshot"
+    );
+
+    // Another automatic snapshot within the margin, then an operator's
+    // request: the requested one compacts at once (it is asked for to cut
+    // the log now), the automatic one in between is simply overtaken.
+    write(&mut r, 10);
+    let job = r.snapshot_job().expect("due");
+    r.snapshot_recorded(job.meta.clone(), 0, job.applied_bytes)
+        .unwrap();
+    assert_eq!(r.raw().snapshot_index(), s);
+    write(&mut r, 2);
+    let id = r.request_snapshot();
+    let job = r.snapshot_job().expect("asked");
+    let asked = job.meta.index;
+    r.snapshot_recorded(job.meta.clone(), 0, job.applied_bytes)
+        .unwrap();
+    assert_eq!(r.raw().snapshot_index(), asked);
+    assert_eq!(
+        r.take_outcomes().last(),
+        Some(&(id, Outcome::Snapshot(Ok(asked))))
+    );
 }

@@ -97,6 +97,9 @@ pub struct SimConfig {
     /// Each node snapshots and compacts its log every this many applied
     /// entries (0: never).
     pub snapshot_every: u64,
+    /// Entries applied past a written snapshot before the log it covers is
+    /// dropped (the catch-up margin, `SnapshotPolicy::catchup_entries`).
+    pub snapshot_catchup_entries: u64,
     /// The clients' workload.
     pub clients: ClientConfig,
     /// The random fault schedule.
@@ -129,6 +132,7 @@ impl SimConfig {
             clock_drift_percent: 0,
             network: NetworkConfig::default(),
             snapshot_every: 20,
+            snapshot_catchup_entries: 10,
             clients: ClientConfig::default(),
             nemesis: NemesisConfig::default(),
             max_time: 400_000,
@@ -211,6 +215,13 @@ impl SimConfig {
         if cfg.raft.session_limit < cfg.clients.count {
             cfg.clients.conditional = 0;
         }
+        // The catch-up margin, drawn last for the same reason: in half the
+        // runs none (every snapshot compacts at once, so lagging followers
+        // get snapshots often and the received-snapshot paths are
+        // exercised), else half a snapshot interval or two (a log that
+        // always holds entries older than the newest snapshot).
+        cfg.snapshot_catchup_entries =
+            [0, 0, cfg.snapshot_every / 2, cfg.snapshot_every * 2][rng.range(0, 4) as usize];
         cfg
     }
 
@@ -230,6 +241,7 @@ impl SimConfig {
         crate::replica::SnapshotPolicy {
             every: self.snapshot_every,
             log_percent: 0,
+            catchup_entries: self.snapshot_catchup_entries,
         }
     }
 

@@ -478,6 +478,7 @@ impl SimNode {
             self.stats.lost_logs += rd.lost_logs.len() as u64;
             // 1. What may leave before the write (a leader's appends and
             // heartbeats).
+            fill_snapshots(self.id, &self.disk, env, &mut rd.messages);
             env.checker.on_sent(self.id, &rd.messages);
             send(env, std::mem::take(&mut rd.messages));
             // 2. Persist: the received snapshot's file, then one record
@@ -550,6 +551,7 @@ impl SimNode {
                 }
             }
             // 3. What depends on the write: votes, acknowledgements.
+            fill_snapshots(self.id, &self.disk, env, &mut rd.persisted_messages);
             env.checker.on_sent(self.id, &rd.persisted_messages);
             send(env, std::mem::take(&mut rd.persisted_messages));
             // 4. Apply, settle, read: the replica's part.
@@ -699,7 +701,8 @@ impl SimNode {
         self.disk.apply(write, result.cut());
         match result {
             WriteResult::Done => {
-                if let Err(e) = replica.snapshot_recorded(snapshot, job.applied_bytes) {
+                let bytes = snapshot.data.len() as u64;
+                if let Err(e) = replica.snapshot_recorded(snapshot.meta, bytes, job.applied_bytes) {
                     env.checker.driver(self.id, e.to_string());
                 }
                 self.stats.snapshots_taken += 1;
@@ -720,6 +723,37 @@ impl SimNode {
                 self.stats.own_snapshot_file_crashes += u64::from(file);
                 Some(self.strike(env, result))
             }
+        }
+    }
+}
+
+/// Puts the image into each InstallSnapshot leaving the core (which
+/// keeps only the metadata): the newest snapshot on this node's disk,
+/// as the server streams its newest snapshot file. It may be newer than
+/// the one the core named (the catch-up margin delays compaction);
+/// older would be a driver bug, reported.
+fn fill_snapshots(
+    id: NodeId,
+    disk: &Disk,
+    env: &mut Env,
+    messages: &mut [crate::message::Message],
+) {
+    for m in messages.iter_mut() {
+        let Some(wanted) = m.snapshot_to_send() else {
+            continue;
+        };
+        match &disk.store.snapshot {
+            Some(newest) if newest.meta.index >= wanted.meta.index => {
+                *wanted = newest.clone();
+            }
+            other => env.checker.driver(
+                id,
+                format!(
+                    "the core asks to send the snapshot at {} but the disk's newest is at {:?}",
+                    wanted.meta.index,
+                    other.as_ref().map(|s| s.meta.index)
+                ),
+            ),
         }
     }
 }

@@ -44,6 +44,21 @@ impl Disk {
         }
     }
 
+    /// A copy of `m`, with the image of this disk's snapshot in an
+    /// InstallSnapshot (the core sends only the metadata; the driver
+    /// supplies its newest snapshot).
+    fn fill_snapshot(&self, m: &Message) -> Message {
+        let mut m = m.clone();
+        if let (Some(wanted), Some(newest)) = (m.snapshot_to_send(), &self.snapshot) {
+            assert!(
+                newest.meta.index >= wanted.meta.index,
+                "the disk holds the snapshot"
+            );
+            *wanted = newest.clone();
+        }
+        m
+    }
+
     fn compact(&mut self, snapshot: Snapshot) {
         let index = snapshot.meta.index;
         self.entries.retain(|e| e.index > index);
@@ -220,7 +235,8 @@ impl Harness {
                         raw.term()
                     );
                 }
-                self.queue.extend(ready.messages.iter().cloned());
+                self.queue
+                    .extend(ready.messages.iter().map(|m| node.disk.fill_snapshot(m)));
                 if ready.must_persist {
                     node.disk.persist(&ready);
                 }
@@ -230,7 +246,12 @@ impl Harness {
                         let _ = writeln!(out, "{id}: installed snapshot at {}", s.meta.index);
                     }
                 }
-                self.queue.extend(ready.persisted_messages.iter().cloned());
+                self.queue.extend(
+                    ready
+                        .persisted_messages
+                        .iter()
+                        .map(|m| node.disk.fill_snapshot(m)),
+                );
                 for e in &ready.committed_entries {
                     node.kv.apply(e);
                     if !verbose {
@@ -366,7 +387,7 @@ impl Harness {
             data: node.kv.snapshot(),
         };
         node.disk.compact(snapshot.clone());
-        raw.compact(snapshot).map_err(|e| e.to_string())?;
+        raw.compact(snapshot.meta).map_err(|e| e.to_string())?;
         Ok(format!("{id}: compacted through {index}"))
     }
 

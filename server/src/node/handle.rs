@@ -273,7 +273,9 @@ impl Node {
             last_index: s.last_index,
             commit_index: s.commit,
             applied_index: kv.applied_index(),
-            snapshot_index: s.snapshot_index,
+            // The newest durable snapshot; the core's log may still hold
+            // entries before it (the catch-up margin).
+            snapshot_index: self.replica.snapshot_index(),
             members: s.membership.voters.clone(),
             learners: s.membership.learners.clone(),
             outgoing: s.membership.outgoing.clone(),

@@ -89,6 +89,8 @@ pub struct NodeOptions {
     pub tick: Duration,
     /// Automatic snapshot threshold (0: off).
     pub snapshot_every: u64,
+    /// Applied entries kept in the log after a snapshot (catch-up margin).
+    pub snapshot_catchup_entries: u64,
     /// This node's base URL (for `/status`).
     pub url: String,
     /// Snapshots from the leader, decoded off the loop by their receiver.
@@ -146,11 +148,17 @@ pub struct Node {
 /// so that the members of a cluster, which apply the same entries, do not
 /// all write their snapshots at the same moment and take the machine's
 /// disk and cores from the quorum at once.
-pub(crate) fn staggered_policy(id: NodeId, snapshot_every: u64) -> SnapshotPolicy {
+/// The catch-up margin is the same on every member.
+pub(crate) fn staggered_policy(
+    id: NodeId,
+    snapshot_every: u64,
+    catchup_entries: u64,
+) -> SnapshotPolicy {
     let sixths = 6 + 2 * ((id.max(1) - 1) % 3);
     SnapshotPolicy {
         every: snapshot_every.saturating_mul(sixths) / 6,
         log_percent: 50 * sixths / 6,
+        catchup_entries,
     }
 }
 
@@ -170,7 +178,11 @@ pub fn create(
     let term = persisted.hard_state.term;
     let commit = persisted.hard_state.commit;
     let entries = persisted.entries.len();
-    let policy = staggered_policy(config.id, opts.snapshot_every);
+    let policy = staggered_policy(
+        config.id,
+        opts.snapshot_every,
+        opts.snapshot_catchup_entries,
+    );
     let replica = Replica::new(config, persisted, policy).map_err(|e| StartError(e.to_string()))?;
     info!(
         term,
@@ -601,6 +613,9 @@ impl Node {
                 SLOW_APPLY.as_millis()
             );
         }
+        // The applied entries may have reached the catch-up margin past a
+        // written snapshot, which compacted the log.
+        snapshot::free_off_loop(self.replica.take_compacted());
         self.route_outcomes();
         Ok(())
     }

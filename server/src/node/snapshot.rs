@@ -17,7 +17,11 @@ use crate::storage::StorageError;
 
 /// A snapshot whose file the snapshot thread finished writing.
 pub(super) struct SnapshotWritten {
+    /// What the storage records: the metadata (and for an in-memory store
+    /// the image; a file's image is not read back).
     snapshot: Snapshot,
+    /// The image's length.
+    bytes: u64,
     result: Result<(), StorageError>,
     started: std::time::Instant,
     /// The replica's applied-bytes mark at the snapshot's index.
@@ -50,10 +54,21 @@ impl Node {
             .name("snapshot".into())
             .spawn(move || {
                 lower_priority();
-                let snapshot = job.snapshot();
-                let result = writer.write(&snapshot);
+                // Serialized straight into the file: the image is never
+                // whole in memory beside the live map.
+                let (snapshot, bytes, result) = match writer.write_state(&job.meta, &job.kv) {
+                    Ok((snapshot, bytes)) => (snapshot, bytes, Ok(())),
+                    Err(e) => {
+                        let snapshot = Snapshot {
+                            meta: job.meta.clone(),
+                            data: Vec::new(),
+                        };
+                        (snapshot, 0, Err(e))
+                    }
+                };
                 let _ = done.send(SnapshotWritten {
                     snapshot,
+                    bytes,
                     result,
                     started,
                     applied_bytes: job.applied_bytes,
@@ -74,9 +89,9 @@ impl Node {
             result,
             started,
             applied_bytes,
+            bytes,
         } = written;
         let index = snapshot.meta.index;
-        let bytes = snapshot.data.len();
         match result {
             // The file is not referenced by the log yet: a failed write
             // leaves the node as it was.
@@ -86,22 +101,25 @@ impl Node {
                     .snapshot_failed(index, format!("snapshot failed: {e}"));
             }
             Ok(()) => match self.storage.record_snapshot(&snapshot) {
-                Ok(()) => match self.replica.snapshot_recorded(snapshot, applied_bytes) {
+                Ok(()) => match self.replica.snapshot_recorded(
+                    snapshot.meta.clone(),
+                    bytes,
+                    applied_bytes,
+                ) {
                     Ok(()) => {
+                        // The image is in the file now; the core keeps the
+                        // metadata, and a lagging follower is sent the file.
+                        free_image_off_loop(snapshot);
                         free_off_loop(self.replica.take_compacted());
                         Metrics::inc(&self.metrics.snapshots);
-                        self.metrics
-                            .observe_snapshot(started.elapsed(), bytes as u64);
+                        self.metrics.observe_snapshot(started.elapsed(), bytes);
                         info!(
                             index,
                             bytes,
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "snapshot taken"
                         );
-                        self.emit(raft_core::wire::NodeEvent::SnapshotTaken {
-                            index,
-                            bytes: bytes as u64,
-                        });
+                        self.emit(raft_core::wire::NodeEvent::SnapshotTaken { index, bytes });
                     }
                     Err(e) => warn!(index, "snapshot not installed in the log: {e}"),
                 },
@@ -109,7 +127,10 @@ impl Node {
                     // A newer snapshot from the leader arrived meanwhile;
                     // the replica drops this one (it is not newer).
                     warn!(index, current, "snapshot overtaken by a newer one; dropped");
-                    let _ = self.replica.snapshot_recorded(snapshot, applied_bytes);
+                    let _ =
+                        self.replica
+                            .snapshot_recorded(snapshot.meta.clone(), bytes, applied_bytes);
+                    free_image_off_loop(snapshot);
                 }
                 Err(e) => return Err(e.into()),
             },
@@ -124,7 +145,7 @@ impl Node {
 /// Frees what a compaction removed (up to a million entries and the old
 /// snapshot's image: tens of milliseconds of `free`) on a thread of its
 /// own, not on the Raft loop.
-fn free_off_loop(compacted: Option<raft_core::Compacted>) {
+pub(super) fn free_off_loop(compacted: Option<raft_core::Compacted>) {
     let Some(compacted) = compacted else {
         return;
     };
@@ -137,6 +158,17 @@ fn free_off_loop(compacted: Option<raft_core::Compacted>) {
     // No thread: the closure, and what it holds, is freed here after all.
     if let Err(e) = spawned {
         warn!("cannot start a thread to free the compacted log: {e}");
+    }
+}
+
+/// Frees a written snapshot's image (tens of megabytes) on a thread of its
+/// own, as [`free_off_loop`] does the compacted log.
+fn free_image_off_loop(snapshot: Snapshot) {
+    let spawned = std::thread::Builder::new()
+        .name("snapshot-free".into())
+        .spawn(move || drop(snapshot));
+    if let Err(e) = spawned {
+        warn!("cannot start a thread to free a snapshot image: {e}");
     }
 }
 

@@ -47,6 +47,7 @@ fn single_node(snapshot_every: u64) -> (Node, NodeHandle, NodeInbox) {
         NodeOptions {
             tick: Duration::from_millis(10),
             snapshot_every,
+            snapshot_catchup_entries: 3,
             url: "http://test".into(),
             decoded: DecodedSnapshot::default(),
             directory,
@@ -142,7 +143,7 @@ async fn a_write_costs_one_persist_and_moving_the_commit_index_none() {
 
 #[test]
 fn members_snapshot_at_staggered_points() {
-    let p: Vec<_> = (1..=4).map(|id| staggered_policy(id, 600)).collect();
+    let p: Vec<_> = (1..=4).map(|id| staggered_policy(id, 600, 70)).collect();
     assert_eq!(
         (p[0].every, p[0].log_percent),
         (600, 50),
@@ -151,5 +152,6 @@ fn members_snapshot_at_staggered_points() {
     assert_eq!((p[1].every, p[1].log_percent), (800, 66));
     assert_eq!((p[2].every, p[2].log_percent), (1000, 83));
     assert_eq!(p[3], p[0], "node 4 as node 1");
-    assert_eq!(staggered_policy(2, 0).every, 0, "0 stays off");
+    assert!(p.iter().all(|p| p.catchup_entries == 70), "one margin");
+    assert_eq!(staggered_policy(2, 0, 0).every, 0, "0 stays off");
 }

@@ -9,6 +9,18 @@
 //! batch connection meanwhile, so a large snapshot does not cost the
 //! follower its leader. A chunk that fails abandons the transfer; the Raft
 //! core sends the snapshot again when the follower does not answer.
+//!
+//! The core's InstallSnapshot carries only the snapshot's metadata (it
+//! keeps no image in memory): the sender reads the newest snapshot file of
+//! the data directory, at or after the index the core named, and sends
+//! that, metadata and image. It may be newer than the core's (the catch-up
+//! margin delays compaction, or a snapshot was recorded since): any
+//! snapshot of this leader's applied state is a committed prefix of its
+//! log, and the follower's acknowledgement of the newer index moves its
+//! progress on (`raft/replication.rs`, `send_snapshot`). The file is
+//! opened and checked (its CRC) first, then read one chunk at a time as
+//! the chunks are posted: the image is never whole in memory. An open file
+//! stays readable when compaction removes it meanwhile.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,11 +29,11 @@ use raft_core::{Index, Message, MessageBody, NodeId, Term};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use super::chunks::split;
 use super::credentials::Credentials;
 use super::Partition;
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
+use crate::storage::SnapshotSource;
 
 /// The sending side for one peer: the newest InstallSnapshot not yet sent.
 #[derive(Default)]
@@ -82,6 +94,8 @@ pub struct SnapshotSender {
     pub metrics: Arc<Metrics>,
     /// Chunk size.
     pub chunk_bytes: usize,
+    /// Where the snapshot files are.
+    pub snapshot_dir: Option<std::path::PathBuf>,
     /// The HTTP client.
     pub client: reqwest::Client,
 }
@@ -90,25 +104,30 @@ impl SnapshotSender {
     /// Sends snapshots until the task is aborted.
     pub async fn run(self) {
         loop {
-            let msg = self.outbox.take().await;
-            let MessageBody::InstallSnapshot { snapshot } = &msg.body else {
+            let asked = self.outbox.take().await;
+            let MessageBody::InstallSnapshot { snapshot } = &asked.body else {
                 continue;
             };
-            let index = snapshot.meta.index;
-            let count = snapshot.data.len().div_ceil(self.chunk_bytes.max(1)).max(1);
-            let Some(chunks) = split(&msg, self.chunk_bytes) else {
+            let asked_index = snapshot.meta.index;
+            let Some(source) = self.open_newest(asked_index).await else {
                 continue;
             };
-            match self.send_all(chunks).await {
+            let index = source.meta.index;
+            let count = source
+                .data_len
+                .div_ceil(self.chunk_bytes.max(1) as u64)
+                .max(1);
+            match self.send_all(&asked, source).await {
                 Ok(()) => {
                     Metrics::inc(&self.metrics.snapshots_sent);
                     info!(
                         peer = self.peer,
                         index,
+                        asked = asked_index,
                         chunks = count,
                         "snapshot sent to the peer"
                     );
-                    self.outbox.forget_resend_of(msg.term, index);
+                    self.outbox.forget_resend_of(asked.term, asked_index);
                 }
                 Err(e) => {
                     Metrics::inc(&self.metrics.snapshot_transfers_failed);
@@ -121,19 +140,84 @@ impl SnapshotSender {
         }
     }
 
-    async fn send_all(&self, chunks: impl Iterator<Item = SnapshotChunk>) -> Result<(), String> {
-        for chunk in chunks {
+    /// The newest snapshot file at or after `index`, opened and verified
+    /// off the async workers; `None` (logged) when there is none or it
+    /// cannot be read: Raft asks again.
+    async fn open_newest(&self, index: Index) -> Option<SnapshotSource> {
+        let Some(dir) = self.snapshot_dir.clone() else {
+            warn!(
+                peer = self.peer,
+                index, "no data directory to send a snapshot from"
+            );
+            return None;
+        };
+        let opened =
+            tokio::task::spawn_blocking(move || crate::storage::open_newest_snapshot(&dir, index))
+                .await;
+        match opened {
+            Ok(Ok(Some(source))) => Some(source),
+            Ok(Ok(None)) => {
+                warn!(
+                    peer = self.peer,
+                    index, "no snapshot file at or after the index to send"
+                );
+                None
+            }
+            Ok(Err(e)) => {
+                warn!(
+                    peer = self.peer,
+                    index, "cannot read the snapshot to send: {e}"
+                );
+                None
+            }
+            Err(e) => {
+                warn!(peer = self.peer, index, "the snapshot read failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// Sends `source`'s image in chunks, each read from the file (off the
+    /// async workers) just before it is posted: one chunk in memory at a
+    /// time. `asked` gives the sender, recipient and term.
+    async fn send_all(&self, asked: &Message, mut source: SnapshotSource) -> Result<(), String> {
+        let step = self.chunk_bytes.max(1);
+        let total_len = source.data_len;
+        let mut offset = 0u64;
+        loop {
             if self.partition.blocks(self.peer) {
                 return Err("the peer is cut off by the test partition".into());
             }
-            let offset = chunk.offset;
+            let (back, piece) = tokio::task::spawn_blocking(move || {
+                let piece = source.read(offset, step);
+                (source, piece)
+            })
+            .await
+            .map_err(|e| format!("reading the chunk at offset {offset}: {e}"))?;
+            source = back;
+            let data = piece.map_err(|e| format!("chunk at offset {offset}: {e}"))?;
+            let len = data.len() as u64;
+            let chunk = SnapshotChunk {
+                from: asked.from,
+                to: asked.to,
+                term: asked.term,
+                meta: source.meta.clone(),
+                total_len,
+                crc32: source.data_crc,
+                offset,
+                data,
+            };
             post_peer(&self.client, &self.url, &self.creds, chunk.encode())
                 .await
                 .map_err(|e| format!("chunk at offset {offset}: {e}"))?;
             Metrics::inc(&self.metrics.snapshot_chunks_sent);
             debug!(peer = self.peer, offset, "snapshot chunk sent");
+            offset += len;
+            // One chunk (empty) for an empty image; else until the end.
+            if offset >= total_len {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 }
 

@@ -166,6 +166,9 @@ pub struct TransportOptions {
     pub credentials: Credentials,
     /// Size of one snapshot chunk post.
     pub snapshot_chunk_bytes: usize,
+    /// The data directory, whose newest snapshot file a lagging follower is
+    /// sent (`None`: snapshots are not sent).
+    pub snapshot_dir: Option<std::path::PathBuf>,
     /// How long the snapshot client keeps an idle connection.
     pub pool_idle: Duration,
     /// The node's certificates, when members speak TLS.
@@ -231,6 +234,7 @@ impl Transport {
                     partition: self.partition.clone(),
                     metrics: self.metrics.clone(),
                     chunk_bytes: self.opts.snapshot_chunk_bytes,
+                    snapshot_dir: self.opts.snapshot_dir.clone(),
                     client,
                 };
                 tasks.push(self.io_runtime.spawn(snapshot_sender.run()));

@@ -38,6 +38,7 @@ mod wal;
 pub use disk::DiskStorage;
 pub use error::StorageError;
 pub use memory::MemoryStorage;
+pub use snapshot_file::SnapshotSource;
 
 /// Where a node keeps its Raft state. One `persist` = one fsync (group commit).
 pub trait Storage: Send + 'static {
@@ -57,7 +58,7 @@ pub trait Storage: Send + 'static {
     }
     /// What writes a snapshot's file durably, away from the Raft loop (on another thread, while `persist` goes on). The file counts only once [`Storage::record_snapshot`] recorded it.
     fn snapshot_writer(&self) -> SnapshotWriter;
-    /// Records a snapshot whose file a [`SnapshotWriter`] wrote, and compacts as [`Storage::save_snapshot`] does. A snapshot older than the one already stored is refused with [`StorageError::SnapshotOutOfDate`] (its file is removed).
+    /// Records a snapshot whose file a [`SnapshotWriter`] wrote, and compacts as [`Storage::save_snapshot`] does. A snapshot older than the one already stored is refused with [`StorageError::SnapshotOutOfDate`] (its file is removed). A directory store reads only `snapshot.meta` (the image is in the file, as [`SnapshotWriter::write_state`] leaves it); the in-memory store keeps `snapshot.data`.
     fn record_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
 }
 
@@ -71,6 +72,42 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
+    /// Writes the snapshot of `kv` at `meta` durably, the image serialized
+    /// straight into the file (never whole in memory); returns what
+    /// [`Storage::record_snapshot`] takes and the image's length. With a
+    /// directory that is the metadata alone (`data` empty: the image is in
+    /// the file, and recording reads only the metadata); an in-memory
+    /// store keeps the image, so it is serialized into `data`.
+    pub fn write_state(
+        &self,
+        meta: &raft_core::SnapshotMeta,
+        kv: &raft_core::KvStore,
+    ) -> Result<(Snapshot, u64), StorageError> {
+        match &self.dir {
+            Some(dir) => {
+                let (_, len) = snapshot_file::write_streamed(dir, meta, self.sync, |out| {
+                    kv.write_snapshot(out)
+                })?;
+                let snapshot = Snapshot {
+                    meta: meta.clone(),
+                    data: Vec::new(),
+                };
+                Ok((snapshot, len))
+            }
+            None => {
+                let data = kv.snapshot();
+                let len = data.len() as u64;
+                Ok((
+                    Snapshot {
+                        meta: meta.clone(),
+                        data,
+                    },
+                    len,
+                ))
+            }
+        }
+    }
+
     /// Writes `snapshot`'s file; returns once it is durable.
     pub fn write(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
         match &self.dir {
@@ -97,6 +134,28 @@ pub fn newest_snapshot_file(
 }
 
 /// How a [`DiskStorage`] writes.
+/// The newest snapshot file in `dir` at or after `index`, opened and
+/// verified for its image to be read in pieces: what a leader streams to a
+/// lagging follower (the Raft core keeps no image). A file removed between
+/// the listing and the opening (a newer snapshot was recorded meanwhile,
+/// and compaction removes the older files; an open file stays readable) is
+/// looked for again; `None` when there is no such file.
+pub fn open_newest_snapshot(
+    dir: &std::path::Path,
+    index: raft_core::Index,
+) -> Result<Option<SnapshotSource>, StorageError> {
+    loop {
+        let Some((at, path)) = newest_snapshot_file(dir, index)? else {
+            return Ok(None);
+        };
+        match SnapshotSource::open(&path, at) {
+            Err(StorageError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            other => return other.map(Some),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskOptions {
     /// fsync files and the directory so that a returned call survives a

@@ -16,7 +16,7 @@
 //! most one chunk.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use raft_core::{Index, Snapshot, SnapshotMeta};
@@ -48,49 +48,90 @@ fn write_paced(
     sync: bool,
     sync_every: u64,
 ) -> Result<PathBuf, StorageError> {
-    let path = dir.join(snapshot_name(snap.meta.index));
+    write_streamed_paced(dir, &snap.meta, sync, sync_every, |out| {
+        out.write_all(&snap.data)
+    })
+    .map(|(path, _)| path)
+}
+
+/// Writes the snapshot at `meta` durably into `dir`, its image produced by
+/// `image` straight into the file (a state serialized as it is written is
+/// never whole in memory); returns the path and the image's length. The
+/// file is the one [`write`] makes of the same bytes.
+pub(crate) fn write_streamed(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    sync: bool,
+    image: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(PathBuf, u64), StorageError> {
+    write_streamed_paced(dir, meta, sync, SYNC_EVERY, image)
+}
+
+fn write_streamed_paced(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    sync: bool,
+    sync_every: u64,
+    image: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(PathBuf, u64), StorageError> {
+    let path = dir.join(snapshot_name(meta.index));
     let tmp = tmp_path(&path);
-    let meta = postcard::to_stdvec(&snap.meta).map_err(|source| StorageError::Encode {
+    let meta_bytes = postcard::to_stdvec(meta).map_err(|source| StorageError::Encode {
         what: "snapshot metadata",
         source,
     })?;
-    let meta_len = u32::try_from(meta.len()).map_err(|_| StorageError::RecordTooLarge {
-        len: meta.len(),
+    let meta_len = u32::try_from(meta_bytes.len()).map_err(|_| StorageError::RecordTooLarge {
+        len: meta_bytes.len(),
         max: u32::MAX as usize,
     })?;
     let file = File::create(&tmp).map_err(io_err(&tmp, "create"))?;
     let paced = Paced::new(file, if sync { sync_every } else { 0 });
-    let mut out = CrcWriter {
-        inner: BufWriter::with_capacity(BUF_BYTES, paced),
-        crc: crc32fast::Hasher::new(),
-    };
-    let body = [
-        &SNAP_MAGIC[..],
-        &SNAP_VERSION.to_le_bytes(),
-        &meta_len.to_le_bytes(),
-        &meta,
-        &(snap.data.len() as u64).to_le_bytes(),
-        &snap.data,
-    ];
-    for part in body {
-        out.write_all(part).map_err(io_err(&tmp, "write"))?;
-    }
-    let crc = out.crc.finalize();
-    let mut inner = out.inner;
-    inner
-        .write_all(&crc.to_le_bytes())
-        .and_then(|()| inner.flush())
+    let mut head = Vec::with_capacity(16 + meta_bytes.len());
+    head.extend_from_slice(&SNAP_MAGIC);
+    head.extend_from_slice(&SNAP_VERSION.to_le_bytes());
+    head.extend_from_slice(&meta_len.to_le_bytes());
+    head.extend_from_slice(&meta_bytes);
+    let mut out = BufWriter::with_capacity(BUF_BYTES, paced);
+    // The image's length precedes it but is known only once it is written:
+    // a placeholder now, the length written over it after.
+    out.write_all(&head)
+        .and_then(|()| out.write_all(&[0; 8]))
         .map_err(io_err(&tmp, "write"))?;
-    let file = inner
+    let mut data = CrcWriter {
+        inner: out,
+        crc: crc32fast::Hasher::new(),
+        len: 0,
+    };
+    image(&mut data).map_err(io_err(&tmp, "write"))?;
+    let CrcWriter {
+        inner: mut out,
+        crc: data_crc,
+        len: data_len,
+    } = data;
+    out.flush().map_err(io_err(&tmp, "write"))?;
+    let mut file = out
         .into_inner()
         .map_err(|e| io_err(&tmp, "write")(e.into_error()))?
         .file;
+    // The checksum covers everything before it, in file order: the head,
+    // the length, then the image (whose CRC was taken as it went by).
+    let len_bytes = data_len.to_le_bytes();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&head);
+    crc.update(&len_bytes);
+    crc.combine(&data_crc);
+    let crc = crc.finalize();
+    file.seek(SeekFrom::Start(head.len() as u64))
+        .and_then(|_| file.write_all(&len_bytes))
+        .and_then(|()| file.seek(SeekFrom::End(0)))
+        .and_then(|_| file.write_all(&crc.to_le_bytes()))
+        .map_err(io_err(&tmp, "write"))?;
     if sync {
         file.sync_all().map_err(io_err(&tmp, "fsync"))?;
     }
     fs::rename(&tmp, &path).map_err(io_err(&path, "rename into place"))?;
     sync_dir(dir, sync)?;
-    Ok(path)
+    Ok((path, data_len))
 }
 
 /// Reads and verifies the snapshot file `path`, which by its name holds the
@@ -165,6 +206,113 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError>
     Ok(Snapshot { meta, data })
 }
 
+/// An open snapshot file whose image is read in pieces (what a leader
+/// streams to a lagging follower), so the image is never whole in memory.
+/// Opening checks the whole file's CRC, and computes the image's own CRC
+/// (which the follower checks the reassembled image against).
+pub struct SnapshotSource {
+    path: PathBuf,
+    file: File,
+    /// The snapshot's metadata.
+    pub meta: SnapshotMeta,
+    data_at: u64,
+    /// The image's length.
+    pub data_len: u64,
+    /// The CRC32 of the image alone.
+    pub data_crc: u32,
+}
+
+impl SnapshotSource {
+    /// Opens and verifies the snapshot file `path`, named for `index`.
+    pub(crate) fn open(path: &Path, index: Index) -> Result<Self, StorageError> {
+        let mut file = File::open(path).map_err(io_err(path, "open"))?;
+        let file_len = file.metadata().map_err(io_err(path, "stat"))?.len();
+        let mut fixed = [0u8; 16];
+        read_at(&mut file, path, 0, &mut fixed)?;
+        let meta_len = u32::from_le_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]) as u64;
+        // The head is small: read it whole and let `parse`'s checks speak
+        // for it (magic, version, metadata), with an empty image in place.
+        let head_len = 16 + meta_len + 8;
+        if head_len + 4 > file_len {
+            return Err(StorageError::corrupt(path, 0, "file ends before its data"));
+        }
+        let mut head = vec![0u8; head_len as usize];
+        read_at(&mut file, path, 0, &mut head)?;
+        let data_len = u64::from_le_bytes(head[head.len() - 8..].try_into().unwrap_or([0; 8]));
+        if head_len
+            .checked_add(data_len)
+            .and_then(|n| n.checked_add(4))
+            != Some(file_len)
+        {
+            return Err(StorageError::corrupt(
+                path,
+                head_len - 8,
+                "the data length does not match the file's",
+            ));
+        }
+        let mut empty = head.clone();
+        let at = empty.len() - 8;
+        empty[at..].copy_from_slice(&0u64.to_le_bytes());
+        let crc = crc32fast::hash(&empty).to_le_bytes();
+        empty.extend_from_slice(&crc);
+        let meta = parse(path, &empty)?.meta;
+        if meta.index != index {
+            return Err(StorageError::corrupt(
+                path,
+                0,
+                format!(
+                    "holds the snapshot at index {} but is named for index {index}",
+                    meta.index
+                ),
+            ));
+        }
+        let mut file_crc = crc32fast::Hasher::new();
+        file_crc.update(&head);
+        let mut data_crc = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; BUF_BYTES];
+        let mut at = head_len;
+        while at < head_len + data_len {
+            let n = (head_len + data_len - at).min(buf.len() as u64) as usize;
+            read_at(&mut file, path, at, &mut buf[..n])?;
+            file_crc.update(&buf[..n]);
+            data_crc.update(&buf[..n]);
+            at += n as u64;
+        }
+        let mut stored = [0u8; 4];
+        read_at(&mut file, path, at, &mut stored)?;
+        if file_crc.finalize() != u32::from_le_bytes(stored) {
+            return Err(StorageError::corrupt(
+                path,
+                at,
+                "snapshot fails its CRC32 check",
+            ));
+        }
+        Ok(SnapshotSource {
+            path: path.to_path_buf(),
+            file,
+            meta,
+            data_at: head_len,
+            data_len,
+            data_crc: data_crc.finalize(),
+        })
+    }
+
+    /// `len` bytes of the image from `offset` (fewer at its end).
+    pub fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
+        let len = (self.data_len.saturating_sub(offset)).min(len as u64) as usize;
+        let mut buf = vec![0u8; len];
+        read_at(&mut self.file, &self.path, self.data_at + offset, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+fn read_at(file: &mut File, path: &Path, at: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+    use std::io::Read;
+    file.seek(SeekFrom::Start(at))
+        .and_then(|_| file.read_exact(buf))
+        .map_err(io_err(path, "read"))
+}
+
 /// The buffer in front of [`Paced`]: writes reach the file in pieces of
 /// this size.
 const BUF_BYTES: usize = 256 << 10;
@@ -213,12 +361,15 @@ impl Write for Paced {
 struct CrcWriter<W> {
     inner: W,
     crc: crc32fast::Hasher,
+    /// Bytes written through it.
+    len: u64,
 }
 
 impl<W: Write> Write for CrcWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.crc.update(&buf[..n]);
+        self.len += n as u64;
         Ok(n)
     }
 
@@ -326,6 +477,91 @@ mod tests {
             );
             assert_eq!(read(&path, 9).expect("read"), s);
         }
+    }
+
+    /// A state serialized straight into the file (its length and checksum
+    /// known only at the end) makes the very file of the same image
+    /// written from memory.
+    #[test]
+    fn a_streamed_image_makes_the_same_file() {
+        let mut kv = raft_core::KvStore::new();
+        for i in 0..2_000u64 {
+            kv.apply(&raft_core::Entry {
+                term: 3,
+                index: i + 1,
+                payload: raft_core::Payload::command(raft_core::Command {
+                    client_id: 0,
+                    seq: 0,
+                    op: raft_core::Op::Put {
+                        key: format!("key{i}"),
+                        value: "v".repeat(100),
+                    },
+                }),
+            });
+        }
+        let s = Snapshot {
+            meta: snap(2_000).meta,
+            data: kv.snapshot(),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let whole = fs::read(write(dir.path(), &s, false).expect("write")).expect("read");
+        for every in [0, 4096] {
+            let (path, len) = write_streamed_paced(dir.path(), &s.meta, every != 0, every, |out| {
+                kv.write_snapshot(out)
+            })
+            .expect("streamed write");
+            assert_eq!(len, s.data.len() as u64);
+            assert_eq!(
+                fs::read(&path).expect("read"),
+                whole,
+                "pushed every {every}"
+            );
+            assert_eq!(read(&path, 2_000).expect("read"), s);
+        }
+    }
+
+    /// A file opened for sending: its image read back in pieces is the
+    /// image, with the image's own CRC; a damaged file does not open.
+    #[test]
+    fn a_source_reads_the_image_in_pieces_and_refuses_a_damaged_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Snapshot {
+            meta: snap(12).meta,
+            data: (0..10_000u32).flat_map(|i| i.to_le_bytes()).collect(),
+        };
+        let path = write(dir.path(), &s, false).expect("write");
+        let mut source = SnapshotSource::open(&path, 12).expect("open");
+        assert_eq!(source.meta, s.meta);
+        assert_eq!(source.data_len, s.data.len() as u64);
+        assert_eq!(source.data_crc, crc32fast::hash(&s.data));
+        let mut image = Vec::new();
+        while (image.len() as u64) < source.data_len {
+            image.extend(source.read(image.len() as u64, 7_000).expect("read"));
+        }
+        assert_eq!(image, s.data);
+        assert!(source
+            .read(source.data_len, 10)
+            .expect("past the end")
+            .is_empty());
+        assert!(
+            SnapshotSource::open(&path, 13).is_err(),
+            "named for another index"
+        );
+        let mut bytes = fs::read(&path).expect("read");
+        bytes[30_000] ^= 1;
+        fs::write(&path, &bytes).expect("write");
+        assert!(SnapshotSource::open(&path, 12).is_err(), "a flipped bit");
+        bytes.truncate(100);
+        fs::write(&path, &bytes).expect("write");
+        assert!(SnapshotSource::open(&path, 12).is_err(), "cut short");
+        let empty = Snapshot {
+            meta: snap(14).meta,
+            data: Vec::new(),
+        };
+        let path = write(dir.path(), &empty, false).expect("write");
+        let mut source = SnapshotSource::open(&path, 14).expect("open");
+        assert_eq!(source.data_len, 0);
+        assert!(source.read(0, 10).expect("read").is_empty());
     }
 
     #[test]
