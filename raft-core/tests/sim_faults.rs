@@ -60,13 +60,15 @@ fn plain_clients(cfg: &mut SimConfig) {
     cfg.clients.without_session = 0;
 }
 
-/// A randomized run with `faults`, without conditional writes: the hunts
-/// keep the seeds they had before those existed (a scenario that wants
-/// them sets `clients.conditional`).
+/// A randomized run with `faults`, without conditional writes and without
+/// a catch-up margin (every snapshot compacts at once): the hunts keep the
+/// seeds they had before those existed (a scenario that wants them sets
+/// `clients.conditional` or `snapshot_catchup_entries`).
 fn with_faults(seed: u64, faults: Faults) -> SimConfig {
     let mut cfg = SimConfig::randomized(seed);
     cfg.raft.faults = faults;
     cfg.clients.conditional = 0;
+    cfg.snapshot_catchup_entries = 0;
     cfg
 }
 
