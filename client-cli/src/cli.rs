@@ -51,6 +51,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "RAFT_KV_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
+    /// https: the CA file and an optional client certificate.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -260,8 +264,8 @@ fn seconds(secs: f64, text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {text:?}"))
 }
 
-/// Parses one server address: `http://host:port`, or `host:port` (http is
-/// assumed). Only plain http base URLs without a path are accepted.
+/// Parses one server address: `http(s)://host:port`, or `host:port` (http
+/// is assumed). Only base URLs without a path are accepted.
 pub fn parse_server_url(text: &str) -> Result<Url, String> {
     parse_base_url(text, "server address").map(|(url, _)| url)
 }
@@ -287,9 +291,9 @@ fn parse_base_url(text: &str, what: &str) -> Result<(Url, String), String> {
         format!("http://{text}")
     };
     let url = Url::parse(&with_scheme).map_err(|e| format!("invalid {what} {text:?}: {e}"))?;
-    if url.scheme() != "http" {
+    if url.scheme() != "http" && url.scheme() != "https" {
         return Err(format!(
-            "invalid {what} {text:?}: only http:// is supported"
+            "invalid {what} {text:?}: only http:// and https:// are supported"
         ));
     }
     if url.host().is_none() {
@@ -353,9 +357,13 @@ mod tests {
             parse_server_url("localhost:3003").unwrap().as_str(),
             "http://localhost:3003/"
         );
+        assert_eq!(
+            parse_server_url("https://localhost:3003").unwrap().as_str(),
+            "https://localhost:3003/"
+        );
         for bad in [
             "",
-            "https://x:1",
+            "ftp://x:1",
             "http://",
             "http://h:1/path",
             "http://h:1/?q=1",
@@ -382,7 +390,6 @@ mod tests {
         for bad in [
             "",
             "ftp://x",
-            "https://x:1",
             "http://",
             "http://h:1/p",
             "http://h:0x",

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -126,7 +127,7 @@ struct Answer {
 /// The HTTP client under [`ApiClient`]: hyper's, which sends a request
 /// target exactly as built. A URL parser would drop a `.` or `..` path
 /// segment, and `.` and `..` are keys like any other.
-type Http = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+type Http = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The REST client used by the commands.
 pub struct ApiClient {
@@ -144,18 +145,30 @@ pub struct ApiClient {
 
 impl ApiClient {
     /// A client for `servers` whose requests must all finish within
-    /// `timeout` from now.
+    /// `timeout` from now; https:// servers need `tls` (`--cacert`).
     pub fn new(
         servers: Vec<Url>,
         timeout: Duration,
         token: Option<String>,
+        tls: crate::tls::Tls,
     ) -> Result<Self, CliError> {
         if servers.is_empty() {
             return Err(CliError::Usage("no server given".into()));
         }
+        if let (None, Some(https)) = (&tls, servers.iter().find(|u| u.scheme() == "https")) {
+            return Err(crate::tls::needs_cacert(https));
+        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout.min(CONNECT_TIMEOUT)));
+        connector.enforce_http(false);
+        // Without --cacert no certificate is trusted: an https leader hint
+        // then fails to connect and names the reason.
+        let config = match tls {
+            Some(config) => config,
+            None => crate::tls::TlsArgs::default().trust_nothing()?,
+        };
+        let connector = HttpsConnector::from((connector, config));
         let http =
             hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
         Ok(ApiClient {
@@ -935,6 +948,7 @@ mod tests {
             vec![url("a:1")],
             Duration::from_secs(1),
             Some("secret".into()),
+            None,
         )
         .unwrap();
         // No write before the session is registered.

@@ -16,12 +16,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         timeout,
         json,
         token,
+        tls,
         command,
     } = cli;
+    let tls = tls.load()?;
     match command {
-        Command::Bench(args) => bench::run(args, servers, timeout, json).await,
+        Command::Bench(args) => bench::run(args, servers, timeout, json, tls).await,
         command => {
-            let mut client = ApiClient::new(servers, timeout, token)?;
+            let mut client = ApiClient::new(servers, timeout, token, tls)?;
             run_api(command, &mut client, json).await
         }
     }

@@ -47,15 +47,68 @@ fn own_url(settings: &Settings, local: SocketAddr) -> String {
     if let Some(u) = &settings.advertise_url {
         return u.clone();
     }
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
     let ip = local.ip();
     if ip.is_unspecified() {
         warn!("listening on {ip}: advertising 127.0.0.1; set --advertise-url for other hosts");
-        return format!("http://127.0.0.1:{}", local.port());
+        return format!("{scheme}://127.0.0.1:{}", local.port());
     }
     match ip {
-        std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{}", local.port()),
-        std::net::IpAddr::V4(v4) => format!("http://{v4}:{}", local.port()),
+        std::net::IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{}", local.port()),
+        std::net::IpAddr::V4(v4) => format!("{scheme}://{v4}:{}", local.port()),
     }
+}
+
+/// What the start-up line says about who may do what: each item names a
+/// surface and how it is protected, or that it is not.
+fn security_summary(settings: &Settings) -> Vec<String> {
+    let mut lines = Vec::new();
+    match &settings.tls {
+        None => {
+            lines.push("transport: plain HTTP, nothing is encrypted".to_string());
+            lines.push(
+                "data API (/key, /keys, /sessions): UNAUTHENTICATED, anyone who reaches the port"
+                    .to_string(),
+            );
+        }
+        Some(files) => {
+            lines.push("transport: TLS on every connection".to_string());
+            lines.push(match &files.client_ca {
+                Some(ca) => format!(
+                    "data API: clients must present a certificate from {}",
+                    ca.display()
+                ),
+                None => "data API: UNAUTHENTICATED, any TLS client (no --trusted-ca-file)".into(),
+            });
+            lines.push(format!(
+                "peer RPC: mutual TLS, members' certificates from {}",
+                files.peer_ca.display()
+            ));
+        }
+    }
+    let admin = match (&settings.cluster_token, settings.tls.as_ref().and_then(|t| t.client_ca.as_ref())) {
+        (Some(_), _) => "admin and membership routes: cluster token required".to_string(),
+        (None, Some(_)) => {
+            "admin and membership routes: any client with a certificate (no --cluster-token)"
+                .to_string()
+        }
+        (None, None) => {
+            "admin and membership routes: UNAUTHENTICATED (no --cluster-token)".to_string()
+        }
+    };
+    lines.push(admin);
+    if settings.tls.is_none() {
+        lines.push(match settings.cluster_token {
+            Some(_) => "peer RPC: cluster token required (sent in clear text)".to_string(),
+            None => "peer RPC: UNAUTHENTICATED (no --cluster-token, no peer TLS)".to_string(),
+        });
+    }
+    lines
+}
+
+/// Whether `local` can be reached from other hosts.
+fn reachable_from_elsewhere(local: SocketAddr) -> bool {
+    !local.ip().is_loopback()
 }
 
 /// Opens the node's durable storage.
@@ -104,13 +157,23 @@ pub async fn run_with_storage(
         .local_addr()
         .map_err(|e| ServerError::Start(format!("listener has no address: {e}")))?;
     let url = own_url(&settings, local);
+    let tls = match &settings.tls {
+        Some(files) => Some(
+            crate::tls::Tls::load(files.clone())
+                .map_err(|e| ServerError::Start(format!("TLS: {e}")))?,
+        ),
+        None => None,
+    };
     let settings = Arc::new(settings);
     let metrics = Arc::new(Metrics::default());
     let partition = Arc::new(Partition::default());
     if settings.test_hooks {
         warn!("TEST HOOKS ENABLED (--enable-test-hooks): POST /test/partition can cut this node off; never use in production");
     }
-    let http = reqwest::Client::builder()
+    // Speaks to members (a joiner's requests, the founders' identity
+    // checks): with TLS, as a member.
+    let http = crate::tls::peer_client::reqwest_builder(tls.as_ref())
+        .map_err(|e| ServerError::Start(format!("TLS: {e}")))?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .pool_max_idle_per_host(MAX_FORWARDS_IN_FLIGHT)
@@ -141,6 +204,7 @@ pub async fn run_with_storage(
             },
             snapshot_chunk_bytes: settings.snapshot_chunk_bytes,
             pool_idle: settings.idle_timeout / 2,
+            tls: tls.clone(),
         },
         partition.clone(),
         metrics.clone(),
@@ -199,7 +263,8 @@ pub async fn run_with_storage(
         partition,
         settings: settings.clone(),
         http,
-        forwarder: crate::http::forward::forward_client(settings.idle_timeout / 2),
+        forwarder: crate::http::forward::forward_client(settings.idle_timeout / 2, tls.as_ref())
+            .map_err(|e| ServerError::Start(format!("TLS: {e}")))?,
         forward_slots: tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT),
         snapshot_inbox: SnapshotInbox::new(MAX_SNAPSHOT_BYTES),
         decoded_snapshot: decoded,
@@ -212,6 +277,7 @@ pub async fn run_with_storage(
             peers_only: http::peers_only(app.clone(), state.clone()),
             full: app,
         },
+        tls.clone(),
         ConnectionLimit::new(
             settings.max_connections,
             state.metrics.connections_open.clone(),
@@ -221,6 +287,13 @@ pub async fn run_with_storage(
         stopped(stop_rx.clone()),
     );
     let mut server_task = tokio::spawn(server);
+    if let Some(tls) = &tls {
+        tokio::spawn(crate::tls::reload::watch(
+            tls.clone(),
+            state.metrics.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
     let members = state
         .directory
         .urls()
@@ -228,12 +301,7 @@ pub async fn run_with_storage(
         .map(|(id, url)| format!("{id}={url}"))
         .collect::<Vec<_>>()
         .join(",");
-    let auth = if settings.cluster_token.is_some() {
-        "cluster token required on peer, admin and membership routes"
-    } else {
-        "NONE: no --cluster-token, so peer RPC, admin and membership routes are open to \
-         anyone who can reach this port"
-    };
+    let security = security_summary(&settings);
     info!(
         id = settings.id,
         %url,
@@ -242,11 +310,22 @@ pub async fn run_with_storage(
         members = %members,
         data_dir = %settings.data_dir.display(),
         fsync = settings.sync,
-        auth,
+        security = %security.join("; "),
         startup_ms = started.elapsed().as_millis() as u64,
         "raft-kv node started"
     );
-    if settings.cluster_token.is_none() {
+    for line in security.iter().filter(|l| l.contains("UNAUTHENTICATED")) {
+        warn!("{line}");
+    }
+    if reachable_from_elsewhere(local) && settings.tls.is_none() && settings.cluster_token.is_none()
+    {
+        warn!(
+            "!!! {local} is reachable from other hosts with NO TLS and NO --cluster-token: anyone \
+             on the network can read and write every key, send Raft messages, change the \
+             membership and take backups. Give the TLS flags (--cert-file, --key-file, \
+             --trusted-ca-file, --peer-*) and a --cluster-token, or bind to 127.0.0.1 !!!"
+        );
+    } else if settings.cluster_token.is_none() && settings.tls.is_none() {
         warn!(
             "no --cluster-token: any client that reaches {local} can send Raft messages, \
              change the membership and call the admin routes; set a token (or keep the port \

@@ -49,7 +49,7 @@ pub struct Args {
     /// data directory is empty: afterwards the configuration is the one in
     /// the node's log, changed only with the membership commands.
     #[arg(long, value_delimiter = ',', value_parser = parse_peer, conflicts_with = "join")]
-    pub peers: Vec<PeerSpec>,
+    pub peers: Vec<PeerArg>,
 
     /// Join a running cluster through any of its members (base URL), after
     /// `raft-kv-client member add ID URL` added this node. The node learns
@@ -181,6 +181,47 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// TLS: the certificate chain (PEM) the listener shows clients. With
+    /// TLS every member URL is https:// and the peer flags are required
+    /// too (the one listener serves members as well).
+    #[arg(long, value_name = "FILE", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+
+    /// TLS: the private key (PEM) of --cert-file.
+    #[arg(long, value_name = "FILE", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+
+    /// TLS: clients must present a certificate chaining to one of these
+    /// CAs (PEM bundle). Without it any client may connect over TLS.
+    #[arg(long, value_name = "FILE", requires = "cert_file")]
+    pub trusted_ca_file: Option<PathBuf>,
+
+    /// Mutual TLS between members: the certificate chain (PEM) this node
+    /// shows other members, as server and as client. It must be valid for
+    /// TLS server and client authentication and name this node's host.
+    #[arg(long, value_name = "FILE", requires_all = ["peer_key_file", "peer_trusted_ca_file", "cert_file"])]
+    pub peer_cert_file: Option<PathBuf>,
+
+    /// Mutual TLS between members: the private key (PEM) of --peer-cert-file.
+    #[arg(long, value_name = "FILE", requires = "peer_cert_file")]
+    pub peer_key_file: Option<PathBuf>,
+
+    /// Mutual TLS between members: the CAs (PEM bundle) a member's
+    /// certificate must chain to. A connection offering the peer protocol
+    /// without such a certificate fails its handshake: none of its
+    /// requests is read. The files are read again when they change or on
+    /// SIGHUP (new connections use them, open ones go on).
+    #[arg(long, value_name = "FILE", requires = "peer_cert_file")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+
+    /// Host names (besides loopback names, IP addresses and the members'
+    /// advertised hosts) that requests may name in their `Host` header,
+    /// comma-separated. Any other name is refused (403): a guard against
+    /// DNS rebinding, where a web page reaches this port under the
+    /// attacker's own name.
+    #[arg(long, value_delimiter = ',')]
+    pub host_whitelist: Vec<String>,
+
     /// TEST ONLY: enables `POST /test/partition`, which makes this node drop
     /// peer traffic. Never use in production.
     #[arg(long)]
@@ -196,16 +237,35 @@ pub struct PeerSpec {
     pub url: String,
 }
 
-fn seed_url(id: NodeId) -> Result<String, String> {
+fn seed_url(id: NodeId, scheme: &str) -> Result<String, String> {
     let port = 3000u64
         .checked_add(id)
         .filter(|p| *p <= u64::from(u16::MAX))
         .ok_or_else(|| format!("peer {id} has no default port (3000+id > 65535); use {id}=URL"))?;
-    Ok(format!("http://127.0.0.1:{port}"))
+    Ok(format!("{scheme}://127.0.0.1:{port}"))
 }
 
-/// Parses `N` or `N=http://host:port`.
-pub fn parse_peer(s: &str) -> Result<PeerSpec, String> {
+/// One `--peers` item as given: `N` or `N=URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerArg {
+    id: NodeId,
+    url: Option<String>,
+}
+
+impl PeerArg {
+    /// The peer's id and URL; `N` alone is `SCHEME://127.0.0.1:300N`
+    /// (https when the node speaks TLS).
+    fn resolve(self, scheme: &str) -> Result<PeerSpec, String> {
+        let url = match self.url {
+            None => seed_url(self.id, scheme)?,
+            Some(u) => u,
+        };
+        Ok(PeerSpec { id: self.id, url })
+    }
+}
+
+/// Parses `N` or `N=http(s)://host:port`.
+pub fn parse_peer(s: &str) -> Result<PeerArg, String> {
     let s = s.trim();
     let (id, url) = match s.split_once('=') {
         Some((id, url)) => (id.trim(), Some(url.trim())),
@@ -217,31 +277,50 @@ pub fn parse_peer(s: &str) -> Result<PeerSpec, String> {
     if id == 0 {
         return Err("node id 0 is reserved".into());
     }
-    let url = match url {
-        None => seed_url(id)?,
-        Some(u) => normalize_url(u)?,
-    };
-    Ok(PeerSpec { id, url })
+    let url = url.map(normalize_url).transpose()?;
+    Ok(PeerArg { id, url })
 }
 
-/// The port of a normalized `http://host:port` URL (80 when it names none).
+/// The port of a normalized `http(s)://host:port` URL (80 or 443 when it
+/// names none).
 fn url_port(url: &str) -> u16 {
+    let default = if url.starts_with("https://") { 443 } else { 80 };
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or(rest);
     match authority.rsplit_once(':') {
         // An IPv6 literal without a port ends with `]`.
         Some((_, port)) if !port.ends_with(']') => port.parse().unwrap_or(0),
-        _ => 80,
+        _ => default,
     }
 }
 
-/// Checks and normalizes a base URL (`http://host:port`, no trailing slash).
+/// Checks and normalizes a base URL (`http(s)://host:port`, no trailing
+/// slash).
 pub fn normalize_url(u: &str) -> Result<String, String> {
-    // Plain http only: peers talk over a plain TCP stream (no TLS).
-    if !u.starts_with("http://") || u.len() <= "http://".len() {
-        return Err(format!("`{u}`: a peer URL looks like http://host:port"));
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"));
+    if rest.is_none_or(|r| r.is_empty()) {
+        return Err(format!(
+            "`{u}`: a member URL looks like http://host:port or https://host:port"
+        ));
     }
     Ok(u.trim_end_matches('/').to_string())
+}
+
+/// Checks that `url` uses the scheme the node speaks: the one listener is
+/// either TLS or not, so a member URL of the other scheme could not reach it.
+fn check_scheme(what: &str, url: &str, tls: bool) -> Result<(), ConfigError> {
+    match (tls, url.starts_with("https://")) {
+        (true, false) => Err(ConfigError(format!(
+            "{what} {url}: with --cert-file the members speak TLS; use https://"
+        ))),
+        (false, true) => Err(ConfigError(format!(
+            "{what} {url}: an https:// member URL needs the TLS flags (--cert-file, \
+             --key-file and the --peer-* files)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Invalid flags.
@@ -319,6 +398,10 @@ pub struct Settings {
     pub web_dir: PathBuf,
     /// Test hooks on.
     pub test_hooks: bool,
+    /// The certificate files, when the node speaks TLS.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// `--host-whitelist`: extra names a request's `Host` may carry.
+    pub host_whitelist: Vec<String>,
 }
 
 impl Settings {
@@ -365,6 +448,33 @@ impl Args {
                 ))
             })?,
         };
+        let tls = match (
+            self.cert_file,
+            self.key_file,
+            self.peer_cert_file,
+            self.peer_key_file,
+            self.peer_trusted_ca_file,
+        ) {
+            (None, None, None, None, None) => None,
+            (Some(cert), Some(key), Some(peer_cert), Some(peer_key), Some(peer_ca)) => {
+                Some(crate::tls::TlsFiles {
+                    cert,
+                    key,
+                    client_ca: self.trusted_ca_file,
+                    peer_cert,
+                    peer_key,
+                    peer_ca,
+                })
+            }
+            _ => {
+                return Err(ConfigError(
+                    "TLS needs --cert-file and --key-file, and (the listener serves members \
+                     too) --peer-cert-file, --peer-key-file and --peer-trusted-ca-file"
+                        .into(),
+                ))
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut peers = BTreeMap::new();
         let peers_given = !self.peers.is_empty();
         let join = self
@@ -377,7 +487,15 @@ impl Args {
             .map(|u| normalize_url(&u))
             .transpose()
             .map_err(ConfigError)?;
+        if let Some(u) = &join {
+            check_scheme("--join", u, tls.is_some())?;
+        }
+        if let Some(u) = &advertise_url {
+            check_scheme("--advertise-url", u, tls.is_some())?;
+        }
         for p in self.peers {
+            let p = p.resolve(scheme).map_err(ConfigError)?;
+            check_scheme("--peers", &p.url, tls.is_some())?;
             if p.id == self.node_id {
                 // The same list on every member: our own entry names our URL.
                 // It must be where this node listens (or what it advertises):
@@ -496,6 +614,13 @@ impl Args {
             max_connections: self.max_connections,
             web_dir: self.web_dir,
             test_hooks: self.enable_test_hooks,
+            tls,
+            host_whitelist: self
+                .host_whitelist
+                .into_iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
         })
     }
 }
@@ -542,6 +667,33 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags_make_seed_peers_https() {
+        let tls = [
+            "--cert-file",
+            "c",
+            "--key-file",
+            "k",
+            "--peer-cert-file",
+            "pc",
+            "--peer-key-file",
+            "pk",
+            "--peer-trusted-ca-file",
+            "ca",
+        ];
+        let mut a = vec!["--node-id", "1", "--port", "3001", "--peers", "2,3"];
+        a.extend_from_slice(&tls);
+        let s = args(&a).unwrap();
+        assert_eq!(s.peers[&2], "https://127.0.0.1:3002");
+        assert!(s.tls.is_some());
+        let mut a = vec!["--node-id", "1", "--peers", "2=http://a:1"];
+        a.extend_from_slice(&tls);
+        assert!(args(&a).unwrap_err().contains("use https://"));
+        let mut a = vec!["--node-id", "1", "--join", "https://a:1/"];
+        a.extend_from_slice(&tls);
+        assert_eq!(args(&a).unwrap().join.as_deref(), Some("https://a:1"));
+    }
+
+    #[test]
     fn no_peers_is_single_node() {
         let s = args(&["--node-id", "7"]).unwrap();
         assert!(s.peers.is_empty());
@@ -553,7 +705,10 @@ mod tests {
         assert!(args(&["--node-id", "0"]).is_err());
         assert!(args(&["--node-id", "1", "--peers", "x"]).is_err());
         assert!(args(&["--node-id", "1", "--peers", "2=ftp://a"]).is_err());
+        // https needs the TLS flags; with them, http is refused.
         assert!(args(&["--node-id", "1", "--peers", "2=https://a:1"]).is_err());
+        assert!(args(&["--node-id", "1", "--cert-file", "c"]).is_err());
+        assert!(args(&["--node-id", "1", "--cert-file", "c", "--key-file", "k"]).is_err());
         assert!(args(&["--node-id", "1", "--peers", "0"]).is_err());
         assert!(args(&["--node-id", "1", "--idle-timeout-ms", "10"]).is_err());
         assert!(args(&["--node-id", "1", "--heartbeat-ticks", "10"]).is_err());

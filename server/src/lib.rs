@@ -23,6 +23,7 @@
 //! - [`identity`]: the cluster id, member id and data-directory incarnation.
 //! - [`metrics`]: the counters everyone bumps, rendered for Prometheus.
 //! - [`storage`]: the WAL and snapshot files.
+//! - [`tls`]: TLS on the listener and between members, certificate reloads.
 //! - [`error_chain`]: an error and its causes on one line.
 pub mod app;
 pub mod bootstrap;
@@ -36,6 +37,7 @@ pub mod net;
 pub mod node;
 pub mod peer;
 pub mod storage;
+pub mod tls;
 
 pub use app::{run, run_with_storage, shutdown_signal, ServerError};
 pub use config::{Args, LogFormat, Settings};

@@ -7,7 +7,45 @@ use clap::Parser;
 use raft_kv_server::{run, shutdown_signal, Args, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+/// `raft-kv-server gen-certs DIR`: a throwaway CA and certificates for a
+/// local cluster, to try TLS out (`run_cluster.sh --tls`).
+#[derive(clap::Parser, Debug)]
+#[command(name = "raft-kv-server gen-certs")]
+struct GenCerts {
+    /// Directory to write ca.pem, node-<id>.pem, node-<id>-key.pem,
+    /// client.pem and client-key.pem into.
+    dir: std::path::PathBuf,
+    /// How many member certificates (ids 1..=N).
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Host names or IP addresses the member certificates are valid for,
+    /// besides localhost, 127.0.0.1 and ::1 (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    hosts: Vec<String>,
+}
+
+fn gen_certs(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
+    let g = GenCerts::parse_from(args);
+    match raft_kv_server::tls::gen_certs::write_dir(&g.dir, g.nodes, &g.hosts) {
+        Ok(files) => {
+            for f in files {
+                println!("{}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("raft-kv-server gen-certs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    // A subcommand of its own: the node's flags (a required --node-id
+    // among them) do not apply.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "gen-certs") {
+        return gen_certs(std::env::args_os().skip(1));
+    }
     let args = Args::parse();
     let filter = match &args.log_level {
         Some(level) => EnvFilter::try_new(level),

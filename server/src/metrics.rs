@@ -152,6 +152,9 @@ counters! {
         slow_applies => "raft_slow_applies_total", "Batches of committed entries (or a snapshot install) that took longer than 100 ms to apply.";
         forwarded => "raft_forwarded_requests_total", "Client writes forwarded to the leader.";
         slow_heads => "http_slow_heads_total", "Client connections closed because they showed no request head within --idle-timeout-ms.";
+        tls_handshakes_failed => "tls_handshakes_failed_total", "TLS handshakes that failed: no or an untrusted client certificate, a timeout, not TLS.";
+        tls_reloads => "tls_reloads_total", "Times the certificate files were read again and taken into use.";
+        tls_reload_errors => "tls_reload_errors_total", "Times the certificate files changed but could not be used (the previous ones stay).";
         slow_bodies => "http_slow_bodies_total", "Requests answered 408 because the body did not arrive within --body-timeout-ms.";
         connections_refused => "http_connections_refused_total", "Client requests refused with 503 because the node was at --max-connections (the last slots are kept for peers).";
     }

@@ -204,7 +204,7 @@ mod tests {
             Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap(),
         ]);
         assert_eq!(etcd.endpoints(), 2);
-        let http = HttpClient::new(1, std::time::Duration::from_secs(5));
+        let http = HttpClient::new(1, std::time::Duration::from_secs(5), None);
         let put = etcd.execute(&http, Op::Put(0), "k", b"dg==", 1).await;
         assert_eq!(put, Outcome::Ok);
         let get = etcd.execute(&http, Op::Get(0), "k", b"", 3).await;

@@ -19,26 +19,41 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use reqwest::Url;
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::stats::ErrorKind;
 
-/// Where requests go: `host:port` to connect to and the `Host` header.
+/// Where requests go: `host:port` to connect to, the `Host` header, and
+/// for an https URL the name the server's certificate must carry.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     addr: String,
     host: HeaderValue,
+    tls_name: Option<ServerName<'static>>,
 }
 
 impl Endpoint {
-    /// The endpoint of an `http://` URL (the CLI refuses other schemes).
+    /// The endpoint of an `http://` or `https://` URL (the CLI refuses
+    /// other schemes).
     pub fn of(url: &Url) -> Endpoint {
         let host = url.host_str().unwrap_or("127.0.0.1");
         let port = url.port_or_known_default().unwrap_or(80);
         // An IPv6 literal keeps its brackets in `host_str`.
         let addr = format!("{host}:{port}");
+        let tls_name = (url.scheme() == "https")
+            .then(|| {
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                ServerName::try_from(bare.to_string()).ok()
+            })
+            .flatten();
         let host = HeaderValue::from_str(&addr).unwrap_or_else(|_| HeaderValue::from_static(""));
-        Endpoint { addr, host }
+        Endpoint {
+            addr,
+            host,
+            tls_name,
+        }
     }
 }
 
@@ -68,16 +83,19 @@ struct Inner {
     idle: Mutex<HashMap<String, Vec<SendRequest<Full<Bytes>>>>>,
     max_idle_per_host: usize,
     timeout: Duration,
+    tls: Option<TlsConnector>,
 }
 
 impl HttpClient {
-    /// A client whose requests (connecting included) each have `timeout`.
-    pub fn new(max_idle_per_host: usize, timeout: Duration) -> HttpClient {
+    /// A client whose requests (connecting included) each have `timeout`;
+    /// https endpoints are reached with `tls`.
+    pub fn new(max_idle_per_host: usize, timeout: Duration, tls: crate::tls::Tls) -> HttpClient {
         HttpClient {
             inner: Arc::new(Inner {
                 idle: Mutex::default(),
                 max_idle_per_host: max_idle_per_host.max(1),
                 timeout,
+                tls: tls.map(TlsConnector::from),
             }),
         }
     }
@@ -95,7 +113,7 @@ impl HttpClient {
         let endpoint = call.endpoint;
         let mut sender = match self.take_idle(&endpoint.addr) {
             Some(sender) => sender,
-            None => connect(&endpoint.addr).await?,
+            None => connect(endpoint, self.inner.tls.as_ref()).await?,
         };
         let mut request = Request::builder()
             .method(call.method)
@@ -158,14 +176,37 @@ impl HttpClient {
     }
 }
 
-/// A new keep-alive connection to `addr`, its driver running as a task.
-async fn connect(addr: &str) -> Result<SendRequest<Full<Bytes>>, ErrorKind> {
-    let stream = TcpStream::connect(addr)
+/// A new keep-alive connection to `endpoint` (TLS for an https one), its
+/// driver running as a task.
+async fn connect(
+    endpoint: &Endpoint,
+    tls: Option<&TlsConnector>,
+) -> Result<SendRequest<Full<Bytes>>, ErrorKind> {
+    let stream = TcpStream::connect(&endpoint.addr)
         .await
         .map_err(|_| ErrorKind::Connect)?;
     // Requests are small and one at a time: never wait for Nagle.
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+    match (&endpoint.tls_name, tls) {
+        (None, _) => handshake(stream).await,
+        (Some(name), Some(tls)) => {
+            let stream = tls
+                .connect(name.clone(), stream)
+                .await
+                .map_err(|_| ErrorKind::Connect)?;
+            handshake(stream).await
+        }
+        // The CLI refuses https servers without --cacert before this.
+        (Some(_), None) => Err(ErrorKind::Connect),
+    }
+}
+
+/// HTTP/1.1 on an open connection.
+async fn handshake<IO>(io: IO) -> Result<SendRequest<Full<Bytes>>, ErrorKind>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(io))
         .await
         .map_err(|_| ErrorKind::Connect)?;
     tokio::spawn(async move {
@@ -253,7 +294,7 @@ mod tests {
     async fn a_refused_connection_is_a_connect_error() {
         // Port 1 on loopback: nothing listens there.
         let endpoint = Endpoint::of(&Url::parse("http://127.0.0.1:1").unwrap());
-        let client = HttpClient::new(1, Duration::from_secs(2));
+        let client = HttpClient::new(1, Duration::from_secs(2), None);
         let err = client.send(get_k(&endpoint)).await.unwrap_err();
         assert_eq!(err, ErrorKind::Connect);
     }
@@ -280,7 +321,7 @@ mod tests {
             std::future::pending::<()>().await;
         });
         let endpoint = Endpoint::of(&Url::parse(&format!("http://127.0.0.1:{port}")).unwrap());
-        let client = HttpClient::new(1, Duration::from_millis(500));
+        let client = HttpClient::new(1, Duration::from_millis(500), None);
         for _ in 0..3 {
             let (status, body) = client
                 .send(Call {

@@ -151,13 +151,14 @@ pub async fn run(
     servers: Vec<Url>,
     timeout: Duration,
     json: bool,
+    tls: crate::tls::Tls,
 ) -> Result<(), CliError> {
     let servers = if args.target.is_etcd() {
         args.etcd_endpoints.clone()
     } else {
         servers
     };
-    let target = Target::discover(args.target, servers, timeout).await?;
+    let target = Target::discover(args.target, servers, timeout, tls).await?;
     if !args.quiet {
         note(&format!("bench: {}", target.describe()));
     }
@@ -650,7 +651,7 @@ mod tests {
     #[tokio::test]
     async fn etcd_grpc_without_the_feature_says_how_to_build_it() {
         let endpoints = vec![Url::parse("http://127.0.0.1:2379").unwrap()];
-        let err = Target::discover(TargetKind::EtcdGrpc, endpoints, Duration::from_secs(1))
+        let err = Target::discover(TargetKind::EtcdGrpc, endpoints, Duration::from_secs(1), None)
             .await
             .unwrap_err();
         assert!(matches!(&err, CliError::Usage(m) if m.contains("--features etcd-grpc")));
@@ -662,7 +663,7 @@ mod tests {
         // Nothing listens on port 1: the client is still made, and the
         // request fails as a refused connection, counted by kind.
         let endpoints = vec![Url::parse("http://127.0.0.1:1").unwrap()];
-        let target = Target::discover(TargetKind::EtcdGrpc, endpoints, Duration::from_secs(1))
+        let target = Target::discover(TargetKind::EtcdGrpc, endpoints, Duration::from_secs(1), None)
             .await
             .unwrap();
         assert_eq!(target.name(), "etcd-grpc");

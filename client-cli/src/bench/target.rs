@@ -105,9 +105,12 @@ impl Target {
         kind: TargetKind,
         servers: Vec<Url>,
         timeout: Duration,
+        tls: crate::tls::Tls,
     ) -> Result<Target, CliError> {
         match kind {
-            TargetKind::RaftKv => RaftKv::discover(servers, timeout).await.map(Target::RaftKv),
+            TargetKind::RaftKv => RaftKv::discover(servers, timeout, tls)
+                .await
+                .map(Target::RaftKv),
             TargetKind::Etcd | TargetKind::EtcdGrpc if servers.is_empty() => Err(CliError::Usage(
                 "an etcd target needs --etcd-endpoints".to_string(),
             )),
@@ -140,7 +143,11 @@ impl Target {
             ConnFor::Worker(_) => 1,
             ConnFor::Shared(n) => n,
         };
-        Ok(Conn::Http(HttpClient::new(idle, timeout)))
+        let tls = match self {
+            Target::RaftKv(t) => t.tls.clone(),
+            _ => None,
+        };
+        Ok(Conn::Http(HttpClient::new(idle, timeout, tls)))
     }
 
     /// The name in reports.
@@ -232,14 +239,21 @@ pub struct RaftKv {
     members: Vec<Url>,
     leader_endpoint: Endpoint,
     member_endpoints: Vec<Endpoint>,
+    /// For https members (`--cacert`).
+    tls: crate::tls::Tls,
 }
 
 impl RaftKv {
-    async fn discover(servers: Vec<Url>, timeout: Duration) -> Result<RaftKv, CliError> {
-        let mut client = ApiClient::new(servers.clone(), timeout, None)?;
+    async fn discover(
+        servers: Vec<Url>,
+        timeout: Duration,
+        tls: crate::tls::Tls,
+    ) -> Result<RaftKv, CliError> {
+        let mut client = ApiClient::new(servers.clone(), timeout, None, tls.clone())?;
         let started = std::time::Instant::now();
         loop {
-            if let Some(found) = Self::try_discover(&mut client, &servers).await? {
+            if let Some(mut found) = Self::try_discover(&mut client, &servers).await? {
+                found.tls = tls;
                 return Ok(found);
             }
             if started.elapsed() + Duration::from_millis(200) >= timeout {
@@ -302,6 +316,7 @@ impl RaftKv {
             member_endpoints: members.iter().map(Endpoint::of).collect(),
             leader,
             members,
+            tls: None,
         }
     }
 

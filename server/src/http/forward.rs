@@ -14,6 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use axum::response::Response;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -32,16 +33,35 @@ use crate::error_chain::error_chain;
 pub const MAX_FORWARDS_IN_FLIGHT: usize = 256;
 
 /// The HTTP client that relays requests to the leader.
-pub type ForwardClient = Client<HttpConnector, Full<Bytes>>;
+pub type ForwardClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// A [`ForwardClient`] keeping idle connections to the leader for `idle`.
-pub fn forward_client(idle: Duration) -> ForwardClient {
+/// With TLS it reaches the leader as a member (`tls::peer_client`), so a
+/// forwarded write needs no client certificate of the leader's client CA.
+pub fn forward_client(
+    idle: Duration,
+    tls: Option<&std::sync::Arc<crate::tls::Tls>>,
+) -> Result<ForwardClient, crate::tls::TlsError> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    Client::builder(TokioExecutor::new())
+    // Plain HTTP needs no TLS configuration; one that trusts nothing keeps
+    // the connector's type the same.
+    let config = match tls {
+        Some(tls) => crate::tls::peer_client::config(tls)?,
+        None => rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| crate::tls::TlsError(e.to_string()))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    };
+    connector.enforce_http(false);
+    // Built from its parts: the builder would replace the peer ALPN
+    // protocol with `http/1.1`. HTTP/1.1 is what it speaks either way.
+    let connector = HttpsConnector::from((connector, config));
+    Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(idle)
-        .build(connector)
+        .build(connector))
 }
 
 /// A client request to relay to the leader.
@@ -176,7 +196,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_every_slot_taken_a_request_is_not_sent() {
-        let client = forward_client(Duration::from_secs(1));
+        let client = forward_client(Duration::from_secs(1), None).unwrap();
         let slots = Semaphore::new(0);
         let req = ForwardRequest::new(
             Method::PUT,

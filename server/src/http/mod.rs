@@ -11,6 +11,7 @@
 //! - [`test_hooks`]: the test-only partition switch.
 //! - [`peer`]: the peer RPC's endpoints (`/raft/*`).
 //! - [`forward`]: follower → leader forwarding.
+//! - [`guard`]: the DNS-rebinding guard and the peer routes' member check.
 //! - [`state`]: what every handler shares; [`error`](mod@error): the JSON errors;
 //!   [`middleware`]: the layers around every route.
 //!
@@ -27,6 +28,7 @@ pub mod cluster;
 pub mod dashboard;
 pub mod error;
 pub mod forward;
+pub mod guard;
 pub mod health;
 pub mod keys;
 pub mod metrics;
@@ -95,6 +97,7 @@ pub fn router(state: Shared) -> Router {
         .route(PATH, get(peer::stream))
         .route("/raft/snapshot", post(peer::snapshot))
         .route("/raft/identity", get(peer::identity))
+        .route_layer(axum::middleware::from_fn(guard::member_connection))
         .layer(from_fn_with_state(peer_limit, middleware::limit_body))
         .layer(DefaultBodyLimit::max(peer_limit));
     client
@@ -105,6 +108,7 @@ pub fn router(state: Shared) -> Router {
         .layer(from_fn_with_state(state.clone(), middleware::body_deadline))
         .layer(from_fn_with_state(state.clone(), middleware::common))
         .layer(from_fn_with_state(state.clone(), dashboard::cors))
+        .layer(from_fn_with_state(state.clone(), guard::known_host))
         .with_state(state)
 }
 

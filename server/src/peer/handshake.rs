@@ -3,7 +3,9 @@
 //!
 //! A sender ([`super::transport`]) opens one TCP connection per peer to the
 //! peer's ordinary HTTP listener (the one port per node serves clients and
-//! peers alike) and asks to switch protocols:
+//! peers alike) — with TLS, a mutual TLS session offering the peer ALPN
+//! protocol (`crate::tls`), so the receiver has checked the sender's
+//! certificate before it reads the request — and asks to switch protocols:
 //!
 //! ```text
 //! GET /raft/stream HTTP/1.1
@@ -27,7 +29,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::credentials::Credentials;
 
@@ -51,26 +56,36 @@ const MAX_REFUSAL_BYTES: usize = 4096;
 /// An open stream to a peer, past the handshake.
 pub type PeerStream = TokioIo<Upgraded>;
 
-/// Where a peer's stream goes: `host:port` from its base URL.
+/// Where a peer's stream goes: `host:port` from its base URL, and the name
+/// its certificate must carry when the URL is https.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerAddr {
     authority: String,
+    tls_name: Option<ServerName<'static>>,
 }
 
 impl PeerAddr {
-    /// The address of the peer whose base URL is `url` (`http://host:port`;
-    /// the stream is plain TCP, so `https` is refused).
+    /// The address of the peer whose base URL is `url` (`http://host:port`
+    /// or `https://host:port`).
     pub fn from_url(url: &str) -> Result<PeerAddr, String> {
         let u = reqwest::Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;
-        if u.scheme() != "http" {
-            return Err(format!(
-                "`{url}`: the peer stream is plain TCP; use an http:// URL"
-            ));
-        }
         let host = u.host_str().ok_or_else(|| format!("`{url}` has no host"))?;
+        let tls_name = match u.scheme() {
+            "http" => None,
+            "https" => {
+                // The URL keeps an IPv6 literal in brackets; a name does not.
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                Some(
+                    ServerName::try_from(bare.to_string())
+                        .map_err(|e| format!("`{url}`: {e}"))?,
+                )
+            }
+            other => return Err(format!("`{url}`: scheme {other} is not http or https")),
+        };
         let port = u.port_or_known_default().unwrap_or(80);
         Ok(PeerAddr {
             authority: format!("{host}:{port}"),
+            tls_name,
         })
     }
 }
@@ -81,10 +96,15 @@ impl std::fmt::Display for PeerAddr {
     }
 }
 
-/// Connects to `addr` as node `me` and performs the upgrade handshake;
-/// the error says what failed (with the peer's JSON message on a refusal).
-pub async fn connect(addr: &PeerAddr, creds: &Credentials) -> Result<PeerStream, String> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(addr, creds)).await {
+/// Connects to `addr` as node `me` and performs the upgrade handshake
+/// (over TLS with `tls` when the address is https); the error says what
+/// failed (with the peer's JSON message on a refusal).
+pub async fn connect(
+    addr: &PeerAddr,
+    creds: &Credentials,
+    tls: Option<&TlsConnector>,
+) -> Result<PeerStream, String> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(addr, creds, tls)).await {
         Ok(r) => r,
         Err(_) => Err(format!(
             "no answer to the stream handshake within {HANDSHAKE_TIMEOUT:?}"
@@ -92,7 +112,11 @@ pub async fn connect(addr: &PeerAddr, creds: &Credentials) -> Result<PeerStream,
     }
 }
 
-async fn handshake(addr: &PeerAddr, creds: &Credentials) -> Result<PeerStream, String> {
+async fn handshake(
+    addr: &PeerAddr,
+    creds: &Credentials,
+    tls: Option<&TlsConnector>,
+) -> Result<PeerStream, String> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr.authority))
         .await
         .map_err(|_| format!("connect timed out after {CONNECT_TIMEOUT:?}"))?
@@ -107,7 +131,27 @@ async fn handshake(addr: &PeerAddr, creds: &Credentials) -> Result<PeerStream, S
     socket2::SockRef::from(&tcp)
         .set_tcp_user_timeout(Some(UNACKED_TIMEOUT))
         .map_err(|e| format!("tcp user timeout: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+    match (&addr.tls_name, tls) {
+        (None, _) => upgrade(addr, creds, tcp).await,
+        (Some(name), Some(tls)) => {
+            let stream = tls
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            upgrade(addr, creds, stream).await
+        }
+        (Some(_), None) => Err(format!(
+            "{addr} is an https address, but this node has no TLS certificates"
+        )),
+    }
+}
+
+/// The HTTP/1.1 upgrade on an open connection.
+async fn upgrade<IO>(addr: &PeerAddr, creds: &Credentials, io: IO) -> Result<PeerStream, String>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     let mut req = axum::http::Request::get(PATH)
@@ -170,7 +214,12 @@ mod tests {
         assert_eq!(a.to_string(), "[::1]:4000");
         let a = PeerAddr::from_url("http://node-2").unwrap();
         assert_eq!(a.to_string(), "node-2:80");
-        assert!(PeerAddr::from_url("https://node-2:3002").is_err());
+        let a = PeerAddr::from_url("https://node-2:3002").unwrap();
+        assert_eq!(a.to_string(), "node-2:3002");
+        assert!(a.tls_name.is_some());
+        let a = PeerAddr::from_url("https://[::1]:3002").unwrap();
+        assert_eq!(a.to_string(), "[::1]:3002");
+        assert!(PeerAddr::from_url("ftp://node-2:3002").is_err());
         assert!(PeerAddr::from_url("not a url").is_err());
     }
 

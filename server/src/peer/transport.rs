@@ -168,6 +168,8 @@ pub struct TransportOptions {
     pub snapshot_chunk_bytes: usize,
     /// How long the snapshot client keeps an idle connection.
     pub pool_idle: Duration,
+    /// The node's certificates, when members speak TLS.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl Transport {
@@ -193,12 +195,20 @@ impl Transport {
 
     fn start_link(&self, id: NodeId, url: &str) -> PeerLink {
         let mut tasks = Vec::new();
-        let queue = match PeerAddr::from_url(url) {
-            Ok(addr) => {
+        let connector = match self.opts.tls.as_ref().map(crate::tls::peer_client::config) {
+            None => Ok(None),
+            Some(Ok(config)) => Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(config)))),
+            Some(Err(e)) => Err(e.to_string()),
+        };
+        let queue = match PeerAddr::from_url(url)
+            .and_then(|addr| Ok((addr, connector.clone()?)))
+        {
+            Ok((addr, tls)) => {
                 let queue = Arc::new(PeerQueue::default());
                 let sender = PeerSender {
                     peer: id,
                     addr,
+                    tls,
                     creds: self.opts.credentials.clone(),
                     queue: queue.clone(),
                     partition: self.partition.clone(),
@@ -213,7 +223,7 @@ impl Transport {
             }
         };
         let snapshots = Arc::new(SnapshotOutbox::default());
-        match peer_http_client(self.opts.pool_idle) {
+        match peer_http_client(self.opts.pool_idle, self.opts.tls.as_ref()) {
             Ok(client) => {
                 let snapshot_sender = SnapshotSender {
                     peer: id,
@@ -303,6 +313,7 @@ impl Outbound for Transport {
 struct PeerSender {
     peer: NodeId,
     addr: PeerAddr,
+    tls: Option<tokio_rustls::TlsConnector>,
     creds: Credentials,
     queue: Arc<PeerQueue>,
     partition: Arc<Partition>,
@@ -312,15 +323,21 @@ struct PeerSender {
 /// The HTTP client of the snapshot chunk posts: short connect timeout,
 /// persistent connections, no Nagle delay. An idle connection is dropped
 /// after `pool_idle`, which is shorter than the peers' idle timeout, so a
-/// chunk never goes out on a connection the peer is closing.
-fn peer_http_client(pool_idle: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// chunk never goes out on a connection the peer is closing. With TLS it
+/// presents the peer certificate ([`crate::tls::peer_client`]).
+fn peer_http_client(
+    pool_idle: Duration,
+    tls: Option<&Arc<crate::tls::Tls>>,
+) -> Result<reqwest::Client, String> {
+    crate::tls::peer_client::reqwest_builder(tls)
+        .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_millis(500))
         .timeout(SEND_TIMEOUT)
         .tcp_nodelay(true)
         .pool_max_idle_per_host(1)
         .pool_idle_timeout(pool_idle)
         .build()
+        .map_err(|e| e.to_string())
 }
 
 impl PeerSender {
@@ -329,7 +346,7 @@ impl PeerSender {
     async fn run(self) {
         let mut failures: u32 = 0;
         loop {
-            let error = match handshake::connect(&self.addr, &self.creds).await {
+            let error = match handshake::connect(&self.addr, &self.creds, self.tls.as_ref()).await {
                 Ok(mut stream) => {
                     if failures > 0 {
                         info!(peer = self.peer, "peer reachable again");

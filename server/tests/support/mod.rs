@@ -44,6 +44,23 @@ pub struct ClusterOptions {
     pub extra_args: Vec<String>,
     /// How long `start` waits for every node to answer `/healthz`.
     pub start_timeout: Duration,
+    /// TLS on every node (https URLs, mutual TLS between members).
+    pub tls: Option<ClusterTls>,
+}
+
+/// TLS for every node of a cluster: the certificates in `dir`, laid out as
+/// `raft-kv-server gen-certs` writes them (`ca.pem` is both CAs, member
+/// `id` shows `node-<id>.pem` with `node-<id>-key.pem` to clients and
+/// members alike, and clients must present a certificate from `ca.pem`),
+/// and the client the helper speaks to the nodes with (built by the test,
+/// so that this file needs no TLS API: it must trust `ca.pem` and present
+/// `client.pem`).
+#[derive(Clone, Debug)]
+pub struct ClusterTls {
+    /// The certificate directory.
+    pub dir: PathBuf,
+    /// The helper's HTTP client.
+    pub client: reqwest::Client,
 }
 
 impl Default for ClusterOptions {
@@ -53,6 +70,7 @@ impl Default for ClusterOptions {
             test_hooks: true,
             extra_args: Vec::new(),
             start_timeout: Duration::from_secs(20),
+            tls: None,
         }
     }
 }
@@ -102,6 +120,40 @@ pub fn server_binary() -> PathBuf {
     assert!(
         bin.exists(),
         "no server binary at {}; set RAFT_KV_SERVER_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// The `raft-kv-client` binary, found like [`server_binary`]
+/// (`RAFT_KV_CLIENT_BIN`, Cargo's variable for the client's own tests, next
+/// to the test executable, built when missing).
+pub fn client_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("RAFT_KV_CLIENT_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = option_env!("CARGO_BIN_EXE_raft-kv-client") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable in target/<profile>/deps");
+    let bin = profile_dir.join(format!("raft-kv-client{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "raft-kv-client", "--bin", "raft-kv-client"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build -p raft-kv-client");
+        assert!(status.success(), "cargo build -p raft-kv-client failed");
+    }
+    assert!(
+        bin.exists(),
+        "no client binary at {}; set RAFT_KV_CLIENT_BIN",
         bin.display()
     );
     bin
@@ -178,7 +230,10 @@ impl Cluster {
                 nodes,
                 opts: opts.clone(),
                 bin: bin.clone(),
-                http: http_client(),
+                http: match &opts.tls {
+                    Some(tls) => tls.client.clone(),
+                    None => http_client(),
+                },
             };
             for id in c.ids() {
                 c.spawn(id);
@@ -232,9 +287,17 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no node {id}"))
     }
 
-    /// The node's base URL.
+    /// The node's base URL (https with [`ClusterOptions::tls`]).
     pub fn url(&self, id: u64) -> String {
-        format!("http://127.0.0.1:{}", self.node(id).port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.node(id).port)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.opts.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The node's port.
@@ -295,7 +358,7 @@ impl Cluster {
             .nodes
             .iter()
             .filter(|n| n.id != id)
-            .map(|n| format!("{}=http://127.0.0.1:{}", n.id, n.port))
+            .map(|n| format!("{}={}://127.0.0.1:{}", n.id, self.scheme(), n.port))
             .collect();
         let mut args = vec![
             "--node-id".to_string(),
@@ -319,6 +382,20 @@ impl Cluster {
         if let Some(t) = &self.opts.token {
             args.push("--cluster-token".into());
             args.push(t.clone());
+        }
+        if let Some(tls) = &self.opts.tls {
+            let file = |name: String| tls.dir.join(name).display().to_string();
+            for (flag, name) in [
+                ("--cert-file", format!("node-{id}.pem")),
+                ("--key-file", format!("node-{id}-key.pem")),
+                ("--trusted-ca-file", "ca.pem".to_string()),
+                ("--peer-cert-file", format!("node-{id}.pem")),
+                ("--peer-key-file", format!("node-{id}-key.pem")),
+                ("--peer-trusted-ca-file", "ca.pem".to_string()),
+            ] {
+                args.push(flag.into());
+                args.push(file(name));
+            }
         }
         args.extend(self.opts.extra_args.iter().cloned());
         args
