@@ -116,6 +116,11 @@ pub struct Faults {
     /// applied as new, so a retried write (the same client id and sequence
     /// number in a later log entry) changes the map a second time.
     pub ignore_sessions: bool,
+    /// Let the state machine ignore the condition of a conditional write
+    /// (`Op::PutIf`, `Op::DeleteIf`): it is applied whatever the key's
+    /// modification index, so a write based on a stale read overwrites a
+    /// newer value.
+    pub ignore_conditions: bool,
     /// Number read contexts from 1 on every boot instead of from the
     /// boot's seed: an answer to the previous incarnation's read `n`,
     /// delivered after a restart, then serves the new read `n` with a read

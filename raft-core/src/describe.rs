@@ -183,8 +183,8 @@ pub fn describe_message(m: &Message) -> String {
     format!("{}->{} t{} {body}", m.from, m.to, m.term)
 }
 
-/// An entry as `index/term:payload`: `noop`, `put k=v`, `del k`, `cas k`
-/// or `config <membership>`.
+/// An entry as `index/term:payload`: `noop`, `put k=v`, `del k`, `cas k`,
+/// `put-if k=v`, `del-if k`, `del-prefix p` or `config <membership>`.
 pub fn describe_entry(e: &Entry) -> String {
     let what = match &e.payload {
         Payload::Noop => "noop".to_string(),
@@ -193,6 +193,9 @@ pub fn describe_entry(e: &Entry) -> String {
             Op::Delete { key } => format!("del {key}"),
             Op::Cas { key, .. } => format!("cas {key}"),
             Op::Register => "register".to_string(),
+            Op::PutIf { key, value, .. } => format!("put-if {key}={value}"),
+            Op::DeleteIf { key, .. } => format!("del-if {key}"),
+            Op::DeletePrefix { prefix } => format!("del-prefix {prefix}"),
         },
         Payload::Config(m) => format!("config {}", describe_membership(m)),
     };

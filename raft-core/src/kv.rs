@@ -46,6 +46,37 @@ impl Command {
                     + value.as_ref().map_or(0, String::len)
             }
             Op::Register => 0,
+            Op::PutIf { key, value, .. } => 8 + key.len() + value.len(),
+            Op::DeleteIf { key, .. } => 8 + key.len(),
+            Op::DeletePrefix { prefix } => prefix.len(),
+        }
+    }
+}
+
+/// What a conditional write ([`Op::PutIf`], [`Op::DeleteIf`]) requires of
+/// its key. It is part of the replicated command and is evaluated when the
+/// entry is applied, against the state every member has at that point of
+/// the log: never by the node that received the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    /// The key exists and was last written by the entry at this index
+    /// (HTTP `If-Match: "<index>"`).
+    ModIndex(Index),
+    /// The key is absent: create only (HTTP `If-None-Match: *`).
+    Absent,
+    /// The key exists, whatever wrote it (HTTP `If-Match: *`).
+    Exists,
+}
+
+impl Condition {
+    /// Whether the condition holds for a key whose modification index is
+    /// `current` (`None`: the key is absent).
+    pub fn holds(self, current: Option<Index>) -> bool {
+        match (self, current) {
+            (Condition::ModIndex(want), Some(have)) => want == have,
+            (Condition::ModIndex(_), None) => false,
+            (Condition::Absent, current) => current.is_none(),
+            (Condition::Exists, current) => current.is_some(),
         }
     }
 }
@@ -81,13 +112,46 @@ pub enum Op {
     /// are ignored and a registration is never deduplicated: a retried
     /// registration opens a second session, which simply ages out.
     Register,
+    // New variants go at the end: a command is encoded with its variant's
+    // position, and entries already in users' logs must decode unchanged.
+    /// Set `key` to `value` if `condition` holds when the entry is applied;
+    /// otherwise [`OpResult::ConditionFailed`] and nothing changes.
+    PutIf {
+        /// The key.
+        key: String,
+        /// The new value.
+        value: String,
+        /// What the key must be like.
+        condition: Condition,
+    },
+    /// Remove `key` if `condition` holds when the entry is applied;
+    /// otherwise [`OpResult::ConditionFailed`] and nothing changes.
+    DeleteIf {
+        /// The key.
+        key: String,
+        /// What the key must be like.
+        condition: Condition,
+    },
+    /// Remove every key starting with `prefix` (all keys for ""; the HTTP
+    /// API refuses an empty prefix). The result is
+    /// [`OpResult::DeletedPrefix`] with the number removed.
+    DeletePrefix {
+        /// The prefix.
+        prefix: String,
+    },
 }
 
 impl Op {
-    /// The key the operation touches (a registration touches none: "").
+    /// The key the operation touches (a registration touches none: "";
+    /// a prefix delete: its prefix).
     pub fn key(&self) -> &str {
         match self {
-            Op::Put { key, .. } | Op::Delete { key } | Op::Cas { key, .. } => key,
+            Op::Put { key, .. }
+            | Op::Delete { key }
+            | Op::Cas { key, .. }
+            | Op::PutIf { key, .. }
+            | Op::DeleteIf { key, .. } => key,
+            Op::DeletePrefix { prefix } => prefix,
             Op::Register => "",
         }
     }
@@ -131,6 +195,18 @@ pub enum OpResult {
         /// The new client id (the index of the registering entry).
         client_id: u64,
     },
+    // New variants go at the end (session records in images hold results).
+    /// A conditional write's condition did not hold: nothing changed.
+    ConditionFailed {
+        /// The key's modification index when the write was applied
+        /// (`None`: the key was absent).
+        mod_index: Option<Index>,
+    },
+    /// A prefix delete was applied.
+    DeletedPrefix {
+        /// How many keys it removed.
+        deleted: u64,
+    },
 }
 
 /// The result of applying one log entry.
@@ -142,6 +218,11 @@ pub struct Applied {
     pub term: Term,
     /// For a command entry, its result (a duplicate gets the first result).
     pub result: Option<OpResult>,
+    /// The index of the entry whose application gave `result`: this
+    /// entry's, or for a retry answered with its first result, the entry
+    /// that applied the write (so a put's is the modification index it gave
+    /// the key, whichever attempt is answered).
+    pub applied_at: Index,
 }
 
 /// One client's session: its newest write, kept to answer its retries
@@ -182,8 +263,20 @@ fn digest(op: &Op) -> u64 {
 /// The first byte of a state-machine image: its format. Format 2 added the
 /// command digest to the client table; format 3 means sessions are opened by
 /// registration only (a format-2 table holds sessions opened implicitly by a
-/// first write, and is refused).
-const IMAGE_FORMAT: u8 = 3;
+/// first write, and is refused); format 4 keeps each key's modification
+/// index. A format-3 image is still read: see [`KvStore::restore`].
+const IMAGE_FORMAT: u8 = 4;
+
+/// The image format before modification indexes, still read.
+const IMAGE_FORMAT_3: u8 = 3;
+
+/// A key's value and its modification index: the index of the log entry
+/// that last wrote it (etcd's `mod_revision`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Slot {
+    value: String,
+    mod_index: Index,
+}
 
 /// How many client sessions are kept by default (the server's limit). When
 /// a registration would exceed the limit, the session whose registration or
@@ -201,7 +294,7 @@ pub const MAX_CLIENTS: usize = 100_000;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
     #[serde(deserialize_with = "ord_map::deserialize")]
-    map: OrdMap<String, String>,
+    map: OrdMap<String, Slot>,
     #[serde(deserialize_with = "ord_map::deserialize")]
     clients: OrdMap<u64, ClientRecord>,
     /// `index -> client_id` of each client record, to evict the oldest.
@@ -228,6 +321,19 @@ impl Default for KvStore {
             session_limit: MAX_CLIENTS,
         }
     }
+}
+
+/// A format-3 image: the map without modification indexes, the rest as now.
+#[derive(Deserialize)]
+struct ImageV3 {
+    #[serde(deserialize_with = "ord_map::deserialize")]
+    map: OrdMap<String, String>,
+    #[serde(deserialize_with = "ord_map::deserialize")]
+    clients: OrdMap<u64, ClientRecord>,
+    #[serde(deserialize_with = "ord_map::deserialize")]
+    client_age: OrdMap<Index, u64>,
+    applied_index: Index,
+    applied_term: Term,
 }
 
 /// Decoding of the persistent maps that trusts no length prefix: a
@@ -304,16 +410,30 @@ impl KvStore {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.map.get(key).map(String::as_str)
+        self.map.get(key).map(|s| s.value.as_str())
     }
 
-    /// Up to `limit` keys starting with `prefix`, in order, with their values.
-    pub fn list(&self, prefix: &str, limit: usize) -> Vec<(String, String)> {
+    /// The value of `key` and its modification index (the index of the
+    /// entry that last wrote it).
+    pub fn get_with_index(&self, key: &str) -> Option<(&str, Index)> {
+        self.map.get(key).map(|s| (s.value.as_str(), s.mod_index))
+    }
+
+    /// Up to `limit` keys starting with `prefix`, in order, with their
+    /// values; only keys after `after` when it is given (the next page of a
+    /// listing that ended at `after`).
+    pub fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(String, String)> {
+        use std::ops::Bound;
+        let start = match after {
+            // A page after a key below the prefix starts at the prefix.
+            Some(after) if after >= prefix => Bound::Excluded(after.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
         self.map
-            .range(prefix.to_string()..)
+            .range((start, Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, s)| (k.clone(), s.value.clone()))
             .collect()
     }
 
@@ -340,14 +460,21 @@ impl KvStore {
     /// Applies one committed entry. Entries must come in log order; an entry
     /// at or below the applied index is ignored (it is already reflected).
     pub fn apply(&mut self, entry: &Entry) -> Applied {
-        self.apply_with(entry, true)
+        self.apply_with(entry, true, true)
     }
 
-    /// [`KvStore::apply`] with the session table ignored: every command is
-    /// applied as new, a retry a second time (`Faults::ignore_sessions`).
+    /// [`KvStore::apply`] with deliberate bugs: the session table ignored
+    /// (every command is applied as new, a retry a second time:
+    /// `Faults::ignore_sessions`) and/or conditions ignored (a conditional
+    /// write is applied whatever the key's state: `Faults::ignore_conditions`).
     #[cfg(feature = "faults")]
-    pub(crate) fn apply_ignoring_sessions(&mut self, entry: &Entry) -> Applied {
-        self.apply_with(entry, false)
+    pub(crate) fn apply_with_faults(
+        &mut self,
+        entry: &Entry,
+        ignore_sessions: bool,
+        ignore_conditions: bool,
+    ) -> Applied {
+        self.apply_with(entry, !ignore_sessions, !ignore_conditions)
     }
 
     /// The newest write of `client_id` its session remembers: its sequence
@@ -358,11 +485,13 @@ impl KvStore {
         self.clients.get(&client_id).map(|r| (r.seq, r.index))
     }
 
-    fn apply_with(&mut self, entry: &Entry, sessions: bool) -> Applied {
+    /// `sessions`/`conditions` false: the fault-injection bugs above.
+    fn apply_with(&mut self, entry: &Entry, sessions: bool, conditions: bool) -> Applied {
         let mut applied = Applied {
             index: entry.index,
             term: entry.term,
             result: None,
+            applied_at: entry.index,
         };
         if entry.index <= self.applied_index {
             return applied;
@@ -370,12 +499,20 @@ impl KvStore {
         self.applied_index = entry.index;
         self.applied_term = entry.term;
         if let Payload::Command(cmd) = &entry.payload {
-            applied.result = Some(self.apply_command(cmd, entry.index, sessions));
+            let (result, applied_at) = self.apply_command(cmd, entry.index, sessions, conditions);
+            applied.result = Some(result);
+            applied.applied_at = applied_at;
         }
         applied
     }
 
-    fn apply_command(&mut self, cmd: &Command, index: Index, sessions: bool) -> OpResult {
+    fn apply_command(
+        &mut self,
+        cmd: &Command,
+        index: Index,
+        sessions: bool,
+        conditions: bool,
+    ) -> (OpResult, Index) {
         // A registration's own client id and number are ignored.
         let digest = if cmd.client_id != 0 && cmd.op != Op::Register {
             let digest = digest(&cmd.op);
@@ -384,13 +521,13 @@ impl KvStore {
                 _ if !sessions => digest,
                 // No session: never registered, or forgotten. This may be
                 // a late retry of a write already applied.
-                None => return OpResult::SessionExpired,
+                None => return (OpResult::SessionExpired, index),
                 // A retry: the first result, not a second application.
                 Some(rec) if cmd.seq == rec.seq && rec.digest == digest => {
-                    return rec.result.clone();
+                    return (rec.result.clone(), rec.index);
                 }
-                Some(rec) if cmd.seq == rec.seq => return OpResult::SeqReused,
-                Some(rec) if cmd.seq < rec.seq => return OpResult::Stale,
+                Some(rec) if cmd.seq == rec.seq => return (OpResult::SeqReused, index),
+                Some(rec) if cmd.seq < rec.seq => return (OpResult::Stale, index),
                 _ => digest,
             }
         } else {
@@ -398,27 +535,46 @@ impl KvStore {
         };
         let result = match &cmd.op {
             Op::Put { key, value } => OpResult::Put {
-                prev: self.map.insert(key.clone(), value.clone()),
+                prev: self.put(key, value, index),
             },
             Op::Delete { key } => OpResult::Delete {
-                prev: self.map.remove(key),
+                prev: self.map.remove(key).map(|s| s.value),
             },
             Op::Cas {
                 key,
                 expected,
                 value,
             } => {
-                let prev = self.map.get(key).cloned();
+                let prev = self.get(key).map(str::to_string);
                 let swapped = prev == *expected;
                 if swapped {
                     match value {
-                        Some(v) => self.map.insert(key.clone(), v.clone()),
-                        None => self.map.remove(key),
+                        Some(v) => self.put(key, v, index),
+                        None => self.map.remove(key).map(|s| s.value),
                     };
                 }
                 OpResult::Cas { swapped, prev }
             }
-            Op::Register => return self.register(index),
+            Op::PutIf {
+                key,
+                value,
+                condition,
+            } => match self.check(key, *condition, conditions) {
+                Err(failed) => failed,
+                Ok(()) => OpResult::Put {
+                    prev: self.put(key, value, index),
+                },
+            },
+            Op::DeleteIf { key, condition } => match self.check(key, *condition, conditions) {
+                Err(failed) => failed,
+                Ok(()) => OpResult::Delete {
+                    prev: self.map.remove(key).map(|s| s.value),
+                },
+            },
+            Op::DeletePrefix { prefix } => OpResult::DeletedPrefix {
+                deleted: self.delete_prefix(prefix),
+            },
+            Op::Register => return (self.register(index), index),
         };
         if cmd.client_id != 0 {
             let rec = ClientRecord {
@@ -429,7 +585,42 @@ impl KvStore {
             };
             self.remember(cmd.client_id, rec);
         }
-        result
+        (result, index)
+    }
+
+    /// Sets `key` to `value`, written by the entry at `index`; the value it
+    /// replaced.
+    fn put(&mut self, key: &str, value: &str, index: Index) -> Option<String> {
+        let slot = Slot {
+            value: value.to_string(),
+            mod_index: index,
+        };
+        self.map.insert(key.to_string(), slot).map(|s| s.value)
+    }
+
+    /// `Err` with the failure's result when `condition` does not hold for
+    /// `key` now (`enforce` false: the `ignore_conditions` fault).
+    fn check(&self, key: &str, condition: Condition, enforce: bool) -> Result<(), OpResult> {
+        let mod_index = self.map.get(key).map(|s| s.mod_index);
+        if !enforce || condition.holds(mod_index) {
+            Ok(())
+        } else {
+            Err(OpResult::ConditionFailed { mod_index })
+        }
+    }
+
+    /// Removes every key starting with `prefix`; how many.
+    fn delete_prefix(&mut self, prefix: &str) -> u64 {
+        let doomed: Vec<String> = self
+            .map
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &doomed {
+            self.map.remove(key);
+        }
+        doomed.len() as u64
     }
 
     /// Opens a session whose client id is `index`, the registering entry's.
@@ -473,18 +664,43 @@ impl KvStore {
 
     /// Rebuilds a store from [`KvStore::snapshot`]'s bytes, with the
     /// default session limit (the caller sets its own after).
+    ///
+    /// A format-3 image (written before keys had modification indexes)
+    /// restores with every key's modification index set to the image's
+    /// applied index. That is safe: the true index of each key is at or
+    /// below it, so a condition naming the key's true (older) index fails
+    /// rather than passing wrongly, and the client reads the key again to
+    /// learn the index it now has.
     pub fn restore(data: &[u8]) -> Result<Self, SnapshotDecodeError> {
         let Some((&format, image)) = data.split_first() else {
             return Ok(Self::default());
         };
-        if format != IMAGE_FORMAT {
-            return Err(SnapshotDecodeError(format!(
+        let decode_error = |e: postcard::Error| SnapshotDecodeError(e.to_string());
+        match format {
+            IMAGE_FORMAT => postcard::from_bytes(image).map_err(decode_error),
+            IMAGE_FORMAT_3 => {
+                let old: ImageV3 = postcard::from_bytes(image).map_err(decode_error)?;
+                let mod_index = old.applied_index;
+                let map = old
+                    .map
+                    .into_iter()
+                    .map(|(key, value)| (key, Slot { value, mod_index }))
+                    .collect();
+                Ok(KvStore {
+                    map,
+                    clients: old.clients,
+                    client_age: old.client_age,
+                    applied_index: old.applied_index,
+                    applied_term: old.applied_term,
+                    session_limit: MAX_CLIENTS,
+                })
+            }
+            _ => Err(SnapshotDecodeError(format!(
                 "state-machine image format {format} is not supported (this build reads \
-                 format {IMAGE_FORMAT} only: format 2 held sessions opened without \
-                 registration and is not converted)"
-            )));
+                 formats {IMAGE_FORMAT_3} and {IMAGE_FORMAT}: format 2 held sessions opened \
+                 without registration and is not converted)"
+            ))),
         }
-        postcard::from_bytes(image).map_err(|e| SnapshotDecodeError(e.to_string()))
     }
 }
 
@@ -673,7 +889,7 @@ mod tests {
         }
         assert_eq!(kv.sessions(), 3);
         let bytes = kv.snapshot();
-        assert_eq!(bytes[0], 3, "image format 3");
+        assert_eq!(bytes[0], 4, "image format 4");
         let mut back = KvStore::restore(&bytes).unwrap();
         assert_eq!(
             back.session_limit(),
@@ -703,7 +919,7 @@ mod tests {
         old[0] = 2;
         let err = KvStore::restore(&old).unwrap_err();
         assert!(err.0.contains("format 2 is not supported"), "{err}");
-        assert!(err.0.contains("reads format 3"), "{err}");
+        assert!(err.0.contains("reads formats 3 and 4"), "{err}");
     }
 
     #[test]
@@ -712,9 +928,18 @@ mod tests {
         for (i, k) in ["a1", "a2", "b1", "a3"].iter().enumerate() {
             kv.apply(&entry(i as u64 + 1, put(0, 0, k, "v")));
         }
-        let keys: Vec<_> = kv.list("a", 2).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["a1", "a2"]);
-        assert_eq!(kv.list("", 10).len(), 4);
+        let keys = |after, limit| -> Vec<String> {
+            kv.list("a", after, limit)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(keys(None, 2), ["a1", "a2"]);
+        assert_eq!(keys(Some("a2"), 2), ["a3"], "the page after a2");
+        assert_eq!(keys(Some("a3"), 2), Vec::<String>::new());
+        assert_eq!(keys(Some("0"), 1), ["a1"], "a token below the prefix");
+        assert_eq!(keys(Some("a"), 1), ["a1"]);
+        assert_eq!(kv.list("", None, 10).len(), 4);
     }
 
     #[test]
@@ -839,5 +1064,287 @@ mod tests {
             (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
         });
         assert_eq!(digest(&op), want);
+    }
+
+    fn cmd(client_id: u64, seq: u64, op: Op) -> Payload {
+        Payload::command(Command { client_id, seq, op })
+    }
+
+    fn put_if(k: &str, v: &str, condition: Condition) -> Op {
+        Op::PutIf {
+            key: k.into(),
+            value: v.into(),
+            condition,
+        }
+    }
+
+    /// `Command`s as the code before conditional writes encoded them (one
+    /// per operation then known), as they sit in users' logs: they must
+    /// decode to the same commands.
+    #[test]
+    fn commands_written_before_conditional_writes_still_decode() {
+        let cases: [(&[u8], Command); 4] = [
+            (
+                &[7, 3, 0, 1, 107, 1, 118],
+                Command {
+                    client_id: 7,
+                    seq: 3,
+                    op: Op::Put {
+                        key: "k".into(),
+                        value: "v".into(),
+                    },
+                },
+            ),
+            (
+                &[7, 4, 1, 1, 107],
+                Command {
+                    client_id: 7,
+                    seq: 4,
+                    op: Op::Delete { key: "k".into() },
+                },
+            ),
+            (
+                &[0, 0, 2, 1, 107, 1, 1, 97, 0],
+                Command {
+                    client_id: 0,
+                    seq: 0,
+                    op: Op::Cas {
+                        key: "k".into(),
+                        expected: Some("a".into()),
+                        value: None,
+                    },
+                },
+            ),
+            (
+                &[0, 0, 3],
+                Command {
+                    client_id: 0,
+                    seq: 0,
+                    op: Op::Register,
+                },
+            ),
+        ];
+        for (bytes, want) in cases {
+            let got: Command = postcard::from_bytes(bytes).unwrap();
+            assert_eq!(got, want);
+            assert_eq!(postcard::to_stdvec(&want).unwrap(), bytes, "same encoding");
+        }
+    }
+
+    /// A format-3 image written by the code before modification indexes:
+    /// registration at 1, client 1 put a=1 at 2, b=2 at 3 (no session), a
+    /// delete of an absent key at 4; applied index 4, term 2.
+    const FORMAT_3_IMAGE: [u8; 30] = [
+        3, 2, 1, 97, 1, 49, 1, 98, 1, 50, 1, 1, 1, 163, 136, 236, 134, 151, 186, 194, 203, 98, 0,
+        0, 2, 1, 2, 1, 4, 2,
+    ];
+
+    #[test]
+    fn a_format_3_image_restores_with_every_mod_index_at_its_applied_index() {
+        let mut kv = KvStore::restore(&FORMAT_3_IMAGE).unwrap();
+        assert_eq!((kv.applied_index(), kv.applied_term()), (4, 2));
+        assert_eq!(kv.get_with_index("a"), Some(("1", 4)));
+        assert_eq!(kv.get_with_index("b"), Some(("2", 4)));
+        assert_eq!(kv.len(), 2);
+        // The session came through: a retry of client 1's write gets its
+        // first result, and a condition naming a's true index (2) fails.
+        let retry = cmd(
+            1,
+            1,
+            Op::Put {
+                key: "a".into(),
+                value: "1".into(),
+            },
+        );
+        assert_eq!(
+            kv.apply(&entry(5, retry)).result,
+            Some(OpResult::Put { prev: None })
+        );
+        let r = kv.apply(&entry(
+            6,
+            cmd(0, 0, put_if("a", "x", Condition::ModIndex(2))),
+        ));
+        assert_eq!(
+            r.result,
+            Some(OpResult::ConditionFailed { mod_index: Some(4) })
+        );
+        let r = kv.apply(&entry(
+            7,
+            cmd(0, 0, put_if("a", "x", Condition::ModIndex(4))),
+        ));
+        assert_eq!(
+            r.result,
+            Some(OpResult::Put {
+                prev: Some("1".into())
+            })
+        );
+        // Written back as format 4, and read back the same.
+        let image = kv.snapshot();
+        assert_eq!(image[0], 4);
+        assert_eq!(KvStore::restore(&image).unwrap(), kv);
+    }
+
+    #[test]
+    fn every_write_sets_the_mod_index_to_its_entry() {
+        let mut kv = KvStore::new();
+        kv.apply(&entry(1, put(0, 0, "k", "a")));
+        assert_eq!(kv.get_with_index("k"), Some(("a", 1)));
+        kv.apply(&entry(2, put(0, 0, "x", "b")));
+        assert_eq!(kv.get_with_index("k"), Some(("a", 1)), "another key");
+        let cas = Op::Cas {
+            key: "k".into(),
+            expected: Some("a".into()),
+            value: Some("c".into()),
+        };
+        kv.apply(&entry(3, cmd(0, 0, cas)));
+        assert_eq!(kv.get_with_index("k"), Some(("c", 3)));
+        kv.apply(&entry(4, cmd(0, 0, put_if("k", "d", Condition::Exists))));
+        assert_eq!(kv.get_with_index("k"), Some(("d", 4)));
+        kv.apply(&entry(5, cmd(0, 0, Op::Delete { key: "k".into() })));
+        assert_eq!(kv.get_with_index("k"), None);
+    }
+
+    #[test]
+    fn conditional_puts_and_deletes_apply_only_when_the_condition_holds() {
+        let mut kv = KvStore::new();
+        let failed = |mod_index| Some(OpResult::ConditionFailed { mod_index });
+        // Create only: the first succeeds, the second fails with the index.
+        let r = kv.apply(&entry(1, cmd(0, 0, put_if("k", "a", Condition::Absent))));
+        assert_eq!(r.result, Some(OpResult::Put { prev: None }));
+        let r = kv.apply(&entry(2, cmd(0, 0, put_if("k", "b", Condition::Absent))));
+        assert_eq!(r.result, failed(Some(1)));
+        // A stale index fails, the current one succeeds.
+        let r = kv.apply(&entry(
+            3,
+            cmd(0, 0, put_if("k", "c", Condition::ModIndex(7))),
+        ));
+        assert_eq!(r.result, failed(Some(1)));
+        let r = kv.apply(&entry(
+            4,
+            cmd(0, 0, put_if("k", "c", Condition::ModIndex(1))),
+        ));
+        assert_eq!(
+            r.result,
+            Some(OpResult::Put {
+                prev: Some("a".into())
+            })
+        );
+        assert_eq!(kv.get_with_index("k"), Some(("c", 4)));
+        let del_if = |condition| {
+            cmd(
+                0,
+                0,
+                Op::DeleteIf {
+                    key: "k".into(),
+                    condition,
+                },
+            )
+        };
+        let r = kv.apply(&entry(5, del_if(Condition::ModIndex(1))));
+        assert_eq!(r.result, failed(Some(4)));
+        assert_eq!(kv.get("k"), Some("c"), "a failed delete changes nothing");
+        let r = kv.apply(&entry(6, del_if(Condition::ModIndex(4))));
+        assert_eq!(
+            r.result,
+            Some(OpResult::Delete {
+                prev: Some("c".into())
+            })
+        );
+        // Absent now: an index or `Exists` fails with no index.
+        assert_eq!(
+            kv.apply(&entry(7, del_if(Condition::Exists))).result,
+            failed(None)
+        );
+        let r = kv.apply(&entry(
+            8,
+            cmd(0, 0, put_if("k", "d", Condition::ModIndex(4))),
+        ));
+        assert_eq!(r.result, failed(None));
+        assert_eq!(kv.get("k"), None);
+        assert_eq!(kv.applied_index(), 8);
+    }
+
+    #[test]
+    fn a_retried_conditional_write_gets_its_first_result_not_a_failure() {
+        let mut kv = KvStore::new();
+        let c = registered(&mut kv, 1);
+        let create = cmd(c, 1, put_if("k", "a", Condition::Absent));
+        let first = kv.apply(&entry(2, create.clone())).result;
+        assert_eq!(first, Some(OpResult::Put { prev: None }));
+        // The retry would fail its condition if applied again; it is not,
+        // and it names the entry that applied the write.
+        let retry = kv.apply(&entry(3, create));
+        assert_eq!((retry.result, retry.applied_at), (first, 2));
+        assert_eq!(kv.get_with_index("k"), Some(("a", 2)));
+        // A failed condition is a result like any other: its retry gets it.
+        let late = cmd(c, 2, put_if("k", "b", Condition::Absent));
+        let failed = kv.apply(&entry(4, late.clone())).result;
+        assert_eq!(
+            failed,
+            Some(OpResult::ConditionFailed { mod_index: Some(2) })
+        );
+        kv.apply(&entry(5, cmd(0, 0, Op::Delete { key: "k".into() })));
+        assert_eq!(kv.apply(&entry(6, late)).result, failed);
+        assert_eq!(kv.get("k"), None, "the retry did not create the key");
+        // The same number with another command is refused, prefix deletes too.
+        let other = cmd(c, 2, Op::DeletePrefix { prefix: "k".into() });
+        assert_eq!(kv.apply(&entry(7, other)).result, Some(OpResult::SeqReused));
+        let stale = cmd(c, 1, Op::DeletePrefix { prefix: "k".into() });
+        assert_eq!(kv.apply(&entry(8, stale)).result, Some(OpResult::Stale));
+        let expired = cmd(99, 1, put_if("n", "v", Condition::Absent));
+        assert_eq!(
+            kv.apply(&entry(9, expired)).result,
+            Some(OpResult::SessionExpired)
+        );
+        assert_eq!(kv.get("n"), None);
+    }
+
+    #[test]
+    fn a_prefix_delete_removes_exactly_the_keys_with_the_prefix() {
+        let mut kv = KvStore::new();
+        for (i, k) in ["a", "app/1", "app/2", "app/3", "apq", "b"]
+            .iter()
+            .enumerate()
+        {
+            kv.apply(&entry(i as u64 + 1, put(0, 0, k, "v")));
+        }
+        let c = registered(&mut kv, 7);
+        let del = cmd(
+            c,
+            1,
+            Op::DeletePrefix {
+                prefix: "app/".into(),
+            },
+        );
+        let r = kv.apply(&entry(8, del.clone())).result;
+        assert_eq!(r, Some(OpResult::DeletedPrefix { deleted: 3 }));
+        let keys: Vec<_> = kv.list("", None, 10).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a", "apq", "b"]);
+        // Its retry gets the first count, after a new app/ key is written.
+        kv.apply(&entry(9, put(0, 0, "app/4", "v")));
+        assert_eq!(kv.apply(&entry(10, del)).result, r);
+        assert_eq!(kv.get("app/4"), Some("v"));
+        let none = cmd(
+            0,
+            0,
+            Op::DeletePrefix {
+                prefix: "zz".into(),
+            },
+        );
+        assert_eq!(
+            kv.apply(&entry(11, none)).result,
+            Some(OpResult::DeletedPrefix { deleted: 0 })
+        );
+    }
+
+    #[test]
+    fn mod_indexes_survive_a_snapshot() {
+        let mut kv = KvStore::new();
+        kv.apply(&entry(1, put(0, 0, "a", "1")));
+        kv.apply(&entry(2, put(0, 0, "b", "2")));
+        kv.apply(&entry(3, put(0, 0, "a", "3")));
+        let back = KvStore::restore(&kv.snapshot()).unwrap();
+        assert_eq!(back.get_with_index("a"), Some(("3", 3)));
+        assert_eq!(back.get_with_index("b"), Some(("2", 2)));
     }
 }

@@ -30,7 +30,7 @@ pub mod wire;
 pub use config::Faults;
 pub use config::{Config, ConfigError, NotAccepted, StepError};
 pub use describe::{describe_entry, describe_membership, describe_message, describe_ready};
-pub use kv::{Applied, Command, KvStore, Op, OpResult};
+pub use kv::{Applied, Command, Condition, KvStore, Op, OpResult};
 pub use message::{Message, MessageBody};
 pub use progress::ProgressState;
 pub use raft::ReadState;

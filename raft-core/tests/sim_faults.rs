@@ -405,6 +405,7 @@ const NO_FAULTS: Faults = Faults {
     early_acks: false,
     unsafe_conf_change: false,
     ignore_sessions: false,
+    ignore_conditions: false,
     reuse_read_contexts: false,
     answer_replaced_writes: false,
 };

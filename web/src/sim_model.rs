@@ -944,6 +944,9 @@ pub fn entry_text(e: &Entry) -> String {
             raft_core::Op::Delete { key } => format!("delete {key}"),
             raft_core::Op::Cas { key, .. } => format!("cas {key}"),
             raft_core::Op::Register => "register".into(),
+            raft_core::Op::PutIf { key, value, .. } => format!("put-if {key}={value}"),
+            raft_core::Op::DeleteIf { key, .. } => format!("delete-if {key}"),
+            raft_core::Op::DeletePrefix { prefix } => format!("delete-prefix {prefix}"),
         },
     }
 }

@@ -34,7 +34,8 @@
 //! }
 //! let outcomes = r.take_outcomes();
 //! assert_eq!(outcomes[0].0, id);
-//! assert_eq!(r.query(&Query::Get("k".into())), raft_core::replica::QueryResult::Value(Some("v".into())));
+//! let raft_core::replica::QueryResult::Value(Some(got)) = r.query(&Query::Get("k".into())) else { panic!() };
+//! assert_eq!(got.value, "v");
 //! ```
 
 mod requests;
@@ -48,7 +49,7 @@ use crate::types::{
     Compacted, ConfChange, Index, NodeId, Payload, PersistedState, Snapshot, SnapshotMeta,
 };
 
-pub use requests::{Outcome, Query, QueryResult, RequestError, RequestId, WriteOutcome};
+pub use requests::{Outcome, Query, QueryResult, RequestError, RequestId, Versioned, WriteOutcome};
 pub use snapshot_policy::SnapshotPolicy;
 
 use requests::Pending;
@@ -133,6 +134,9 @@ pub struct Replica {
     /// `Faults::ignore_sessions`: the state machine applies retries again.
     #[cfg(feature = "faults")]
     ignore_sessions: bool,
+    /// `Faults::ignore_conditions`: conditional writes apply unchecked.
+    #[cfg(feature = "faults")]
+    ignore_conditions: bool,
     /// `Faults::answer_replaced_writes`: a write whose index a new proposal
     /// takes is answered "not applied" at once.
     #[cfg(feature = "faults")]
@@ -182,6 +186,8 @@ impl Replica {
         #[cfg(feature = "faults")]
         let ignore_sessions = config.faults.ignore_sessions;
         #[cfg(feature = "faults")]
+        let ignore_conditions = config.faults.ignore_conditions;
+        #[cfg(feature = "faults")]
         let reuse_read_contexts = config.faults.reuse_read_contexts;
         #[cfg(feature = "faults")]
         let answer_replaced_writes = config.faults.answer_replaced_writes;
@@ -214,6 +220,8 @@ impl Replica {
             compacted: None,
             #[cfg(feature = "faults")]
             ignore_sessions,
+            #[cfg(feature = "faults")]
+            ignore_conditions,
             #[cfg(feature = "faults")]
             answer_replaced_writes,
         })
@@ -403,11 +411,9 @@ impl Replica {
         for entry in &ready.committed_entries {
             self.snapshots.applied(entry.approx_size() as u64);
             #[cfg(feature = "faults")]
-            let applied = if self.ignore_sessions {
-                self.kv.apply_ignoring_sessions(entry)
-            } else {
-                self.kv.apply(entry)
-            };
+            let applied =
+                self.kv
+                    .apply_with_faults(entry, self.ignore_sessions, self.ignore_conditions);
             #[cfg(not(feature = "faults"))]
             let applied = self.kv.apply(entry);
             match &entry.payload {
@@ -422,7 +428,7 @@ impl Replica {
             self.pending.settle_writes(
                 entry.index,
                 entry.term,
-                applied.result.as_ref(),
+                applied.result.as_ref().map(|r| (r, applied.applied_at)),
                 &mut self.outcomes,
             );
         }

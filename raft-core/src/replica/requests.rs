@@ -25,16 +25,28 @@ pub enum Query {
     List {
         /// The prefix.
         prefix: String,
+        /// Only keys after this one (the next page of a listing).
+        after: Option<String>,
         /// The most items to return.
         limit: usize,
     },
 }
 
+/// A key's value and its modification index (the index of the log entry
+/// that last wrote it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The value.
+    pub value: String,
+    /// The index of the entry that last wrote the key.
+    pub mod_index: Index,
+}
+
 /// The answer to a [`Query`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryResult {
-    /// The key's value.
-    Value(Option<String>),
+    /// The key's value and modification index (`None`: absent).
+    Value(Option<Versioned>),
     /// Matching items and whether more matched.
     List {
         /// Items in key order.
@@ -48,9 +60,18 @@ impl Query {
     /// Answers the query from `kv` as it is now.
     pub fn run(&self, kv: &KvStore) -> QueryResult {
         match self {
-            Query::Get(key) => QueryResult::Value(kv.get(key).map(str::to_string)),
-            Query::List { prefix, limit } => {
-                let mut items = kv.list(prefix, limit.saturating_add(1));
+            Query::Get(key) => {
+                QueryResult::Value(kv.get_with_index(key).map(|(value, mod_index)| Versioned {
+                    value: value.to_string(),
+                    mod_index,
+                }))
+            }
+            Query::List {
+                prefix,
+                after,
+                limit,
+            } => {
+                let mut items = kv.list(prefix, after.as_deref(), limit.saturating_add(1));
                 let truncated = items.len() > *limit;
                 items.truncate(*limit);
                 QueryResult::List { items, truncated }
@@ -66,6 +87,10 @@ pub struct WriteOutcome {
     pub index: Index,
     /// What applying it did.
     pub result: OpResult,
+    /// The index of the entry that applied it: `index`, or for a retry
+    /// answered with its first result, the earlier entry's (a put's is the
+    /// modification index it gave the key).
+    pub applied_at: Index,
 }
 
 /// Why a request ended without its answer.
@@ -147,7 +172,7 @@ impl Pending {
         &mut self,
         index: Index,
         term: Term,
-        result: Option<&OpResult>,
+        result: Option<(&OpResult, Index)>,
         out: &mut Vec<(RequestId, Outcome)>,
     ) {
         // Writes proposed below this index whose entry was never applied
@@ -155,9 +180,10 @@ impl Pending {
         // still waiting at or below it are decided now.
         for ((i, t), id) in take_through(&mut self.writes, index) {
             let answer = match result {
-                Some(r) if i == index && t == term => Ok(WriteOutcome {
+                Some((r, applied_at)) if i == index && t == term => Ok(WriteOutcome {
                     index,
                     result: r.clone(),
+                    applied_at,
                 }),
                 _ if i == index => Err(RequestError::NotApplied),
                 // An index below the applied one that was skipped: only a
@@ -321,7 +347,7 @@ mod tests {
         p.writes.insert((5, 3), 11);
         p.writes.insert((6, 3), 12);
         let mut out = Vec::new();
-        p.settle_writes(5, 1, Some(&put_result()), &mut out);
+        p.settle_writes(5, 1, Some((&put_result(), 5)), &mut out);
         assert_eq!(
             out,
             vec![
@@ -329,7 +355,8 @@ mod tests {
                     10,
                     Outcome::Write(Ok(WriteOutcome {
                         index: 5,
-                        result: put_result()
+                        result: put_result(),
+                        applied_at: 5,
                     }))
                 ),
                 (11, Outcome::Write(Err(RequestError::NotApplied))),
@@ -438,6 +465,7 @@ mod tests {
         let list = |limit| {
             Query::List {
                 prefix: "a".into(),
+                after: None,
                 limit,
             }
             .run(&kv)

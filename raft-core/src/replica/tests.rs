@@ -139,7 +139,8 @@ fn a_write_whose_index_is_reused_is_settled_by_the_entry_finally_applied_there()
             written(&out, id),
             Some(&Outcome::Write(Ok(WriteOutcome {
                 index,
-                result: OpResult::Put { prev: None }
+                result: OpResult::Put { prev: None },
+                applied_at: index,
             }))),
             "{out:?}"
         );
@@ -167,10 +168,10 @@ fn reads_are_served_once_applied_and_fail_when_the_replica_stops() {
     let read = r.read(Query::Get("k".into())).unwrap();
     drain(&mut r);
     let out = r.take_outcomes();
-    assert_eq!(
-        written(&out, read),
-        Some(&Outcome::Read(Ok(QueryResult::Value(Some("v".into())))))
-    );
+    let Some(Outcome::Read(Ok(QueryResult::Value(Some(got))))) = written(&out, read) else {
+        panic!("the read after the write found nothing: {out:?}")
+    };
+    assert_eq!(got.value, "v");
     // In flight when the node stops: the write's outcome is unknown.
     let w2 = r.propose(put(0, "k2")).unwrap();
     let out = r.stop("the node is shutting down");

@@ -28,9 +28,9 @@ use std::collections::BTreeMap;
 use super::config::ClientConfig;
 use super::history::ClientOp;
 use super::Time;
-use crate::kv::Op;
+use crate::kv::{Condition, Op};
 use crate::rng::Rng;
-use crate::types::NodeId;
+use crate::types::{Index, NodeId};
 
 /// The operation a client is working on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,6 +151,10 @@ pub(crate) struct Client {
     pub phase: Phase,
     /// The last value it saw per key, to write meaningful compare-and-sets.
     seen: BTreeMap<String, Option<String>>,
+    /// The last two modification indexes it learned per key (newest
+    /// first), to write conditional writes that mostly name the current
+    /// index and sometimes a stale one.
+    seen_index: BTreeMap<String, (Index, Index)>,
     /// The hand client: operations come from [`super::Cluster::submit`].
     pub by_hand: bool,
     /// The hand client's write that waits for its registration: history
@@ -185,6 +189,7 @@ impl Client {
             current: None,
             phase: Phase::Idle(start),
             seen: BTreeMap::new(),
+            seen_index: BTreeMap::new(),
             by_hand: false,
             queued: None,
         }
@@ -247,6 +252,9 @@ impl Client {
         }
         let value = format!("c{}.{}", self.id, self.next_value);
         self.next_value += 1;
+        if cfg.conditional > 0 && rng.range(0, 100) < u64::from(cfg.conditional) {
+            return ClientOp::Write(self.conditional_op(key, value, rng));
+        }
         let op = match kind {
             1 => Op::Put { key, value },
             2 => Op::Delete { key },
@@ -267,8 +275,60 @@ impl Client {
         ClientOp::Write(op)
     }
 
+    /// A conditional put or delete, a create-only put, a put on an
+    /// existing key, or a prefix delete (of the key's own prefix, which
+    /// takes `k1` and `k10`..., or now and then of every key).
+    fn conditional_op(&mut self, key: String, value: String, rng: &mut Rng) -> Op {
+        let index = match self.seen_index.get(&key) {
+            // Mostly the newest index it learned, sometimes the one before.
+            Some(&(newest, older)) => {
+                if rng.chance(0.8) {
+                    newest
+                } else {
+                    older
+                }
+            }
+            None => rng.range(1, 50),
+        };
+        match rng.range(0, 10) {
+            0..=3 => Op::PutIf {
+                key,
+                value,
+                condition: Condition::ModIndex(index),
+            },
+            4 | 5 => Op::PutIf {
+                key,
+                value,
+                condition: Condition::Absent,
+            },
+            6 => Op::PutIf {
+                key,
+                value,
+                condition: Condition::Exists,
+            },
+            7 | 8 => Op::DeleteIf {
+                key,
+                condition: Condition::ModIndex(index),
+            },
+            _ => Op::DeletePrefix {
+                prefix: if rng.chance(0.8) { key } else { "k".into() },
+            },
+        }
+    }
+
     /// Remembers what it learned about a key's value.
     pub fn saw(&mut self, key: &str, value: Option<String>) {
         self.seen.insert(key.to_string(), value);
+    }
+
+    /// Remembers a modification index it learned for a key.
+    pub fn saw_index(&mut self, key: &str, index: Index) {
+        let slot = self
+            .seen_index
+            .entry(key.to_string())
+            .or_insert((index, index));
+        if slot.0 != index {
+            *slot = (index, slot.0);
+        }
     }
 }

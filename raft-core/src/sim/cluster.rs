@@ -1446,7 +1446,9 @@ impl Cluster {
         self.client_rng.range(lo, hi.max(lo) + 1)
     }
 
-    fn finish(&mut self, ci: usize, output: OpOutput, node: NodeId) {
+    /// Client `ci`'s operation answered by `node`; `index` is the log index
+    /// the answer told ([`super::Operation::index`]).
+    fn finish(&mut self, ci: usize, output: OpOutput, index: Option<Index>, node: NodeId) {
         let think = self.think_of(ci);
         let client = &mut self.clients[ci];
         let Some(cur) = client.current.take() else {
@@ -1461,10 +1463,33 @@ impl Cluster {
                 OpResult::Cas { prev, .. } => Some(prev.clone()),
                 _ => None,
             },
+            (ClientOp::Write(Op::PutIf { value, .. }), OpOutput::Write(OpResult::Put { .. })) => {
+                Some(Some(value.clone()))
+            }
+            (ClientOp::Write(Op::DeleteIf { .. }), OpOutput::Write(OpResult::Delete { .. })) => {
+                Some(None)
+            }
             _ => None,
         };
         if let Some(v) = seen {
             client.saw(cur.op.key(), v);
+        }
+        // The key's modification index, for later conditional writes.
+        let mod_index = match (&cur.op, &output) {
+            (ClientOp::Get { .. }, OpOutput::Value(Some(_))) => index,
+            (
+                ClientOp::Write(Op::Put { .. } | Op::PutIf { .. }),
+                OpOutput::Write(OpResult::Put { .. }),
+            ) => index,
+            (
+                ClientOp::Write(Op::Cas { value: Some(_), .. }),
+                OpOutput::Write(OpResult::Cas { swapped: true, .. }),
+            ) => index,
+            (_, OpOutput::Write(OpResult::ConditionFailed { mod_index })) => *mod_index,
+            _ => None,
+        };
+        if let Some(i) = mod_index {
+            client.saw_index(cur.op.key(), i);
         }
         let session = &mut self.sessions[client.session];
         match &output {
@@ -1476,7 +1501,7 @@ impl Cluster {
         self.trace.mix(cur.op_id as u64 ^ (node << 40));
         self.trace.mix_str(&output.to_string());
         self.history
-            .complete(cur.op_id, output, Some(node), self.now);
+            .complete_with_index(cur.op_id, output, index, Some(node), self.now);
         if self.record_events {
             self.events.push(SimEvent::Completed(cur.op_id));
         }
@@ -1517,13 +1542,17 @@ impl Cluster {
 
     fn on_reply(&mut self, node: NodeId, reply: Reply) {
         match reply {
-            Reply::Write { ctx, result } => {
+            Reply::Write {
+                ctx,
+                result,
+                applied_at,
+            } => {
                 let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let current = self.clients[ci].current.as_ref();
                 if current.is_some_and(|cur| cur.op_id == op_id) {
-                    self.finish(ci, OpOutput::Write(result), node);
+                    self.finish(ci, OpOutput::Write(result), Some(applied_at), node);
                 }
             }
             Reply::WriteLost { ctx, not_applied } => {
@@ -1543,13 +1572,17 @@ impl Cluster {
                     c.phase = Phase::Retry(self.now + 1, None);
                 }
             }
-            Reply::Read { ctx, value } => {
+            Reply::Read {
+                ctx,
+                value,
+                mod_index,
+            } => {
                 let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let current = self.clients[ci].current.as_ref();
                 if current.is_some_and(|cur| cur.op_id == op_id) {
-                    self.finish(ci, OpOutput::Value(value), node);
+                    self.finish(ci, OpOutput::Value(value), mod_index, node);
                 }
             }
             Reply::ReadFailed { ctx } => {

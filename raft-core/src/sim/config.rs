@@ -38,6 +38,13 @@ pub struct ClientConfig {
     pub backoff: Time,
     /// Relative weights of get, put, delete and compare-and-set.
     pub mix: [u32; 4],
+    /// Percent of the writes drawn as a conditional or prefix write
+    /// instead: a put or delete conditional on the key's modification index
+    /// (learned from an earlier answer, sometimes an older one), a
+    /// create-only put, a put conditional on the key existing, or a prefix
+    /// delete. 0 draws nothing more from the random stream, so runs without
+    /// them are as before they existed.
+    pub conditional: u32,
 }
 
 impl ClientConfig {
@@ -63,6 +70,7 @@ impl Default for ClientConfig {
             op_timeout: 800,
             backoff: 20,
             mix: [35, 45, 10, 10],
+            conditional: 0,
         }
     }
 }
@@ -195,6 +203,8 @@ impl SimConfig {
         if cfg.raft.session_limit < cfg.clients.count {
             cfg.clients.keys += 2;
         }
+        // Conditional and prefix writes in two runs of three, drawn last.
+        cfg.clients.conditional = [0, 20, 40][rng.range(0, 3) as usize];
         cfg
     }
 

@@ -7,8 +7,8 @@
 //! even when both happened in the same time unit.
 
 use super::Time;
-use crate::kv::{Op, OpResult};
-use crate::types::NodeId;
+use crate::kv::{Condition, Op, OpResult};
+use crate::types::{Index, NodeId};
 
 /// What a client asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,8 +18,9 @@ pub enum ClientOp {
         /// The key.
         key: String,
     },
-    /// A write (put, delete or compare-and-set), or a client's session
-    /// registration ([`Op::Register`]), carried as a command.
+    /// A write (put, delete, compare-and-set, conditional put or delete,
+    /// prefix delete), or a client's session registration
+    /// ([`Op::Register`]), carried as a command.
     Write(Op),
 }
 
@@ -43,7 +44,7 @@ impl ClientOp {
         matches!(self, ClientOp::Write(Op::Register))
     }
 
-    /// Whether it changes a key (put, delete, compare-and-set).
+    /// Whether it changes keys (every write but a registration).
     pub fn is_write(&self) -> bool {
         matches!(self, ClientOp::Write(op) if *op != Op::Register)
     }
@@ -61,6 +62,27 @@ impl std::fmt::Display for ClientOp {
                 value,
             }) => write!(f, "cas({key}, {expected:?} -> {value:?})"),
             ClientOp::Write(Op::Register) => f.write_str("register"),
+            ClientOp::Write(Op::PutIf {
+                key,
+                value,
+                condition,
+            }) => write!(f, "put({key}, {value}) if {}", ShowCondition(*condition)),
+            ClientOp::Write(Op::DeleteIf { key, condition }) => {
+                write!(f, "delete({key}) if {}", ShowCondition(*condition))
+            }
+            ClientOp::Write(Op::DeletePrefix { prefix }) => write!(f, "delete-prefix({prefix})"),
+        }
+    }
+}
+
+struct ShowCondition(Condition);
+
+impl std::fmt::Display for ShowCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Condition::ModIndex(i) => write!(f, "index {i}"),
+            Condition::Absent => f.write_str("absent"),
+            Condition::Exists => f.write_str("exists"),
         }
     }
 }
@@ -89,6 +111,12 @@ impl std::fmt::Display for OpOutput {
             OpOutput::Write(OpResult::SessionExpired) => f.write_str("session expired"),
             OpOutput::Write(OpResult::Registered { client_id }) => {
                 write!(f, "registered as client {client_id}")
+            }
+            OpOutput::Write(OpResult::ConditionFailed { mod_index }) => {
+                write!(f, "condition failed (index {mod_index:?})")
+            }
+            OpOutput::Write(OpResult::DeletedPrefix { deleted }) => {
+                write!(f, "deleted {deleted}")
             }
         }
     }
@@ -132,6 +160,10 @@ pub struct Operation {
     pub complete_order: Option<u64>,
     /// The node that answered.
     pub served_by: Option<NodeId>,
+    /// What the answer told of a log index: for a write, the entry that
+    /// applied it (a put's modification index of its key); for a read of a
+    /// present key, the key's modification index. `None`: not reported.
+    pub index: Option<Index>,
     /// What came back.
     pub outcome: Outcome,
 }
@@ -176,6 +208,7 @@ impl History {
             completed_at: None,
             complete_order: None,
             served_by: None,
+            index: None,
             outcome: Outcome::Pending,
         });
         id
@@ -193,6 +226,26 @@ impl History {
     /// Records that operation `id` returned `output` (from `node`) at `now`.
     /// An operation that already finished is left alone.
     pub fn complete(&mut self, id: usize, output: OpOutput, node: Option<NodeId>, now: Time) {
+        self.finish(id, Outcome::Ok(output), node, now);
+    }
+
+    /// [`History::complete`] with the log index the answer told
+    /// ([`Operation::index`]).
+    pub fn complete_with_index(
+        &mut self,
+        id: usize,
+        output: OpOutput,
+        index: Option<Index>,
+        node: Option<NodeId>,
+        now: Time,
+    ) {
+        if let Some(op) = self
+            .ops
+            .get_mut(id)
+            .filter(|o| o.outcome == Outcome::Pending)
+        {
+            op.index = index;
+        }
         self.finish(id, Outcome::Ok(output), node, now);
     }
 

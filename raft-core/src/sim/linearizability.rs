@@ -13,12 +13,24 @@
 //! any point after their invocation, or never: their return is placed after
 //! every other event and the search succeeds once every *known* operation
 //! is placed. Abandoned reads are ignored.
+//!
+//! The model's state of a key is its value and its modification index (the
+//! log index of the write that last set it). A write's index is known from
+//! its answer ([`Operation::index`]); after a write whose outcome or index
+//! is unknown, the index is "any", which every condition and every read
+//! may match (the first answer that names it pins it down). That keeps the
+//! check sound: it never rejects a history the store could produce, while a
+//! conditional write that succeeds against an index the key no longer has,
+//! or fails against the one it has, is caught. A prefix delete is checked
+//! in the history of every key it covers, as a delete that happened within
+//! its call (when answered) or may have (when not); the number it reports
+//! is not checked (that would need the keys together).
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::history::{ClientOp, OpOutput, Operation, Outcome};
-use crate::kv::{Op, OpResult};
+use crate::kv::{Condition, Op, OpResult};
 
 /// The default bound on search steps per key.
 pub const DEFAULT_BUDGET: u64 = 20_000_000;
@@ -101,6 +113,7 @@ pub fn check_with_budget(
     budget: u64,
 ) -> Result<CheckStats, LinearizabilityError> {
     let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+    let mut prefix_deletes = Vec::new();
     for op in ops {
         if op.op.is_read() && !matches!(op.outcome, Outcome::Ok(_)) {
             continue; // an abandoned read returned nothing to explain
@@ -108,7 +121,19 @@ pub fn check_with_budget(
         if op.op.is_register() {
             continue; // opens a session; touches no key
         }
+        if let ClientOp::Write(Op::DeletePrefix { prefix }) = &op.op {
+            prefix_deletes.push((prefix.as_str(), op));
+            continue;
+        }
         by_key.entry(op.op.key()).or_default().push(op);
+    }
+    // A prefix delete belongs to the history of every key it covers.
+    for (key, key_ops) in by_key.iter_mut() {
+        for (prefix, op) in &prefix_deletes {
+            if key.starts_with(prefix) {
+                key_ops.push(op);
+            }
+        }
     }
     let mut stats = CheckStats::default();
     for (key, key_ops) in by_key {
@@ -143,19 +168,78 @@ pub fn check_with_budget(
 /// A value, interned: `None` is "key absent".
 type Val = Option<u32>;
 
+/// A modification index as the model knows it: 0 is "any" (written by a
+/// write whose index is unknown; log indexes start at 1).
+type Idx = u64;
+
+/// The model's state of one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct State {
+    val: Val,
+    /// Meaningless (0) while the key is absent.
+    idx: Idx,
+}
+
+impl State {
+    const ABSENT: State = State { val: None, idx: 0 };
+
+    fn new(val: Val, idx: Idx) -> Self {
+        State {
+            val,
+            idx: if val.is_some() { idx } else { 0 },
+        }
+    }
+
+    /// Whether `condition` may hold for the key in this state.
+    fn may_hold(self, condition: Condition) -> bool {
+        match condition {
+            Condition::ModIndex(n) => self.val.is_some() && (self.idx == 0 || self.idx == n),
+            Condition::Absent => self.val.is_none(),
+            Condition::Exists => self.val.is_some(),
+        }
+    }
+
+    /// The state once an answer showed the key's index is `idx` (`None`:
+    /// absent), or `None` when the state contradicts it.
+    fn pinned(self, idx: Option<Idx>) -> Option<State> {
+        match idx {
+            None => self.val.is_none().then_some(self),
+            Some(i) if self.val.is_some() && (self.idx == 0 || self.idx == i) => {
+                Some(State::new(self.val, i))
+            }
+            Some(_) => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum ModelOp {
     Get,
     Put(Val),
     Delete,
-    Cas { expected: Val, value: Val },
+    Cas {
+        expected: Val,
+        value: Val,
+    },
+    PutIf(Val, Condition),
+    DeleteIf(Condition),
+    /// A prefix delete that covers the key.
+    DeletePrefix,
 }
 
 #[derive(Clone, Copy, Debug)]
 enum ModelOut {
-    Get(Val),
+    /// A read's value and the index it reported (0: none).
+    Get(Val, Idx),
     Prev(Val),
-    Cas { swapped: bool, prev: Val },
+    Cas {
+        swapped: bool,
+        prev: Val,
+    },
+    /// A conditional write refused, with the key's index then.
+    Failed(Option<Idx>),
+    /// A prefix delete answered.
+    Done,
 }
 
 struct PartOp {
@@ -164,28 +248,59 @@ struct PartOp {
     op: ModelOp,
     /// `None`: outcome unknown.
     out: Option<ModelOut>,
+    /// For an answered write, the index of the entry that applied it (0:
+    /// not reported).
+    index: Idx,
     call: u64,
     ret: Option<u64>,
 }
 
 impl PartOp {
     /// The model's transition: the new state, or `None` when the output
-    /// contradicts the state.
-    fn apply(&self, state: Val) -> Option<Val> {
+    /// contradicts the state (or does not fit the operation at all).
+    fn apply(&self, s: State) -> Option<State> {
+        // The state a write that set `v` leaves (an unknown outcome: any index).
+        let set = |v: Val| State::new(v, if self.out.is_some() { self.index } else { 0 });
         match (self.op, self.out) {
-            (ModelOp::Get, Some(ModelOut::Get(v))) => (state == v).then_some(state),
-            (ModelOp::Get, _) => Some(state),
-            (ModelOp::Put(v), Some(ModelOut::Prev(p))) => (state == p).then_some(v),
-            (ModelOp::Put(v), _) => Some(v),
-            (ModelOp::Delete, Some(ModelOut::Prev(p))) => (state == p).then_some(None),
-            (ModelOp::Delete, _) => Some(None),
+            (ModelOp::Get, Some(ModelOut::Get(v, i))) => {
+                if s.val != v {
+                    return None;
+                }
+                if v.is_some() && i != 0 {
+                    return s.pinned(Some(i));
+                }
+                Some(s)
+            }
+            (ModelOp::Get, None) => Some(s),
+            (ModelOp::Put(v), Some(ModelOut::Prev(p))) => (s.val == p).then(|| set(v)),
+            (ModelOp::Put(v), None) => Some(set(v)),
+            (ModelOp::Delete, Some(ModelOut::Prev(p))) => (s.val == p).then_some(State::ABSENT),
+            (ModelOp::Delete, None) => Some(State::ABSENT),
             (ModelOp::Cas { expected, value }, Some(ModelOut::Cas { swapped, prev })) => {
-                let ok = prev == state && swapped == (state == expected);
-                ok.then_some(if swapped { value } else { state })
+                let ok = prev == s.val && swapped == (s.val == expected);
+                ok.then(|| if swapped { set(value) } else { s })
             }
-            (ModelOp::Cas { expected, value }, _) => {
-                Some(if state == expected { value } else { state })
+            (ModelOp::Cas { expected, value }, None) => {
+                Some(if s.val == expected { set(value) } else { s })
             }
+            (ModelOp::PutIf(v, c), Some(ModelOut::Prev(p))) => {
+                (s.val == p && s.may_hold(c)).then(|| set(v))
+            }
+            (ModelOp::DeleteIf(c), Some(ModelOut::Prev(p))) => {
+                (s.val == p && s.may_hold(c)).then_some(State::ABSENT)
+            }
+            (ModelOp::PutIf(_, c) | ModelOp::DeleteIf(c), Some(ModelOut::Failed(current))) => {
+                // The reported index must be the key's, and fail the condition.
+                (!c.holds(current)).then_some(())?;
+                s.pinned(current)
+            }
+            // Unknown: applied when it can hold (never applied is the
+            // operation left unplaced).
+            (ModelOp::PutIf(v, c), None) => Some(if s.may_hold(c) { set(v) } else { s }),
+            (ModelOp::DeleteIf(c), None) => Some(if s.may_hold(c) { State::ABSENT } else { s }),
+            (ModelOp::DeletePrefix, Some(ModelOut::Done) | None) => Some(State::ABSENT),
+            // An answer of another kind than the operation: nothing explains it.
+            _ => None,
         }
     }
 }
@@ -237,10 +352,16 @@ impl Partition {
                     expected: vals.val(expected),
                     value: vals.val(value),
                 },
+                ClientOp::Write(Op::PutIf {
+                    value, condition, ..
+                }) => ModelOp::PutIf(Some(vals.id(value)), *condition),
+                ClientOp::Write(Op::DeleteIf { condition, .. }) => ModelOp::DeleteIf(*condition),
+                ClientOp::Write(Op::DeletePrefix { .. }) => ModelOp::DeletePrefix,
                 ClientOp::Write(Op::Register) => continue,
             };
+            let index = o.index.unwrap_or(0);
             let out = match &o.outcome {
-                Outcome::Ok(OpOutput::Value(v)) => Some(ModelOut::Get(vals.val(v))),
+                Outcome::Ok(OpOutput::Value(v)) => Some(ModelOut::Get(vals.val(v), index)),
                 Outcome::Ok(OpOutput::Write(
                     OpResult::Put { prev } | OpResult::Delete { prev },
                 )) => Some(ModelOut::Prev(vals.val(prev))),
@@ -249,6 +370,12 @@ impl Partition {
                         swapped: *swapped,
                         prev: vals.val(prev),
                     })
+                }
+                Outcome::Ok(OpOutput::Write(OpResult::ConditionFailed { mod_index })) => {
+                    Some(ModelOut::Failed(*mod_index))
+                }
+                Outcome::Ok(OpOutput::Write(OpResult::DeletedPrefix { .. })) => {
+                    Some(ModelOut::Done)
                 }
                 // A stale answer or no answer: the write may or may not
                 // have taken effect (a refused retry's first attempt may
@@ -262,19 +389,11 @@ impl Partition {
                 | Outcome::Pending
                 | Outcome::Unknown => None,
             };
-            // A known output must fit the operation's kind.
-            let out = match (op, out) {
-                (ModelOp::Get, Some(ModelOut::Get(_)))
-                | (ModelOp::Put(_) | ModelOp::Delete, Some(ModelOut::Prev(_)))
-                | (ModelOp::Cas { .. }, Some(ModelOut::Cas { .. })) => out,
-                (_, None) => None,
-                // Mismatched kind: nothing can explain it.
-                (_, Some(_)) => Some(ModelOut::Get(Some(u32::MAX))),
-            };
             part.push(PartOp {
                 id: o.id,
                 op,
                 out,
+                index,
                 call: o.invoke_order,
                 ret: if out.is_some() {
                     o.complete_order
@@ -296,7 +415,7 @@ impl Partition {
     /// * a no-op (`next == state`) can always be placed later instead;
     /// * a put whose value every observer has already been placed can only
     ///   be overwritten unseen, so leaving it out reaches the same states.
-    fn worth_placing(&self, i: usize, state: Val, next: Val, linearized: &[u64]) -> bool {
+    fn worth_placing(&self, i: usize, state: State, next: State, linearized: &[u64]) -> bool {
         if self.ops[i].out.is_some() {
             return true;
         }
@@ -314,10 +433,10 @@ impl Partition {
         let mut list = EventList::new(ops);
         let words = ops.len().div_ceil(64).max(1);
         let mut linearized = vec![0u64; words];
-        let mut seen: HashSet<(Vec<u64>, Val), BuildHasherDefault<Fx>> = HashSet::default();
+        let mut seen: HashSet<(Vec<u64>, State), BuildHasherDefault<Fx>> = HashSet::default();
         // (event, state before it) for every call linearized so far.
-        let mut stack: Vec<(usize, Val)> = Vec::new();
-        let mut state: Val = None;
+        let mut stack: Vec<(usize, State)> = Vec::new();
+        let mut state = State::ABSENT;
         let mut remaining = ops.iter().filter(|o| o.out.is_some()).count();
         let mut longest: Vec<usize> = Vec::new();
         let mut stuck_at = None;
@@ -379,15 +498,19 @@ impl Partition {
     }
 }
 
-/// For each abandoned put, the operations that observe its value.
+/// For each abandoned put, the operations that observe its value, or that
+/// a key being there at all may explain (a conditional write refused while
+/// the key existed, which says nothing of its value).
 fn observers(ops: &[PartOp]) -> Vec<Vec<usize>> {
     let mut by_value: BTreeMap<Val, Vec<usize>> = BTreeMap::new();
+    let mut of_presence = Vec::new();
     for (j, o) in ops.iter().enumerate() {
         match o.out {
-            Some(ModelOut::Get(v) | ModelOut::Prev(v) | ModelOut::Cas { prev: v, .. }) => {
+            Some(ModelOut::Get(v, _) | ModelOut::Prev(v) | ModelOut::Cas { prev: v, .. }) => {
                 by_value.entry(v).or_default().push(j);
             }
-            None => {}
+            Some(ModelOut::Failed(Some(_))) => of_presence.push(j),
+            Some(ModelOut::Failed(None) | ModelOut::Done) | None => {}
         }
         if let ModelOp::Cas { expected, .. } = o.op {
             by_value.entry(expected).or_default().push(j);
@@ -395,7 +518,11 @@ fn observers(ops: &[PartOp]) -> Vec<Vec<usize>> {
     }
     ops.iter()
         .map(|o| match (o.out, o.op) {
-            (None, ModelOp::Put(v)) => by_value.get(&v).cloned().unwrap_or_default(),
+            (None, ModelOp::Put(v)) => {
+                let mut seen_by = by_value.get(&v).cloned().unwrap_or_default();
+                seen_by.extend(&of_presence);
+                seen_by
+            }
             _ => Vec::new(),
         })
         .collect()

@@ -20,15 +20,25 @@ use crate::types::{Entry, Index, Membership, NodeId, Payload, PersistedState, Ro
 /// An answer from a node to a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
-    /// The write the client knows by `ctx` was applied with this result.
-    Write { ctx: u64, result: OpResult },
+    /// The write the client knows by `ctx` was applied with this result,
+    /// by the entry at `applied_at` (a put's modification index).
+    Write {
+        ctx: u64,
+        result: OpResult,
+        applied_at: Index,
+    },
     /// The write `ctx` was not applied here (`not_applied`: provably never,
     /// so even a write without a session may be sent again), or its
     /// outcome is unknown: retry it with the same `(client_id, seq)`
     /// (applied at most once).
     WriteLost { ctx: u64, not_applied: bool },
-    /// The read `ctx` returned `value`.
-    Read { ctx: u64, value: Option<String> },
+    /// The read `ctx` returned `value`, last written by the entry at
+    /// `mod_index` (`None` when absent).
+    Read {
+        ctx: u64,
+        value: Option<String>,
+        mod_index: Option<Index>,
+    },
     /// The read `ctx` was refused (leadership lost): retry.
     ReadFailed { ctx: u64 },
 }
@@ -621,6 +631,7 @@ impl SimNode {
                 (Tag::Write { ctx, .. }, Outcome::Write(Ok(w))) => Reply::Write {
                     ctx,
                     result: w.result,
+                    applied_at: w.applied_at,
                 },
                 (
                     Tag::Write {
@@ -656,7 +667,11 @@ impl SimNode {
                             .checker
                             .driver(self.id, format!("read {ctx} served without a read index")),
                     }
-                    Reply::Read { ctx, value }
+                    Reply::Read {
+                        ctx,
+                        mod_index: value.as_ref().map(|v| v.mod_index),
+                        value: value.map(|v| v.value),
+                    }
                 }
                 (Tag::Read { ctx, .. }, _) => Reply::ReadFailed { ctx },
             };

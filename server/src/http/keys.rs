@@ -77,7 +77,11 @@ pub(super) async fn get_key(
         Err(r) => return r.into_response(),
     };
     match read(&s, NodeQuery::Get(key.clone()), lin).await {
-        Ok(QueryResult::Value(Some(value))) => Json(KeyValue { key, value }).into_response(),
+        Ok(QueryResult::Value(Some(v))) => Json(KeyValue {
+            key,
+            value: v.value,
+        })
+        .into_response(),
         Ok(_) => error(StatusCode::NOT_FOUND, format!("key `{key}` not found")),
         Err(r) => r,
     }
@@ -98,6 +102,7 @@ pub(super) async fn list_keys(State(s): State<Shared>, Query(p): Query<ListParam
     let limit = p.limit.unwrap_or(LIST_DEFAULT).min(LIST_MAX);
     let query = NodeQuery::List {
         prefix: p.prefix.unwrap_or_default(),
+        after: None,
         limit,
     };
     match read(&s, query, lin).await {
@@ -269,7 +274,7 @@ async fn write(
     fwd: impl Fn() -> ForwardRequest,
     forwarded_in: bool,
 ) -> Response {
-    let WriteOutcome { index, result } = match commit(s, &command, fwd, forwarded_in).await {
+    let WriteOutcome { index, result, .. } = match commit(s, &command, fwd, forwarded_in).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -308,7 +313,9 @@ async fn write(
                 ),
             )
         }
-        OpResult::Registered { .. } => {
+        OpResult::Registered { .. }
+        | OpResult::ConditionFailed { .. }
+        | OpResult::DeletedPrefix { .. } => {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "a key write was answered as a registration",

@@ -78,11 +78,15 @@ async fn single_node_commits_reads_and_snapshots() {
         assert_eq!(out.result, OpResult::Put { prev: None });
     }
     let r = handle.read(Query::Get("k3".into()), true).await.unwrap();
-    assert_eq!(r, QueryResult::Value(Some("v".into())));
+    let QueryResult::Value(Some(got)) = r else {
+        panic!("k3 not found: {r:?}")
+    };
+    assert_eq!(got.value, "v");
     let r = handle
         .read(
             Query::List {
                 prefix: "k1".into(),
+                after: None,
                 limit: 2,
             },
             false,
