@@ -29,8 +29,10 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// The longest user or role name.
 pub const MAX_NAME_BYTES: usize = 64;
 
-/// What a permission lets its holders do under its prefix.
+/// What a permission lets its holders do under its prefix (JSON: `"read"`,
+/// `"write"`, `"readwrite"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Access {
     /// Get and list.
     Read,

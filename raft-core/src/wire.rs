@@ -325,3 +325,84 @@ pub struct TransferLeaderRequest {
     /// The member that should become leader.
     pub to: NodeId,
 }
+
+/// `POST /auth/token` body: a user's name and password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRequest {
+    /// The user's name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+/// `POST /auth/token` answer: a token for the `Authorization: Bearer`
+/// request header (or `?token=` on the dashboard's event feeds), valid
+/// on every member until `expires_at` (Unix seconds), a password change or
+/// the user's deletion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The token.
+    pub token: String,
+    /// When it stops working, in seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// `POST /auth/users` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewUser {
+    /// The user's name.
+    pub name: String,
+    /// The password (hashed by the server before anything is logged).
+    pub password: String,
+}
+
+/// `PUT /auth/users/{name}/password` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordChange {
+    /// The new password.
+    pub password: String,
+}
+
+/// `POST /auth/roles` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRole {
+    /// The role's name.
+    pub name: String,
+}
+
+/// One user in `GET /auth/users` (never its password hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// The name.
+    pub name: String,
+    /// Its roles, in order.
+    pub roles: Vec<String>,
+}
+
+/// One role in `GET /auth/roles`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleInfo {
+    /// The name.
+    pub name: String,
+    /// Its permissions, by prefix (`POST /auth/roles/{name}/permissions`
+    /// takes one of these).
+    pub permissions: Vec<crate::auth::Permission>,
+}
+
+/// `GET /auth/status` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthStatus {
+    /// Whether requests need a token.
+    pub enabled: bool,
+    /// The auth state's revision (bumped by every change).
+    pub revision: u64,
+}
+
+/// The answer to a change of the users, roles or switch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthChanged {
+    /// The auth state's revision after the change.
+    pub revision: u64,
+    /// The log index of the change.
+    pub index: Index,
+}

@@ -47,7 +47,11 @@ fn own_url(settings: &Settings, local: SocketAddr) -> String {
     if let Some(u) = &settings.advertise_url {
         return u.clone();
     }
-    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let ip = local.ip();
     if ip.is_unspecified() {
         warn!("listening on {ip}: advertising 127.0.0.1; set --advertise-url for other hosts");
@@ -86,7 +90,10 @@ fn security_summary(settings: &Settings) -> Vec<String> {
             ));
         }
     }
-    let admin = match (&settings.cluster_token, settings.tls.as_ref().and_then(|t| t.client_ca.as_ref())) {
+    let admin = match (
+        &settings.cluster_token,
+        settings.tls.as_ref().and_then(|t| t.client_ca.as_ref()),
+    ) {
         (Some(_), _) => "admin and membership routes: cluster token required".to_string(),
         (None, Some(_)) => {
             "admin and membership routes: any client with a certificate (no --cluster-token)"

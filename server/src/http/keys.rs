@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::auth::{forbidden, Caller};
 use super::error::{error, json_body, no_leader, node_error, reject, Rejection};
 use super::forward::{forward, path_and_query, ForwardError, ForwardRequest};
 use super::state::{AppState, Attempts, Shared};
@@ -66,6 +67,7 @@ fn linearizable(consistency: Option<&str>) -> Result<bool, Rejection> {
 
 pub(super) async fn get_key(
     State(s): State<Shared>,
+    caller: Caller,
     Path(key): Path<String>,
     Query(p): Query<ReadParams>,
 ) -> Response {
@@ -76,12 +78,13 @@ pub(super) async fn get_key(
         Ok(l) => l,
         Err(r) => return r.into_response(),
     };
-    match read(&s, NodeQuery::Get(key.clone()), lin).await {
+    match read(&s, caller.query(NodeQuery::Get(key.clone())), lin).await {
         Ok(QueryResult::Value(Some(v))) => Json(KeyValue {
             key,
             value: v.value,
         })
         .into_response(),
+        Ok(QueryResult::PermissionDenied(denied)) => forbidden(&denied),
         Ok(_) => error(StatusCode::NOT_FOUND, format!("key `{key}` not found")),
         Err(r) => r,
     }
@@ -94,7 +97,11 @@ pub(super) struct ListParams {
     consistency: Option<String>,
 }
 
-pub(super) async fn list_keys(State(s): State<Shared>, Query(p): Query<ListParams>) -> Response {
+pub(super) async fn list_keys(
+    State(s): State<Shared>,
+    caller: Caller,
+    Query(p): Query<ListParams>,
+) -> Response {
     let lin = match linearizable(p.consistency.as_deref()) {
         Ok(l) => l,
         Err(r) => return r.into_response(),
@@ -105,7 +112,8 @@ pub(super) async fn list_keys(State(s): State<Shared>, Query(p): Query<ListParam
         after: None,
         limit,
     };
-    match read(&s, query, lin).await {
+    match read(&s, caller.query(query), lin).await {
+        Ok(QueryResult::PermissionDenied(denied)) => forbidden(&denied),
         Ok(QueryResult::List { items, truncated }) => Json(ListResponse {
             items: items
                 .into_iter()
@@ -153,6 +161,7 @@ fn client_ids(headers: &HeaderMap) -> Result<(u64, u64), Rejection> {
 
 pub(super) async fn put_key(
     State(s): State<Shared>,
+    caller: Caller,
     Path(key): Path<String>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
@@ -182,10 +191,10 @@ pub(super) async fn put_key(
     let command = Command {
         client_id,
         seq,
-        op: Op::Put {
+        op: caller.op(Op::Put {
             key: key.clone(),
             value: put.value,
-        },
+        }),
     };
     let forwarded_in = headers.contains_key(HEADER_FORWARDED);
     // Built only if this node has to forward the write.
@@ -230,6 +239,7 @@ pub(super) async fn register_session(
 
 pub(super) async fn delete_key(
     State(s): State<Shared>,
+    caller: Caller,
     Path(key): Path<String>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
@@ -244,7 +254,7 @@ pub(super) async fn delete_key(
     let command = Command {
         client_id,
         seq,
-        op: Op::Delete { key: key.clone() },
+        op: caller.op(Op::Delete { key: key.clone() }),
     };
     let forwarded_in = headers.contains_key(HEADER_FORWARDED);
     let fwd =
@@ -313,9 +323,12 @@ async fn write(
                 ),
             )
         }
+        OpResult::PermissionDenied(denied) => return forbidden(&denied),
         OpResult::Registered { .. }
         | OpResult::ConditionFailed { .. }
-        | OpResult::DeletedPrefix { .. } => {
+        | OpResult::DeletedPrefix { .. }
+        | OpResult::AuthChanged { .. }
+        | OpResult::AuthRefused(_) => {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "a key write was answered as a registration",
@@ -334,7 +347,7 @@ async fn write(
 /// Proposes `command` until it is applied (here, or at the leader a
 /// follower forwards to: then the leader's answer is the `Err` response),
 /// the deadline passes or the outcome cannot be known.
-async fn commit(
+pub(super) async fn commit(
     s: &AppState,
     command: &Command,
     fwd: impl Fn() -> ForwardRequest,
