@@ -62,13 +62,7 @@ pub struct TlsFiles {
 impl TlsFiles {
     /// Every file, for change detection.
     fn all(&self) -> Vec<&PathBuf> {
-        let mut v = vec![
-            &self.cert,
-            &self.key,
-            &self.peer_cert,
-            &self.peer_key,
-            &self.peer_ca,
-        ];
+        let mut v = vec![&self.cert, &self.key, &self.peer_cert, &self.peer_key, &self.peer_ca];
         v.extend(self.client_ca.as_ref());
         v
     }
@@ -178,10 +172,12 @@ impl Material {
             ),
             None => None,
         };
-        let member_verifier =
-            WebPkiClientVerifier::builder_with_provider(peer_roots.clone(), provider.clone())
-                .build()
-                .map_err(verifier_error(&files.peer_ca))?;
+        let member_verifier = WebPkiClientVerifier::builder_with_provider(
+            peer_roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .map_err(verifier_error(&files.peer_ca))?;
         let peer_verifier =
             WebPkiServerVerifier::builder_with_provider(peer_roots, provider.clone())
                 .build()
