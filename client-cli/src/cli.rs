@@ -387,13 +387,7 @@ mod tests {
             parse_member_url("http://Node4:3004"),
             Ok("http://Node4:3004".into())
         );
-        for bad in [
-            "",
-            "ftp://x",
-            "http://",
-            "http://h:1/p",
-            "http://h:0x",
-        ] {
+        for bad in ["", "ftp://x", "http://", "http://h:1/p", "http://h:0x"] {
             let err = parse_member_url(bad).unwrap_err();
             assert!(err.contains("member URL"), "{bad:?}: {err}");
         }

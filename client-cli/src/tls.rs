@@ -22,14 +22,26 @@ pub struct TlsArgs {
 
     /// Client certificate (PEM) to present, for a cluster that requires one
     /// (started with --trusted-ca-file).
-    #[arg(long = "cert", id = "client_cert", global = true, value_name = "FILE",
-          env = "RAFT_KV_CERT", requires = "client_key")]
+    #[arg(
+        long = "cert",
+        id = "client_cert",
+        global = true,
+        value_name = "FILE",
+        env = "RAFT_KV_CERT",
+        requires = "client_key"
+    )]
     pub cert: Option<PathBuf>,
 
     /// Private key (PEM) of --cert.
     // Ids of their own: `key` and `cert` are positional names of commands.
-    #[arg(long = "key", id = "client_key", global = true, value_name = "FILE",
-          env = "RAFT_KV_KEY", requires = "client_cert")]
+    #[arg(
+        long = "key",
+        id = "client_key",
+        global = true,
+        value_name = "FILE",
+        env = "RAFT_KV_KEY",
+        requires = "client_cert"
+    )]
     pub key: Option<PathBuf>,
 }
 

@@ -16,7 +16,9 @@ use raft_core::NodeId;
     about = "A raft-kv node: a Raft-replicated key-value store with a REST API",
     long_about = "A raft-kv node: a Raft-replicated key-value store.\n\n\
         One HTTP listener serves the client REST API (/key, /keys, /status, /cluster), \
-        the peer RPC (/raft/stream, /raft/snapshot), /metrics and the dashboard.\n\n\
+        the peer RPC (/raft/stream, /raft/snapshot), /metrics and the dashboard: plain HTTP, \
+        or with --cert-file and the --peer-* files TLS for clients and mutual TLS between \
+        members (`raft-kv-server gen-certs DIR` makes a throwaway CA and certificates).\n\n\
         Example (the three members of a local cluster):\n  \
         raft-kv-server --node-id 1 --port 3001 --peers 2,3\n  \
         raft-kv-server --node-id 2 --port 3002 --peers 1,3\n  \

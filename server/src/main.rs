@@ -47,6 +47,10 @@ fn main() -> ExitCode {
         return gen_certs(std::env::args_os().skip(1));
     }
     let args = Args::parse();
+    // Every client the node builds is given its TLS configuration; this is
+    // the default for anything else that asks rustls for one (reqwest is
+    // built without a provider of its own).
+    raft_kv_server::tls::install_default_provider();
     let filter = match &args.log_level {
         Some(level) => EnvFilter::try_new(level),
         None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),

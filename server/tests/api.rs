@@ -274,7 +274,7 @@ async fn oversized_bodies_are_refused_without_buffering() {
         .await
         .unwrap();
     s.write_all(
-        b"PUT /key/a HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+        b"PUT /key/a HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
           content-length: 1000000000\r\n\r\n",
     )
     .await
@@ -288,7 +288,7 @@ async fn oversized_bodies_are_refused_without_buffering() {
         .await
         .unwrap();
     s.write_all(
-        b"PUT /key/a HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+        b"PUT /key/a HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
           transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
     )
     .await
@@ -341,7 +341,7 @@ async fn stream_handshake(
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let mut req = String::from("GET /raft/stream HTTP/1.1\r\nhost: x\r\n");
+    let mut req = String::from("GET /raft/stream HTTP/1.1\r\nhost: 127.0.0.1\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

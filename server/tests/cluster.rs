@@ -467,7 +467,7 @@ async fn lagging_follower_catches_up_by_snapshot_and_a_full_restart_keeps_everyt
 
 /// Sends `GET /healthz` on `stream` and reads one whole answer.
 async fn healthz_on(stream: &mut tokio::net::TcpStream) -> String {
-    request_on(stream, "GET /healthz HTTP/1.1\r\nhost: raft-kv\r\n\r\n").await
+    request_on(stream, "GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await
 }
 
 /// Sends one raw HTTP/1.1 request on `stream` and returns the whole answer
@@ -616,7 +616,7 @@ async fn at_its_connection_limit_a_node_refuses_clients_and_still_admits_peers()
     let follower = c.ids().into_iter().find(|&id| id != leader).unwrap();
     c.kill(follower);
     c.restart(follower).await;
-    let put = "PUT /key/during HTTP/1.1\r\nhost: raft-kv\r\ncontent-type: application/json\r\n\
+    let put = "PUT /key/during HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
                content-length: 13\r\n\r\n{\"value\":\"2\"}";
     let answer = request_on(&mut held[0], put).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -628,7 +628,7 @@ async fn at_its_connection_limit_a_node_refuses_clients_and_still_admits_peers()
     loop {
         let status = request_on(
             &mut held[1],
-            "GET /status HTTP/1.1\r\nhost: raft-kv\r\n\r\n",
+            "GET /status HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n",
         )
         .await;
         let status = json_body(&status);

@@ -19,7 +19,7 @@ async fn raw(port: u16, method: &str, target: &str, body: &str) -> (u16, String)
         .await
         .expect("connect");
     let req = format!(
-        "{method} {target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+        "{method} {target} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\
          content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -123,7 +123,7 @@ async fn a_snapshot_chunk_without_the_token_is_refused_before_its_body_is_read()
         .await
         .unwrap();
     s.write_all(
-        b"POST /raft/snapshot HTTP/1.1\r\nhost: x\r\ncontent-length: 60000000\r\n\
+        b"POST /raft/snapshot HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 60000000\r\n\
           content-type: application/octet-stream\r\n\r\n",
     )
     .await
@@ -141,7 +141,7 @@ async fn a_snapshot_chunk_without_the_token_is_refused_before_its_body_is_read()
             .await
             .unwrap();
         let head = format!(
-            "POST {target} HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\
+            "POST {target} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 1000000\r\n\
              content-type: application/json\r\n\r\n"
         );
         s.write_all(head.as_bytes()).await.unwrap();
@@ -191,7 +191,8 @@ async fn made_up_methods_add_no_metric_series() {
     // Started without a token: the log says what is open.
     let log = c.log(1);
     assert!(
-        log.contains("auth=\"NONE") && log.contains("no --cluster-token"),
+        log.contains("UNAUTHENTICATED (no --cluster-token")
+            && log.contains("data API (/key, /keys, /sessions): UNAUTHENTICATED"),
         "{log}"
     );
 }
@@ -342,7 +343,7 @@ async fn slow_clients_are_dropped_and_counted_while_others_are_served() {
         // A whole head, then the body one byte at a time.
         attackers.push(tokio::spawn(slow_client(
             port,
-            b"PUT /key/slow HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+            b"PUT /key/slow HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
               content-length: 200\r\n\r\n{\"value\":\"",
             b"b",
         )));

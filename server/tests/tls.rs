@@ -308,7 +308,12 @@ async fn rotated_certificates_are_used_without_a_restart_while_writes_go_on() {
     for id in c.ids() {
         let issued = certs.ca.issue_node(id, &[]).unwrap();
         let dir = &certs.path;
-        write_file(&dir.join(format!("node-{id}-key.pem")), &issued.key_pem, true).unwrap();
+        write_file(
+            &dir.join(format!("node-{id}-key.pem")),
+            &issued.key_pem,
+            true,
+        )
+        .unwrap();
         write_file(&dir.join(format!("node-{id}.pem")), &issued.cert_pem, false).unwrap();
         let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
             .unwrap()

@@ -651,9 +651,14 @@ mod tests {
     #[tokio::test]
     async fn etcd_grpc_without_the_feature_says_how_to_build_it() {
         let endpoints = vec![Url::parse("http://127.0.0.1:2379").unwrap()];
-        let err = Target::discover(TargetKind::EtcdGrpc, endpoints, Duration::from_secs(1), None)
-            .await
-            .unwrap_err();
+        let err = Target::discover(
+            TargetKind::EtcdGrpc,
+            endpoints,
+            Duration::from_secs(1),
+            None,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(&err, CliError::Usage(m) if m.contains("--features etcd-grpc")));
     }
 
@@ -663,9 +668,14 @@ mod tests {
         // Nothing listens on port 1: the client is still made, and the
         // request fails as a refused connection, counted by kind.
         let endpoints = vec![Url::parse("http://127.0.0.1:1").unwrap()];
-        let target = Target::discover(TargetKind::EtcdGrpc, endpoints, Duration::from_secs(1), None)
-            .await
-            .unwrap();
+        let target = Target::discover(
+            TargetKind::EtcdGrpc,
+            endpoints,
+            Duration::from_secs(1),
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(target.name(), "etcd-grpc");
         let mut conn = target
             .connect(ConnFor::Worker(0), Duration::from_secs(1))

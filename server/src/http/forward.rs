@@ -45,16 +45,7 @@ pub fn forward_client(
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    // Plain HTTP needs no TLS configuration; one that trusts nothing keeps
-    // the connector's type the same.
-    let config = match tls {
-        Some(tls) => crate::tls::peer_client::config(tls)?,
-        None => rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| crate::tls::TlsError(e.to_string()))?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth(),
-    };
+    let config = crate::tls::peer_client::config_or_plain(tls)?;
     connector.enforce_http(false);
     // Built from its parts: the builder would replace the peer ALPN
     // protocol with `http/1.1`. HTTP/1.1 is what it speaks either way.

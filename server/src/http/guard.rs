@@ -48,8 +48,7 @@ fn is_known(s: &Shared, host: &str) -> bool {
         || host.ends_with(".localhost")
         || host.parse::<IpAddr>().is_ok()
         || s.settings.host_whitelist.iter().any(|h| h == host)
-        || s
-            .directory
+        || s.directory
             .urls()
             .values()
             .any(|u| url_host(u).as_deref() == Some(host))

@@ -151,10 +151,12 @@ impl Connection {
     {
         // Every request says what its connection was admitted as (the peer
         // routes answer only members).
-        let app = self.app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(kind);
-            req
-        });
+        let app = self
+            .app
+            .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(kind);
+                req
+            });
         let service = TowerToHyperService::new(app);
         // The first bytes must come within the head timeout too (hyper's
         // timer only starts once the protocol is detected).

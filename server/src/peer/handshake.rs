@@ -75,10 +75,7 @@ impl PeerAddr {
             "https" => {
                 // The URL keeps an IPv6 literal in brackets; a name does not.
                 let bare = host.trim_start_matches('[').trim_end_matches(']');
-                Some(
-                    ServerName::try_from(bare.to_string())
-                        .map_err(|e| format!("`{url}`: {e}"))?,
-                )
+                Some(ServerName::try_from(bare.to_string()).map_err(|e| format!("`{url}`: {e}"))?)
             }
             other => return Err(format!("`{url}`: scheme {other} is not http or https")),
         };

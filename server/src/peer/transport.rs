@@ -200,9 +200,7 @@ impl Transport {
             Some(Ok(config)) => Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(config)))),
             Some(Err(e)) => Err(e.to_string()),
         };
-        let queue = match PeerAddr::from_url(url)
-            .and_then(|addr| Ok((addr, connector.clone()?)))
-        {
+        let queue = match PeerAddr::from_url(url).and_then(|addr| Ok((addr, connector.clone()?))) {
             Ok((addr, tls)) => {
                 let queue = Arc::new(PeerQueue::default());
                 let sender = PeerSender {

@@ -103,7 +103,8 @@ pub fn write_dir_with(
     let mut written = Vec::new();
     let mut write = |name: String, text: &str, secret: bool| -> Result<(), String> {
         let path = dir.join(name);
-        write_file(&path, text, secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        write_file(&path, text, secret)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         written.push(path);
         Ok(())
     };

@@ -62,7 +62,13 @@ pub struct TlsFiles {
 impl TlsFiles {
     /// Every file, for change detection.
     fn all(&self) -> Vec<&PathBuf> {
-        let mut v = vec![&self.cert, &self.key, &self.peer_cert, &self.peer_key, &self.peer_ca];
+        let mut v = vec![
+            &self.cert,
+            &self.key,
+            &self.peer_cert,
+            &self.peer_key,
+            &self.peer_ca,
+        ];
         v.extend(self.client_ca.as_ref());
         v
     }
@@ -104,6 +110,12 @@ impl std::fmt::Debug for Tls {
 #[allow(deprecated)]
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Makes [`provider`] the process's default rustls provider, unless one
+/// is installed already.
+pub fn install_default_provider() {
+    let _ = Arc::unwrap_or_clone(provider()).install_default();
 }
 
 impl Tls {
@@ -172,12 +184,10 @@ impl Material {
             ),
             None => None,
         };
-        let member_verifier = WebPkiClientVerifier::builder_with_provider(
-            peer_roots.clone(),
-            provider.clone(),
-        )
-        .build()
-        .map_err(verifier_error(&files.peer_ca))?;
+        let member_verifier =
+            WebPkiClientVerifier::builder_with_provider(peer_roots.clone(), provider.clone())
+                .build()
+                .map_err(verifier_error(&files.peer_ca))?;
         let peer_verifier =
             WebPkiServerVerifier::builder_with_provider(peer_roots, provider.clone())
                 .build()

@@ -94,12 +94,27 @@ pub fn config(tls: &Arc<Tls>) -> Result<ClientConfig, TlsError> {
     Ok(config)
 }
 
-/// A reqwest client builder that speaks to members with [`config`] (plain
-/// HTTP when `tls` is `None`).
+/// The client configuration of a node without TLS: it trusts no server
+/// (members speak plain HTTP). Clients are always given a configuration:
+/// reqwest, built without a default crypto provider, would otherwise panic.
+pub fn plain_config() -> Result<ClientConfig, TlsError> {
+    Ok(ClientConfig::builder_with_provider(super::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(format!("TLS versions: {e}")))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
+}
+
+/// The configuration of connections to members: [`config`] with TLS,
+/// [`plain_config`] without.
+pub fn config_or_plain(tls: Option<&Arc<Tls>>) -> Result<ClientConfig, TlsError> {
+    match tls {
+        Some(tls) => config(tls),
+        None => plain_config(),
+    }
+}
+
+/// A reqwest client builder that speaks to members (see [`config_or_plain`]).
 pub fn reqwest_builder(tls: Option<&Arc<Tls>>) -> Result<reqwest::ClientBuilder, TlsError> {
-    let builder = reqwest::Client::builder();
-    Ok(match tls {
-        Some(tls) => builder.tls_backend_preconfigured(config(tls)?),
-        None => builder,
-    })
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(config_or_plain(tls)?))
 }

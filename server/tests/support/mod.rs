@@ -2,8 +2,12 @@
 //!
 //! Crate-independent on purpose: other crates' tests include it with
 //! `#[path = "../../server/tests/support/mod.rs"] mod support;` and need only
-//! `raft-core`, `reqwest` (json), `serde_json`, `tempfile` and `tokio`
-//! (dev-dependencies). The binary is found through `RAFT_KV_SERVER_BIN`, then
+//! `raft-core`, `reqwest` (json), `rustls` (ring), `serde_json`, `tempfile`
+//! and `tokio` (dev-dependencies). rustls because the server builds reqwest
+//! with rustls and no crypto provider of its own (its TLS uses ring): in a
+//! build where features unify (`cargo test --workspace`), every reqwest
+//! client then needs a process-wide provider, which [`http_client`]
+//! installs. The binary is found through `RAFT_KV_SERVER_BIN`, then
 //! Cargo's `CARGO_BIN_EXE_raft-kv-server` (set for the server's own tests),
 //! then next to the test executable (`target/<profile>/raft-kv-server`),
 //! building it with `cargo build -p raft-kv-server` when it is missing.
@@ -170,8 +174,16 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// Makes ring the process's default rustls provider (once; later calls
+/// change nothing).
+#[allow(deprecated)] // rustls's nudge towards aws-lc-rs, which needs cmake
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A reqwest client with short timeouts, for tests.
 pub fn http_client() -> reqwest::Client {
+    install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(15))
