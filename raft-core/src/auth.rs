@@ -228,6 +228,10 @@ pub enum AuthError {
     ShortSecret,
 }
 
+/// Who a request is made for: a user's name and the token generation its
+/// request names.
+pub type Principal<'a> = (&'a str, u64);
+
 /// What a request needs, checked by [`AuthState::check`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need<'a> {
@@ -433,7 +437,7 @@ impl AuthState {
     /// Everything is allowed while auth is disabled. A read or write of a
     /// prefix needs one permission covering the whole prefix (the same
     /// test as for a key: the permission's prefix starts the target).
-    pub fn check(&self, user: Option<(&str, u64)>, need: Need<'_>) -> Result<(), Denied> {
+    pub fn check(&self, user: Option<Principal<'_>>, need: Need<'_>) -> Result<(), Denied> {
         if !self.enabled {
             return Ok(());
         }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use crate::auth::{AuthError, AuthOp, AuthState, Denied, Need};
+use crate::auth::{AuthError, AuthOp, AuthState, Denied, Need, Principal};
 use crate::types::{Entry, Index, Payload, Term};
 
 /// A write a client asks the cluster to make.
@@ -687,7 +687,7 @@ impl KvStore {
     /// session registration needs a user with the permission (a member that
     /// has not applied the enabling entry yet may still propose anonymous
     /// writes: they are refused here).
-    fn authorize<'a>(&self, op: &'a Op) -> Result<(&'a Op, Option<(&'a str, u64)>), Denied> {
+    fn authorize<'a>(&self, op: &'a Op) -> Result<(&'a Op, Option<Principal<'a>>), Denied> {
         let (inner, user) = match op {
             Op::AsUser {
                 user,

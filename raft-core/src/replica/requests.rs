@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::auth::{Denied, Need};
+use crate::auth::{Denied, Need, Principal};
 use crate::kv::{KvStore, OpResult};
 use crate::types::{Index, Membership, NodeId, Term};
 
@@ -78,7 +78,7 @@ impl Query {
         self.run_for(kv, None)
     }
 
-    fn run_for(&self, kv: &KvStore, user: Option<(&str, u64)>) -> QueryResult {
+    fn run_for(&self, kv: &KvStore, user: Option<Principal<'_>>) -> QueryResult {
         let allowed = |target: &str| kv.auth().check(user, Need::Read(target));
         match self {
             Query::AsUser {

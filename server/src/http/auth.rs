@@ -133,19 +133,35 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_string())
 }
 
+/// Why a request is not let through: the status (401 or 403) and the
+/// message; [`Refusal::response`] answers it.
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn response(self) -> Response {
+        if self.0 == StatusCode::UNAUTHORIZED {
+            unauthorized(self.1)
+        } else {
+            error(self.0, self.1)
+        }
+    }
+}
+
 /// The caller a request authenticates as against `auth` (which must be
-/// enabled), or the 401 to answer.
-fn authenticate(auth: &AuthState, token: Option<String>) -> Result<Caller, Response> {
+/// enabled), or why it does not.
+fn authenticate(auth: &AuthState, token: Option<String>) -> Result<Caller, Refusal> {
     let Some(token) = token else {
-        return Err(unauthorized(
+        return Err(Refusal(
+            StatusCode::UNAUTHORIZED,
             "authentication required: send `Authorization: Bearer <token>` \
-             (get a token with POST /auth/token)",
+             (get a token with POST /auth/token)"
+                .into(),
         ));
     };
     match credentials::verify_token(auth, &token, credentials::unix_now()) {
         Ok((name, generation)) => Ok(Caller::User { name, generation }),
         Err(e @ (BadToken::Invalid | BadToken::Expired | BadToken::Revoked)) => {
-            Err(unauthorized(e.to_string()))
+            Err(Refusal(StatusCode::UNAUTHORIZED, e.to_string()))
         }
     }
 }
@@ -163,20 +179,23 @@ pub async fn require_user(State(s): State<Shared>, mut req: Request, next: Next)
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(r) => r,
+        Err(r) => r.response(),
     }
 }
 
 /// The caller if it holds the role `root`, else the 401/403 to answer.
-fn root_caller(auth: &AuthState, headers: &HeaderMap) -> Result<Caller, Response> {
+fn root_caller(auth: &AuthState, headers: &HeaderMap) -> Result<Caller, Refusal> {
     let caller = authenticate(auth, presented_token(headers))?;
     match &caller {
         Caller::User { name, .. } if auth.is_root(name) => Ok(caller),
-        Caller::User { name, .. } => Err(error(
+        Caller::User { name, .. } => Err(Refusal(
             StatusCode::FORBIDDEN,
             format!("user `{name}` may not administer the cluster (the role `root` is needed)"),
         )),
-        Caller::Anonymous => Err(unauthorized("authentication required")),
+        Caller::Anonymous => Err(Refusal(
+            StatusCode::UNAUTHORIZED,
+            "authentication required".into(),
+        )),
     }
 }
 
@@ -198,7 +217,7 @@ pub async fn require_root(State(s): State<Shared>, mut req: Request, next: Next)
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(r) => r,
+        Err(r) => r.response(),
     }
 }
 
@@ -218,7 +237,7 @@ pub async fn require_manager(State(s): State<Shared>, mut req: Request, next: Ne
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(r) => r,
+        Err(r) => r.response(),
     }
 }
 
@@ -402,12 +421,9 @@ async fn hashed(password: String) -> Result<String, Response> {
     }
 }
 
-fn check_name(name: &str) -> Result<(), Response> {
-    if valid_name(name) {
-        Ok(())
-    } else {
-        Err(refused(&AuthError::BadName(name.to_string())))
-    }
+/// The 400 for a name no user or role can have, checked before hashing.
+fn bad_name(name: &str) -> Option<Response> {
+    (!valid_name(name)).then(|| refused(&AuthError::BadName(name.to_string())))
 }
 
 /// `POST /auth/users` `{"name", "password"}`.
@@ -421,7 +437,7 @@ pub(super) async fn add_user(
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
-    if let Err(r) = check_name(&req.name) {
+    if let Some(r) = bad_name(&req.name) {
         return r;
     }
     let password = match hashed(req.password).await {
@@ -493,7 +509,7 @@ pub(super) async fn add_role(
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
-    if let Err(r) = check_name(&req.name) {
+    if let Some(r) = bad_name(&req.name) {
         return r;
     }
     let op = AuthOp::AddRole { name: req.name };
