@@ -58,7 +58,13 @@ pub struct Cli {
     /// Act as this user (clusters with auth enabled): the password comes
     /// from RAFT_KV_PASSWORD, else the first line of stdin. The client gets
     /// one token per run and sends it on every request.
-    #[arg(long = "user", id = "as_user", global = true, value_name = "NAME", env = "RAFT_KV_USER")]
+    #[arg(
+        long = "user",
+        id = "as_user",
+        global = true,
+        value_name = "NAME",
+        env = "RAFT_KV_USER"
+    )]
     pub user: Option<String>,
 
     /// What to do.
