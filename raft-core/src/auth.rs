@@ -472,7 +472,11 @@ impl AuthState {
         } else {
             Err(Denied::Missing {
                 user: name.to_string(),
-                what: format!("{what} `{target}`"),
+                what: if target.is_empty() {
+                    format!("{what} every key")
+                } else {
+                    format!("{what} `{target}`")
+                },
             })
         }
     }
