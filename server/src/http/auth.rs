@@ -183,6 +183,39 @@ pub async fn require_user(State(s): State<Shared>, mut req: Request, next: Next)
     }
 }
 
+#[derive(Deserialize)]
+struct TokenParam {
+    token: Option<String>,
+}
+
+/// The `?token=` of a URI (percent-decoded), if any.
+fn query_token(uri: &axum::http::Uri) -> Option<String> {
+    Query::<TokenParam>::try_from_uri(uri).ok()?.0.token
+}
+
+/// Route layer for the dashboard's event feeds (`/events`, `/log`): like
+/// [`require_user`], but the token may also come as `?token=`, since a
+/// browser's EventSource cannot set headers. Only these feeds take it
+/// there: a token in a URL ends up in logs and histories.
+pub async fn require_user_for_feed(
+    State(s): State<Shared>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let auth = s.node.auth_state();
+    if !auth.enabled() {
+        return next.run(req).await;
+    }
+    let token = presented_token(req.headers()).or_else(|| query_token(req.uri()));
+    match authenticate(&auth, token) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(r) => r.response(),
+    }
+}
+
 /// The caller if it holds the role `root`, else the 401/403 to answer.
 fn root_caller(auth: &AuthState, headers: &HeaderMap) -> Result<Caller, Refusal> {
     let caller = authenticate(auth, presented_token(headers))?;
@@ -589,4 +622,52 @@ pub(super) async fn enable(State(s): State<Shared>, change: Change) -> Response 
 /// `POST /auth/disable`.
 pub(super) async fn disable(State(s): State<Shared>, change: Change) -> Response {
     change.propose(&s, AuthOp::Disable).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_comes_from_the_bearer_header_or_a_feed_query() {
+        let mut h = HeaderMap::new();
+        assert_eq!(presented_token(&h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer a.1.2.xyz"),
+        );
+        assert_eq!(presented_token(&h).as_deref(), Some("a.1.2.xyz"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(presented_token(&h), None);
+        let uri: axum::http::Uri = "/events?from=3&token=a%40b.1.2.x-y_".parse().unwrap();
+        assert_eq!(query_token(&uri).as_deref(), Some("a@b.1.2.x-y_"));
+        let uri: axum::http::Uri = "/events?from=3".parse().unwrap();
+        assert_eq!(query_token(&uri), None);
+    }
+
+    #[test]
+    fn a_user_caller_wraps_writes_and_reads_and_an_anonymous_one_does_not() {
+        let put = Op::Put {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        assert_eq!(Caller::Anonymous.op(put.clone()), put);
+        let alice = Caller::User {
+            name: "alice".into(),
+            generation: 4,
+        };
+        assert_eq!(
+            alice.op(put.clone()),
+            Op::AsUser {
+                user: "alice".into(),
+                generation: 4,
+                op: Box::new(put)
+            }
+        );
+        let get = NodeQuery::Get("k".into());
+        assert!(matches!(
+            alice.query(get),
+            NodeQuery::AsUser { generation: 4, .. }
+        ));
+    }
 }
