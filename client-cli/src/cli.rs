@@ -55,6 +55,18 @@ pub struct Cli {
     #[command(flatten)]
     pub tls: crate::tls::TlsArgs,
 
+    /// Act as this user (clusters with auth enabled): the password comes
+    /// from RAFT_KV_PASSWORD, else the first line of stdin. The client gets
+    /// one token per run and sends it on every request.
+    #[arg(
+        long = "user",
+        id = "as_user",
+        global = true,
+        value_name = "NAME",
+        env = "RAFT_KV_USER"
+    )]
+    pub user: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -160,6 +172,25 @@ pub enum Command {
         /// What to do with the membership.
         #[command(subcommand)]
         command: MemberCommand,
+    },
+    /// Manage users (needs --token before auth is enabled, a root --user
+    /// after).
+    User {
+        /// What to do with users.
+        #[command(subcommand)]
+        command: crate::auth::UserCommand,
+    },
+    /// Manage roles and their permissions (like `user`).
+    Role {
+        /// What to do with roles.
+        #[command(subcommand)]
+        command: crate::auth::RoleCommand,
+    },
+    /// Turn authentication on or off, or show whether it is on.
+    Auth {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::auth::AuthCommand,
     },
     /// Generate load and report throughput and latency.
     Bench(BenchArgs),

@@ -12,8 +12,9 @@ use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use raft_core::wire::{
     AddMemberRequest, ClusterResponse, DeletePrefixResponse, ErrorBody, KeyValue, ListResponse,
-    MembersResponse, PreconditionFailed, PutRequest, SessionResponse, StatusResponse,
-    WriteResponse, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN, HEADER_LEADER,
+    MembersResponse, PreconditionFailed, PutRequest, SessionResponse, StatusResponse, TokenRequest,
+    TokenResponse, WriteResponse, HEADER_CLIENT_ID, HEADER_CLIENT_SEQ, HEADER_CLUSTER_TOKEN,
+    HEADER_LEADER,
 };
 pub use raft_core::wire::{SnapshotResponse, TransferLeaderRequest};
 use raft_core::Condition;
@@ -156,6 +157,8 @@ pub struct ApiClient {
     client_id: Option<u64>,
     next_seq: u64,
     leader: Option<Url>,
+    /// The user's token (`--user`), sent on every request once obtained.
+    bearer: Option<String>,
 }
 
 impl ApiClient {
@@ -195,7 +198,50 @@ impl ApiClient {
             client_id: None,
             next_seq: 1,
             leader: None,
+            bearer: None,
         })
+    }
+
+    /// Gets a token for `user` (`POST /auth/token`) from the first server
+    /// that answers; every later request of this process carries it.
+    pub async fn login(&mut self, user: &str, password: &str) -> Result<(), CliError> {
+        let body = serde_json::to_vec(&TokenRequest {
+            user: user.to_string(),
+            password: password.to_string(),
+        })
+        .map_err(|e| CliError::Usage(format!("cannot encode the request: {e}")))?;
+        let request = Request {
+            route: Route::AnyNode,
+            method: Method::POST,
+            path: &["auth", "token"],
+            query: &[],
+            body: Some(body),
+            carries: Carries::Nothing,
+            condition: None,
+        };
+        let answer = self.send(request).await?;
+        let token: TokenResponse = decode(answer)?;
+        self.bearer = Some(token.token);
+        Ok(())
+    }
+
+    /// One `/auth` request (`path` below `/auth`) to the leader with the
+    /// cluster token, decoded from JSON.
+    pub async fn auth_request<T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<T, CliError> {
+        let answer = self
+            .send(
+                Request::admin(Route::Leader, path, body)
+                    .method(method)
+                    .query(query),
+            )
+            .await?;
+        decode(answer)
     }
 
     /// `GET /key/{key}`: `None` when the key is absent.
@@ -610,6 +656,15 @@ impl ApiClient {
     /// The headers every attempt of one request carries.
     fn headers(&mut self, carries: Carries) -> Result<HeaderMap, CliError> {
         let mut headers = HeaderMap::new();
+        if let Some(token) = &self.bearer {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| CliError::BadResponse {
+                    server: "POST /auth/token".into(),
+                    message: "the token has characters not allowed in a header".into(),
+                })?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         match carries {
             Carries::Nothing => {}
             Carries::Token => {

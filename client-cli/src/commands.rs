@@ -18,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         json,
         token,
         tls,
+        user,
         command,
     } = cli;
     let tls = tls.load()?;
@@ -25,6 +26,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => bench::run(args, servers, timeout, json, tls).await,
         command => {
             let mut client = ApiClient::new(servers, timeout, token, tls)?;
+            if let Some(user) = user {
+                let password = crate::auth::password("RAFT_KV_PASSWORD", &format!("user {user}"))?;
+                client.login(&user, &password).await?;
+            }
             run_api(command, &mut client, json).await
         }
     }
@@ -227,6 +232,9 @@ async fn run_api(command: Command, client: &mut ApiClient, json: bool) -> Result
                 print(&output::members_text(&members))
             }
         }
+        Command::User { command } => crate::auth::user(command, client, json).await,
+        Command::Role { command } => crate::auth::role(command, client, json).await,
+        Command::Auth { command } => crate::auth::auth(command, client, json).await,
         Command::Bench(_) => Err(CliError::Usage("bench is not a request command".into())),
     }
 }

@@ -1,5 +1,6 @@
 //! `raft-kv-client`: the command-line client and load generator of raft-kv.
 
+mod auth;
 mod backup;
 mod bench;
 mod cli;

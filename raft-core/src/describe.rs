@@ -184,7 +184,8 @@ pub fn describe_message(m: &Message) -> String {
 }
 
 /// An entry as `index/term:payload`: `noop`, `put k=v`, `del k`, `cas k`,
-/// `put-if k=v`, `del-if k`, `del-prefix p` or `config <membership>`.
+/// `put-if k=v`, `del-if k`, `del-prefix p`, `auth` (a change of the users
+/// and roles), `as <user>: <key>` or `config <membership>`.
 pub fn describe_entry(e: &Entry) -> String {
     let what = match &e.payload {
         Payload::Noop => "noop".to_string(),
@@ -196,6 +197,8 @@ pub fn describe_entry(e: &Entry) -> String {
             Op::PutIf { key, value, .. } => format!("put-if {key}={value}"),
             Op::DeleteIf { key, .. } => format!("del-if {key}"),
             Op::DeletePrefix { prefix } => format!("del-prefix {prefix}"),
+            Op::Auth(_) => "auth".to_string(),
+            Op::AsUser { user, op, .. } => format!("as {user}: {}", op.key()),
         },
         Payload::Config(m) => format!("config {}", describe_membership(m)),
     };

@@ -16,6 +16,9 @@ use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use crate::auth::{AuthError, AuthOp, AuthState, Denied, Need, Principal};
 use crate::types::{Entry, Index, Payload, Term};
 
 /// A write a client asks the cluster to make.
@@ -33,23 +36,7 @@ pub struct Command {
 impl Command {
     /// An estimate of the command's encoded size.
     pub fn approx_size(&self) -> usize {
-        16 + match &self.op {
-            Op::Put { key, value } => key.len() + value.len(),
-            Op::Delete { key } => key.len(),
-            Op::Cas {
-                key,
-                expected,
-                value,
-            } => {
-                key.len()
-                    + expected.as_ref().map_or(0, String::len)
-                    + value.as_ref().map_or(0, String::len)
-            }
-            Op::Register => 0,
-            Op::PutIf { key, value, .. } => 8 + key.len() + value.len(),
-            Op::DeleteIf { key, .. } => 8 + key.len(),
-            Op::DeletePrefix { prefix } => prefix.len(),
-        }
+        16 + self.op.approx_size()
     }
 }
 
@@ -139,9 +126,51 @@ pub enum Op {
         /// The prefix.
         prefix: String,
     },
+    /// Change the users, roles or the auth switch ([`crate::auth`]); the
+    /// result is [`OpResult::AuthChanged`] or [`OpResult::AuthRefused`].
+    /// While auth is enabled it must come inside [`Op::AsUser`] from a user
+    /// with the role `root`.
+    Auth(AuthOp),
+    /// `op` made on behalf of `user`, whose token names `generation`. The
+    /// user's permission for `op` is checked against the auth state when
+    /// the entry is applied, at that point of the log, so a member that has
+    /// not yet heard of a revocation cannot let a revoked user write: a
+    /// refusal is [`OpResult::PermissionDenied`] and nothing changes. While
+    /// auth is disabled the wrapper is ignored and `op` applies as is.
+    AsUser {
+        /// The user's name.
+        user: String,
+        /// The user's token generation ([`crate::auth::User::generation`]).
+        generation: u64,
+        /// What the user asks for (never another `AsUser`).
+        op: Box<Op>,
+    },
 }
 
 impl Op {
+    /// An estimate of the operation's encoded size.
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Op::Put { key, value } => key.len() + value.len(),
+            Op::Delete { key } => key.len(),
+            Op::Cas {
+                key,
+                expected,
+                value,
+            } => {
+                key.len()
+                    + expected.as_ref().map_or(0, String::len)
+                    + value.as_ref().map_or(0, String::len)
+            }
+            Op::Register => 0,
+            Op::PutIf { key, value, .. } => 8 + key.len() + value.len(),
+            Op::DeleteIf { key, .. } => 8 + key.len(),
+            Op::DeletePrefix { prefix } => prefix.len(),
+            Op::Auth(op) => op.approx_size(),
+            Op::AsUser { user, op, .. } => 8 + user.len() + op.approx_size(),
+        }
+    }
+
     /// The key the operation touches (a registration touches none: "";
     /// a prefix delete: its prefix).
     pub fn key(&self) -> &str {
@@ -152,7 +181,8 @@ impl Op {
             | Op::PutIf { key, .. }
             | Op::DeleteIf { key, .. } => key,
             Op::DeletePrefix { prefix } => prefix,
-            Op::Register => "",
+            Op::Register | Op::Auth(_) => "",
+            Op::AsUser { op, .. } => op.key(),
         }
     }
 }
@@ -207,6 +237,16 @@ pub enum OpResult {
         /// How many keys it removed.
         deleted: u64,
     },
+    /// Auth is enabled and the command's user may not do this (or names
+    /// no user, or a revoked one): nothing changed.
+    PermissionDenied(Denied),
+    /// An [`Op::Auth`] change was applied: the new auth revision.
+    AuthChanged {
+        /// The auth state's revision after the change.
+        revision: u64,
+    },
+    /// An [`Op::Auth`] change was refused: nothing changed.
+    AuthRefused(AuthError),
 }
 
 /// The result of applying one log entry.
@@ -264,8 +304,12 @@ fn digest(op: &Op) -> u64 {
 /// command digest to the client table; format 3 means sessions are opened by
 /// registration only (a format-2 table holds sessions opened implicitly by a
 /// first write, and is refused); format 4 keeps each key's modification
-/// index. A format-3 image is still read: see [`KvStore::restore`].
-const IMAGE_FORMAT: u8 = 4;
+/// index; format 5 adds the users, roles and auth switch ([`AuthState`]).
+/// Format-3 and format-4 images are still read: see [`KvStore::restore`].
+const IMAGE_FORMAT: u8 = 5;
+
+/// The image format before the auth state, still read (auth disabled).
+const IMAGE_FORMAT_4: u8 = 4;
 
 /// The image format before modification indexes, still read.
 const IMAGE_FORMAT_3: u8 = 3;
@@ -302,6 +346,9 @@ pub struct KvStore {
     client_age: OrdMap<Index, u64>,
     applied_index: Index,
     applied_term: Term,
+    /// Users, roles and the auth switch; shared until changed, so a clone
+    /// for a snapshot stays O(1).
+    auth: Arc<AuthState>,
     #[serde(skip, default = "default_session_limit")]
     session_limit: usize,
 }
@@ -318,9 +365,23 @@ impl Default for KvStore {
             client_age: OrdMap::new(),
             applied_index: 0,
             applied_term: 0,
+            auth: Arc::default(),
             session_limit: MAX_CLIENTS,
         }
     }
+}
+
+/// A format-4 image: everything but the auth state.
+#[derive(Deserialize)]
+struct ImageV4 {
+    #[serde(deserialize_with = "ord_map::deserialize")]
+    map: OrdMap<String, Slot>,
+    #[serde(deserialize_with = "ord_map::deserialize")]
+    clients: OrdMap<u64, ClientRecord>,
+    #[serde(deserialize_with = "ord_map::deserialize")]
+    client_age: OrdMap<Index, u64>,
+    applied_index: Index,
+    applied_term: Term,
 }
 
 /// A format-3 image: the map without modification indexes, the rest as now.
@@ -447,6 +508,11 @@ impl KvStore {
         self.map.is_empty()
     }
 
+    /// The users, roles and auth switch as of the applied index.
+    pub fn auth(&self) -> &Arc<AuthState> {
+        &self.auth
+    }
+
     /// The index of the last applied entry.
     pub fn applied_index(&self) -> Index {
         self.applied_index
@@ -533,18 +599,26 @@ impl KvStore {
         } else {
             0
         };
-        let result = match &cmd.op {
-            Op::Put { key, value } => OpResult::Put {
+        // Who may do this is decided here, against the auth state at this
+        // point of the log, the same on every member.
+        let authorized = self.authorize(&cmd.op);
+        let op = authorized.as_ref().map_or(&cmd.op, |(op, _)| *op);
+        let mut result = match (op, &authorized) {
+            (_, Err(denied)) => OpResult::PermissionDenied(denied.clone()),
+            (Op::Put { key, value }, _) => OpResult::Put {
                 prev: self.put(key, value, index),
             },
-            Op::Delete { key } => OpResult::Delete {
+            (Op::Delete { key }, _) => OpResult::Delete {
                 prev: self.map.remove(key).map(|s| s.value),
             },
-            Op::Cas {
-                key,
-                expected,
-                value,
-            } => {
+            (
+                Op::Cas {
+                    key,
+                    expected,
+                    value,
+                },
+                _,
+            ) => {
                 let prev = self.get(key).map(str::to_string);
                 let swapped = prev == *expected;
                 if swapped {
@@ -555,27 +629,46 @@ impl KvStore {
                 }
                 OpResult::Cas { swapped, prev }
             }
-            Op::PutIf {
-                key,
-                value,
-                condition,
-            } => match self.check(key, *condition, conditions) {
+            (
+                Op::PutIf {
+                    key,
+                    value,
+                    condition,
+                },
+                _,
+            ) => match self.check(key, *condition, conditions) {
                 Err(failed) => failed,
                 Ok(()) => OpResult::Put {
                     prev: self.put(key, value, index),
                 },
             },
-            Op::DeleteIf { key, condition } => match self.check(key, *condition, conditions) {
+            (Op::DeleteIf { key, condition }, _) => match self.check(key, *condition, conditions) {
                 Err(failed) => failed,
                 Ok(()) => OpResult::Delete {
                     prev: self.map.remove(key).map(|s| s.value),
                 },
             },
-            Op::DeletePrefix { prefix } => OpResult::DeletedPrefix {
+            (Op::DeletePrefix { prefix }, _) => OpResult::DeletedPrefix {
                 deleted: self.delete_prefix(prefix),
             },
-            Op::Register => return (self.register(index), index),
+            (Op::Register, _) => return (self.register(index), index),
+            (Op::Auth(change), _) => match Arc::make_mut(&mut self.auth).apply(change) {
+                Ok(revision) => OpResult::AuthChanged { revision },
+                Err(e) => OpResult::AuthRefused(e),
+            },
+            // `authorize` refuses a nested wrapper; never reached.
+            (Op::AsUser { .. }, _) => OpResult::PermissionDenied(Denied::Anonymous),
         };
+        // A user who may write a key but not read it does not learn the
+        // value its write replaced.
+        if let Ok((_, Some(u))) = authorized {
+            if self.auth.check(Some(u), Need::Read(op.key())).is_err() {
+                if let OpResult::Put { prev } | OpResult::Delete { prev } = &mut result {
+                    *prev = None;
+                }
+            }
+        }
+
         if cmd.client_id != 0 {
             let rec = ClientRecord {
                 seq: cmd.seq,
@@ -586,6 +679,46 @@ impl KvStore {
             self.remember(cmd.client_id, rec);
         }
         (result, index)
+    }
+
+    /// The operation to apply (the one inside an [`Op::AsUser`]) and the
+    /// user it is made for, or why the auth state refuses it. While auth is
+    /// disabled everything is allowed; while enabled, every operation but a
+    /// session registration needs a user with the permission (a member that
+    /// has not applied the enabling entry yet may still propose anonymous
+    /// writes: they are refused here).
+    fn authorize<'a>(&self, op: &'a Op) -> Result<(&'a Op, Option<Principal<'a>>), Denied> {
+        let (inner, user) = match op {
+            Op::AsUser {
+                user,
+                generation,
+                op,
+            } => (&**op, Some((user.as_str(), *generation))),
+            op => (op, None),
+        };
+        if !self.auth.enabled() {
+            return Ok((inner, user));
+        }
+        let need = match inner {
+            Op::Register if user.is_none() => return Ok((inner, None)),
+            Op::Register => Need::User,
+            Op::Auth(_) => Need::Admin,
+            Op::AsUser { .. } => {
+                return Err(Denied::Missing {
+                    user: user.map_or(String::new(), |u| u.0.to_string()),
+                    what: "act for another user".into(),
+                })
+            }
+            // A compare-and-set reports the value it compared, a
+            // conditional write the key's modification index: both read.
+            Op::Cas { key, .. } | Op::PutIf { key, .. } | Op::DeleteIf { key, .. } => {
+                self.auth.check(user, Need::Read(key))?;
+                Need::Write(key)
+            }
+            other => Need::Write(other.key()),
+        };
+        self.auth.check(user, need)?;
+        Ok((inner, user))
     }
 
     /// Sets `key` to `value`, written by the entry at `index`; the value it
@@ -665,6 +798,9 @@ impl KvStore {
     /// Rebuilds a store from [`KvStore::snapshot`]'s bytes, with the
     /// default session limit (the caller sets its own after).
     ///
+    /// A format-4 image (written before the auth state) restores with auth
+    /// disabled and no users or roles, which is what it had.
+    ///
     /// A format-3 image (written before keys had modification indexes)
     /// restores with every key's modification index set to the image's
     /// applied index. That is safe: the true index of each key is at or
@@ -678,6 +814,18 @@ impl KvStore {
         let decode_error = |e: postcard::Error| SnapshotDecodeError(e.to_string());
         match format {
             IMAGE_FORMAT => postcard::from_bytes(image).map_err(decode_error),
+            IMAGE_FORMAT_4 => {
+                let old: ImageV4 = postcard::from_bytes(image).map_err(decode_error)?;
+                Ok(KvStore {
+                    map: old.map,
+                    clients: old.clients,
+                    client_age: old.client_age,
+                    applied_index: old.applied_index,
+                    applied_term: old.applied_term,
+                    auth: Arc::default(),
+                    session_limit: MAX_CLIENTS,
+                })
+            }
             IMAGE_FORMAT_3 => {
                 let old: ImageV3 = postcard::from_bytes(image).map_err(decode_error)?;
                 let mod_index = old.applied_index;
@@ -692,12 +840,13 @@ impl KvStore {
                     client_age: old.client_age,
                     applied_index: old.applied_index,
                     applied_term: old.applied_term,
+                    auth: Arc::default(),
                     session_limit: MAX_CLIENTS,
                 })
             }
             _ => Err(SnapshotDecodeError(format!(
                 "state-machine image format {format} is not supported (this build reads \
-                 formats {IMAGE_FORMAT_3} and {IMAGE_FORMAT}: format 2 held sessions opened \
+                 formats {IMAGE_FORMAT_3} to {IMAGE_FORMAT}: format 2 held sessions opened \
                  without registration and is not converted)"
             ))),
         }
@@ -901,7 +1050,7 @@ mod tests {
         }
         assert_eq!(kv.sessions(), 3);
         let bytes = kv.snapshot();
-        assert_eq!(bytes[0], 4, "image format 4");
+        assert_eq!(bytes[0], 5, "image format 5");
         let mut back = KvStore::restore(&bytes).unwrap();
         assert_eq!(
             back.session_limit(),
@@ -931,7 +1080,7 @@ mod tests {
         old[0] = 2;
         let err = KvStore::restore(&old).unwrap_err();
         assert!(err.0.contains("format 2 is not supported"), "{err}");
-        assert!(err.0.contains("reads formats 3 and 4"), "{err}");
+        assert!(err.0.contains("reads formats 3 to 5"), "{err}");
     }
 
     #[test]
@@ -1190,9 +1339,9 @@ mod tests {
                 prev: Some("1".into())
             })
         );
-        // Written back as format 4, and read back the same.
+        // Written back as format 5, and read back the same.
         let image = kv.snapshot();
-        assert_eq!(image[0], 4);
+        assert_eq!(image[0], 5);
         assert_eq!(KvStore::restore(&image).unwrap(), kv);
     }
 

@@ -10,6 +10,7 @@
 //! `log` → `raft` → [`raw_node`].
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod describe;
 pub mod kv;

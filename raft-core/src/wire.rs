@@ -430,29 +430,18 @@ pub struct LogEntrySummary {
     /// `noop`, `command` or `config`.
     pub kind: String,
     /// A short description without values: `put k`, `del k`, `cas k`,
-    /// `put-if k`, `del-if k`, `del-prefix p`, `session`, `noop`, `config`.
+    /// `put-if k`, `del-if k`, `del-prefix p`, `session`, `auth`, a user's
+    /// op as `alice: put k`, `noop`, `config`.
     pub summary: String,
 }
 
 impl From<&crate::types::Entry> for LogEntrySummary {
     fn from(e: &crate::types::Entry) -> Self {
-        use crate::kv::Op;
         use crate::types::Payload;
         let (kind, summary) = match &e.payload {
             Payload::Noop => ("noop", "noop".to_string()),
             Payload::Config(_) => ("config", "config".to_string()),
-            Payload::Command(c) => (
-                "command",
-                match &c.op {
-                    Op::Put { key, .. } => format!("put {key}"),
-                    Op::Delete { key } => format!("del {key}"),
-                    Op::Cas { key, .. } => format!("cas {key}"),
-                    Op::Register => "session".to_string(),
-                    Op::PutIf { key, .. } => format!("put-if {key}"),
-                    Op::DeleteIf { key, .. } => format!("del-if {key}"),
-                    Op::DeletePrefix { prefix } => format!("del-prefix {prefix}"),
-                },
-            ),
+            Payload::Command(c) => ("command", op_summary(&c.op)),
         };
         LogEntrySummary {
             index: e.index,
@@ -460,6 +449,23 @@ impl From<&crate::types::Entry> for LogEntrySummary {
             kind: kind.to_string(),
             summary,
         }
+    }
+}
+
+/// What an operation is, without its values (a user's op: `user: ` and
+/// the op; a change of the access rules: `auth`, naming nobody).
+fn op_summary(op: &crate::kv::Op) -> String {
+    use crate::kv::Op;
+    match op {
+        Op::Put { key, .. } => format!("put {key}"),
+        Op::Delete { key } => format!("del {key}"),
+        Op::Cas { key, .. } => format!("cas {key}"),
+        Op::Register => "session".to_string(),
+        Op::PutIf { key, .. } => format!("put-if {key}"),
+        Op::DeleteIf { key, .. } => format!("del-if {key}"),
+        Op::DeletePrefix { prefix } => format!("del-prefix {prefix}"),
+        Op::Auth(_) => "auth".to_string(),
+        Op::AsUser { user, op, .. } => format!("{user}: {}", op_summary(op)),
     }
 }
 
@@ -476,4 +482,85 @@ pub struct LogWindowResponse {
     /// The entries from `max(from, first_index)`, at most `limit`, in
     /// index order.
     pub entries: Vec<LogEntrySummary>,
+}
+
+/// `POST /auth/token` body: a user's name and password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRequest {
+    /// The user's name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+/// `POST /auth/token` answer: a token for the `Authorization: Bearer`
+/// request header (or `?token=` on the dashboard's event feeds), valid
+/// on every member until `expires_at` (Unix seconds), a password change or
+/// the user's deletion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The token.
+    pub token: String,
+    /// When it stops working, in seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// `POST /auth/users` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewUser {
+    /// The user's name.
+    pub name: String,
+    /// The password (hashed by the server before anything is logged).
+    pub password: String,
+}
+
+/// `PUT /auth/users/{name}/password` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordChange {
+    /// The new password.
+    pub password: String,
+}
+
+/// `POST /auth/roles` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRole {
+    /// The role's name.
+    pub name: String,
+}
+
+/// One user in `GET /auth/users` (never its password hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// The name.
+    pub name: String,
+    /// Its roles, in order.
+    pub roles: Vec<String>,
+}
+
+/// One role in `GET /auth/roles`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleInfo {
+    /// The name.
+    pub name: String,
+    /// Its permissions, by prefix (`POST /auth/roles/{name}/permissions`
+    /// takes one of these).
+    pub permissions: Vec<crate::auth::Permission>,
+}
+
+/// `GET /auth/status` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthStatus {
+    /// Whether requests need a token.
+    pub enabled: bool,
+    /// The auth state's revision (bumped by every change).
+    pub revision: u64,
+}
+
+/// The answer to a change of the users, roles or switch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthChanged {
+    /// The auth state's revision after the change.
+    pub revision: u64,
+    /// The log index of the change.
+    pub index: Index,
 }

@@ -11,6 +11,7 @@
 //!   the peer RPC endpoints; follower → leader forwarding; JSON errors.
 //! - [`bootstrap`]: start-up: found a cluster, restart, or join one.
 //! - [`config`]: flags and their validation.
+//! - [`credentials`]: password hashes and the tokens every member verifies.
 //! - [`net`]: the accept loop, the bound on open connections with room kept
 //!   for peers, the deadline of a request head.
 //! - [`peer`]: the peer network: per-peer batching senders, the message
@@ -28,6 +29,7 @@
 pub mod app;
 pub mod bootstrap;
 pub mod config;
+pub mod credentials;
 pub mod directory;
 pub mod error_chain;
 pub mod http;

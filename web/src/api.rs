@@ -112,6 +112,10 @@ pub async fn call_at(
     let mut builder = RequestBuilder::new(&url)
         .method(method)
         .abort_signal(Some(&signal));
+    // Logged in (a cluster with authentication): every request carries it.
+    if let Some(token) = crate::login::token() {
+        builder = builder.header("authorization", &format!("Bearer {token}"));
+    }
     let request = match json_body {
         Some(b) => builder
             .header("content-type", "application/json")

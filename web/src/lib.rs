@@ -12,6 +12,7 @@ pub mod api;
 pub mod components;
 pub mod dom;
 pub mod live;
+pub mod login;
 pub mod model;
 pub mod narrate;
 pub mod push;

@@ -145,6 +145,7 @@ pub fn mount() {
         feed_list.update(feed);
     }
     mount_forms();
+    crate::login::mount();
     spawn_local(async move {
         loop {
             let (pushing, explain) = {
@@ -857,6 +858,9 @@ fn pending(op: &str) {
 }
 
 fn fail(op: String, e: String, answer: Option<Answer>) {
+    if answer.as_ref().is_some_and(|a| a.status == 401) {
+        crate::login::ask(&e);
+    }
     show_result(Shown {
         op,
         ok: false,

@@ -45,8 +45,18 @@ pub struct MemberStream {
 impl MemberStream {
     /// Opens `base`'s stream; what it delivers goes to `on` as member `id`'s.
     pub fn open(id: NodeId, base: &str, on: OnPushed) -> Result<MemberStream, String> {
-        let source = EventSource::new(&format!("{base}/events"))
-            .map_err(|e| format!("cannot open the push stream: {e:?}"))?;
+        // With authentication on, the token rides in the URL: EventSource
+        // cannot set an Authorization header (the server takes `?token=`
+        // on its feeds only).
+        let url = match crate::login::token() {
+            Some(t) => format!(
+                "{base}/events?token={}",
+                String::from(js_sys::encode_uri_component(&t))
+            ),
+            None => format!("{base}/events"),
+        };
+        let source =
+            EventSource::new(&url).map_err(|e| format!("cannot open the push stream: {e:?}"))?;
         let on_event = {
             let on = on.clone();
             Closure::<dyn FnMut(MessageEvent)>::new(move |m: MessageEvent| {

@@ -947,6 +947,8 @@ pub fn entry_text(e: &Entry) -> String {
             raft_core::Op::PutIf { key, value, .. } => format!("put-if {key}={value}"),
             raft_core::Op::DeleteIf { key, .. } => format!("delete-if {key}"),
             raft_core::Op::DeletePrefix { prefix } => format!("delete-prefix {prefix}"),
+            raft_core::Op::Auth(_) => "auth".into(),
+            raft_core::Op::AsUser { user, op, .. } => format!("as {user}: {}", op.key()),
         },
     }
 }

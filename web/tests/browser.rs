@@ -1608,3 +1608,142 @@ async fn dashboard_end_to_end() {
         std::panic::resume_unwind(payload);
     }
 }
+
+/// A node with authentication enabled: root, and `alice` who may read
+/// `app/` (holding `app/x = hello`). Set up through the REST API.
+async fn start_auth_node() -> Cluster {
+    const CLUSTER_TOKEN: &str = "browser-cluster-token";
+    let opts = ClusterOptions {
+        token: Some(CLUSTER_TOKEN.into()),
+        extra_args: vec!["--web-dir".into(), dist_dir().display().to_string()],
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start_with(1, opts).await;
+    cluster.wait_for_leader(Duration::from_secs(20)).await;
+    assert_eq!(cluster.put(1, "app/x", "hello").await.status(), 200);
+    let base = cluster.url(1);
+    let calls: [(&str, String, Option<serde_json::Value>); 8] = [
+        (
+            "POST",
+            "/auth/users".into(),
+            Some(json!({"name": "root", "password": "rootpw"})),
+        ),
+        ("PUT", "/auth/users/root/roles/root".into(), None),
+        (
+            "POST",
+            "/auth/users".into(),
+            Some(json!({"name": "alice", "password": "alicepw"})),
+        ),
+        (
+            "POST",
+            "/auth/roles".into(),
+            Some(json!({"name": "reader"})),
+        ),
+        (
+            "POST",
+            "/auth/roles/reader/permissions".into(),
+            Some(json!({"prefix": "app/", "access": "read"})),
+        ),
+        ("PUT", "/auth/users/alice/roles/reader".into(), None),
+        ("POST", "/auth/enable".into(), None),
+        ("GET", "/auth/status".into(), None),
+    ];
+    for (method, path, body) in calls {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = cluster
+            .http()
+            .request(method.clone(), format!("{base}{path}"))
+            .header("x-raft-cluster-token", CLUSTER_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("auth setup request");
+        assert_eq!(r.status(), 200, "{method} {path}: {:?}", r.text().await);
+    }
+    cluster
+}
+
+/// The live view against a node with authentication: a read answered 401
+/// brings up the login form; after logging in the same read shows the
+/// value, and a key outside the user's permission is answered 403.
+async fn login_view(c: &Client) {
+    let cluster = start_auth_node().await;
+    navigate(c, &format!("{}/#live", cluster.url(1))).await;
+    tour_once(c).await;
+    let get = |key: &'static str| async move {
+        fill(c, "get-key", key).await;
+        click(c, "get-btn").await;
+        wait_for(Duration::from_secs(15), "the get's answer", || async {
+            let op = text(c, "#result-op").await?;
+            let status = attr(c, "#result", "data-status").await?;
+            (op == format!("GET {key}") && status != "pending").then_some(())
+        })
+        .await;
+        text(c, "#result-status").await.unwrap_or_default()
+    };
+    assert_eq!(get("app/x").await, "HTTP 401");
+    wait_for(Duration::from_secs(10), "the login form", || async {
+        attr(c, "#login-form", "hidden")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    fill(c, "login-user", "alice").await;
+    fill(c, "login-password", "alicepw").await;
+    click(c, "login-btn").await;
+    wait_for(Duration::from_secs(15), "logged in", || async {
+        (text(c, "#login-as").await? == "logged in as alice").then_some(())
+    })
+    .await;
+    assert!(attr(c, "#login-form", "hidden").await.is_some());
+    assert_eq!(get("app/x").await, "HTTP 200");
+    assert_eq!(text(c, "#result-value").await.as_deref(), Some("hello"));
+    assert_eq!(get("other/y").await, "HTTP 403");
+    // The token is kept for the tab: a reload stays logged in.
+    c.refresh().await.expect("reload");
+    wait_for(
+        Duration::from_secs(30),
+        "the page after the reload",
+        || async {
+            text(c, "#live-updated")
+                .await
+                .filter(|t| t.starts_with("served by"))
+        },
+    )
+    .await;
+    assert_eq!(get("app/x").await, "HTTP 200");
+    no_page_errors(c, "the live view with a login").await;
+    println!("login: 401 → login form → alice reads app/x, 403 on other/y");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_logs_in_to_an_auth_enabled_node() {
+    if let Some(why) = missing() {
+        if std::env::var_os("RAFT_KV_REQUIRE_BROWSER").is_some() {
+            panic!("browser test cannot run: {why}");
+        }
+        println!("SKIPPED browser login test: {why}");
+        return;
+    }
+    tokio::task::block_in_place(page_in_chromium);
+    let (driver, client) = open_browser().await;
+    let body = tokio::spawn({
+        let c = client.clone();
+        async move { login_view(&c).await }
+    })
+    .await;
+    // Close the session even when the body failed, or Chromium stays up.
+    let _ = tokio::time::timeout(Duration::from_secs(30), client.close()).await;
+    if let Err(e) = body {
+        eprintln!(
+            "--- chromedriver log (last lines) ---\n{}",
+            driver.log_tail()
+        );
+        drop(driver);
+        match e.try_into_panic() {
+            Ok(payload) => std::panic::resume_unwind(payload),
+            Err(e) => panic!("browser login test task failed: {e}"),
+        }
+    }
+}

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::auth::{Denied, Need, Principal};
 use crate::kv::{KvStore, OpResult};
 use crate::types::{Index, Membership, NodeId, Term};
 
@@ -29,6 +30,19 @@ pub enum Query {
         after: Option<String>,
         /// The most items to return.
         limit: usize,
+    },
+    /// `query` made for `user`, whose token names `generation`: answered
+    /// only if the auth state the read is served from lets the user read
+    /// the key, or every key under the prefix; else
+    /// [`QueryResult::PermissionDenied`]. While auth is enabled a query
+    /// without this wrapper is refused.
+    AsUser {
+        /// The user's name.
+        user: String,
+        /// The user's token generation.
+        generation: u64,
+        /// The read.
+        query: Box<Query>,
     },
 }
 
@@ -54,28 +68,50 @@ pub enum QueryResult {
         /// More keys matched than the limit.
         truncated: bool,
     },
+    /// The auth state refuses the read.
+    PermissionDenied(Denied),
 }
 
 impl Query {
-    /// Answers the query from `kv` as it is now.
+    /// Answers the query from `kv` as it is now, if its auth state allows.
     pub fn run(&self, kv: &KvStore) -> QueryResult {
+        self.run_for(kv, None)
+    }
+
+    fn run_for(&self, kv: &KvStore, user: Option<Principal<'_>>) -> QueryResult {
+        let allowed = |target: &str| kv.auth().check(user, Need::Read(target));
         match self {
-            Query::Get(key) => {
-                QueryResult::Value(kv.get_with_index(key).map(|(value, mod_index)| Versioned {
-                    value: value.to_string(),
-                    mod_index,
-                }))
-            }
+            Query::AsUser {
+                user: name,
+                generation,
+                query,
+            } => match **query {
+                // One level of wrapping only.
+                Query::AsUser { .. } => QueryResult::PermissionDenied(Denied::Anonymous),
+                _ => query.run_for(kv, Some((name, *generation))),
+            },
+            Query::Get(key) => match allowed(key) {
+                Err(denied) => QueryResult::PermissionDenied(denied),
+                Ok(()) => {
+                    QueryResult::Value(kv.get_with_index(key).map(|(value, mod_index)| Versioned {
+                        value: value.to_string(),
+                        mod_index,
+                    }))
+                }
+            },
             Query::List {
                 prefix,
                 after,
                 limit,
-            } => {
-                let mut items = kv.list(prefix, after.as_deref(), limit.saturating_add(1));
-                let truncated = items.len() > *limit;
-                items.truncate(*limit);
-                QueryResult::List { items, truncated }
-            }
+            } => match allowed(prefix) {
+                Err(denied) => QueryResult::PermissionDenied(denied),
+                Ok(()) => {
+                    let mut items = kv.list(prefix, after.as_deref(), limit.saturating_add(1));
+                    let truncated = items.len() > *limit;
+                    items.truncate(*limit);
+                    QueryResult::List { items, truncated }
+                }
+            },
         }
     }
 }

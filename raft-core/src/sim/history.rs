@@ -71,6 +71,10 @@ impl std::fmt::Display for ClientOp {
                 write!(f, "delete({key}) if {}", ShowCondition(*condition))
             }
             ClientOp::Write(Op::DeletePrefix { prefix }) => write!(f, "delete-prefix({prefix})"),
+            ClientOp::Write(Op::Auth(change)) => write!(f, "auth({change:?})"),
+            ClientOp::Write(Op::AsUser { user, op, .. }) => {
+                write!(f, "as {user}: {}", ClientOp::Write((**op).clone()))
+            }
         }
     }
 }
@@ -118,6 +122,11 @@ impl std::fmt::Display for OpOutput {
             OpOutput::Write(OpResult::DeletedPrefix { deleted }) => {
                 write!(f, "deleted {deleted}")
             }
+            OpOutput::Write(OpResult::PermissionDenied(denied)) => write!(f, "denied: {denied}"),
+            OpOutput::Write(OpResult::AuthChanged { revision }) => {
+                write!(f, "auth revision {revision}")
+            }
+            OpOutput::Write(OpResult::AuthRefused(e)) => write!(f, "auth refused: {e}"),
         }
     }
 }

@@ -357,7 +357,9 @@ impl Partition {
                 }) => ModelOp::PutIf(Some(vals.id(value)), *condition),
                 ClientOp::Write(Op::DeleteIf { condition, .. }) => ModelOp::DeleteIf(*condition),
                 ClientOp::Write(Op::DeletePrefix { .. }) => ModelOp::DeletePrefix,
-                ClientOp::Write(Op::Register) => continue,
+                // Not key operations (the simulator generates none of the
+                // auth ones).
+                ClientOp::Write(Op::Register | Op::Auth(_) | Op::AsUser { .. }) => continue,
             };
             let index = o.index.unwrap_or(0);
             let out = match &o.outcome {
@@ -384,7 +386,10 @@ impl Partition {
                     OpResult::Stale
                     | OpResult::SeqReused
                     | OpResult::SessionExpired
-                    | OpResult::Registered { .. },
+                    | OpResult::Registered { .. }
+                    | OpResult::PermissionDenied(_)
+                    | OpResult::AuthChanged { .. }
+                    | OpResult::AuthRefused(_),
                 ))
                 | Outcome::Pending
                 | Outcome::Unknown => None,

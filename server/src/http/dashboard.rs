@@ -93,7 +93,7 @@ pub(super) async fn cors(State(s): State<Shared>, req: Request, next: Next) -> R
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("content-type, accept"),
+            HeaderValue::from_static("content-type, accept, authorization"),
         );
         h.insert(
             header::ACCESS_CONTROL_MAX_AGE,

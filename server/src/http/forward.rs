@@ -63,7 +63,7 @@ pub struct ForwardRequest {
     /// Its path and query string.
     pub path_and_query: String,
     /// The headers worth relaying (content type, conditions, client
-    /// id/seq, token).
+    /// id/seq, cluster token, the user's token).
     pub headers: HeaderMap,
     /// Its body.
     pub body: Bytes,
@@ -82,6 +82,8 @@ impl ForwardRequest {
             HeaderName::from_static(HEADER_CLIENT_ID),
             HeaderName::from_static(HEADER_CLIENT_SEQ),
             HeaderName::from_static(HEADER_CLUSTER_TOKEN),
+            // The user's token: the leader authenticates the request again.
+            header::AUTHORIZATION,
         ] {
             if let Some(v) = headers.get(&name) {
                 relay.insert(name, v.clone());

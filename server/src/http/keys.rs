@@ -26,6 +26,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::auth::{forbidden, Caller};
 use super::error::{error, json_body, no_leader, node_error, reject, Rejection};
 use super::forward::{forward, path_and_query, ForwardError, ForwardRequest};
 use super::state::{AppState, Attempts, Shared};
@@ -75,6 +76,7 @@ fn linearizable(consistency: Option<&str>) -> Result<bool, Rejection> {
 
 pub(super) async fn get_key(
     State(s): State<Shared>,
+    caller: Caller,
     Path(key): Path<String>,
     Query(p): Query<ReadParams>,
 ) -> Response {
@@ -85,7 +87,7 @@ pub(super) async fn get_key(
         Ok(l) => l,
         Err(r) => return r.into_response(),
     };
-    match read(&s, NodeQuery::Get(key.clone()), lin).await {
+    match read(&s, caller.query(NodeQuery::Get(key.clone())), lin).await {
         Ok(QueryResult::Value(Some(v))) => (
             [(header::ETAG, etag(v.mod_index))],
             Json(KeyValue {
@@ -95,6 +97,7 @@ pub(super) async fn get_key(
             }),
         )
             .into_response(),
+        Ok(QueryResult::PermissionDenied(denied)) => forbidden(&denied),
         Ok(_) => error(StatusCode::NOT_FOUND, format!("key `{key}` not found")),
         Err(r) => r,
     }
@@ -133,7 +136,11 @@ fn key_after(token: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-pub(super) async fn list_keys(State(s): State<Shared>, Query(p): Query<ListParams>) -> Response {
+pub(super) async fn list_keys(
+    State(s): State<Shared>,
+    caller: Caller,
+    Query(p): Query<ListParams>,
+) -> Response {
     let lin = match linearizable(p.consistency.as_deref()) {
         Ok(l) => l,
         Err(r) => return r.into_response(),
@@ -155,7 +162,8 @@ pub(super) async fn list_keys(State(s): State<Shared>, Query(p): Query<ListParam
         after,
         limit,
     };
-    match read(&s, query, lin).await {
+    match read(&s, caller.query(query), lin).await {
+        Ok(QueryResult::PermissionDenied(denied)) => forbidden(&denied),
         Ok(QueryResult::List { items, truncated }) => {
             let continue_token = items
                 .last()
@@ -269,6 +277,7 @@ fn condition(headers: &HeaderMap) -> Result<Option<Condition>, Rejection> {
 
 pub(super) async fn put_key(
     State(s): State<Shared>,
+    caller: Caller,
     Path(key): Path<String>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
@@ -307,7 +316,11 @@ pub(super) async fn put_key(
         },
         Err(r) => return r.into_response(),
     };
-    let command = Command { client_id, seq, op };
+    let command = Command {
+        client_id,
+        seq,
+        op: caller.op(op),
+    };
     let forwarded_in = headers.contains_key(HEADER_FORWARDED);
     // Built only if this node has to forward the write.
     let fwd =
@@ -351,6 +364,7 @@ pub(super) async fn register_session(
 
 pub(super) async fn delete_key(
     State(s): State<Shared>,
+    caller: Caller,
     Path(key): Path<String>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
@@ -370,7 +384,11 @@ pub(super) async fn delete_key(
         },
         Err(r) => return r.into_response(),
     };
-    let command = Command { client_id, seq, op };
+    let command = Command {
+        client_id,
+        seq,
+        op: caller.op(op),
+    };
     let forwarded_in = headers.contains_key(HEADER_FORWARDED);
     let fwd =
         move || ForwardRequest::new(Method::DELETE, path_and_query(&uri), &headers, Bytes::new());
@@ -401,6 +419,7 @@ pub(super) struct PrefixParams {
 /// refused). Client ids work as for any write.
 pub(super) async fn delete_prefix(
     State(s): State<Shared>,
+    caller: Caller,
     Query(p): Query<PrefixParams>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
@@ -422,7 +441,7 @@ pub(super) async fn delete_prefix(
     let command = Command {
         client_id,
         seq,
-        op: Op::DeletePrefix { prefix },
+        op: caller.op(Op::DeletePrefix { prefix }),
     };
     let forwarded_in = headers.contains_key(HEADER_FORWARDED);
     let fwd =
@@ -468,6 +487,9 @@ fn refused(command: &Command, result: &OpResult) -> Option<Response> {
              write under the new client id",
             command.client_id
         ),
+        // The caller's roles do not allow it (checked when the entry was
+        // applied, against the users and roles at that point of the log).
+        OpResult::PermissionDenied(denied) => return Some(forbidden(denied)),
         _ => return None,
     };
     Some(error(StatusCode::CONFLICT, message))
@@ -535,7 +557,7 @@ async fn write(
 /// Proposes `command` until it is applied (here, or at the leader a
 /// follower forwards to: then the leader's answer is the `Err` response),
 /// the deadline passes or the outcome cannot be known.
-async fn commit(
+pub(super) async fn commit(
     s: &AppState,
     command: &Command,
     fwd: impl Fn() -> ForwardRequest,

@@ -2,6 +2,7 @@
 //! audience.
 //!
 //! - [`keys`]: the key-value API (reads, writes, forwarding of writes).
+//! - [`auth`]: tokens, who a request is made for, the `/auth` routes.
 //! - [`cluster`]: `/status`, `/cluster`, `/cluster/members` and the
 //!   membership changes.
 //! - [`admin`]: snapshot and leadership transfer.
@@ -25,6 +26,7 @@
 //! [`ErrorBody`]: raft_core::wire::ErrorBody
 
 pub mod admin;
+pub mod auth;
 pub mod backup;
 pub mod cluster;
 pub mod dashboard;
@@ -58,7 +60,9 @@ pub use test_hooks::PartitionRequest;
 pub fn router(state: Shared) -> Router {
     let client_limit = state.settings.client_body_limit();
     let peer_limit = state.settings.peer_body_limit();
-    let client = Router::new()
+    // While auth is enabled: a valid token, and the request is made for
+    // its user (the state machine checks the permission).
+    let data = Router::new()
         .route(
             "/key/{*key}",
             get(keys::get_key)
@@ -69,10 +73,51 @@ pub fn router(state: Shared) -> Router {
         .route("/key/", any(keys::empty_key))
         .route("/keys", get(keys::list_keys).delete(keys::delete_prefix))
         .route("/sessions", post(keys::register_session))
-        .route("/status", get(cluster::status))
-        .route("/cluster", get(cluster::cluster))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_user));
+    // Users and roles: the cluster token until auth is enabled, then root.
+    let auth_admin = Router::new()
+        .route("/auth/users", get(auth::list_users).post(auth::add_user))
+        .route(
+            "/auth/users/{name}",
+            axum::routing::delete(auth::delete_user),
+        )
+        .route(
+            "/auth/users/{name}/password",
+            axum::routing::put(auth::set_password),
+        )
+        .route(
+            "/auth/users/{name}/roles/{role}",
+            axum::routing::put(auth::grant_role).delete(auth::revoke_role),
+        )
+        .route("/auth/roles", get(auth::list_roles).post(auth::add_role))
+        .route(
+            "/auth/roles/{name}",
+            axum::routing::delete(auth::delete_role),
+        )
+        .route(
+            "/auth/roles/{name}/permissions",
+            post(auth::grant_permission).delete(auth::revoke_permission),
+        )
+        .route("/auth/enable", post(auth::enable))
+        .route("/auth/disable", post(auth::disable))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_manager));
+    // The dashboard's feeds: a valid token while auth is enabled, also
+    // as `?token=` (EventSource cannot set headers).
+    let feeds = Router::new()
         .route("/events", get(events::events))
         .route("/log", get(log::log_window))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            auth::require_user_for_feed,
+        ));
+    let client = Router::new()
+        .merge(data)
+        .merge(auth_admin)
+        .merge(feeds)
+        .route("/auth/token", post(auth::token))
+        .route("/auth/status", get(auth::status))
+        .route("/status", get(cluster::status))
+        .route("/cluster", get(cluster::cluster))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/version", get(health::version))
@@ -96,6 +141,8 @@ pub fn router(state: Shared) -> Router {
             axum::routing::delete(cluster::remove),
         )
         .route("/cluster/members/{id}/promote", post(cluster::promote))
+        // Once auth is enabled, also a user with the role root.
+        .route_layer(from_fn_with_state(state.clone(), auth::require_root))
         .route_layer(from_fn_with_state(state.clone(), middleware::require_token))
         .layer(from_fn_with_state(client_limit, middleware::limit_body))
         .layer(DefaultBodyLimit::max(client_limit));

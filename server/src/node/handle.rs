@@ -117,6 +117,8 @@ pub struct NodeHandle {
     pub(super) view: watch::Receiver<NodeView>,
     pub(super) progress: watch::Receiver<LogProgress>,
     pub(super) events: broadcast::Sender<NodeEvent>,
+    /// The users, roles and auth switch as of the last applied entry.
+    pub(super) auth: watch::Receiver<std::sync::Arc<raft_core::auth::AuthState>>,
 }
 
 impl NodeHandle {
@@ -231,6 +233,13 @@ impl NodeHandle {
     /// The latest published view.
     pub fn view(&self) -> NodeView {
         *self.view.borrow()
+    }
+
+    /// The users, roles and auth switch as the Raft loop last applied them
+    /// (published after every apply that changed them, before the writes
+    /// it applied are answered).
+    pub fn auth_state(&self) -> std::sync::Arc<raft_core::auth::AuthState> {
+        self.auth.borrow().clone()
     }
 
     /// A receiver of view changes.

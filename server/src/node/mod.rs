@@ -126,6 +126,8 @@ pub struct Node {
     /// readers.
     events: broadcast::Sender<NodeEvent>,
     progress_tx: watch::Sender<LogProgress>,
+    /// Where the auth state is published for the HTTP layer.
+    auth_tx: watch::Sender<Arc<raft_core::auth::AuthState>>,
     /// Whom to answer when the replica decides a request.
     waiting: HashMap<RequestId, Waiter>,
     /// The configuration the transport and the directory were last given
@@ -200,6 +202,7 @@ pub fn create(
         leader: raw.leader(),
     };
     let (view_tx, view_rx) = watch::channel(view);
+    let (auth_tx, auth_rx) = watch::channel(replica.kv().auth().clone());
     let (req_tx, req_rx) = mpsc::channel(8192);
     let (peer_tx, peer_rx) = mpsc::channel(1024);
     let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
@@ -215,6 +218,7 @@ pub fn create(
         view_tx,
         events: events.clone(),
         progress_tx,
+        auth_tx,
         waiting: HashMap::new(),
         published_config: None,
         halt: None,
@@ -229,6 +233,7 @@ pub fn create(
         view: view_rx,
         progress: progress_rx,
         events,
+        auth: auth_rx,
     };
     Ok((
         node,
@@ -616,8 +621,23 @@ impl Node {
         // The applied entries may have reached the catch-up margin past a
         // written snapshot, which compacted the log.
         snapshot::free_off_loop(self.replica.take_compacted());
+        self.publish_auth();
         self.route_outcomes();
         Ok(())
+    }
+
+    /// Publishes the auth state when an apply (or a snapshot) changed it:
+    /// before the writes are answered, so a client told its user was
+    /// deleted finds the deletion in force on this member.
+    fn publish_auth(&mut self) {
+        let now = self.replica.kv().auth();
+        self.auth_tx.send_if_modified(|published| {
+            let changed = !Arc::ptr_eq(published, now);
+            if changed {
+                *published = now.clone();
+            }
+            changed
+        });
     }
 
     /// Answers whoever waits for the requests the replica decided.
