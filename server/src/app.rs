@@ -65,25 +65,41 @@ fn own_url(settings: &Settings, local: SocketAddr) -> String {
 
 /// What the start-up line says about who may do what: each item names a
 /// surface and how it is protected, or that it is not.
-fn security_summary(settings: &Settings) -> Vec<String> {
+/// `auth_enabled`: the users-and-roles switch as of the state this node
+/// loaded (it is replicated, so it may change while the node runs).
+fn security_summary(settings: &Settings, auth_enabled: bool) -> Vec<String> {
     let mut lines = Vec::new();
+    if auth_enabled {
+        lines.push(
+            "data API (/key, /keys, /sessions): user tokens and role permissions (auth enabled)"
+                .to_string(),
+        );
+    }
     match &settings.tls {
         None => {
             lines.push("transport: plain HTTP, nothing is encrypted".to_string());
-            lines.push(
-                "data API (/key, /keys, /sessions): UNAUTHENTICATED, anyone who reaches the port"
-                    .to_string(),
-            );
+            if !auth_enabled {
+                lines.push(
+                    "data API (/key, /keys, /sessions): UNAUTHENTICATED, anyone who reaches the \
+                     port (no TLS client certificates, auth not enabled)"
+                        .to_string(),
+                );
+            }
         }
         Some(files) => {
             lines.push("transport: TLS on every connection".to_string());
-            lines.push(match &files.client_ca {
-                Some(ca) => format!(
-                    "data API: clients must present a certificate from {}",
+            match &files.client_ca {
+                Some(ca) => lines.push(format!(
+                    "connections: clients must present a certificate from {}",
                     ca.display()
+                )),
+                None if !auth_enabled => lines.push(
+                    "data API: UNAUTHENTICATED, any TLS client (no --trusted-ca-file, auth not \
+                     enabled)"
+                        .into(),
                 ),
-                None => "data API: UNAUTHENTICATED, any TLS client (no --trusted-ca-file)".into(),
-            });
+                None => {}
+            }
             lines.push(format!(
                 "peer RPC: mutual TLS, members' certificates from {}",
                 files.peer_ca.display()
@@ -310,7 +326,7 @@ pub async fn run_with_storage(
         .map(|(id, url)| format!("{id}={url}"))
         .collect::<Vec<_>>()
         .join(",");
-    let security = security_summary(&settings);
+    let security = security_summary(&settings, state.node.auth_state().enabled());
     info!(
         id = settings.id,
         %url,
