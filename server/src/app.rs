@@ -291,6 +291,7 @@ pub async fn run_with_storage(
         forwarder: crate::http::forward::forward_client(settings.idle_timeout / 2, tls.as_ref())
             .map_err(|e| ServerError::Start(format!("TLS: {e}")))?,
         forward_slots: tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT),
+        login_throttle: Default::default(),
         snapshot_inbox: SnapshotInbox::new(MAX_SNAPSHOT_BYTES),
         decoded_snapshot: decoded,
         peer_streams,

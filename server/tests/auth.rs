@@ -380,6 +380,32 @@ async fn users_roles_and_permissions_are_enforced_by_every_member() {
         Some("bob")
     );
 
+    // Password guessing: after five wrong passwords for a name, that node
+    // answers 429 for it, even to the right password, without checking it;
+    // other names and other members are not affected.
+    // (Earlier steps may already have counted some failures for alice.)
+    let mut answers = Vec::new();
+    for _ in 0..7 {
+        answers.push(api.token(leader, "alice", "guess").await);
+    }
+    assert!(
+        answers.iter().all(
+            |a| *a == Err(StatusCode::UNAUTHORIZED) || *a == Err(StatusCode::TOO_MANY_REQUESTS)
+        ),
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers[6],
+        Err(StatusCode::TOO_MANY_REQUESTS),
+        "{answers:?}"
+    );
+    assert_eq!(
+        api.token(leader, "alice", "alicepw").await,
+        Err(StatusCode::TOO_MANY_REQUESTS)
+    );
+    assert!(api.token(leader, "root", "rootpw").await.is_ok());
+    assert!(api.token(f1, "alice", "alicepw").await.is_ok());
+
     // Root cannot be locked out while enabled; disabling opens everything.
     let (status, _) = api
         .call(

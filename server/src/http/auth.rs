@@ -295,6 +295,24 @@ pub(super) async fn token(State(s): State<Shared>, headers: HeaderMap, body: Byt
             "auth is not enabled: requests need no token",
         );
     }
+    // Guessing is slowed per name (see `login_throttle`): a locked name
+    // is refused before its password costs a hash.
+    if let Some(wait) = s
+        .login_throttle
+        .locked(&req.user, std::time::Instant::now())
+    {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut resp = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many wrong passwords for `{}`: try again in {secs} s",
+                req.user
+            ),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return resp;
+    }
     let user = auth.user(&req.user);
     let stored = user.map_or_else(
         || credentials::decoy_hash().to_string(),
@@ -306,8 +324,11 @@ pub(super) async fn token(State(s): State<Shared>, headers: HeaderMap, body: Byt
             .await
             .unwrap_or(false);
     let Some(user) = user.filter(|_| matches) else {
+        s.login_throttle
+            .failed(&req.user, std::time::Instant::now());
         return unauthorized("wrong user name or password");
     };
+    s.login_throttle.succeeded(&req.user);
     let expires_at = credentials::unix_now() + credentials::TOKEN_TTL.as_secs();
     Json(TokenResponse {
         token: credentials::issue_token(auth.secret(), &req.user, user.generation, expires_at),

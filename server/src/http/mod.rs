@@ -37,6 +37,7 @@ pub mod guard;
 pub mod health;
 pub mod keys;
 pub mod log;
+pub mod login_throttle;
 pub mod metrics;
 pub mod middleware;
 pub mod peer;

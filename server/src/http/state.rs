@@ -48,6 +48,8 @@ pub struct AppState {
     pub decoded_snapshot: DecodedSnapshot,
     /// The open peer message streams.
     pub peer_streams: Arc<PeerStreams>,
+    /// Failed logins per user name (`POST /auth/token`).
+    pub login_throttle: super::login_throttle::LoginThrottle,
 }
 
 pub(crate) type Shared = Arc<AppState>;
