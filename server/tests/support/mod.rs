@@ -98,66 +98,54 @@ pub struct Cluster {
 
 /// The `raft-kv-server` binary under test.
 pub fn server_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("RAFT_KV_SERVER_BIN") {
-        return PathBuf::from(p);
-    }
-    if let Some(p) = option_env!("CARGO_BIN_EXE_raft-kv-server") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current test executable");
-    // target/<profile>/deps/<test>-<hash> -> target/<profile>/raft-kv-server
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable in target/<profile>/deps");
-    let bin = profile_dir.join(format!("raft-kv-server{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "raft-kv-server", "--bin", "raft-kv-server"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build -p raft-kv-server");
-        assert!(status.success(), "cargo build -p raft-kv-server failed");
-    }
-    assert!(
-        bin.exists(),
-        "no server binary at {}; set RAFT_KV_SERVER_BIN",
-        bin.display()
-    );
-    bin
+    workspace_binary(
+        "raft-kv-server",
+        "RAFT_KV_SERVER_BIN",
+        option_env!("CARGO_BIN_EXE_raft-kv-server"),
+    )
 }
 
-/// The `raft-kv-client` binary, found like [`server_binary`]
-/// (`RAFT_KV_CLIENT_BIN`, Cargo's variable for the client's own tests, next
-/// to the test executable, built when missing).
+/// The `raft-kv-client` binary, found like [`server_binary`].
 pub fn client_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("RAFT_KV_CLIENT_BIN") {
+    workspace_binary(
+        "raft-kv-client",
+        "RAFT_KV_CLIENT_BIN",
+        option_env!("CARGO_BIN_EXE_raft-kv-client"),
+    )
+}
+
+/// The binary `name` of package `name`: from the environment variable
+/// `var`, else Cargo's variable for the package's own tests (`cargo_var`),
+/// else next to the test executable, built there when missing.
+fn workspace_binary(name: &str, var: &str, cargo_var: Option<&str>) -> PathBuf {
+    if let Ok(p) = std::env::var(var) {
         return PathBuf::from(p);
     }
-    if let Some(p) = option_env!("CARGO_BIN_EXE_raft-kv-client") {
+    if let Some(p) = cargo_var {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("test executable in target/<profile>/deps");
-    let bin = profile_dir.join(format!("raft-kv-client{}", std::env::consts::EXE_SUFFIX));
+    let bin = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "raft-kv-client", "--bin", "raft-kv-client"]);
+        cmd.args(["build", "-p", name, "--bin", name]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
-        let status = cmd.status().expect("run cargo build -p raft-kv-client");
-        assert!(status.success(), "cargo build -p raft-kv-client failed");
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("run cargo build -p {name}: {e}"));
+        assert!(status.success(), "cargo build -p {name} failed");
     }
     assert!(
         bin.exists(),
-        "no client binary at {}; set RAFT_KV_CLIENT_BIN",
+        "no {name} binary at {}; set {var}",
         bin.display()
     );
     bin
