@@ -371,11 +371,14 @@ impl Default for KvStore {
     }
 }
 
-/// A format-4 image: everything but the auth state.
+/// An image of format 3 or 4: everything but the auth state, with the map's
+/// values as `V` (format 4: [`Slot`], a value and its modification index;
+/// format 3: the bare value).
 #[derive(Deserialize)]
-struct ImageV4 {
+#[serde(bound(deserialize = "V: Deserialize<'de> + Clone"))]
+struct ImageBeforeAuth<V: Clone> {
     #[serde(deserialize_with = "ord_map::deserialize")]
-    map: OrdMap<String, Slot>,
+    map: OrdMap<String, V>,
     #[serde(deserialize_with = "ord_map::deserialize")]
     clients: OrdMap<u64, ClientRecord>,
     #[serde(deserialize_with = "ord_map::deserialize")]
@@ -384,17 +387,19 @@ struct ImageV4 {
     applied_term: Term,
 }
 
-/// A format-3 image: the map without modification indexes, the rest as now.
-#[derive(Deserialize)]
-struct ImageV3 {
-    #[serde(deserialize_with = "ord_map::deserialize")]
-    map: OrdMap<String, String>,
-    #[serde(deserialize_with = "ord_map::deserialize")]
-    clients: OrdMap<u64, ClientRecord>,
-    #[serde(deserialize_with = "ord_map::deserialize")]
-    client_age: OrdMap<Index, u64>,
-    applied_index: Index,
-    applied_term: Term,
+impl<V: Clone> ImageBeforeAuth<V> {
+    /// The store it describes, its map turned into `map`, auth disabled.
+    fn into_store(self, map: OrdMap<String, Slot>) -> KvStore {
+        KvStore {
+            map,
+            clients: self.clients,
+            client_age: self.client_age,
+            applied_index: self.applied_index,
+            applied_term: self.applied_term,
+            auth: Arc::default(),
+            session_limit: MAX_CLIENTS,
+        }
+    }
 }
 
 /// Decoding of the persistent maps that trusts no length prefix: a
@@ -815,34 +820,20 @@ impl KvStore {
         match format {
             IMAGE_FORMAT => postcard::from_bytes(image).map_err(decode_error),
             IMAGE_FORMAT_4 => {
-                let old: ImageV4 = postcard::from_bytes(image).map_err(decode_error)?;
-                Ok(KvStore {
-                    map: old.map,
-                    clients: old.clients,
-                    client_age: old.client_age,
-                    applied_index: old.applied_index,
-                    applied_term: old.applied_term,
-                    auth: Arc::default(),
-                    session_limit: MAX_CLIENTS,
-                })
+                let mut old: ImageBeforeAuth<Slot> =
+                    postcard::from_bytes(image).map_err(decode_error)?;
+                let map = std::mem::take(&mut old.map);
+                Ok(old.into_store(map))
             }
             IMAGE_FORMAT_3 => {
-                let old: ImageV3 = postcard::from_bytes(image).map_err(decode_error)?;
+                let mut old: ImageBeforeAuth<String> =
+                    postcard::from_bytes(image).map_err(decode_error)?;
                 let mod_index = old.applied_index;
-                let map = old
-                    .map
+                let map = std::mem::take(&mut old.map)
                     .into_iter()
                     .map(|(key, value)| (key, Slot { value, mod_index }))
                     .collect();
-                Ok(KvStore {
-                    map,
-                    clients: old.clients,
-                    client_age: old.client_age,
-                    applied_index: old.applied_index,
-                    applied_term: old.applied_term,
-                    auth: Arc::default(),
-                    session_limit: MAX_CLIENTS,
-                })
+                Ok(old.into_store(map))
             }
             _ => Err(SnapshotDecodeError(format!(
                 "state-machine image format {format} is not supported (this build reads \
