@@ -16,9 +16,11 @@ use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 
+use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::auth::{AuthError, AuthOp, AuthState, Denied, Need, Principal};
+use crate::keyspace::Keyspace;
 use crate::types::{Entry, Index, Payload, Term};
 
 /// A write a client asks the cluster to make.
@@ -314,9 +316,9 @@ const IMAGE_FORMAT_4: u8 = 4;
 /// The image format before modification indexes, still read.
 const IMAGE_FORMAT_3: u8 = 3;
 
-/// A key's value and its modification index: the index of the log entry
-/// that last wrote it (etcd's `mod_revision`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A format-4 image's value type: a value and its modification index (the
+/// index of the log entry that last wrote it).
+#[derive(Clone, Debug, Deserialize)]
 struct Slot {
     value: String,
     mod_index: Index,
@@ -337,8 +339,7 @@ pub const MAX_CLIENTS: usize = 100_000;
 /// sets a small one for every node of a run).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
-    #[serde(deserialize_with = "ord_map::deserialize")]
-    map: OrdMap<String, Slot>,
+    map: Keyspace,
     #[serde(deserialize_with = "ord_map::deserialize")]
     clients: OrdMap<u64, ClientRecord>,
     /// `index -> client_id` of each client record, to evict the oldest.
@@ -360,7 +361,7 @@ fn default_session_limit() -> usize {
 impl Default for KvStore {
     fn default() -> Self {
         KvStore {
-            map: OrdMap::new(),
+            map: Keyspace::default(),
             clients: OrdMap::new(),
             client_age: OrdMap::new(),
             applied_index: 0,
@@ -389,7 +390,7 @@ struct ImageBeforeAuth<V: Clone> {
 
 impl<V: Clone> ImageBeforeAuth<V> {
     /// The store it describes, its map turned into `map`, auth disabled.
-    fn into_store(self, map: OrdMap<String, Slot>) -> KvStore {
+    fn into_store(self, map: Keyspace) -> KvStore {
         KvStore {
             map,
             clients: self.clients,
@@ -476,30 +477,29 @@ impl KvStore {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.map.get(key).map(|s| s.value.as_str())
+        self.map.get(key).map(|(value, _)| value)
     }
 
     /// The value of `key` and its modification index (the index of the
     /// entry that last wrote it).
     pub fn get_with_index(&self, key: &str) -> Option<(&str, Index)> {
-        self.map.get(key).map(|s| (s.value.as_str(), s.mod_index))
+        self.map.get(key)
     }
 
     /// Up to `limit` keys starting with `prefix`, in order, with their
     /// values; only keys after `after` when it is given (the next page of a
     /// listing that ended at `after`).
     pub fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<(String, String)> {
-        use std::ops::Bound;
         let start = match after {
             // A page after a key below the prefix starts at the prefix.
-            Some(after) if after >= prefix => Bound::Excluded(after.to_string()),
-            _ => Bound::Included(prefix.to_string()),
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
         };
         self.map
-            .range((start, Bound::Unbounded))
+            .range_from(start)
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)
-            .map(|(k, s)| (k.clone(), s.value.clone()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
@@ -614,7 +614,7 @@ impl KvStore {
                 prev: self.put(key, value, index),
             },
             (Op::Delete { key }, _) => OpResult::Delete {
-                prev: self.map.remove(key).map(|s| s.value),
+                prev: self.map.remove(key),
             },
             (
                 Op::Cas {
@@ -629,7 +629,7 @@ impl KvStore {
                 if swapped {
                     match value {
                         Some(v) => self.put(key, v, index),
-                        None => self.map.remove(key).map(|s| s.value),
+                        None => self.map.remove(key),
                     };
                 }
                 OpResult::Cas { swapped, prev }
@@ -650,7 +650,7 @@ impl KvStore {
             (Op::DeleteIf { key, condition }, _) => match self.check(key, *condition, conditions) {
                 Err(failed) => failed,
                 Ok(()) => OpResult::Delete {
-                    prev: self.map.remove(key).map(|s| s.value),
+                    prev: self.map.remove(key),
                 },
             },
             (Op::DeletePrefix { prefix }, _) => OpResult::DeletedPrefix {
@@ -729,17 +729,13 @@ impl KvStore {
     /// Sets `key` to `value`, written by the entry at `index`; the value it
     /// replaced.
     fn put(&mut self, key: &str, value: &str, index: Index) -> Option<String> {
-        let slot = Slot {
-            value: value.to_string(),
-            mod_index: index,
-        };
-        self.map.insert(key.to_string(), slot).map(|s| s.value)
+        self.map.insert(key, value, index)
     }
 
     /// `Err` with the failure's result when `condition` does not hold for
     /// `key` now (`enforce` false: the `ignore_conditions` fault).
     fn check(&self, key: &str, condition: Condition, enforce: bool) -> Result<(), OpResult> {
-        let mod_index = self.map.get(key).map(|s| s.mod_index);
+        let mod_index = self.map.get(key).map(|(_, mod_index)| mod_index);
         if !enforce || condition.holds(mod_index) {
             Ok(())
         } else {
@@ -751,9 +747,9 @@ impl KvStore {
     fn delete_prefix(&mut self, prefix: &str) -> u64 {
         let doomed: Vec<String> = self
             .map
-            .range(prefix.to_string()..)
+            .range_from(Bound::Included(prefix))
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.to_string())
             .collect();
         for key in &doomed {
             self.map.remove(key);
@@ -822,7 +818,10 @@ impl KvStore {
             IMAGE_FORMAT_4 => {
                 let mut old: ImageBeforeAuth<Slot> =
                     postcard::from_bytes(image).map_err(decode_error)?;
-                let map = std::mem::take(&mut old.map);
+                let map = std::mem::take(&mut old.map)
+                    .iter()
+                    .map(|(key, slot)| (key.as_str(), slot.value.as_str(), slot.mod_index))
+                    .collect();
                 Ok(old.into_store(map))
             }
             IMAGE_FORMAT_3 => {
@@ -830,8 +829,8 @@ impl KvStore {
                     postcard::from_bytes(image).map_err(decode_error)?;
                 let mod_index = old.applied_index;
                 let map = std::mem::take(&mut old.map)
-                    .into_iter()
-                    .map(|(key, value)| (key, Slot { value, mod_index }))
+                    .iter()
+                    .map(|(key, value)| (key.as_str(), value.as_str(), mod_index))
                     .collect();
                 Ok(old.into_store(map))
             }

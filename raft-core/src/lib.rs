@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod config;
 pub mod describe;
+mod keyspace;
 pub mod kv;
 mod log;
 pub mod message;
