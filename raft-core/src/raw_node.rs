@@ -500,6 +500,11 @@ impl RawNode {
         self.raft.log.snapshot.index
     }
 
+    /// The metadata of the snapshot its log starts after.
+    pub fn snapshot_meta_in_force(&self) -> SnapshotMeta {
+        self.raft.log.snapshot.clone()
+    }
+
     /// Its full status.
     pub fn status(&self) -> Status {
         let r = &self.raft;

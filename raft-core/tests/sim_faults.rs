@@ -69,6 +69,8 @@ fn with_faults(seed: u64, faults: Faults) -> SimConfig {
     cfg.raft.faults = faults;
     cfg.clients.conditional = 0;
     cfg.snapshot_catchup_entries = 0;
+    cfg.checkpoint_every = 0;
+    cfg.snapshot_log_percent = 0;
     cfg
 }
 
@@ -140,8 +142,11 @@ fn forget_vote_scenario(seed: u64, faults: Faults, direct_rules: bool) -> SimCon
     cfg.check_direct_rules = direct_rules;
     plain_clients(&mut cfg);
     // Compaction at each snapshot, as when this bound was tuned: the
-    // catch-up margin moves the rare interleaving to other seeds.
+    // catch-up margin (and checkpoints) move the rare interleaving to
+    // other seeds.
     cfg.snapshot_catchup_entries = 0;
+    cfg.checkpoint_every = 0;
+    cfg.snapshot_log_percent = 0;
     cfg
 }
 

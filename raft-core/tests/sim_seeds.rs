@@ -95,6 +95,7 @@ fn run_chunk(chunk: u64) {
     }
     let (mut productive, mut converged, mut finished) = (0u64, 0u64, 0u64);
     let (mut crashes, mut partitions, mut snapshots, mut ops) = (0usize, 0usize, 0u64, 0usize);
+    let mut held = 0u64;
     let mut few_faults = 0u64;
     let (mut churn_seeds, mut changes, mut added, mut retired) = (0u64, 0usize, 0usize, 0usize);
     let (mut torn, mut snapshot_files, mut halts) = (0u64, 0u64, 0u64);
@@ -119,6 +120,7 @@ fn run_chunk(chunk: u64) {
         crashes += r.crashes;
         partitions += r.partitions;
         snapshots += r.snapshots_installed;
+        held += r.snapshots_held;
         ops += r.ops_ok;
         torn += r.torn_writes;
         snapshot_files += r.snapshot_file_crashes;
@@ -136,7 +138,7 @@ fn run_chunk(chunk: u64) {
     let summary = format!(
         "seeds {seeds:?}: {productive} committed at least half of their writes, {converged} \
          converged, {finished} finished, {few_faults} had fewer than 3 faults; {ops} ops \
-         answered, {crashes} crashes, {partitions} partitions, {snapshots} snapshots installed; \
+         answered, {crashes} crashes, {partitions} partitions, {snapshots} snapshots installed, {held} held back past a checkpoint; \
          {torn} crashes in the middle of a write, {snapshot_files} crashes between a snapshot file and its record, \
          {halts} disk-error halts; {churn_seeds} churned the membership: {changes} changes accepted, {added} nodes added, \
          {retired} removed nodes stopped; conditional writes: {cond_applied} applied, \
@@ -162,6 +164,11 @@ fn run_chunk(chunk: u64) {
         snapshots >= n,
         "InstallSnapshot is not exercised: {summary}"
     );
+    // Checkpoints compact past the newest snapshot, and a follower then
+    // waits for a new one (the runs with the long catch-up margin).
+    if n >= 100 {
+        assert!(held * 20 >= n, "checkpoints are not exercised: {summary}");
+    }
     // The disk faults strike (averages: too few seeds prove nothing).
     if n >= 100 {
         assert!(

@@ -131,10 +131,16 @@ pub struct Replica {
     snapshots: SnapshotState,
     /// What the newest compaction removed, until the driver takes it.
     compacted: Option<Compacted>,
-    /// Snapshots written and recorded by the driver but not yet handed to
-    /// the core (within the catch-up margin of the applied index), oldest
-    /// first.
+    /// Snapshots written and recorded by the driver, and checkpoints (see
+    /// [`SnapshotPolicy`]), not yet handed to the core (within the catch-up
+    /// margin of the applied index), in index order.
     uncompacted: Vec<SnapshotMeta>,
+    /// An InstallSnapshot was held back because the core's log starts past
+    /// the newest snapshot written: the next [`Replica::snapshot_job`]
+    /// writes one now.
+    image_wanted: bool,
+    /// InstallSnapshot messages held back so far.
+    snapshots_held: u64,
     /// `Faults::ignore_sessions`: the state machine applies retries again.
     #[cfg(feature = "faults")]
     ignore_sessions: bool,
@@ -223,6 +229,8 @@ impl Replica {
             snapshots: SnapshotState::new(policy, snapshot.0, snapshot.1),
             compacted: None,
             uncompacted: Vec::new(),
+            image_wanted: false,
+            snapshots_held: 0,
             #[cfg(feature = "faults")]
             ignore_sessions,
             #[cfg(feature = "faults")]
@@ -380,8 +388,34 @@ impl Replica {
     /// What to send, persist and apply now. Carry it out as
     /// [`Ready`] documents (send `messages`; persist if `must_persist`; send
     /// `persisted_messages`), then hand it back with [`Replica::advance`].
+    ///
+    /// An InstallSnapshot goes out only when a snapshot at or past the
+    /// core's snapshot index is written (the driver sends its newest file):
+    /// after a checkpoint the core's log may start past it. Such a message
+    /// is held back and a snapshot is written now; the core sends it again
+    /// when its wait for the follower times out.
     pub fn ready(&mut self) -> Ready {
-        self.raw.ready()
+        let mut ready = self.raw.ready();
+        let written = self.snapshots.index;
+        let mut held = 0;
+        for messages in [&mut ready.messages, &mut ready.persisted_messages] {
+            messages.retain_mut(|m| match m.snapshot_to_send() {
+                Some(s) if s.meta.index > written => {
+                    held += 1;
+                    false
+                }
+                _ => true,
+            });
+        }
+        self.image_wanted |= held > 0;
+        self.snapshots_held += held;
+        ready
+    }
+
+    /// How many InstallSnapshot messages [`Replica::ready`] held back
+    /// because no snapshot written reached the core's log start.
+    pub fn snapshots_held(&self) -> u64 {
+        self.snapshots_held
     }
 
     /// Takes back a `Ready` whose messages are sent and whose state is
@@ -446,6 +480,7 @@ impl Replica {
         }
         self.pending.serve_reads(&self.kv, &mut self.outcomes);
         self.raw.advance(ready);
+        self.checkpoint();
         if !self.uncompacted.is_empty() {
             self.compact_due(false);
         }
@@ -464,12 +499,13 @@ impl Replica {
     /// [`Replica::snapshot_failed`].
     pub fn snapshot_job(&mut self) -> Option<SnapshotJob> {
         let applied = self.kv.applied_index();
-        let asked = !self.pending.snapshots.is_empty();
+        let asked = !self.pending.snapshots.is_empty() || self.image_wanted;
         if !self.snapshots.due(applied, asked) {
             return None;
         }
-        match self.raw.snapshot_meta(applied) {
+        match self.meta_at(applied) {
             Ok(meta) => {
+                self.image_wanted = false;
                 self.snapshots.started(applied);
                 Some(SnapshotJob {
                     meta,
@@ -499,11 +535,17 @@ impl Replica {
     ) -> Result<(), NotAccepted> {
         let index = snapshot.index;
         self.snapshots.finished();
-        let r = if index > self.snapshots.index {
+        let r = if index > self.snapshots.index && index <= self.raw.snapshot_index() {
+            // The core compacted to a checkpoint past it while it was being
+            // written: its metadata came from the log when the job started,
+            // and it is the newest file to send; nothing is left to compact.
+            self.snapshots.taken(index, bytes, applied_bytes);
+            Ok(())
+        } else if index > self.snapshots.index {
             self.check_meta(&snapshot).map(|()| {
                 self.snapshots.taken(index, bytes, applied_bytes);
                 let asked = !self.pending.snapshots.is_empty();
-                self.uncompacted.push(snapshot);
+                self.keep_for_compaction(snapshot);
                 self.compact_due(asked);
             })
         } else {
@@ -511,6 +553,45 @@ impl Replica {
         };
         self.answer_snapshot_requests(r.as_ref().err().map(|e| e.to_string()));
         r
+    }
+
+    /// A checkpoint of the log in memory when one is due: the applied index
+    /// becomes a point the core compacts to (after the catch-up margin)
+    /// with no image written there.
+    fn checkpoint(&mut self) {
+        let applied = self.kv.applied_index();
+        if !self.snapshots.checkpoint_due(applied) {
+            return;
+        }
+        // Applied entries never change, and a checkpoint is newer than the
+        // core's snapshot: only a leader's snapshot installed past the
+        // applied index (nothing to checkpoint then) refuses.
+        if let Ok(meta) = self.raw.snapshot_meta(applied) {
+            self.snapshots.checkpointed(applied);
+            self.keep_for_compaction(meta);
+        }
+    }
+
+    /// Keeps `meta` until it is handed to the core, in index order.
+    fn keep_for_compaction(&mut self, meta: SnapshotMeta) {
+        let at = self.uncompacted.partition_point(|s| s.index < meta.index);
+        if self
+            .uncompacted
+            .get(at)
+            .is_some_and(|s| s.index == meta.index)
+        {
+            return;
+        }
+        self.uncompacted.insert(at, meta);
+    }
+
+    /// The metadata of a snapshot at `index`, the applied index: the
+    /// core's own when a checkpoint compacted its log right there.
+    fn meta_at(&self, index: Index) -> Result<SnapshotMeta, NotAccepted> {
+        if index == self.raw.snapshot_index() {
+            return Ok(self.raw.snapshot_meta_in_force());
+        }
+        self.raw.snapshot_meta(index)
     }
 
     /// Whether `meta` is what a snapshot at its index must carry (the core
@@ -526,10 +607,10 @@ impl Replica {
         Ok(())
     }
 
-    /// Hands the core the newest written snapshot that is at least
-    /// `catchup_entries` behind the applied index (any newest one when
-    /// `now`), which drops the log it covers; older written ones are
-    /// forgotten, and so are those a leader's snapshot overtook. The log
+    /// Hands the core the newest written snapshot or checkpoint that is at
+    /// least `catchup_entries` behind the applied index (any newest one when
+    /// `now`), which drops the log it covers; older ones are forgotten, and
+    /// so are those a leader's snapshot overtook. The log
     /// before a snapshot cannot be kept once the core holds it, so this
     /// delay is what keeps the margin (etcd compacts at
     /// `snapshot index - SnapshotCatchUpEntries` for the same reason).

@@ -15,6 +15,18 @@
 //! are applied past it, so the log in memory always keeps the newest
 //! `catchup_entries` applied entries and a follower that is briefly behind
 //! gets entries, not a whole snapshot (etcd keeps 5,000 the same way).
+//!
+//! The size rule lets the log since the newest snapshot grow to half the
+//! state, and a log entry in memory costs about three times its bytes: a
+//! member of a million keys held more log than state. So the log in memory
+//! is compacted on its own, at a *checkpoint* every `checkpoint_every`
+//! applied entries:
+//! a point the core drops its log to (after the catch-up margin) with no
+//! image written there. The durable log on disk still reaches back to the
+//! newest snapshot file, so a restart loses nothing; and a follower that
+//! needs a snapshot past the newest file waits until a new one is written
+//! ([`crate::Replica::ready`] holds its InstallSnapshot back and asks for
+//! one), which only a follower more than the margin behind ever does.
 
 use crate::types::Index;
 
@@ -31,6 +43,10 @@ pub struct SnapshotPolicy {
     /// dropped (0: at once). A snapshot asked for with
     /// `Replica::request_snapshot` compacts at once whatever this says.
     pub catchup_entries: u64,
+    /// Entries applied past the newest checkpoint or snapshot before the
+    /// next checkpoint of the log in memory (0: none; the log is compacted
+    /// at snapshots only).
+    pub checkpoint_every: u64,
 }
 
 /// The catch-up margin by default: etcd's `SnapshotCatchUpEntries`.
@@ -42,6 +58,7 @@ impl Default for SnapshotPolicy {
             every: 10_000,
             log_percent: 50,
             catchup_entries: DEFAULT_CATCHUP_ENTRIES,
+            checkpoint_every: 10_000,
         }
     }
 }
@@ -71,6 +88,9 @@ pub(super) struct SnapshotState {
     mark: u64,
     /// The index of the snapshot being written, if any (one at a time).
     pub running: Option<Index>,
+    /// The newest checkpoint (or snapshot, whichever is newer): the next
+    /// checkpoint is `every` entries after it.
+    checkpoint: Index,
     /// No automatic snapshot before this applied index (moved on after a
     /// failure, so a broken disk is not retried on every entry).
     not_before: Index,
@@ -90,8 +110,20 @@ impl SnapshotState {
             applied_bytes: 0,
             mark: 0,
             running: None,
+            checkpoint: index,
             not_before: 0,
         }
+    }
+
+    /// Whether the log in memory is due a checkpoint at `applied`.
+    pub fn checkpoint_due(&self, applied: Index) -> bool {
+        let every = self.policy.checkpoint_every;
+        every != 0 && applied >= self.checkpoint.max(self.index).saturating_add(every)
+    }
+
+    /// A checkpoint was made at `index`.
+    pub fn checkpointed(&mut self, index: Index) {
+        self.checkpoint = self.checkpoint.max(index);
     }
 
     pub fn applied(&mut self, bytes: u64) {
@@ -157,6 +189,7 @@ mod tests {
             every: 100,
             log_percent: 50,
             catchup_entries: 0,
+            checkpoint_every: 0,
         };
         assert!(!p.due(99, 1 << 30, 0), "too few entries");
         assert!(p.due(100, 0, 0), "first snapshot: entries alone");
@@ -167,6 +200,7 @@ mod tests {
             every: 1,
             log_percent: 0,
             catchup_entries: 0,
+            checkpoint_every: 0,
         }
         .due(1, 0, 1 << 40));
     }
@@ -178,6 +212,7 @@ mod tests {
                 every: 10,
                 log_percent: 0,
                 catchup_entries: 0,
+                checkpoint_every: 0,
             },
             0,
             0,

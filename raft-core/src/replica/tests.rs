@@ -13,6 +13,7 @@ fn replica(voters: Vec<NodeId>) -> Replica {
             every: 0,
             log_percent: 0,
             catchup_entries: 0,
+            checkpoint_every: 0,
         },
     )
     .expect("valid configuration")
@@ -401,6 +402,7 @@ fn a_failed_snapshot_answers_its_request_and_waits_before_the_next() {
             every: 2,
             log_percent: 0,
             catchup_entries: 0,
+            checkpoint_every: 0,
         },
     )
     .unwrap();
@@ -463,6 +465,7 @@ fn sessions_are_registered_through_the_log_and_limited_by_the_config() {
             every: 0,
             log_percent: 0,
             catchup_entries: 0,
+            checkpoint_every: 0,
         },
     )
     .unwrap();
@@ -518,6 +521,7 @@ fn the_successor_is_the_most_caught_up_voter_heard_from_recently() {
             every: 0,
             log_percent: 0,
             catchup_entries: 0,
+            checkpoint_every: 0,
         },
     )
     .unwrap();
@@ -595,6 +599,7 @@ fn a_restart_from_a_snapshot_above_the_durable_commit_and_term_starts_at_the_sna
         every: 0,
         log_percent: 0,
         catchup_entries: 0,
+        checkpoint_every: 0,
     };
     let mut r = Replica::new(Config::new(1), persisted, policy).expect("restarts");
     let s = r.raw().status();
@@ -740,6 +745,7 @@ fn a_snapshot_compacts_the_log_only_once_the_catchup_margin_is_applied() {
             every: 10,
             log_percent: 0,
             catchup_entries: 5,
+            checkpoint_every: 0,
         },
     )
     .unwrap();
@@ -795,5 +801,108 @@ fn a_snapshot_compacts_the_log_only_once_the_catchup_margin_is_applied() {
     assert_eq!(
         r.take_outcomes().last(),
         Some(&(id, Outcome::Snapshot(Ok(asked))))
+    );
+}
+
+/// Carries out every `Ready` as if persisted and sent; the messages sent.
+fn drain_sent(r: &mut Replica) -> Vec<Message> {
+    let mut sent = Vec::new();
+    while r.has_ready() {
+        let mut ready = r.ready();
+        sent.append(&mut ready.messages);
+        sent.append(&mut ready.persisted_messages);
+        r.advance(ready, None).expect("advance");
+    }
+    sent
+}
+
+/// A checkpoint compacts the log in memory with no snapshot written there
+/// (the size rule may wait long for one). A follower that then needs a
+/// snapshot gets none older than the core's log start: its InstallSnapshot
+/// is held back, a snapshot is due at once, and the core's retry goes out
+/// once that snapshot is written.
+#[test]
+fn a_checkpoint_compacts_the_log_and_a_snapshot_is_written_before_one_is_sent() {
+    let mut r = Replica::new(
+        Config::new(1),
+        PersistedState::bootstrap(Membership::new(vec![1, 2, 3])),
+        SnapshotPolicy {
+            every: 1000,
+            log_percent: 0,
+            catchup_entries: 0,
+            checkpoint_every: 5,
+        },
+    )
+    .unwrap();
+    win(&mut r, 1, &[2, 3]);
+    let to_3 = |sent: &[Message]| -> Vec<MessageBody> {
+        sent.iter()
+            .filter(|m| m.to == 3)
+            .map(|m| m.body.clone())
+            .collect()
+    };
+    // Node 2 acknowledges everything; node 3 answers nothing.
+    for i in 0..6 {
+        r.propose(put(i, "k")).unwrap();
+        drain(&mut r);
+        let last = r.raw().status().last_index;
+        let ack = MessageBody::AppendResponse {
+            success: true,
+            index: last,
+            hint_index: 0,
+            hint_term: 0,
+        };
+        r.step(msg(2, 1, ack)).unwrap();
+        drain(&mut r);
+    }
+    let applied = r.kv().applied_index();
+    let checkpoint = r.raw().snapshot_index();
+    assert!(
+        checkpoint >= 5,
+        "the log in memory is compacted: {checkpoint}"
+    );
+    assert_eq!(r.snapshot_index(), 0, "no snapshot was written");
+    assert!(r.snapshot_job().is_none(), "none is due by the policy");
+
+    // Node 3 answers a heartbeat: the leader would go on from the entries
+    // it last sent there, which the core dropped.
+    let heartbeat = MessageBody::HeartbeatResponse {
+        read_ctx: 0,
+        seq: 0,
+        last_index: 0,
+    };
+    r.step(msg(3, 1, heartbeat.clone())).unwrap();
+    let sent = drain_sent(&mut r);
+    assert!(
+        !to_3(&sent)
+            .iter()
+            .any(|b| matches!(b, MessageBody::InstallSnapshot { .. })),
+        "no snapshot on disk reaches the core's log start: nothing to send"
+    );
+    let job = r.snapshot_job().expect("a snapshot is written at once");
+    assert_eq!(job.meta.index, applied);
+    assert!(job.meta.index >= checkpoint);
+    r.snapshot_recorded(job.meta.clone(), 10, job.applied_bytes)
+        .unwrap();
+    assert_eq!(r.snapshot_index(), applied);
+
+    // The core tries again after its wait; now the snapshot goes out.
+    let mut snapshot_sent = None;
+    for _ in 0..4 * r.raw().election_tick() {
+        r.tick();
+        r.step(msg(3, 1, heartbeat.clone())).unwrap();
+        for b in to_3(&drain_sent(&mut r)) {
+            if let MessageBody::InstallSnapshot { snapshot } = b {
+                snapshot_sent = Some(snapshot.meta.index);
+            }
+        }
+        if snapshot_sent.is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        snapshot_sent,
+        Some(applied),
+        "the written snapshot (the core compacted to it: no margin)"
     );
 }

@@ -118,6 +118,9 @@ pub struct RunReport {
     pub leaders: usize,
     /// Snapshots installed from a leader (InstallSnapshot).
     pub snapshots_installed: u64,
+    /// InstallSnapshot messages held back until a snapshot reaching a
+    /// checkpoint was written.
+    pub snapshots_held: u64,
     /// Membership changes the leader accepted (its own automatic
     /// promotions and joint-phase exits not counted).
     pub conf_changes: usize,
@@ -1173,6 +1176,7 @@ impl Cluster {
                 .iter()
                 .map(|n| n.stats().snapshots_installed)
                 .sum(),
+            snapshots_held: self.nodes.iter().map(|n| n.stats().snapshots_held).sum(),
             conf_changes: conf(true)
                 .filter(|c| {
                     matches!(

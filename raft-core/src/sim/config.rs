@@ -100,6 +100,14 @@ pub struct SimConfig {
     /// Entries applied past a written snapshot before the log it covers is
     /// dropped (the catch-up margin, `SnapshotPolicy::catchup_entries`).
     pub snapshot_catchup_entries: u64,
+    /// Each node checkpoints its log in memory this many applied entries
+    /// after its newest checkpoint or snapshot (`SnapshotPolicy::
+    /// checkpoint_every`; 0: never), so the core compacts past the newest
+    /// snapshot on disk.
+    pub checkpoint_every: u64,
+    /// The size rule (`SnapshotPolicy::log_percent`): a snapshot waits
+    /// for this many percent of the newest one's size in log (0: none).
+    pub snapshot_log_percent: u64,
     /// The clients' workload.
     pub clients: ClientConfig,
     /// The random fault schedule.
@@ -133,6 +141,8 @@ impl SimConfig {
             network: NetworkConfig::default(),
             snapshot_every: 20,
             snapshot_catchup_entries: 10,
+            checkpoint_every: 0,
+            snapshot_log_percent: 0,
             clients: ClientConfig::default(),
             nemesis: NemesisConfig::default(),
             max_time: 400_000,
@@ -222,6 +232,16 @@ impl SimConfig {
         // always holds entries older than the newest snapshot).
         cfg.snapshot_catchup_entries =
             [0, 0, cfg.snapshot_every / 2, cfg.snapshot_every * 2][rng.range(0, 4) as usize];
+        // In the runs with the long margin, the server's rule (no draw of
+        // its own, so every other run is drawn as before): snapshots wait
+        // for a log several times their size, and checkpoints compact the
+        // log in memory in between, so the core's log starts past the
+        // newest snapshot on disk and a follower that needs a snapshot
+        // waits for a new one.
+        if cfg.snapshot_catchup_entries > cfg.snapshot_every {
+            cfg.checkpoint_every = (cfg.snapshot_every / 3).max(1);
+            cfg.snapshot_log_percent = 1000;
+        }
         cfg
     }
 
@@ -235,13 +255,14 @@ impl SimConfig {
         cfg
     }
 
-    /// The nodes' snapshot rule: every `snapshot_every` applied entries,
-    /// without the size rule (the simulated states are tiny).
+    /// The nodes' snapshot rule: every `snapshot_every` applied entries and
+    /// `snapshot_log_percent`, checkpoints every `checkpoint_every`.
     pub fn snapshot_policy(&self) -> crate::replica::SnapshotPolicy {
         crate::replica::SnapshotPolicy {
             every: self.snapshot_every,
-            log_percent: 0,
+            log_percent: self.snapshot_log_percent,
             catchup_entries: self.snapshot_catchup_entries,
+            checkpoint_every: self.checkpoint_every,
         }
     }
 

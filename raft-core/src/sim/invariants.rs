@@ -1145,14 +1145,14 @@ impl Checker {
             let Some(n) = nodes.iter().find(|n| n.id() == id) else {
                 continue;
             };
-            let Some(raw) = n.raw().filter(|_| n.term() == Some(term)) else {
+            if n.raw().is_none() || n.term() != Some(term) {
                 continue;
-            };
+            }
             let from = n.snapshot_index() + 1;
             let missing = self
                 .committed
                 .range(from..)
-                .find(|(&i, c)| c.term < term && raw.entry(i) != Some(&c.entry))
+                .find(|(&i, c)| c.term < term && n.held_entry(i) != Some(&c.entry))
                 .map(|(&i, _)| i);
             if let Some(index) = missing {
                 self.report(Violation::LeaderCompleteness {
@@ -1197,13 +1197,13 @@ impl Checker {
             return;
         }
         for n in nodes.iter().filter(|n| n.is_leader()) {
-            let (Some(raw), Some(term)) = (n.raw(), n.term()) else {
+            let (Some(_), Some(term)) = (n.raw(), n.term()) else {
                 continue;
             };
             let missing = commits.iter().find(|&&(index, t)| {
                 term > t
                     && index > n.snapshot_index()
-                    && raw.entry(index) != self.committed.get(&index).map(|c| &c.entry)
+                    && n.held_entry(index) != self.committed.get(&index).map(|c| &c.entry)
             });
             if let Some(&(index, _)) = missing {
                 self.report(Violation::LeaderCompleteness {

@@ -52,6 +52,9 @@ pub struct NodeStats {
     pub snapshots_taken: u64,
     /// Snapshots received from a leader and installed.
     pub snapshots_installed: u64,
+    /// InstallSnapshot messages held back until a snapshot reaching the
+    /// core's log start (past a checkpoint) was written.
+    pub snapshots_held: u64,
     /// Times it crashed.
     pub crashes: u64,
     /// Times it became leader.
@@ -287,9 +290,26 @@ impl SimNode {
         let Some(raw) = self.raw() else {
             return Vec::new();
         };
-        (self.disk.store.snapshot_index() + 1..)
+        (self.log_start()..)
             .map_while(|i| raw.entry(i).cloned())
             .collect()
+    }
+
+    /// The first index of its log in memory: past its newest snapshot, or
+    /// past a checkpoint the core compacted to since.
+    pub fn log_start(&self) -> Index {
+        let core = self.raw().map_or(0, RawNode::snapshot_index);
+        self.disk.store.snapshot_index().max(core) + 1
+    }
+
+    /// Entry `index` as the node holds it: in its log in memory, or, below
+    /// a checkpoint the core compacted to, in its durable log.
+    pub fn held_entry(&self, index: Index) -> Option<&Entry> {
+        if index < self.log_start() {
+            self.disk.store.entry(index)
+        } else {
+            self.raw()?.entry(index)
+        }
     }
 
     /// The index of its newest snapshot (in memory and on disk alike).
@@ -467,7 +487,9 @@ impl SimNode {
             if !replica.has_ready() {
                 return None;
             }
+            let held = replica.snapshots_held();
             let mut rd = replica.ready();
+            self.stats.snapshots_held += replica.snapshots_held() - held;
             if let Some(soft) = rd.soft_state {
                 if soft.role == Role::Leader {
                     self.stats.elected += 1;

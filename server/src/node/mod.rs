@@ -150,7 +150,9 @@ pub struct Node {
 /// so that the members of a cluster, which apply the same entries, do not
 /// all write their snapshots at the same moment and take the machine's
 /// disk and cores from the quorum at once.
-/// The catch-up margin is the same on every member.
+/// The catch-up margin is the same on every member, and so is the
+/// checkpoint interval of the log in memory: every `snapshot_every` entries,
+/// whatever the size rule waits for (see [`SnapshotPolicy`]).
 pub(crate) fn staggered_policy(
     id: NodeId,
     snapshot_every: u64,
@@ -161,6 +163,7 @@ pub(crate) fn staggered_policy(
         every: snapshot_every.saturating_mul(sixths) / 6,
         log_percent: 50 * sixths / 6,
         catchup_entries,
+        checkpoint_every: snapshot_every,
     }
 }
 
