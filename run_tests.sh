@@ -22,6 +22,12 @@ done
 rustup target list --installed | grep -qx wasm32-unknown-unknown \
     || rustup target add wasm32-unknown-unknown
 
+step "make and a C compiler (jemalloc and ring build C sources)"
+if ! command -v make >/dev/null || ! command -v cc >/dev/null; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq make gcc >/dev/null
+fi
+
 step "browser: Debian chromium and chromium-driver"
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     as_root apt-get update -qq
