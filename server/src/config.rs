@@ -115,7 +115,10 @@ pub struct Args {
     /// Take a snapshot (and compact the log) every N applied entries, once the
     /// log since the last snapshot is also at least half that snapshot's size
     /// (nodes 2 and 3 wait a third and two thirds more, by id modulo 3, so the
-    /// members do not snapshot at once). 0: never automatically.
+    /// members do not snapshot at once). In between, the log in memory is
+    /// compacted every N entries all the same (a checkpoint: no file is
+    /// written, the log on disk still reaches back to the last snapshot).
+    /// 0: never automatically.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
 

@@ -5,7 +5,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use raft_core::wire::{ErrorBody, KeyValue, ListResponse, SessionResponse, WriteResponse};
+use raft_core::wire::{
+    ErrorBody, KeyValue, ListResponse, LogWindowResponse, SessionResponse, WriteResponse,
+};
 use raft_core::Role;
 use support::{free_ports, http_client, server_binary, wait_until, Cluster, ClusterOptions};
 
@@ -595,6 +597,85 @@ async fn a_lagging_follower_is_sent_the_newest_snapshot_file_not_the_cores_older
         installed.iter().any(|&i| i > applied - 300),
         "installed {installed:?}, the core's snapshot is at most {}",
         applied - 300
+    );
+}
+
+/// Between snapshots, which the size rule spaces out as the state grows,
+/// checkpoints compact the log in memory every `--snapshot-every` entries
+/// with no file written: the leader's log in memory starts past its newest
+/// snapshot file. A follower down meanwhile still catches up: the leader
+/// cannot send a file that old, so it writes a new snapshot first and sends
+/// that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_compact_the_log_in_memory_past_the_newest_snapshot_file() {
+    let mut c = Cluster::start_with(
+        3,
+        ClusterOptions {
+            extra_args: vec![
+                "--snapshot-every".into(),
+                "100".into(),
+                "--snapshot-catchup-entries".into(),
+                "50".into(),
+            ],
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let leader = c.wait_for_leader(ELECTION).await;
+    let lagging = c.ids().into_iter().find(|&i| i != leader).unwrap();
+    c.kill(lagging);
+    // A few large values first, then small puts: after the first snapshot
+    // (at 100 entries, with the large values) the size rule waits for a
+    // log of half its size, more than the small puts ever add up to.
+    let large = "x".repeat(20_000);
+    for i in 0..12 {
+        let r = c.put(leader, &format!("large{i}"), &large).await;
+        assert_eq!(r.status(), 200, "large write {i}");
+    }
+    put_range(&c, leader, 0..1500).await;
+    let cref = &c;
+    cref.wait_until(
+        ELECTION,
+        "the leader's log in memory starts past its newest snapshot",
+        || async {
+            let (Some(st), window) = (
+                cref.status(leader).await,
+                cref.get_json::<LogWindowResponse>(leader, "/log?limit=1")
+                    .await,
+            ) else {
+                return false;
+            };
+            // At most a checkpoint interval and the margin stay in memory.
+            window.first_index > st.snapshot_index + 1
+                && window.last_index - window.first_index < 100 + 50 + 100
+        },
+    )
+    .await;
+    let core_start = c
+        .get_json::<LogWindowResponse>(leader, "/log?limit=1")
+        .await
+        .first_index;
+    c.restart(lagging).await;
+    let cref = &c;
+    cref.wait_until(
+        Duration::from_secs(20),
+        "the lagging follower catches up",
+        || async { cref.local_value(lagging, "key1499").await.as_deref() == Some("value1499") },
+    )
+    .await;
+    let installed: Vec<u64> = c
+        .log(lagging)
+        .lines()
+        .filter(|l| l.contains("installing snapshot from the leader"))
+        .filter_map(|l| {
+            let at = l.find("index=")? + "index=".len();
+            let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect();
+    assert!(
+        installed.iter().any(|&i| i + 1 >= core_start),
+        "installed {installed:?}; the leader's log in memory started at {core_start}"
     );
 }
 
