@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use super::client::{Client, ClientView, Current, Phase, Session};
 use super::config::SimConfig;
 use super::disk::{ArmedFault, WriteCut};
+use super::frontier::LinearizabilityFrontier;
 use super::history::{ClientOp, History, OpOutput, Outcome};
 use super::invariants::{Checker, Detected, Violation};
-use super::linearizability::{check_linearizability, CheckStats, LinearizabilityError};
+use super::linearizability::{CheckStats, LinearizabilityError};
 use super::nemesis::{ChurnView, FaultAction, Nemesis, NodeBrief};
 use super::network::{DroppedMessage, InFlight, Network, NetworkStats};
 use super::node::{Deferred, Env, Reply, SimNode, Stopped};
@@ -142,6 +143,13 @@ pub struct RunReport {
     pub trace_hash: u64,
 }
 
+/// How long (virtual time) a run that forgets keeps the operations its
+/// linearizability check has read (the dashboard draws the last 6,000).
+pub const HISTORY_KEPT_TIME: Time = 8_000;
+
+/// How many of the newest faults a run that forgets keeps in its log.
+pub const FAULTS_KEPT: usize = 512;
+
 /// A whole simulated cluster.
 pub struct Cluster {
     cfg: SimConfig,
@@ -163,10 +171,13 @@ pub struct Cluster {
     /// The index in `clients` of the hand client, once it exists.
     hand_client: Option<usize>,
     history: History,
+    /// The history's linearizability, checked as it grows.
+    lin: LinearizabilityFrontier,
     checker: Checker,
     replies: Vec<(NodeId, Reply)>,
-    /// Attempt contexts of reads and writes: `ctx -> (client index, op id)`.
-    attempts: BTreeMap<u64, (usize, usize)>,
+    /// Attempt contexts of reads and writes: `ctx -> (client index, op id,
+    /// node asked)`.
+    attempts: BTreeMap<u64, (usize, usize, NodeId)>,
     next_ctx: u64,
     issued: usize,
     calm: bool,
@@ -234,6 +245,7 @@ impl Cluster {
             sessions,
             hand_client: None,
             history: History::new(),
+            lin: LinearizabilityFrontier::new(),
             checker,
             replies: Vec::new(),
             attempts: BTreeMap::new(),
@@ -320,7 +332,35 @@ impl Cluster {
         self.net.in_flight()
     }
 
-    /// The client history so far.
+    /// How many records the run keeps, per structure.
+    pub fn retained(&self) -> super::Retained {
+        let mut r = super::Retained {
+            history_ops: self.history.ops().len(),
+            lin_pending: self.lin.pending(),
+            fault_log: self.fault_log.len(),
+            conf_log: self.conf_log.len(),
+            attempts: self.attempts.len(),
+            ..Default::default()
+        };
+        self.checker.count_retained(&mut r);
+        r
+    }
+
+    /// The linearizability verdict on the history read so far (up to the
+    /// oldest operation still waiting for its answer).
+    pub fn linearizability(&self) -> Result<CheckStats, LinearizabilityError> {
+        self.lin.verdict()
+    }
+
+    /// Whether the run forgets what its checkers have settled: a workload
+    /// without end (the dashboard's) must, a finite one keeps its whole
+    /// history and fault log for the report and the tests.
+    fn forgets_settled(&self) -> bool {
+        self.cfg.clients.total_ops.is_none()
+    }
+
+    /// The client history so far (the recent part only in a run that
+    /// forgets, see [`History::forget_before`]).
     pub fn history(&self) -> &History {
         &self.history
     }
@@ -804,6 +844,8 @@ impl Cluster {
         if self.index(id).is_some_and(|i| self.nodes[i].is_retired()) {
             self.net.forget_held(id);
         }
+        // Its requests died with it: no answer will come.
+        self.attempts.retain(|_, &mut (_, _, node)| node != id);
         // The clients' connections to it break.
         let backoff = self.cfg.clients.backoff;
         for c in &mut self.clients {
@@ -998,6 +1040,8 @@ impl Cluster {
         self.checker.after_step(&self.nodes);
         if self.steps.is_multiple_of(32) {
             self.checker.check_logs(&self.nodes);
+            self.checker.forget_settled(&self.nodes);
+            self.check_history();
         }
         StepReport {
             time: now,
@@ -1044,13 +1088,47 @@ impl Cluster {
             }
         }
         self.checker.check_logs(&self.nodes);
-        let linearizability = check_linearizability(self.history.ops());
-        if let Err(e @ LinearizabilityError::NotLinearizable { .. }) = &linearizability {
+        let already = self.lin.verdict().is_err();
+        let linearizability = self.lin.finish(&self.history);
+        if let (false, Err(e @ LinearizabilityError::NotLinearizable { .. })) =
+            (already, &linearizability)
+        {
             self.checker.report(Violation::Linearizability {
                 detail: e.to_string(),
             });
         }
         self.report(finished, linearizability)
+    }
+
+    /// Checks the new part of the history for linearizability and, in a
+    /// run that forgets, drops what the check has read, but for the
+    /// operations of the last [`HISTORY_KEPT_TIME`] (the dashboard draws
+    /// them), and the fault log but for its newest [`FAULTS_KEPT`].
+    fn check_history(&mut self) {
+        let before = self.lin.verdict().is_ok();
+        self.lin.advance(&self.history);
+        if before {
+            if let Err(e @ LinearizabilityError::NotLinearizable { .. }) = self.lin.verdict() {
+                self.checker.report(Violation::Linearizability {
+                    detail: e.to_string(),
+                });
+            }
+        }
+        if !self.forgets_settled() {
+            return;
+        }
+        let recent = self.now.saturating_sub(HISTORY_KEPT_TIME);
+        let keep_from = self
+            .history
+            .ops()
+            .iter()
+            .find(|o| o.id >= self.lin.read_to() || o.completed_at.is_none_or(|t| t >= recent))
+            .map_or(self.lin.read_to(), |o| o.id);
+        self.history.forget_before(keep_from);
+        if self.fault_log.len() >= 2 * FAULTS_KEPT {
+            let n = self.fault_log.len() - FAULTS_KEPT;
+            self.fault_log.drain(..n);
+        }
     }
 
     /// Whether the action undoes a fault (rather than injecting one).
@@ -1107,7 +1185,7 @@ impl Cluster {
             end_time: self.now,
             steps: self.steps,
             finished,
-            ops: ops.len(),
+            ops: self.history.len(),
             ops_ok: ops.iter().filter(ok).count(),
             writes: ops.iter().filter(is_write).count(),
             writes_ok: ops.iter().filter(is_write).filter(ok).count(),
@@ -1167,7 +1245,7 @@ impl Cluster {
                 .filter(|(_, a)| matches!(a, FaultAction::Cut(_) | FaultAction::Partition(_)))
                 .count(),
             network: self.net.stats,
-            leaders: self.checker.leaders().len(),
+            leaders: self.checker.leaders_seen(),
             snapshots_installed: self
                 .nodes
                 .iter()
@@ -1421,7 +1499,7 @@ impl Cluster {
             }
         };
         if result.is_ok() {
-            self.attempts.insert(ctx, (ci, cur.op_id));
+            self.attempts.insert(ctx, (ci, cur.op_id, target));
         }
         let up = self.nodes[i].is_up();
         let client = &mut self.clients[ci];
@@ -1583,7 +1661,7 @@ impl Cluster {
                 result,
                 applied_at,
             } => {
-                let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
+                let Some((ci, op_id, _)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let current = self.clients[ci].current.as_ref();
@@ -1592,7 +1670,7 @@ impl Cluster {
                 }
             }
             Reply::WriteLost { ctx, not_applied } => {
-                let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
+                let Some((ci, op_id, _)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let c = &mut self.clients[ci];
@@ -1613,7 +1691,7 @@ impl Cluster {
                 value,
                 mod_index,
             } => {
-                let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
+                let Some((ci, op_id, _)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let current = self.clients[ci].current.as_ref();
@@ -1622,7 +1700,7 @@ impl Cluster {
                 }
             }
             Reply::ReadFailed { ctx } => {
-                let Some((ci, _)) = self.attempts.remove(&ctx) else {
+                let Some((ci, _, _)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let c = &mut self.clients[ci];
@@ -1638,6 +1716,7 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::check_linearizability;
     use crate::sim::network::DropCause;
     use crate::types::Role;
 

@@ -165,23 +165,24 @@ pub fn check_with_budget(
     Ok(stats)
 }
 
-/// A value, interned: `None` is "key absent".
-type Val = Option<u32>;
+/// A value, interned (or, in the online check, hashed): `None` is "key
+/// absent".
+pub(crate) type Val = Option<u64>;
 
 /// A modification index as the model knows it: 0 is "any" (written by a
 /// write whose index is unknown; log indexes start at 1).
-type Idx = u64;
+pub(crate) type Idx = u64;
 
 /// The model's state of one key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct State {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct State {
     val: Val,
     /// Meaningless (0) while the key is absent.
     idx: Idx,
 }
 
 impl State {
-    const ABSENT: State = State { val: None, idx: 0 };
+    pub(crate) const ABSENT: State = State { val: None, idx: 0 };
 
     fn new(val: Val, idx: Idx) -> Self {
         State {
@@ -213,7 +214,7 @@ impl State {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum ModelOp {
+pub(crate) enum ModelOp {
     Get,
     Put(Val),
     Delete,
@@ -228,7 +229,7 @@ enum ModelOp {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum ModelOut {
+pub(crate) enum ModelOut {
     /// A read's value and the index it reported (0: none).
     Get(Val, Idx),
     Prev(Val),
@@ -242,23 +243,24 @@ enum ModelOut {
     Done,
 }
 
-struct PartOp {
+#[derive(Clone, Debug)]
+pub(crate) struct PartOp {
     /// History id.
-    id: usize,
-    op: ModelOp,
+    pub(crate) id: usize,
+    pub(crate) op: ModelOp,
     /// `None`: outcome unknown.
-    out: Option<ModelOut>,
+    pub(crate) out: Option<ModelOut>,
     /// For an answered write, the index of the entry that applied it (0:
     /// not reported).
-    index: Idx,
-    call: u64,
-    ret: Option<u64>,
+    pub(crate) index: Idx,
+    pub(crate) call: u64,
+    pub(crate) ret: Option<u64>,
 }
 
 impl PartOp {
     /// The model's transition: the new state, or `None` when the output
     /// contradicts the state (or does not fit the operation at all).
-    fn apply(&self, s: State) -> Option<State> {
+    pub(crate) fn apply(&self, s: State) -> Option<State> {
         // The state a write that set `v` leaves (an unknown outcome: any index).
         let set = |v: Val| State::new(v, if self.out.is_some() { self.index } else { 0 });
         match (self.op, self.out) {
@@ -305,6 +307,76 @@ impl PartOp {
     }
 }
 
+impl PartOp {
+    /// The model's view of history operation `o` (`None`: not a key
+    /// operation); `vals` names each value.
+    pub(crate) fn of(o: &Operation, vals: &mut dyn FnMut(&str) -> u64) -> Option<PartOp> {
+        fn val(vals: &mut dyn FnMut(&str) -> u64, v: &Option<String>) -> Val {
+            v.as_ref().map(|s| vals(s))
+        }
+        let op = match &o.op {
+            ClientOp::Get { .. } => ModelOp::Get,
+            ClientOp::Write(Op::Put { value, .. }) => ModelOp::Put(Some(vals(value))),
+            ClientOp::Write(Op::Delete { .. }) => ModelOp::Delete,
+            ClientOp::Write(Op::Cas {
+                expected, value, ..
+            }) => ModelOp::Cas {
+                expected: val(vals, expected),
+                value: val(vals, value),
+            },
+            ClientOp::Write(Op::PutIf {
+                value, condition, ..
+            }) => ModelOp::PutIf(Some(vals(value)), *condition),
+            ClientOp::Write(Op::DeleteIf { condition, .. }) => ModelOp::DeleteIf(*condition),
+            ClientOp::Write(Op::DeletePrefix { .. }) => ModelOp::DeletePrefix,
+            // Not key operations (the simulator generates none of the
+            // auth ones).
+            ClientOp::Write(Op::Register | Op::Auth(_) | Op::AsUser { .. }) => return None,
+        };
+        let index = o.index.unwrap_or(0);
+        let out = match &o.outcome {
+            Outcome::Ok(OpOutput::Value(v)) => Some(ModelOut::Get(val(vals, v), index)),
+            Outcome::Ok(OpOutput::Write(OpResult::Put { prev } | OpResult::Delete { prev })) => {
+                Some(ModelOut::Prev(val(vals, prev)))
+            }
+            Outcome::Ok(OpOutput::Write(OpResult::Cas { swapped, prev })) => Some(ModelOut::Cas {
+                swapped: *swapped,
+                prev: val(vals, prev),
+            }),
+            Outcome::Ok(OpOutput::Write(OpResult::ConditionFailed { mod_index })) => {
+                Some(ModelOut::Failed(*mod_index))
+            }
+            Outcome::Ok(OpOutput::Write(OpResult::DeletedPrefix { .. })) => Some(ModelOut::Done),
+            // A stale answer or no answer: the write may or may not
+            // have taken effect (a refused retry's first attempt may
+            // have been applied before its session was forgotten).
+            Outcome::Ok(OpOutput::Write(
+                OpResult::Stale
+                | OpResult::SeqReused
+                | OpResult::SessionExpired
+                | OpResult::Registered { .. }
+                | OpResult::PermissionDenied(_)
+                | OpResult::AuthChanged { .. }
+                | OpResult::AuthRefused(_),
+            ))
+            | Outcome::Pending
+            | Outcome::Unknown => None,
+        };
+        Some(PartOp {
+            id: o.id,
+            op,
+            out,
+            index,
+            call: o.invoke_order,
+            ret: if out.is_some() {
+                o.complete_order
+            } else {
+                None
+            },
+        })
+    }
+}
+
 struct Partition {
     ops: Vec<PartOp>,
     /// For each abandoned put: the operations that observe its value (an
@@ -324,15 +396,11 @@ enum Search {
 }
 
 #[derive(Default)]
-struct Interner(BTreeMap<String, u32>);
+struct Interner(BTreeMap<String, u64>);
 
 impl Interner {
-    fn val(&mut self, v: &Option<String>) -> Val {
-        v.as_ref().map(|s| self.id(s))
-    }
-
-    fn id(&mut self, s: &str) -> u32 {
-        let next = self.0.len() as u32;
+    fn id(&mut self, s: &str) -> u64 {
+        let next = self.0.len() as u64;
         *self.0.entry(s.to_string()).or_insert(next)
     }
 }
@@ -342,70 +410,7 @@ impl Partition {
         let mut vals = Interner::default();
         let mut part = Vec::with_capacity(ops.len());
         for o in ops {
-            let op = match &o.op {
-                ClientOp::Get { .. } => ModelOp::Get,
-                ClientOp::Write(Op::Put { value, .. }) => ModelOp::Put(Some(vals.id(value))),
-                ClientOp::Write(Op::Delete { .. }) => ModelOp::Delete,
-                ClientOp::Write(Op::Cas {
-                    expected, value, ..
-                }) => ModelOp::Cas {
-                    expected: vals.val(expected),
-                    value: vals.val(value),
-                },
-                ClientOp::Write(Op::PutIf {
-                    value, condition, ..
-                }) => ModelOp::PutIf(Some(vals.id(value)), *condition),
-                ClientOp::Write(Op::DeleteIf { condition, .. }) => ModelOp::DeleteIf(*condition),
-                ClientOp::Write(Op::DeletePrefix { .. }) => ModelOp::DeletePrefix,
-                // Not key operations (the simulator generates none of the
-                // auth ones).
-                ClientOp::Write(Op::Register | Op::Auth(_) | Op::AsUser { .. }) => continue,
-            };
-            let index = o.index.unwrap_or(0);
-            let out = match &o.outcome {
-                Outcome::Ok(OpOutput::Value(v)) => Some(ModelOut::Get(vals.val(v), index)),
-                Outcome::Ok(OpOutput::Write(
-                    OpResult::Put { prev } | OpResult::Delete { prev },
-                )) => Some(ModelOut::Prev(vals.val(prev))),
-                Outcome::Ok(OpOutput::Write(OpResult::Cas { swapped, prev })) => {
-                    Some(ModelOut::Cas {
-                        swapped: *swapped,
-                        prev: vals.val(prev),
-                    })
-                }
-                Outcome::Ok(OpOutput::Write(OpResult::ConditionFailed { mod_index })) => {
-                    Some(ModelOut::Failed(*mod_index))
-                }
-                Outcome::Ok(OpOutput::Write(OpResult::DeletedPrefix { .. })) => {
-                    Some(ModelOut::Done)
-                }
-                // A stale answer or no answer: the write may or may not
-                // have taken effect (a refused retry's first attempt may
-                // have been applied before its session was forgotten).
-                Outcome::Ok(OpOutput::Write(
-                    OpResult::Stale
-                    | OpResult::SeqReused
-                    | OpResult::SessionExpired
-                    | OpResult::Registered { .. }
-                    | OpResult::PermissionDenied(_)
-                    | OpResult::AuthChanged { .. }
-                    | OpResult::AuthRefused(_),
-                ))
-                | Outcome::Pending
-                | Outcome::Unknown => None,
-            };
-            part.push(PartOp {
-                id: o.id,
-                op,
-                out,
-                index,
-                call: o.invoke_order,
-                ret: if out.is_some() {
-                    o.complete_order
-                } else {
-                    None
-                },
-            });
+            part.extend(PartOp::of(o, &mut |v| vals.id(v)));
         }
         let observers = observers(&part);
         Partition {
