@@ -9,7 +9,7 @@ use super::disk::{ArmedFault, WriteCut};
 use super::frontier::LinearizabilityFrontier;
 use super::history::{ClientOp, History, OpOutput, Outcome};
 use super::invariants::{Checker, Detected, Violation};
-use super::linearizability::{CheckStats, LinearizabilityError};
+use super::linearizability::{check_linearizability, CheckStats, LinearizabilityError};
 use super::nemesis::{ChurnView, FaultAction, Nemesis, NodeBrief};
 use super::network::{DroppedMessage, InFlight, Network, NetworkStats};
 use super::node::{Deferred, Env, Reply, SimNode, Stopped};
@@ -176,8 +176,8 @@ pub struct Cluster {
     checker: Checker,
     replies: Vec<(NodeId, Reply)>,
     /// Attempt contexts of reads and writes: `ctx -> (client index, op id,
-    /// node asked)`.
-    attempts: BTreeMap<u64, (usize, usize, NodeId)>,
+    /// node asked, its restarts then)`.
+    attempts: BTreeMap<u64, (usize, usize, NodeId, u64)>,
     next_ctx: u64,
     issued: usize,
     calm: bool,
@@ -349,7 +349,25 @@ impl Cluster {
     /// The linearizability verdict on the history read so far (up to the
     /// oldest operation still waiting for its answer).
     pub fn linearizability(&self) -> Result<CheckStats, LinearizabilityError> {
-        self.lin.verdict()
+        self.explained(self.lin.verdict())
+    }
+
+    /// A violation the online check found, explained by the whole-history
+    /// search (its longest linearizable prefix and every operation of the
+    /// key) when the history still holds every operation.
+    fn explained(
+        &self,
+        verdict: Result<CheckStats, LinearizabilityError>,
+    ) -> Result<CheckStats, LinearizabilityError> {
+        match verdict {
+            Err(LinearizabilityError::NotLinearizable { .. }) if self.history.first_id() == 0 => {
+                match check_linearizability(self.history.ops()) {
+                    Err(e @ LinearizabilityError::NotLinearizable { .. }) => Err(e),
+                    _ => verdict,
+                }
+            }
+            other => other,
+        }
     }
 
     /// Whether the run forgets what its checkers have settled: a workload
@@ -844,8 +862,6 @@ impl Cluster {
         if self.index(id).is_some_and(|i| self.nodes[i].is_retired()) {
             self.net.forget_held(id);
         }
-        // Its requests died with it: no answer will come.
-        self.attempts.retain(|_, &mut (_, _, node)| node != id);
         // The clients' connections to it break.
         let backoff = self.cfg.clients.backoff;
         for c in &mut self.clients {
@@ -1090,6 +1106,7 @@ impl Cluster {
         self.checker.check_logs(&self.nodes);
         let already = self.lin.verdict().is_err();
         let linearizability = self.lin.finish(&self.history);
+        let linearizability = self.explained(linearizability);
         if let (false, Err(e @ LinearizabilityError::NotLinearizable { .. })) =
             (already, &linearizability)
         {
@@ -1108,12 +1125,22 @@ impl Cluster {
         let before = self.lin.verdict().is_ok();
         self.lin.advance(&self.history);
         if before {
-            if let Err(e @ LinearizabilityError::NotLinearizable { .. }) = self.lin.verdict() {
+            if let Err(e @ LinearizabilityError::NotLinearizable { .. }) = self.linearizability() {
                 self.checker.report(Violation::Linearizability {
                     detail: e.to_string(),
                 });
             }
         }
+        // An attempt sent to a process that has died since (stopped, or
+        // restarted as a new one) gets no answer: its request died with it.
+        // (Checked between steps, when no answer of its is still queued.)
+        let nodes = &self.nodes;
+        self.attempts.retain(|_, &mut (_, _, node, restarts)| {
+            let i = node as usize - 1;
+            nodes
+                .get(i)
+                .is_some_and(|n| n.is_up() && n.restarts() == restarts)
+        });
         if !self.forgets_settled() {
             return;
         }
@@ -1499,7 +1526,8 @@ impl Cluster {
             }
         };
         if result.is_ok() {
-            self.attempts.insert(ctx, (ci, cur.op_id, target));
+            let restarts = self.nodes[i].restarts();
+            self.attempts.insert(ctx, (ci, cur.op_id, target, restarts));
         }
         let up = self.nodes[i].is_up();
         let client = &mut self.clients[ci];
@@ -1661,7 +1689,7 @@ impl Cluster {
                 result,
                 applied_at,
             } => {
-                let Some((ci, op_id, _)) = self.attempts.remove(&ctx) else {
+                let Some((ci, op_id, ..)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let current = self.clients[ci].current.as_ref();
@@ -1670,7 +1698,7 @@ impl Cluster {
                 }
             }
             Reply::WriteLost { ctx, not_applied } => {
-                let Some((ci, op_id, _)) = self.attempts.remove(&ctx) else {
+                let Some((ci, op_id, ..)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let c = &mut self.clients[ci];
@@ -1691,7 +1719,7 @@ impl Cluster {
                 value,
                 mod_index,
             } => {
-                let Some((ci, op_id, _)) = self.attempts.remove(&ctx) else {
+                let Some((ci, op_id, ..)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let current = self.clients[ci].current.as_ref();
@@ -1700,7 +1728,7 @@ impl Cluster {
                 }
             }
             Reply::ReadFailed { ctx } => {
-                let Some((ci, _, _)) = self.attempts.remove(&ctx) else {
+                let Some((ci, ..)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let c = &mut self.clients[ci];
@@ -1716,7 +1744,6 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::check_linearizability;
     use crate::sim::network::DropCause;
     use crate::types::Role;
 
