@@ -870,9 +870,7 @@ impl SimRun {
 
     /// The hand client's latest operation.
     pub fn hand_op(&self) -> Option<&Operation> {
-        let hand = self.cluster.hand_client_id()?;
-        let ops = self.cluster.history().ops();
-        ops.iter().rev().find(|o| o.client == hand)
+        self.cluster.hand_op()
     }
 
     /// The cluster as the shared view model: the nodes on the ring, each

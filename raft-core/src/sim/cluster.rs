@@ -7,7 +7,7 @@ use super::client::{Client, ClientView, Current, Phase, Session};
 use super::config::SimConfig;
 use super::disk::{ArmedFault, WriteCut};
 use super::frontier::LinearizabilityFrontier;
-use super::history::{ClientOp, History, OpOutput, Outcome};
+use super::history::{ClientOp, History, OpOutput, Operation, Outcome};
 use super::invariants::{Checker, Detected, Violation};
 use super::linearizability::{check_linearizability, CheckStats, LinearizabilityError};
 use super::nemesis::{ChurnView, FaultAction, Nemesis, NodeBrief};
@@ -173,6 +173,8 @@ pub struct Cluster {
     history: History,
     /// The history's linearizability, checked as it grows.
     lin: LinearizabilityFrontier,
+    /// The hand client's latest operation once the history forgot it.
+    hand_last: Option<Operation>,
     checker: Checker,
     replies: Vec<(NodeId, Reply)>,
     /// Attempt contexts of reads and writes: `ctx -> (client index, op id,
@@ -246,6 +248,7 @@ impl Cluster {
             hand_client: None,
             history: History::new(),
             lin: LinearizabilityFrontier::new(),
+            hand_last: None,
             checker,
             replies: Vec::new(),
             attempts: BTreeMap::new(),
@@ -375,6 +378,14 @@ impl Cluster {
     /// history and fault log for the report and the tests.
     fn forgets_settled(&self) -> bool {
         self.cfg.clients.total_ops.is_none()
+    }
+
+    /// The hand client's latest operation ([`Cluster::submit`]), kept even
+    /// once the history forgot it.
+    pub fn hand_op(&self) -> Option<&Operation> {
+        let hand = self.hand_client_id()?;
+        let kept = self.history.ops().iter().rev().find(|o| o.client == hand);
+        kept.or(self.hand_last.as_ref())
     }
 
     /// The client history so far (the recent part only in a run that
@@ -1151,6 +1162,23 @@ impl Cluster {
             .iter()
             .find(|o| o.id >= self.lin.read_to() || o.completed_at.is_none_or(|t| t >= recent))
             .map_or(self.lin.read_to(), |o| o.id);
+        let hand = self.hand_client_id();
+        if let Some(op) = self
+            .history
+            .ops()
+            .iter()
+            .rev()
+            .find(|o| Some(o.client) == hand && o.id < keep_from)
+        {
+            // Its answer stays on the dashboard until the next one.
+            if self
+                .history
+                .ops_from(op.id + 1)
+                .all(|o| Some(o.client) != hand)
+            {
+                self.hand_last = Some(op.clone());
+            }
+        }
         self.history.forget_before(keep_from);
         if self.fault_log.len() >= 2 * FAULTS_KEPT {
             let n = self.fault_log.len() - FAULTS_KEPT;

@@ -28,7 +28,13 @@
 //! that placed fewer of them is preferred to one that placed more in the
 //! same state (it can still place them later), and placing one that changes
 //! nothing is left for later: the two dominance rules that keep the
-//! frontier small.
+//! frontier small. Abandoned operations with the same effect are placed
+//! oldest first. And an abandoned write of a session is settled once a
+//! later write of the same session returns answered by the state machine:
+//! from then on the store answers its sequence number `Stale` (the session
+//! rule of `KvStore`, which the simulated clients rely on too), so it can
+//! no longer take effect. Only abandoned writes without a session stay to
+//! the end of the run.
 //!
 //! Values are named by a 64-bit hash of their text instead of an interning
 //! table that would grow with every value written.
@@ -95,13 +101,29 @@ impl KeyFrontier {
         let Some((&slot, _)) = self.pending.iter().find(|(_, o)| o.id == id) else {
             return Ok(());
         };
+        let mut found = self.placing(slot, steps).ok_or(None)?;
+        if found.is_empty() {
+            return Err(Some(id));
+        }
+        self.pending.remove(&slot);
+        for c in &mut found {
+            c.placed.retain(|&p| p != slot);
+        }
+        self.configs = keep_best(found, &self.pending);
+        self.settle_placed_everywhere();
+        Ok(())
+    }
+
+    /// Every configuration the frontier reaches by placing pending
+    /// operations up to and including `slot` (`None`: out of steps).
+    fn placing(&self, slot: Slot, steps: &mut u64) -> Option<Vec<Config>> {
         let mut found: Vec<Config> = Vec::new();
         let mut seen: BTreeMap<State, Vec<Vec<Slot>>> = BTreeMap::new();
         let mut budget = STEPS_PER_RETURN;
         // Breadth first over the pending operations placed before it, so
         // that a configuration with fewer operations placed is met before
         // those it dominates.
-        let mut queue: VecDeque<Config> = std::mem::take(&mut self.configs).into();
+        let mut queue: VecDeque<Config> = self.configs.clone().into();
         while let Some(c) = queue.pop_front() {
             if c.placed.contains(&slot) {
                 found.push(c);
@@ -126,7 +148,7 @@ impl KeyFrontier {
                 {
                     continue;
                 }
-                budget = budget.checked_sub(1).ok_or(None)?;
+                budget = budget.checked_sub(1)?;
                 *steps += 1;
                 let Some(next) = op.apply(c.state) else {
                     continue;
@@ -145,15 +167,34 @@ impl KeyFrontier {
                 });
             }
         }
-        if found.is_empty() {
-            return Err(Some(id));
+        Some(found)
+    }
+
+    /// Session `client_id` had a write after `seq` applied: its abandoned
+    /// writes numbered below that one can no longer take effect later (the
+    /// state machine answers an older sequence number `Stale`), so each is
+    /// settled: it took effect by now, or never. A configuration that has
+    /// not placed it keeps both possibilities (placed now, or never).
+    fn settle_session(&mut self, client_id: u64, seq: u64, steps: &mut u64) -> Result<(), ()> {
+        let done: Vec<Slot> = self
+            .pending
+            .iter()
+            .filter(|(_, o)| o.out.is_none() && o.client_id == client_id && o.seq < seq)
+            .map(|(&s, _)| s)
+            .collect();
+        for s in done {
+            // Placed by now: after any of the pending operations, as a
+            // return would place it; or never: the configurations as they
+            // are.
+            let placed = self.placing(s, steps).ok_or(())?;
+            let mut configs = std::mem::take(&mut self.configs);
+            configs.extend(placed);
+            self.pending.remove(&s);
+            for c in &mut configs {
+                c.placed.retain(|&p| p != s);
+            }
+            self.configs = keep_best(configs, &self.pending);
         }
-        self.pending.remove(&slot);
-        for c in &mut found {
-            c.placed.retain(|&p| p != slot);
-        }
-        self.configs = keep_best(found, &self.pending);
-        self.settle_placed_everywhere();
         Ok(())
     }
 
@@ -231,6 +272,9 @@ fn value_hash(s: &str) -> u64 {
 #[derive(Debug)]
 struct Return {
     id: usize,
+    /// For a write answered by the state machine: its session and
+    /// sequence number (`(0, 0)`: none).
+    applied: (u64, u64),
     /// `None`: a prefix delete, in every key it covers.
     key: Option<String>,
 }
@@ -347,7 +391,19 @@ impl LinearizabilityFrontier {
                 ClientOp::Write(Op::DeletePrefix { .. }) => None,
                 other => Some(other.key().to_string()),
             };
-            self.returns.insert(ret, Return { id: o.id, key });
+            let applied = if o.op.is_write() && o.client_id != 0 {
+                (o.client_id, o.seq)
+            } else {
+                (0, 0)
+            };
+            self.returns.insert(
+                ret,
+                Return {
+                    id: o.id,
+                    applied,
+                    key,
+                },
+            );
         }
         if let ClientOp::Write(Op::DeletePrefix { prefix }) = &o.op {
             for (_, k) in self
@@ -403,6 +459,17 @@ impl LinearizabilityFrontier {
                         ops: pending_ids.len(),
                     })
                 }
+            }
+        }
+        let (client_id, seq) = ret.applied;
+        if client_id != 0 {
+            for (key, k) in self.keys.iter_mut() {
+                k.settle_session(client_id, seq, steps).map_err(|()| {
+                    LinearizabilityError::Inconclusive {
+                        key: key.clone(),
+                        ops: k.pending.len(),
+                    }
+                })?;
             }
         }
         Ok(())

@@ -255,6 +255,9 @@ pub(crate) struct PartOp {
     pub(crate) index: Idx,
     pub(crate) call: u64,
     pub(crate) ret: Option<u64>,
+    /// The session the write was sent with (0: none) and its number.
+    pub(crate) client_id: u64,
+    pub(crate) seq: u64,
 }
 
 impl PartOp {
@@ -368,6 +371,8 @@ impl PartOp {
             out,
             index,
             call: o.invoke_order,
+            client_id: o.client_id,
+            seq: o.seq,
             ret: if out.is_some() {
                 o.complete_order
             } else {
