@@ -476,7 +476,7 @@ impl LinearizabilityFrontier {
     }
 }
 
-/// Whether the two checks agree on `ops` read as one history (for tests).
+/// The online check's verdict on a whole history (for tests).
 #[cfg(test)]
 pub(crate) fn frontier_verdict(history: &History) -> Result<CheckStats, LinearizabilityError> {
     let mut f = LinearizabilityFrontier::new();
@@ -487,6 +487,55 @@ pub(crate) fn frontier_verdict(history: &History) -> Result<CheckStats, Lineariz
 mod tests {
     use super::*;
     use crate::sim::linearizability::check_linearizability;
+
+    use crate::kv::{Op, OpResult};
+    use crate::sim::history::{ClientOp, OpOutput};
+
+    fn put(k: &str, v: &str) -> ClientOp {
+        ClientOp::Write(Op::Put {
+            key: k.into(),
+            value: v.into(),
+        })
+    }
+
+    /// An abandoned write of a session stays pending until a later write
+    /// of the session is answered; after that it can no longer take
+    /// effect, so a value it wrote that shows up later is a violation.
+    #[test]
+    fn a_later_answered_write_of_the_session_settles_an_abandoned_one() {
+        let mut h = History::new();
+        let a = h.invoke_in_session(1, put("x", "1"), 7, 1, 0);
+        h.give_up(a, 1);
+        let mut f = LinearizabilityFrontier::new();
+        f.advance(&h);
+        assert_eq!(f.pending(), 1, "may still take effect");
+        let b = h.invoke_in_session(1, put("y", "2"), 7, 2, 2);
+        let answer = OpOutput::Write(OpResult::Put { prev: None });
+        h.complete(b, answer, None, 3);
+        f.advance(&h);
+        assert_eq!(f.pending(), 0, "settled by the later write");
+        // Absent after the second write, it cannot appear later (the
+        // store answers it `Stale` now).
+        let get = |h: &mut History, seen: Option<&str>, at| {
+            let r = h.invoke(2, ClientOp::Get { key: "x".into() }, 0, at);
+            h.complete(r, OpOutput::Value(seen.map(Into::into)), None, at + 1);
+        };
+        get(&mut h, None, 4);
+        f.advance(&h);
+        assert!(f.verdict().is_ok());
+        get(&mut h, Some("1"), 6);
+        f.advance(&h);
+        assert!(f.verdict().is_err());
+        // Without a session it may still take effect.
+        let mut h = History::new();
+        let a = h.invoke(1, put("x", "1"), 0, 0);
+        h.give_up(a, 1);
+        let b = h.invoke(1, put("y", "2"), 0, 2);
+        h.complete(b, OpOutput::Write(OpResult::Put { prev: None }), None, 3);
+        get(&mut h, None, 4);
+        get(&mut h, Some("1"), 6);
+        assert!(frontier_verdict(&h).is_ok());
+    }
 
     /// The whole-history check's unit histories get the same verdicts.
     #[test]

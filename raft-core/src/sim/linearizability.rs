@@ -691,7 +691,21 @@ impl Hasher for Fx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::frontier::frontier_verdict;
     use crate::sim::history::History;
+
+    /// The whole-history check's verdict, after checking that the online
+    /// check ([`crate::sim::LinearizabilityFrontier`]) reaches the same.
+    fn check_both(h: &History) -> Result<CheckStats, LinearizabilityError> {
+        let whole = check_linearizability(h.ops());
+        let online = frontier_verdict(h);
+        assert_eq!(
+            whole.is_ok(),
+            online.is_ok(),
+            "whole {whole:?} vs online {online:?}"
+        );
+        whole
+    }
 
     fn put(k: &str, v: &str) -> ClientOp {
         ClientOp::Write(Op::Put {
@@ -726,7 +740,7 @@ mod tests {
         h.complete(b, prev(Some("1")), None, 5);
         let d = h.invoke(2, get("x"), 0, 6);
         h.complete(d, value(Some("2")), None, 7);
-        let stats = check_linearizability(h.ops()).unwrap();
+        let stats = check_both(&h).unwrap();
         assert_eq!(stats.ops, 4);
     }
 
@@ -740,7 +754,7 @@ mod tests {
         // Invoked after the second put completed, yet returns the first value.
         let c = h.invoke(2, get("x"), 0, 4);
         h.complete(c, value(Some("1")), None, 5);
-        let err = check_linearizability(h.ops()).unwrap_err();
+        let err = check_both(&h).unwrap_err();
         match err {
             LinearizabilityError::NotLinearizable {
                 key,
@@ -765,7 +779,7 @@ mod tests {
         h.complete(b, value(Some("1")), None, 21);
         let c = h.invoke(2, get("x"), 0, 22);
         h.complete(c, value(Some("1")), None, 23);
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
     }
 
     #[test]
@@ -775,13 +789,13 @@ mod tests {
         h.give_up(a, 10);
         let b = h.invoke(2, get("x"), 0, 20);
         h.complete(b, value(None), None, 21);
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
         // Seen, then gone without any delete: impossible.
         let c = h.invoke(2, get("x"), 0, 22);
         h.complete(c, value(Some("1")), None, 23);
         let d = h.invoke(2, get("x"), 0, 24);
         h.complete(d, value(None), None, 25);
-        assert!(check_linearizability(h.ops()).is_err());
+        assert!(check_both(&h).is_err());
     }
 
     #[test]
@@ -791,7 +805,7 @@ mod tests {
         h.complete(r, value(Some("1")), None, 1);
         let w = h.invoke(1, put("x", "1"), 1, 2);
         h.complete(w, prev(None), None, 3);
-        assert!(check_linearizability(h.ops()).is_err());
+        assert!(check_both(&h).is_err());
     }
 
     #[test]
@@ -823,7 +837,7 @@ mod tests {
             None,
             5,
         );
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
         // A second cas that claims to have swapped from absent after the
         // first one succeeded, with no delete in between, is impossible.
         let mut h2 = History::new();
@@ -831,7 +845,7 @@ mod tests {
         h2.complete(a, cas_out(true, None), None, 1);
         let b = h2.invoke(2, cas(None, Some("b")), 1, 2);
         h2.complete(b, cas_out(true, None), None, 3);
-        assert!(check_linearizability(h2.ops()).is_err());
+        assert!(check_both(&h2).is_err());
     }
 
     #[test]
@@ -841,7 +855,7 @@ mod tests {
         h.complete(a, prev(None), None, 1);
         let b = h.invoke(2, get("y"), 0, 2);
         h.complete(b, value(None), None, 3);
-        let stats = check_linearizability(h.ops()).unwrap();
+        let stats = check_both(&h).unwrap();
         assert_eq!(stats.keys, 2);
     }
 
@@ -895,7 +909,7 @@ mod tests {
                 }
             }
         }
-        let stats = check_linearizability(h.ops()).unwrap();
+        let stats = check_both(&h).unwrap();
         assert!(stats.ops >= 1_990);
         assert!(stats.steps < 1_000_000, "{stats:?}");
     }
@@ -924,22 +938,22 @@ mod tests {
         h.complete_with_index(c, prev(Some("1")), Some(7), None, 5);
         let d = h.invoke(2, get("x"), 0, 6);
         h.complete_with_index(d, value(Some("2")), Some(7), None, 7);
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
         // Succeeding with the index the key had before c: impossible.
         let mut bad = h.clone();
         let e = bad.invoke(1, put_if("x", "3", Condition::ModIndex(5)), 4, 8);
         bad.complete_with_index(e, prev(Some("2")), Some(9), None, 9);
-        assert!(check_linearizability(bad.ops()).is_err());
+        assert!(check_both(&bad).is_err());
         // A create-only put succeeding on an existing key: impossible.
         let mut bad = h.clone();
         let e = bad.invoke(1, put_if("x", "3", Condition::Absent), 4, 8);
         bad.complete_with_index(e, prev(Some("2")), Some(9), None, 9);
-        assert!(check_linearizability(bad.ops()).is_err());
+        assert!(check_both(&bad).is_err());
         // A read reporting another index than the write's: impossible.
         let mut bad = h;
         let e = bad.invoke(2, get("x"), 0, 8);
         bad.complete_with_index(e, value(Some("2")), Some(6), None, 9);
-        assert!(check_linearizability(bad.ops()).is_err());
+        assert!(check_both(&bad).is_err());
     }
 
     #[test]
@@ -949,11 +963,11 @@ mod tests {
         h.give_up(a, 1);
         let b = h.invoke(2, put_if("x", "2", Condition::ModIndex(40)), 1, 2);
         h.complete_with_index(b, failed(Some(12)), Some(13), None, 3);
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
         // Once 12 is seen, the key's index is 12 until it is written.
         let c = h.invoke(2, put_if("x", "2", Condition::ModIndex(11)), 2, 4);
         h.complete_with_index(c, prev(Some("1")), Some(14), None, 5);
-        assert!(check_linearizability(h.ops()).is_err());
+        assert!(check_both(&h).is_err());
     }
 
     #[test]
@@ -969,10 +983,10 @@ mod tests {
         h.complete_with_index(c, done, Some(3), None, 5);
         let d = h.invoke(2, get("k1"), 0, 6);
         h.complete(d, value(None), None, 7);
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
         let e = h.invoke(2, get("k2"), 0, 8);
         h.complete_with_index(e, value(Some("2")), Some(2), None, 9);
-        assert!(check_linearizability(h.ops()).is_err());
+        assert!(check_both(&h).is_err());
     }
 
     /// A put whose value nobody saw may still be what a conditional write
@@ -988,6 +1002,6 @@ mod tests {
         h.give_up(c, 5);
         let d = h.invoke(2, get("x"), 0, 6);
         h.complete_with_index(d, value(Some("2")), Some(9), None, 7);
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
     }
 }
