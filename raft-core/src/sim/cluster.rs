@@ -86,7 +86,9 @@ pub struct RunReport {
     pub finished: bool,
     /// Operations invoked.
     pub ops: usize,
-    /// Operations answered.
+    /// Operations answered (this and the counts below: over the history
+    /// kept, the whole run's unless the workload has no end; the same for
+    /// the fault counts and the fault log).
     pub ops_ok: usize,
     /// Writes invoked.
     pub writes: usize,
