@@ -28,13 +28,15 @@ if [ "$installed" != "$BINDGEN_VERSION" ]; then
   cargo install wasm-bindgen-cli --version "=$BINDGEN_VERSION"
 fi
 
-echo "web/build.sh: cargo build -p web --target wasm32-unknown-unknown --release"
-(cd "$ROOT" && cargo build -p web --target wasm32-unknown-unknown --release)
+# The wasm-release profile (workspace Cargo.toml): size-optimized, LTO, one
+# codegen unit, panics abort; the server's release build is not affected.
+echo "web/build.sh: cargo build -p web --target wasm32-unknown-unknown --profile wasm-release"
+(cd "$ROOT" && cargo build -p web --target wasm32-unknown-unknown --profile wasm-release)
 
 rm -rf "$DIST"
 mkdir -p "$DIST/pkg"
 wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$DIST/pkg" \
-  "$TARGET_DIR/wasm32-unknown-unknown/release/web.wasm"
+  "$TARGET_DIR/wasm32-unknown-unknown/wasm-release/web.wasm"
 hash="$(cat "$DIST/pkg/web_bg.wasm" "$DIST/pkg/web.js" | sha256sum | cut -c1-12)"
 mv "$DIST/pkg" "$DIST/pkg-$hash"
 cp "$WEB_DIR"/static/* "$DIST/"

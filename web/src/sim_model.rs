@@ -473,6 +473,18 @@ fn apply(cluster: &mut Cluster, action: &Action) -> Result<(), String> {
 /// At most this many dropped messages wait to be drawn.
 const DROPS_KEPT: usize = 64;
 
+/// The terms timeline keeps the newest this many terms: scrubbed back
+/// before them, it starts at the oldest kept.
+pub const TERMS_KEPT: usize = 512;
+
+/// The scrubber's term strip keeps at most this many bands (about one per
+/// pixel of its 1,000 units): past it, every other band is merged into
+/// the one before it.
+pub const BANDS_KEPT: usize = 1024;
+
+/// The newest configurations kept (the view lists the last 8).
+pub const CONFIGS_KEPT: usize = 64;
+
 /// At most this many nodes on the ring (founders, added nodes and removed
 /// nodes not yet stopped for good).
 pub const MAX_SHOWN: usize = 12;
@@ -605,16 +617,33 @@ impl SimRun {
             let term = self.cluster.node(l).and_then(SimNode::term).unwrap_or(0);
             if self.timeline.observe(s, term, Some(l)) {
                 self.bands.push((s, term, Some(l)));
+                // A run that never ends keeps bounded records: the terms
+                // timeline its newest terms, the scrubber's strip one band
+                // per pixel or so (every other older band merged into the
+                // one before it).
+                let excess = self.timeline.events.len().saturating_sub(TERMS_KEPT);
+                self.timeline.events.drain(..excess);
+                if self.bands.len() > BANDS_KEPT {
+                    let last = self.bands.len() - 1;
+                    let mut i = 0;
+                    self.bands.retain(|_| {
+                        i += 1;
+                        (i - 1) % 2 == 0 || i - 1 == last
+                    });
+                }
             }
         }
         self.observe_config();
     }
 
-    /// Notes the configuration in force when its members changed.
+    /// Notes the configuration in force when its members changed (the
+    /// newest [`CONFIGS_KEPT`]).
     fn observe_config(&mut self) {
         let c = self.config_view();
         if !self.configs.last().is_some_and(|(_, l)| l.same_members(&c)) {
             self.configs.push((self.cluster.steps(), c));
+            let excess = self.configs.len().saturating_sub(CONFIGS_KEPT);
+            self.configs.drain(..excess);
         }
     }
 
@@ -841,9 +870,7 @@ impl SimRun {
 
     /// The hand client's latest operation.
     pub fn hand_op(&self) -> Option<&Operation> {
-        let hand = self.cluster.hand_client_id()?;
-        let ops = self.cluster.history().ops();
-        ops.iter().rev().find(|o| o.client == hand)
+        self.cluster.hand_op()
     }
 
     /// The cluster as the shared view model: the nodes on the ring, each

@@ -1747,3 +1747,137 @@ async fn dashboard_logs_in_to_an_auth_enabled_node() {
         }
     }
 }
+
+/// Chromedriver's DevTools passthrough (`POST
+/// /session/{id}/goog/cdp/execute`): runs one Chrome DevTools Protocol
+/// command in the session's page.
+#[derive(Debug)]
+struct DevTools {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({"cmd": self.cmd, "params": self.params});
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// A browser without `EventSource` (removed before any page script runs,
+/// as a proxy that buffers or an old browser would leave the page without
+/// push streams): the Live view polls `/cluster` instead, says so, and
+/// still shows the leader and serves a put and a get.
+async fn polling_fallback(c: &Client) {
+    let mut cluster = start_cluster().await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
+    c.issue_cmd(DevTools {
+        cmd: "Page.addScriptToEvaluateOnNewDocument",
+        params: json!({"source": "delete window.EventSource;"}),
+    })
+    .await
+    .expect("chromedriver runs DevTools commands");
+    let base = cluster.url(leader);
+    navigate(c, &format!("{base}/#live")).await;
+    // A fresh profile shows the tour first (the test reloads the page
+    // there: the script runs in every new document).
+    tour_once(c).await;
+    let has_event_source = c
+        .execute("return typeof window.EventSource", vec![])
+        .await
+        .expect("script runs");
+    assert_eq!(has_event_source, json!("undefined"), "EventSource removed");
+    let shown = wait_for(
+        Duration::from_secs(30),
+        "3 members and 1 leader on the polling page",
+        || page_leader(c),
+    )
+    .await;
+    assert_eq!(shown, leader, "the polling page shows the cluster's leader");
+    // It says it polls, and the polls go on.
+    let polls_at = |c: &Client| {
+        let c = c.clone();
+        async move {
+            (attr(&c, "#live-mode", "data-mode").await? == "poll").then_some(())?;
+            attr(&c, "#live-mode", "data-polls")
+                .await?
+                .parse::<u64>()
+                .ok()
+        }
+    };
+    let first = wait_for(Duration::from_secs(10), "the polling pill", || polls_at(c)).await;
+    let mode_text = text(c, "#live-mode").await.unwrap_or_default();
+    assert!(
+        mode_text.contains("polling"),
+        "pill says polling: {mode_text:?}"
+    );
+    wait_for(Duration::from_secs(10), "more polls", || async {
+        polls_at(c).await.filter(|&n| n > first).map(|_| ())
+    })
+    .await;
+
+    let value = "polled";
+    fill(c, "put-key", "fallback").await;
+    fill(c, "put-value", value).await;
+    click(c, "put-btn").await;
+    let put = wait_for(Duration::from_secs(15), "the put's answer", || async {
+        let op = text(c, "#result-op").await?;
+        let status = attr(c, "#result", "data-status").await?;
+        (op.starts_with("PUT") && status != "pending").then_some(status)
+    })
+    .await;
+    assert_eq!(put, "ok", "put failed: {:?}", text(c, "#result").await);
+    fill(c, "get-key", "fallback").await;
+    click(c, "get-btn").await;
+    let got = wait_for(Duration::from_secs(15), "the get's answer", || async {
+        let op = text(c, "#result-op").await?;
+        let status = attr(c, "#result", "data-status").await?;
+        (op.starts_with("GET") && status != "pending").then_some(status)
+    })
+    .await;
+    assert_eq!(got, "ok", "get failed: {:?}", text(c, "#result").await);
+    assert_eq!(text(c, "#result-value").await.as_deref(), Some(value));
+    no_page_errors(c, "the polling page").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_polls_without_push_streams() {
+    if let Some(why) = missing() {
+        if std::env::var_os("RAFT_KV_REQUIRE_BROWSER").is_some() {
+            panic!("browser test cannot run: {why}");
+        }
+        println!("SKIPPED browser polling test: {why}");
+        return;
+    }
+    tokio::task::block_in_place(page_in_chromium);
+    let (driver, client) = open_browser().await;
+    let body = tokio::spawn({
+        let c = client.clone();
+        async move { polling_fallback(&c).await }
+    })
+    .await;
+    // Close the session even when the body failed, or Chromium stays up.
+    let _ = tokio::time::timeout(Duration::from_secs(30), client.close()).await;
+    if let Err(e) = body {
+        eprintln!(
+            "--- chromedriver log (last lines) ---\n{}",
+            driver.log_tail()
+        );
+        drop(driver);
+        match e.try_into_panic() {
+            Ok(payload) => std::panic::resume_unwind(payload),
+            Err(e) => panic!("browser polling test task failed: {e}"),
+        }
+    }
+}

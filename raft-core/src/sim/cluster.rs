@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use super::client::{Client, ClientView, Current, Phase, Session};
 use super::config::SimConfig;
 use super::disk::{ArmedFault, WriteCut};
-use super::history::{ClientOp, History, OpOutput, Outcome};
+use super::frontier::LinearizabilityFrontier;
+use super::history::{ClientOp, History, OpOutput, Operation, Outcome};
 use super::invariants::{Checker, Detected, Violation};
 use super::linearizability::{check_linearizability, CheckStats, LinearizabilityError};
 use super::nemesis::{ChurnView, FaultAction, Nemesis, NodeBrief};
@@ -85,7 +86,9 @@ pub struct RunReport {
     pub finished: bool,
     /// Operations invoked.
     pub ops: usize,
-    /// Operations answered.
+    /// Operations answered (this and the counts below: over the history
+    /// kept, the whole run's unless the workload has no end; the same for
+    /// the fault counts and the fault log).
     pub ops_ok: usize,
     /// Writes invoked.
     pub writes: usize,
@@ -145,6 +148,13 @@ pub struct RunReport {
     pub trace_hash: u64,
 }
 
+/// How long (virtual time) a run that forgets keeps the operations its
+/// linearizability check has read (the dashboard draws the last 6,000).
+pub const HISTORY_KEPT_TIME: Time = 8_000;
+
+/// How many of the newest faults a run that forgets keeps in its log.
+pub const FAULTS_KEPT: usize = 512;
+
 /// A whole simulated cluster.
 pub struct Cluster {
     cfg: SimConfig,
@@ -166,10 +176,15 @@ pub struct Cluster {
     /// The index in `clients` of the hand client, once it exists.
     hand_client: Option<usize>,
     history: History,
+    /// The history's linearizability, checked as it grows.
+    lin: LinearizabilityFrontier,
+    /// The hand client's latest operation once the history forgot it.
+    hand_last: Option<Operation>,
     checker: Checker,
     replies: Vec<(NodeId, Reply)>,
-    /// Attempt contexts of reads and writes: `ctx -> (client index, op id)`.
-    attempts: BTreeMap<u64, (usize, usize)>,
+    /// Attempt contexts of reads and writes: `ctx -> (client index, op id,
+    /// node asked, its restarts then)`.
+    attempts: BTreeMap<u64, (usize, usize, NodeId, u64)>,
     next_ctx: u64,
     issued: usize,
     calm: bool,
@@ -237,6 +252,8 @@ impl Cluster {
             sessions,
             hand_client: None,
             history: History::new(),
+            lin: LinearizabilityFrontier::new(),
+            hand_last: None,
             checker,
             replies: Vec::new(),
             attempts: BTreeMap::new(),
@@ -323,7 +340,61 @@ impl Cluster {
         self.net.in_flight()
     }
 
-    /// The client history so far.
+    /// How many records the run keeps, per structure.
+    pub fn retained(&self) -> super::Retained {
+        let mut r = super::Retained {
+            history_ops: self.history.ops().len(),
+            lin_pending: self.lin.pending(),
+            fault_log: self.fault_log.len(),
+            conf_log: self.conf_log.len(),
+            attempts: self.attempts.len(),
+            ..Default::default()
+        };
+        self.checker.count_retained(&mut r);
+        r
+    }
+
+    /// The linearizability verdict on the history read so far (up to the
+    /// oldest operation still waiting for its answer).
+    pub fn linearizability(&self) -> Result<CheckStats, LinearizabilityError> {
+        self.explained(self.lin.verdict())
+    }
+
+    /// A violation the online check found, explained by the whole-history
+    /// search (its longest linearizable prefix and every operation of the
+    /// key) when the history still holds every operation.
+    fn explained(
+        &self,
+        verdict: Result<CheckStats, LinearizabilityError>,
+    ) -> Result<CheckStats, LinearizabilityError> {
+        match verdict {
+            Err(LinearizabilityError::NotLinearizable { .. }) if self.history.first_id() == 0 => {
+                match check_linearizability(self.history.ops()) {
+                    Err(e @ LinearizabilityError::NotLinearizable { .. }) => Err(e),
+                    _ => verdict,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the run forgets what its checkers have settled: a workload
+    /// without end (the dashboard's) must, a finite one keeps its whole
+    /// history and fault log for the report and the tests.
+    fn forgets_settled(&self) -> bool {
+        self.cfg.clients.total_ops.is_none()
+    }
+
+    /// The hand client's latest operation ([`Cluster::submit`]), kept even
+    /// once the history forgot it.
+    pub fn hand_op(&self) -> Option<&Operation> {
+        let hand = self.hand_client_id()?;
+        let kept = self.history.ops().iter().rev().find(|o| o.client == hand);
+        kept.or(self.hand_last.as_ref())
+    }
+
+    /// The client history so far (the recent part only in a run that
+    /// forgets, see [`History::forget_before`]).
     pub fn history(&self) -> &History {
         &self.history
     }
@@ -1001,6 +1072,8 @@ impl Cluster {
         self.checker.after_step(&self.nodes);
         if self.steps.is_multiple_of(32) {
             self.checker.check_logs(&self.nodes);
+            self.checker.forget_settled(&self.nodes);
+            self.check_history();
         }
         StepReport {
             time: now,
@@ -1047,13 +1120,75 @@ impl Cluster {
             }
         }
         self.checker.check_logs(&self.nodes);
-        let linearizability = check_linearizability(self.history.ops());
-        if let Err(e @ LinearizabilityError::NotLinearizable { .. }) = &linearizability {
+        let already = self.lin.verdict().is_err();
+        let linearizability = self.lin.finish(&self.history);
+        let linearizability = self.explained(linearizability);
+        if let (false, Err(e @ LinearizabilityError::NotLinearizable { .. })) =
+            (already, &linearizability)
+        {
             self.checker.report(Violation::Linearizability {
                 detail: e.to_string(),
             });
         }
         self.report(finished, linearizability)
+    }
+
+    /// Checks the new part of the history for linearizability and, in a
+    /// run that forgets, drops what the check has read, but for the
+    /// operations of the last [`HISTORY_KEPT_TIME`] (the dashboard draws
+    /// them), and the fault log but for its newest [`FAULTS_KEPT`].
+    fn check_history(&mut self) {
+        let before = self.lin.verdict().is_ok();
+        self.lin.advance(&self.history);
+        if before {
+            if let Err(e @ LinearizabilityError::NotLinearizable { .. }) = self.linearizability() {
+                self.checker.report(Violation::Linearizability {
+                    detail: e.to_string(),
+                });
+            }
+        }
+        // An attempt sent to a process that has died since (stopped, or
+        // restarted as a new one) gets no answer: its request died with it.
+        // (Checked between steps, when no answer of its is still queued.)
+        let nodes = &self.nodes;
+        self.attempts.retain(|_, &mut (_, _, node, restarts)| {
+            let i = node as usize - 1;
+            nodes
+                .get(i)
+                .is_some_and(|n| n.is_up() && n.restarts() == restarts)
+        });
+        if !self.forgets_settled() {
+            return;
+        }
+        let recent = self.now.saturating_sub(HISTORY_KEPT_TIME);
+        let keep_from = self
+            .history
+            .ops()
+            .iter()
+            .find(|o| o.id >= self.lin.read_to() || o.completed_at.is_none_or(|t| t >= recent))
+            .map_or(self.lin.read_to(), |o| o.id);
+        let hand = self.hand_client_id();
+        if let Some(op) = self
+            .history
+            .ops()
+            .iter()
+            .rev()
+            .find(|o| Some(o.client) == hand && o.id < keep_from)
+        {
+            // Its answer stays on the dashboard until the next one.
+            if self
+                .history
+                .ops_from(op.id + 1)
+                .all(|o| Some(o.client) != hand)
+            {
+                self.hand_last = Some(op.clone());
+            }
+        }
+        self.history.forget_before(keep_from);
+        if self.fault_log.len() >= 2 * FAULTS_KEPT {
+            let n = self.fault_log.len() - FAULTS_KEPT;
+            self.fault_log.drain(..n);
+        }
     }
 
     /// Whether the action undoes a fault (rather than injecting one).
@@ -1110,7 +1245,7 @@ impl Cluster {
             end_time: self.now,
             steps: self.steps,
             finished,
-            ops: ops.len(),
+            ops: self.history.len(),
             ops_ok: ops.iter().filter(ok).count(),
             writes: ops.iter().filter(is_write).count(),
             writes_ok: ops.iter().filter(is_write).filter(ok).count(),
@@ -1170,7 +1305,7 @@ impl Cluster {
                 .filter(|(_, a)| matches!(a, FaultAction::Cut(_) | FaultAction::Partition(_)))
                 .count(),
             network: self.net.stats,
-            leaders: self.checker.leaders().len(),
+            leaders: self.checker.leaders_seen(),
             snapshots_installed: self
                 .nodes
                 .iter()
@@ -1425,7 +1560,8 @@ impl Cluster {
             }
         };
         if result.is_ok() {
-            self.attempts.insert(ctx, (ci, cur.op_id));
+            let restarts = self.nodes[i].restarts();
+            self.attempts.insert(ctx, (ci, cur.op_id, target, restarts));
         }
         let up = self.nodes[i].is_up();
         let client = &mut self.clients[ci];
@@ -1587,7 +1723,7 @@ impl Cluster {
                 result,
                 applied_at,
             } => {
-                let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
+                let Some((ci, op_id, ..)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let current = self.clients[ci].current.as_ref();
@@ -1596,7 +1732,7 @@ impl Cluster {
                 }
             }
             Reply::WriteLost { ctx, not_applied } => {
-                let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
+                let Some((ci, op_id, ..)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let c = &mut self.clients[ci];
@@ -1617,7 +1753,7 @@ impl Cluster {
                 value,
                 mod_index,
             } => {
-                let Some((ci, op_id)) = self.attempts.remove(&ctx) else {
+                let Some((ci, op_id, ..)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let current = self.clients[ci].current.as_ref();
@@ -1626,7 +1762,7 @@ impl Cluster {
                 }
             }
             Reply::ReadFailed { ctx } => {
-                let Some((ci, _)) = self.attempts.remove(&ctx) else {
+                let Some((ci, ..)) = self.attempts.remove(&ctx) else {
                     return;
                 };
                 let c = &mut self.clients[ci];

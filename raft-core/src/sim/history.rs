@@ -177,10 +177,14 @@ pub struct Operation {
     pub outcome: Outcome,
 }
 
-/// Every client operation of a run, in invocation order.
+/// The client operations of a run, in invocation order: all of them, or,
+/// once [`History::forget_before`] was called, the newer ones (ids stay
+/// those of the whole run).
 #[derive(Clone, Debug, Default)]
 pub struct History {
     ops: Vec<Operation>,
+    /// The id of `ops[0]`: how many older operations were forgotten.
+    first_id: usize,
     order: u64,
 }
 
@@ -204,7 +208,7 @@ impl History {
         seq: u64,
         now: Time,
     ) -> usize {
-        let id = self.ops.len();
+        let id = self.first_id + self.ops.len();
         self.order += 1;
         self.ops.push(Operation {
             id,
@@ -226,7 +230,7 @@ impl History {
     /// Sets the session a write invoked before its session was known
     /// (the hand client's first write) is sent with.
     pub(crate) fn set_session(&mut self, id: usize, client_id: u64, seq: u64) {
-        if let Some(op) = self.ops.get_mut(id) {
+        if let Some(op) = self.get_mut(id) {
             op.client_id = client_id;
             op.seq = seq;
         }
@@ -248,11 +252,7 @@ impl History {
         node: Option<NodeId>,
         now: Time,
     ) {
-        if let Some(op) = self
-            .ops
-            .get_mut(id)
-            .filter(|o| o.outcome == Outcome::Pending)
-        {
+        if let Some(op) = self.get_mut(id).filter(|o| o.outcome == Outcome::Pending) {
             op.index = index;
         }
         self.finish(id, Outcome::Ok(output), node, now);
@@ -266,7 +266,7 @@ impl History {
     fn finish(&mut self, id: usize, outcome: Outcome, node: Option<NodeId>, now: Time) {
         self.order += 1;
         let order = self.order;
-        if let Some(op) = self.ops.get_mut(id) {
+        if let Some(op) = self.get_mut(id) {
             if op.outcome == Outcome::Pending {
                 op.outcome = outcome;
                 op.served_by = node;
@@ -276,18 +276,47 @@ impl History {
         }
     }
 
-    /// All operations, by id.
+    fn get_mut(&mut self, id: usize) -> Option<&mut Operation> {
+        let i = id.checked_sub(self.first_id)?;
+        self.ops.get_mut(i)
+    }
+
+    /// The operations kept, by id: all of them unless some were forgotten
+    /// ([`History::first_id`] is the first one's id).
     pub fn ops(&self) -> &[Operation] {
         &self.ops
     }
 
-    /// The number of operations.
+    /// Operation `id`, unless it was forgotten.
+    pub fn get(&self, id: usize) -> Option<&Operation> {
+        self.ops.get(id.checked_sub(self.first_id)?)
+    }
+
+    /// The operations kept from id `id` on.
+    pub fn ops_from(&self, id: usize) -> impl Iterator<Item = &Operation> {
+        self.ops.iter().skip(id.saturating_sub(self.first_id))
+    }
+
+    /// The id of the oldest operation kept.
+    pub fn first_id(&self) -> usize {
+        self.first_id
+    }
+
+    /// Forgets the operations with ids below `id` (the checkers have read
+    /// them); later ids are unchanged.
+    pub fn forget_before(&mut self, id: usize) {
+        let n = id.saturating_sub(self.first_id).min(self.ops.len());
+        self.ops.drain(..n);
+        self.first_id += n;
+    }
+
+    /// The number of operations invoked in the run.
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.first_id + self.ops.len()
     }
 
     /// Whether no operation was invoked.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.len() == 0
     }
 }

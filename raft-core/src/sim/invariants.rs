@@ -524,6 +524,16 @@ pub struct Checker {
     commit_claims: Vec<CommitClaim>,
     /// The highest commit index found durable on a quorum.
     durable_commit: Index,
+    /// Records below this index are forgotten: every node (running or
+    /// down) holds a snapshot at or above it, in memory and on disk, so
+    /// no node persists, commits or applies an entry below it again.
+    index_floor: Index,
+    /// Records of terms below this one are forgotten: every node's durable
+    /// term is at least this, so none votes, leads or acknowledges in an
+    /// older term again.
+    term_floor: Term,
+    /// Leaders seen in the terms forgotten.
+    leaders_forgotten: usize,
     violations: Vec<Detected>,
 }
 
@@ -548,6 +558,9 @@ impl Default for Checker {
             known_commit: 0,
             commit_claims: Vec::new(),
             durable_commit: 0,
+            index_floor: 0,
+            term_floor: 0,
+            leaders_forgotten: 0,
             violations: Vec::new(),
         }
     }
@@ -584,14 +597,96 @@ impl Checker {
         &self.violations
     }
 
-    /// Every `(term, leader)` seen.
+    /// Every `(term, leader)` seen in the terms a node may still be in
+    /// (older ones are forgotten, see [`Checker::leaders_seen`]).
     pub fn leaders(&self) -> &BTreeMap<Term, NodeId> {
         &self.leaders
+    }
+
+    /// How many terms had a leader, over the whole run.
+    pub fn leaders_seen(&self) -> usize {
+        self.leaders_forgotten + self.leaders.len()
+    }
+
+    /// Forgets what no future check can need, so that a run that never
+    /// ends (the dashboard's) keeps bounded memory:
+    /// * below the lowest snapshot index of every node, in memory and on
+    ///   disk (a node restarts from its disk's): the `(index, term)`
+    ///   registry, the committed prefix, what was applied and the writes
+    ///   answered "not applied" (a node only persists, commits or applies
+    ///   entries above its snapshot, and a joining node gets them from a
+    ///   member);
+    /// * per client, the sessions' first application indexes below that,
+    ///   except the newest (its retries may still sit in a log above);
+    /// * below the lowest durable term of every node: votes, leaders and
+    ///   acknowledgements (a node votes, leads and acknowledges only in its
+    ///   current term, which never goes below its durable one).
+    ///
+    /// The floors only rise: nodes created later take their log and
+    /// snapshot from the members.
+    pub fn forget_settled(&mut self, nodes: &[SimNode]) {
+        let live = || nodes.iter().filter(|n| !n.is_retired());
+        let index_floor = live()
+            .map(|n| {
+                let disk = n.durable().snapshot_index();
+                if n.is_up() {
+                    disk.min(n.snapshot_index())
+                } else {
+                    disk
+                }
+            })
+            .min()
+            .unwrap_or(0);
+        let term_floor = live()
+            .map(|n| n.durable().hard_state.term)
+            .min()
+            .unwrap_or(0);
+        if index_floor > self.index_floor {
+            self.index_floor = index_floor;
+            self.registry = self.registry.split_off(&(index_floor, 0));
+            // The newest committed entry stays: it is the committed index.
+            let keep_from = index_floor.min(self.committed_index());
+            self.committed = self.committed.split_off(&keep_from);
+            self.applied = self.applied.split_off(&index_floor);
+            self.not_applied = self.not_applied.split_off(&(index_floor, 0));
+            let mut newest_below: BTreeMap<u64, u64> = BTreeMap::new();
+            for (&(client, seq), &(index, _)) in &self.sessions {
+                if index < index_floor {
+                    newest_below.insert(client, seq);
+                }
+            }
+            self.sessions.retain(|&(client, seq), &mut (index, _)| {
+                index >= index_floor || newest_below.get(&client) == Some(&seq)
+            });
+        }
+        if term_floor > self.term_floor {
+            self.term_floor = term_floor;
+            let kept = self.leaders.split_off(&term_floor);
+            self.leaders_forgotten += self.leaders.len();
+            self.leaders = kept;
+            self.acks = self.acks.split_off(&term_floor);
+            self.quorum_commit = self.quorum_commit.split_off(&term_floor);
+            self.votes.retain(|&(_, term), _| term >= term_floor);
+        }
     }
 
     /// The highest index known committed.
     pub fn committed_index(&self) -> Index {
         self.committed.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Fills in the checker's record counts.
+    pub(crate) fn count_retained(&self, r: &mut super::Retained) {
+        r.registry = self.registry.len();
+        r.configs = self.configs.len();
+        r.acks = self.acks.values().map(BTreeMap::len).sum();
+        r.quorum_commit = self.quorum_commit.len();
+        r.committed = self.committed.len();
+        r.applied = self.applied.len();
+        r.not_applied = self.not_applied.len();
+        r.sessions = self.sessions.len();
+        r.votes = self.votes.len();
+        r.leaders = self.leaders.len();
     }
 
     pub(crate) fn set_now(&mut self, now: Time) {

@@ -165,23 +165,24 @@ pub fn check_with_budget(
     Ok(stats)
 }
 
-/// A value, interned: `None` is "key absent".
-type Val = Option<u32>;
+/// A value, interned (or, in the online check, hashed): `None` is "key
+/// absent".
+pub(crate) type Val = Option<u64>;
 
 /// A modification index as the model knows it: 0 is "any" (written by a
 /// write whose index is unknown; log indexes start at 1).
-type Idx = u64;
+pub(crate) type Idx = u64;
 
 /// The model's state of one key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct State {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct State {
     val: Val,
     /// Meaningless (0) while the key is absent.
     idx: Idx,
 }
 
 impl State {
-    const ABSENT: State = State { val: None, idx: 0 };
+    pub(crate) const ABSENT: State = State { val: None, idx: 0 };
 
     fn new(val: Val, idx: Idx) -> Self {
         State {
@@ -212,8 +213,8 @@ impl State {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum ModelOp {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ModelOp {
     Get,
     Put(Val),
     Delete,
@@ -228,7 +229,7 @@ enum ModelOp {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum ModelOut {
+pub(crate) enum ModelOut {
     /// A read's value and the index it reported (0: none).
     Get(Val, Idx),
     Prev(Val),
@@ -242,23 +243,27 @@ enum ModelOut {
     Done,
 }
 
-struct PartOp {
+#[derive(Clone, Debug)]
+pub(crate) struct PartOp {
     /// History id.
-    id: usize,
-    op: ModelOp,
+    pub(crate) id: usize,
+    pub(crate) op: ModelOp,
     /// `None`: outcome unknown.
-    out: Option<ModelOut>,
+    pub(crate) out: Option<ModelOut>,
     /// For an answered write, the index of the entry that applied it (0:
     /// not reported).
-    index: Idx,
-    call: u64,
-    ret: Option<u64>,
+    pub(crate) index: Idx,
+    pub(crate) call: u64,
+    pub(crate) ret: Option<u64>,
+    /// The session the write was sent with (0: none) and its number.
+    pub(crate) client_id: u64,
+    pub(crate) seq: u64,
 }
 
 impl PartOp {
     /// The model's transition: the new state, or `None` when the output
     /// contradicts the state (or does not fit the operation at all).
-    fn apply(&self, s: State) -> Option<State> {
+    pub(crate) fn apply(&self, s: State) -> Option<State> {
         // The state a write that set `v` leaves (an unknown outcome: any index).
         let set = |v: Val| State::new(v, if self.out.is_some() { self.index } else { 0 });
         match (self.op, self.out) {
@@ -305,6 +310,78 @@ impl PartOp {
     }
 }
 
+impl PartOp {
+    /// The model's view of history operation `o` (`None`: not a key
+    /// operation); `vals` names each value.
+    pub(crate) fn of(o: &Operation, vals: &mut dyn FnMut(&str) -> u64) -> Option<PartOp> {
+        fn val(vals: &mut dyn FnMut(&str) -> u64, v: &Option<String>) -> Val {
+            v.as_ref().map(|s| vals(s))
+        }
+        let op = match &o.op {
+            ClientOp::Get { .. } => ModelOp::Get,
+            ClientOp::Write(Op::Put { value, .. }) => ModelOp::Put(Some(vals(value))),
+            ClientOp::Write(Op::Delete { .. }) => ModelOp::Delete,
+            ClientOp::Write(Op::Cas {
+                expected, value, ..
+            }) => ModelOp::Cas {
+                expected: val(vals, expected),
+                value: val(vals, value),
+            },
+            ClientOp::Write(Op::PutIf {
+                value, condition, ..
+            }) => ModelOp::PutIf(Some(vals(value)), *condition),
+            ClientOp::Write(Op::DeleteIf { condition, .. }) => ModelOp::DeleteIf(*condition),
+            ClientOp::Write(Op::DeletePrefix { .. }) => ModelOp::DeletePrefix,
+            // Not key operations (the simulator generates none of the
+            // auth ones).
+            ClientOp::Write(Op::Register | Op::Auth(_) | Op::AsUser { .. }) => return None,
+        };
+        let index = o.index.unwrap_or(0);
+        let out = match &o.outcome {
+            Outcome::Ok(OpOutput::Value(v)) => Some(ModelOut::Get(val(vals, v), index)),
+            Outcome::Ok(OpOutput::Write(OpResult::Put { prev } | OpResult::Delete { prev })) => {
+                Some(ModelOut::Prev(val(vals, prev)))
+            }
+            Outcome::Ok(OpOutput::Write(OpResult::Cas { swapped, prev })) => Some(ModelOut::Cas {
+                swapped: *swapped,
+                prev: val(vals, prev),
+            }),
+            Outcome::Ok(OpOutput::Write(OpResult::ConditionFailed { mod_index })) => {
+                Some(ModelOut::Failed(*mod_index))
+            }
+            Outcome::Ok(OpOutput::Write(OpResult::DeletedPrefix { .. })) => Some(ModelOut::Done),
+            // A stale answer or no answer: the write may or may not
+            // have taken effect (a refused retry's first attempt may
+            // have been applied before its session was forgotten).
+            Outcome::Ok(OpOutput::Write(
+                OpResult::Stale
+                | OpResult::SeqReused
+                | OpResult::SessionExpired
+                | OpResult::Registered { .. }
+                | OpResult::PermissionDenied(_)
+                | OpResult::AuthChanged { .. }
+                | OpResult::AuthRefused(_),
+            ))
+            | Outcome::Pending
+            | Outcome::Unknown => None,
+        };
+        Some(PartOp {
+            id: o.id,
+            op,
+            out,
+            index,
+            call: o.invoke_order,
+            client_id: o.client_id,
+            seq: o.seq,
+            ret: if out.is_some() {
+                o.complete_order
+            } else {
+                None
+            },
+        })
+    }
+}
+
 struct Partition {
     ops: Vec<PartOp>,
     /// For each abandoned put: the operations that observe its value (an
@@ -324,15 +401,11 @@ enum Search {
 }
 
 #[derive(Default)]
-struct Interner(BTreeMap<String, u32>);
+struct Interner(BTreeMap<String, u64>);
 
 impl Interner {
-    fn val(&mut self, v: &Option<String>) -> Val {
-        v.as_ref().map(|s| self.id(s))
-    }
-
-    fn id(&mut self, s: &str) -> u32 {
-        let next = self.0.len() as u32;
+    fn id(&mut self, s: &str) -> u64 {
+        let next = self.0.len() as u64;
         *self.0.entry(s.to_string()).or_insert(next)
     }
 }
@@ -342,70 +415,7 @@ impl Partition {
         let mut vals = Interner::default();
         let mut part = Vec::with_capacity(ops.len());
         for o in ops {
-            let op = match &o.op {
-                ClientOp::Get { .. } => ModelOp::Get,
-                ClientOp::Write(Op::Put { value, .. }) => ModelOp::Put(Some(vals.id(value))),
-                ClientOp::Write(Op::Delete { .. }) => ModelOp::Delete,
-                ClientOp::Write(Op::Cas {
-                    expected, value, ..
-                }) => ModelOp::Cas {
-                    expected: vals.val(expected),
-                    value: vals.val(value),
-                },
-                ClientOp::Write(Op::PutIf {
-                    value, condition, ..
-                }) => ModelOp::PutIf(Some(vals.id(value)), *condition),
-                ClientOp::Write(Op::DeleteIf { condition, .. }) => ModelOp::DeleteIf(*condition),
-                ClientOp::Write(Op::DeletePrefix { .. }) => ModelOp::DeletePrefix,
-                // Not key operations (the simulator generates none of the
-                // auth ones).
-                ClientOp::Write(Op::Register | Op::Auth(_) | Op::AsUser { .. }) => continue,
-            };
-            let index = o.index.unwrap_or(0);
-            let out = match &o.outcome {
-                Outcome::Ok(OpOutput::Value(v)) => Some(ModelOut::Get(vals.val(v), index)),
-                Outcome::Ok(OpOutput::Write(
-                    OpResult::Put { prev } | OpResult::Delete { prev },
-                )) => Some(ModelOut::Prev(vals.val(prev))),
-                Outcome::Ok(OpOutput::Write(OpResult::Cas { swapped, prev })) => {
-                    Some(ModelOut::Cas {
-                        swapped: *swapped,
-                        prev: vals.val(prev),
-                    })
-                }
-                Outcome::Ok(OpOutput::Write(OpResult::ConditionFailed { mod_index })) => {
-                    Some(ModelOut::Failed(*mod_index))
-                }
-                Outcome::Ok(OpOutput::Write(OpResult::DeletedPrefix { .. })) => {
-                    Some(ModelOut::Done)
-                }
-                // A stale answer or no answer: the write may or may not
-                // have taken effect (a refused retry's first attempt may
-                // have been applied before its session was forgotten).
-                Outcome::Ok(OpOutput::Write(
-                    OpResult::Stale
-                    | OpResult::SeqReused
-                    | OpResult::SessionExpired
-                    | OpResult::Registered { .. }
-                    | OpResult::PermissionDenied(_)
-                    | OpResult::AuthChanged { .. }
-                    | OpResult::AuthRefused(_),
-                ))
-                | Outcome::Pending
-                | Outcome::Unknown => None,
-            };
-            part.push(PartOp {
-                id: o.id,
-                op,
-                out,
-                index,
-                call: o.invoke_order,
-                ret: if out.is_some() {
-                    o.complete_order
-                } else {
-                    None
-                },
-            });
+            part.extend(PartOp::of(o, &mut |v| vals.id(v)));
         }
         let observers = observers(&part);
         Partition {
@@ -681,7 +691,21 @@ impl Hasher for Fx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::frontier::frontier_verdict;
     use crate::sim::history::History;
+
+    /// The whole-history check's verdict, after checking that the online
+    /// check ([`crate::sim::LinearizabilityFrontier`]) reaches the same.
+    fn check_both(h: &History) -> Result<CheckStats, LinearizabilityError> {
+        let whole = check_linearizability(h.ops());
+        let online = frontier_verdict(h);
+        assert_eq!(
+            whole.is_ok(),
+            online.is_ok(),
+            "whole {whole:?} vs online {online:?}"
+        );
+        whole
+    }
 
     fn put(k: &str, v: &str) -> ClientOp {
         ClientOp::Write(Op::Put {
@@ -716,7 +740,7 @@ mod tests {
         h.complete(b, prev(Some("1")), None, 5);
         let d = h.invoke(2, get("x"), 0, 6);
         h.complete(d, value(Some("2")), None, 7);
-        let stats = check_linearizability(h.ops()).unwrap();
+        let stats = check_both(&h).unwrap();
         assert_eq!(stats.ops, 4);
     }
 
@@ -730,7 +754,7 @@ mod tests {
         // Invoked after the second put completed, yet returns the first value.
         let c = h.invoke(2, get("x"), 0, 4);
         h.complete(c, value(Some("1")), None, 5);
-        let err = check_linearizability(h.ops()).unwrap_err();
+        let err = check_both(&h).unwrap_err();
         match err {
             LinearizabilityError::NotLinearizable {
                 key,
@@ -755,7 +779,7 @@ mod tests {
         h.complete(b, value(Some("1")), None, 21);
         let c = h.invoke(2, get("x"), 0, 22);
         h.complete(c, value(Some("1")), None, 23);
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
     }
 
     #[test]
@@ -765,13 +789,13 @@ mod tests {
         h.give_up(a, 10);
         let b = h.invoke(2, get("x"), 0, 20);
         h.complete(b, value(None), None, 21);
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
         // Seen, then gone without any delete: impossible.
         let c = h.invoke(2, get("x"), 0, 22);
         h.complete(c, value(Some("1")), None, 23);
         let d = h.invoke(2, get("x"), 0, 24);
         h.complete(d, value(None), None, 25);
-        assert!(check_linearizability(h.ops()).is_err());
+        assert!(check_both(&h).is_err());
     }
 
     #[test]
@@ -781,7 +805,7 @@ mod tests {
         h.complete(r, value(Some("1")), None, 1);
         let w = h.invoke(1, put("x", "1"), 1, 2);
         h.complete(w, prev(None), None, 3);
-        assert!(check_linearizability(h.ops()).is_err());
+        assert!(check_both(&h).is_err());
     }
 
     #[test]
@@ -813,7 +837,7 @@ mod tests {
             None,
             5,
         );
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
         // A second cas that claims to have swapped from absent after the
         // first one succeeded, with no delete in between, is impossible.
         let mut h2 = History::new();
@@ -821,7 +845,7 @@ mod tests {
         h2.complete(a, cas_out(true, None), None, 1);
         let b = h2.invoke(2, cas(None, Some("b")), 1, 2);
         h2.complete(b, cas_out(true, None), None, 3);
-        assert!(check_linearizability(h2.ops()).is_err());
+        assert!(check_both(&h2).is_err());
     }
 
     #[test]
@@ -831,7 +855,7 @@ mod tests {
         h.complete(a, prev(None), None, 1);
         let b = h.invoke(2, get("y"), 0, 2);
         h.complete(b, value(None), None, 3);
-        let stats = check_linearizability(h.ops()).unwrap();
+        let stats = check_both(&h).unwrap();
         assert_eq!(stats.keys, 2);
     }
 
@@ -885,7 +909,7 @@ mod tests {
                 }
             }
         }
-        let stats = check_linearizability(h.ops()).unwrap();
+        let stats = check_both(&h).unwrap();
         assert!(stats.ops >= 1_990);
         assert!(stats.steps < 1_000_000, "{stats:?}");
     }
@@ -914,22 +938,22 @@ mod tests {
         h.complete_with_index(c, prev(Some("1")), Some(7), None, 5);
         let d = h.invoke(2, get("x"), 0, 6);
         h.complete_with_index(d, value(Some("2")), Some(7), None, 7);
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
         // Succeeding with the index the key had before c: impossible.
         let mut bad = h.clone();
         let e = bad.invoke(1, put_if("x", "3", Condition::ModIndex(5)), 4, 8);
         bad.complete_with_index(e, prev(Some("2")), Some(9), None, 9);
-        assert!(check_linearizability(bad.ops()).is_err());
+        assert!(check_both(&bad).is_err());
         // A create-only put succeeding on an existing key: impossible.
         let mut bad = h.clone();
         let e = bad.invoke(1, put_if("x", "3", Condition::Absent), 4, 8);
         bad.complete_with_index(e, prev(Some("2")), Some(9), None, 9);
-        assert!(check_linearizability(bad.ops()).is_err());
+        assert!(check_both(&bad).is_err());
         // A read reporting another index than the write's: impossible.
         let mut bad = h;
         let e = bad.invoke(2, get("x"), 0, 8);
         bad.complete_with_index(e, value(Some("2")), Some(6), None, 9);
-        assert!(check_linearizability(bad.ops()).is_err());
+        assert!(check_both(&bad).is_err());
     }
 
     #[test]
@@ -939,11 +963,11 @@ mod tests {
         h.give_up(a, 1);
         let b = h.invoke(2, put_if("x", "2", Condition::ModIndex(40)), 1, 2);
         h.complete_with_index(b, failed(Some(12)), Some(13), None, 3);
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
         // Once 12 is seen, the key's index is 12 until it is written.
         let c = h.invoke(2, put_if("x", "2", Condition::ModIndex(11)), 2, 4);
         h.complete_with_index(c, prev(Some("1")), Some(14), None, 5);
-        assert!(check_linearizability(h.ops()).is_err());
+        assert!(check_both(&h).is_err());
     }
 
     #[test]
@@ -959,10 +983,10 @@ mod tests {
         h.complete_with_index(c, done, Some(3), None, 5);
         let d = h.invoke(2, get("k1"), 0, 6);
         h.complete(d, value(None), None, 7);
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
         let e = h.invoke(2, get("k2"), 0, 8);
         h.complete_with_index(e, value(Some("2")), Some(2), None, 9);
-        assert!(check_linearizability(h.ops()).is_err());
+        assert!(check_both(&h).is_err());
     }
 
     /// A put whose value nobody saw may still be what a conditional write
@@ -978,6 +1002,6 @@ mod tests {
         h.give_up(c, 5);
         let d = h.invoke(2, get("x"), 0, 6);
         h.complete_with_index(d, value(Some("2")), Some(9), None, 7);
-        check_linearizability(h.ops()).unwrap();
+        check_both(&h).unwrap();
     }
 }

@@ -46,23 +46,27 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod disk;
+pub mod frontier;
 pub mod history;
 pub mod invariants;
 pub mod linearizability;
 pub mod nemesis;
 pub mod network;
 pub mod node;
+pub mod retained;
 
 pub use client::ClientView;
 pub use cluster::{Cluster, ConfOutcome, RunReport, SimEvent, StepReport};
 pub use config::{ClientConfig, SimConfig};
 pub use disk::{DiskErrorKind, DurableStore, WriteCut};
+pub use frontier::LinearizabilityFrontier;
 pub use history::{ClientOp, History, OpOutput, Operation, Outcome};
 pub use invariants::{Detected, Violation, ViolationKind};
 pub use linearizability::{check_linearizability, LinearizabilityError};
 pub use nemesis::{ChurnConfig, FaultAction, NemesisConfig};
 pub use network::{DropCause, DroppedMessage, InFlight, Network, NetworkConfig, NetworkStats};
 pub use node::{NodeStats, SimNode};
+pub use retained::Retained;
 
 /// Virtual time, in abstract units (a node ticks every
 /// [`SimConfig::tick_interval`] units).
