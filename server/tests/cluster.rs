@@ -411,20 +411,8 @@ async fn ports_given_by_the_helper_are_distinct() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_follower_catches_up_by_snapshot_and_a_full_restart_keeps_everything() {
-    let mut c = Cluster::start_with(
-        3,
-        ClusterOptions {
-            // No catch-up margin: the leader drops its log at each snapshot.
-            extra_args: vec![
-                "--snapshot-every".into(),
-                "40".into(),
-                "--snapshot-catchup-entries".into(),
-                "0".into(),
-            ],
-            ..ClusterOptions::default()
-        },
-    )
-    .await;
+    // No catch-up margin: the leader drops its log at each snapshot.
+    let mut c = snapshotting_cluster(40, 0).await;
     let leader = c.wait_for_leader(ELECTION).await;
     let lagging = c.ids().into_iter().find(|&i| i != leader).unwrap();
     c.kill(lagging);
@@ -480,19 +468,7 @@ async fn lagging_follower_catches_up_by_snapshot_and_a_full_restart_keeps_everyt
 /// snapshot (with 0, the test above, the same follower needs one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_briefly_behind_a_leader_snapshot_gets_entries_not_a_snapshot() {
-    let mut c = Cluster::start_with(
-        3,
-        ClusterOptions {
-            extra_args: vec![
-                "--snapshot-every".into(),
-                "100".into(),
-                "--snapshot-catchup-entries".into(),
-                "400".into(),
-            ],
-            ..ClusterOptions::default()
-        },
-    )
-    .await;
+    let mut c = snapshotting_cluster(100, 400).await;
     let leader = c.wait_for_leader(ELECTION).await;
     let lagging = c.ids().into_iter().find(|&i| i != leader).unwrap();
     put_range(&c, leader, 0..300).await;
@@ -544,19 +520,7 @@ async fn a_follower_briefly_behind_a_leader_snapshot_gets_entries_not_a_snapshot
 /// index), and its acknowledgement of the newer index moves it on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_follower_is_sent_the_newest_snapshot_file_not_the_cores_older_one() {
-    let mut c = Cluster::start_with(
-        3,
-        ClusterOptions {
-            extra_args: vec![
-                "--snapshot-every".into(),
-                "100".into(),
-                "--snapshot-catchup-entries".into(),
-                "300".into(),
-            ],
-            ..ClusterOptions::default()
-        },
-    )
-    .await;
+    let mut c = snapshotting_cluster(100, 300).await;
     let leader = c.wait_for_leader(ELECTION).await;
     let lagging = c.ids().into_iter().find(|&i| i != leader).unwrap();
     c.kill(lagging);
@@ -583,16 +547,7 @@ async fn a_lagging_follower_is_sent_the_newest_snapshot_file_not_the_cores_older
         || async { cref.local_value(lagging, "key0699").await.as_deref() == Some("value699") },
     )
     .await;
-    let log = c.log(lagging);
-    let installed: Vec<u64> = log
-        .lines()
-        .filter(|l| l.contains("installing snapshot from the leader"))
-        .filter_map(|l| {
-            let at = l.find("index=")? + "index=".len();
-            let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
-        .collect();
+    let installed = installed_snapshots(&c, lagging);
     assert!(
         installed.iter().any(|&i| i > applied - 300),
         "installed {installed:?}, the core's snapshot is at most {}",
@@ -608,19 +563,7 @@ async fn a_lagging_follower_is_sent_the_newest_snapshot_file_not_the_cores_older
 /// that one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_compact_the_log_in_memory_past_the_newest_snapshot_file() {
-    let mut c = Cluster::start_with(
-        3,
-        ClusterOptions {
-            extra_args: vec![
-                "--snapshot-every".into(),
-                "100".into(),
-                "--snapshot-catchup-entries".into(),
-                "50".into(),
-            ],
-            ..ClusterOptions::default()
-        },
-    )
-    .await;
+    let mut c = snapshotting_cluster(100, 50).await;
     let leader = c.wait_for_leader(ELECTION).await;
     let lagging = c.ids().into_iter().find(|&i| i != leader).unwrap();
     c.kill(lagging);
@@ -663,8 +606,35 @@ async fn checkpoints_compact_the_log_in_memory_past_the_newest_snapshot_file() {
         || async { cref.local_value(lagging, "key1499").await.as_deref() == Some("value1499") },
     )
     .await;
-    let installed: Vec<u64> = c
-        .log(lagging)
+    let installed = installed_snapshots(&c, lagging);
+    assert!(
+        installed.iter().any(|&i| i + 1 >= core_start),
+        "installed {installed:?}; the leader's log in memory started at {core_start}"
+    );
+}
+
+/// Three nodes that snapshot every `every` entries and keep a catch-up
+/// margin of `margin` entries.
+async fn snapshotting_cluster(every: u64, margin: u64) -> Cluster {
+    Cluster::start_with(
+        3,
+        ClusterOptions {
+            extra_args: vec![
+                "--snapshot-every".into(),
+                every.to_string(),
+                "--snapshot-catchup-entries".into(),
+                margin.to_string(),
+            ],
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+}
+
+/// The indexes of the snapshots node `id` installed from a leader, from its
+/// log.
+fn installed_snapshots(c: &Cluster, id: u64) -> Vec<u64> {
+    c.log(id)
         .lines()
         .filter(|l| l.contains("installing snapshot from the leader"))
         .filter_map(|l| {
@@ -672,11 +642,7 @@ async fn checkpoints_compact_the_log_in_memory_past_the_newest_snapshot_file() {
             let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
             digits.parse().ok()
         })
-        .collect();
-    assert!(
-        installed.iter().any(|&i| i + 1 >= core_start),
-        "installed {installed:?}; the leader's log in memory started at {core_start}"
-    );
+        .collect()
 }
 
 /// Writes `key{i:04}` = `value{i}` for each `i` of `range` through `leader`.

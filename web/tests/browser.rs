@@ -427,19 +427,8 @@ async fn live_view(c: &Client) {
     fill(c, "put-key", "greeting").await;
     fill(c, "put-value", value).await;
     click(c, "put-btn").await;
-    wait_for(Duration::from_secs(15), "the put's answer", || async {
-        let op = text(c, "#result-op").await?;
-        let status = attr(c, "#result", "data-status").await?;
-        (op.starts_with("PUT") && status != "pending").then_some(())
-    })
-    .await;
-    let status = attr(c, "#result", "data-status").await;
-    assert_eq!(
-        status.as_deref(),
-        Some("ok"),
-        "put failed: {:?}",
-        text(c, "#result").await
-    );
+    let status = answer_of(c, "PUT").await;
+    assert_eq!(status, "ok", "put failed: {:?}", text(c, "#result").await);
     let index = text(c, "#result-index").await.unwrap_or_default();
     assert!(
         index.parse::<u64>().is_ok(),
@@ -453,12 +442,7 @@ async fn live_view(c: &Client) {
 
     fill(c, "get-key", "greeting").await;
     click(c, "get-btn").await;
-    let got = wait_for(Duration::from_secs(15), "the get's answer", || async {
-        let op = text(c, "#result-op").await?;
-        let status = attr(c, "#result", "data-status").await?;
-        (op.starts_with("GET") && status != "pending").then_some(status)
-    })
-    .await;
+    let got = answer_of(c, "GET").await;
     assert_eq!(got, "ok", "get failed: {:?}", text(c, "#result").await);
     assert_eq!(text(c, "#result-value").await.as_deref(), Some(value));
     let served = text(c, "#result-served-by").await.unwrap_or_default();
@@ -1719,23 +1703,35 @@ async fn login_view(c: &Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_logs_in_to_an_auth_enabled_node() {
+    once_in_chromium(
+        "browser login test",
+        |c| async move { login_view(&c).await },
+    )
+    .await;
+}
+
+/// Runs `body` once in a new Chromium session (skipped, or failed under
+/// `RAFT_KV_REQUIRE_BROWSER`, when the browser is missing), closes the
+/// session whatever happened, and fails with the body's panic and the end
+/// of chromedriver's log.
+async fn once_in_chromium<F, Fut>(what: &str, body: F)
+where
+    F: FnOnce(fantoccini::Client) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     if let Some(why) = missing() {
         if std::env::var_os("RAFT_KV_REQUIRE_BROWSER").is_some() {
             panic!("browser test cannot run: {why}");
         }
-        println!("SKIPPED browser login test: {why}");
+        println!("SKIPPED {what}: {why}");
         return;
     }
     tokio::task::block_in_place(page_in_chromium);
     let (driver, client) = open_browser().await;
-    let body = tokio::spawn({
-        let c = client.clone();
-        async move { login_view(&c).await }
-    })
-    .await;
+    let result = tokio::spawn(body(client.clone())).await;
     // Close the session even when the body failed, or Chromium stays up.
     let _ = tokio::time::timeout(Duration::from_secs(30), client.close()).await;
-    if let Err(e) = body {
+    if let Err(e) = result {
         eprintln!(
             "--- chromedriver log (last lines) ---\n{}",
             driver.log_tail()
@@ -1743,7 +1739,7 @@ async fn dashboard_logs_in_to_an_auth_enabled_node() {
         drop(driver);
         match e.try_into_panic() {
             Ok(payload) => std::panic::resume_unwind(payload),
-            Err(e) => panic!("browser login test task failed: {e}"),
+            Err(e) => panic!("{what} task failed: {e}"),
         }
     }
 }
@@ -1831,53 +1827,32 @@ async fn polling_fallback(c: &Client) {
     fill(c, "put-key", "fallback").await;
     fill(c, "put-value", value).await;
     click(c, "put-btn").await;
-    let put = wait_for(Duration::from_secs(15), "the put's answer", || async {
-        let op = text(c, "#result-op").await?;
-        let status = attr(c, "#result", "data-status").await?;
-        (op.starts_with("PUT") && status != "pending").then_some(status)
-    })
-    .await;
+    let put = answer_of(c, "PUT").await;
     assert_eq!(put, "ok", "put failed: {:?}", text(c, "#result").await);
     fill(c, "get-key", "fallback").await;
     click(c, "get-btn").await;
-    let got = wait_for(Duration::from_secs(15), "the get's answer", || async {
-        let op = text(c, "#result-op").await?;
-        let status = attr(c, "#result", "data-status").await?;
-        (op.starts_with("GET") && status != "pending").then_some(status)
-    })
-    .await;
+    let got = answer_of(c, "GET").await;
     assert_eq!(got, "ok", "get failed: {:?}", text(c, "#result").await);
     assert_eq!(text(c, "#result-value").await.as_deref(), Some(value));
     no_page_errors(c, "the polling page").await;
 }
 
+/// The status of the answer to the form's `op` (`PUT`, `GET`) once it is
+/// no longer pending.
+async fn answer_of(c: &Client, op: &str) -> String {
+    let what = format!("the answer to the {op}");
+    wait_for(Duration::from_secs(15), &what, || async {
+        let shown = text(c, "#result-op").await?;
+        let status = attr(c, "#result", "data-status").await?;
+        (shown.starts_with(op) && status != "pending").then_some(status)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_polls_without_push_streams() {
-    if let Some(why) = missing() {
-        if std::env::var_os("RAFT_KV_REQUIRE_BROWSER").is_some() {
-            panic!("browser test cannot run: {why}");
-        }
-        println!("SKIPPED browser polling test: {why}");
-        return;
-    }
-    tokio::task::block_in_place(page_in_chromium);
-    let (driver, client) = open_browser().await;
-    let body = tokio::spawn({
-        let c = client.clone();
-        async move { polling_fallback(&c).await }
+    once_in_chromium("browser polling test", |c| async move {
+        polling_fallback(&c).await
     })
     .await;
-    // Close the session even when the body failed, or Chromium stays up.
-    let _ = tokio::time::timeout(Duration::from_secs(30), client.close()).await;
-    if let Err(e) = body {
-        eprintln!(
-            "--- chromedriver log (last lines) ---\n{}",
-            driver.log_tail()
-        );
-        drop(driver);
-        match e.try_into_panic() {
-            Ok(payload) => std::panic::resume_unwind(payload),
-            Err(e) => panic!("browser polling test task failed: {e}"),
-        }
-    }
 }
