@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+mod chunked_entries;
 pub mod config;
 pub mod describe;
 mod keyspace;

@@ -6,6 +6,7 @@
 //! its metadata is kept: its image is the driver's (a file), which the
 //! driver supplies when it sends the snapshot to a lagging follower.
 
+use crate::chunked_entries::ChunkedEntries;
 use crate::types::{Compacted, Entry, Index, Membership, Payload, SnapshotMeta, Term};
 
 /// The log and its cursors. Invariant:
@@ -15,7 +16,7 @@ use crate::types::{Compacted, Entry, Index, Membership, Payload, SnapshotMeta, T
 pub struct RaftLog {
     /// Where the newest snapshot sits (its image is the driver's).
     pub snapshot: SnapshotMeta,
-    entries: Vec<Entry>,
+    entries: ChunkedEntries,
     /// The highest index known to be committed.
     pub commit: Index,
     /// The highest index handed to the driver to apply.
@@ -31,7 +32,7 @@ impl RaftLog {
     pub fn restore(snapshot: SnapshotMeta, entries: Vec<Entry>, commit: Index) -> Self {
         let first = snapshot.index + 1;
         // Keep only a contiguous run starting right after the snapshot.
-        let entries: Vec<Entry> = entries
+        let entries: ChunkedEntries = entries
             .into_iter()
             .skip_while(|e| e.index < first)
             .enumerate()
@@ -105,7 +106,7 @@ impl RaftLog {
         }
         let mut out = Vec::new();
         let mut size = 0;
-        for e in &self.entries[(from - first) as usize..] {
+        for e in self.entries.iter_from((from - first) as usize) {
             size += e.approx_size();
             if !out.is_empty() && size > max_bytes {
                 break;
@@ -161,7 +162,9 @@ impl RaftLog {
                 Some(_) => self.truncate_from(index),
                 None => {}
             }
-            self.entries.extend(entries[i..].iter().cloned());
+            for e in &entries[i..] {
+                self.entries.push(e.clone());
+            }
             break;
         }
         last_new
@@ -249,9 +252,8 @@ impl RaftLog {
     /// took, and returns them (nothing is freed here).
     pub fn compact(&mut self, meta: SnapshotMeta) -> Compacted {
         let drop = (meta.index - self.snapshot.index) as usize;
-        let kept = self.entries.split_off(drop.min(self.entries.len()));
         Compacted {
-            entries: std::mem::replace(&mut self.entries, kept),
+            entries: self.entries.take_front(drop),
             snapshot: std::mem::replace(&mut self.snapshot, meta),
         }
     }
