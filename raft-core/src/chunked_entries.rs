@@ -158,7 +158,14 @@ mod tests {
         let check = |model: &Vec<u64>, chunks: &ChunkedEntries| {
             assert_eq!(chunks.len(), model.len());
             assert_eq!(chunks.last().map(|e| e.index), model.last().copied());
-            for i in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, model.len().saturating_sub(1)] {
+            for i in [
+                0,
+                1,
+                CHUNK - 1,
+                CHUNK,
+                CHUNK + 1,
+                model.len().saturating_sub(1),
+            ] {
                 assert_eq!(chunks.get(i).map(|e| e.index), model.get(i).copied(), "{i}");
             }
             assert_eq!(chunks.get(model.len()), None);
