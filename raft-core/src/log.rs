@@ -1,8 +1,9 @@
 //! The in-memory Raft log: a snapshot followed by the uncompacted entries,
 //! with the commit, apply and persistence cursors.
 //!
-//! The whole uncompacted suffix lives in memory; the driver keeps it bounded
-//! by taking snapshots ([`crate::RawNode::compact`]). Of the snapshot only
+//! The whole uncompacted suffix lives in memory; the replica keeps it
+//! bounded by compacting it ([`crate::RawNode::compact`]) at the snapshots
+//! the driver writes and at checkpoints in between. Of the snapshot only
 //! its metadata is kept: its image is the driver's (a file), which the
 //! driver supplies when it sends the snapshot to a lagging follower.
 

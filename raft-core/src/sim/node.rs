@@ -297,7 +297,7 @@ impl SimNode {
 
     /// The first index of its log in memory: past its newest snapshot, or
     /// past a checkpoint the core compacted to since.
-    pub fn log_start(&self) -> Index {
+    fn log_start(&self) -> Index {
         let core = self.raw().map_or(0, RawNode::snapshot_index);
         self.disk.store.snapshot_index().max(core) + 1
     }
@@ -312,7 +312,8 @@ impl SimNode {
         }
     }
 
-    /// The index of its newest snapshot (in memory and on disk alike).
+    /// The index of its newest snapshot on disk (the core's log may start
+    /// past it, at a checkpoint: see [`SimNode::held_entry`]).
     pub fn snapshot_index(&self) -> Index {
         self.disk.store.snapshot_index()
     }
