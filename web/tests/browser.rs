@@ -576,18 +576,8 @@ async fn tour_once(c: &Client) {
         attr(c, "#tour", "hidden").await.map(|_| ())
     })
     .await;
-    c.refresh().await.expect("reload");
     // Once the page has polled (the wasm runs), the tour must still be away.
-    wait_for(
-        Duration::from_secs(30),
-        "the page after the reload",
-        || async {
-            text(c, "#live-updated")
-                .await
-                .filter(|t| t.starts_with("served by"))
-        },
-    )
-    .await;
+    reload_and_wait_for_a_poll(c).await;
     assert!(
         attr(c, "#tour", "hidden").await.is_some(),
         "the tour came back after it was dismissed"
@@ -1685,17 +1675,7 @@ async fn login_view(c: &Client) {
     assert_eq!(text(c, "#result-value").await.as_deref(), Some("hello"));
     assert_eq!(get("other/y").await, "HTTP 403");
     // The token is kept for the tab: a reload stays logged in.
-    c.refresh().await.expect("reload");
-    wait_for(
-        Duration::from_secs(30),
-        "the page after the reload",
-        || async {
-            text(c, "#live-updated")
-                .await
-                .filter(|t| t.starts_with("served by"))
-        },
-    )
-    .await;
+    reload_and_wait_for_a_poll(c).await;
     assert_eq!(get("app/x").await, "HTTP 200");
     no_page_errors(c, "the live view with a login").await;
     println!("login: 401 → login form → alice reads app/x, 403 on other/y");
@@ -1835,6 +1815,21 @@ async fn polling_fallback(c: &Client) {
     assert_eq!(got, "ok", "get failed: {:?}", text(c, "#result").await);
     assert_eq!(text(c, "#result-value").await.as_deref(), Some(value));
     no_page_errors(c, "the polling page").await;
+}
+
+/// Reloads the page and waits until its wasm has polled the cluster once.
+async fn reload_and_wait_for_a_poll(c: &Client) {
+    c.refresh().await.expect("reload");
+    wait_for(
+        Duration::from_secs(30),
+        "the page after the reload",
+        || async {
+            text(c, "#live-updated")
+                .await
+                .filter(|t| t.starts_with("served by"))
+        },
+    )
+    .await;
 }
 
 /// The status of the answer to the form's `op` (`PUT`, `GET`) once it is
