@@ -20,9 +20,8 @@
 //! state, and a log entry in memory costs about three times its bytes: a
 //! member of a million keys held more log than state. So the log in memory
 //! is compacted on its own, at a *checkpoint* every `checkpoint_every`
-//! applied entries:
-//! a point the core drops its log to (after the catch-up margin) with no
-//! image written there. The durable log on disk still reaches back to the
+//! applied entries: a point the core drops its log to (after the catch-up
+//! margin) with no image written there. The durable log on disk still reaches back to the
 //! newest snapshot file, so a restart loses nothing; and a follower that
 //! needs a snapshot past the newest file waits until a new one is written
 //! ([`crate::Replica::ready`] holds its InstallSnapshot back and asks for
@@ -88,8 +87,8 @@ pub(super) struct SnapshotState {
     mark: u64,
     /// The index of the snapshot being written, if any (one at a time).
     pub running: Option<Index>,
-    /// The newest checkpoint (or snapshot, whichever is newer): the next
-    /// checkpoint is `every` entries after it.
+    /// The newest checkpoint: the next one is `checkpoint_every` entries
+    /// after it or after the newest snapshot, whichever is newer.
     checkpoint: Index,
     /// No automatic snapshot before this applied index (moved on after a
     /// failure, so a broken disk is not retried on every entry).
