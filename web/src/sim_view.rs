@@ -87,6 +87,9 @@ pub fn speed_label(speed: f64) -> String {
 }
 /// At most this many simulation steps per animation frame.
 const MAX_STEPS_PER_FRAME: u32 = 5000;
+/// ... and for at most this long, so that at high speeds a run of costly
+/// steps never keeps the page from answering clicks and keys.
+const FRAME_BUDGET_MS: f64 = 12.0;
 /// The history view shows this much virtual time.
 const HISTORY_WINDOW: u64 = 6000;
 /// A dropped message's cross fades out over this many milliseconds.
@@ -389,12 +392,20 @@ impl SimUi {
         self.last_ts = Some(ts);
         let now = self.run.cluster.now() as f64;
         self.target = (self.target + dt * self.speed / 1000.0).max(now - 50.0);
+        let deadline = now_ms() + FRAME_BUDGET_MS;
         let mut n = 0;
-        while (self.run.cluster.now() as f64) < self.target && n < MAX_STEPS_PER_FRAME {
+        let mut cut = false;
+        while (self.run.cluster.now() as f64) < self.target {
+            // The clock is read every 64 steps: a step costs microseconds.
+            if n == MAX_STEPS_PER_FRAME || (n % 64 == 0 && n > 0 && now_ms() > deadline) {
+                cut = true;
+                break;
+            }
             self.run.step();
             n += 1;
         }
-        if n == MAX_STEPS_PER_FRAME {
+        if cut {
+            // Behind: run slower than asked rather than pile up a backlog.
             self.target = self.run.cluster.now() as f64;
         }
         self.render(false);
